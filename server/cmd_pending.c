@@ -1,0 +1,40 @@
+/*
+ * Subcommands whose implementation has not landed yet: they answer --help
+ * and otherwise refuse with exit status 2. Each moves to its own
+ * server/cmd_NAME.c when it is implemented.
+ */
+#include <stdio.h>
+
+#include "commands.h"
+
+static const struct cli_option no_options[] = { { 0 } };
+
+static int run_pending(const struct cli_command *info, int argc, char **argv)
+{
+	struct cli_args args;
+	int rc = cli_parse(info, no_options, argc, argv, &args);
+	if (rc != CLI_OK)
+		return rc == CLI_HELP ? 0 : 2;
+	cli_args_free(&args);
+	fprintf(stderr, "clipd %s: not available in this build yet\n", info->name);
+	return 2;
+}
+
+const struct clipd_command cmd_serve = {
+	{ "serve", "run the HTTP daemon", "--model DIR --data DIR [OPTIONS]", NULL }, run_pending };
+const struct clipd_command cmd_encode = {
+	{ "encode", "print CLIP embeddings of images and texts", "--model DIR [--image FILE]... [--text TEXT]...", NULL }, run_pending };
+const struct clipd_command cmd_tokenize = {
+	{ "tokenize", "print CLIP token ids of texts", "[--model DIR] TEXT...", NULL }, run_pending };
+const struct clipd_command cmd_preprocess = {
+	{ "preprocess", "write the model's input crop of an image as PNG", "--model DIR --image FILE --out OUT.png", NULL }, run_pending };
+const struct clipd_command cmd_bench = {
+	{ "bench", "measure encoder speed and memory", "--model DIR [--batch N] [--threads N] [--seconds S]", NULL }, run_pending };
+const struct clipd_command cmd_bench_index = {
+	{ "bench-index", "measure the vector index on synthetic CLIP-like data", "--n N --dim D [--queries Q] [--index FACTORY]", NULL }, run_pending };
+const struct clipd_command cmd_index = {
+	{ "index", "inspect or rebuild a data directory's vector index", "stats|rebuild --data DIR", NULL }, run_pending };
+const struct clipd_command cmd_check = {
+	{ "check", "verify a data directory: database, files, vectors, index", "--data DIR", NULL }, run_pending };
+const struct clipd_command cmd_reembed = {
+	{ "reembed", "re-encode every stored image with a new model", "--model DIR --data DIR", NULL }, run_pending };

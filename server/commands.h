@@ -1,0 +1,26 @@
+/*
+ * commands.h - clipd's subcommands. Each lives in server/cmd_NAME.c and
+ * parses its own options with cli_parse (so `clipd NAME --help` works);
+ * run() returns the process exit status: 0 success, 1 failure, 2 usage.
+ */
+#ifndef CLIPD_COMMANDS_H
+#define CLIPD_COMMANDS_H
+
+#include "cli.h"
+
+struct clipd_command {
+	struct cli_command info;
+	int (*run)(const struct cli_command *info, int argc, char **argv);
+};
+
+extern const struct clipd_command cmd_serve;
+extern const struct clipd_command cmd_encode;
+extern const struct clipd_command cmd_tokenize;
+extern const struct clipd_command cmd_preprocess;
+extern const struct clipd_command cmd_bench;
+extern const struct clipd_command cmd_bench_index;
+extern const struct clipd_command cmd_index;
+extern const struct clipd_command cmd_check;
+extern const struct clipd_command cmd_reembed;
+
+#endif
