@@ -24,8 +24,6 @@ const struct clipd_command cmd_serve = {
 	{ "serve", "run the HTTP daemon", "--model DIR --data DIR [OPTIONS]", NULL }, run_pending };
 const struct clipd_command cmd_encode = {
 	{ "encode", "print CLIP embeddings of images and texts", "--model DIR [--image FILE]... [--text TEXT]...", NULL }, run_pending };
-const struct clipd_command cmd_tokenize = {
-	{ "tokenize", "print CLIP token ids of texts", "[--model DIR] TEXT...", NULL }, run_pending };
 const struct clipd_command cmd_preprocess = {
 	{ "preprocess", "write the model's input crop of an image as PNG", "--model DIR --image FILE --out OUT.png", NULL }, run_pending };
 const struct clipd_command cmd_bench = {
