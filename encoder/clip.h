@@ -168,6 +168,11 @@ int clip_image_preprocess(const clip_model *model, const clip_image *img,
 
 typedef struct clip_ctx clip_ctx;
 
+/* The most images or texts one clip_encode_* call takes (larger batches
+ * are CLIP_ERR_INVALID); within a call the encoder works in chunks, so its
+ * scratch memory does not grow with n. */
+#define CLIP_MAX_BATCH 4096
+
 /* A working context with n_threads threads (the caller's own thread is one
  * of them; 0 means the number of online CPUs). */
 int clip_ctx_new(const clip_model *model, int n_threads, clip_ctx **out, clip_error *err);

@@ -22,12 +22,6 @@ static int run_pending(const struct cli_command *info, int argc, char **argv)
 
 const struct clipd_command cmd_serve = {
 	{ "serve", "run the HTTP daemon", "--model DIR --data DIR [OPTIONS]", NULL }, run_pending };
-const struct clipd_command cmd_encode = {
-	{ "encode", "print CLIP embeddings of images and texts", "--model DIR [--image FILE]... [--text TEXT]...", NULL }, run_pending };
-const struct clipd_command cmd_preprocess = {
-	{ "preprocess", "write the model's input crop of an image as PNG", "--model DIR --image FILE --out OUT.png", NULL }, run_pending };
-const struct clipd_command cmd_bench = {
-	{ "bench", "measure encoder speed and memory", "--model DIR [--batch N] [--threads N] [--seconds S]", NULL }, run_pending };
 const struct clipd_command cmd_bench_index = {
 	{ "bench-index", "measure the vector index on synthetic CLIP-like data", "--n N --dim D [--queries Q] [--index FACTORY]", NULL }, run_pending };
 const struct clipd_command cmd_index = {

@@ -1,0 +1,762 @@
+/*
+ * forward.c - the CLIP vision and text transformers: every matrix product
+ * through cblas_sgemm, LayerNorm, softmax and the activations in float32
+ * with vector kernels of our own, each step split across the ctx's team.
+ *
+ * Rows are tokens: an image is 1 + grid^2 rows (class token first), a text
+ * is its ids up to and including the end token (the causal mask makes
+ * later positions irrelevant to the pooled output, so they are never
+ * computed). A chunk of images or texts is one matrix of rows, so every
+ * linear layer is one GEMM over the whole chunk; attention runs per
+ * sequence and head.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "forward.h"
+#include "internal.h"
+
+/* ---- vector kernels ---------------------------------------------------- */
+
+/* GCC/Clang vector extensions, as wide as the target's registers (the
+ * build uses -march=native): 16 floats with AVX-512, 8 with AVX, 4 with
+ * SSE. Loads and stores go through memcpy, so no pointer needs any
+ * alignment. */
+#if defined(__AVX512F__)
+#define VL 16
+#elif defined(__AVX__)
+#define VL 8
+#else
+#define VL 4
+#endif
+typedef float vf __attribute__((vector_size(VL * sizeof(float))));
+typedef int32_t vi __attribute__((vector_size(VL * sizeof(int32_t))));
+
+#define KERNEL static inline __attribute__((always_inline))
+
+KERNEL vf vld(const float *p)
+{
+	vf v;
+	memcpy(&v, p, sizeof v);
+	return v;
+}
+
+KERNEL void vst(float *p, vf v)
+{
+	memcpy(p, &v, sizeof v);
+}
+
+KERNEL vf vld_n(const float *p, size_t n, float fill)
+{
+	vf v = (vf){ 0 } + fill;
+	memcpy(&v, p, n * sizeof *p);
+	return v;
+}
+
+KERNEL void vst_n(float *p, vf v, size_t n)
+{
+	memcpy(p, &v, n * sizeof *p);
+}
+
+KERNEL float vsum(vf v)
+{
+	float s = 0;
+	for (int i = 0; i < VL; i++)
+		s += v[i];
+	return s;
+}
+
+KERNEL float vmax_lane(vf v)
+{
+	float m = v[0];
+	for (int i = 1; i < VL; i++)
+		m = v[i] > m ? v[i] : m;
+	return m;
+}
+
+KERNEL vf vsel(vi mask, vf a, vf b)
+{
+	return (vf)(((vi)a & mask) | ((vi)b & ~mask));
+}
+
+KERNEL vf vmax(vf a, vf b)
+{
+	return vsel(a > b, a, b);
+}
+
+KERNEL vf vmin(vf a, vf b)
+{
+	return vsel(a < b, a, b);
+}
+
+KERNEL vf vabs(vf x)
+{
+	return (vf)((vi)x & 0x7fffffff);
+}
+
+/*
+ * e^x, relative error about 2e-7 over the float range: x = n ln2 + f with
+ * |f| <= ln2/2 (n by round-to-nearest through the 1.5 * 2^23 trick, ln2 in
+ * two parts), e^f by its degree-7 Taylor polynomial (remainder below 6e-9),
+ * times 2^n built in the exponent bits. Inputs are clamped to
+ * [-87.3, 88]: below, the result is the smallest normal float instead of
+ * a denormal or zero, which no caller can tell from zero.
+ */
+KERNEL vf vexp(vf x)
+{
+	x = vmin(vmax(x, (vf){ 0 } - 87.3f), (vf){ 0 } + 88.0f);
+	vf t = x * 1.44269504088896341f;
+	vf r = (t + 12582912.0f) - 12582912.0f;
+	vf f = x - r * 0.693145751953125f;
+	f = f - r * 1.42860682030941723e-6f;
+	vf p = (vf){ 0 } + 1.0f / 5040;
+	p = p * f + 1.0f / 720;
+	p = p * f + 1.0f / 120;
+	p = p * f + 1.0f / 24;
+	p = p * f + 1.0f / 6;
+	p = p * f + 0.5f;
+	p = p * f + 1.0f;
+	p = p * f + 1.0f;
+	vi n = __builtin_convertvector(r, vi);
+	vf scale = (vf)((n + 127) << 23);
+	return p * scale;
+}
+
+/* QuickGELU: x * sigmoid(1.702 x). */
+KERNEL vf vquick_gelu(vf x)
+{
+	return x / (1.0f + vexp(x * -1.702f));
+}
+
+/*
+ * Exact GELU, x * Phi(x) = x (1 + erf(x / sqrt 2)) / 2, through erfc(z) for
+ * z = |x| / sqrt 2 by the Chebyshev-fitted form t exp(-z^2 + P(t)),
+ * t = 1 / (1 + z/2), whose relative error is below 1.2e-7 for every z >= 0
+ * (Numerical Recipes' erfcc): x >= 0 gives x (1 - erfc/2), x < 0 gives
+ * x erfc/2, both without cancellation.
+ */
+KERNEL vf vgelu(vf x)
+{
+	vf z = vabs(x) * 0.70710678118654752f;
+	vf t = 1.0f / (1.0f + 0.5f * z);
+	vf p = (vf){ 0 } + 0.17087277f;
+	p = p * t - 0.82215223f;
+	p = p * t + 1.48851587f;
+	p = p * t - 1.13520398f;
+	p = p * t + 0.27886807f;
+	p = p * t - 0.18628806f;
+	p = p * t + 0.09678418f;
+	p = p * t + 0.37409196f;
+	p = p * t + 1.00002368f;
+	p = p * t - 1.26551223f;
+	vf half_erfc = 0.5f * t * vexp(p - z * z);
+	return x * vsel(x >= 0, 1.0f - half_erfc, half_erfc);
+}
+
+enum act { ACT_NONE, ACT_QUICK_GELU, ACT_GELU };
+
+/* y[i] = act(y[i] + b[i]) for i < n. */
+static void bias_act(float *y, const float *b, size_t n, enum act act)
+{
+	size_t i = 0;
+	switch (act) {
+	case ACT_NONE:
+		for (; i + VL <= n; i += VL)
+			vst(y + i, vld(y + i) + vld(b + i));
+		break;
+	case ACT_QUICK_GELU:
+		for (; i + VL <= n; i += VL)
+			vst(y + i, vquick_gelu(vld(y + i) + vld(b + i)));
+		break;
+	case ACT_GELU:
+		for (; i + VL <= n; i += VL)
+			vst(y + i, vgelu(vld(y + i) + vld(b + i)));
+		break;
+	}
+	if (i < n) {
+		size_t r = n - i;
+		vf v = vld_n(y + i, r, 0) + vld_n(b + i, r, 0);
+		if (act == ACT_QUICK_GELU)
+			v = vquick_gelu(v);
+		else if (act == ACT_GELU)
+			v = vgelu(v);
+		vst_n(y + i, v, r);
+	}
+}
+
+/* y = (x - mean) / sqrt(var + eps) * w + b over n floats; x may equal y. */
+static void layer_norm(const float *x, float *y, size_t n, const float *w, const float *b, float eps)
+{
+	size_t i;
+	vf acc = { 0 };
+	for (i = 0; i + VL <= n; i += VL)
+		acc += vld(x + i);
+	if (i < n)
+		acc += vld_n(x + i, n - i, 0);
+	float mean = vsum(acc) / (float)n;
+	vf acc2 = { 0 };
+	for (i = 0; i + VL <= n; i += VL) {
+		vf d = vld(x + i) - mean;
+		acc2 += d * d;
+	}
+	if (i < n) {
+		vf d = vld_n(x + i, n - i, mean) - mean;
+		acc2 += d * d;
+	}
+	float rstd = 1.0f / sqrtf(vsum(acc2) / (float)n + eps);
+	for (i = 0; i + VL <= n; i += VL)
+		vst(y + i, (vld(x + i) - mean) * rstd * vld(w + i) + vld(b + i));
+	if (i < n) {
+		size_t r = n - i;
+		vst_n(y + i, (vld_n(x + i, r, 0) - mean) * rstd * vld_n(w + i, r, 0) + vld_n(b + i, r, 0), r);
+	}
+}
+
+/* In place softmax of the first n of row[0..len), zeroing row[n..len). */
+static void softmax(float *row, size_t n, size_t len)
+{
+	size_t i;
+	vf m = (vf){ 0 } - INFINITY;
+	for (i = 0; i + VL <= n; i += VL)
+		m = vmax(m, vld(row + i));
+	if (i < n)
+		m = vmax(m, vld_n(row + i, n - i, -INFINITY));
+	float mx = vmax_lane(m);
+	vf acc = { 0 };
+	for (i = 0; i + VL <= n; i += VL) {
+		vf e = vexp(vld(row + i) - mx);
+		vst(row + i, e);
+		acc += e;
+	}
+	if (i < n) {
+		vf e = vexp(vld_n(row + i, n - i, mx) - mx);
+		/* lanes past n were filled with mx: exp(0) = 1, not counted */
+		vst_n(row + i, e, n - i);
+		for (size_t j = 0; j < n - i; j++)
+			acc[j] += e[j];
+	}
+	float inv = 1.0f / vsum(acc);
+	for (i = 0; i + VL <= n; i += VL)
+		vst(row + i, vld(row + i) * inv);
+	if (i < n)
+		vst_n(row + i, vld_n(row + i, n - i, 0) * inv, n - i);
+	if (len > n)
+		memset(row + n, 0, (len - n) * sizeof *row);
+}
+
+/* ---- work splitting ----------------------------------------------------- */
+
+#define COL_ALIGN 16  /* columns per thread come in blocks of 16 (one vector) */
+
+/* [*lo, *hi) of n items for thread idx of nth, in blocks of `align`. */
+static void split(size_t n, int idx, int nth, size_t align, size_t *lo, size_t *hi)
+{
+	size_t chunk = (n + (size_t)nth - 1) / (size_t)nth;
+	chunk = (chunk + align - 1) / align * align;
+	*lo = (size_t)idx * chunk < n ? (size_t)idx * chunk : n;
+	*hi = *lo + chunk < n ? *lo + chunk : n;
+}
+
+/*
+ * Columns [n0, n1) of y[M, N] (row stride ldy) = beta * y + x[M, K] W^T + b,
+ * W being [N, K] row-major (nn.Linear), then the activation.
+ */
+/*
+ * Few rows (a text query): OpenBLAS's packed GEMM copies the whole weight
+ * matrix for a handful of uses of each element, so the product is cut
+ * into column blocks small enough for its direct "small matrix" kernel,
+ * which reads the weights once, in place (OpenBLAS 0.3.17+ on AVX-512
+ * allows it for this transposition while rows x columns <= 1200 and
+ * rows x columns x K <= 10^6). Elsewhere the blocks change nothing.
+ */
+#define SMALL_ROWS 24
+#define SMALL_MN 1200
+#define SMALL_MNK 1000000
+
+static size_t column_block(size_t M, size_t K)
+{
+	if (M > SMALL_ROWS)
+		return SIZE_MAX;
+	size_t nc = SMALL_MN / M;
+	if (nc * M * K > SMALL_MNK)
+		nc = SMALL_MNK / (M * K);
+	nc = nc / COL_ALIGN * COL_ALIGN;
+	return nc ? nc : SIZE_MAX;
+}
+
+static void linear_cols(size_t M, size_t K, const float *x, size_t ldx, const float *w, const float *b,
+			float *y, size_t ldy, size_t n0, size_t n1, float beta, enum act act)
+{
+	if (n1 <= n0 || M == 0)
+		return;
+	size_t nc = column_block(M, K);
+	for (size_t c0 = n0; c0 < n1;) {
+		size_t c1 = n1 - c0 > nc ? c0 + nc : n1;
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)(c1 - c0), (int)K, 1.0f, x,
+			    (int)ldx, w + c0 * K, (int)K, beta, y + c0, (int)ldy);
+		c0 = c1;
+	}
+	for (size_t r = 0; r < M; r++)
+		bias_act(y + r * ldy + n0, b + n0, n1 - n0, act);
+}
+
+/* ---- one transformer tower over a chunk of rows --------------------------- */
+
+struct pass {
+	const struct clip_tower_arch *A;
+	const struct clip_layer *l;
+	size_t M;                       /* rows */
+	float *x, *h, *q, *k, *v, *a, *f;
+	/* sequences: n_seq runs of rows, seq_off[i] .. + seq_len[i] */
+	size_t n_seq;
+	const int *seq_off, *seq_len;
+	const int *pool_row;            /* per sequence: the row its output is read from */
+	struct pass *pool;              /* the last layer past attention: pooled rows only */
+	int causal;
+	float *scores;                  /* per thread: scores_stride floats */
+	size_t scores_stride;
+	/* LayerNorm task parameters */
+	const float *ln_w, *ln_b;
+	const float *ln_in;
+	float *ln_out;
+	size_t ln_stride;               /* rows are ln_stride floats apart */
+};
+
+static void task_ln(void *arg, int i, int n)
+{
+	struct pass *p = arg;
+	size_t W = (size_t)p->A->width, lo, hi;
+	split(p->M, i, n, 1, &lo, &hi);
+	for (size_t r = lo; r < hi; r++)
+		layer_norm(p->ln_in + r * p->ln_stride, p->ln_out + r * p->ln_stride, W, p->ln_w, p->ln_b,
+			   p->A->eps);
+}
+
+static void task_qkv(void *arg, int i, int n)
+{
+	struct pass *p = arg;
+	const struct clip_layer *l = p->l;
+	size_t W = (size_t)p->A->width, lo, hi;
+	split(W, i, n, COL_ALIGN, &lo, &hi);
+	linear_cols(p->M, W, p->h, W, l->q_w, l->q_b, p->q, W, lo, hi, 0.0f, ACT_NONE);
+	linear_cols(p->M, W, p->h, W, l->k_w, l->k_b, p->k, W, lo, hi, 0.0f, ACT_NONE);
+	linear_cols(p->M, W, p->h, W, l->v_w, l->v_b, p->v, W, lo, hi, 0.0f, ACT_NONE);
+}
+
+static void task_attn(void *arg, int i, int n)
+{
+	struct pass *p = arg;
+	size_t W = (size_t)p->A->width, H = (size_t)p->A->heads, d = W / H, lo, hi;
+	float scale = 1.0f / sqrtf((float)d);
+	float *S = p->scores + (size_t)i * p->scores_stride;
+	split(p->n_seq * H, i, n, 1, &lo, &hi);
+	for (size_t u = lo; u < hi; u++) {
+		size_t s = u / H, head = u % H;
+		size_t off = (size_t)p->seq_off[s], L = (size_t)p->seq_len[s];
+		const float *Q = p->q + off * W + head * d;
+		const float *K = p->k + off * W + head * d;
+		const float *V = p->v + off * W + head * d;
+		float *O = p->a + off * W + head * d;
+		/* in blocks of rows that OpenBLAS's small-matrix kernel takes */
+		size_t rb = SMALL_MN / L ? SMALL_MN / L : 1;
+		for (size_t r0 = 0; r0 < L; r0 += rb) {
+			size_t nr = L - r0 < rb ? L - r0 : rb;
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)L, (int)d, scale,
+				    Q + r0 * W, (int)W, K, (int)W, 0.0f, S + r0 * L, (int)L);
+		}
+		for (size_t r = 0; r < L; r++)
+			softmax(S + r * L, p->causal ? r + 1 : L, L);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)L, (int)d, (int)L, 1.0f, S, (int)L,
+			    V, (int)W, 0.0f, O, (int)W);
+	}
+}
+
+static void task_out(void *arg, int i, int n)
+{
+	struct pass *p = arg;
+	size_t W = (size_t)p->A->width, lo, hi;
+	split(W, i, n, COL_ALIGN, &lo, &hi);
+	linear_cols(p->M, W, p->a, W, p->l->o_w, p->l->o_b, p->x, W, lo, hi, 1.0f, ACT_NONE);
+}
+
+static void task_fc1(void *arg, int i, int n)
+{
+	struct pass *p = arg;
+	size_t W = (size_t)p->A->width, F = (size_t)p->A->mlp, lo, hi;
+	split(F, i, n, COL_ALIGN, &lo, &hi);
+	linear_cols(p->M, W, p->h, W, p->l->fc1_w, p->l->fc1_b, p->f, F, lo, hi, 0.0f,
+		    p->A->quick_gelu ? ACT_QUICK_GELU : ACT_GELU);
+}
+
+static void task_fc2(void *arg, int i, int n)
+{
+	struct pass *p = arg;
+	size_t W = (size_t)p->A->width, F = (size_t)p->A->mlp, lo, hi;
+	split(W, i, n, COL_ALIGN, &lo, &hi);
+	linear_cols(p->M, F, p->f, F, p->l->fc2_w, p->l->fc2_b, p->x, W, lo, hi, 1.0f, ACT_NONE);
+}
+
+/* Last layer: K and V for every row, Q only for the pooled rows. */
+static void task_kv_q(void *arg, int i, int n)
+{
+	struct pass *p = arg, *pp = p->pool;
+	const struct clip_layer *l = p->l;
+	size_t W = (size_t)p->A->width, lo, hi;
+	split(W, i, n, COL_ALIGN, &lo, &hi);
+	linear_cols(p->M, W, p->h, W, l->k_w, l->k_b, p->k, W, lo, hi, 0.0f, ACT_NONE);
+	linear_cols(p->M, W, p->h, W, l->v_w, l->v_b, p->v, W, lo, hi, 0.0f, ACT_NONE);
+	linear_cols(pp->M, W, pp->h, W, l->q_w, l->q_b, pp->q, W, lo, hi, 0.0f, ACT_NONE);
+}
+
+/* Last layer: attention of each sequence's pooled row over all its rows
+ * (the pooled row is the class token or the end token, the last row of a
+ * text, so the causal mask hides nothing from it). */
+static void task_attn_pool(void *arg, int i, int n)
+{
+	struct pass *p = arg, *pp = p->pool;
+	size_t W = (size_t)p->A->width, H = (size_t)p->A->heads, d = W / H, lo, hi;
+	float scale = 1.0f / sqrtf((float)d);
+	float *S = p->scores + (size_t)i * p->scores_stride;
+	split(p->n_seq * H, i, n, 1, &lo, &hi);
+	for (size_t u = lo; u < hi; u++) {
+		size_t s = u / H, head = u % H;
+		size_t off = (size_t)p->seq_off[s], L = (size_t)p->seq_len[s];
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 1, (int)L, (int)d, scale, pp->q + s * W + head * d,
+			    (int)W, p->k + off * W + head * d, (int)W, 0.0f, S, (int)L);
+		softmax(S, L, L);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 1, (int)d, (int)L, 1.0f, S, (int)L,
+			    p->v + off * W + head * d, (int)W, 0.0f, pp->a + s * W + head * d, (int)W);
+	}
+}
+
+static void run_ln(struct clip_team *team, struct pass *p, const float *in, float *out, const float *w,
+		   const float *b)
+{
+	p->ln_in = in;
+	p->ln_out = out;
+	p->ln_w = w;
+	p->ln_b = b;
+	p->ln_stride = (size_t)p->A->width;
+	clip_team_run(team, task_ln, p);
+}
+
+/*
+ * The tower's layers over p->M rows of p->x. The last layer computes past
+ * its attention only the pooled rows (one per sequence), into p->pool: its
+ * x holds them afterwards.
+ */
+static void run_layers(struct clip_team *team, struct pass *p, const struct clip_layer *layers)
+{
+	struct pass *pp = p->pool;
+	size_t W = (size_t)p->A->width;
+	int last = p->A->layers - 1;
+	for (int li = 0; li < last; li++) {
+		p->l = &layers[li];
+		run_ln(team, p, p->x, p->h, p->l->ln1_w, p->l->ln1_b);
+		clip_team_run(team, task_qkv, p);
+		clip_team_run(team, task_attn, p);
+		clip_team_run(team, task_out, p);
+		run_ln(team, p, p->x, p->h, p->l->ln2_w, p->l->ln2_b);
+		clip_team_run(team, task_fc1, p);
+		clip_team_run(team, task_fc2, p);
+	}
+	p->l = pp->l = &layers[last];
+	run_ln(team, p, p->x, p->h, p->l->ln1_w, p->l->ln1_b);
+	for (size_t s = 0; s < p->n_seq; s++) {
+		memcpy(pp->x + s * W, p->x + (size_t)p->pool_row[s] * W, W * sizeof *pp->x);
+		memcpy(pp->h + s * W, p->h + (size_t)p->pool_row[s] * W, W * sizeof *pp->h);
+	}
+	clip_team_run(team, task_kv_q, p);
+	clip_team_run(team, task_attn_pool, p);
+	clip_team_run(team, task_out, pp);
+	run_ln(team, pp, pp->x, pp->h, pp->l->ln2_w, pp->l->ln2_b);
+	clip_team_run(team, task_fc1, pp);
+	clip_team_run(team, task_fc2, pp);
+}
+
+/* ---- scratch ----------------------------------------------------------- */
+
+void clip_work_free(struct clip_work *w)
+{
+	if (!w)
+		return;
+	free(w->buf);
+	free(w->ints);
+	memset(w, 0, sizeof *w);
+}
+
+#define ALIGN_FLOATS 16  /* 64 bytes */
+
+static size_t round_up(size_t n)
+{
+	return (n + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS;
+}
+
+static int work_reserve(struct clip_work *w, size_t floats, size_t ints, clip_error *err)
+{
+	if (floats > w->cap) {
+		float *b = NULL;
+		if (posix_memalign((void **)&b, 64, floats * sizeof *b) != 0)
+			return clip_fail(err, CLIP_ERR_NOMEM, "out of memory for %zu MB of scratch",
+					 floats * sizeof *b >> 20);
+		free(w->buf);
+		w->buf = b;
+		w->cap = floats;
+	}
+	if (ints > w->cap_ints) {
+		int *p = malloc(ints * sizeof *p);
+		if (!p)
+			return clip_fail(err, CLIP_ERR_NOMEM, "out of memory");
+		free(w->ints);
+		w->ints = p;
+		w->cap_ints = ints;
+	}
+	return 0;
+}
+
+/* Carve the buffers of pass p (M rows) and of its pooled pass pp (n rows)
+ * out of base; returns the floats needed (and assigns pointers only when
+ * base is not NULL). */
+static size_t layout(struct pass *p, struct pass *pp, float *base, size_t M, size_t n, size_t W, size_t F,
+		     size_t f_floats, size_t scores, int nth)
+{
+	size_t off = 0;
+	float **bufs[] = { &p->x, &p->h, &p->q, &p->k, &p->v, &p->a, &pp->x, &pp->h, &pp->q, &pp->a };
+	size_t sizes[] = { M * W, M * W, M * W, M * W, M * W, M * W, n * W, n * W, n * W, n * W };
+	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+		if (base)
+			*bufs[i] = base + off;
+		off += round_up(sizes[i]);
+	}
+	if (base)
+		p->f = base + off;
+	off += round_up(f_floats);
+	if (base)
+		pp->f = base + off;
+	off += round_up(n * F);
+	if (base)
+		p->scores = base + off;
+	p->scores_stride = round_up(scores);
+	off += p->scores_stride * (size_t)nth;
+	*pp = (struct pass){ .A = p->A, .M = n, .x = pp->x, .h = pp->h, .q = pp->q, .a = pp->a, .f = pp->f };
+	p->pool = pp;
+	return off;
+}
+
+/* out[n, E] = pooled[n, W] * proj, proj [W, E] (t = 0) or [E, W] (t = 1). */
+static void project(const float *pooled, size_t n, size_t W, const float *proj, int t, size_t E, float *out)
+{
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, t ? CblasTrans : CblasNoTrans, (int)n, (int)E, (int)W, 1.0f,
+		    pooled, (int)W, proj, t ? (int)W : (int)E, 0.0f, out, (int)E);
+}
+
+/* ---- vision ------------------------------------------------------------ */
+
+struct vis_embed {
+	const clip_model *m;
+	const float *pixels;    /* the chunk's images */
+	size_t B, grid, T;
+	float *patches;         /* [B * grid^2, 3 P P] */
+	float *x;               /* [B * T, W] */
+};
+
+/* Unfold each image into grid^2 rows of (channel, dy, dx) values, the
+ * order of the conv weight [W, 3, P, P]; prefill x with the positional
+ * embedding (and the class token). Split by image rows. */
+static void task_unfold(void *arg, int i, int n)
+{
+	struct vis_embed *e = arg;
+	const struct clip_arch *a = &e->m->arch;
+	size_t S = (size_t)a->image_size, P = (size_t)a->patch_size, G = e->grid, W = (size_t)a->vision.width;
+	size_t K = 3 * P * P, lo, hi;
+	split(e->B * G, i, n, 1, &lo, &hi);
+	for (size_t bg = lo; bg < hi; bg++) {
+		size_t b = bg / G, gy = bg % G;
+		const float *img = e->pixels + b * 3 * S * S;
+		for (size_t gx = 0; gx < G; gx++) {
+			float *row = e->patches + ((b * G + gy) * G + gx) * K;
+			for (size_t c = 0; c < 3; c++)
+				for (size_t dy = 0; dy < P; dy++)
+					memcpy(row + (c * P + dy) * P, img + (c * S + gy * P + dy) * S + gx * P,
+					       P * sizeof *row);
+		}
+	}
+	/* positional embedding rows, split by image */
+	split(e->B, i, n, 1, &lo, &hi);
+	for (size_t b = lo; b < hi; b++) {
+		float *x = e->x + b * e->T * W;
+		memcpy(x, e->m->vis_pos, e->T * W * sizeof *x);
+		for (size_t c = 0; c < W; c++)
+			x[c] += e->m->class_emb[c];
+	}
+}
+
+/* x[b, 1 + p, cols] += patches[b, p] . patch_w[cols]^T */
+static void task_patch_gemm(void *arg, int i, int n)
+{
+	struct vis_embed *e = arg;
+	const struct clip_arch *a = &e->m->arch;
+	size_t P = (size_t)a->patch_size, W = (size_t)a->vision.width, K = 3 * P * P, G2 = e->grid * e->grid;
+	size_t lo, hi;
+	split(W, i, n, COL_ALIGN, &lo, &hi);
+	if (hi <= lo)
+		return;
+	for (size_t b = 0; b < e->B; b++)
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)G2, (int)(hi - lo), (int)K, 1.0f,
+			    e->patches + b * G2 * K, (int)K, e->m->patch_w + lo * K, (int)K, 1.0f,
+			    e->x + (b * e->T + 1) * W + lo, (int)W);
+}
+
+static void vision_chunk(const clip_model *m, struct clip_team *team, struct clip_work *w, const float *pixels,
+			 size_t B, float *out, clip_error *err, int *rc)
+{
+	const struct clip_arch *a = &m->arch;
+	size_t W = (size_t)a->vision.width, F = (size_t)a->vision.mlp, P = (size_t)a->patch_size;
+	size_t G = (size_t)(a->image_size / a->patch_size), T = G * G + 1, M = B * T;
+	size_t patch_floats = B * G * G * 3 * P * P;
+	size_t f_floats = M * F > patch_floats ? M * F : patch_floats;
+	int nth = clip_team_size(team);
+	struct pass p = { .A = &a->vision, .M = M, .n_seq = B, .causal = 0 }, pp = { 0 };
+	size_t need = layout(&p, &pp, NULL, M, B, W, F, f_floats, T * T, nth);
+	if ((*rc = work_reserve(w, need, 3 * B, err)))
+		return;
+	layout(&p, &pp, w->buf, M, B, W, F, f_floats, T * T, nth);
+	int *off = w->ints, *len = w->ints + B, *pool = w->ints + 2 * B;
+	for (size_t b = 0; b < B; b++) {
+		off[b] = (int)(b * T);
+		len[b] = (int)T;
+		pool[b] = off[b];  /* the class token */
+	}
+	p.seq_off = off;
+	p.seq_len = len;
+	p.pool_row = pool;
+
+	struct vis_embed e = { .m = m, .pixels = pixels, .B = B, .grid = G, .T = T, .patches = p.f, .x = p.x };
+	clip_team_run(team, task_unfold, &e);
+	clip_team_run(team, task_patch_gemm, &e);
+	run_ln(team, &p, p.x, p.x, m->ln_pre_w, m->ln_pre_b);
+	run_layers(team, &p, m->vis_layers);
+	for (size_t b = 0; b < B; b++)
+		layer_norm(pp.x + b * W, pp.h + b * W, W, m->ln_post_w, m->ln_post_b, a->vision.eps);
+	project(pp.h, B, W, m->vis_proj, m->vis_proj_t, (size_t)a->embed_dim, out);
+}
+
+int clip_forward_images(const clip_model *m, struct clip_team *team, struct clip_work *w, const float *pixels,
+			size_t n, float *out, clip_error *err)
+{
+	const struct clip_arch *a = &m->arch;
+	size_t G = (size_t)(a->image_size / a->patch_size), T = G * G + 1;
+	size_t per = CLIP_CHUNK_ROWS / T ? CLIP_CHUNK_ROWS / T : 1;
+	size_t in_floats = 3 * (size_t)a->image_size * (size_t)a->image_size, E = (size_t)a->embed_dim;
+	int rc = 0;
+	for (size_t i = 0; i < n && !rc; i += per) {
+		size_t B = n - i < per ? n - i : per;
+		vision_chunk(m, team, w, pixels + i * in_floats, B, out + i * E, err, &rc);
+	}
+	return rc;
+}
+
+/* ---- text -------------------------------------------------------------- */
+
+struct txt_embed {
+	const clip_model *m;
+	const int32_t *const *ids;
+	const int *off, *len;
+	size_t n;
+	float *x;
+};
+
+static void task_tok_embed(void *arg, int i, int n)
+{
+	struct txt_embed *e = arg;
+	size_t W = (size_t)e->m->arch.text.width, lo, hi;
+	split(e->n, i, n, 1, &lo, &hi);
+	for (size_t s = lo; s < hi; s++) {
+		for (size_t j = 0; j < (size_t)e->len[s]; j++) {
+			float *x = e->x + ((size_t)e->off[s] + j) * W;
+			const float *tok = e->m->tok_emb + (size_t)e->ids[s][j] * W;
+			const float *pos = e->m->txt_pos + j * W;
+			for (size_t c = 0; c < W; c++)
+				x[c] = tok[c] + pos[c];
+		}
+	}
+}
+
+/* Texts [0, n) whose rows (lens already cut at the end token) sum to M. */
+static void text_chunk(const clip_model *m, struct clip_team *team, struct clip_work *w,
+		       const int32_t *const *ids, const int *lens, size_t n, size_t M, float *out,
+		       clip_error *err, int *rc)
+{
+	const struct clip_arch *a = &m->arch;
+	size_t W = (size_t)a->text.width, F = (size_t)a->text.mlp, Lmax = 0;
+	int nth = clip_team_size(team);
+	for (size_t s = 0; s < n; s++)
+		Lmax = (size_t)lens[s] > Lmax ? (size_t)lens[s] : Lmax;
+	struct pass p = { .A = &a->text, .M = M, .n_seq = n, .causal = 1 }, pp = { 0 };
+	size_t need = layout(&p, &pp, NULL, M, n, W, F, M * F, Lmax * Lmax, nth);
+	if ((*rc = work_reserve(w, need, 3 * n, err)))
+		return;
+	layout(&p, &pp, w->buf, M, n, W, F, M * F, Lmax * Lmax, nth);
+	int *off = w->ints, *len = w->ints + n, *pool = w->ints + 2 * n;
+	size_t r = 0;
+	for (size_t s = 0; s < n; s++) {
+		off[s] = (int)r;
+		len[s] = lens[s];
+		r += (size_t)lens[s];
+		pool[s] = (int)r - 1;  /* the end token, the text's last row */
+	}
+	p.seq_off = off;
+	p.seq_len = len;
+	p.pool_row = pool;
+	struct txt_embed e = { .m = m, .ids = ids, .off = off, .len = len, .n = n, .x = p.x };
+	clip_team_run(team, task_tok_embed, &e);
+	run_layers(team, &p, m->txt_layers);
+	for (size_t s = 0; s < n; s++)
+		layer_norm(pp.x + s * W, pp.h + s * W, W, m->ln_final_w, m->ln_final_b, a->text.eps);
+	project(pp.h, n, W, m->txt_proj, m->txt_proj_t, (size_t)a->embed_dim, out);
+}
+
+int clip_forward_tokens(const clip_model *m, struct clip_team *team, struct clip_work *w,
+			const int32_t *const *ids, const size_t *lens, size_t n, float *out, clip_error *err)
+{
+	const struct clip_arch *a = &m->arch;
+	size_t E = (size_t)a->embed_dim;
+	int rc = 0;
+	int *cut = malloc((n ? n : 1) * sizeof *cut);
+	if (!cut)
+		return clip_fail(err, CLIP_ERR_NOMEM, "out of memory");
+	/* Validate everything first: a bad text fails the call before any
+	 * work. Each text is computed up to its first largest id. */
+	for (size_t s = 0; s < n; s++) {
+		if (!ids[s] || lens[s] < 1 || lens[s] > (size_t)a->context_length) {
+			rc = clip_fail(err, CLIP_ERR_INVALID, "text %zu: %zu ids, expected 1 to %d", s, lens[s],
+				       a->context_length);
+			goto out;
+		}
+		size_t best = 0;
+		for (size_t j = 0; j < lens[s]; j++) {
+			if (ids[s][j] < 0 || ids[s][j] >= a->vocab_size) {
+				rc = clip_fail(err, CLIP_ERR_INVALID, "text %zu: id %d at %zu outside the vocabulary", s,
+					       (int)ids[s][j], j);
+				goto out;
+			}
+			if (ids[s][j] > ids[s][best])
+				best = j;
+		}
+		cut[s] = (int)best + 1;
+	}
+	for (size_t s0 = 0; s0 < n && !rc;) {
+		size_t s1 = s0, M = 0;
+		while (s1 < n && (s1 == s0 || M + (size_t)cut[s1] <= CLIP_CHUNK_ROWS))
+			M += (size_t)cut[s1++];
+		text_chunk(m, team, w, ids + s0, cut + s0, s1 - s0, M, out + s0 * E, err, &rc);
+		s0 = s1;
+	}
+out:
+	free(cut);
+	return rc;
+}

@@ -1,0 +1,90 @@
+/*
+ * model.h - the loaded CLIP model (internal to encoder/).
+ *
+ * clip_model_load (model.c) reads the config of either layout into a
+ * struct clip_arch, maps the weight files, and binds every tensor the
+ * architecture needs to a float pointer after checking its shape. The
+ * forward pass (forward.c) reads the model and never writes it.
+ *
+ * Weight layout, whatever the file layout: every linear weight is
+ * [out, in] row-major (PyTorch's nn.Linear), so y = x W^T + b. The
+ * projections are [width, dim] (OpenAI's x @ proj) when proj_t is 0 and
+ * [dim, width] (Hugging Face's nn.Linear) when proj_t is 1.
+ */
+#ifndef CLIP_MODEL_H
+#define CLIP_MODEL_H
+
+#include <stddef.h>
+
+#include "clip.h"
+#include "safetensors.h"
+
+/* Bounds on what a config may state: a model outside them is refused. */
+#define CLIP_MAX_WIDTH 8192
+#define CLIP_MAX_LAYERS 256
+#define CLIP_MAX_HEADS 256
+#define CLIP_MAX_IMAGE_SIZE 1024
+#define CLIP_MAX_CONTEXT 1024
+#define CLIP_MAX_VOCAB (1 << 20)
+#define CLIP_MAX_SHARDS 64
+#define CLIP_MAX_CONFIG_BYTES (4 << 20)
+
+struct clip_tower_arch {
+	int width, heads, layers, mlp;  /* mlp: the hidden size of the MLP */
+	float eps;                      /* LayerNorm epsilon */
+	int quick_gelu;                 /* 1: x * sigmoid(1.702 x); 0: exact erf GELU */
+};
+
+struct clip_arch {
+	struct clip_tower_arch vision, text;
+	int image_size, patch_size;
+	int context_length, vocab_size;
+	int embed_dim;
+	float mean[3], std[3];
+};
+
+struct clip_layer {
+	const float *ln1_w, *ln1_b;
+	const float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b;  /* [W, W], [W] */
+	const float *o_w, *o_b;                          /* [W, W], [W] */
+	const float *ln2_w, *ln2_b;
+	const float *fc1_w, *fc1_b;                      /* [mlp, W], [mlp] */
+	const float *fc2_w, *fc2_b;                      /* [W, mlp], [W] */
+};
+
+struct clip_model {
+	char layout[16];                /* "hf" or "openclip" */
+	struct clip_arch arch;
+
+	/* vision tower */
+	const float *patch_w;           /* [W, 3 * P * P] (conv weight flattened) */
+	const float *class_emb;         /* [W] */
+	const float *vis_pos;           /* [grid * grid + 1, W] */
+	const float *ln_pre_w, *ln_pre_b, *ln_post_w, *ln_post_b;
+	struct clip_layer *vis_layers;
+	const float *vis_proj;
+	int vis_proj_t;
+
+	/* text tower */
+	const float *tok_emb;           /* [vocab, W] */
+	const float *txt_pos;           /* [context, W] */
+	const float *ln_final_w, *ln_final_b;
+	struct clip_layer *txt_layers;
+	const float *txt_proj;
+	int txt_proj_t;
+
+	float logit_scale;              /* exp of the stored value */
+
+	/* ownership */
+	struct st_file **shards;
+	size_t n_shards;
+	unsigned char *shard_in_place; /* per shard: some tensor is used from the mapping */
+	float **owned;                  /* converted or realigned tensors */
+	size_t n_owned, cap_owned;
+	char **files;                   /* NULL-terminated, for clip_model_files */
+	size_t n_files;
+	size_t weight_bytes;
+	clip_tokenizer *tok;
+};
+
+#endif
