@@ -22,11 +22,3 @@ static int run_pending(const struct cli_command *info, int argc, char **argv)
 
 const struct clipd_command cmd_serve = {
 	{ "serve", "run the HTTP daemon", "--model DIR --data DIR [OPTIONS]", NULL }, run_pending };
-const struct clipd_command cmd_bench_index = {
-	{ "bench-index", "measure the vector index on synthetic CLIP-like data", "--n N --dim D [--queries Q] [--index FACTORY]", NULL }, run_pending };
-const struct clipd_command cmd_index = {
-	{ "index", "inspect or rebuild a data directory's vector index", "stats|rebuild --data DIR", NULL }, run_pending };
-const struct clipd_command cmd_check = {
-	{ "check", "verify a data directory: database, files, vectors, index", "--data DIR", NULL }, run_pending };
-const struct clipd_command cmd_reembed = {
-	{ "reembed", "re-encode every stored image with a new model", "--model DIR --data DIR", NULL }, run_pending };

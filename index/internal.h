@@ -1,0 +1,115 @@
+/*
+ * internal.h - what index/'s translation units share; not part of the
+ * public API (idx.h).
+ */
+#ifndef CLIPD_IDX_INTERNAL_H
+#define CLIPD_IDX_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <faiss/c_api/Index_c.h>
+
+#include "idset.h"
+#include "idx.h"
+
+/* Settings fixed at idx_new/idx_load (copied, so builds need no lock). */
+struct idx_cfg {
+	size_t dim;
+	char factory[IDX_MAX_FACTORY];   /* "" for automatic */
+	size_t ivf_threshold;
+	int nprobe;
+};
+
+/* One generation: a FAISS index and the set of ids it holds. The builder
+ * makes a new one privately and swaps it in; searches use the current one
+ * under the read lock. */
+struct idx_gen {
+	FaissIndex *index;                /* owned */
+	struct idset ids;
+	int exact;
+	size_t trained_n;                 /* vectors the approximate index was trained for; 0 if exact */
+	char type[IDX_MAX_FACTORY];       /* "Flat" or the factory string */
+};
+
+/* An add or remove that arrived while a build ran: one allocation holding
+ * the ids and (for an add) the vectors. */
+struct idx_change {
+	struct idx_change *next;
+	uint64_t seq;
+	int is_add;
+	size_t n;
+	int64_t *ids;
+	float *vecs;
+};
+
+/* Interned type strings, so idx_type's answer outlives a swap. */
+struct idx_name {
+	struct idx_name *next;
+	char name[IDX_MAX_FACTORY];
+};
+
+struct idx {
+	struct idx_cfg cfg;
+	pthread_rwlock_t lock;            /* searches: read; changes, swap, save: write/read */
+	struct idx_gen *cur;              /* under lock */
+
+	/* Readable without the lock; written under the write lock. */
+	_Atomic uint64_t seq;
+	_Atomic size_t count;
+	atomic_int exact;
+	atomic_int nprobe;
+	_Atomic(const char *) type;
+	struct idx_name *names;           /* under the write lock; freed by idx_free */
+
+	/* The change log of a running build. Appended under the write lock and
+	 * log_mu; the builder walks it holding only log_mu per step. */
+	pthread_mutex_t log_mu;
+	int logging;
+	int log_broken;                   /* a change could not be logged: the build must not swap */
+	uint64_t log_start_seq;
+	struct idx_change *log_head, *log_tail;
+
+	/* The background build. */
+	pthread_mutex_t build_mu;         /* thread, joinable, build_err, source */
+	pthread_t thread;
+	int joinable;
+	atomic_int building;
+	atomic_int cancel;
+	idx_source_fn source;
+	void *source_ud;
+	idx_error build_err;
+	double build_failed_at;           /* monotonic seconds of the last failed build, or 0 */
+};
+
+/* Fill *err (which may be NULL) and return code. */
+int idx_fail(idx_error *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* IDX_ERR_FAISS with "what: <FAISS's last error>"; call right after the failing call. */
+int idx_faiss_fail(idx_error *err, const char *what);
+
+/* A supported family, parsed from a factory string. */
+struct idx_family {
+	int exact;
+	size_t nlist;       /* IVF only */
+	char code[16];      /* IVF only: "Flat", "SQ8", ... */
+};
+int idx_parse_factory(const char *factory, struct idx_family *fam, idx_error *err);
+
+void idx_gen_free(struct idx_gen *g);
+/* Fill g->ids from the index's contents; IDX_ERR_CORRUPT on a repeated id. */
+int idx_gen_fill_ids(struct idx_gen *g, idx_error *err);
+/* Set an IVF index's nprobe: the given one, or automatic (0) from its
+ * size; bounded by nlist. Returns the value set, 0 for an exact index. */
+int idx_gen_set_nprobe(struct idx_gen *g, int nprobe);
+/* Make a new idx around a generation (takes g; on failure frees it). */
+int idx_wrap(const struct idx_cfg *cfg, struct idx_gen *g, uint64_t seq, idx **out, idx_error *err);
+/* Publish the current generation's count, type and exactness for lock-free
+ * readers; under the write lock. */
+void idx_publish(idx *ix);
+/* Changes to one generation (the caller holds whatever lock guards it). An
+ * add replaces ids already present; a remove skips absent ones. */
+int idx_gen_add(struct idx_gen *g, const int64_t *ids, const float *vecs, size_t n, idx_error *err);
+int idx_gen_remove(struct idx_gen *g, const int64_t *ids, size_t n, idx_error *err);
+int idx_cfg_from_params(const struct idx_params *p, struct idx_cfg *cfg, idx_error *err);
+
+#endif

@@ -1,0 +1,862 @@
+/*
+ * The catalog: a data directory's store, blobs and vector index, composed
+ * so that they stay consistent. Searches are in catalog_search.c. See
+ * catalog.h for the contract.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "catalog_internal.h"
+#include "datadir.h"
+#include "sha256.h"
+
+int cat_fail(store_error *err, int code, const char *fmt, ...)
+{
+	if (err) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+		va_end(ap);
+		err->code = code;
+	}
+	return code;
+}
+
+int cat_idx_fail(store_error *err, const idx_error *ie, const char *what)
+{
+	return cat_fail(err, ie->code == IDX_ERR_NOMEM ? STORE_ERR_NOMEM : STORE_ERR_INDEX,
+			"%s: %s", what, ie->msg);
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int cat_normalize(const float *v, size_t dim, float *out, store_error *err)
+{
+	double ss = 0;
+	for (size_t i = 0; i < dim; i++) {
+		if (!isfinite(v[i]))
+			return cat_fail(err, STORE_ERR_INVALID, "vector has a non-finite component");
+		ss += (double)v[i] * v[i];
+	}
+	if (!(ss > 0))
+		return cat_fail(err, STORE_ERR_INVALID, "vector is zero");
+	double inv = 1.0 / sqrt(ss);
+	for (size_t i = 0; i < dim; i++)
+		out[i] = (float)(v[i] * inv);
+	return 0;
+}
+
+/* 1 if s is valid UTF-8 without control characters other than tab. */
+static int clean_utf8(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	while (*p) {
+		unsigned c = *p;
+		int extra;
+		if (c < 0x80) {
+			if ((c < 0x20 && c != '\t') || c == 0x7f)
+				return 0;
+			p++;
+			continue;
+		} else if ((c & 0xe0) == 0xc0 && c >= 0xc2) {
+			extra = 1;
+		} else if ((c & 0xf0) == 0xe0) {
+			extra = 2;
+		} else if ((c & 0xf8) == 0xf0 && c <= 0xf4) {
+			extra = 3;
+		} else {
+			return 0;
+		}
+		unsigned cp = c & (0x3f >> extra);
+		for (int i = 1; i <= extra; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return 0;
+			cp = cp << 6 | (p[i] & 0x3f);
+		}
+		if ((extra == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+		    (extra == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+			return 0;
+		p += extra + 1;
+	}
+	return 1;
+}
+
+/* ---- params --------------------------------------------------------------- */
+
+struct catalog_params catalog_default_params(void)
+{
+	struct catalog_params p;
+	memset(&p, 0, sizeof p);
+	p.index = idx_default_params();
+	p.exact_filter_limit = CATALOG_EXACT_FILTER_LIMIT;
+	p.busy_timeout_ms = 5000;
+	return p;
+}
+
+struct catalog_query catalog_default_query(void)
+{
+	struct catalog_query q;
+	memset(&q, 0, sizeof q);
+	q.k = 10;
+	return q;
+}
+
+/* ---- the index at open ------------------------------------------------------ */
+
+static int retrain_source(void *ud, int64_t **ids, float **vecs, size_t *n, uint64_t *seq)
+{
+	catalog *c = ud;
+	return store_load_vectors(c->st, c->model.dim, ids, vecs, n, seq, NULL) == 0 ? 0 : -1;
+}
+
+void cat_maybe_retrain(catalog *c)
+{
+	if (c->readonly || !c->ix)
+		return;
+	pthread_rwlock_rdlock(&c->ixlock);
+	if (c->ix)
+		idx_maybe_retrain(c->ix, retrain_source, c);
+	pthread_rwlock_unlock(&c->ixlock);
+}
+
+/* Build a fresh index from every stored vector. */
+static int build_from_store(catalog *c, idx **out, size_t *n_out, store_error *err)
+{
+	int64_t *ids = NULL;
+	float *vecs = NULL;
+	size_t n = 0;
+	uint64_t seq = 0;
+	idx_error ie;
+	int rc = store_load_vectors(c->st, c->model.dim, &ids, &vecs, &n, &seq, err);
+	if (rc != 0)
+		return rc;
+	struct idx_params ip = c->ip;
+	ip.dim = c->model.dim;
+	if (idx_build(&ip, ids, vecs, n, seq, out, &ie) != 0)
+		rc = cat_idx_fail(err, &ie, "build the index");
+	free(ids);
+	free(vecs);
+	if (rc == 0 && n_out)
+		*n_out = n;
+	return rc;
+}
+
+/* Save ix (already current) and forget the change log it covers. */
+static int save_and_prune(catalog *c, idx *ix, store_error *err)
+{
+	idx_error ie;
+	uint64_t seq = idx_seq(ix);
+	if (idx_save(ix, c->index_path, c->model.fingerprint, &ie) != 0) {
+		int code = ie.code == IDX_ERR_IO && strstr(ie.msg, "space") ? STORE_ERR_NOSPACE : STORE_ERR_INDEX;
+		return cat_fail(err, code, "save the index: %s", ie.msg);
+	}
+	atomic_store(&c->saved_seq, seq);
+	/* Pruning is housekeeping: failing at it (a full disk) loses nothing. */
+	store_prune_changes(c->st, seq, NULL);
+	return 0;
+}
+
+/* Bring a loaded index up to date from the change log. 0 and *why empty on
+ * success; 0 with *why set when the index cannot be used; negative on a
+ * database failure. */
+static int replay(catalog *c, idx *ix, struct catalog_open_report *rep, char *why, size_t why_len,
+		  store_error *err)
+{
+	struct store_changes ch;
+	store_error se;
+	idx_error ie;
+	uint64_t from = idx_seq(ix);
+	int rc = store_changes_since(c->st, from, c->model.dim, &ch, &se);
+	if (rc == STORE_ERR_NOT_FOUND) {
+		datadir_fmt(why, why_len, "%s", se.msg);
+		return 0;
+	}
+	if (rc != 0) {
+		if (err)
+			*err = se;
+		return rc;
+	}
+	if (idx_remove(ix, ch.remove_ids, ch.n_remove, ch.last, &ie) != 0 ||
+	    idx_add(ix, ch.add_ids, ch.add_vecs, ch.n_add, ch.last, &ie) != 0)
+		datadir_fmt(why, why_len, "replaying the change log failed: %s", ie.msg);
+	if (rep) {
+		rep->replayed_adds = ch.n_add;
+		rep->replayed_removes = ch.n_remove;
+	}
+	store_changes_clear(&ch);
+	if (*why)
+		return 0;
+	int64_t images = 0;
+	if ((rc = store_count(c->st, &images, err)) != 0)
+		return rc;
+	if ((int64_t)idx_count(ix) != images)
+		snprintf(why, why_len, "the index holds %zu vectors but the database %lld images",
+			 idx_count(ix), (long long)images);
+	return 0;
+}
+
+static int open_index(catalog *c, struct catalog_open_report *rep, store_error *err)
+{
+	char why[320] = "";
+	idx_error ie;
+	idx *ix = NULL;
+	struct idx_params ip = c->ip;
+	ip.dim = c->model.dim;
+	int rc = idx_load(c->index_path, &ip, c->model.fingerprint, &ix, &ie);
+	if (rc != 0) {
+		struct stat sb;
+		if (stat(c->index_path, &sb) != 0 && errno == ENOENT)
+			datadir_fmt(why, sizeof why, "no index file");
+		else if (rc == IDX_ERR_MISMATCH)
+			datadir_fmt(why, sizeof why, "the index file is from another model or dimension (%s)", ie.msg);
+		else if (rc == IDX_ERR_CORRUPT)
+			datadir_fmt(why, sizeof why, "the index file is damaged (%s)", ie.msg);
+		else
+			datadir_fmt(why, sizeof why, "the index file cannot be read (%s)", ie.msg);
+		ix = NULL;
+	} else {
+		uint64_t file_seq = idx_seq(ix);
+		if ((rc = replay(c, ix, rep, why, sizeof why, err)) != 0) {
+			idx_free(ix);
+			return rc;
+		}
+		if (*why) {
+			idx_free(ix);
+			ix = NULL;
+		} else {
+			atomic_store(&c->saved_seq, file_seq);
+			rep->index_loaded = 1;
+			snprintf(rep->index_message, sizeof rep->index_message,
+				 "loaded %s index at change %llu, replayed %zu adds and %zu removes: %zu vectors",
+				 idx_type(ix), (unsigned long long)file_seq, rep->replayed_adds,
+				 rep->replayed_removes, idx_count(ix));
+		}
+	}
+	if (!ix) {
+		size_t n = 0;
+		rep->replayed_adds = rep->replayed_removes = 0;
+		if ((rc = build_from_store(c, &ix, &n, err)) != 0)
+			return rc;
+		rep->index_rebuilt = 1;
+		store_error se;
+		if (!c->readonly && save_and_prune(c, ix, &se) != 0)
+			datadir_fmt(rep->index_message, sizeof rep->index_message,
+				    "rebuilt the index from %zu stored vectors (%s), not saved: %s", n, why, se.msg);
+		else
+			datadir_fmt(rep->index_message, sizeof rep->index_message,
+				    "rebuilt the index from %zu stored vectors: %s", n, why);
+	}
+	c->ix = ix;
+	cat_maybe_retrain(c);
+	return 0;
+}
+
+/* ---- the model at open -------------------------------------------------------- */
+
+static const char *base_name(const char *path)
+{
+	if (!path)
+		return NULL;
+	size_t len = strlen(path);
+	while (len > 1 && path[len - 1] == '/')
+		len--;
+	const char *p = path + len;
+	while (p > path && p[-1] != '/')
+		p--;
+	return p;
+}
+
+static int resolve_model(catalog *c, const struct catalog_params *p, struct catalog_open_report *rep,
+			 store_error *err)
+{
+	struct store_model active;
+	int have = 0, rc;
+	store_active_model(c->st, &active, &have, NULL);
+	if (!p->model_files) {
+		if (!have)
+			return cat_fail(err, STORE_ERR_MODEL, "data directory %s has no model yet: "
+					"start clipd serve --model DIR --data %s first", c->dir, c->dir);
+		c->model = active;
+		return 0;
+	}
+	if (p->index.dim == 0 || p->index.dim > IDX_MAX_DIM)
+		return cat_fail(err, STORE_ERR_INVALID, "bad model dimension %zu", p->index.dim);
+
+	struct store_model m;
+	memset(&m, 0, sizeof m);
+	if ((rc = catalog_fingerprint(c->st, p->model_files, m.fingerprint, &rep->fingerprint_ms, err)) != 0)
+		return rc;
+	const char *name = p->model_name ? p->model_name : base_name(p->model_dir);
+	char dirname[128];
+	if (!name || !*name) {
+		snprintf(dirname, sizeof dirname, "model");
+		const char *first = p->model_files[0];
+		const char *slash = strrchr(first, '/');
+		if (slash && slash > first) {
+			size_t l = (size_t)(slash - first) < sizeof dirname - 1 ? (size_t)(slash - first) : sizeof dirname - 1;
+			memcpy(dirname, first, l);
+			dirname[l] = 0;
+			name = base_name(dirname);
+		} else {
+			name = dirname;
+		}
+	}
+	snprintf(m.name, sizeof m.name, "%s", name);
+	snprintf(m.layout, sizeof m.layout, "%s", p->model_layout ? p->model_layout : "");
+	m.dim = p->index.dim;
+	memcpy(rep->fingerprint, m.fingerprint, sizeof rep->fingerprint);
+
+	if (have && !strcmp(active.fingerprint, m.fingerprint)) {
+		if (active.dim != m.dim)
+			return cat_fail(err, STORE_ERR_MODEL, "model %s has dimension %zu, but its stored "
+					"vectors have %zu", m.name, m.dim, active.dim);
+		c->model = active;
+		return 0;
+	}
+	int64_t images = 0;
+	if (have && (rc = store_count(c->st, &images, err)) != 0)
+		return rc;
+	if (have && images > 0)
+		return cat_fail(err, STORE_ERR_MODEL,
+				"%s holds vectors of model %s (%.12s), not of %s (%.12s): re-encode them with "
+				"`clipd reembed --model %s --data %s`, or serve with %s",
+				c->dir, active.name, active.fingerprint, m.name, m.fingerprint,
+				p->model_dir ? p->model_dir : "DIR", c->dir, active.name);
+	if (c->readonly)
+		return cat_fail(err, STORE_ERR_MODEL, "data directory %s has no vectors of model %s",
+				c->dir, m.name);
+	/* A new (or empty) data directory takes the given model. */
+	if ((rc = store_set_active_model(c->st, &m, err)) != 0)
+		return rc;
+	c->model = m;
+	rep->model_registered = 1;
+	return 0;
+}
+
+/* ---- open / close ---------------------------------------------------------------- */
+
+/* 1: a row has this digest (keep the blob), 0: an orphan, negative: error. */
+static int keep_blob(void *ud, const char *sha256)
+{
+	catalog *c = ud;
+	return store_sha256_exists(c->st, sha256, NULL);
+}
+
+static int path_join(char *buf, size_t len, const char *dir, const char *name, store_error *err)
+{
+	if ((size_t)snprintf(buf, len, "%s/%s", dir, name) >= len)
+		return cat_fail(err, STORE_ERR_INVALID, "data directory path too long");
+	return 0;
+}
+
+int catalog_open(const struct catalog_params *p, catalog **out,
+		 struct catalog_open_report *report, store_error *err)
+{
+	struct catalog_open_report rep;
+	double t0 = now_ms();
+	int rc;
+	memset(&rep, 0, sizeof rep);
+	*out = NULL;
+	if (!p || !p->data_dir || !*p->data_dir)
+		return cat_fail(err, STORE_ERR_INVALID, "no data directory given");
+	if (p->index.factory) {
+		idx_error ie;
+		if (idx_check_factory(p->index.factory, &ie) != 0)
+			return cat_fail(err, STORE_ERR_INVALID, "%s", ie.msg);
+		if (strlen(p->index.factory) >= IDX_MAX_FACTORY)
+			return cat_fail(err, STORE_ERR_INVALID, "index factory string too long");
+	}
+	catalog *c = calloc(1, sizeof *c);
+	if (!c || !(c->dir = strdup(p->data_dir))) {
+		free(c);
+		return cat_fail(err, STORE_ERR_NOMEM, "out of memory");
+	}
+	size_t dl = strlen(c->dir);
+	while (dl > 1 && c->dir[dl - 1] == '/')
+		c->dir[--dl] = 0;
+	c->lock_fd = -1;
+	c->readonly = p->readonly;
+	c->no_index = p->no_index;
+	c->exact_filter_limit = p->exact_filter_limit ? p->exact_filter_limit : CATALOG_EXACT_FILTER_LIMIT;
+	c->ip = p->index;
+	if (p->index.factory) {
+		snprintf(c->factory, sizeof c->factory, "%s", p->index.factory);
+		c->ip.factory = c->factory;
+	}
+	atomic_init(&c->saved_seq, 0);
+	pthread_mutex_init(&c->wlock, NULL);
+	pthread_mutex_init(&c->save_lock, NULL);
+	pthread_rwlock_init(&c->ixlock, NULL);
+
+	char tmpdir[4096], blobdir[4096], clean[4096];
+	if ((rc = path_join(c->db_path, sizeof c->db_path, c->dir, "clipd.db", err)) != 0 ||
+	    (rc = path_join(c->index_path, sizeof c->index_path, c->dir, "index.faiss", err)) != 0 ||
+	    (rc = path_join(tmpdir, sizeof tmpdir, c->dir, "tmp", err)) != 0 ||
+	    (rc = path_join(blobdir, sizeof blobdir, c->dir, "blobs", err)) != 0 ||
+	    (rc = path_join(clean, sizeof clean, c->dir, "clean", err)) != 0)
+		goto fail;
+
+	if (!c->readonly) {
+		if ((rc = datadir_mkdirs(c->dir, err)) != 0 ||
+		    (rc = datadir_lock(c->dir, &c->lock_fd, err)) != 0 ||
+		    (rc = datadir_mkdirs(blobdir, err)) != 0 ||
+		    (rc = datadir_mkdirs(tmpdir, err)) != 0)
+			goto fail;
+	} else {
+		struct stat sb;
+		if (stat(c->db_path, &sb) != 0) {
+			rc = cat_fail(err, STORE_ERR_IO, "%s is not a clipd data directory (no clipd.db)", c->dir);
+			goto fail;
+		}
+	}
+
+	struct store_params sp = store_default_params();
+	sp.readonly = c->readonly;
+	if (p->busy_timeout_ms > 0)
+		sp.busy_timeout_ms = p->busy_timeout_ms;
+	struct store_open_report srep;
+	if ((rc = store_open(c->db_path, &sp, &c->st, &srep, err)) != 0)
+		goto fail;
+	rep.schema_before = srep.version_before;
+	rep.schema_after = srep.version_after;
+
+	if (!c->readonly && (rc = datadir_clean_tmp(c->dir, &rep.tmp_removed, err)) != 0)
+		goto fail;
+	if ((rc = resolve_model(c, p, &rep, err)) != 0)
+		goto fail;
+	if (!c->readonly) {
+		/* After a clean close no blob can be an orphan: skip the scan. */
+		if (unlink(clean) == 0) {
+			datadir_fsync_dir(c->dir, NULL);
+		} else if ((rc = datadir_remove_orphans(c->dir, keep_blob, c, &rep.orphans_removed, err)) != 0) {
+			goto fail;
+		}
+	}
+	memcpy(rep.fingerprint, c->model.fingerprint, sizeof rep.fingerprint);
+	if (!c->no_index && (rc = open_index(c, &rep, err)) != 0)
+		goto fail;
+	rep.open_ms = now_ms() - t0;
+	if (report)
+		*report = rep;
+	*out = c;
+	return 0;
+fail:
+	c->orphan_risk = 1;   /* no clean marker */
+	c->readonly = 1;      /* and no save */
+	catalog_close(c);
+	return rc;
+}
+
+void catalog_close(catalog *c)
+{
+	if (!c)
+		return;
+	if (!c->readonly && c->ix && catalog_unsaved_changes(c) > 0)
+		catalog_save_index(c, NULL);
+	idx_free(c->ix);
+	store_close(c->st);
+	if (!c->readonly && !c->orphan_risk && c->lock_fd >= 0) {
+		char clean[4096];
+		snprintf(clean, sizeof clean, "%s/clean", c->dir);
+		int fd = open(clean, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd >= 0) {
+			fsync(fd);
+			close(fd);
+			datadir_fsync_dir(c->dir, NULL);
+		}
+	}
+	if (c->lock_fd >= 0)
+		close(c->lock_fd);
+	pthread_mutex_destroy(&c->wlock);
+	pthread_mutex_destroy(&c->save_lock);
+	pthread_rwlock_destroy(&c->ixlock);
+	free(c->dir);
+	free(c);
+}
+
+/* ---- images ------------------------------------------------------------------------ */
+
+int catalog_add(catalog *c, const struct catalog_new_image *in, struct store_image *out,
+		int *duplicate, store_error *err)
+{
+	char sha[SHA256_HEX];
+	char *meta = NULL;
+	float *vec = NULL;
+	int rc, dup = 0;
+	if (out)
+		memset(out, 0, sizeof *out);
+	if (duplicate)
+		*duplicate = 0;
+	if (c->readonly || !c->ix)
+		return cat_fail(err, STORE_ERR_INVALID, "the catalog is not open for adding images");
+	if (!in || !in->data || in->len == 0)
+		return cat_fail(err, STORE_ERR_INVALID, "no image bytes");
+	if (!in->mime || !*in->mime || strlen(in->mime) >= STORE_MIME_MAX)
+		return cat_fail(err, STORE_ERR_INVALID, "bad MIME type");
+	if (in->width <= 0 || in->height <= 0)
+		return cat_fail(err, STORE_ERR_INVALID, "bad image size %dx%d", in->width, in->height);
+	if (in->filename && (strlen(in->filename) > CATALOG_MAX_FILENAME || !clean_utf8(in->filename)))
+		return cat_fail(err, STORE_ERR_INVALID, "the filename must be at most %d bytes of UTF-8 "
+				"without control characters", CATALOG_MAX_FILENAME);
+	if (!in->vec || in->dim != c->model.dim)
+		return cat_fail(err, STORE_ERR_INVALID, "the vector has %zu dimensions, the model %zu",
+				in->dim, c->model.dim);
+	if (in->sha256) {
+		if (!sha256_is_hex(in->sha256))
+			return cat_fail(err, STORE_ERR_INVALID, "bad sha256");
+		memcpy(sha, in->sha256, sizeof sha);
+	} else {
+		sha256_hex(in->data, in->len, sha);
+	}
+	if (!(vec = malloc(in->dim * sizeof *vec)))
+		return cat_fail(err, STORE_ERR_NOMEM, "out of memory");
+	if ((rc = cat_normalize(in->vec, in->dim, vec, err)) != 0)
+		goto out_free;
+	if (in->metadata) {
+		size_t ml = in->metadata_len ? in->metadata_len : strlen(in->metadata);
+		if ((rc = store_check_metadata(c->st, in->metadata, ml, CATALOG_MAX_METADATA_BYTES,
+					       CATALOG_MAX_METADATA_DEPTH, &meta, err)) != 0)
+			goto out_free;
+	}
+
+	/* Already stored? Then nothing is written. */
+	struct store_image existing;
+	rc = store_get_by_sha256(c->st, sha, &existing, err);
+	if (rc == 0) {
+		dup = 1;
+		if (out)
+			*out = existing;
+		else
+			store_image_clear(&existing);
+		goto out_free;
+	}
+	if (rc != STORE_ERR_NOT_FOUND)
+		goto out_free;
+
+	/* The blob first (outside the writer lock: fsyncs of concurrent uploads overlap). */
+	if ((rc = datadir_write_blob(c->dir, sha, in->data, in->len, err)) != 0)
+		goto out_free;
+
+	struct store_new_image row = {
+		.sha256 = sha, .mime = in->mime, .width = in->width, .height = in->height,
+		.bytes = (int64_t)in->len, .filename = in->filename, .metadata = meta,
+		.created_at = now_us(),
+	};
+	int64_t id = 0;
+	uint64_t seq = 0;
+	idx_error ie;
+	pthread_mutex_lock(&c->wlock);
+	/* A delete of the same bytes may have unlinked the blob after we wrote it. */
+	if (!datadir_blob_exists(c->dir, sha, (int64_t)in->len) &&
+	    (rc = datadir_write_blob(c->dir, sha, in->data, in->len, err)) != 0) {
+		pthread_mutex_unlock(&c->wlock);
+		goto out_free;
+	}
+	rc = store_insert(c->st, &row, vec, in->dim, &id, &seq, err);
+	if (rc == STORE_ERR_EXISTS) {
+		/* Stored meanwhile by a concurrent upload: its row owns the blob. */
+		pthread_mutex_unlock(&c->wlock);
+		dup = 1;
+		rc = out ? store_get(c->st, id, out, err) : 0;
+		goto out_free;
+	}
+	if (rc != 0) {
+		/* Nothing references the blob (no row has this sha256, and the
+		 * writer lock keeps it so): remove it. */
+		char path[4096];
+		if (datadir_blob_path(c->dir, sha, path, sizeof path, NULL) != 0 ||
+		    (unlink(path) != 0 && errno != ENOENT))
+			c->orphan_risk = 1;
+		pthread_mutex_unlock(&c->wlock);
+		goto out_free;
+	}
+	pthread_rwlock_rdlock(&c->ixlock);
+	int irc = idx_add(c->ix, &id, vec, 1, seq, &ie);
+	pthread_rwlock_unlock(&c->ixlock);
+	if (irc != 0) {
+		/* Not searchable, so not acknowledged: take the row back out. */
+		rc = cat_idx_fail(err, &ie, "add to the index");
+		uint64_t seq2;
+		char path[4096];
+		if (store_delete(c->st, id, NULL, &seq2, NULL) == 0) {
+			pthread_rwlock_rdlock(&c->ixlock);
+			idx_remove(c->ix, &id, 1, seq2, NULL);
+			pthread_rwlock_unlock(&c->ixlock);
+			if (datadir_blob_path(c->dir, sha, path, sizeof path, NULL) != 0 || unlink(path) != 0)
+				c->orphan_risk = 1;
+		}
+		pthread_mutex_unlock(&c->wlock);
+		goto out_free;
+	}
+	pthread_mutex_unlock(&c->wlock);
+	cat_maybe_retrain(c);
+
+	if (out) {
+		out->id = id;
+		memcpy(out->sha256, sha, sizeof out->sha256);
+		snprintf(out->mime, sizeof out->mime, "%s", in->mime);
+		out->width = in->width;
+		out->height = in->height;
+		out->bytes = (int64_t)in->len;
+		out->created_at = row.created_at;
+		out->filename = in->filename ? strdup(in->filename) : NULL;
+		out->metadata = meta ? meta : strdup("{}");
+		meta = NULL;
+		if (!out->metadata || (in->filename && !out->filename)) {
+			/* The image is stored; only the copy failed. */
+			store_image_clear(out);
+			rc = store_get(c->st, id, out, err);
+		}
+	}
+out_free:
+	if (rc == 0 && duplicate)
+		*duplicate = dup;
+	free(meta);
+	free(vec);
+	return rc;
+}
+
+int catalog_get(catalog *c, int64_t id, struct store_image *out, store_error *err)
+{
+	return store_get(c->st, id, out, err);
+}
+
+int catalog_get_by_sha256(catalog *c, const char *sha256, struct store_image *out, store_error *err)
+{
+	return store_get_by_sha256(c->st, sha256, out, err);
+}
+
+int catalog_blob_path(const catalog *c, const char *sha256, char *buf, size_t len, store_error *err)
+{
+	return datadir_blob_path(c->dir, sha256, buf, len, err);
+}
+
+int catalog_list(catalog *c, int64_t cursor, size_t limit, struct store_image **items,
+		 size_t *n, int64_t *next_cursor, store_error *err)
+{
+	*items = NULL;
+	*n = 0;
+	*next_cursor = 0;
+	if (limit == 0 || limit > CATALOG_MAX_LIST)
+		return cat_fail(err, STORE_ERR_INVALID, "limit must be 1 to %d", CATALOG_MAX_LIST);
+	if (cursor < 0)
+		return cat_fail(err, STORE_ERR_INVALID, "bad cursor");
+	struct store_image *got = NULL;
+	size_t count = 0;
+	/* One more than asked, to know whether there is a next page. */
+	int rc = store_list(c->st, cursor, limit + 1, &got, &count, err);
+	if (rc != 0)
+		return rc;
+	if (count > limit) {
+		store_image_clear(&got[limit]);
+		count = limit;
+		*next_cursor = got[limit - 1].id;
+	}
+	*items = got;
+	*n = count;
+	return 0;
+}
+
+int catalog_patch_metadata(catalog *c, int64_t id, const char *patch, size_t len,
+			   struct store_image *out, store_error *err)
+{
+	if (out)
+		memset(out, 0, sizeof *out);
+	if (c->readonly)
+		return cat_fail(err, STORE_ERR_INVALID, "the catalog is open read-only");
+	int rc = store_patch_metadata(c->st, id, patch, len, CATALOG_MAX_METADATA_BYTES,
+				      CATALOG_MAX_METADATA_DEPTH, err);
+	if (rc == 0 && out)
+		rc = store_get(c->st, id, out, err);
+	return rc;
+}
+
+int catalog_delete(catalog *c, int64_t id, store_error *err)
+{
+	char sha[STORE_SHA256_HEX];
+	uint64_t seq = 0;
+	if (c->readonly || !c->ix)
+		return cat_fail(err, STORE_ERR_INVALID, "the catalog is not open for deleting images");
+	pthread_mutex_lock(&c->wlock);
+	int rc = store_delete(c->st, id, sha, &seq, err);
+	if (rc == 0) {
+		/* A failure here leaves a ghost vector whose row is gone:
+		 * searches skip it, and the count check at the next open
+		 * rebuilds the index. The delete itself is durable. */
+		pthread_rwlock_rdlock(&c->ixlock);
+		if (idx_remove(c->ix, &id, 1, seq, NULL) != 0)
+			c->index_stale = 1;
+		pthread_rwlock_unlock(&c->ixlock);
+		/* Under the writer lock: an upload of the same bytes re-checks
+		 * the blob under this lock before it commits. */
+		char path[4096];
+		if (datadir_blob_path(c->dir, sha, path, sizeof path, NULL) != 0 ||
+		    (unlink(path) != 0 && errno != ENOENT))
+			c->orphan_risk = 1;
+	}
+	pthread_mutex_unlock(&c->wlock);
+	return rc;
+}
+
+int catalog_get_vector(catalog *c, int64_t id, float *out, size_t dim, store_error *err)
+{
+	if (dim != c->model.dim)
+		return cat_fail(err, STORE_ERR_INVALID, "the model's vectors have %zu dimensions, not %zu",
+				c->model.dim, dim);
+	return store_get_vector(c->st, id, c->model.fingerprint, out, dim, err);
+}
+
+/* ---- state and persistence ----------------------------------------------------------- */
+
+const struct store_model *catalog_model(const catalog *c)
+{
+	return &c->model;
+}
+
+size_t catalog_dim(const catalog *c)
+{
+	return c->model.dim;
+}
+
+const char *catalog_data_dir(const catalog *c)
+{
+	return c->dir;
+}
+
+store *catalog_store(catalog *c)
+{
+	return c->st;
+}
+
+uint64_t catalog_unsaved_changes(catalog *c)
+{
+	if (!c->ix)
+		return 0;
+	pthread_rwlock_rdlock(&c->ixlock);
+	uint64_t seq = c->ix ? idx_seq(c->ix) : 0;
+	pthread_rwlock_unlock(&c->ixlock);
+	uint64_t saved = atomic_load(&c->saved_seq);
+	return seq > saved ? seq - saved : 0;
+}
+
+int catalog_save_index(catalog *c, store_error *err)
+{
+	if (c->readonly || !c->ix)
+		return cat_fail(err, STORE_ERR_INVALID, "the catalog has no index to save");
+	pthread_mutex_lock(&c->save_lock);
+	pthread_rwlock_rdlock(&c->ixlock);
+	int rc = 0;
+	if (idx_seq(c->ix) != atomic_load(&c->saved_seq) || access(c->index_path, F_OK) != 0)
+		rc = save_and_prune(c, c->ix, err);
+	pthread_rwlock_unlock(&c->ixlock);
+	pthread_mutex_unlock(&c->save_lock);
+	return rc;
+}
+
+/* Rebuild from the store and swap in; with save, also write the file. */
+static int rebuild(catalog *c, int save, store_error *err)
+{
+	idx *fresh = NULL;
+	pthread_mutex_lock(&c->wlock);   /* no adds or deletes meanwhile */
+	int rc = build_from_store(c, &fresh, NULL, err);
+	if (rc == 0) {
+		pthread_rwlock_wrlock(&c->ixlock);
+		idx *old = c->ix;
+		c->ix = fresh;
+		c->index_stale = 0;
+		pthread_rwlock_unlock(&c->ixlock);
+		idx_free(old);
+		if (save && !c->readonly) {
+			pthread_mutex_lock(&c->save_lock);
+			rc = save_and_prune(c, fresh, err);
+			pthread_mutex_unlock(&c->save_lock);
+		}
+	}
+	pthread_mutex_unlock(&c->wlock);
+	if (rc == 0)
+		cat_maybe_retrain(c);
+	return rc;
+}
+
+int catalog_rebuild_index(catalog *c, store_error *err)
+{
+	if (c->readonly)
+		return cat_fail(err, STORE_ERR_INVALID, "the catalog is open read-only");
+	return rebuild(c, 1, err);
+}
+
+void catalog_wait_index(catalog *c)
+{
+	pthread_rwlock_rdlock(&c->ixlock);
+	if (c->ix)
+		idx_wait_training(c->ix);
+	pthread_rwlock_unlock(&c->ixlock);
+}
+
+int catalog_stats(catalog *c, struct catalog_stats *out, store_error *err)
+{
+	memset(out, 0, sizeof *out);
+	int rc = store_count(c->st, &out->images, err);
+	if (rc != 0)
+		return rc;
+	pthread_rwlock_rdlock(&c->ixlock);
+	if (c->ix) {
+		out->index_count = idx_count(c->ix);
+		snprintf(out->index_type, sizeof out->index_type, "%s", idx_type(c->ix));
+		out->index_exact = idx_is_exact(c->ix);
+		out->index_training = idx_training(c->ix);
+		out->seq = idx_seq(c->ix);
+	}
+	pthread_rwlock_unlock(&c->ixlock);
+	out->saved_seq = atomic_load(&c->saved_seq);
+	struct stat sb;
+	if (stat(c->index_path, &sb) == 0)
+		out->index_file_bytes = sb.st_size;
+	store_db_bytes(c->st, &out->db_bytes, NULL);
+	out->model = c->model;
+	return 0;
+}
+
+int catalog_switch_model(catalog *c, const char *fingerprint, store_error *err)
+{
+	if (c->readonly)
+		return cat_fail(err, STORE_ERR_INVALID, "the catalog is open read-only");
+	int rc = store_switch_model(c->st, fingerprint, err);
+	if (rc != 0)
+		return rc;
+	struct store_model m;
+	int have = 0;
+	store_active_model(c->st, &m, &have, NULL);
+	pthread_mutex_lock(&c->wlock);
+	c->model = m;
+	pthread_mutex_unlock(&c->wlock);
+	if (c->ix)
+		return rebuild(c, 1, err);
+	/* No index in memory (reembed): build one and save it, so that the next
+	 * start loads it instead of rebuilding. */
+	idx *fresh = NULL;
+	if ((rc = build_from_store(c, &fresh, NULL, err)) == 0)
+		rc = save_and_prune(c, fresh, err);
+	idx_free(fresh);
+	return rc;
+}

@@ -1,0 +1,287 @@
+/*
+ * catalog.h - a clipd data directory: the SQLite store (source of truth),
+ * the original files (content-addressed blobs) and the vector index (a
+ * derived cache), kept consistent through crashes, restarts and deletes.
+ *
+ *     struct catalog_params cp = catalog_default_params();
+ *     cp.data_dir = "data";
+ *     cp.model_files = clip_model_files(model);     // fingerprinted (cached)
+ *     cp.model_name = "ViT-B-32";                   // for messages and /info
+ *     cp.model_layout = clip_model_layout(model);
+ *     cp.model_dir = "models/ViT-B-32";             // for the reembed hint
+ *     cp.index.dim = clip_model_dim(model);
+ *     catalog *cat = NULL;
+ *     struct catalog_open_report rep;
+ *     store_error err;
+ *     if (catalog_open(&cp, &cat, &rep, &err) != 0)
+ *             die("%s", err.msg);                   // locked, other model, ...
+ *     log_info("index: %s", rep.index_message);     // the caller logs
+ *
+ *     struct catalog_new_image in = { .data = bytes, .len = len, .mime = "image/png",
+ *             .width = w, .height = h, .filename = "cat.png", .metadata = "{\"album\":\"x\"}",
+ *             .vec = vec, .dim = dim };
+ *     struct store_image img;
+ *     int duplicate;
+ *     catalog_add(cat, &in, &img, &duplicate, &err); // 201, or 200 when duplicate
+ *     store_image_clear(&img);
+ *
+ *     struct catalog_query q = catalog_default_query();
+ *     q.vec = text_vec; q.dim = dim; q.k = 10;
+ *     struct catalog_results res;
+ *     catalog_search(cat, &q, &res, &err);          // res.hits[i].image, .score
+ *     catalog_results_free(&res);
+ *
+ *     // server timer thread, every second or so:
+ *     if (catalog_unsaved_changes(cat) >= 1000 || seconds_since_save >= 60)
+ *             catalog_save_index(cat, &err);
+ *     catalog_close(cat);                           // saves the index if changed
+ *
+ * Data directory: DATA/lock (flock), DATA/clipd.db (+ -wal, -shm),
+ * DATA/blobs/ab/cd/abcd... (originals, named by their SHA-256),
+ * DATA/index.faiss (the saved index), DATA/tmp/ (temporary files, emptied at
+ * open), DATA/clean (written by a clean close: the next open skips the scan
+ * for orphan blobs, which only a crash leaves). The server may keep its own
+ * things (thumbnails) under DATA/cache/.
+ *
+ * Consistency. An add writes the blob (temporary file, fsync, rename,
+ * directory fsync), then commits one transaction (row + vector + change
+ * sequence), then adds the vector to the index: when catalog_add returns
+ * the image is durable and searchable. A delete commits (row + vector +
+ * change), removes from the index, then unlinks the blob, under the writer
+ * lock (an upload of the same bytes re-checks the blob under that lock). At
+ * open, temporary files and blobs without a row are removed, and the index
+ * is loaded and the changes after its sequence replayed, or it is rebuilt
+ * from the stored vectors (missing, corrupt, other model, count disagrees).
+ *
+ * Threads. A catalog may be used by any number of threads at once: reads
+ * and searches run concurrently; adds, patches and deletes are serialised
+ * by the writer lock (they wait for each other, not for searches). Never
+ * fork with a catalog open (SQLite, FAISS's OpenMP): fork+exec only.
+ *
+ * Conventions as in store.h: 0 or a negative store_status with the message
+ * in store_error; nothing logs. Results are owned by the caller and freed
+ * with the function named beside them.
+ */
+#ifndef CLIPD_CATALOG_H
+#define CLIPD_CATALOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "idx.h"
+#include "store.h"
+
+/* Limits on what clients control (the server may lower them). */
+#define CATALOG_MAX_METADATA_BYTES (16 * 1024)  /* compact JSON text */
+#define CATALOG_MAX_METADATA_DEPTH 8            /* the object itself is depth 1 */
+#define CATALOG_MAX_K 1000                      /* results per search */
+#define CATALOG_MAX_LIST 1000                   /* items per list page */
+#define CATALOG_MAX_FILENAME 255                /* bytes of a client filename */
+#define CATALOG_EXACT_FILTER_LIMIT 100000       /* default: filtered sets up to this size are scored exactly */
+
+typedef struct catalog catalog;
+
+struct catalog_params {
+	const char *data_dir;          /* required; created when missing (writable mode) */
+	int readonly;                  /* check, index stats: no lock, no writes, nothing cleaned;
+	                                * the index is loaded/replayed/rebuilt in memory only */
+	int no_index;                  /* do not load or build the index (reembed); searches fail */
+
+	/* The model that will serve. model_files NULL: use the data directory's
+	 * model (commands that load no model); it then must have one. */
+	const char *const *model_files; /* weights and configs, NULL-terminated (clip_model_files) */
+	const char *model_name;        /* NULL: the base name of model_dir */
+	const char *model_dir;         /* for messages (the reembed hint); may be NULL */
+	const char *model_layout;      /* "hf" or "openclip" */
+
+	/* index.dim is the model's embedding size (ignored with model_files NULL:
+	 * the stored model's); factory, ivf_threshold, nprobe as in idx.h. */
+	struct idx_params index;
+
+	size_t exact_filter_limit;     /* CATALOG_EXACT_FILTER_LIMIT */
+	int busy_timeout_ms;           /* SQLite busy timeout (5000) */
+};
+struct catalog_params catalog_default_params(void);
+
+/* What happened at open, for the caller to log. */
+struct catalog_open_report {
+	int schema_before, schema_after;   /* PRAGMA user_version before and after migrating */
+	size_t tmp_removed;                /* temporary files left by a crash, removed */
+	size_t orphans_removed;            /* blobs without a row, removed */
+	int index_loaded;                  /* the saved index was used (then replayed) */
+	int index_rebuilt;                 /* built from the stored vectors */
+	size_t replayed_adds, replayed_removes;
+	char index_message[256];           /* one line: "loaded index.faiss (seq 12, 3 changes
+	                                    * replayed)" or "rebuilt: index.faiss is corrupt (...)" */
+	int model_registered;              /* a new data directory took the given model */
+	char fingerprint[STORE_FINGERPRINT_HEX];
+	double fingerprint_ms;             /* time spent hashing model files (0 when cached) */
+	double open_ms;                    /* the whole open */
+};
+
+/*
+ * Open a data directory: take its lock (STORE_ERR_LOCKED, naming the
+ * directory, when another clipd holds it), open and migrate the database,
+ * remove temporary files and orphan blobs, fingerprint the model (the file
+ * hashes are cached by path, size, mtime and inode), refuse vectors of
+ * another model (STORE_ERR_MODEL, with a message naming both models and
+ * `clipd reembed --model DIR --data DIR`), then load-and-replay or rebuild
+ * the index. report may be NULL. *out is the caller's (catalog_close).
+ */
+int catalog_open(const struct catalog_params *p, catalog **out,
+		 struct catalog_open_report *report, store_error *err);
+/* Saves the index when it has unsaved changes (writable mode), waits for a
+ * background index build, closes everything, releases the lock. NULL is fine. */
+void catalog_close(catalog *c);
+
+/* ---- images ------------------------------------------------------------ */
+
+/* An image to add. Every pointer is borrowed for the call. */
+struct catalog_new_image {
+	const void *data;       /* the original bytes */
+	size_t len;
+	const char *sha256;     /* lower-case hex SHA-256 of data if the caller has it (trusted);
+	                         * NULL: computed here */
+	const char *mime;       /* "image/png", ... (decided from the bytes by the caller) */
+	int width, height;
+	const char *filename;   /* the client's, metadata only (never a path); may be NULL */
+	const char *metadata;   /* a JSON object (limits above), or NULL for {} */
+	size_t metadata_len;    /* 0: strlen(metadata) */
+	const float *vec;       /* the image embedding; normalised here (a copy) */
+	size_t dim;             /* must equal the model's */
+};
+
+/*
+ * Store an image: blob, row, vector, index. Fills *out (may be NULL) with
+ * the row. When the same bytes are already stored, nothing changes, *out is
+ * the existing row and *duplicate = 1 (the given metadata is not applied).
+ * Errors: STORE_ERR_INVALID (dim, vector not finite or zero, metadata not an
+ * object, filename too long), STORE_ERR_TOO_LARGE (metadata), STORE_ERR_NOSPACE
+ * (disk full: nothing is left behind), STORE_ERR_IO, STORE_ERR_DB, STORE_ERR_INDEX.
+ */
+int catalog_add(catalog *c, const struct catalog_new_image *in, struct store_image *out,
+		int *duplicate, store_error *err);
+
+/* The row, by id or by digest (STORE_ERR_NOT_FOUND). A cheap way for the
+ * server to skip encoding an upload it already has. */
+int catalog_get(catalog *c, int64_t id, struct store_image *out, store_error *err);
+int catalog_get_by_sha256(catalog *c, const char *sha256, struct store_image *out, store_error *err);
+
+/* Path of an image's original ("DATA/blobs/ab/cd/abcd..."), written into
+ * buf (size len). Open it with O_RDONLY: an open descriptor stays valid
+ * even if a delete unlinks the file afterwards. */
+int catalog_blob_path(const catalog *c, const char *sha256, char *buf, size_t len, store_error *err);
+
+/* Newest first, stable under concurrent inserts: pass cursor 0 for the
+ * first page, then the *next_cursor returned (0 when there are no more).
+ * limit 1..CATALOG_MAX_LIST. *items freed with store_images_free. */
+int catalog_list(catalog *c, int64_t cursor, size_t limit, struct store_image **items,
+		 size_t *n, int64_t *next_cursor, store_error *err);
+
+/* RFC 7396 merge patch of the metadata: patch is a JSON object (null
+ * removes a key); the result must stay within the limits above. *out
+ * (may be NULL) receives the updated row. */
+int catalog_patch_metadata(catalog *c, int64_t id, const char *patch, size_t len,
+			   struct store_image *out, store_error *err);
+
+/* Delete row, vector, index entry and blob (STORE_ERR_NOT_FOUND if absent). */
+int catalog_delete(catalog *c, int64_t id, store_error *err);
+
+/* The stored (normalised) vector of an image; out holds dim floats. */
+int catalog_get_vector(catalog *c, int64_t id, float *out, size_t dim, store_error *err);
+
+/* ---- search -------------------------------------------------------------- */
+
+struct catalog_query {
+	const float *vec;      /* the query embedding (normalised here, a copy) */
+	size_t dim;
+	size_t k;              /* 1..CATALOG_MAX_K */
+	int has_min_score;
+	float min_score;       /* results below are dropped */
+	const struct store_filter *filters;   /* equality on top-level metadata keys (store.h) */
+	size_t n_filters;      /* at most STORE_MAX_FILTERS */
+	int has_after, has_before;
+	int64_t created_after, created_before; /* microseconds, exclusive bounds */
+	int64_t exclude_id;    /* 0: none (similar-to-image excludes the image itself) */
+};
+struct catalog_query catalog_default_query(void);
+
+struct catalog_hit {
+	struct store_image image;
+	float score;           /* cosine */
+};
+struct catalog_results {
+	struct catalog_hit *hits;   /* best first, n of them, malloc'd */
+	size_t n;
+	/* 1: these are exactly the top k among all matching images (exact
+	 * index, or a filtered set small enough to score exactly); 0: an
+	 * approximate index answered and some may be missing. */
+	int exhaustive;
+	int exact_scan;             /* 1: the filtered set was scored from the stored vectors */
+};
+void catalog_results_free(struct catalog_results *r);
+
+/*
+ * Search by vector. Without filters or a date range: the index. With them:
+ * when at most exact_filter_limit images match, every match is scored from
+ * its stored vector (k results whenever k match; exhaustive); otherwise the
+ * index is asked for many more than k and its results filtered (exhaustive
+ * only if the index is exact and it found k).
+ */
+int catalog_search(catalog *c, const struct catalog_query *q, struct catalog_results *out,
+		   store_error *err);
+
+/* Images like image id (itself excluded): q's vec and dim are ignored. */
+int catalog_similar(catalog *c, int64_t id, const struct catalog_query *q,
+		    struct catalog_results *out, store_error *err);
+
+/* ---- state, persistence, maintenance ---------------------------------------- */
+
+struct catalog_stats {
+	int64_t images;                 /* rows */
+	size_t index_count;             /* vectors in the index */
+	char index_type[IDX_MAX_FACTORY];
+	int index_exact;
+	int index_training;             /* a background build is running */
+	uint64_t seq;                   /* the index's change sequence */
+	uint64_t saved_seq;             /* the sequence of the saved file (0: none) */
+	int64_t index_file_bytes;       /* size of DATA/index.faiss (0: none) */
+	int64_t db_bytes;               /* database + WAL */
+	struct store_model model;
+};
+int catalog_stats(catalog *c, struct catalog_stats *out, store_error *err);
+const struct store_model *catalog_model(const catalog *c);   /* valid while open */
+size_t catalog_dim(const catalog *c);
+const char *catalog_data_dir(const catalog *c);
+
+/* Changes applied to the index since it was last saved (or loaded). */
+uint64_t catalog_unsaved_changes(catalog *c);
+/* Save the index atomically if it has unsaved changes, then forget the
+ * change-log entries it covers. Safe to call from a timer thread while
+ * requests run (adds wait while it writes; searches do not). */
+int catalog_save_index(catalog *c, store_error *err);
+/* Rebuild the index from the stored vectors and save it (clipd index rebuild). */
+int catalog_rebuild_index(catalog *c, store_error *err);
+/* Wait for a background index build (tests, shutdown). */
+void catalog_wait_index(catalog *c);
+
+/* clipd check: database integrity, every row has its blob (with the right
+ * size) and a vector, the index holds exactly the rows. fn gets one line per
+ * problem. Returns the number of problems (0: healthy) or a negative status. */
+int catalog_check(catalog *c, store_problem_fn fn, void *ud, store_error *err);
+
+/* The store underneath (reembed, tests). Owned by the catalog. */
+store *catalog_store(catalog *c);
+
+/* Model fingerprint: SHA-256 over the base names and contents of the
+ * files (weights and configs), in name order, the per-file hashes cached
+ * in st (may be NULL: no cache). hex receives 64 hex digits. */
+int catalog_fingerprint(store *st, const char *const *files, char hex[STORE_FINGERPRINT_HEX],
+			double *hash_ms, store_error *err);
+
+/* After `clipd reembed` stored every vector under the new model (which
+ * must be recorded with store_put_model): make it active, drop the old
+ * vectors, rebuild and save the index. The catalog then serves the new model. */
+int catalog_switch_model(catalog *c, const char *fingerprint, store_error *err);
+
+#endif

@@ -1,0 +1,43 @@
+/*
+ * catalog_internal.h - shared by catalog.c, catalog_search.c and
+ * catalog_check.c only.
+ */
+#ifndef CLIPD_CATALOG_INTERNAL_H
+#define CLIPD_CATALOG_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "catalog.h"
+
+struct catalog {
+	char *dir;
+	char db_path[4096];
+	char index_path[4096];
+	int lock_fd;                 /* holds DATA/lock (writable mode) */
+	int readonly, no_index;
+	size_t exact_filter_limit;
+
+	store *st;
+	struct store_model model;    /* the model served (changes only in catalog_switch_model) */
+
+	struct idx_params ip;
+	char factory[IDX_MAX_FACTORY];
+	pthread_rwlock_t ixlock;     /* guards the ix pointer (swapped by rebuilds) */
+	idx *ix;                     /* NULL with no_index */
+
+	pthread_mutex_t wlock;       /* the writer lock: store writes + index changes + blob unlinks */
+	pthread_mutex_t save_lock;   /* one save at a time */
+	_Atomic uint64_t saved_seq;  /* change sequence of the index file (0: none) */
+	int orphan_risk;             /* a blob could not be removed: scan at next open */
+	int index_stale;             /* an index removal failed: the next open rebuilds */
+};
+
+int cat_fail(store_error *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int cat_idx_fail(store_error *err, const idx_error *ie, const char *what);
+/* out = v / |v|; STORE_ERR_INVALID for a zero or non-finite vector. */
+int cat_normalize(const float *v, size_t dim, float *out, store_error *err);
+/* Start a background index build if the index wants one. */
+void cat_maybe_retrain(catalog *c);
+
+#endif

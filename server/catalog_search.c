@@ -1,0 +1,287 @@
+/*
+ * Searches over a catalog: the index for plain queries; for filtered ones
+ * an exact scan of the stored vectors when the filtered set is small, else
+ * an over-fetch from the index. See catalog_search in catalog.h.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "catalog_internal.h"
+
+/* How many index results to ask for per wanted result when filtering an
+ * approximate search, and the floor of that. */
+#define OVERFETCH_FACTOR 20
+#define OVERFETCH_MIN 1000
+
+void catalog_results_free(struct catalog_results *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->n; i++)
+		store_image_clear(&r->hits[i].image);
+	free(r->hits);
+	memset(r, 0, sizeof *r);
+}
+
+/* ---- top k of an exact scan: a min-heap on (score, -id) ----------------------- */
+
+struct topk {
+	const float *q;
+	size_t dim, k, n;
+	int has_min;
+	float min;
+	float *scores;
+	int64_t *ids;
+};
+
+static int worse(float sa, int64_t ia, float sb, int64_t ib)
+{
+	return sa < sb || (sa == sb && ia > ib);
+}
+
+static void heap_swap(struct topk *t, size_t a, size_t b)
+{
+	float s = t->scores[a];
+	int64_t i = t->ids[a];
+	t->scores[a] = t->scores[b];
+	t->ids[a] = t->ids[b];
+	t->scores[b] = s;
+	t->ids[b] = i;
+}
+
+static void heap_down(struct topk *t, size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, m = i;
+		if (l < t->n && worse(t->scores[l], t->ids[l], t->scores[m], t->ids[m]))
+			m = l;
+		if (r < t->n && worse(t->scores[r], t->ids[r], t->scores[m], t->ids[m]))
+			m = r;
+		if (m == i)
+			return;
+		heap_swap(t, i, m);
+		i = m;
+	}
+}
+
+static void heap_push(struct topk *t, float s, int64_t id)
+{
+	if (t->n < t->k) {
+		size_t i = t->n++;
+		t->scores[i] = s;
+		t->ids[i] = id;
+		while (i > 0) {
+			size_t p = (i - 1) / 2;
+			if (!worse(t->scores[i], t->ids[i], t->scores[p], t->ids[p]))
+				break;
+			heap_swap(t, i, p);
+			i = p;
+		}
+	} else if (worse(t->scores[0], t->ids[0], s, id)) {
+		t->scores[0] = s;
+		t->ids[0] = id;
+		heap_down(t, 0);
+	}
+}
+
+static int scan_one(void *ud, int64_t id, const float *vec)
+{
+	struct topk *t = ud;
+	float s = 0;
+	for (size_t i = 0; i < t->dim; i++)
+		s += t->q[i] * vec[i];
+	if (!t->has_min || s >= t->min)
+		heap_push(t, s, id);
+	return 0;
+}
+
+/* Sort the heap best first. */
+static void heap_sort_desc(struct topk *t)
+{
+	size_t n = t->n;
+	while (t->n > 1) {
+		heap_swap(t, 0, t->n - 1);
+		t->n--;
+		heap_down(t, 0);
+	}
+	t->n = n;   /* worst moved to the end each time: now best first */
+}
+
+/* ---- search ------------------------------------------------------------------------ */
+
+/* Fill out->hits from candidate ids (best first), dropping rows that are gone. */
+static int fetch_rows(catalog *c, const int64_t *ids, const float *scores, size_t n,
+		      struct catalog_results *out, store_error *err)
+{
+	if (n == 0)
+		return 0;
+	struct store_image *rows = calloc(n, sizeof *rows);
+	unsigned char *found = calloc(n, 1);
+	out->hits = calloc(n, sizeof *out->hits);
+	int rc = 0;
+	if (!rows || !found || !out->hits) {
+		rc = cat_fail(err, STORE_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if ((rc = store_get_many(c->st, ids, n, rows, found, err)) != 0)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		if (!found[i])
+			continue;   /* deleted since the index answered */
+		out->hits[out->n].image = rows[i];
+		out->hits[out->n].score = scores[i];
+		memset(&rows[i], 0, sizeof rows[i]);
+		out->n++;
+	}
+out:
+	if (rows)
+		for (size_t i = 0; i < n; i++)
+			store_image_clear(&rows[i]);
+	free(rows);
+	free(found);
+	return rc;
+}
+
+static int index_search(catalog *c, const float *q, size_t kk, float *scores, int64_t *ids,
+			size_t *n, int *exact, store_error *err)
+{
+	idx_error ie;
+	pthread_rwlock_rdlock(&c->ixlock);
+	int rc = idx_search(c->ix, q, kk, scores, ids, n, &ie);
+	*exact = idx_is_exact(c->ix) && !c->index_stale;
+	pthread_rwlock_unlock(&c->ixlock);
+	return rc != 0 ? cat_idx_fail(err, &ie, "search the index") : 0;
+}
+
+int catalog_search(catalog *c, const struct catalog_query *q, struct catalog_results *out,
+		   store_error *err)
+{
+	float *qv = NULL, *scores = NULL;
+	int64_t *ids = NULL;
+	int rc;
+	memset(out, 0, sizeof *out);
+	if (!c->ix)
+		return cat_fail(err, STORE_ERR_INVALID, "the catalog has no index loaded");
+	if (!q || !q->vec || q->dim != c->model.dim)
+		return cat_fail(err, STORE_ERR_INVALID, "the query vector must have %zu dimensions",
+				c->model.dim);
+	if (q->k < 1 || q->k > CATALOG_MAX_K)
+		return cat_fail(err, STORE_ERR_INVALID, "k must be 1 to %d", CATALOG_MAX_K);
+	struct store_selection sel = {
+		.filters = q->filters, .n_filters = q->n_filters,
+		.has_after = q->has_after, .has_before = q->has_before,
+		.created_after = q->created_after, .created_before = q->created_before,
+		.exclude_id = q->exclude_id,
+	};
+	if ((rc = store_check_selection(&sel, err)) != 0)
+		return rc;
+	int filtered = q->n_filters > 0 || q->has_after || q->has_before;
+	size_t dim = c->model.dim, k = q->k;
+	size_t kk = filtered ? k * OVERFETCH_FACTOR : k + (q->exclude_id ? 1 : 0);
+	if (kk < OVERFETCH_MIN && filtered)
+		kk = OVERFETCH_MIN;
+	if (kk > IDX_MAX_K)
+		kk = IDX_MAX_K;
+	if (kk < k)
+		kk = k;
+	qv = malloc(dim * sizeof *qv);
+	scores = malloc(kk * sizeof *scores);
+	ids = malloc(kk * sizeof *ids);
+	if (!qv || !scores || !ids) {
+		rc = cat_fail(err, STORE_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if ((rc = cat_normalize(q->vec, dim, qv, err)) != 0)
+		goto out;
+
+	size_t n = 0, taken = 0;
+	int exact = 0;
+	if (filtered) {
+		struct topk t = { .q = qv, .dim = dim, .k = k, .has_min = q->has_min_score,
+				  .min = q->min_score, .scores = scores, .ids = ids };
+		int truncated = 0;
+		rc = store_scan_selection(c->st, &sel, dim, c->exact_filter_limit, scan_one, &t,
+					  &truncated, err);
+		if (rc != 0)
+			goto out;
+		if (!truncated) {
+			heap_sort_desc(&t);
+			taken = t.n;
+			out->exhaustive = 1;
+			out->exact_scan = 1;
+			rc = fetch_rows(c, ids, scores, taken, out, err);
+			goto out;
+		}
+		/* Too many matches to score one by one: ask the index for many
+		 * more than k and keep those that match. */
+		if ((rc = index_search(c, qv, kk, scores, ids, &n, &exact, err)) != 0)
+			goto out;
+		unsigned char *keep = malloc(n ? n : 1);
+		if (!keep) {
+			rc = cat_fail(err, STORE_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+		if ((rc = store_filter_ids(c->st, &sel, ids, n, keep, err)) != 0) {
+			free(keep);
+			goto out;
+		}
+		int below = 0;
+		for (size_t i = 0; i < n && taken < k; i++) {
+			if (q->has_min_score && scores[i] < q->min_score) {
+				below = 1;
+				break;
+			}
+			if (!keep[i])
+				continue;
+			ids[taken] = ids[i];
+			scores[taken] = scores[i];
+			taken++;
+		}
+		free(keep);
+		out->exhaustive = exact && (taken == k || n < kk || below);
+	} else {
+		if ((rc = index_search(c, qv, kk, scores, ids, &n, &exact, err)) != 0)
+			goto out;
+		for (size_t i = 0; i < n && taken < k; i++) {
+			if (q->has_min_score && scores[i] < q->min_score)
+				break;
+			if (q->exclude_id && ids[i] == q->exclude_id)
+				continue;
+			ids[taken] = ids[i];
+			scores[taken] = scores[i];
+			taken++;
+		}
+		out->exhaustive = exact;
+	}
+	rc = fetch_rows(c, ids, scores, taken, out, err);
+out:
+	if (rc != 0)
+		catalog_results_free(out);
+	free(qv);
+	free(scores);
+	free(ids);
+	return rc;
+}
+
+int catalog_similar(catalog *c, int64_t id, const struct catalog_query *q,
+		    struct catalog_results *out, store_error *err)
+{
+	memset(out, 0, sizeof *out);
+	if (!q)
+		return cat_fail(err, STORE_ERR_INVALID, "no query");
+	float *v = malloc(c->model.dim * sizeof *v);
+	if (!v)
+		return cat_fail(err, STORE_ERR_NOMEM, "out of memory");
+	int rc = store_get_vector(c->st, id, c->model.fingerprint, v, c->model.dim, err);
+	if (rc == STORE_ERR_NOT_FOUND)
+		rc = cat_fail(err, STORE_ERR_NOT_FOUND, "no image %lld", (long long)id);
+	if (rc == 0) {
+		struct catalog_query q2 = *q;
+		q2.vec = v;
+		q2.dim = c->model.dim;
+		q2.exclude_id = id;
+		rc = catalog_search(c, &q2, out, err);
+	}
+	free(v);
+	return rc;
+}

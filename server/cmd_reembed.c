@@ -1,0 +1,327 @@
+/*
+ * clipd reembed --model DIR --data DIR [--batch N] [--threads N] [--max-images N]
+ *
+ * Moves a collection to another model: re-encodes every stored original
+ * with the model in DIR, stores the new vectors beside the old ones (a
+ * transaction per batch), and when every image has one, makes the new
+ * model the data directory's model in one transaction, drops the old
+ * vectors and rebuilds and saves the index. clipd serve then takes the new
+ * model (and refuses the old one).
+ *
+ * Resumable: an interrupted run keeps the batches it committed, and the
+ * next run encodes only the images still missing a vector. Until the
+ * switch the old model keeps serving (when reembed is not running: it
+ * holds the data directory's lock). Progress goes to stderr, redrawn on a
+ * terminal, a line per tenth otherwise.
+ *
+ * Exit status: 0 switched (or already on that model), 1 failed, 2 usage,
+ * 3 stopped early by --max-images (run it again to continue).
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "catalog.h"
+#include "clip.h"
+#include "commands.h"
+
+#define REEMBED_MAX_BATCH 256
+#define REEMBED_MAX_FILE ((size_t)1 << 30)   /* originals are far below this (body cap) */
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Read a whole file (at most REEMBED_MAX_FILE bytes). 0, or -1 with errno-ish text in why. */
+static int read_file(const char *path, unsigned char **out, size_t *len, char *why, size_t why_len)
+{
+	*out = NULL;
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		snprintf(why, why_len, "%s", strerror(errno));
+		return -1;
+	}
+	struct stat st;
+	int rc = -1;
+	unsigned char *buf = NULL;
+	if (fstat(fileno(f), &st) != 0 || (uintmax_t)st.st_size > REEMBED_MAX_FILE) {
+		snprintf(why, why_len, "not a readable file of a sensible size");
+		goto out;
+	}
+	size_t n = (size_t)st.st_size;
+	if (!(buf = malloc(n ? n : 1))) {
+		snprintf(why, why_len, "out of memory");
+		goto out;
+	}
+	if (n && fread(buf, 1, n, f) != n) {
+		snprintf(why, why_len, "short read");
+		goto out;
+	}
+	*out = buf;
+	*len = n;
+	buf = NULL;
+	rc = 0;
+out:
+	free(buf);
+	fclose(f);
+	return rc;
+}
+
+struct progress {
+	int tty;
+	int64_t total, done_at_start;
+	double t0, last_draw;
+	int last_tenth;
+};
+
+static void progress_show(struct progress *p, int64_t done, int final)
+{
+	double now = now_s();
+	int64_t this_run = done - p->done_at_start;
+	double rate = now > p->t0 ? this_run / (now - p->t0) : 0;
+	double pct = p->total ? 100.0 * (double)done / (double)p->total : 100.0;
+	if (p->tty) {
+		if (!final && now - p->last_draw < 0.2)
+			return;
+		p->last_draw = now;
+		double eta = rate > 0 ? (double)(p->total - done) / rate : 0;
+		fprintf(stderr, "\rclipd reembed: %lld/%lld images (%.1f%%), %.1f images/s, %d min %02d s left ",
+			(long long)done, (long long)p->total, pct, rate, (int)(eta / 60), (int)fmod(eta, 60));
+		if (final)
+			fputc('\n', stderr);
+	} else {
+		int tenth = (int)(pct / 10);
+		if (!final && tenth == p->last_tenth)
+			return;
+		p->last_tenth = tenth;
+		fprintf(stderr, "clipd reembed: %lld/%lld images (%.0f%%), %.1f images/s\n",
+			(long long)done, (long long)p->total, pct, rate);
+	}
+}
+
+static const char *base_name(const char *path)
+{
+	size_t len = strlen(path);
+	while (len > 1 && path[len - 1] == '/')
+		len--;
+	const char *p = path + len;
+	while (p > path && p[-1] != '/')
+		p--;
+	return p;
+}
+
+/* Encode one batch of images (ids) and store their vectors under fp. */
+static int encode_batch(catalog *c, clip_model *m, clip_ctx *ctx, const char *fp, const int64_t *ids,
+			size_t n, float *pixels, float *vecs)
+{
+	size_t nf = clip_model_input_floats(m), dim = clip_model_dim(m);
+	struct clip_params cp = clip_default_params();
+	store_error err = { 0 };
+	clip_error ce;
+	for (size_t i = 0; i < n; i++) {
+		struct store_image img;
+		char path[4200], why[256];
+		unsigned char *bytes = NULL;
+		size_t len = 0;
+		if (catalog_get(c, ids[i], &img, &err) != 0) {
+			fprintf(stderr, "\nclipd reembed: image %lld: %s\n", (long long)ids[i], err.msg);
+			return -1;
+		}
+		int rc = catalog_blob_path(c, img.sha256, path, sizeof path, &err);
+		store_image_clear(&img);
+		if (rc != 0 || read_file(path, &bytes, &len, why, sizeof why) != 0) {
+			fprintf(stderr, "\nclipd reembed: image %lld: cannot read its original %s: %s; restore the "
+				"file or delete the image, then run clipd reembed again\n", (long long)ids[i], path,
+				rc ? err.msg : why);
+			return -1;
+		}
+		clip_image decoded = { 0 };
+		rc = clip_image_decode(bytes, len, cp.max_pixels, &decoded, &ce);
+		free(bytes);
+		if (rc == 0)
+			rc = clip_image_preprocess(m, &decoded, pixels + i * nf, nf, &ce);
+		clip_image_free(&decoded);
+		if (rc != 0) {
+			fprintf(stderr, "\nclipd reembed: image %lld (%s): %s; delete the image, then run clipd "
+				"reembed again\n", (long long)ids[i], path, ce.msg);
+			return -1;
+		}
+	}
+	if (clip_encode_images(ctx, pixels, n, vecs, n * dim, &ce) != 0) {
+		fprintf(stderr, "\nclipd reembed: encoding failed: %s\n", ce.msg);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		clip_l2_normalize(vecs + i * dim, dim);
+	if (store_put_vectors(catalog_store(c), ids, n, fp, vecs, dim, &err) != 0) {
+		fprintf(stderr, "\nclipd reembed: storing vectors: %s\n", err.msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int reembed(const char *model_dir, const char *data_dir, size_t batch, int threads, long long max_images)
+{
+	struct catalog_params p = catalog_default_params();
+	struct clip_params cp = clip_default_params();
+	catalog *c = NULL;
+	clip_model *m = NULL;
+	clip_ctx *ctx = NULL;
+	store_error err = { 0 };
+	clip_error ce;
+	int64_t *ids = NULL;
+	float *pixels = NULL, *vecs = NULL;
+	int rc = 1;
+
+	p.data_dir = data_dir;
+	p.no_index = 1;   /* built once, after the switch */
+	if (catalog_open(&p, &c, NULL, &err) != 0) {
+		fprintf(stderr, "clipd reembed: %s\n", err.msg);
+		return 1;
+	}
+	if (clip_model_load(model_dir, &cp, &m, &ce) != 0) {
+		fprintf(stderr, "clipd reembed: %s: %s\n", model_dir, ce.msg);
+		goto out;
+	}
+	struct store_model target;
+	memset(&target, 0, sizeof target);
+	double hash_ms = 0;
+	if (catalog_fingerprint(catalog_store(c), clip_model_files(m), target.fingerprint, &hash_ms, &err) != 0) {
+		fprintf(stderr, "clipd reembed: %s\n", err.msg);
+		goto out;
+	}
+	snprintf(target.name, sizeof target.name, "%s", base_name(model_dir));
+	snprintf(target.layout, sizeof target.layout, "%s", clip_model_layout(m));
+	target.dim = clip_model_dim(m);
+	const struct store_model *current = catalog_model(c);
+	if (!strcmp(current->fingerprint, target.fingerprint)) {
+		fprintf(stderr, "clipd reembed: %s already holds vectors of %s (%.12s): nothing to do\n",
+			data_dir, current->name, current->fingerprint);
+		rc = 0;
+		goto out;
+	}
+	if (store_put_model(catalog_store(c), &target, &err) != 0) {
+		fprintf(stderr, "clipd reembed: %s\n", err.msg);
+		goto out;
+	}
+	int64_t total = 0, done = 0;
+	if (store_count(catalog_store(c), &total, &err) != 0 ||
+	    store_count_vectors(catalog_store(c), target.fingerprint, &done, &err) != 0) {
+		fprintf(stderr, "clipd reembed: %s\n", err.msg);
+		goto out;
+	}
+	fprintf(stderr, "clipd reembed: %s: from %s (%.12s) to %s (%.12s): %lld images, %lld already done\n",
+		data_dir, current->name, current->fingerprint, target.name, target.fingerprint,
+		(long long)total, (long long)done);
+	if (clip_ctx_new(m, threads, &ctx, &ce) != 0) {
+		fprintf(stderr, "clipd reembed: %s\n", ce.msg);
+		goto out;
+	}
+	size_t nf = clip_model_input_floats(m);
+	ids = malloc(batch * sizeof *ids);
+	pixels = malloc(batch * nf * sizeof *pixels);
+	vecs = malloc(batch * target.dim * sizeof *vecs);
+	if (!ids || !pixels || !vecs) {
+		fprintf(stderr, "clipd reembed: out of memory\n");
+		goto out;
+	}
+	struct progress pr = { .tty = isatty(2), .total = total, .done_at_start = done, .t0 = now_s(),
+			       .last_tenth = -1 };
+	int64_t after = 0, this_run = 0;
+	for (;;) {
+		size_t want = batch, n = 0;
+		if (max_images > 0 && this_run + (int64_t)want > max_images)
+			want = (size_t)(max_images - this_run);
+		if (want == 0)
+			break;
+		if (store_missing_vectors(catalog_store(c), target.fingerprint, after, ids, want, &n, &err) != 0) {
+			fprintf(stderr, "\nclipd reembed: %s\n", err.msg);
+			goto out;
+		}
+		if (n == 0)
+			break;
+		if (encode_batch(c, m, ctx, target.fingerprint, ids, n, pixels, vecs) != 0)
+			goto out;
+		after = ids[n - 1];
+		done += (int64_t)n;
+		this_run += (int64_t)n;
+		progress_show(&pr, done, 0);
+	}
+	progress_show(&pr, done, 1);
+
+	size_t missing = 0;
+	if (store_missing_vectors(catalog_store(c), target.fingerprint, 0, ids, 1, &missing, &err) != 0) {
+		fprintf(stderr, "clipd reembed: %s\n", err.msg);
+		goto out;
+	}
+	if (missing) {
+		int64_t left = 0;
+		store_count_vectors(catalog_store(c), target.fingerprint, &done, NULL);
+		store_count(catalog_store(c), &left, NULL);
+		fprintf(stderr, "clipd reembed: stopped after %lld images; %lld remain: run clipd reembed "
+			"again to continue (%s still serves)\n", (long long)this_run, (long long)(left - done),
+			current->name);
+		rc = 3;
+		goto out;
+	}
+	double t0 = now_s();
+	if (catalog_switch_model(c, target.fingerprint, &err) != 0) {
+		fprintf(stderr, "clipd reembed: switching to the new model: %s\n", err.msg);
+		goto out;
+	}
+	fprintf(stderr, "clipd reembed: %s now holds vectors of %s (%.12s) only; index rebuilt in %.1f s. "
+		"Start clipd serve --model %s\n", data_dir, target.name, target.fingerprint, now_s() - t0, model_dir);
+	rc = 0;
+out:
+	free(ids);
+	free(pixels);
+	free(vecs);
+	clip_ctx_free(ctx);
+	clip_model_free(m);
+	catalog_close(c);
+	return rc;
+}
+
+static int run_reembed(const struct cli_command *info, int argc, char **argv)
+{
+	char *model_dir = NULL, *data_dir = NULL;
+	long long batch = 16, threads = 0, max_images = 0;
+	const struct cli_option opts[] = {
+		{ "model", CLI_STRING, &model_dir, "DIR", "the new model's directory", 0, 0 },
+		{ "data", CLI_STRING, &data_dir, "DIR", "the data directory", 0, 0 },
+		{ "batch", CLI_INT, &batch, "N", "images encoded (and committed) together", 1, REEMBED_MAX_BATCH },
+		{ "threads", CLI_INT, &threads, "N", "encoder threads (0: one per CPU)", 0, 256 },
+		{ "max-images", CLI_INT, &max_images, "N", "stop after N images (0: all); run again to continue",
+		  0, 1LL << 40 },
+		{ 0 },
+	};
+	struct cli_args args;
+	int rc = cli_parse(info, opts, argc, argv, &args);
+	if (rc != CLI_OK)
+		return rc == CLI_HELP ? 0 : 2;
+	rc = 2;
+	if (args.n_positional)
+		cli_usage_error(info, "unexpected argument '%s'", args.positional[0]);
+	else if (!model_dir || !data_dir)
+		cli_usage_error(info, "--model and --data are required");
+	else
+		rc = reembed(model_dir, data_dir, (size_t)batch, (int)threads, max_images);
+	cli_args_free(&args);
+	return rc;
+}
+
+const struct clipd_command cmd_reembed = {
+	{ "reembed", "re-encode every stored image with a new model", "--model DIR --data DIR",
+	  "Stores the new vectors beside the old ones, a batch at a time (an interrupted run resumes "
+	  "where it stopped), then switches the data directory to the new model and rebuilds its index. "
+	  "Exit status 3: stopped early by --max-images." },
+	run_reembed };

@@ -1,0 +1,888 @@
+/*
+ * The SQLite store: connections, migrations, models, settings, checks.
+ * Rows, vectors and the change log are in store_rows.c. See store.h.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "assets.h"
+#include "store_internal.h"
+
+/* migrations/NNNN_name.sql, embedded by server/meson.build. */
+extern const struct clipd_asset clipd_migrations[];
+
+/* ---- errors ------------------------------------------------------------- */
+
+int st_fail(store_error *err, int code, const char *fmt, ...)
+{
+	if (err) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+		va_end(ap);
+		err->code = code;
+	}
+	return code;
+}
+
+int st_dberr(sqlite3 *db, int rc, store_error *err, const char *what)
+{
+	int prim = rc & 0xff;
+	int sys = db ? sqlite3_system_errno(db) : 0;
+	const char *msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+	if (prim == SQLITE_FULL || sys == ENOSPC || sys == EDQUOT)
+		return st_fail(err, STORE_ERR_NOSPACE, "no space left on device: %s: %s", what, msg);
+	if (prim == SQLITE_NOMEM)
+		return st_fail(err, STORE_ERR_NOMEM, "out of memory: %s", what);
+	if (prim == SQLITE_IOERR || prim == SQLITE_CANTOPEN)
+		return st_fail(err, STORE_ERR_IO, "%s: %s", what, msg);
+	return st_fail(err, STORE_ERR_DB, "%s: %s", what, msg);
+}
+
+const char *store_status_name(int status)
+{
+	switch (status) {
+	case STORE_OK: return "ok";
+	case STORE_ERR_INVALID: return "bad_parameter";
+	case STORE_ERR_NOMEM: return "out_of_memory";
+	case STORE_ERR_IO: return "io_error";
+	case STORE_ERR_NOSPACE: return "insufficient_storage";
+	case STORE_ERR_NOT_FOUND: return "not_found";
+	case STORE_ERR_DB: return "database_error";
+	case STORE_ERR_LOCKED: return "data_dir_locked";
+	case STORE_ERR_SCHEMA: return "schema_version";
+	case STORE_ERR_MODEL: return "model_mismatch";
+	case STORE_ERR_INDEX: return "index_error";
+	case STORE_ERR_TOO_LARGE: return "metadata_too_large";
+	case STORE_ERR_EXISTS: return "exists";
+	default: return "internal_error";
+	}
+}
+
+/* ---- small helpers ---------------------------------------------------------- */
+
+int64_t st_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int st_appendf(char *buf, size_t len, const char *fmt, ...)
+{
+	size_t used = strlen(buf);
+	if (used >= len)
+		return -1;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf + used, len - used, fmt, ap);
+	va_end(ap);
+	return n < 0 || (size_t)n >= len - used ? -1 : 0;
+}
+
+void st_vec_to_le(const float *v, size_t dim, void *out)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	memcpy(out, v, dim * sizeof *v);
+#else
+	unsigned char *o = out;
+	for (size_t i = 0; i < dim; i++) {
+		uint32_t u;
+		memcpy(&u, &v[i], 4);
+		for (int b = 0; b < 4; b++)
+			o[4 * i + b] = (unsigned char)(u >> (8 * b));
+	}
+#endif
+}
+
+void st_vec_from_le(const void *in, size_t dim, float *out)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	memcpy(out, in, dim * sizeof *out);
+#else
+	const unsigned char *p = in;
+	for (size_t i = 0; i < dim; i++) {
+		uint32_t u = (uint32_t)p[4 * i] | (uint32_t)p[4 * i + 1] << 8 |
+			     (uint32_t)p[4 * i + 2] << 16 | (uint32_t)p[4 * i + 3] << 24;
+		memcpy(&out[i], &u, 4);
+	}
+#endif
+}
+
+/* ---- connections ------------------------------------------------------------ */
+
+sqlite3_stmt *st_prepare(struct store_conn *c, const char *sql, store_error *err)
+{
+	for (int i = 0; i < c->n_cache; i++)
+		if (c->cache[i].sql == sql)
+			return c->cache[i].st;
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
+	if (rc != SQLITE_OK) {
+		st_dberr(c->db, rc, err, "prepare");
+		return NULL;
+	}
+	if (c->n_cache < STORE_STMT_CACHE) {
+		c->cache[c->n_cache].sql = sql;
+		c->cache[c->n_cache].st = st;
+		c->n_cache++;
+		return st;
+	}
+	/* A full cache is a programming error (too many distinct statements);
+	 * evict the oldest rather than fail. */
+	sqlite3_finalize(c->cache[0].st);
+	memmove(&c->cache[0], &c->cache[1], sizeof c->cache[0] * (STORE_STMT_CACHE - 1));
+	c->cache[STORE_STMT_CACHE - 1].sql = sql;
+	c->cache[STORE_STMT_CACHE - 1].st = st;
+	return st;
+}
+
+void st_done(sqlite3_stmt *st)
+{
+	if (st) {
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+	}
+}
+
+int st_exec(struct store_conn *c, const char *sql, store_error *err)
+{
+	int rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		return st_dberr(c->db, rc, err, sql);
+	return 0;
+}
+
+static void conn_close(struct store_conn *c)
+{
+	if (!c)
+		return;
+	for (int i = 0; i < c->n_cache; i++)
+		sqlite3_finalize(c->cache[i].st);
+	sqlite3_close(c->db);
+	free(c);
+}
+
+static int conn_open(store *s, int writer, struct store_conn **out, store_error *err)
+{
+	struct store_conn *c = calloc(1, sizeof *c);
+	if (!c)
+		return st_fail(err, STORE_ERR_NOMEM, "out of memory");
+	int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
+	flags |= writer ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY;
+	int rc = sqlite3_open_v2(s->path, &c->db, flags, NULL);
+	if (rc != SQLITE_OK) {
+		rc = st_dberr(c->db, rc, err, s->path);
+		goto fail;
+	}
+	sqlite3_extended_result_codes(c->db, 1);
+	sqlite3_busy_timeout(c->db, s->p.busy_timeout_ms);
+	/* Per connection, and outside any transaction (PRAGMA foreign_keys is a
+	 * no-op inside one). */
+	if ((rc = st_exec(c, "PRAGMA foreign_keys = ON", err)) != 0)
+		goto fail;
+	if (writer) {
+		sqlite3_stmt *st = NULL;
+		rc = sqlite3_prepare_v2(c->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_step(st);
+		int wal = rc == SQLITE_ROW && !sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal");
+		sqlite3_finalize(st);
+		if (!wal) {
+			rc = st_dberr(c->db, rc == SQLITE_ROW ? SQLITE_ERROR : rc, err,
+				      "cannot switch the database to WAL mode");
+			goto fail;
+		}
+		if ((rc = st_exec(c, "PRAGMA synchronous = FULL", err)) != 0 ||
+		    (rc = st_exec(c, "PRAGMA journal_size_limit = 67108864", err)) != 0)
+			goto fail;
+	} else {
+		if ((rc = st_exec(c, "PRAGMA query_only = ON", err)) != 0)
+			goto fail;
+	}
+	*out = c;
+	return 0;
+fail:
+	conn_close(c);
+	return rc;
+}
+
+int st_reader_get(store *s, struct store_conn **out, store_error *err)
+{
+	pthread_mutex_lock(&s->rlock);
+	for (;;) {
+		if (s->free_readers) {
+			*out = s->free_readers;
+			s->free_readers = (*out)->next;
+			pthread_mutex_unlock(&s->rlock);
+			return 0;
+		}
+		if (s->n_readers < s->p.max_readers)
+			break;
+		pthread_cond_wait(&s->rcond, &s->rlock);
+	}
+	s->n_readers++;
+	pthread_mutex_unlock(&s->rlock);
+	int rc = conn_open(s, 0, out, err);
+	if (rc != 0) {
+		pthread_mutex_lock(&s->rlock);
+		s->n_readers--;
+		pthread_cond_signal(&s->rcond);
+		pthread_mutex_unlock(&s->rlock);
+	}
+	return rc;
+}
+
+void st_reader_put(store *s, struct store_conn *c)
+{
+	if (!c)
+		return;
+	if (!sqlite3_get_autocommit(c->db))
+		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+	pthread_mutex_lock(&s->rlock);
+	c->next = s->free_readers;
+	s->free_readers = c;
+	pthread_cond_signal(&s->rcond);
+	pthread_mutex_unlock(&s->rlock);
+}
+
+int st_read_begin(store *s, struct store_conn **out, store_error *err)
+{
+	int rc = st_reader_get(s, out, err);
+	if (rc != 0)
+		return rc;
+	if ((rc = st_exec(*out, "BEGIN", err)) != 0) {
+		st_reader_put(s, *out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+void st_read_end(store *s, struct store_conn *c)
+{
+	if (c && !sqlite3_get_autocommit(c->db))
+		sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
+	st_reader_put(s, c);
+}
+
+int st_write_begin(store *s, store_error *err)
+{
+	if (!s->writer)
+		return st_fail(err, STORE_ERR_INVALID, "the store is open read-only");
+	pthread_mutex_lock(&s->wlock);
+	int rc = st_exec(s->writer, "BEGIN IMMEDIATE", err);
+	if (rc != 0)
+		pthread_mutex_unlock(&s->wlock);
+	return rc;
+}
+
+int st_write_end(store *s, int rc, store_error *err)
+{
+	sqlite3 *db = s->writer->db;
+	if (rc == 0) {
+		int r = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+		if (r != SQLITE_OK)
+			rc = st_dberr(db, r, err, "commit");
+	}
+	if (rc != 0 && !sqlite3_get_autocommit(db))
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	pthread_mutex_unlock(&s->wlock);
+	return rc;
+}
+
+/* ---- migrations ------------------------------------------------------------ */
+
+/* The version of a migration file name "NNNN_name.sql", or -1. */
+static int migration_version(const char *name)
+{
+	int v = 0, digits = 0;
+	for (; name[digits] >= '0' && name[digits] <= '9'; digits++)
+		v = v * 10 + (name[digits] - '0');
+	if (digits != 4 || name[4] != '_' || !strstr(name, ".sql"))
+		return -1;
+	return v;
+}
+
+int store_schema_latest(void)
+{
+	int latest = 0;
+	for (const struct clipd_asset *a = clipd_migrations; a->name; a++) {
+		int v = migration_version(a->name);
+		if (v > latest)
+			latest = v;
+	}
+	return latest;
+}
+
+static const struct clipd_asset *migration_find(int version)
+{
+	for (const struct clipd_asset *a = clipd_migrations; a->name; a++)
+		if (migration_version(a->name) == version)
+			return a;
+	return NULL;
+}
+
+static int user_version(struct store_conn *c, int *v, store_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(c->db, "PRAGMA user_version", -1, &st, NULL);
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		*v = sqlite3_column_int(st, 0);
+		rc = 0;
+	} else {
+		rc = st_dberr(c->db, rc, err, "PRAGMA user_version");
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int migrate(store *s, struct store_conn *c, struct store_open_report *rep, store_error *err)
+{
+	int latest = store_schema_latest(), v = 0, rc;
+	if ((rc = user_version(c, &v, err)) != 0)
+		return rc;
+	rep->version_before = rep->version_after = v;
+	if (v > latest)
+		return st_fail(err, STORE_ERR_SCHEMA,
+			       "the database %s has schema version %d, newer than this clipd knows (%d): "
+			       "use the clipd that wrote it, or a newer one", s->path, v, latest);
+	if (v == latest)
+		return 0;
+	if (!s->writer)
+		return st_fail(err, STORE_ERR_SCHEMA,
+			       "the database %s has schema version %d and needs migrating to %d: "
+			       "start clipd serve (or clipd index rebuild) on it once", s->path, v, latest);
+	for (int next = v + 1; next <= latest; next++) {
+		const struct clipd_asset *m = migration_find(next);
+		if (!m)
+			return st_fail(err, STORE_ERR_SCHEMA, "migration %04d is missing from this build", next);
+		if ((rc = st_exec(c, "BEGIN IMMEDIATE", err)) != 0)
+			return rc;
+		int now = 0;
+		if ((rc = user_version(c, &now, err)) == 0 && now < next) {
+			char pragma[64];
+			snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", next);
+			int r = sqlite3_exec(c->db, (const char *)m->data, NULL, NULL, NULL);
+			if (r != SQLITE_OK) {
+				char what[128];
+				snprintf(what, sizeof what, "migration %s", m->name);
+				rc = st_dberr(c->db, r, err, what);
+			} else {
+				rc = st_exec(c, pragma, err);
+			}
+		}
+		if (rc == 0) {
+			int r = sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
+			if (r != SQLITE_OK)
+				rc = st_dberr(c->db, r, err, "commit migration");
+		}
+		if (rc != 0) {
+			if (!sqlite3_get_autocommit(c->db))
+				sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+			return rc;
+		}
+		rep->version_after = next;
+	}
+	return 0;
+}
+
+/* ---- open / close ------------------------------------------------------------ */
+
+struct store_params store_default_params(void)
+{
+	struct store_params p = {
+		.readonly = 0,
+		.busy_timeout_ms = 5000,
+		.max_readers = 16,
+	};
+	return p;
+}
+
+static int load_active(store *s, store_error *err);
+
+int store_open(const char *path, const struct store_params *p, store **out,
+	       struct store_open_report *report, store_error *err)
+{
+	struct store_open_report rep = { 0, 0 };
+	int rc;
+	*out = NULL;
+	if (!path || !*path)
+		return st_fail(err, STORE_ERR_INVALID, "no database path");
+	store *s = calloc(1, sizeof *s);
+	if (!s || !(s->path = strdup(path))) {
+		free(s);
+		return st_fail(err, STORE_ERR_NOMEM, "out of memory");
+	}
+	s->p = p ? *p : store_default_params();
+	if (s->p.busy_timeout_ms <= 0)
+		s->p.busy_timeout_ms = 5000;
+	if (s->p.max_readers <= 0)
+		s->p.max_readers = 16;
+	pthread_mutex_init(&s->wlock, NULL);
+	pthread_mutex_init(&s->rlock, NULL);
+	pthread_cond_init(&s->rcond, NULL);
+	pthread_mutex_init(&s->mlock, NULL);
+
+	if (s->p.readonly) {
+		struct stat stt;
+		if (stat(path, &stt) != 0) {
+			rc = st_fail(err, STORE_ERR_IO, "no database at %s: %s", path, strerror(errno));
+			goto fail;
+		}
+		struct store_conn *c = NULL;
+		if ((rc = st_reader_get(s, &c, err)) != 0)
+			goto fail;
+		rc = migrate(s, c, &rep, err);
+		st_reader_put(s, c);
+		if (rc != 0)
+			goto fail;
+	} else {
+		if ((rc = conn_open(s, 1, &s->writer, err)) != 0)
+			goto fail;
+		if ((rc = migrate(s, s->writer, &rep, err)) != 0)
+			goto fail;
+	}
+	if ((rc = load_active(s, err)) != 0)
+		goto fail;
+	if (report)
+		*report = rep;
+	*out = s;
+	return 0;
+fail:
+	store_close(s);
+	return rc;
+}
+
+void store_close(store *s)
+{
+	if (!s)
+		return;
+	while (s->free_readers) {
+		struct store_conn *c = s->free_readers;
+		s->free_readers = c->next;
+		conn_close(c);
+	}
+	conn_close(s->writer);
+	pthread_mutex_destroy(&s->wlock);
+	pthread_mutex_destroy(&s->rlock);
+	pthread_cond_destroy(&s->rcond);
+	pthread_mutex_destroy(&s->mlock);
+	free(s->path);
+	free(s);
+}
+
+/* ---- settings ---------------------------------------------------------------- */
+
+int st_setting_get(struct store_conn *c, const char *key, char **value, store_error *err)
+{
+	static const char sql[] = "SELECT value FROM settings WHERE key = ?1";
+	*value = NULL;
+	sqlite3_stmt *st = st_prepare(c, sql, err);
+	if (!st)
+		return err ? err->code : STORE_ERR_DB;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*value = strdup((const char *)sqlite3_column_text(st, 0));
+		rc = *value ? 0 : st_fail(err, STORE_ERR_NOMEM, "out of memory");
+	} else if (rc == SQLITE_DONE) {
+		rc = 0;
+	} else {
+		rc = st_dberr(c->db, rc, err, "read setting");
+	}
+	st_done(st);
+	return rc;
+}
+
+static int setting_set_conn(struct store_conn *c, const char *key, const char *value, store_error *err)
+{
+	static const char sql[] = "INSERT INTO settings (key, value) VALUES (?1, ?2) "
+				  "ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+	sqlite3_stmt *st = st_prepare(c, sql, err);
+	if (!st)
+		return err ? err->code : STORE_ERR_DB;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	rc = rc == SQLITE_DONE ? 0 : st_dberr(c->db, rc, err, "write setting");
+	st_done(st);
+	return rc;
+}
+
+int store_setting_get(store *s, const char *key, char **value, store_error *err)
+{
+	struct store_conn *c = NULL;
+	int rc = st_reader_get(s, &c, err);
+	if (rc == 0)
+		rc = st_setting_get(c, key, value, err);
+	st_reader_put(s, c);
+	return rc;
+}
+
+int store_setting_set(store *s, const char *key, const char *value, store_error *err)
+{
+	int rc = st_write_begin(s, err);
+	if (rc != 0)
+		return rc;
+	rc = setting_set_conn(s->writer, key, value, err);
+	return st_write_end(s, rc, err);
+}
+
+/* ---- models ------------------------------------------------------------------- */
+
+static int model_get_conn(struct store_conn *c, const char *fp, struct store_model *out, store_error *err)
+{
+	static const char sql[] = "SELECT fingerprint, name, dim, layout FROM models WHERE fingerprint = ?1";
+	sqlite3_stmt *st = st_prepare(c, sql, err);
+	if (!st)
+		return err ? err->code : STORE_ERR_DB;
+	sqlite3_bind_text(st, 1, fp, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		memset(out, 0, sizeof *out);
+		snprintf(out->fingerprint, sizeof out->fingerprint, "%s", (const char *)sqlite3_column_text(st, 0));
+		snprintf(out->name, sizeof out->name, "%s", (const char *)sqlite3_column_text(st, 1));
+		out->dim = (size_t)sqlite3_column_int64(st, 2);
+		snprintf(out->layout, sizeof out->layout, "%s", (const char *)sqlite3_column_text(st, 3));
+		rc = 0;
+	} else if (rc == SQLITE_DONE) {
+		rc = st_fail(err, STORE_ERR_NOT_FOUND, "no model %.12s recorded", fp);
+	} else {
+		rc = st_dberr(c->db, rc, err, "read model");
+	}
+	st_done(st);
+	return rc;
+}
+
+static int load_active(store *s, store_error *err)
+{
+	struct store_conn *c = s->writer;
+	int rc = 0;
+	char *fp = NULL;
+	if (!c && (rc = st_reader_get(s, &c, err)) != 0)
+		return rc;
+	struct store_model m;
+	rc = st_setting_get(c, "active_model", &fp, err);
+	if (rc == 0 && fp)
+		rc = model_get_conn(c, fp, &m, err);
+	if (c != s->writer)
+		st_reader_put(s, c);
+	if (rc == 0) {
+		pthread_mutex_lock(&s->mlock);
+		s->have_active = fp != NULL;
+		if (fp)
+			s->active = m;
+		pthread_mutex_unlock(&s->mlock);
+	}
+	free(fp);
+	return rc;
+}
+
+void st_active(store *s, struct store_model *out, int *found)
+{
+	pthread_mutex_lock(&s->mlock);
+	*found = s->have_active;
+	if (s->have_active)
+		*out = s->active;
+	else
+		memset(out, 0, sizeof *out);
+	pthread_mutex_unlock(&s->mlock);
+}
+
+int store_active_model(store *s, struct store_model *out, int *found, store_error *err)
+{
+	(void)err;
+	st_active(s, out, found);
+	return 0;
+}
+
+static int model_put_conn(struct store_conn *c, const struct store_model *m, store_error *err)
+{
+	static const char sql[] =
+		"INSERT INTO models (fingerprint, name, dim, layout, created_at) VALUES (?1, ?2, ?3, ?4, ?5) "
+		"ON CONFLICT (fingerprint) DO UPDATE SET name = excluded.name, layout = excluded.layout";
+	sqlite3_stmt *st = st_prepare(c, sql, err);
+	if (!st)
+		return err ? err->code : STORE_ERR_DB;
+	sqlite3_bind_text(st, 1, m->fingerprint, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, m->name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)m->dim);
+	sqlite3_bind_text(st, 4, m->layout, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, st_now_us());
+	int rc = sqlite3_step(st);
+	rc = rc == SQLITE_DONE ? 0 : st_dberr(c->db, rc, err, "record model");
+	st_done(st);
+	return rc;
+}
+
+static int check_model(const struct store_model *m, store_error *err)
+{
+	if (strlen(m->fingerprint) != 64 || m->dim == 0 || m->dim > 65536)
+		return st_fail(err, STORE_ERR_INVALID, "bad model record (fingerprint or dimension)");
+	return 0;
+}
+
+int store_put_model(store *s, const struct store_model *m, store_error *err)
+{
+	int rc = check_model(m, err);
+	if (rc != 0 || (rc = st_write_begin(s, err)) != 0)
+		return rc;
+	rc = model_put_conn(s->writer, m, err);
+	return st_write_end(s, rc, err);
+}
+
+int store_set_active_model(store *s, const struct store_model *m, store_error *err)
+{
+	int rc = check_model(m, err);
+	if (rc != 0 || (rc = st_write_begin(s, err)) != 0)
+		return rc;
+	rc = model_put_conn(s->writer, m, err);
+	if (rc == 0)
+		rc = setting_set_conn(s->writer, "active_model", m->fingerprint, err);
+	rc = st_write_end(s, rc, err);
+	if (rc == 0) {
+		pthread_mutex_lock(&s->mlock);
+		s->active = *m;
+		s->have_active = 1;
+		pthread_mutex_unlock(&s->mlock);
+	}
+	return rc;
+}
+
+int store_get_model(store *s, const char *fingerprint, struct store_model *out, store_error *err)
+{
+	struct store_conn *c = NULL;
+	int rc = st_reader_get(s, &c, err);
+	if (rc == 0)
+		rc = model_get_conn(c, fingerprint, out, err);
+	st_reader_put(s, c);
+	return rc;
+}
+
+int store_switch_model(store *s, const char *fingerprint, store_error *err)
+{
+	static const char missing_sql[] =
+		"SELECT COUNT(*) FROM images i WHERE NOT EXISTS "
+		"(SELECT 1 FROM vectors v WHERE v.image_id = i.id AND v.model = ?1)";
+	struct store_model m;
+	int rc = st_write_begin(s, err);
+	if (rc != 0)
+		return rc;
+	struct store_conn *c = s->writer;
+	if ((rc = model_get_conn(c, fingerprint, &m, err)) != 0)
+		goto out;
+	sqlite3_stmt *st = st_prepare(c, missing_sql, err);
+	if (!st) {
+		rc = err ? err->code : STORE_ERR_DB;
+		goto out;
+	}
+	sqlite3_bind_text(st, 1, fingerprint, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	int64_t missing = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+	rc = rc == SQLITE_ROW ? 0 : st_dberr(c->db, rc, err, "count missing vectors");
+	st_done(st);
+	if (rc != 0)
+		goto out;
+	if (missing > 0) {
+		rc = st_fail(err, STORE_ERR_INVALID, "%lld images have no vector of model %.12s yet",
+			     (long long)missing, fingerprint);
+		goto out;
+	}
+	char del[160];
+	snprintf(del, sizeof del, "DELETE FROM vectors WHERE model != '%s'", m.fingerprint);
+	if ((rc = st_exec(c, del, err)) != 0 ||
+	    (rc = setting_set_conn(c, "active_model", m.fingerprint, err)) != 0 ||
+	    (rc = st_exec(c, "INSERT INTO changes (op, image_id) VALUES ('reset', 0)", err)) != 0)
+		goto out;
+out:
+	rc = st_write_end(s, rc, err);
+	if (rc == 0) {
+		pthread_mutex_lock(&s->mlock);
+		s->active = m;
+		s->have_active = 1;
+		pthread_mutex_unlock(&s->mlock);
+	}
+	return rc;
+}
+
+/* ---- the file-hash cache ---------------------------------------------------- */
+
+int store_file_hash_get(store *s, const char *path, int64_t size, int64_t mtime_ns,
+			int64_t inode, char hex[STORE_SHA256_HEX], int *found, store_error *err)
+{
+	static const char sql[] = "SELECT sha256 FROM file_hashes WHERE path = ?1 AND size = ?2 "
+				  "AND mtime_ns = ?3 AND inode = ?4";
+	struct store_conn *c = NULL;
+	*found = 0;
+	int rc = st_reader_get(s, &c, err);
+	if (rc != 0)
+		return rc;
+	sqlite3_stmt *st = st_prepare(c, sql, err);
+	if (!st) {
+		rc = err ? err->code : STORE_ERR_DB;
+		goto out;
+	}
+	sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, size);
+	sqlite3_bind_int64(st, 3, mtime_ns);
+	sqlite3_bind_int64(st, 4, inode);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		const char *h = (const char *)sqlite3_column_text(st, 0);
+		if (h && strlen(h) == 64) {
+			memcpy(hex, h, 65);
+			*found = 1;
+		}
+		rc = 0;
+	} else {
+		rc = rc == SQLITE_DONE ? 0 : st_dberr(c->db, rc, err, "read file hash");
+	}
+	st_done(st);
+out:
+	st_reader_put(s, c);
+	return rc;
+}
+
+int store_file_hash_put(store *s, const char *path, int64_t size, int64_t mtime_ns,
+			int64_t inode, const char *hex, store_error *err)
+{
+	static const char sql[] = "INSERT OR REPLACE INTO file_hashes (path, size, mtime_ns, inode, sha256) "
+				  "VALUES (?1, ?2, ?3, ?4, ?5)";
+	int rc = st_write_begin(s, err);
+	if (rc != 0)
+		return rc;
+	sqlite3_stmt *st = st_prepare(s->writer, sql, err);
+	if (!st) {
+		rc = err ? err->code : STORE_ERR_DB;
+	} else {
+		sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, size);
+		sqlite3_bind_int64(st, 3, mtime_ns);
+		sqlite3_bind_int64(st, 4, inode);
+		sqlite3_bind_text(st, 5, hex, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		rc = rc == SQLITE_DONE ? 0 : st_dberr(s->writer->db, rc, err, "write file hash");
+		st_done(st);
+	}
+	return st_write_end(s, rc, err);
+}
+
+/* ---- maintenance -------------------------------------------------------------- */
+
+static void problem(store_problem_fn fn, void *ud, int *count, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void problem(store_problem_fn fn, void *ud, int *count, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	(*count)++;
+	if (fn)
+		fn(ud, line);
+}
+
+int store_check(store *s, store_problem_fn fn, void *ud, store_error *err)
+{
+	static const char missing_sql[] =
+		"SELECT i.id FROM images i WHERE NOT EXISTS "
+		"(SELECT 1 FROM vectors v WHERE v.image_id = i.id AND v.model = ?1) ORDER BY i.id";
+	static const char size_sql[] =
+		"SELECT image_id, length(vec) FROM vectors WHERE model = ?1 AND length(vec) != ?2 "
+		"ORDER BY image_id";
+	struct store_conn *c = NULL;
+	int count = 0, rc, r;
+	sqlite3_stmt *st = NULL;
+	if ((rc = st_read_begin(s, &c, err)) != 0)
+		return rc;
+
+	r = sqlite3_prepare_v2(c->db, "PRAGMA integrity_check", -1, &st, NULL);
+	while (r == SQLITE_OK || r == SQLITE_ROW) {
+		if ((r = sqlite3_step(st)) != SQLITE_ROW)
+			break;
+		const char *line = (const char *)sqlite3_column_text(st, 0);
+		if (line && strcmp(line, "ok") != 0)
+			problem(fn, ud, &count, "database: %s", line);
+	}
+	if (r != SQLITE_DONE)
+		problem(fn, ud, &count, "database: integrity_check failed: %s", sqlite3_errmsg(c->db));
+	sqlite3_finalize(st);
+
+	r = sqlite3_prepare_v2(c->db, "PRAGMA foreign_key_check", -1, &st, NULL);
+	while ((r == SQLITE_OK || r == SQLITE_ROW) && (r = sqlite3_step(st)) == SQLITE_ROW)
+		problem(fn, ud, &count, "database: row %lld of table %s refers to a missing %s row",
+			(long long)sqlite3_column_int64(st, 1), (const char *)sqlite3_column_text(st, 0),
+			(const char *)sqlite3_column_text(st, 2));
+	if (r != SQLITE_DONE)
+		problem(fn, ud, &count, "database: foreign_key_check failed: %s", sqlite3_errmsg(c->db));
+	sqlite3_finalize(st);
+	st = NULL;
+
+	struct store_model m;
+	int have;
+	st_active(s, &m, &have);
+	int64_t n_images = 0;
+	r = sqlite3_prepare_v2(c->db, "SELECT COUNT(*) FROM images", -1, &st, NULL);
+	if (r == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		n_images = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	st = NULL;
+	if (!have) {
+		if (n_images > 0)
+			problem(fn, ud, &count, "database: %lld images but no active model", (long long)n_images);
+		goto out;
+	}
+
+	if (!(st = st_prepare(c, missing_sql, err))) {
+		rc = err ? err->code : STORE_ERR_DB;
+		goto out;
+	}
+	sqlite3_bind_text(st, 1, m.fingerprint, -1, SQLITE_STATIC);
+	while ((r = sqlite3_step(st)) == SQLITE_ROW)
+		problem(fn, ud, &count, "image %lld: no vector of model %s (%.12s)",
+			(long long)sqlite3_column_int64(st, 0), m.name, m.fingerprint);
+	if (r != SQLITE_DONE)
+		rc = st_dberr(c->db, r, err, "find images without vectors");
+	st_done(st);
+	if (rc != 0)
+		goto out;
+
+	if (!(st = st_prepare(c, size_sql, err))) {
+		rc = err ? err->code : STORE_ERR_DB;
+		goto out;
+	}
+	sqlite3_bind_text(st, 1, m.fingerprint, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)(m.dim * 4));
+	while ((r = sqlite3_step(st)) == SQLITE_ROW)
+		problem(fn, ud, &count, "image %lld: vector has %lld bytes, expected %zu",
+			(long long)sqlite3_column_int64(st, 0), (long long)sqlite3_column_int64(st, 1),
+			m.dim * 4);
+	if (r != SQLITE_DONE)
+		rc = st_dberr(c->db, r, err, "check vector sizes");
+	st_done(st);
+out:
+	st_read_end(s, c);
+	return rc != 0 ? rc : count;
+}
+
+int store_db_bytes(store *s, int64_t *bytes, store_error *err)
+{
+	(void)err;
+	char wal[4200];
+	struct stat st;
+	int64_t total = 0;
+	if (stat(s->path, &st) == 0)
+		total += st.st_size;
+	snprintf(wal, sizeof wal, "%s-wal", s->path);
+	if (stat(wal, &st) == 0)
+		total += st.st_size;
+	*bytes = total;
+	return 0;
+}

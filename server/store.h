@@ -1,0 +1,300 @@
+/*
+ * store.h - the SQLite store: image rows, user metadata, vectors, models,
+ * the change log. The source of truth; the vector index is derived from it.
+ *
+ * Most code wants catalog.h (store + blob files + vector index). This layer
+ * is SQL only: it knows no files but the database, and no index.
+ *
+ *     struct store_params sp = store_default_params();
+ *     store *st = NULL;
+ *     store_error err;
+ *     if (store_open("data/clipd.db", &sp, &st, &err) != 0)
+ *             die("%s", err.msg);
+ *     struct store_image img;
+ *     if (store_get(st, 42, &img, &err) == 0) {
+ *             printf("%s %s\n", img.sha256, img.metadata);
+ *             store_image_clear(&img);
+ *     }
+ *     store_close(st);
+ *
+ * Connections. One writer connection (every write is one BEGIN IMMEDIATE
+ * transaction, serialised by a mutex inside the store) and a pool of read
+ * connections, taken and returned per call; every statement is reset
+ * before the connection goes back. All connections: WAL, synchronous=FULL,
+ * foreign_keys=ON, a busy timeout. A store may be used by any number of
+ * threads; it must not cross a fork (open it after forking).
+ *
+ * Migrations. migrations/NNNN_name.sql, embedded at build time, applied in
+ * order at open, one transaction each, tracked by PRAGMA user_version. A
+ * database newer than the binary is refused (STORE_ERR_SCHEMA); so is an
+ * older one opened read-only.
+ *
+ * Conventions. Functions return 0 (STORE_OK) or a negative store_status and
+ * fill the caller's store_error (which may be NULL); they never log, print
+ * or exit. Strings in results are owned by the result struct; clear it with
+ * its _clear/_free function. Destructors accept NULL.
+ */
+#ifndef CLIPD_STORE_H
+#define CLIPD_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Statuses shared by store_ and catalog_ functions. The HTTP status each
+ * maps to is the server's business; the usual one is given for guidance. */
+enum store_status {
+	STORE_OK = 0,
+	STORE_ERR_INVALID = -1,    /* bad argument or client input: 400 */
+	STORE_ERR_NOMEM = -2,      /* out of memory: 500 */
+	STORE_ERR_IO = -3,         /* a file could not be read or written: 500 */
+	STORE_ERR_NOSPACE = -4,    /* disk or quota full (ENOSPC, SQLITE_FULL): 507 */
+	STORE_ERR_NOT_FOUND = -5,  /* no such image: 404 */
+	STORE_ERR_DB = -6,         /* SQLite failed (corrupt, busy past the timeout): 500 */
+	STORE_ERR_LOCKED = -7,     /* the data directory is held by another clipd process */
+	STORE_ERR_SCHEMA = -8,     /* database newer than this binary, or not migrated (read-only) */
+	STORE_ERR_MODEL = -9,      /* the stored vectors come from another model */
+	STORE_ERR_INDEX = -10,     /* the vector index failed: 500 */
+	STORE_ERR_TOO_LARGE = -11, /* metadata over CATALOG_MAX_METADATA_BYTES or _DEPTH: 413 */
+	STORE_ERR_EXISTS = -12,    /* (store_insert only) the sha256 is already stored */
+};
+
+typedef struct store_error {
+	int code;        /* the status returned */
+	char msg[256];   /* NUL-terminated, never empty after a failure */
+} store_error;
+
+/* A stable machine-readable name of a status: "not_found", "insufficient_storage", ... */
+const char *store_status_name(int status);
+
+/* ---- records ---------------------------------------------------------- */
+
+#define STORE_SHA256_HEX 65   /* 64 hex digits and the NUL */
+#define STORE_MIME_MAX 64
+#define STORE_FINGERPRINT_HEX 65
+
+/* One image row. filename and metadata are malloc'd and owned by the struct. */
+struct store_image {
+	int64_t id;                      /* rowid, never reused */
+	char sha256[STORE_SHA256_HEX];   /* lower-case hex of the original bytes */
+	char mime[STORE_MIME_MAX];       /* "image/jpeg", ... */
+	int width, height;
+	int64_t bytes;                   /* size of the original */
+	char *filename;                  /* the client's filename, or NULL */
+	int64_t created_at;              /* microseconds since the Unix epoch, UTC */
+	char *metadata;                  /* compact JSON object text, never NULL once filled */
+};
+void store_image_clear(struct store_image *img);            /* frees the strings, zeroes */
+void store_images_free(struct store_image *imgs, size_t n); /* clears each, frees the array */
+
+/* A model whose vectors the store holds. */
+struct store_model {
+	char fingerprint[STORE_FINGERPRINT_HEX]; /* SHA-256 hex over weights and configs */
+	char name[128];                          /* for people: the model directory's name */
+	size_t dim;                              /* embedding size */
+	char layout[16];                         /* "hf" or "openclip" */
+};
+
+/* What store_insert needs besides the vector. Strings are borrowed. */
+struct store_new_image {
+	const char *sha256;     /* 64 lower-case hex digits */
+	const char *mime;
+	int width, height;
+	int64_t bytes;
+	const char *filename;   /* may be NULL */
+	const char *metadata;   /* a JSON object already validated (store_check_metadata); NULL for {} */
+	int64_t created_at;     /* microseconds; 0 means now */
+};
+
+/* ---- opening ---------------------------------------------------------- */
+
+typedef struct store store;
+
+struct store_params {
+	int readonly;          /* no writer connection, no migrations */
+	int busy_timeout_ms;   /* default 5000 */
+	int max_readers;       /* read connections kept open at most (default 16); callers beyond wait */
+};
+struct store_params store_default_params(void);
+
+struct store_open_report {
+	int version_before;    /* user_version found (0: new database) */
+	int version_after;     /* user_version now */
+};
+
+/* Open (creating when writable) the database at path and migrate it.
+ * report may be NULL. On success *out owns the store. */
+int store_open(const char *path, const struct store_params *p, store **out,
+	       struct store_open_report *report, store_error *err);
+void store_close(store *s);
+
+/* The schema version this binary migrates to (the highest embedded migration). */
+int store_schema_latest(void);
+
+/* ---- models and settings -------------------------------------------------- */
+
+/* The model whose vectors are served (*found = 0 on a new database). */
+int store_active_model(store *s, struct store_model *out, int *found, store_error *err);
+/* Record the model (insert or update its row) and make it the active one. */
+int store_set_active_model(store *s, const struct store_model *m, store_error *err);
+/* Record a model without activating it (reembed's target). */
+int store_put_model(store *s, const struct store_model *m, store_error *err);
+int store_get_model(store *s, const char *fingerprint, struct store_model *out, store_error *err);
+
+/* Key-value settings (small text values); *value malloc'd, NULL when absent. */
+int store_setting_get(store *s, const char *key, char **value, store_error *err);
+int store_setting_set(store *s, const char *key, const char *value, store_error *err);
+
+/* The file-hash cache behind model fingerprints: a file's SHA-256 keyed by
+ * path, size, mtime (ns) and inode. *found = 0 when absent or stale. */
+int store_file_hash_get(store *s, const char *path, int64_t size, int64_t mtime_ns,
+			int64_t inode, char hex[STORE_SHA256_HEX], int *found, store_error *err);
+int store_file_hash_put(store *s, const char *path, int64_t size, int64_t mtime_ns,
+			int64_t inode, const char *hex, store_error *err);
+
+/* ---- images ----------------------------------------------------------- */
+
+/* Validate a user metadata JSON object: an object, at most max_bytes of
+ * compact text and max_depth levels deep (the object itself is level 1).
+ * STORE_ERR_INVALID (not an object / not JSON) or STORE_ERR_TOO_LARGE.
+ * On success *compact (may be NULL) is the minified text, malloc'd. */
+int store_check_metadata(store *s, const char *json, size_t len, size_t max_bytes,
+			 int max_depth, char **compact, store_error *err);
+
+/* Insert the row, its vector (dim floats, stored as float32 LE under the
+ * active model) and an "add" change, in one transaction. Fills *id and
+ * *seq. STORE_ERR_EXISTS (with *id set to the existing row) when the
+ * sha256 is already stored; STORE_ERR_MODEL when there is no active model
+ * or dim differs from it. */
+int store_insert(store *s, const struct store_new_image *img, const float *vec, size_t dim,
+		 int64_t *id, uint64_t *seq, store_error *err);
+
+/* Delete the row and its vectors and append a "remove" change, in one
+ * transaction. sha256 (may be NULL) receives the row's digest, *seq the
+ * change. STORE_ERR_NOT_FOUND when there is no such row. */
+int store_delete(store *s, int64_t id, char sha256[STORE_SHA256_HEX], uint64_t *seq, store_error *err);
+
+/* RFC 7396 merge patch of the metadata (json_patch), limits as in
+ * store_check_metadata, applied to the patch and to the result. */
+int store_patch_metadata(store *s, int64_t id, const char *patch, size_t len,
+			 size_t max_bytes, int max_depth, store_error *err);
+
+int store_get(store *s, int64_t id, struct store_image *out, store_error *err);
+int store_get_by_sha256(store *s, const char *sha256, struct store_image *out, store_error *err);
+/* Rows ids[0..n) in one read transaction: out[i] filled and found[i] = 1,
+ * or found[i] = 0 (out[i] zeroed) when the row is gone. Clear each out[i]. */
+int store_get_many(store *s, const int64_t *ids, size_t n, struct store_image *out,
+		   unsigned char *found, store_error *err);
+/* 1 if a row has this sha256, 0 if not, negative on error. */
+int store_sha256_exists(store *s, const char *sha256, store_error *err);
+
+/* Newest first: rows with id < before_id (0: from the newest), at most
+ * limit. *items malloc'd (free with store_images_free), *n set. */
+int store_list(store *s, int64_t before_id, size_t limit, struct store_image **items,
+	       size_t *n, store_error *err);
+
+int store_count(store *s, int64_t *n, store_error *err);
+
+/* The vector of image id under model fingerprint (NULL: the active model).
+ * out holds dim floats. STORE_ERR_NOT_FOUND when missing. */
+int store_get_vector(store *s, int64_t id, const char *fingerprint, float *out, size_t dim,
+		     store_error *err);
+/* Set (insert or replace) the vectors of images ids[0..n) under fingerprint
+ * (a recorded model of dimension dim), in one transaction; rows that are
+ * gone are skipped. For reembed. */
+int store_put_vectors(store *s, const int64_t *ids, size_t n, const char *fingerprint,
+		      const float *vecs, size_t dim, store_error *err);
+
+/* ---- the change log ----------------------------------------------------- */
+
+/* The highest change sequence ever given (0 on a new database). */
+int store_seq(store *s, uint64_t *seq, store_error *err);
+
+/* Every (id, vector) of the active model, and the change sequence this
+ * snapshot covers, read in one transaction. *ids and *vecs malloc'd
+ * (caller frees), n rows of dim floats. */
+int store_load_vectors(store *s, size_t dim, int64_t **ids, float **vecs, size_t *n,
+		       uint64_t *seq, store_error *err);
+
+/* The net effect of the changes after seq, read in one transaction: images
+ * added after seq and still stored (with their vectors), and images removed
+ * after seq that had been added at or before it. Arrays malloc'd (caller
+ * frees; NULL when empty). *last is the highest sequence read.
+ * STORE_ERR_NOT_FOUND when the log no longer covers seq (pruned past it). */
+struct store_changes {
+	int64_t *add_ids;
+	float *add_vecs;     /* n_add * dim */
+	size_t n_add;
+	int64_t *remove_ids;
+	size_t n_remove;
+	uint64_t last;
+};
+int store_changes_since(store *s, uint64_t seq, size_t dim, struct store_changes *out,
+			store_error *err);
+void store_changes_clear(struct store_changes *c);
+/* Forget log entries up to seq (the index file covers them). */
+int store_prune_changes(store *s, uint64_t seq, store_error *err);
+
+/* ---- search support ------------------------------------------------------ */
+
+/* An equality filter on a top-level metadata key: matches the string
+ * value, or a number or boolean whose JSON text equals value. */
+struct store_filter {
+	const char *key;
+	const char *value;
+};
+#define STORE_MAX_FILTERS 16
+#define STORE_MAX_FILTER_KEY 128
+#define STORE_MAX_FILTER_VALUE 1024
+
+/* Rows to consider in a filtered search. created_after / created_before
+ * (microseconds, exclusive bounds) are used when has_after / has_before. */
+struct store_selection {
+	const struct store_filter *filters;
+	size_t n_filters;
+	int has_after, has_before;
+	int64_t created_after, created_before;
+	int64_t exclude_id;   /* 0: none */
+};
+/* Validate a selection (key and value sizes and characters, count). */
+int store_check_selection(const struct store_selection *sel, store_error *err);
+
+/* Call fn(ud, id, vec) for each stored vector of the active model whose
+ * row matches sel, in one read transaction, at most limit rows; *truncated
+ * = 1 if more rows matched (the scan stops there). fn returning nonzero
+ * stops the scan. */
+typedef int (*store_vector_fn)(void *ud, int64_t id, const float *vec);
+int store_scan_selection(store *s, const struct store_selection *sel, size_t dim, size_t limit,
+			 store_vector_fn fn, void *ud, int *truncated, store_error *err);
+/* keep[i] = 1 if row ids[i] exists and matches sel, else 0 (one read transaction). */
+int store_filter_ids(store *s, const struct store_selection *sel, const int64_t *ids, size_t n,
+		     unsigned char *keep, store_error *err);
+
+/* ---- maintenance ---------------------------------------------------------- */
+
+/* Each problem found, as one line without a newline. */
+typedef void (*store_problem_fn)(void *ud, const char *line);
+/* PRAGMA integrity_check and foreign_key_check, every row has a vector of
+ * the active model of the right size. Returns the number of problems (>= 0)
+ * or a negative status. */
+int store_check(store *s, store_problem_fn fn, void *ud, store_error *err);
+
+/* Call fn(ud, image) for every row in id order (a read transaction per
+ * batch, so the writer is never blocked for long). fn returning nonzero stops. */
+typedef int (*store_image_fn)(void *ud, const struct store_image *img);
+int store_foreach_image(store *s, store_image_fn fn, void *ud, store_error *err);
+
+/* Ids (ascending, > after_id) of images without a vector under fingerprint,
+ * at most max; *n set. For reembed. */
+int store_missing_vectors(store *s, const char *fingerprint, int64_t after_id, int64_t *ids,
+			  size_t max, size_t *n, store_error *err);
+/* Number of images with a vector under fingerprint. */
+int store_count_vectors(store *s, const char *fingerprint, int64_t *n, store_error *err);
+/* Make fingerprint the active model, delete every other model's vectors
+ * (all rows must have a vector under it) and append a "reset" change: an
+ * index from before cannot be replayed. One transaction. */
+int store_switch_model(store *s, const char *fingerprint, store_error *err);
+
+/* Statistics for `clipd index stats` and /info. */
+int store_db_bytes(store *s, int64_t *bytes, store_error *err);
+
+#endif

@@ -1,0 +1,80 @@
+/*
+ * store_internal.h - shared by store.c and store_rows.c only.
+ */
+#ifndef CLIPD_STORE_INTERNAL_H
+#define CLIPD_STORE_INTERNAL_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+
+#include "store.h"
+
+#define STORE_STMT_CACHE 32
+
+/* A connection and its prepared statements, keyed by the address of the
+ * (static) SQL text. Used by one thread at a time. */
+struct store_conn {
+	sqlite3 *db;
+	struct {
+		const char *sql;
+		sqlite3_stmt *st;
+	} cache[STORE_STMT_CACHE];
+	int n_cache;
+	struct store_conn *next;   /* free list */
+};
+
+struct store {
+	char *path;
+	struct store_params p;
+
+	struct store_conn *writer;    /* NULL when read-only */
+	pthread_mutex_t wlock;        /* held for every write transaction */
+
+	pthread_mutex_t rlock;        /* the reader pool */
+	pthread_cond_t rcond;
+	struct store_conn *free_readers;
+	int n_readers;                /* open, free or in use */
+
+	pthread_mutex_t mlock;        /* the active model cache */
+	int have_active;
+	struct store_model active;
+};
+
+int st_fail(store_error *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Map a SQLite failure (rc, and the connection's message) to a status. */
+int st_dberr(sqlite3 *db, int rc, store_error *err, const char *what);
+
+/* A cached statement, reset and with its bindings cleared; NULL on failure. */
+sqlite3_stmt *st_prepare(struct store_conn *c, const char *sql, store_error *err);
+/* Reset a statement after use (always, so no read pins the WAL). */
+void st_done(sqlite3_stmt *st);
+int st_exec(struct store_conn *c, const char *sql, store_error *err);
+
+int st_reader_get(store *s, struct store_conn **out, store_error *err);
+void st_reader_put(store *s, struct store_conn *c);
+/* A read transaction on a pooled connection. */
+int st_read_begin(store *s, struct store_conn **out, store_error *err);
+void st_read_end(store *s, struct store_conn *c);
+
+/* Lock the writer and BEGIN IMMEDIATE; st_write_end commits when rc is 0
+ * (else rolls back), unlocks, and returns the final status. */
+int st_write_begin(store *s, store_error *err);
+int st_write_end(store *s, int rc, store_error *err);
+
+/* A setting read on connection c; *value malloc'd or NULL. */
+int st_setting_get(struct store_conn *c, const char *key, char **value, store_error *err);
+
+/* The active model (cached); *found = 0 when none. */
+void st_active(store *s, struct store_model *out, int *found);
+
+/* float32 little-endian conversion of a vector. */
+void st_vec_to_le(const float *v, size_t dim, void *out);
+void st_vec_from_le(const void *in, size_t dim, float *out);
+
+int64_t st_now_us(void);
+
+/* Append formatted text to the NUL-terminated buf of size len; -1 if it
+ * did not fit (buf then holds a truncated string). */
+int st_appendf(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,582 @@
+/*
+ * The SQLite store on real database files: migrations and the schema
+ * version guard, connection settings, rows, duplicates, metadata limits
+ * and merge patches, the change log, filters, the file-hash cache.
+ */
+#include <sqlite3.h>
+#include <stdint.h>
+
+#include "harness.h"
+#include "sha256.h"
+#include "store.h"
+
+#define DIM 8
+
+static char *db_in_tmp(void)
+{
+	static char path[600];
+	snprintf(path, sizeof path, "%s/clipd.db", harness_tmpdir());
+	return path;
+}
+
+static store *open_store(const char *path)
+{
+	struct store_params p = store_default_params();
+	store *s = NULL;
+	store_error err = { 0 };
+	if (store_open(path, &p, &s, NULL, &err) != 0) {
+		fprintf(stderr, "  store_open: %s\n", err.msg);
+		return NULL;
+	}
+	return s;
+}
+
+static const struct store_model model_a = {
+	"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "model-a", DIM, "hf" };
+static const struct store_model model_b = {
+	"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "model-b", DIM, "openclip" };
+
+static void vec_for(int i, float *v)
+{
+	for (int d = 0; d < DIM; d++)
+		v[d] = (d == i % DIM) ? 1.0f : 0.01f * (float)((i * 7 + d) % 5);
+}
+
+/* Insert image number i (distinct bytes) with metadata; returns its id. */
+static int64_t insert(store *s, int i, const char *meta, uint64_t *seq)
+{
+	char data[32], sha[SHA256_HEX];
+	snprintf(data, sizeof data, "image-%d", i);
+	sha256_hex(data, strlen(data), sha);
+	float v[DIM];
+	vec_for(i, v);
+	struct store_new_image img = { .sha256 = sha, .mime = "image/png", .width = 10 + i, .height = 20,
+				       .bytes = (int64_t)strlen(data), .filename = "x.png", .metadata = meta };
+	int64_t id = 0;
+	uint64_t sq = 0;
+	store_error err = { 0 };
+	if (store_insert(s, &img, v, DIM, &id, &sq, &err) != 0) {
+		fprintf(stderr, "  store_insert: %s\n", err.msg);
+		return -1;
+	}
+	if (seq)
+		*seq = sq;
+	return id;
+}
+
+static int pragma_int(const char *path, const char *pragma)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int v = -1;
+	if (sqlite3_open(path, &db) == SQLITE_OK && sqlite3_prepare_v2(db, pragma, -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+static void exec_sql(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	sqlite3_open(path, &db);
+	char *msg = NULL;
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+		fprintf(stderr, "  exec %s: %s\n", sql, msg);
+	sqlite3_free(msg);
+	sqlite3_close(db);
+}
+
+static void test_migrations_and_version_guard(void)
+{
+	char *path = db_in_tmp();
+	struct store_params p = store_default_params();
+	struct store_open_report rep;
+	store *s = NULL;
+	store_error err = { 0 };
+	REQUIRE(store_open(path, &p, &s, &rep, &err) == 0);
+	CHECK_EQ_INT(rep.version_before, 0);
+	CHECK_EQ_INT(rep.version_after, store_schema_latest());
+	CHECK(store_schema_latest() >= 1);
+	store_close(s);
+	CHECK_EQ_INT(pragma_int(path, "PRAGMA user_version"), store_schema_latest());
+	/* WAL is a property of the file. */
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	sqlite3_open(path, &db);
+	sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL);
+	REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+	CHECK_EQ_STR((const char *)sqlite3_column_text(st, 0), "wal");
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+
+	/* Reopening migrates nothing. */
+	REQUIRE(store_open(path, &p, &s, &rep, &err) == 0);
+	CHECK_EQ_INT(rep.version_before, store_schema_latest());
+	store_close(s);
+
+	/* A database from a newer clipd is refused, writable or not. */
+	char sql[64];
+	snprintf(sql, sizeof sql, "PRAGMA user_version = %d", store_schema_latest() + 1);
+	exec_sql(path, sql);
+	s = NULL;
+	CHECK_EQ_INT(store_open(path, &p, &s, NULL, &err), STORE_ERR_SCHEMA);
+	CHECK(s == NULL);
+	CHECK_CONTAINS(err.msg, "newer");
+	p.readonly = 1;
+	CHECK_EQ_INT(store_open(path, &p, &s, NULL, &err), STORE_ERR_SCHEMA);
+}
+
+static void test_readonly_refuses_unmigrated(void)
+{
+	char *path = db_in_tmp();
+	exec_sql(path, "CREATE TABLE t (x)");   /* a database at user_version 0 */
+	struct store_params p = store_default_params();
+	p.readonly = 1;
+	store *s = NULL;
+	store_error err = { 0 };
+	CHECK_EQ_INT(store_open(path, &p, &s, NULL, &err), STORE_ERR_SCHEMA);
+	CHECK_CONTAINS(err.msg, "migrat");
+}
+
+static void test_insert_get_duplicate_delete(void)
+{
+	store *s = open_store(db_in_tmp());
+	REQUIRE(s);
+	store_error err = { 0 };
+	float v[DIM];
+	vec_for(0, v);
+	/* No model yet: refused. */
+	struct store_new_image img = { .sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+				       .mime = "image/png", .width = 1, .height = 1, .bytes = 0 };
+	int64_t id = 0;
+	uint64_t seq = 0;
+	CHECK_EQ_INT(store_insert(s, &img, v, DIM, &id, &seq, &err), STORE_ERR_MODEL);
+	REQUIRE(store_set_active_model(s, &model_a, &err) == 0);
+
+	uint64_t s1 = 0, s2 = 0;
+	int64_t a = insert(s, 1, "{\"album\":\"x\"}", &s1);
+	int64_t b = insert(s, 2, NULL, &s2);
+	REQUIRE(a > 0 && b > a);
+	CHECK(s2 > s1);
+
+	struct store_image got;
+	REQUIRE(store_get(s, a, &got, &err) == 0);
+	CHECK_EQ_INT(got.id, a);
+	CHECK_EQ_STR(got.mime, "image/png");
+	CHECK_EQ_INT(got.width, 11);
+	CHECK_EQ_STR(got.filename, "x.png");
+	CHECK_EQ_STR(got.metadata, "{\"album\":\"x\"}");
+	CHECK(got.created_at > 1600000000LL * 1000000);
+	char sha[STORE_SHA256_HEX];
+	memcpy(sha, got.sha256, sizeof sha);
+	store_image_clear(&got);
+	REQUIRE(store_get(s, b, &got, &err) == 0);
+	CHECK_EQ_STR(got.metadata, "{}");
+	store_image_clear(&got);
+
+	/* The same bytes again: EXISTS with the existing id, no new row. */
+	int64_t again = insert(s, 1, NULL, NULL);
+	CHECK_EQ_INT(again, -1);
+	struct store_new_image dup = { .sha256 = sha, .mime = "image/png", .width = 1, .height = 1, .bytes = 1 };
+	CHECK_EQ_INT(store_insert(s, &dup, v, DIM, &id, &seq, &err), STORE_ERR_EXISTS);
+	CHECK_EQ_INT(id, a);
+	int64_t n = 0;
+	store_count(s, &n, &err);
+	CHECK_EQ_INT(n, 2);
+
+	float back[DIM];
+	REQUIRE(store_get_vector(s, a, NULL, back, DIM, &err) == 0);
+	vec_for(1, v);
+	CHECK(memcmp(back, v, sizeof v) == 0);
+
+	uint64_t s3 = 0;
+	char del_sha[STORE_SHA256_HEX];
+	REQUIRE(store_delete(s, a, del_sha, &s3, &err) == 0);
+	CHECK_EQ_STR(del_sha, sha);
+	CHECK(s3 > s2);
+	CHECK_EQ_INT(store_get(s, a, &got, &err), STORE_ERR_NOT_FOUND);
+	/* The vector went with the row (foreign key cascade). */
+	CHECK_EQ_INT(store_get_vector(s, a, NULL, back, DIM, &err), STORE_ERR_NOT_FOUND);
+	CHECK_EQ_INT(store_delete(s, a, NULL, NULL, &err), STORE_ERR_NOT_FOUND);
+	CHECK_EQ_INT(store_sha256_exists(s, sha, &err), 0);
+
+	/* Ids are never reused. */
+	int64_t c = insert(s, 3, NULL, NULL);
+	CHECK(c > b);
+	CHECK_EQ_INT(store_check(s, NULL, NULL, &err), 0);
+	store_close(s);
+}
+
+static void test_list_pages_newest_first(void)
+{
+	store *s = open_store(db_in_tmp());
+	REQUIRE(s);
+	store_error err = { 0 };
+	REQUIRE(store_set_active_model(s, &model_a, &err) == 0);
+	int64_t ids[25];
+	for (int i = 0; i < 25; i++)
+		ids[i] = insert(s, i, NULL, NULL);
+	struct store_image *items = NULL;
+	size_t n = 0;
+	int64_t cursor = 0;
+	int seen = 0;
+	for (int page = 0; page < 10; page++) {
+		REQUIRE(store_list(s, cursor, 10, &items, &n, &err) == 0);
+		for (size_t i = 0; i < n; i++)
+			CHECK_EQ_INT(items[i].id, ids[24 - seen - (int)i]);
+		seen += (int)n;
+		if (n)
+			cursor = items[n - 1].id;
+		store_images_free(items, n);
+		if (page == 0)   /* a concurrent insert does not disturb later pages */
+			insert(s, 100, NULL, NULL);
+		if (n < 10)
+			break;
+	}
+	CHECK_EQ_INT(seen, 25);
+	store_close(s);
+}
+
+static void test_metadata_limits_and_patch(void)
+{
+	store *s = open_store(db_in_tmp());
+	REQUIRE(s);
+	store_error err = { 0 };
+	REQUIRE(store_set_active_model(s, &model_a, &err) == 0);
+	char *compact = NULL;
+	const char *ok = "{ \"a\" : 1 , \"b\": {\"c\": [1, 2, {\"d\": null}]} }";
+	REQUIRE(store_check_metadata(s, ok, strlen(ok), 16384, 8, &compact, &err) == 0);
+	CHECK_EQ_STR(compact, "{\"a\":1,\"b\":{\"c\":[1,2,{\"d\":null}]}}");
+	free(compact);
+
+	CHECK_EQ_INT(store_check_metadata(s, "[1,2]", 5, 16384, 8, NULL, &err), STORE_ERR_INVALID);
+	CHECK_CONTAINS(err.msg, "object");
+	CHECK_EQ_INT(store_check_metadata(s, "{\"a\":", 5, 16384, 8, NULL, &err), STORE_ERR_INVALID);
+	CHECK_EQ_INT(store_check_metadata(s, "", 0, 16384, 8, NULL, &err), STORE_ERR_INVALID);
+	CHECK_EQ_INT(store_check_metadata(s, "{\"a\":\"\0\"}", 9, 16384, 8, NULL, &err), STORE_ERR_INVALID);
+	/* Depth: 8 levels pass, 9 do not; a bracket inside a string is text. */
+	const char *d8 = "{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":[\"{[{[\"]}}}}}}}";
+	CHECK_EQ_INT(store_check_metadata(s, d8, strlen(d8), 16384, 8, NULL, &err), 0);
+	const char *d9 = "{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{}}}}}}}}}";
+	CHECK_EQ_INT(store_check_metadata(s, d9, strlen(d9), 16384, 8, NULL, &err), STORE_ERR_TOO_LARGE);
+	CHECK_CONTAINS(err.msg, "deep");
+	/* Size: compact text over the limit (whitespace does not count). */
+	char big[20000];
+	int len = snprintf(big, sizeof big, "{\"k\":\"");
+	memset(big + len, 'x', 16380);
+	len += 16380;
+	len += snprintf(big + len, sizeof big - (size_t)len, "\"}");
+	CHECK_EQ_INT(store_check_metadata(s, big, (size_t)len, 16384, 8, NULL, &err), STORE_ERR_TOO_LARGE);
+	CHECK_CONTAINS(err.msg, "limit");
+
+	int64_t id = insert(s, 1, "{\"a\":1,\"b\":{\"c\":2,\"d\":3},\"e\":\"x\"}", NULL);
+	REQUIRE(id > 0);
+	const char *patch = "{\"a\":null,\"b\":{\"c\":20},\"f\":true}";
+	REQUIRE(store_patch_metadata(s, id, patch, strlen(patch), 16384, 8, &err) == 0);
+	struct store_image got;
+	REQUIRE(store_get(s, id, &got, &err) == 0);
+	CHECK_EQ_STR(got.metadata, "{\"b\":{\"c\":20,\"d\":3},\"e\":\"x\",\"f\":true}");
+	store_image_clear(&got);
+	/* A patch that would make the metadata too deep or too big is refused
+	 * and changes nothing; so is a non-object patch. */
+	const char *deep = "{\"b\":{\"x\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{}}}}}}}}}";
+	CHECK_EQ_INT(store_patch_metadata(s, id, deep, strlen(deep), 16384, 8, &err), STORE_ERR_TOO_LARGE);
+	CHECK_EQ_INT(store_patch_metadata(s, id, big, (size_t)len, 16384, 8, &err), STORE_ERR_TOO_LARGE);
+	CHECK_EQ_INT(store_patch_metadata(s, id, "[]", 2, 16384, 8, &err), STORE_ERR_INVALID);
+	CHECK_EQ_INT(store_patch_metadata(s, id + 100, "{}", 2, 16384, 8, &err), STORE_ERR_NOT_FOUND);
+	REQUIRE(store_get(s, id, &got, &err) == 0);
+	CHECK_EQ_STR(got.metadata, "{\"b\":{\"c\":20,\"d\":3},\"e\":\"x\",\"f\":true}");
+	store_image_clear(&got);
+	store_close(s);
+}
+
+static void test_change_log(void)
+{
+	store *s = open_store(db_in_tmp());
+	REQUIRE(s);
+	store_error err = { 0 };
+	REQUIRE(store_set_active_model(s, &model_a, &err) == 0);
+	uint64_t seq0 = 0;
+	store_seq(s, &seq0, &err);
+	CHECK_EQ_INT(seq0, 0);
+	int64_t a = insert(s, 1, NULL, NULL), b = insert(s, 2, NULL, NULL);
+	uint64_t mid = 0;
+	store_seq(s, &mid, &err);
+	int64_t c = insert(s, 3, NULL, NULL);
+	int64_t d = insert(s, 4, NULL, NULL);
+	store_delete(s, a, NULL, NULL, &err);   /* added before mid: a remove */
+	store_delete(s, c, NULL, NULL, &err);   /* added after mid and gone: nothing */
+	(void)b;
+
+	struct store_changes ch;
+	REQUIRE(store_changes_since(s, mid, DIM, &ch, &err) == 0);
+	CHECK_EQ_INT(ch.n_add, 1);
+	CHECK_EQ_INT(ch.n_add ? ch.add_ids[0] : 0, d);
+	CHECK_EQ_INT(ch.n_remove, 1);
+	CHECK_EQ_INT(ch.n_remove ? ch.remove_ids[0] : 0, a);
+	float v[DIM];
+	vec_for(4, v);
+	CHECK(ch.n_add && memcmp(ch.add_vecs, v, sizeof v) == 0);
+	uint64_t last = 0;
+	store_seq(s, &last, &err);
+	CHECK_EQ_INT(ch.last, last);
+	CHECK_EQ_INT(last, mid + 4);
+	store_changes_clear(&ch);
+
+	/* Everything: two live rows. */
+	int64_t *ids = NULL;
+	float *vecs = NULL;
+	size_t n = 0;
+	uint64_t snap = 0;
+	REQUIRE(store_load_vectors(s, DIM, &ids, &vecs, &n, &snap, &err) == 0);
+	CHECK_EQ_INT(n, 2);
+	CHECK_EQ_INT(snap, last);
+	free(ids);
+	free(vecs);
+
+	/* After pruning, a checkpoint older than the pruned point cannot replay. */
+	REQUIRE(store_prune_changes(s, mid + 2, &err) == 0);
+	CHECK_EQ_INT(store_changes_since(s, mid, DIM, &ch, &err), STORE_ERR_NOT_FOUND);
+	REQUIRE(store_changes_since(s, mid + 2, DIM, &ch, &err) == 0);
+	store_changes_clear(&ch);
+	/* Ahead of the database: not replayable either. */
+	CHECK_EQ_INT(store_changes_since(s, last + 5, DIM, &ch, &err), STORE_ERR_NOT_FOUND);
+	CHECK_CONTAINS(err.msg, "ahead");
+	/* The sequence survives pruning everything. */
+	REQUIRE(store_prune_changes(s, last, &err) == 0);
+	uint64_t after = 0;
+	store_seq(s, &after, &err);
+	CHECK_EQ_INT(after, last);
+	insert(s, 5, NULL, NULL);
+	store_seq(s, &after, &err);
+	CHECK_EQ_INT(after, last + 1);
+	store_close(s);
+}
+
+static size_t scan_ids(store *s, const struct store_selection *sel, size_t limit, int *trunc, int64_t *out);
+
+static int collect(void *ud, int64_t id, const float *vec)
+{
+	(void)vec;
+	int64_t **p = ud;
+	*(*p)++ = id;
+	return 0;
+}
+
+static size_t scan_ids(store *s, const struct store_selection *sel, size_t limit, int *trunc, int64_t *out)
+{
+	int64_t *p = out;
+	store_error err = { 0 };
+	if (store_scan_selection(s, sel, DIM, limit, collect, &p, trunc, &err) != 0) {
+		fprintf(stderr, "  scan: %s\n", err.msg);
+		return (size_t)-1;
+	}
+	return (size_t)(p - out);
+}
+
+static void test_filters(void)
+{
+	store *s = open_store(db_in_tmp());
+	REQUIRE(s);
+	store_error err = { 0 };
+	REQUIRE(store_set_active_model(s, &model_a, &err) == 0);
+	int64_t a = insert(s, 1, "{\"album\":\"paris\",\"n\":1.50,\"ok\":true,\"k.dot\":\"v\"}", NULL);
+	int64_t b = insert(s, 2, "{\"album\":\"rome\",\"n\":2,\"ok\":false}", NULL);
+	int64_t c = insert(s, 3, "{\"album\":\"paris\",\"n\":\"2\",\"sub\":{\"album\":\"rome\"}}", NULL);
+	int64_t d = insert(s, 4, "{\"album\":[\"paris\"]}", NULL);
+	(void)d;
+	int64_t got[16];
+	int trunc = 0;
+
+	struct store_filter f1[] = { { "album", "paris" } };
+	struct store_selection sel = { .filters = f1, .n_filters = 1 };
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 2);   /* a, c: not the array */
+	CHECK(!trunc);
+	CHECK_EQ_INT(got[0], a);
+	CHECK_EQ_INT(got[1], c);
+
+	/* Numbers match by their JSON text; strings by value. */
+	struct store_filter f2[] = { { "n", "2" } };
+	sel.filters = f2;
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 2);   /* b (number 2), c (string "2") */
+	struct store_filter f3[] = { { "n", "1.50" } };
+	sel.filters = f3;
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 1);
+	struct store_filter f4[] = { { "ok", "true" } };
+	sel.filters = f4;
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 1);
+	CHECK_EQ_INT(got[0], a);
+	struct store_filter f5[] = { { "ok", "false" } };
+	sel.filters = f5;
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 1);
+	CHECK_EQ_INT(got[0], b);
+	/* A key with a dot is one top-level key, not a path. */
+	struct store_filter f6[] = { { "k.dot", "v" } };
+	sel.filters = f6;
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 1);
+	/* Top-level only: the nested album does not count. */
+	struct store_filter f7[] = { { "album", "rome" } };
+	sel.filters = f7;
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 1);
+	CHECK_EQ_INT(got[0], b);
+	/* Two filters are an AND. */
+	struct store_filter f8[] = { { "album", "paris" }, { "n", "2" } };
+	sel.filters = f8;
+	sel.n_filters = 2;
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 1);
+	CHECK_EQ_INT(got[0], c);
+	/* The limit truncates the scan and says so. */
+	sel.n_filters = 1;
+	sel.filters = f1;
+	CHECK_EQ_INT(scan_ids(s, &sel, 1, &trunc, got), 1);
+	CHECK(trunc);
+	/* Exclusion and the date range. */
+	sel.exclude_id = a;
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 1);
+	sel.exclude_id = 0;
+	struct store_image ib;
+	REQUIRE(store_get(s, b, &ib, &err) == 0);
+	struct store_selection range = { .has_after = 1, .created_after = ib.created_at - 1,
+					 .has_before = 1, .created_before = ib.created_at + 1 };
+	store_image_clear(&ib);
+	CHECK_EQ_INT(scan_ids(s, &range, 100, &trunc, got), 1);
+	CHECK_EQ_INT(got[0], b);
+
+	unsigned char keep[3];
+	int64_t cand[3] = { c, b, a };
+	sel.filters = f1;
+	REQUIRE(store_filter_ids(s, &sel, cand, 3, keep, &err) == 0);
+	CHECK(keep[0] && !keep[1] && keep[2]);
+
+	/* Bad filters are refused, not run. */
+	struct store_filter bad[] = { { "a\"b", "x" } };
+	sel.filters = bad;
+	CHECK_EQ_INT(store_scan_selection(s, &sel, DIM, 10, collect, NULL, &trunc, &err), STORE_ERR_INVALID);
+	struct store_filter empty[] = { { "", "x" } };
+	sel.filters = empty;
+	CHECK_EQ_INT(store_check_selection(&sel, &err), STORE_ERR_INVALID);
+	sel.n_filters = STORE_MAX_FILTERS + 1;
+	CHECK_EQ_INT(store_check_selection(&sel, &err), STORE_ERR_INVALID);
+	store_close(s);
+}
+
+static void test_models_and_switch(void)
+{
+	char *path = db_in_tmp();
+	store *s = open_store(path);
+	REQUIRE(s);
+	store_error err = { 0 };
+	struct store_model m;
+	int found = 1;
+	store_active_model(s, &m, &found, &err);
+	CHECK(!found);
+	REQUIRE(store_set_active_model(s, &model_a, &err) == 0);
+	int64_t a = insert(s, 1, NULL, NULL), b = insert(s, 2, NULL, NULL);
+	REQUIRE(store_put_model(s, &model_b, &err) == 0);
+	/* Not every image has a model-b vector yet: the switch is refused. */
+	float v[2 * DIM];
+	vec_for(7, v);
+	vec_for(8, v + DIM);
+	int64_t ids[2] = { a, b };
+	REQUIRE(store_put_vectors(s, ids, 1, model_b.fingerprint, v, DIM, &err) == 0);
+	size_t n = 0;
+	int64_t missing[4];
+	REQUIRE(store_missing_vectors(s, model_b.fingerprint, 0, missing, 4, &n, &err) == 0);
+	CHECK_EQ_INT(n, 1);
+	CHECK_EQ_INT(missing[0], b);
+	CHECK_EQ_INT(store_switch_model(s, model_b.fingerprint, &err), STORE_ERR_INVALID);
+	REQUIRE(store_put_vectors(s, ids, 2, model_b.fingerprint, v, DIM, &err) == 0);
+	uint64_t before = 0;
+	store_seq(s, &before, &err);
+	REQUIRE(store_switch_model(s, model_b.fingerprint, &err) == 0);
+	store_active_model(s, &m, &found, &err);
+	CHECK(found);
+	CHECK_EQ_STR(m.fingerprint, model_b.fingerprint);
+	float back[DIM];
+	REQUIRE(store_get_vector(s, b, NULL, back, DIM, &err) == 0);
+	CHECK(memcmp(back, v + DIM, sizeof back) == 0);
+	CHECK_EQ_INT(store_get_vector(s, b, model_a.fingerprint, back, DIM, &err), STORE_ERR_NOT_FOUND);
+	/* A checkpoint from before the switch cannot be replayed. */
+	struct store_changes ch;
+	CHECK_EQ_INT(store_changes_since(s, before, DIM, &ch, &err), STORE_ERR_NOT_FOUND);
+	store_close(s);
+
+	/* The active model is remembered, read-only too. */
+	struct store_params p = store_default_params();
+	p.readonly = 1;
+	s = NULL;
+	REQUIRE(store_open(path, &p, &s, NULL, &err) == 0);
+	store_active_model(s, &m, &found, &err);
+	CHECK(found);
+	CHECK_EQ_STR(m.name, "model-b");
+	CHECK_EQ_INT(store_insert(s, &(struct store_new_image){ .sha256 = model_a.fingerprint, .mime = "a",
+			.width = 1, .height = 1 }, v, DIM, &a, &before, &err), STORE_ERR_INVALID);
+	store_close(s);
+}
+
+static void test_file_hash_cache(void)
+{
+	store *s = open_store(db_in_tmp());
+	REQUIRE(s);
+	store_error err = { 0 };
+	char hex[STORE_SHA256_HEX];
+	int found = 1;
+	REQUIRE(store_file_hash_get(s, "/m/model.safetensors", 10, 20, 30, hex, &found, &err) == 0);
+	CHECK(!found);
+	REQUIRE(store_file_hash_put(s, "/m/model.safetensors", 10, 20, 30, model_a.fingerprint, &err) == 0);
+	REQUIRE(store_file_hash_get(s, "/m/model.safetensors", 10, 20, 30, hex, &found, &err) == 0);
+	CHECK(found);
+	CHECK_EQ_STR(hex, model_a.fingerprint);
+	/* Any change of size, mtime or inode is a miss. */
+	store_file_hash_get(s, "/m/model.safetensors", 11, 20, 30, hex, &found, &err);
+	CHECK(!found);
+	store_file_hash_get(s, "/m/model.safetensors", 10, 21, 30, hex, &found, &err);
+	CHECK(!found);
+	store_file_hash_get(s, "/m/model.safetensors", 10, 20, 31, hex, &found, &err);
+	CHECK(!found);
+	store_close(s);
+}
+
+static void test_check_finds_problems(void)
+{
+	char *path = db_in_tmp();
+	store *s = open_store(path);
+	REQUIRE(s);
+	store_error err = { 0 };
+	REQUIRE(store_set_active_model(s, &model_a, &err) == 0);
+	int64_t a = insert(s, 1, NULL, NULL);
+	insert(s, 2, NULL, NULL);
+	CHECK_EQ_INT(store_check(s, NULL, NULL, &err), 0);
+	char sql[128];
+	snprintf(sql, sizeof sql, "DELETE FROM vectors WHERE image_id = %lld", (long long)a);
+	exec_sql(path, sql);
+	CHECK_EQ_INT(store_check(s, NULL, NULL, &err), 1);
+	exec_sql(path, "UPDATE vectors SET vec = x'00'");
+	CHECK_EQ_INT(store_check(s, NULL, NULL, &err), 2);
+	store_close(s);
+}
+
+static void test_status_names(void)
+{
+	CHECK_EQ_STR(store_status_name(STORE_ERR_NOSPACE), "insufficient_storage");
+	CHECK_EQ_STR(store_status_name(STORE_ERR_NOT_FOUND), "not_found");
+	CHECK_EQ_STR(store_status_name(12345), "internal_error");
+}
+
+int main(void)
+{
+	RUN(test_migrations_and_version_guard);
+	RUN(test_readonly_refuses_unmigrated);
+	RUN(test_insert_get_duplicate_delete);
+	RUN(test_list_pages_newest_first);
+	RUN(test_metadata_limits_and_patch);
+	RUN(test_change_log);
+	RUN(test_filters);
+	RUN(test_models_and_switch);
+	RUN(test_file_hash_cache);
+	RUN(test_check_finds_problems);
+	RUN(test_status_names);
+	return harness_done();
+}
