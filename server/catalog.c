@@ -18,21 +18,9 @@
 #include "datadir.h"
 #include "sha256.h"
 
-int cat_fail(store_error *err, int code, const char *fmt, ...)
-{
-	if (err) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-		va_end(ap);
-		err->code = code;
-	}
-	return code;
-}
-
 int cat_idx_fail(store_error *err, const idx_error *ie, const char *what)
 {
-	return cat_fail(err, ie->code == IDX_ERR_NOMEM ? STORE_ERR_NOMEM : STORE_ERR_INDEX,
+	return store_fail(err, ie->code == IDX_ERR_NOMEM ? STORE_ERR_NOMEM : STORE_ERR_INDEX,
 			"%s: %s", what, ie->msg);
 }
 
@@ -55,11 +43,11 @@ int cat_normalize(const float *v, size_t dim, float *out, store_error *err)
 	double ss = 0;
 	for (size_t i = 0; i < dim; i++) {
 		if (!isfinite(v[i]))
-			return cat_fail(err, STORE_ERR_INVALID, "vector has a non-finite component");
+			return store_fail(err, STORE_ERR_INVALID, "vector has a non-finite component");
 		ss += (double)v[i] * v[i];
 	}
 	if (!(ss > 0))
-		return cat_fail(err, STORE_ERR_INVALID, "vector is zero");
+		return store_fail(err, STORE_ERR_INVALID, "vector is zero");
 	double inv = 1.0 / sqrt(ss);
 	for (size_t i = 0; i < dim; i++)
 		out[i] = (float)(v[i] * inv);
@@ -168,7 +156,7 @@ static int save_and_prune(catalog *c, idx *ix, store_error *err)
 	uint64_t seq = idx_seq(ix);
 	if (idx_save(ix, c->index_path, c->model.fingerprint, &ie) != 0) {
 		int code = ie.code == IDX_ERR_IO && strstr(ie.msg, "space") ? STORE_ERR_NOSPACE : STORE_ERR_INDEX;
-		return cat_fail(err, code, "save the index: %s", ie.msg);
+		return store_fail(err, code, "save the index: %s", ie.msg);
 	}
 	atomic_store(&c->saved_seq, seq);
 	/* Pruning is housekeeping: failing at it (a full disk) loses nothing. */
@@ -294,13 +282,13 @@ static int resolve_model(catalog *c, const struct catalog_params *p, struct cata
 	store_active_model(c->st, &active, &have, NULL);
 	if (!p->model_files) {
 		if (!have)
-			return cat_fail(err, STORE_ERR_MODEL, "data directory %s has no model yet: "
+			return store_fail(err, STORE_ERR_MODEL, "data directory %s has no model yet: "
 					"start clipd serve --model DIR --data %s first", c->dir, c->dir);
 		c->model = active;
 		return 0;
 	}
 	if (p->index.dim == 0 || p->index.dim > IDX_MAX_DIM)
-		return cat_fail(err, STORE_ERR_INVALID, "bad model dimension %zu", p->index.dim);
+		return store_fail(err, STORE_ERR_INVALID, "bad model dimension %zu", p->index.dim);
 
 	struct store_model m;
 	memset(&m, 0, sizeof m);
@@ -328,7 +316,7 @@ static int resolve_model(catalog *c, const struct catalog_params *p, struct cata
 
 	if (have && !strcmp(active.fingerprint, m.fingerprint)) {
 		if (active.dim != m.dim)
-			return cat_fail(err, STORE_ERR_MODEL, "model %s has dimension %zu, but its stored "
+			return store_fail(err, STORE_ERR_MODEL, "model %s has dimension %zu, but its stored "
 					"vectors have %zu", m.name, m.dim, active.dim);
 		c->model = active;
 		return 0;
@@ -337,13 +325,13 @@ static int resolve_model(catalog *c, const struct catalog_params *p, struct cata
 	if (have && (rc = store_count(c->st, &images, err)) != 0)
 		return rc;
 	if (have && images > 0)
-		return cat_fail(err, STORE_ERR_MODEL,
+		return store_fail(err, STORE_ERR_MODEL,
 				"%s holds vectors of model %s (%.12s), not of %s (%.12s): re-encode them with "
 				"`clipd reembed --model %s --data %s`, or serve with %s",
 				c->dir, active.name, active.fingerprint, m.name, m.fingerprint,
 				p->model_dir ? p->model_dir : "DIR", c->dir, active.name);
 	if (c->readonly)
-		return cat_fail(err, STORE_ERR_MODEL, "data directory %s has no vectors of model %s",
+		return store_fail(err, STORE_ERR_MODEL, "data directory %s has no vectors of model %s",
 				c->dir, m.name);
 	/* A new (or empty) data directory takes the given model. */
 	if ((rc = store_set_active_model(c->st, &m, err)) != 0)
@@ -365,7 +353,7 @@ static int keep_blob(void *ud, const char *sha256)
 static int path_join(char *buf, size_t len, const char *dir, const char *name, store_error *err)
 {
 	if ((size_t)snprintf(buf, len, "%s/%s", dir, name) >= len)
-		return cat_fail(err, STORE_ERR_INVALID, "data directory path too long");
+		return store_fail(err, STORE_ERR_INVALID, "data directory path too long");
 	return 0;
 }
 
@@ -378,18 +366,18 @@ int catalog_open(const struct catalog_params *p, catalog **out,
 	memset(&rep, 0, sizeof rep);
 	*out = NULL;
 	if (!p || !p->data_dir || !*p->data_dir)
-		return cat_fail(err, STORE_ERR_INVALID, "no data directory given");
+		return store_fail(err, STORE_ERR_INVALID, "no data directory given");
 	if (p->index.factory) {
 		idx_error ie;
 		if (idx_check_factory(p->index.factory, &ie) != 0)
-			return cat_fail(err, STORE_ERR_INVALID, "%s", ie.msg);
+			return store_fail(err, STORE_ERR_INVALID, "%s", ie.msg);
 		if (strlen(p->index.factory) >= IDX_MAX_FACTORY)
-			return cat_fail(err, STORE_ERR_INVALID, "index factory string too long");
+			return store_fail(err, STORE_ERR_INVALID, "index factory string too long");
 	}
 	catalog *c = calloc(1, sizeof *c);
 	if (!c || !(c->dir = strdup(p->data_dir))) {
 		free(c);
-		return cat_fail(err, STORE_ERR_NOMEM, "out of memory");
+		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
 	}
 	size_t dl = strlen(c->dir);
 	while (dl > 1 && c->dir[dl - 1] == '/')
@@ -425,7 +413,7 @@ int catalog_open(const struct catalog_params *p, catalog **out,
 	} else {
 		struct stat sb;
 		if (stat(c->db_path, &sb) != 0) {
-			rc = cat_fail(err, STORE_ERR_IO, "%s is not a clipd data directory (no clipd.db)", c->dir);
+			rc = store_fail(err, STORE_ERR_IO, "%s is not a clipd data directory (no clipd.db)", c->dir);
 			goto fail;
 		}
 	}
@@ -508,28 +496,28 @@ int catalog_add(catalog *c, const struct catalog_new_image *in, struct store_ima
 	if (duplicate)
 		*duplicate = 0;
 	if (c->readonly || !c->ix)
-		return cat_fail(err, STORE_ERR_INVALID, "the catalog is not open for adding images");
+		return store_fail(err, STORE_ERR_INVALID, "the catalog is not open for adding images");
 	if (!in || !in->data || in->len == 0)
-		return cat_fail(err, STORE_ERR_INVALID, "no image bytes");
+		return store_fail(err, STORE_ERR_INVALID, "no image bytes");
 	if (!in->mime || !*in->mime || strlen(in->mime) >= STORE_MIME_MAX)
-		return cat_fail(err, STORE_ERR_INVALID, "bad MIME type");
+		return store_fail(err, STORE_ERR_INVALID, "bad MIME type");
 	if (in->width <= 0 || in->height <= 0)
-		return cat_fail(err, STORE_ERR_INVALID, "bad image size %dx%d", in->width, in->height);
+		return store_fail(err, STORE_ERR_INVALID, "bad image size %dx%d", in->width, in->height);
 	if (in->filename && (strlen(in->filename) > CATALOG_MAX_FILENAME || !clean_utf8(in->filename)))
-		return cat_fail(err, STORE_ERR_INVALID, "the filename must be at most %d bytes of UTF-8 "
+		return store_fail(err, STORE_ERR_INVALID, "the filename must be at most %d bytes of UTF-8 "
 				"without control characters", CATALOG_MAX_FILENAME);
 	if (!in->vec || in->dim != c->model.dim)
-		return cat_fail(err, STORE_ERR_INVALID, "the vector has %zu dimensions, the model %zu",
+		return store_fail(err, STORE_ERR_INVALID, "the vector has %zu dimensions, the model %zu",
 				in->dim, c->model.dim);
 	if (in->sha256) {
 		if (!sha256_is_hex(in->sha256))
-			return cat_fail(err, STORE_ERR_INVALID, "bad sha256");
+			return store_fail(err, STORE_ERR_INVALID, "bad sha256");
 		memcpy(sha, in->sha256, sizeof sha);
 	} else {
 		sha256_hex(in->data, in->len, sha);
 	}
 	if (!(vec = malloc(in->dim * sizeof *vec)))
-		return cat_fail(err, STORE_ERR_NOMEM, "out of memory");
+		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
 	if ((rc = cat_normalize(in->vec, in->dim, vec, err)) != 0)
 		goto out_free;
 	if (in->metadata) {
@@ -658,9 +646,9 @@ int catalog_list(catalog *c, int64_t cursor, size_t limit, struct store_image **
 	*n = 0;
 	*next_cursor = 0;
 	if (limit == 0 || limit > CATALOG_MAX_LIST)
-		return cat_fail(err, STORE_ERR_INVALID, "limit must be 1 to %d", CATALOG_MAX_LIST);
+		return store_fail(err, STORE_ERR_INVALID, "limit must be 1 to %d", CATALOG_MAX_LIST);
 	if (cursor < 0)
-		return cat_fail(err, STORE_ERR_INVALID, "bad cursor");
+		return store_fail(err, STORE_ERR_INVALID, "bad cursor");
 	struct store_image *got = NULL;
 	size_t count = 0;
 	/* One more than asked, to know whether there is a next page. */
@@ -683,7 +671,7 @@ int catalog_patch_metadata(catalog *c, int64_t id, const char *patch, size_t len
 	if (out)
 		memset(out, 0, sizeof *out);
 	if (c->readonly)
-		return cat_fail(err, STORE_ERR_INVALID, "the catalog is open read-only");
+		return store_fail(err, STORE_ERR_INVALID, "the catalog is open read-only");
 	int rc = store_patch_metadata(c->st, id, patch, len, CATALOG_MAX_METADATA_BYTES,
 				      CATALOG_MAX_METADATA_DEPTH, err);
 	if (rc == 0 && out)
@@ -696,7 +684,7 @@ int catalog_delete(catalog *c, int64_t id, store_error *err)
 	char sha[STORE_SHA256_HEX];
 	uint64_t seq = 0;
 	if (c->readonly || !c->ix)
-		return cat_fail(err, STORE_ERR_INVALID, "the catalog is not open for deleting images");
+		return store_fail(err, STORE_ERR_INVALID, "the catalog is not open for deleting images");
 	pthread_mutex_lock(&c->wlock);
 	int rc = store_delete(c->st, id, sha, &seq, err);
 	if (rc == 0) {
@@ -721,7 +709,7 @@ int catalog_delete(catalog *c, int64_t id, store_error *err)
 int catalog_get_vector(catalog *c, int64_t id, float *out, size_t dim, store_error *err)
 {
 	if (dim != c->model.dim)
-		return cat_fail(err, STORE_ERR_INVALID, "the model's vectors have %zu dimensions, not %zu",
+		return store_fail(err, STORE_ERR_INVALID, "the model's vectors have %zu dimensions, not %zu",
 				c->model.dim, dim);
 	return store_get_vector(c->st, id, c->model.fingerprint, out, dim, err);
 }
@@ -762,7 +750,7 @@ uint64_t catalog_unsaved_changes(catalog *c)
 int catalog_save_index(catalog *c, store_error *err)
 {
 	if (c->readonly || !c->ix)
-		return cat_fail(err, STORE_ERR_INVALID, "the catalog has no index to save");
+		return store_fail(err, STORE_ERR_INVALID, "the catalog has no index to save");
 	pthread_mutex_lock(&c->save_lock);
 	pthread_rwlock_rdlock(&c->ixlock);
 	int rc = 0;
@@ -801,7 +789,7 @@ static int rebuild(catalog *c, int save, store_error *err)
 int catalog_rebuild_index(catalog *c, store_error *err)
 {
 	if (c->readonly)
-		return cat_fail(err, STORE_ERR_INVALID, "the catalog is open read-only");
+		return store_fail(err, STORE_ERR_INVALID, "the catalog is open read-only");
 	return rebuild(c, 1, err);
 }
 
@@ -840,7 +828,7 @@ int catalog_stats(catalog *c, struct catalog_stats *out, store_error *err)
 int catalog_switch_model(catalog *c, const char *fingerprint, store_error *err)
 {
 	if (c->readonly)
-		return cat_fail(err, STORE_ERR_INVALID, "the catalog is open read-only");
+		return store_fail(err, STORE_ERR_INVALID, "the catalog is open read-only");
 	int rc = store_switch_model(c->st, fingerprint, err);
 	if (rc != 0)
 		return rc;

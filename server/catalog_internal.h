@@ -33,7 +33,6 @@ struct catalog {
 	int index_stale;             /* an index removal failed: the next open rebuilds */
 };
 
-int cat_fail(store_error *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int cat_idx_fail(store_error *err, const idx_error *ie, const char *what);
 /* out = v / |v|; STORE_ERR_INVALID for a zero or non-finite vector. */
 int cat_normalize(const float *v, size_t dim, float *out, store_error *err);

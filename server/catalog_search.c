@@ -120,7 +120,7 @@ static int fetch_rows(catalog *c, const int64_t *ids, const float *scores, size_
 	out->hits = calloc(n, sizeof *out->hits);
 	int rc = 0;
 	if (!rows || !found || !out->hits) {
-		rc = cat_fail(err, STORE_ERR_NOMEM, "out of memory");
+		rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
 		goto out;
 	}
 	if ((rc = store_get_many(c->st, ids, n, rows, found, err)) != 0)
@@ -161,12 +161,12 @@ int catalog_search(catalog *c, const struct catalog_query *q, struct catalog_res
 	int rc;
 	memset(out, 0, sizeof *out);
 	if (!c->ix)
-		return cat_fail(err, STORE_ERR_INVALID, "the catalog has no index loaded");
+		return store_fail(err, STORE_ERR_INVALID, "the catalog has no index loaded");
 	if (!q || !q->vec || q->dim != c->model.dim)
-		return cat_fail(err, STORE_ERR_INVALID, "the query vector must have %zu dimensions",
+		return store_fail(err, STORE_ERR_INVALID, "the query vector must have %zu dimensions",
 				c->model.dim);
 	if (q->k < 1 || q->k > CATALOG_MAX_K)
-		return cat_fail(err, STORE_ERR_INVALID, "k must be 1 to %d", CATALOG_MAX_K);
+		return store_fail(err, STORE_ERR_INVALID, "k must be 1 to %d", CATALOG_MAX_K);
 	struct store_selection sel = {
 		.filters = q->filters, .n_filters = q->n_filters,
 		.has_after = q->has_after, .has_before = q->has_before,
@@ -188,7 +188,7 @@ int catalog_search(catalog *c, const struct catalog_query *q, struct catalog_res
 	scores = malloc(kk * sizeof *scores);
 	ids = malloc(kk * sizeof *ids);
 	if (!qv || !scores || !ids) {
-		rc = cat_fail(err, STORE_ERR_NOMEM, "out of memory");
+		rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
 		goto out;
 	}
 	if ((rc = cat_normalize(q->vec, dim, qv, err)) != 0)
@@ -218,7 +218,7 @@ int catalog_search(catalog *c, const struct catalog_query *q, struct catalog_res
 			goto out;
 		unsigned char *keep = malloc(n ? n : 1);
 		if (!keep) {
-			rc = cat_fail(err, STORE_ERR_NOMEM, "out of memory");
+			rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
 			goto out;
 		}
 		if ((rc = store_filter_ids(c->st, &sel, ids, n, keep, err)) != 0) {
@@ -268,13 +268,13 @@ int catalog_similar(catalog *c, int64_t id, const struct catalog_query *q,
 {
 	memset(out, 0, sizeof *out);
 	if (!q)
-		return cat_fail(err, STORE_ERR_INVALID, "no query");
+		return store_fail(err, STORE_ERR_INVALID, "no query");
 	float *v = malloc(c->model.dim * sizeof *v);
 	if (!v)
-		return cat_fail(err, STORE_ERR_NOMEM, "out of memory");
+		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
 	int rc = store_get_vector(c->st, id, c->model.fingerprint, v, c->model.dim, err);
 	if (rc == STORE_ERR_NOT_FOUND)
-		rc = cat_fail(err, STORE_ERR_NOT_FOUND, "no image %lld", (long long)id);
+		rc = store_fail(err, STORE_ERR_NOT_FOUND, "no image %lld", (long long)id);
 	if (rc == 0) {
 		struct catalog_query q2 = *q;
 		q2.vec = v;

@@ -18,7 +18,7 @@ extern const struct clipd_asset clipd_migrations[];
 
 /* ---- errors ------------------------------------------------------------- */
 
-int st_fail(store_error *err, int code, const char *fmt, ...)
+int store_fail(store_error *err, int code, const char *fmt, ...)
 {
 	if (err) {
 		va_list ap;
@@ -36,12 +36,12 @@ int st_dberr(sqlite3 *db, int rc, store_error *err, const char *what)
 	int sys = db ? sqlite3_system_errno(db) : 0;
 	const char *msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
 	if (prim == SQLITE_FULL || sys == ENOSPC || sys == EDQUOT)
-		return st_fail(err, STORE_ERR_NOSPACE, "no space left on device: %s: %s", what, msg);
+		return store_fail(err, STORE_ERR_NOSPACE, "no space left on device: %s: %s", what, msg);
 	if (prim == SQLITE_NOMEM)
-		return st_fail(err, STORE_ERR_NOMEM, "out of memory: %s", what);
+		return store_fail(err, STORE_ERR_NOMEM, "out of memory: %s", what);
 	if (prim == SQLITE_IOERR || prim == SQLITE_CANTOPEN)
-		return st_fail(err, STORE_ERR_IO, "%s: %s", what, msg);
-	return st_fail(err, STORE_ERR_DB, "%s: %s", what, msg);
+		return store_fail(err, STORE_ERR_IO, "%s: %s", what, msg);
+	return store_fail(err, STORE_ERR_DB, "%s: %s", what, msg);
 }
 
 const char *store_status_name(int status)
@@ -172,7 +172,7 @@ static int conn_open(store *s, int writer, struct store_conn **out, store_error 
 {
 	struct store_conn *c = calloc(1, sizeof *c);
 	if (!c)
-		return st_fail(err, STORE_ERR_NOMEM, "out of memory");
+		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
 	int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
 	flags |= writer ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY;
 	int rc = sqlite3_open_v2(s->path, &c->db, flags, NULL);
@@ -273,7 +273,7 @@ void st_read_end(store *s, struct store_conn *c)
 int st_write_begin(store *s, store_error *err)
 {
 	if (!s->writer)
-		return st_fail(err, STORE_ERR_INVALID, "the store is open read-only");
+		return store_fail(err, STORE_ERR_INVALID, "the store is open read-only");
 	pthread_mutex_lock(&s->wlock);
 	int rc = st_exec(s->writer, "BEGIN IMMEDIATE", err);
 	if (rc != 0)
@@ -348,19 +348,19 @@ static int migrate(store *s, struct store_conn *c, struct store_open_report *rep
 		return rc;
 	rep->version_before = rep->version_after = v;
 	if (v > latest)
-		return st_fail(err, STORE_ERR_SCHEMA,
+		return store_fail(err, STORE_ERR_SCHEMA,
 			       "the database %s has schema version %d, newer than this clipd knows (%d): "
 			       "use the clipd that wrote it, or a newer one", s->path, v, latest);
 	if (v == latest)
 		return 0;
 	if (!s->writer)
-		return st_fail(err, STORE_ERR_SCHEMA,
+		return store_fail(err, STORE_ERR_SCHEMA,
 			       "the database %s has schema version %d and needs migrating to %d: "
 			       "start clipd serve (or clipd index rebuild) on it once", s->path, v, latest);
 	for (int next = v + 1; next <= latest; next++) {
 		const struct clipd_asset *m = migration_find(next);
 		if (!m)
-			return st_fail(err, STORE_ERR_SCHEMA, "migration %04d is missing from this build", next);
+			return store_fail(err, STORE_ERR_SCHEMA, "migration %04d is missing from this build", next);
 		if ((rc = st_exec(c, "BEGIN IMMEDIATE", err)) != 0)
 			return rc;
 		int now = 0;
@@ -412,11 +412,11 @@ int store_open(const char *path, const struct store_params *p, store **out,
 	int rc;
 	*out = NULL;
 	if (!path || !*path)
-		return st_fail(err, STORE_ERR_INVALID, "no database path");
+		return store_fail(err, STORE_ERR_INVALID, "no database path");
 	store *s = calloc(1, sizeof *s);
 	if (!s || !(s->path = strdup(path))) {
 		free(s);
-		return st_fail(err, STORE_ERR_NOMEM, "out of memory");
+		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
 	}
 	s->p = p ? *p : store_default_params();
 	if (s->p.busy_timeout_ms <= 0)
@@ -431,7 +431,7 @@ int store_open(const char *path, const struct store_params *p, store **out,
 	if (s->p.readonly) {
 		struct stat stt;
 		if (stat(path, &stt) != 0) {
-			rc = st_fail(err, STORE_ERR_IO, "no database at %s: %s", path, strerror(errno));
+			rc = store_fail(err, STORE_ERR_IO, "no database at %s: %s", path, strerror(errno));
 			goto fail;
 		}
 		struct store_conn *c = NULL;
@@ -489,7 +489,7 @@ int st_setting_get(struct store_conn *c, const char *key, char **value, store_er
 	int rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		*value = strdup((const char *)sqlite3_column_text(st, 0));
-		rc = *value ? 0 : st_fail(err, STORE_ERR_NOMEM, "out of memory");
+		rc = *value ? 0 : store_fail(err, STORE_ERR_NOMEM, "out of memory");
 	} else if (rc == SQLITE_DONE) {
 		rc = 0;
 	} else {
@@ -551,7 +551,7 @@ static int model_get_conn(struct store_conn *c, const char *fp, struct store_mod
 		snprintf(out->layout, sizeof out->layout, "%s", (const char *)sqlite3_column_text(st, 3));
 		rc = 0;
 	} else if (rc == SQLITE_DONE) {
-		rc = st_fail(err, STORE_ERR_NOT_FOUND, "no model %.12s recorded", fp);
+		rc = store_fail(err, STORE_ERR_NOT_FOUND, "no model %.12s recorded", fp);
 	} else {
 		rc = st_dberr(c->db, rc, err, "read model");
 	}
@@ -623,7 +623,7 @@ static int model_put_conn(struct store_conn *c, const struct store_model *m, sto
 static int check_model(const struct store_model *m, store_error *err)
 {
 	if (strlen(m->fingerprint) != 64 || m->dim == 0 || m->dim > 65536)
-		return st_fail(err, STORE_ERR_INVALID, "bad model record (fingerprint or dimension)");
+		return store_fail(err, STORE_ERR_INVALID, "bad model record (fingerprint or dimension)");
 	return 0;
 }
 
@@ -689,7 +689,7 @@ int store_switch_model(store *s, const char *fingerprint, store_error *err)
 	if (rc != 0)
 		goto out;
 	if (missing > 0) {
-		rc = st_fail(err, STORE_ERR_INVALID, "%lld images have no vector of model %.12s yet",
+		rc = store_fail(err, STORE_ERR_INVALID, "%lld images have no vector of model %.12s yet",
 			     (long long)missing, fingerprint);
 		goto out;
 	}

@@ -63,6 +63,10 @@ typedef struct store_error {
 	char msg[256];   /* NUL-terminated, never empty after a failure */
 } store_error;
 
+/* Fill *err (which may be NULL) and return code: the one way the store and
+ * the catalog report a failure. */
+int store_fail(store_error *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* A stable machine-readable name of a status: "not_found", "insufficient_storage", ... */
 const char *store_status_name(int status);
 

@@ -40,7 +40,6 @@ struct store {
 	struct store_model active;
 };
 
-int st_fail(store_error *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Map a SQLite failure (rc, and the connection's message) to a status. */
 int st_dberr(sqlite3 *db, int rc, store_error *err, const char *what);
 

@@ -50,7 +50,7 @@ static int row_fill(sqlite3_stmt *st, struct store_image *out, store_error *err)
 		out->filename = strdup(fn);
 	if (!out->metadata || (fn && !out->filename)) {
 		store_image_clear(out);
-		return st_fail(err, STORE_ERR_NOMEM, "out of memory");
+		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
 	}
 	return 0;
 }
@@ -91,15 +91,15 @@ static int check_object(struct store_conn *c, const char *json, size_t len, size
 	if (compact)
 		*compact = NULL;
 	if (!json || len == 0)
-		return st_fail(err, STORE_ERR_INVALID, "%s is empty", what);
+		return store_fail(err, STORE_ERR_INVALID, "%s is empty", what);
 	if (memchr(json, 0, len))
-		return st_fail(err, STORE_ERR_INVALID, "%s contains a NUL byte", what);
+		return store_fail(err, STORE_ERR_INVALID, "%s contains a NUL byte", what);
 	if (len > 4 * max_bytes + 1024)
-		return st_fail(err, STORE_ERR_TOO_LARGE, "%s is %zu bytes, more than the limit of %zu",
+		return store_fail(err, STORE_ERR_TOO_LARGE, "%s is %zu bytes, more than the limit of %zu",
 			       what, len, max_bytes);
 	int depth = json_depth(json, len);
 	if (depth > max_depth)
-		return st_fail(err, STORE_ERR_TOO_LARGE, "%s nests %d levels deep, more than the limit of %d",
+		return store_fail(err, STORE_ERR_TOO_LARGE, "%s nests %d levels deep, more than the limit of %d",
 			       what, depth, max_depth);
 	sqlite3_stmt *st = st_prepare(c, sql, err);
 	if (!st)
@@ -112,22 +112,22 @@ static int check_object(struct store_conn *c, const char *json, size_t len, size
 	}
 	const char *type = (const char *)sqlite3_column_text(st, 0);
 	if (!type) {
-		rc = st_fail(err, STORE_ERR_INVALID, "%s is not valid JSON", what);
+		rc = store_fail(err, STORE_ERR_INVALID, "%s is not valid JSON", what);
 		goto out;
 	}
 	if (strcmp(type, "object") != 0) {
-		rc = st_fail(err, STORE_ERR_INVALID, "%s must be a JSON object, not %s", what, type);
+		rc = store_fail(err, STORE_ERR_INVALID, "%s must be a JSON object, not %s", what, type);
 		goto out;
 	}
 	size_t n = (size_t)sqlite3_column_bytes(st, 1);
 	if (n > max_bytes) {
-		rc = st_fail(err, STORE_ERR_TOO_LARGE, "%s is %zu bytes, more than the limit of %zu",
+		rc = store_fail(err, STORE_ERR_TOO_LARGE, "%s is %zu bytes, more than the limit of %zu",
 			     what, n, max_bytes);
 		goto out;
 	}
 	rc = 0;
 	if (compact && !(*compact = strdup((const char *)sqlite3_column_text(st, 1))))
-		rc = st_fail(err, STORE_ERR_NOMEM, "out of memory");
+		rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
 out:
 	st_done(st);
 	return rc;
@@ -162,14 +162,14 @@ int store_insert(store *s, const struct store_new_image *img, const float *vec, 
 	if (!img || !sha256_is_hex(img->sha256) || !img->mime || !*img->mime ||
 	    strlen(img->mime) >= STORE_MIME_MAX || img->width <= 0 || img->height <= 0 ||
 	    img->bytes < 0 || !vec)
-		return st_fail(err, STORE_ERR_INVALID, "bad image record");
+		return store_fail(err, STORE_ERR_INVALID, "bad image record");
 	st_active(s, &m, &have);
 	if (!have)
-		return st_fail(err, STORE_ERR_MODEL, "the store has no active model");
+		return store_fail(err, STORE_ERR_MODEL, "the store has no active model");
 	if (dim != m.dim)
-		return st_fail(err, STORE_ERR_INVALID, "vector has %zu dimensions, the model %zu", dim, m.dim);
+		return store_fail(err, STORE_ERR_INVALID, "vector has %zu dimensions, the model %zu", dim, m.dim);
 	if (!(blob = malloc(dim * 4)))
-		return st_fail(err, STORE_ERR_NOMEM, "out of memory");
+		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
 	st_vec_to_le(vec, dim, blob);
 
 	if ((rc = st_write_begin(s, err)) != 0)
@@ -184,7 +184,7 @@ int store_insert(store *s, const struct store_new_image *img, const float *vec, 
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		*id = sqlite3_column_int64(st, 0);
-		rc = st_fail(err, STORE_ERR_EXISTS, "already stored as image %lld", (long long)*id);
+		rc = store_fail(err, STORE_ERR_EXISTS, "already stored as image %lld", (long long)*id);
 	} else {
 		rc = rc == SQLITE_DONE ? 0 : st_dberr(c->db, rc, err, "look up sha256");
 	}
@@ -265,7 +265,7 @@ int store_delete(store *s, int64_t id, char sha256[STORE_SHA256_HEX], uint64_t *
 			snprintf(sha256, STORE_SHA256_HEX, "%s", (const char *)sqlite3_column_text(st, 0));
 		rc = 0;
 	} else if (rc == SQLITE_DONE) {
-		rc = st_fail(err, STORE_ERR_NOT_FOUND, "no image %lld", (long long)id);
+		rc = store_fail(err, STORE_ERR_NOT_FOUND, "no image %lld", (long long)id);
 	} else {
 		rc = st_dberr(c->db, rc, err, "look up image");
 	}
@@ -326,9 +326,9 @@ int store_patch_metadata(store *s, int64_t id, const char *patch, size_t len,
 	if (rc == SQLITE_ROW) {
 		const char *m = (const char *)sqlite3_column_text(st, 0);
 		merged = strdup(m ? m : "{}");
-		rc = merged ? 0 : st_fail(err, STORE_ERR_NOMEM, "out of memory");
+		rc = merged ? 0 : store_fail(err, STORE_ERR_NOMEM, "out of memory");
 	} else if (rc == SQLITE_DONE) {
-		rc = st_fail(err, STORE_ERR_NOT_FOUND, "no image %lld", (long long)id);
+		rc = store_fail(err, STORE_ERR_NOT_FOUND, "no image %lld", (long long)id);
 	} else {
 		rc = st_dberr(c->db, rc, err, "merge metadata");
 	}
@@ -338,12 +338,12 @@ int store_patch_metadata(store *s, int64_t id, const char *patch, size_t len,
 	size_t n = strlen(merged);
 	int depth = json_depth(merged, n);
 	if (n > max_bytes) {
-		rc = st_fail(err, STORE_ERR_TOO_LARGE, "metadata would be %zu bytes, more than the limit of %zu",
+		rc = store_fail(err, STORE_ERR_TOO_LARGE, "metadata would be %zu bytes, more than the limit of %zu",
 			     n, max_bytes);
 		goto out;
 	}
 	if (depth > max_depth) {
-		rc = st_fail(err, STORE_ERR_TOO_LARGE, "metadata would nest %d levels deep, more than the limit of %d",
+		rc = store_fail(err, STORE_ERR_TOO_LARGE, "metadata would nest %d levels deep, more than the limit of %d",
 			     depth, max_depth);
 		goto out;
 	}
@@ -387,8 +387,8 @@ static int get_one(store *s, const char *sql, int64_t id, const char *text, stru
 	if (rc == SQLITE_ROW)
 		rc = row_fill(st, out, err);
 	else if (rc == SQLITE_DONE)
-		rc = text ? st_fail(err, STORE_ERR_NOT_FOUND, "no image with sha256 %.16s...", text)
-			  : st_fail(err, STORE_ERR_NOT_FOUND, "no image %lld", (long long)id);
+		rc = text ? store_fail(err, STORE_ERR_NOT_FOUND, "no image with sha256 %.16s...", text)
+			  : store_fail(err, STORE_ERR_NOT_FOUND, "no image %lld", (long long)id);
 	else
 		rc = st_dberr(c->db, rc, err, "read image");
 	st_done(st);
@@ -409,7 +409,7 @@ int store_get_by_sha256(store *s, const char *sha256, struct store_image *out, s
 	static const char sql[] = "SELECT " IMAGE_COLS " FROM images i WHERE i.sha256 = ?1";
 	if (!sha256_is_hex(sha256)) {
 		memset(out, 0, sizeof *out);
-		return st_fail(err, STORE_ERR_INVALID, "not a SHA-256 hex digest");
+		return store_fail(err, STORE_ERR_INVALID, "not a SHA-256 hex digest");
 	}
 	return get_one(s, sql, 0, sha256, out, err);
 }
@@ -481,10 +481,10 @@ int store_list(store *s, int64_t before_id, size_t limit, struct store_image **i
 	*items = NULL;
 	*n = 0;
 	if (limit == 0 || limit > 100000)
-		return st_fail(err, STORE_ERR_INVALID, "limit must be 1 to 100000");
+		return store_fail(err, STORE_ERR_INVALID, "limit must be 1 to 100000");
 	struct store_image *out = calloc(limit, sizeof *out);
 	if (!out)
-		return st_fail(err, STORE_ERR_NOMEM, "out of memory");
+		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
 	int rc = st_reader_get(s, &c, err);
 	if (rc != 0) {
 		free(out);
@@ -558,7 +558,7 @@ int store_get_vector(store *s, int64_t id, const char *fingerprint, float *out, 
 	if (!fingerprint) {
 		st_active(s, &m, &have);
 		if (!have)
-			return st_fail(err, STORE_ERR_MODEL, "the store has no active model");
+			return store_fail(err, STORE_ERR_MODEL, "the store has no active model");
 		fingerprint = m.fingerprint;
 	}
 	struct store_conn *c = NULL;
@@ -576,12 +576,12 @@ int store_get_vector(store *s, int64_t id, const char *fingerprint, float *out, 
 	if (r == SQLITE_ROW) {
 		size_t bytes = (size_t)sqlite3_column_bytes(st, 0);
 		if (bytes != dim * 4)
-			rc = st_fail(err, STORE_ERR_INVALID, "image %lld: vector has %zu bytes, expected %zu",
+			rc = store_fail(err, STORE_ERR_INVALID, "image %lld: vector has %zu bytes, expected %zu",
 				     (long long)id, bytes, dim * 4);
 		else
 			st_vec_from_le(sqlite3_column_blob(st, 0), dim, out);
 	} else if (r == SQLITE_DONE) {
-		rc = st_fail(err, STORE_ERR_NOT_FOUND, "no vector for image %lld", (long long)id);
+		rc = store_fail(err, STORE_ERR_NOT_FOUND, "no vector for image %lld", (long long)id);
 	} else {
 		rc = st_dberr(c->db, r, err, "read vector");
 	}
@@ -599,7 +599,7 @@ int store_put_vectors(store *s, const int64_t *ids, size_t n, const char *finger
 	static const char model_sql[] = "SELECT dim FROM models WHERE fingerprint = ?1";
 	void *blob = malloc(dim ? dim * 4 : 1);
 	if (!blob)
-		return st_fail(err, STORE_ERR_NOMEM, "out of memory");
+		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
 	int rc = st_write_begin(s, err);
 	if (rc != 0) {
 		free(blob);
@@ -615,10 +615,10 @@ int store_put_vectors(store *s, const int64_t *ids, size_t n, const char *finger
 	int r = sqlite3_step(st);
 	if (r == SQLITE_ROW) {
 		if ((size_t)sqlite3_column_int64(st, 0) != dim)
-			rc = st_fail(err, STORE_ERR_INVALID, "model %.12s has dimension %lld, not %zu",
+			rc = store_fail(err, STORE_ERR_INVALID, "model %.12s has dimension %lld, not %zu",
 				     fingerprint, (long long)sqlite3_column_int64(st, 0), dim);
 	} else {
-		rc = r == SQLITE_DONE ? st_fail(err, STORE_ERR_NOT_FOUND, "no model %.12s recorded", fingerprint)
+		rc = r == SQLITE_DONE ? store_fail(err, STORE_ERR_NOT_FOUND, "no model %.12s recorded", fingerprint)
 				      : st_dberr(c->db, r, err, "read model");
 	}
 	st_done(st);
@@ -684,19 +684,19 @@ struct vec_acc {
 static int acc_push(struct vec_acc *a, int64_t id, const void *blob, size_t bytes, store_error *err)
 {
 	if (bytes != a->dim * 4)
-		return st_fail(err, STORE_ERR_DB, "image %lld: stored vector has %zu bytes, expected %zu "
+		return store_fail(err, STORE_ERR_DB, "image %lld: stored vector has %zu bytes, expected %zu "
 			       "(run clipd check)", (long long)id, bytes, a->dim * 4);
 	if (a->n == a->cap) {
 		size_t cap = a->cap ? a->cap * 2 : 1024;
 		if (cap > SIZE_MAX / (a->dim * sizeof(float)))
-			return st_fail(err, STORE_ERR_NOMEM, "too many vectors");
+			return store_fail(err, STORE_ERR_NOMEM, "too many vectors");
 		int64_t *ids = realloc(a->ids, cap * sizeof *ids);
 		if (!ids)
-			return st_fail(err, STORE_ERR_NOMEM, "out of memory");
+			return store_fail(err, STORE_ERR_NOMEM, "out of memory");
 		a->ids = ids;
 		float *vecs = realloc(a->vecs, cap * a->dim * sizeof *vecs);
 		if (!vecs)
-			return st_fail(err, STORE_ERR_NOMEM, "out of memory loading %zu vectors", cap);
+			return store_fail(err, STORE_ERR_NOMEM, "out of memory loading %zu vectors", cap);
 		a->vecs = vecs;
 		a->cap = cap;
 	}
@@ -733,9 +733,9 @@ int store_load_vectors(store *s, size_t dim, int64_t **ids, float **vecs, size_t
 	*n = 0;
 	st_active(s, &m, &have);
 	if (!have)
-		return st_fail(err, STORE_ERR_MODEL, "the store has no active model");
+		return store_fail(err, STORE_ERR_MODEL, "the store has no active model");
 	if (m.dim != dim)
-		return st_fail(err, STORE_ERR_MODEL, "the stored model has dimension %zu, not %zu", m.dim, dim);
+		return store_fail(err, STORE_ERR_MODEL, "the stored model has dimension %zu, not %zu", m.dim, dim);
 	struct store_conn *c = NULL;
 	if ((rc = st_read_begin(s, &c, err)) != 0)
 		return rc;
@@ -790,9 +790,9 @@ int store_changes_since(store *s, uint64_t seq, size_t dim, struct store_changes
 	memset(out, 0, sizeof *out);
 	st_active(s, &m, &have);
 	if (!have)
-		return st_fail(err, STORE_ERR_MODEL, "the store has no active model");
+		return store_fail(err, STORE_ERR_MODEL, "the store has no active model");
 	if (m.dim != dim)
-		return st_fail(err, STORE_ERR_MODEL, "the stored model has dimension %zu, not %zu", m.dim, dim);
+		return store_fail(err, STORE_ERR_MODEL, "the stored model has dimension %zu, not %zu", m.dim, dim);
 	struct store_conn *c = NULL;
 	if ((rc = st_read_begin(s, &c, err)) != 0)
 		return rc;
@@ -800,7 +800,7 @@ int store_changes_since(store *s, uint64_t seq, size_t dim, struct store_changes
 	if ((rc = seq_conn(c, &last, err)) != 0)
 		goto out;
 	if (seq > last) {
-		rc = st_fail(err, STORE_ERR_NOT_FOUND, "the index is at change %llu, ahead of the database (%llu)",
+		rc = store_fail(err, STORE_ERR_NOT_FOUND, "the index is at change %llu, ahead of the database (%llu)",
 			     (unsigned long long)seq, (unsigned long long)last);
 		goto out;
 	}
@@ -808,7 +808,7 @@ int store_changes_since(store *s, uint64_t seq, size_t dim, struct store_changes
 		goto out;
 	pruned = pruned_text ? strtoull(pruned_text, NULL, 10) : 0;
 	if (seq < pruned) {
-		rc = st_fail(err, STORE_ERR_NOT_FOUND, "the index is at change %llu, but the change log "
+		rc = store_fail(err, STORE_ERR_NOT_FOUND, "the index is at change %llu, but the change log "
 			     "starts after %llu", (unsigned long long)seq, (unsigned long long)pruned);
 		goto out;
 	}
@@ -820,7 +820,7 @@ int store_changes_since(store *s, uint64_t seq, size_t dim, struct store_changes
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
 	r = sqlite3_step(st);
 	if (r == SQLITE_ROW)
-		rc = st_fail(err, STORE_ERR_NOT_FOUND, "the model changed at change %lld, after the index's %llu",
+		rc = store_fail(err, STORE_ERR_NOT_FOUND, "the model changed at change %lld, after the index's %llu",
 			     (long long)sqlite3_column_int64(st, 0), (unsigned long long)seq);
 	else if (r != SQLITE_DONE)
 		rc = st_dberr(c->db, r, err, "read change log");
@@ -847,7 +847,7 @@ int store_changes_since(store *s, uint64_t seq, size_t dim, struct store_changes
 			size_t cap = cap_rm ? cap_rm * 2 : 256;
 			int64_t *p = realloc(rm, cap * sizeof *p);
 			if (!p) {
-				rc = st_fail(err, STORE_ERR_NOMEM, "out of memory");
+				rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
 				break;
 			}
 			rm = p;
@@ -924,20 +924,20 @@ int store_check_selection(const struct store_selection *sel, store_error *err)
 	if (!sel)
 		return 0;
 	if (sel->n_filters > STORE_MAX_FILTERS)
-		return st_fail(err, STORE_ERR_INVALID, "at most %d metadata filters", STORE_MAX_FILTERS);
+		return store_fail(err, STORE_ERR_INVALID, "at most %d metadata filters", STORE_MAX_FILTERS);
 	if (sel->n_filters && !sel->filters)
-		return st_fail(err, STORE_ERR_INVALID, "filters missing");
+		return store_fail(err, STORE_ERR_INVALID, "filters missing");
 	for (size_t i = 0; i < sel->n_filters; i++) {
 		const char *k = sel->filters[i].key, *v = sel->filters[i].value;
 		if (!k || !*k || strlen(k) > STORE_MAX_FILTER_KEY)
-			return st_fail(err, STORE_ERR_INVALID, "a filter key must be 1 to %d bytes",
+			return store_fail(err, STORE_ERR_INVALID, "a filter key must be 1 to %d bytes",
 				       STORE_MAX_FILTER_KEY);
 		for (const unsigned char *p = (const unsigned char *)k; *p; p++)
 			if (*p < 0x20 || *p == '"' || *p == '\\' || *p == 0x7f)
-				return st_fail(err, STORE_ERR_INVALID,
+				return store_fail(err, STORE_ERR_INVALID,
 					       "a filter key may not contain quotes, backslashes or control characters");
 		if (!v || strlen(v) > STORE_MAX_FILTER_VALUE)
-			return st_fail(err, STORE_ERR_INVALID, "a filter value must be at most %d bytes",
+			return store_fail(err, STORE_ERR_INVALID, "a filter value must be at most %d bytes",
 				       STORE_MAX_FILTER_VALUE);
 	}
 	return 0;
@@ -976,7 +976,7 @@ static int selection_bind(sqlite3_stmt *st, const struct store_selection *sel, s
 	for (size_t f = 0; f < sel->n_filters; f++) {
 		char *path = sqlite3_mprintf("$.\"%s\"", sel->filters[f].key);
 		if (!path)
-			return st_fail(err, STORE_ERR_NOMEM, "out of memory");
+			return store_fail(err, STORE_ERR_NOMEM, "out of memory");
 		sqlite3_bind_text(st, P_FILTER0 + 2 * (int)f, path, -1, sqlite3_free);
 		sqlite3_bind_text(st, P_FILTER0 + 2 * (int)f + 1, sel->filters[f].value, -1, SQLITE_STATIC);
 	}
@@ -997,11 +997,11 @@ int store_scan_selection(store *s, const struct store_selection *sel, size_t dim
 		return rc;
 	st_active(s, &m, &have);
 	if (!have || m.dim != dim)
-		return st_fail(err, STORE_ERR_MODEL, "no active model of dimension %zu", dim);
+		return store_fail(err, STORE_ERR_MODEL, "no active model of dimension %zu", dim);
 	if (selection_sql(sel, sql, sizeof sql) != 0 || st_appendf(sql, sizeof sql, " LIMIT ?%d", P_LIMIT) != 0)
-		return st_fail(err, STORE_ERR_INVALID, "selection too complex");
+		return store_fail(err, STORE_ERR_INVALID, "selection too complex");
 	if (!(vec = malloc(dim * sizeof *vec)))
-		return st_fail(err, STORE_ERR_NOMEM, "out of memory");
+		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
 	struct store_conn *c = NULL;
 	if ((rc = st_read_begin(s, &c, err)) != 0)
 		goto out_free;
@@ -1047,7 +1047,7 @@ int store_filter_ids(store *s, const struct store_selection *sel, const int64_t 
 	if ((rc = store_check_selection(sel, err)) != 0 || n == 0)
 		return rc;
 	if (selection_sql(sel, sql, sizeof sql) != 0)
-		return st_fail(err, STORE_ERR_INVALID, "selection too complex");
+		return store_fail(err, STORE_ERR_INVALID, "selection too complex");
 	struct store_conn *c = NULL;
 	if ((rc = st_read_begin(s, &c, err)) != 0)
 		return rc;
