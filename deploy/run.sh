@@ -1,8 +1,49 @@
 #!/usr/bin/env bash
-# Set everything up and run clipd. Until the HTTP daemon lands this shows
-# the binary's version and commands.
+# Set everything up and run the clipd daemon in the foreground.
+#
+#   deploy/run.sh [clipd serve OPTIONS...]      e.g. deploy/run.sh --listen 0.0.0.0:8080
+#
+# 1. deploy/bootstrap.sh: missing Debian packages, the FAISS C API, build/clipd.
+# 2. The default model, laion/CLIP-ViT-B-32-laion2B-s34B-b79K, fetched from
+#    the Hugging Face hub into data/models/ unless it is already there
+#    (deploy/fetch-model.sh: resumable, checksum-verified, atomic).
+# 3. clipd serve on 127.0.0.1:8080 with its data in data/clipd/.
+#
+# Offline, with no default model fetched yet, it falls back to the small test
+# checkpoint this repository carries (tests/data/tiny-clip-hf), in a data
+# directory of its own (data/clipd-tiny-test/), so that the real model later
+# starts on a clean one; the log and GET /info then warn that search results
+# are meaningless until a real model is configured.
+#
+# Environment: CLIPD_DATA_ROOT (default ./data), CLIPD_MODEL_REPO, HF_ENDPOINT,
+# HF_TOKEN; CLIPD_SKIP_BOOTSTRAP=1 and CLIPD_BIN to run an existing build.
+# Every clipd option also reads CLIPD_* variables (clipd serve --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash deploy/bootstrap.sh
-build/clipd --version
-build/clipd help
+root=$PWD
+say() { echo "run: $*" >&2; }
+
+if [ "${CLIPD_SKIP_BOOTSTRAP:-0}" != 1 ]; then
+	bash deploy/bootstrap.sh
+fi
+clipd=${CLIPD_BIN:-$root/build/clipd}
+data_root=${CLIPD_DATA_ROOT:-$root/data}
+repo=${CLIPD_MODEL_REPO:-laion/CLIP-ViT-B-32-laion2B-s34B-b79K}
+model_dir="$data_root/models/${repo##*/}"
+mkdir -p "$data_root/models"
+
+# A model and data directory given explicitly win.
+if [ -n "${CLIPD_MODEL:-}" ]; then
+	exec "$clipd" serve --data "${CLIPD_DATA:-$data_root/clipd}" "$@"
+fi
+
+fetch_rc=0
+bash deploy/fetch-model.sh "$repo" "$model_dir" || fetch_rc=$?
+if [ $fetch_rc -eq 0 ]; then
+	exec "$clipd" serve --model "$model_dir" --data "$data_root/clipd" --model-name "$repo" "$@"
+fi
+
+warning="no real model: $repo could not be fetched (fetch-model exit $fetch_rc); serving the tiny test checkpoint, whose search results are meaningless. Run deploy/run.sh again with network access (or set CLIPD_MODEL) for a real model."
+say "WARNING: $warning"
+exec "$clipd" serve --model "$root/tests/data/tiny-clip-hf" --data "$data_root/clipd-tiny-test" \
+	--model-name "tiny-clip-hf (test checkpoint)" --model-warning "$warning" "$@"

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# The HTTP benchmarks, figures side by side in one run (commands, not tests):
+#
+#   deploy/bench/run.sh [--model DIR] [--prefill N] [--uploads N] [--queries N]
+#                       [--seconds S] [--upload-connections C] [--work DIR]
+#
+# 1. clipd bench --batch 8: the encoder alone (images/s), the reference for uploads.
+# 2. clipd serve on a fresh data directory, prefilled with PREFILL distinct
+#    images (default 10,000; small JPEGs: the encoder's cost does not depend
+#    on the size, every image is cropped to the model's input).
+# 3. wrk, search: concurrency 8 for S seconds (default 30) over QUERIES
+#    distinct queries (default 10,000; more than the text cache holds, so
+#    no search is answered from the cache).
+# 4. wrk, upload: C connections (default 16: each upload spends part of its
+#    time decoding and committing, so it takes more than 8 clients to keep
+#    8 images at the encoder) posting UPLOADS distinct 640 x 480 JPEGs
+#    (default 2,000), each once: nothing takes the duplicate path.
+#
+# The model defaults to the ViT-B/32-shaped random checkpoint of
+# ../shared/tools/clipweights.py (written into WORK/model once; numpy
+# needed). Needs wrk, curl and a C compiler (deploy/bootstrap.sh --test).
+# Prints one JSON line per measurement, then the bars: search >= 200
+# requests/s with p99 < 100 ms, uploads >= 80% of clipd bench's batch-8
+# images/s, no errors.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+model="" prefill=10000 uploads=2000 nqueries=10000 seconds=30 upconns=16 work="$root/build/bench"
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--model) model=$2; shift 2 ;;
+	--prefill) prefill=$2; shift 2 ;;
+	--uploads) uploads=$2; shift 2 ;;
+	--queries) nqueries=$2; shift 2 ;;
+	--seconds) seconds=$2; shift 2 ;;
+	--upload-connections) upconns=$2; shift 2 ;;
+	--work) work=$2; shift 2 ;;
+	-h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	*) echo "bench: unknown argument '$1'" >&2; exit 2 ;;
+	esac
+done
+clipd=${CLIPD_BIN:-$root/build/clipd}
+say() { echo "bench: $*" >&2; }
+for tool in wrk curl cc; do command -v $tool >/dev/null || { say "needs $tool"; exit 1; }; done
+[ -x "$clipd" ] || { say "no $clipd (build first)"; exit 1; }
+mkdir -p "$work"
+# Measurements without the test-environment's OpenBLAS overrides.
+run() { env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_WAIT_POLICY=passive "$@"; }
+
+if [ -z "$model" ]; then
+	model="$work/model"
+	if [ ! -f "$model/model.safetensors" ]; then
+		tool="$root/../shared/tools/clipweights.py"
+		[ -f "$tool" ] || { say "no --model and no $tool"; exit 1; }
+		say "writing the ViT-B/32-shaped benchmark checkpoint into $model"
+		/usr/bin/python3 "$tool" vit-b-32-bench "$model" "$root/encoder/data/bpe_simple_vocab_16e6.txt.gz" >&2
+	fi
+fi
+
+cc -O2 -o "$work/gen-corpus" "$root/deploy/bench/gen-corpus.c" -lm
+if [ "$(ls "$work/prefill" 2>/dev/null | wc -l)" -ne "$prefill" ]; then
+	rm -rf "$work/prefill"; mkdir -p "$work/prefill"
+	say "generating $prefill prefill images"
+	"$work/gen-corpus" "$work/prefill" "$prefill" 64 48 1000000
+fi
+if [ "$(ls "$work/uploads" 2>/dev/null | wc -l)" -ne "$uploads" ]; then
+	rm -rf "$work/uploads"; mkdir -p "$work/uploads"
+	say "generating $uploads 640x480 upload images"
+	"$work/gen-corpus" "$work/uploads" "$uploads" 640 480 0
+fi
+ls -1 "$work"/uploads/*.jpg > "$work/uploads.txt"
+# Distinct queries: word combinations plus a number.
+awk -v n="$nqueries" 'BEGIN {
+	split("a an the one two some", det); split("red blue green old small big shiny wooden", adj);
+	split("bicycle dog cat house car tree boat bird horse lamp", noun);
+	split("near on under beside behind", prep); split("river wall street garden beach window", place);
+	for (i = 0; i < n; i++)
+		printf "%s %s %s %s the %s %d\n", det[i%6+1], adj[int(i/6)%8+1], noun[int(i/48)%10+1],
+			prep[int(i/480)%5+1], place[int(i/2400)%6+1], i
+}' > "$work/queries.txt"
+
+say "clipd bench --batch 8 (the encoder alone)"
+bench_json=$(run "$clipd" bench --model "$model" --batch 8 --seconds 20)
+echo "$bench_json"
+bench_ips=$(echo "$bench_json" | sed -n 's/.*"images_per_s":\([0-9.]*\).*/\1/p')
+
+rm -rf "$work/data" "$work/port"
+# env execs clipd, so $! is the daemon itself (a shell function would put
+# a subshell in between, which a signal would not get through).
+env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_WAIT_POLICY=passive "$clipd" serve --model "$model" \
+	--data "$work/data" --listen 127.0.0.1:0 --port-file "$work/port" --log-level warn --queue-size 256 \
+	2> "$work/serve.log" &
+pid=$!
+trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
+trap 'exit 130' INT TERM
+for _ in $(seq 600); do [ -f "$work/port" ] && break; sleep 0.1; done
+port=$(cat "$work/port")
+url="http://127.0.0.1:$port"
+until curl -sf "$url/readyz" >/dev/null; do sleep 0.2; done
+
+say "prefilling $prefill images"
+t0=$(date +%s)
+ls -1 "$work"/prefill/*.jpg | xargs -P 8 -I{} curl -s -o /dev/null -w '%{http_code}\n' \
+	-H 'Content-Type: image/jpeg' --data-binary @{} "$url/images" | sort | uniq -c >&2
+say "prefill took $(( $(date +%s) - t0 )) s; $(curl -s "$url/info" | sed -n 's/.*"images":\([0-9]*\).*/\1/p') images stored"
+
+say "search: 8 connections, $seconds s"
+search_json=$(wrk -t2 -c8 -d"${seconds}s" --latency -s "$root/deploy/bench/search.lua" "$url" -- "$work/queries.txt" 2 | grep '^{')
+echo "$search_json"
+
+# Long enough to measure, short enough that the fresh images do not run out
+# even at the encoder's own speed.
+up_secs=$(awk -v n="$uploads" -v r="$bench_ips" 'BEGIN { s = int(0.8 * n / (r > 0 ? r : 1)); if (s > 60) s = 60; if (s < 5) s = 5; print s }')
+say "upload: $upconns connections, ${up_secs} s"
+upload_json=$(wrk -t2 -c"$upconns" -d"${up_secs}s" --latency -s "$root/deploy/bench/upload.lua" "$url" -- "$work/uploads.txt" 2 | grep '^{')
+echo "$upload_json"
+curl -s "$url/info" | sed -n 's/.*"encoder":{"image":\({[^}]*}\).*/{"encoder_image_counters":\1}/p'
+
+awk -v s="$search_json" -v u="$upload_json" -v b="$bench_ips" 'function get(j, k,   m) {
+		if (match(j, "\"" k "\":[0-9.]+")) return substr(j, RSTART + length(k) + 3, RLENGTH - length(k) - 3) + 0; return -1 }
+	BEGIN {
+		rps = get(s, "requests_per_s"); p99 = get(s, "p99_ms"); se = get(s, "non_200") + get(s, "socket_errors")
+		ips = get(u, "images_per_s"); ue = get(u, "not_201") + get(u, "socket_errors")
+		printf "bars: search %.0f req/s (>= 200: %s), p99 %.1f ms (< 100: %s), upload %.1f img/s = %.0f%% of bench %.1f (>= 80%%: %s), errors %d (0: %s)\n",
+			rps, (rps >= 200 ? "yes" : "NO"), p99, (p99 < 100 ? "yes" : "NO"), ips, (b > 0 ? 100 * ips / b : 0), b,
+			((b > 0 && ips >= 0.8 * b) ? "yes" : "NO"), se + ue, ((se + ue == 0) ? "yes" : "NO")
+	}'

@@ -1,0 +1,116 @@
+/*
+ * srv_app.h - the daemon's state shared by its request handlers, and the
+ * handlers themselves (one file per family: srv_images.c, srv_search.c,
+ * srv_status.c), dispatched by route from srv_handle.
+ *
+ *     struct srv_app app = { .cfg = &cfg, ... };
+ *     hp.handler = srv_handle;  hp.ud = &app;  hp.ready = srv_ready;
+ *
+ * Handlers run on HTTP threads. Work that takes long (decoding, encoding,
+ * writing originals) goes to the encoder's workers with the request
+ * suspended (http_suspend / http_resume); SQLite reads and index searches
+ * run on the HTTP thread (milliseconds).
+ */
+#ifndef CLIPD_SRV_APP_H
+#define CLIPD_SRV_APP_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include <cjson/cJSON.h>
+
+#include "catalog.h"
+#include "clip.h"
+#include "http.h"
+#include "srv_config.h"
+#include "srv_encode.h"
+#include "srv_metrics.h"
+#include "srv_queue.h"
+
+struct srv_app {
+	const struct srv_config *cfg;
+	clip_model *model;            /* NULL until loaded */
+	catalog *cat;                 /* NULL until opened */
+	struct srv_encoder *enc;      /* NULL until started */
+	struct srv_pool *commits;     /* stores uploads (blob, row, index): disk waits off the decoders */
+	struct srv_metrics *metrics;
+	struct http_server *http;
+	const struct srv_keys *keys;
+	atomic_int ready;
+	double started;               /* srv_now() at start-up */
+	char model_name[128];
+	char fingerprint[STORE_FINGERPRINT_HEX];
+	size_t dim;
+	float logit_scale;
+	const char *warning;          /* --model-warning, or NULL */
+	char index_message[256];      /* what happened to the index at open */
+};
+
+/* The router's dispatch (http_server_params.handler); r->srv's ud is the app. */
+void srv_handle(struct http_req *r);
+/* http_server_params.ready */
+int srv_ready(void *app);
+
+struct srv_app *srv_app_of(struct http_req *r);
+
+/* Families of handlers. */
+void srv_images_create(struct srv_app *app, struct http_req *r);
+void srv_images_list(struct srv_app *app, struct http_req *r);
+void srv_image_get(struct srv_app *app, struct http_req *r);
+void srv_image_patch(struct srv_app *app, struct http_req *r);
+void srv_image_delete(struct srv_app *app, struct http_req *r);
+void srv_image_file(struct srv_app *app, struct http_req *r);
+void srv_image_thumbnail(struct srv_app *app, struct http_req *r);
+
+void srv_search_text(struct srv_app *app, struct http_req *r);
+void srv_search_similar(struct srv_app *app, struct http_req *r);
+void srv_search_image(struct srv_app *app, struct http_req *r);
+void srv_classify(struct srv_app *app, struct http_req *r);
+void srv_embed(struct srv_app *app, struct http_req *r);
+
+void srv_status_healthz(struct srv_app *app, struct http_req *r);
+void srv_status_readyz(struct srv_app *app, struct http_req *r);
+void srv_status_info(struct srv_app *app, struct http_req *r);
+void srv_status_metrics(struct srv_app *app, struct http_req *r);
+void srv_status_openapi(struct srv_app *app, struct http_req *r);
+
+/* ---- shared by the handlers ------------------------------------------------ */
+
+/* Answer a store_/catalog_ failure with the right status and code. */
+void srv_reply_store_error(struct http_req *r, const store_error *err);
+/* Answer an image the encoder or the probe refused (clip_status). */
+void srv_reply_image_error(struct http_req *r, int status, const char *msg);
+/* The JSON "model": {"name", "fingerprint", "dim"}. */
+cJSON *srv_model_json(const struct srv_app *app);
+/* Print and answer (takes root). */
+void srv_reply_cjson(struct http_req *r, unsigned status, cJSON *root);
+
+/* An uploaded image's bytes: the raw body (Content-Type image/... or
+ * application/octet-stream) or the multipart part named "file". Sets
+ * *data and *len (borrowed from the request) and *filename (may be NULL), or
+ * answers (415 for another content type, 400 for a missing file part) and
+ * returns -1. */
+int srv_request_image(struct http_req *r, const void **data, size_t *len, const char **filename);
+
+/* Check an image's header before any work: its type (415) and pixels (413),
+ * or a header that cannot be read (422). Answers and returns -1, or fills
+ * width and height and mime and returns 0. */
+int srv_probe_image(struct srv_app *app, struct http_req *r, const void *data, size_t len,
+		    int *width, int *height, const char **mime);
+
+/* Search parameters from the query string shared by /search, /similar and
+ * /search/image: k, min_score, filter.KEY, after, before. Answers 400 and
+ * returns -1 on a bad one. The filters point into the request (valid for
+ * its life) and into *storage, which the caller frees. */
+struct srv_search_params {
+	struct catalog_query q;
+	struct store_filter filters[STORE_MAX_FILTERS];
+	size_t k;
+};
+int srv_parse_search_params(struct srv_app *app, struct http_req *r, struct srv_search_params *sp);
+/* The search response: {"query", "k", "model", "took_ms", "exhaustive", "results"}.
+ * query is taken (cJSON). */
+void srv_reply_results(struct srv_app *app, struct http_req *r, cJSON *query, size_t k,
+		       const struct catalog_results *res);
+
+#endif

@@ -1,0 +1,169 @@
+#include "srv_config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+
+static char default_listen[] = "127.0.0.1:8080";
+static char default_log_level[] = "info";
+
+void srv_config_defaults(struct srv_config *c)
+{
+	memset(c, 0, sizeof *c);
+	c->listen = default_listen;
+	c->log_level = default_log_level;
+	c->threads = 4;
+	c->encoder_threads = 0;
+	c->decode_threads = 2;
+	c->rate_limit = 0;
+	c->rate_burst = 0;
+	c->max_body = 32LL << 20;
+	c->max_pixels = 64LL * 1000 * 1000;
+	c->decode_budget = 128LL * 1000 * 1000;
+	c->max_query = 1000;
+	c->max_k = 1000;
+	c->max_connections = 1024;
+	c->max_connections_per_ip = 64;
+	c->timeout = 60;
+	c->max_labels = 256;
+	c->max_texts = 256;
+	c->max_metadata = 16 * 1024;
+	c->max_metadata_depth = 8;
+	c->max_files = 64;
+	c->max_list = 1000;
+	c->batch_size = 8;
+	c->batch_wait_ms = 10;
+	c->queue_size = 64;
+	c->text_batch_size = 16;
+	c->text_batch_wait_ms = 2;
+	c->text_queue_size = 1024;
+	c->text_cache = 4096;
+	c->nprobe = 0;
+	c->ivf_threshold = 0;
+	c->save_interval = 60;
+	c->save_changes = 1000;
+}
+
+int srv_config_parse(const struct cli_command *info, int argc, char **argv, struct srv_config *c)
+{
+	srv_config_defaults(c);
+	const struct cli_option opts[] = {
+		{ "model", CLI_STRING, &c->model, "DIR", "model directory (Hugging Face or OpenCLIP layout; required)", 0, 0 },
+		{ "data", CLI_STRING, &c->data, "DIR", "data directory (created when missing; required)", 0, 0 },
+		{ "listen", CLI_STRING, &c->listen, "HOST:PORT", "address to listen on; port 0 picks a free one (127.0.0.1:8080)", 0, 0 },
+		{ "port-file", CLI_STRING, &c->port_file, "FILE", "write the port listened on into FILE", 0, 0 },
+		{ "model-name", CLI_STRING, &c->model_name, "NAME", "model name shown in /info (the model directory's name)", 0, 0 },
+		{ "model-warning", CLI_STRING, &c->model_warning, "TEXT", "a warning about the model, logged and shown in /info", 0, 0 },
+		{ "log-level", CLI_STRING, &c->log_level, "LEVEL", "error, warn, info or debug (info)", 0, 0 },
+		{ "threads", CLI_INT, &c->threads, "N", "HTTP threads (4)", 1, 256 },
+		{ "encoder-threads", CLI_INT, &c->encoder_threads, "N", "threads per encoder context, image and text each (0: CPUs)", 0, 256 },
+		{ "decode-threads", CLI_INT, &c->decode_threads, "N", "threads decoding uploads and making thumbnails (2)", 1, 64 },
+		{ "api-key-file", CLI_STRING, &c->api_key_file, "FILE", "API keys, one per line with an optional read/write scope (none: open)", 0, 0 },
+		{ "cors-origin", CLI_LIST, &c->cors_origins, "ORIGIN", "an origin allowed by CORS, e.g. https://app.example (repeatable; * for any)", 0, 0 },
+		{ "rate-limit", CLI_DOUBLE, &c->rate_limit, "N", "requests per second per API key or client address (0: off)", 0, 0 },
+		{ "rate-burst", CLI_INT, &c->rate_burst, "N", "burst allowed above the rate (0: twice the rate)", 0, 1000000 },
+		{ "trusted-proxy", CLI_LIST, &c->trusted_proxies, "ADDR", "a proxy (address or CIDR) whose X-Forwarded-For is believed (repeatable)", 0, 0 },
+		{ "max-body", CLI_SIZE, &c->max_body, "BYTES", "request body limit (32M)", 1024, 1LL << 32 },
+		{ "max-pixels", CLI_INT, &c->max_pixels, "N", "decoded pixels per image (64000000)", 1, 1LL << 32 },
+		{ "decode-budget", CLI_INT, &c->decode_budget, "N", "pixels being decoded at once, all uploads together (128000000)", 1, 1LL << 36 },
+		{ "max-query", CLI_INT, &c->max_query, "N", "characters of a search query (1000)", 1, 100000 },
+		{ "max-k", CLI_INT, &c->max_k, "N", "results per search (1000)", 1, 1000 },
+		{ "max-connections", CLI_INT, &c->max_connections, "N", "open connections (1024)", 1, 100000 },
+		{ "max-connections-per-ip", CLI_INT, &c->max_connections_per_ip, "N", "open connections per client address (64; 0: no limit)", 0, 100000 },
+		{ "timeout", CLI_INT, &c->timeout, "SECONDS", "idle connection timeout and longest wait for the encoder (60)", 1, 3600 },
+		{ "max-labels", CLI_INT, &c->max_labels, "N", "labels per classification (256)", 1, 4096 },
+		{ "max-texts", CLI_INT, &c->max_texts, "N", "texts per embed call (256)", 1, 4096 },
+		{ "max-metadata", CLI_SIZE, &c->max_metadata, "BYTES", "metadata of an image, compact JSON (16K)", 2, 16 * 1024 },
+		{ "max-metadata-depth", CLI_INT, &c->max_metadata_depth, "N", "nesting of metadata (8)", 1, 8 },
+		{ "max-files", CLI_INT, &c->max_files, "N", "files per multipart upload (64)", 1, 4096 },
+		{ "max-list", CLI_INT, &c->max_list, "N", "items per page of GET /images (1000)", 1, 1000 },
+		{ "batch-size", CLI_INT, &c->batch_size, "N", "images per encoder pass (8)", 1, 256 },
+		{ "batch-wait-ms", CLI_INT, &c->batch_wait_ms, "MS", "longest wait for a fuller image batch (10)", 0, 10000 },
+		{ "queue-size", CLI_INT, &c->queue_size, "N", "images waiting for the encoder before 503 (64)", 1, 100000 },
+		{ "text-batch-size", CLI_INT, &c->text_batch_size, "N", "texts per text-encoder pass (16)", 1, 1024 },
+		{ "text-batch-wait-ms", CLI_INT, &c->text_batch_wait_ms, "MS", "longest wait for a fuller text batch (2)", 0, 10000 },
+		{ "text-queue-size", CLI_INT, &c->text_queue_size, "N", "texts waiting for the text encoder before 503 (1024)", 1, 1000000 },
+		{ "text-cache", CLI_INT, &c->text_cache, "N", "text embeddings kept (LRU; 4096; 0: none)", 0, 10000000 },
+		{ "index", CLI_STRING, &c->index_factory, "FACTORY", "FAISS factory string of a supported family (automatic)", 0, 0 },
+		{ "nprobe", CLI_INT, &c->nprobe, "N", "IVF lists probed per search (0: the index's default)", 0, 65536 },
+		{ "ivf-threshold", CLI_INT, &c->ivf_threshold, "N", "vectors before an approximate index is built (0: the default)", 0, 1LL << 40 },
+		{ "save-interval", CLI_INT, &c->save_interval, "SECONDS", "save the index this often when it changed (60)", 1, 86400 },
+		{ "save-changes", CLI_INT, &c->save_changes, "N", "save the index after this many changes (1000)", 1, 100000000 },
+		{ 0 },
+	};
+	struct cli_args args;
+	int rc = cli_parse(info, opts, argc, argv, &args);
+	if (rc != CLI_OK)
+		return rc;
+	char msg[256];
+	if (args.n_positional) {
+		cli_usage_error(info, "unexpected argument '%s'", args.positional[0]);
+		goto fail;
+	}
+	if (!c->model || !*c->model) {
+		cli_usage_error(info, "--model DIR is required");
+		goto fail;
+	}
+	if (!c->data || !*c->data) {
+		cli_usage_error(info, "--data DIR is required");
+		goto fail;
+	}
+	if (log_level_parse(c->log_level) < 0) {
+		cli_usage_error(info, "--log-level: '%s' is not error, warn, info or debug", c->log_level);
+		goto fail;
+	}
+	if (srv_parse_listen(c->listen, &c->listen_addr, &c->listen_len, msg, sizeof msg) != 0) {
+		cli_usage_error(info, "--listen: %s", msg);
+		goto fail;
+	}
+	if (c->trusted_proxies.n > SRV_MAX_PROXIES || c->cors_origins.n > SRV_MAX_ORIGINS) {
+		cli_usage_error(info, "at most %d trusted proxies and %d CORS origins", SRV_MAX_PROXIES, SRV_MAX_ORIGINS);
+		goto fail;
+	}
+	for (size_t i = 0; i < c->trusted_proxies.n; i++)
+		if (srv_cidr_parse(c->trusted_proxies.items[i], &c->proxies[c->n_proxies++]) != 0) {
+			cli_usage_error(info, "--trusted-proxy: '%s' is not an address or CIDR block",
+					c->trusted_proxies.items[i]);
+			goto fail;
+		}
+	for (size_t i = 0; i < c->cors_origins.n; i++) {
+		const char *o = c->cors_origins.items[i];
+		if (strcmp(o, "*") && strncmp(o, "http://", 7) && strncmp(o, "https://", 8)) {
+			cli_usage_error(info, "--cors-origin: '%s' is not * or an http(s) origin", o);
+			goto fail;
+		}
+		size_t n = strlen(o);
+		if (n > 1 && o[n - 1] == '/') {
+			cli_usage_error(info, "--cors-origin: '%s': an origin has no path (drop the '/')", o);
+			goto fail;
+		}
+	}
+	if (c->rate_limit < 0 || c->rate_limit > 1e6) {
+		cli_usage_error(info, "--rate-limit: must be 0 to 1000000");
+		goto fail;
+	}
+	if (c->rate_burst == 0)
+		c->rate_burst = c->rate_limit * 2 < 1 ? 1 : (long long)(c->rate_limit * 2 + 0.5);
+	if (c->decode_budget < c->max_pixels) {
+		cli_usage_error(info, "--decode-budget (%lld) must be at least --max-pixels (%lld)",
+				c->decode_budget, c->max_pixels);
+		goto fail;
+	}
+	if (c->max_connections_per_ip > c->max_connections)
+		c->max_connections_per_ip = c->max_connections;
+	cli_args_free(&args);
+	return CLI_OK;
+fail:
+	cli_args_free(&args);
+	srv_config_free(c);
+	return CLI_USAGE_ERROR;
+}
+
+void srv_config_free(struct srv_config *c)
+{
+	if (!c)
+		return;
+	cli_list_free(&c->cors_origins);
+	cli_list_free(&c->trusted_proxies);
+}

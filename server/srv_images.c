@@ -1,0 +1,727 @@
+/*
+ * /images: upload (raw or multipart), list, get, patch, delete, the
+ * original's bytes and thumbnails.
+ *
+ * An upload's path: on the HTTP thread the body's type and header are
+ * checked (415, 413, 422 before any work); the request is suspended; on a
+ * worker the bytes are hashed (a duplicate is answered without encoding),
+ * decoded under the pixel budget and queued for the image encoder; the
+ * batch's vectors come back on the encoder's thread, which hands the commit
+ * (blob, row, vector, index: catalog_add) to a worker; the last item to
+ * finish resumes the request, whose answer is built on an HTTP thread.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "sha256.h"
+#include "srv_app.h"
+#include "srv_json.h"
+#include "srv_thumb.h"
+
+/* ---- uploads ---------------------------------------------------------------- */
+
+struct upload;
+
+struct upload_item {
+	struct upload *up;
+	struct srv_image_job job;
+	const void *data;              /* borrowed from the request */
+	size_t len;
+	char *filename;                /* cleaned copy, or NULL */
+	const char *mime;
+	int width, height;
+	char sha[SHA256_HEX];
+	float *vec;
+	/* outcome */
+	int done;
+	unsigned status;               /* 201, 200 (duplicate) or an error's status */
+	enum http_err err;
+	unsigned retry_after;
+	char msg[300];
+	struct store_image img;
+	int duplicate;
+};
+
+struct upload {
+	struct srv_app *app;
+	struct http_req *r;
+	int multipart;
+	char *metadata;                /* compact JSON, or NULL */
+	struct upload_item *items;
+	size_t n;
+	atomic_size_t pending;
+};
+
+static void upload_free(void *p)
+{
+	struct upload *up = p;
+	if (!up)
+		return;
+	for (size_t i = 0; i < up->n; i++) {
+		free(up->items[i].filename);
+		free(up->items[i].vec);
+		store_image_clear(&up->items[i].img);
+	}
+	free(up->items);
+	free(up->metadata);
+	free(up);
+}
+
+static void item_error(struct upload_item *it, enum http_err err, const char *msg)
+{
+	it->err = err;
+	it->status = http_error_status(err);
+	snprintf(it->msg, sizeof it->msg, "%.299s", msg && *msg ? msg : http_errors[err].message);
+	it->done = 1;
+}
+
+/* An item's end, on whatever thread: the last one resumes the request. */
+static void item_finished(struct upload_item *it)
+{
+	struct upload *up = it->up;
+	it->done = 1;
+	if (atomic_fetch_sub(&up->pending, 1) == 1)
+		http_resume(up->r);
+}
+
+static void commit_task(void *arg)
+{
+	struct upload_item *it = arg;
+	struct upload *up = it->up;
+	store_error err = { 0 };
+	struct catalog_new_image in = {
+		.data = it->data, .len = it->len, .sha256 = it->sha, .mime = it->mime,
+		.width = it->width, .height = it->height, .filename = it->filename,
+		.metadata = up->metadata, .metadata_len = 0, .vec = it->vec, .dim = up->app->dim,
+	};
+	if (catalog_add(up->app->cat, &in, &it->img, &it->duplicate, &err) != 0) {
+		enum http_err code = err.code == STORE_ERR_NOSPACE ? HTTP_ERR_INSUFFICIENT_STORAGE
+				     : err.code == STORE_ERR_INVALID || err.code == STORE_ERR_TOO_LARGE
+					     ? HTTP_ERR_BAD_PARAMETER
+					     : HTTP_ERR_INTERNAL;
+		if (code != HTTP_ERR_BAD_PARAMETER)
+			log_error("rid=%s: storing an upload: %s", up->r->request_id, err.msg);
+		item_error(it, code, err.msg);
+	} else {
+		it->status = it->duplicate ? 200 : 201;
+	}
+	item_finished(it);
+}
+
+/* The encoder's answer, on its thread: the commit goes to a worker. */
+static void vector_ready(struct srv_image_job *job)
+{
+	struct upload_item *it = job->ud;
+	if (job->status != 0) {
+		enum http_err code = job->status == CLIP_ERR_UNSUPPORTED ? HTTP_ERR_UNSUPPORTED_MEDIA_TYPE
+				     : job->status == CLIP_ERR_UNDECODABLE || job->status == CLIP_ERR_EMPTY
+					     ? HTTP_ERR_IMAGE_UNDECODABLE
+				     : job->status == CLIP_ERR_TOO_LARGE ? HTTP_ERR_IMAGE_TOO_LARGE
+				     : job->status == SRV_ENC_OVERLOADED ? HTTP_ERR_OVERLOADED
+									 : HTTP_ERR_INTERNAL;
+		if (code == HTTP_ERR_INTERNAL)
+			log_error("rid=%s: encoding an upload: %s", it->up->r->request_id, job->msg);
+		item_error(it, code, job->msg);
+		it->retry_after = code == HTTP_ERR_OVERLOADED ? 1 : 0;
+		item_finished(it);
+		return;
+	}
+	srv_pool_submit(it->up->app->commits, commit_task, it, 1);
+}
+
+/* On a worker: hash, skip duplicates, decode and queue for the encoder. */
+static void prepare_task(void *arg)
+{
+	struct upload_item *it = arg;
+	struct upload *up = it->up;
+	sha256_hex(it->data, it->len, it->sha);
+	store_error err = { 0 };
+	int rc = catalog_get_by_sha256(up->app->cat, it->sha, &it->img, &err);
+	if (rc == 0) {
+		it->duplicate = 1;
+		it->status = 200;
+		item_finished(it);
+		return;
+	}
+	if (rc != STORE_ERR_NOT_FOUND) {
+		log_error("rid=%s: %s", up->r->request_id, err.msg);
+		item_error(it, HTTP_ERR_INTERNAL, err.msg);
+		item_finished(it);
+		return;
+	}
+	it->job.data = it->data;
+	it->job.len = it->len;
+	it->job.width = it->width;
+	it->job.height = it->height;
+	it->job.vec = it->vec;
+	it->job.dim = up->app->dim;
+	it->job.done = vector_ready;
+	it->job.ud = it;
+	srv_encode_image_now(up->app->enc, &it->job);
+}
+
+static cJSON *item_json(const struct upload_item *it, int with_status)
+{
+	cJSON *o;
+	if (it->status == 200 || it->status == 201) {
+		o = srv_image_json(&it->img);
+		if (!o)
+			return NULL;
+		cJSON_AddBoolToObject(o, "duplicate", it->duplicate);
+	} else {
+		o = cJSON_CreateObject();
+		if (it->filename)
+			cJSON_AddStringToObject(o, "filename", it->filename);
+		else
+			cJSON_AddNullToObject(o, "filename");
+		cJSON *e = cJSON_AddObjectToObject(o, "error");
+		cJSON_AddStringToObject(e, "code", http_error_name(it->err));
+		cJSON_AddStringToObject(e, "message", it->msg);
+	}
+	if (with_status)
+		cJSON_AddNumberToObject(o, "status", it->status);
+	return o;
+}
+
+static void upload_answer(struct http_req *r)
+{
+	struct upload *up = r->app;
+	if (!up->multipart) {
+		struct upload_item *it = &up->items[0];
+		if (it->status != 200 && it->status != 201) {
+			if (it->retry_after)
+				http_reply_error_retry(r, it->err, it->retry_after, "%s", it->msg);
+			else
+				http_reply_error(r, it->err, "%s", it->msg);
+			return;
+		}
+		char loc[64];
+		snprintf(loc, sizeof loc, "Location: /images/%lld", (long long)it->img.id);
+		cJSON *o = item_json(it, 0);
+		char *text = o ? cJSON_PrintUnformatted(o) : NULL;
+		cJSON_Delete(o);
+		if (!text) {
+			http_reply_error(r, HTTP_ERR_INTERNAL, "out of memory");
+			return;
+		}
+		const char *headers[] = { loc, NULL };
+		http_reply_owned(r, it->status, "application/json", text, strlen(text), headers);
+		return;
+	}
+	cJSON *root = cJSON_CreateObject();
+	cJSON *items = cJSON_AddArrayToObject(root, "items");
+	for (size_t i = 0; i < up->n; i++) {
+		cJSON *o = item_json(&up->items[i], 1);
+		if (o)
+			cJSON_AddItemToArray(items, o);
+	}
+	srv_reply_cjson(r, 200, root);
+}
+
+/* A filename from a client: valid UTF-8, at most CATALOG_MAX_FILENAME bytes
+ * (cut at a character), never used as a path. NULL when empty. */
+static char *clean_filename(const char *name)
+{
+	if (!name || !*name)
+		return NULL;
+	size_t len = strnlen(name, 4 * CATALOG_MAX_FILENAME);
+	char *clean = srv_utf8_clean(name, len);
+	if (!clean)
+		return NULL;
+	size_t n = strlen(clean);
+	if (n > CATALOG_MAX_FILENAME) {
+		n = CATALOG_MAX_FILENAME;
+		while (n > 0 && ((unsigned char)clean[n] & 0xC0) == 0x80)
+			n--;
+		clean[n] = 0;
+	}
+	return clean;
+}
+
+/* Check metadata JSON text (a parameter or a part): 0 and *compact
+ * (malloc'd, may stay NULL for none), or an answer and -1. */
+static int check_metadata(struct srv_app *app, struct http_req *r, const char *text, size_t len, char **compact)
+{
+	*compact = NULL;
+	if (!text)
+		return 0;
+	store_error err = { 0 };
+	if (store_check_metadata(catalog_store(app->cat), text, len, (size_t)app->cfg->max_metadata,
+				 (int)app->cfg->max_metadata_depth, compact, &err) != 0) {
+		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "metadata: %s", err.msg);
+		return -1;
+	}
+	return 0;
+}
+
+/* The synchronous checks of one file: type, pixels. 0 if it may go on. */
+static int intake(struct srv_app *app, struct upload_item *it)
+{
+	enum clip_image_type type;
+	clip_error err = { 0 };
+	int rc = clip_image_probe(it->data, it->len, &type, &it->width, &it->height, &err);
+	if (rc != 0) {
+		enum http_err code = rc == CLIP_ERR_UNSUPPORTED ? HTTP_ERR_UNSUPPORTED_MEDIA_TYPE
+				     : rc == CLIP_ERR_TOO_LARGE ? HTTP_ERR_IMAGE_TOO_LARGE
+								: HTTP_ERR_IMAGE_UNDECODABLE;
+		item_error(it, code, err.msg);
+		return -1;
+	}
+	unsigned long long pixels = (unsigned long long)it->width * (unsigned long long)it->height;
+	if (pixels > (unsigned long long)app->cfg->max_pixels) {
+		char msg[800];
+		snprintf(msg, sizeof msg, "the image is %d x %d = %.1f megapixels, over the limit of %.1f",
+			 it->width, it->height, (double)pixels / 1e6, (double)app->cfg->max_pixels / 1e6);
+		item_error(it, HTTP_ERR_IMAGE_TOO_LARGE, msg);
+		return -1;
+	}
+	it->mime = clip_image_mime(type);
+	it->vec = malloc(app->dim * sizeof *it->vec);
+	if (!it->vec) {
+		item_error(it, HTTP_ERR_INTERNAL, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+void srv_images_create(struct srv_app *app, struct http_req *r)
+{
+	struct upload *up = calloc(1, sizeof *up);
+	if (!up) {
+		http_reply_error(r, HTTP_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	r->app = up;
+	r->app_free = upload_free;
+	up->app = app;
+	up->r = r;
+	up->multipart = r->multipart;
+
+	if (!r->multipart) {
+		const void *data;
+		size_t len;
+		const char *fname;
+		if (srv_request_image(r, &data, &len, &fname) != 0)
+			return;
+		const char *meta = http_query(r, "metadata");
+		if (check_metadata(app, r, meta, meta ? strlen(meta) : 0, &up->metadata) != 0)
+			return;
+		up->items = calloc(1, sizeof *up->items);
+		if (!up->items) {
+			http_reply_error(r, HTTP_ERR_INTERNAL, "out of memory");
+			return;
+		}
+		up->n = 1;
+		up->items[0].up = up;
+		up->items[0].data = data;
+		up->items[0].len = len;
+		up->items[0].filename = clean_filename(http_query(r, "filename"));
+	} else {
+		struct http_form_part *meta = http_form_get(r, "metadata");
+		if (meta && check_metadata(app, r, meta->data.data ? meta->data.data : "", meta->data.len,
+					   &up->metadata) != 0)
+			return;
+		size_t files = 0;
+		for (size_t i = 0; i < r->n_parts; i++)
+			files += !strcmp(r->parts[i].head.name, "file");
+		if (files == 0) {
+			http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "file: at least one part named \"file\" is required");
+			return;
+		}
+		if (files > (size_t)app->cfg->max_files) {
+			http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "file: at most %lld files per request", app->cfg->max_files);
+			return;
+		}
+		up->items = calloc(files, sizeof *up->items);
+		if (!up->items) {
+			http_reply_error(r, HTTP_ERR_INTERNAL, "out of memory");
+			return;
+		}
+		for (size_t i = 0; i < r->n_parts; i++) {
+			struct http_form_part *p = &r->parts[i];
+			if (strcmp(p->head.name, "file"))
+				continue;
+			struct upload_item *it = &up->items[up->n++];
+			it->up = up;
+			it->data = p->data.data ? p->data.data : "";
+			it->len = p->data.len;
+			it->filename = clean_filename(p->head.filename);
+		}
+	}
+	/* Synchronous checks, then hand the survivors to the workers. The
+	 * count starts at one for ourselves, so that no worker can resume the
+	 * request before every item has been handed over. */
+	atomic_store(&up->pending, 1);
+	http_suspend(r);
+	r->on_resume = upload_answer;
+	for (size_t i = 0; i < up->n; i++) {
+		struct upload_item *it = &up->items[i];
+		if (intake(app, it) != 0)
+			continue;
+		atomic_fetch_add(&up->pending, 1);
+		if (srv_encoder_run(app->enc, prepare_task, it, 0) != 0) {
+			item_error(it, HTTP_ERR_OVERLOADED, "the upload queue is full");
+			it->retry_after = 1;
+			atomic_fetch_sub(&up->pending, 1);
+		}
+	}
+	if (atomic_fetch_sub(&up->pending, 1) == 1)
+		http_resume(r);
+}
+
+/* ---- reading ------------------------------------------------------------------- */
+
+void srv_images_list(struct srv_app *app, struct http_req *r)
+{
+	long long limit = 50, cursor = 0;
+	const char *v = http_query(r, "limit");
+	if (v && srv_parse_int(v, 1, app->cfg->max_list, &limit) != 0) {
+		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "limit: must be a whole number from 1 to %lld", app->cfg->max_list);
+		return;
+	}
+	v = http_query(r, "cursor");
+	if (v && *v && srv_parse_int(v, 1, (long long)HTTP_ID_MAX + 1, &cursor) != 0) {
+		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "cursor: not a cursor this server gave out");
+		return;
+	}
+	struct store_image *items = NULL;
+	size_t n = 0;
+	int64_t next = 0;
+	store_error err = { 0 };
+	if (catalog_list(app->cat, cursor, (size_t)limit, &items, &n, &next, &err) != 0) {
+		srv_reply_store_error(r, &err);
+		return;
+	}
+	cJSON *root = cJSON_CreateObject();
+	cJSON *arr = cJSON_AddArrayToObject(root, "items");
+	for (size_t i = 0; i < n; i++) {
+		cJSON *o = srv_image_json(&items[i]);
+		if (o)
+			cJSON_AddItemToArray(arr, o);
+	}
+	store_images_free(items, n);
+	if (next) {
+		char buf[32];
+		snprintf(buf, sizeof buf, "%lld", (long long)next);
+		cJSON_AddStringToObject(root, "next_cursor", buf);
+	} else {
+		cJSON_AddNullToObject(root, "next_cursor");
+	}
+	srv_reply_cjson(r, 200, root);
+}
+
+void srv_image_get(struct srv_app *app, struct http_req *r)
+{
+	struct store_image img;
+	store_error err = { 0 };
+	if (catalog_get(app->cat, r->match.id, &img, &err) != 0) {
+		srv_reply_store_error(r, &err);
+		return;
+	}
+	cJSON *o = srv_image_json(&img);
+	store_image_clear(&img);
+	srv_reply_cjson(r, 200, o);
+}
+
+/* Apply the patch to the current metadata and check the result against the
+ * configured limits. 0, or answered -1. */
+static int check_patched(struct srv_app *app, struct http_req *r)
+{
+	struct store_image img;
+	store_error err = { 0 };
+	if (catalog_get(app->cat, r->match.id, &img, &err) != 0) {
+		srv_reply_store_error(r, &err);
+		return -1;
+	}
+	cJSON *patch = cJSON_ParseWithLength(r->body.data, r->body.len);
+	cJSON *current = img.metadata ? cJSON_Parse(img.metadata) : NULL;
+	store_image_clear(&img);
+	int rc = -1;
+	char *text = NULL;
+	if (!cJSON_IsObject(patch)) {
+		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "metadata: the patch must be a JSON object");
+		goto out;
+	}
+	cJSON *merged = srv_merge_patch(current, patch);
+	text = merged ? cJSON_PrintUnformatted(merged) : NULL;
+	int depth = srv_json_depth(merged);
+	cJSON_Delete(merged);
+	if (!text) {
+		http_reply_error(r, HTTP_ERR_INTERNAL, "out of memory");
+		goto out;
+	}
+	if (strlen(text) > (size_t)app->cfg->max_metadata) {
+		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "metadata: the result would be %zu bytes, over the limit of %lld",
+				 strlen(text), app->cfg->max_metadata);
+		goto out;
+	}
+	if (depth > app->cfg->max_metadata_depth) {
+		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "metadata: the result would nest %d levels, over the limit of %lld",
+				 depth, app->cfg->max_metadata_depth);
+		goto out;
+	}
+	rc = 0;
+out:
+	free(text);
+	cJSON_Delete(patch);
+	cJSON_Delete(current);
+	return rc;
+}
+
+void srv_image_patch(struct srv_app *app, struct http_req *r)
+{
+	if (r->multipart || !r->body.len) {
+		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "body: a JSON object (an RFC 7396 merge patch) is required");
+		return;
+	}
+	const char *ct = r->content_type;
+	if (ct && strncmp(ct, "application/json", 16) && strncmp(ct, "application/merge-patch+json", 28)) {
+		http_reply_error(r, HTTP_ERR_UNSUPPORTED_MEDIA_TYPE,
+				 "Content-Type must be application/merge-patch+json or application/json");
+		return;
+	}
+	if (r->body.len > (size_t)app->cfg->max_metadata * 4 + 1024) {
+		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "metadata: the patch is larger than allowed");
+		return;
+	}
+	struct store_image img;
+	store_error err = { 0 };
+	/* The catalog enforces its own ceilings; the configured (lower)
+	 * limits are checked here on the patched result. */
+	if (check_patched(app, r) != 0)
+		return;
+	if (catalog_patch_metadata(app->cat, r->match.id, r->body.data, r->body.len, &img, &err) != 0) {
+		if (err.code == STORE_ERR_INVALID || err.code == STORE_ERR_TOO_LARGE)
+			http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "metadata: %s", err.msg);
+		else
+			srv_reply_store_error(r, &err);
+		return;
+	}
+	cJSON *o = srv_image_json(&img);
+	store_image_clear(&img);
+	srv_reply_cjson(r, 200, o);
+}
+
+void srv_image_delete(struct srv_app *app, struct http_req *r)
+{
+	struct store_image img;
+	store_error err = { 0 };
+	if (catalog_get(app->cat, r->match.id, &img, &err) != 0) {
+		srv_reply_store_error(r, &err);
+		return;
+	}
+	if (catalog_delete(app->cat, r->match.id, &err) != 0) {
+		store_image_clear(&img);
+		srv_reply_store_error(r, &err);
+		return;
+	}
+	srv_thumb_forget(catalog_data_dir(app->cat), img.sha256);
+	store_image_clear(&img);
+	http_reply_empty(r, 204, NULL);
+}
+
+static int open_original(struct srv_app *app, struct http_req *r, const struct store_image *img, uint64_t *size)
+{
+	char path[4096];
+	store_error err = { 0 };
+	if (catalog_blob_path(app->cat, img->sha256, path, sizeof path, &err) != 0) {
+		srv_reply_store_error(r, &err);
+		return -1;
+	}
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		/* Deleted between the row read and the open. */
+		if (fd >= 0)
+			close(fd);
+		http_reply_error(r, HTTP_ERR_NOT_FOUND, "image %lld is gone", (long long)img->id);
+		return -1;
+	}
+	*size = (uint64_t)st.st_size;
+	return fd;
+}
+
+void srv_image_file(struct srv_app *app, struct http_req *r)
+{
+	struct store_image img;
+	store_error err = { 0 };
+	if (catalog_get(app->cat, r->match.id, &img, &err) != 0) {
+		srv_reply_store_error(r, &err);
+		return;
+	}
+	char etag[96];
+	snprintf(etag, sizeof etag, "ETag: \"%s\"", img.sha256);
+	const char *headers[] = { etag, "Cache-Control: private, max-age=31536000, immutable", NULL };
+	if (http_etag_matches(r, etag + 6)) {
+		store_image_clear(&img);
+		http_reply_empty(r, 304, headers);
+		return;
+	}
+	uint64_t size = 0;
+	int fd = open_original(app, r, &img, &size);
+	if (fd >= 0) {
+		char mime[STORE_MIME_MAX];
+		snprintf(mime, sizeof mime, "%s", img.mime);
+		http_reply_fd(r, 200, mime, fd, size, headers);
+	}
+	store_image_clear(&img);
+}
+
+/* ---- thumbnails ------------------------------------------------------------------ */
+
+struct thumb {
+	struct srv_app *app;
+	struct http_req *r;
+	struct store_image img;
+	int size;
+	unsigned char *jpeg;
+	size_t len;
+	enum http_err err;
+	int failed;
+	char msg[256];
+};
+
+static void thumb_free(void *p)
+{
+	struct thumb *t = p;
+	if (!t)
+		return;
+	store_image_clear(&t->img);
+	free(t->jpeg);
+	free(t);
+}
+
+static void thumb_headers(const struct thumb *t, char *etag, size_t len, const char **headers)
+{
+	snprintf(etag, len, "ETag: \"%s-%d\"", t->img.sha256, t->size);
+	headers[0] = etag;
+	headers[1] = "Cache-Control: private, max-age=31536000, immutable";
+	headers[2] = NULL;
+}
+
+static void thumb_answer(struct http_req *r)
+{
+	struct thumb *t = r->app;
+	if (t->failed) {
+		http_reply_error(r, t->err, "%s", t->msg);
+		return;
+	}
+	char etag[128];
+	const char *headers[3];
+	thumb_headers(t, etag, sizeof etag, headers);
+	unsigned char *jpeg = t->jpeg;
+	t->jpeg = NULL;
+	http_reply_owned(r, 200, "image/jpeg", jpeg, t->len, headers);
+}
+
+static void thumb_fail(struct thumb *t, enum http_err err, const char *msg)
+{
+	t->failed = 1;
+	t->err = err;
+	snprintf(t->msg, sizeof t->msg, "%s", msg);
+}
+
+/* On a worker: read the original, decode under the budget, shrink, JPEG, cache. */
+static void thumb_task(void *arg)
+{
+	struct thumb *t = arg;
+	struct srv_app *app = t->app;
+	char path[4096];
+	unsigned char *bytes = NULL;
+	clip_image img = { 0 };
+	size_t share = (size_t)t->img.width * (size_t)t->img.height;
+	store_error serr = { 0 };
+	if (catalog_blob_path(app->cat, t->img.sha256, path, sizeof path, &serr) != 0) {
+		thumb_fail(t, HTTP_ERR_INTERNAL, serr.msg);
+		goto out;
+	}
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		thumb_fail(t, HTTP_ERR_NOT_FOUND, "the image is gone");
+		goto out;
+	}
+	size_t len = (size_t)(t->img.bytes > 0 ? t->img.bytes : 0);
+	bytes = malloc(len ? len : 1);
+	size_t got = bytes ? fread(bytes, 1, len, f) : 0;
+	fclose(f);
+	if (!bytes || got != len) {
+		thumb_fail(t, HTTP_ERR_INTERNAL, "cannot read the original");
+		goto out;
+	}
+	clip_error err = { 0 };
+	srv_encoder_budget_take(app->enc, share);
+	int rc = clip_image_decode(bytes, len, (size_t)app->cfg->max_pixels, &img, &err);
+	if (rc == 0 && srv_thumb_make(img.rgb, img.width, img.height, t->size, &t->jpeg, &t->len) != 0)
+		thumb_fail(t, HTTP_ERR_INTERNAL, "out of memory making the thumbnail");
+	clip_image_free(&img);
+	srv_encoder_budget_give(app->enc, share);
+	if (rc != 0) {
+		thumb_fail(t, HTTP_ERR_INTERNAL, err.msg);
+		goto out;
+	}
+	if (!t->failed) {
+		char msg[256];
+		if (srv_thumb_store(catalog_data_dir(app->cat), t->img.sha256, t->size, t->jpeg, t->len,
+				    msg, sizeof msg) != 0)
+			log_warn("thumbnail cache: %s", msg);
+	}
+out:
+	free(bytes);
+	http_resume(t->r);
+}
+
+void srv_image_thumbnail(struct srv_app *app, struct http_req *r)
+{
+	long long size = 256;
+	const char *v = http_query(r, "size");
+	if (v && (srv_parse_int(v, 1, 100000, &size) != 0 || !srv_thumb_size_ok(size))) {
+		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "size: must be 128, 256 or 512");
+		return;
+	}
+	struct thumb *t = calloc(1, sizeof *t);
+	if (!t) {
+		http_reply_error(r, HTTP_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	r->app = t;
+	r->app_free = thumb_free;
+	t->app = app;
+	t->r = r;
+	t->size = (int)size;
+	store_error err = { 0 };
+	if (catalog_get(app->cat, r->match.id, &t->img, &err) != 0) {
+		srv_reply_store_error(r, &err);
+		return;
+	}
+	char etag[128];
+	const char *headers[3];
+	thumb_headers(t, etag, sizeof etag, headers);
+	if (http_etag_matches(r, etag + 6)) {
+		http_reply_empty(r, 304, headers);
+		return;
+	}
+	char path[4096];
+	if (srv_thumb_path(catalog_data_dir(app->cat), t->img.sha256, t->size, path, sizeof path) == 0) {
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		struct stat st;
+		if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size > 0) {
+			http_reply_fd(r, 200, "image/jpeg", fd, (uint64_t)st.st_size, headers);
+			return;
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+	http_suspend(r);
+	r->on_resume = thumb_answer;
+	if (srv_encoder_run(app->enc, thumb_task, t, 0) != 0) {
+		thumb_fail(t, HTTP_ERR_OVERLOADED, "the worker queue is full");
+		http_resume(r);
+	}
+}

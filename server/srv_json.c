@@ -1,0 +1,270 @@
+#include "srv_json.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void srv_time_format(int64_t micros, char out[SRV_TIME_MAX])
+{
+	int64_t secs = micros / 1000000, frac = micros % 1000000;
+	if (frac < 0) {
+		frac += 1000000;
+		secs--;
+	}
+	time_t t = (time_t)secs;
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	snprintf(out, SRV_TIME_MAX, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
+}
+
+static int digits(const char **p, int n, int *out)
+{
+	int v = 0;
+	for (int i = 0; i < n; i++) {
+		char c = (*p)[i];
+		if (c < '0' || c > '9')
+			return -1;
+		v = v * 10 + (c - '0');
+	}
+	*p += n;
+	*out = v;
+	return 0;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date. */
+static int64_t days_from_civil(int y, int m, int d)
+{
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	int64_t yoe = y - era * 400;
+	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+int srv_time_parse(const char *s, int64_t *micros)
+{
+	int y, mo, d, h, mi, sec;
+	if (!s)
+		return -1;
+	const char *p = s;
+	if (digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' || digits(&p, 2, &d))
+		return -1;
+	if (*p != 'T' && *p != 't' && *p != ' ')
+		return -1;
+	p++;
+	if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &mi) || *p++ != ':' || digits(&p, 2, &sec))
+		return -1;
+	int64_t frac = 0;
+	if (*p == '.') {
+		p++;
+		int n = 0;
+		while (*p >= '0' && *p <= '9') {
+			if (n < 6) {
+				frac = frac * 10 + (*p - '0');
+				n++;
+			}
+			p++;
+		}
+		if (n == 0)
+			return -1;
+		while (n++ < 6)
+			frac *= 10;
+	}
+	int offset = 0;
+	if (*p == 'Z' || *p == 'z') {
+		p++;
+	} else if (*p == '+' || *p == '-') {
+		int sign = *p++ == '-' ? -1 : 1, oh, om;
+		if (digits(&p, 2, &oh) || *p++ != ':' || digits(&p, 2, &om) || oh > 23 || om > 59)
+			return -1;
+		offset = sign * (oh * 60 + om);
+	} else {
+		return -1;
+	}
+	if (*p)
+		return -1;
+	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 || sec > 60)
+		return -1;
+	int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	if (mo == 2 && d == 29 && !leap)
+		return -1;
+	if (sec == 60)
+		sec = 59;   /* a leap second: close enough */
+	int64_t t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - (int64_t)offset * 60;
+	*micros = t * 1000000 + frac;
+	return 0;
+}
+
+/* Length of the valid UTF-8 sequence at p (at most n bytes), or 0. */
+static size_t utf8_seq(const unsigned char *p, size_t n)
+{
+	unsigned c = p[0];
+	if (c < 0x80)
+		return 1;
+	size_t len;
+	unsigned min;
+	if (c >= 0xC2 && c <= 0xDF) {
+		len = 2;
+		min = 0x80;
+	} else if (c >= 0xE0 && c <= 0xEF) {
+		len = 3;
+		min = 0x800;
+	} else if (c >= 0xF0 && c <= 0xF4) {
+		len = 4;
+		min = 0x10000;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	unsigned cp = c & (0x7F >> len);
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xC0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[i] & 0x3F);
+	}
+	if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+		return 0;
+	return len;
+}
+
+long srv_utf8_chars(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	long n = 0;
+	for (size_t i = 0; i < len;) {
+		size_t k = utf8_seq(p + i, len - i);
+		if (!k)
+			return -1;
+		i += k;
+		n++;
+	}
+	return n;
+}
+
+char *srv_utf8_clean(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	char *out = malloc(len * 3 + 1);
+	if (!out)
+		return NULL;
+	size_t o = 0;
+	for (size_t i = 0; i < len;) {
+		size_t k = utf8_seq(p + i, len - i);
+		if (k && p[i] != 0) {
+			memcpy(out + o, p + i, k);
+			o += k;
+			i += k;
+		} else {
+			memcpy(out + o, "\xEF\xBF\xBD", 3);
+			o += 3;
+			i++;
+		}
+	}
+	out[o] = 0;
+	return out;
+}
+
+int srv_parse_int(const char *s, long long min, long long max, long long *out)
+{
+	if (!s || !*s)
+		return -1;
+	char *end = NULL;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || *end || end == s || v < min || v > max || s[0] == ' ' || s[0] == '+')
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int srv_parse_double(const char *s, double min, double max, double *out)
+{
+	if (!s || !*s || s[0] == ' ')
+		return -1;
+	char *end = NULL;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || *end || end == s || !isfinite(v) || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int srv_json_depth(const cJSON *v)
+{
+	if (!v || !(cJSON_IsObject(v) || cJSON_IsArray(v)))
+		return 0;
+	int deepest = 0;
+	for (const cJSON *c = v->child; c; c = c->next) {
+		int d = srv_json_depth(c);
+		if (d > deepest)
+			deepest = d;
+	}
+	return deepest + 1;
+}
+
+cJSON *srv_image_json(const struct store_image *img)
+{
+	char buf[96];
+	cJSON *o = cJSON_CreateObject();
+	if (!o)
+		return NULL;
+	cJSON_AddNumberToObject(o, "id", (double)img->id);
+	cJSON_AddStringToObject(o, "sha256", img->sha256);
+	cJSON_AddStringToObject(o, "mime", img->mime);
+	cJSON_AddNumberToObject(o, "width", img->width);
+	cJSON_AddNumberToObject(o, "height", img->height);
+	cJSON_AddNumberToObject(o, "bytes", (double)img->bytes);
+	if (img->filename)
+		cJSON_AddStringToObject(o, "filename", img->filename);
+	else
+		cJSON_AddNullToObject(o, "filename");
+	srv_time_format(img->created_at, buf);
+	cJSON_AddStringToObject(o, "created_at", buf);
+	cJSON *meta = img->metadata ? cJSON_Parse(img->metadata) : NULL;
+	if (!meta || !cJSON_IsObject(meta)) {
+		cJSON_Delete(meta);
+		meta = cJSON_CreateObject();
+	}
+	cJSON_AddItemToObject(o, "metadata", meta);
+	cJSON *links = cJSON_AddObjectToObject(o, "links");
+	snprintf(buf, sizeof buf, "/images/%lld/file", (long long)img->id);
+	cJSON_AddStringToObject(links, "file", buf);
+	snprintf(buf, sizeof buf, "/images/%lld/thumbnail", (long long)img->id);
+	cJSON_AddStringToObject(links, "thumbnail", buf);
+	return o;
+}
+
+cJSON *srv_merge_patch(const cJSON *target, const cJSON *patch)
+{
+	if (!cJSON_IsObject(patch))
+		return cJSON_Duplicate(patch, 1);
+	cJSON *out = cJSON_IsObject(target) ? cJSON_Duplicate(target, 1) : cJSON_CreateObject();
+	if (!out)
+		return NULL;
+	for (const cJSON *p = patch->child; p; p = p->next) {
+		if (!p->string)
+			continue;
+		if (cJSON_IsNull(p)) {
+			cJSON_DeleteItemFromObjectCaseSensitive(out, p->string);
+			continue;
+		}
+		cJSON *merged = srv_merge_patch(cJSON_GetObjectItemCaseSensitive(out, p->string), p);
+		if (!merged) {
+			cJSON_Delete(out);
+			return NULL;
+		}
+		if (cJSON_GetObjectItemCaseSensitive(out, p->string))
+			cJSON_ReplaceItemInObjectCaseSensitive(out, p->string, merged);
+		else
+			cJSON_AddItemToObject(out, p->string, merged);
+	}
+	return out;
+}

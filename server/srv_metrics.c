@@ -1,0 +1,136 @@
+#include "srv_metrics.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http_route.h"
+
+static const unsigned statuses[] = { 200, 201, 204, 206, 304, 400, 401, 403, 404, 405, 408, 413,
+				     415, 422, 429, 500, 503, 507 };
+#define N_STATUS (sizeof statuses / sizeof statuses[0] + 1)   /* + "other" */
+static const double buckets[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 };
+#define N_BUCKETS (sizeof buckets / sizeof buckets[0])
+#define N_ROUTES (ROUTE_COUNT + 2)
+
+struct route_metrics {
+	atomic_uint_fast64_t by_status[N_STATUS];
+	atomic_uint_fast64_t hist[N_BUCKETS + 1];    /* non-cumulative; last is +Inf */
+	atomic_uint_fast64_t micros_sum;
+	atomic_uint_fast64_t bytes;
+};
+
+struct srv_metrics {
+	struct route_metrics routes[N_ROUTES];
+	atomic_uint_fast64_t total;
+};
+
+struct srv_metrics *srv_metrics_new(void)
+{
+	/* calloc's zeroes are valid initial atomics on this platform. */
+	return calloc(1, sizeof(struct srv_metrics));
+}
+
+void srv_metrics_free(struct srv_metrics *m)
+{
+	free(m);
+}
+
+static size_t route_slot(int route)
+{
+	if (route >= 0 && route < ROUTE_COUNT)
+		return (size_t)route;
+	return route == SRV_METRIC_ROUTE_STATIC ? ROUTE_COUNT : ROUTE_COUNT + 1;
+}
+
+static const char *route_label(size_t slot)
+{
+	if (slot < ROUTE_COUNT)
+		return http_routes[slot].name;
+	return slot == ROUTE_COUNT ? "static" : "none";
+}
+
+void srv_metrics_request(struct srv_metrics *m, int route, unsigned status, double seconds, uint64_t bytes)
+{
+	if (!m)
+		return;
+	struct route_metrics *r = &m->routes[route_slot(route)];
+	size_t s = N_STATUS - 1;
+	for (size_t i = 0; i + 1 < N_STATUS; i++)
+		if (statuses[i] == status) {
+			s = i;
+			break;
+		}
+	atomic_fetch_add(&r->by_status[s], 1);
+	size_t b = 0;
+	while (b < N_BUCKETS && seconds > buckets[b])
+		b++;
+	atomic_fetch_add(&r->hist[b], 1);
+	atomic_fetch_add(&r->micros_sum, (uint64_t)(seconds > 0 ? seconds * 1e6 : 0));
+	atomic_fetch_add(&r->bytes, bytes);
+	atomic_fetch_add(&m->total, 1);
+}
+
+uint64_t srv_metrics_requests(struct srv_metrics *m)
+{
+	return m ? atomic_load(&m->total) : 0;
+}
+
+void srv_metrics_family(struct srv_buf *out, const char *name, const char *type, const char *help)
+{
+	srv_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+void srv_metrics_sample(struct srv_buf *out, const char *name, const char *labels, double value)
+{
+	if (labels && *labels)
+		srv_buf_printf(out, "%s{%s} %.17g\n", name, labels, value);
+	else
+		srv_buf_printf(out, "%s %.17g\n", name, value);
+}
+
+void srv_metrics_render(struct srv_metrics *m, struct srv_buf *out)
+{
+	char labels[128];
+	srv_metrics_family(out, "clipd_http_requests_total", "counter", "HTTP requests answered, by route and status.");
+	for (size_t r = 0; r < N_ROUTES; r++)
+		for (size_t s = 0; s < N_STATUS; s++) {
+			uint64_t v = atomic_load(&m->routes[r].by_status[s]);
+			if (!v)
+				continue;
+			if (s + 1 < N_STATUS)
+				snprintf(labels, sizeof labels, "route=\"%s\",status=\"%u\"", route_label(r), statuses[s]);
+			else
+				snprintf(labels, sizeof labels, "route=\"%s\",status=\"other\"", route_label(r));
+			srv_metrics_sample(out, "clipd_http_requests_total", labels, (double)v);
+		}
+	srv_metrics_family(out, "clipd_http_request_duration_seconds", "histogram",
+			   "Time from the request's headers to its response being queued.");
+	for (size_t r = 0; r < N_ROUTES; r++) {
+		uint64_t count = 0, cum[N_BUCKETS + 1];
+		for (size_t b = 0; b <= N_BUCKETS; b++) {
+			count += atomic_load(&m->routes[r].hist[b]);
+			cum[b] = count;
+		}
+		if (!count)
+			continue;
+		for (size_t b = 0; b < N_BUCKETS; b++)
+			srv_buf_printf(out, "clipd_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
+				       route_label(r), buckets[b], (unsigned long long)cum[b]);
+		srv_buf_printf(out, "clipd_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n",
+			       route_label(r), (unsigned long long)count);
+		srv_buf_printf(out, "clipd_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n",
+			       route_label(r), (double)atomic_load(&m->routes[r].micros_sum) / 1e6);
+		srv_buf_printf(out, "clipd_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
+			       route_label(r), (unsigned long long)count);
+	}
+	srv_metrics_family(out, "clipd_http_response_bytes_total", "counter", "Response body bytes, by route.");
+	for (size_t r = 0; r < N_ROUTES; r++) {
+		uint64_t v = atomic_load(&m->routes[r].bytes);
+		if (!v)
+			continue;
+		snprintf(labels, sizeof labels, "route=\"%s\"", route_label(r));
+		srv_metrics_sample(out, "clipd_http_response_bytes_total", labels, (double)v);
+	}
+}

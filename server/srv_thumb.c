@@ -1,0 +1,204 @@
+#include "srv_thumb.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "srv_jpeg.h"
+
+const int srv_thumb_sizes[3] = { 128, 256, 512 };
+
+int srv_thumb_size_ok(long long size)
+{
+	for (size_t i = 0; i < 3; i++)
+		if (size == srv_thumb_sizes[i])
+			return 1;
+	return 0;
+}
+
+/* One axis of an area-average resampler: for each output index, the
+ * source range it covers and the weights of its end pixels. */
+struct span {
+	int first, last;
+	float w_first, w_last;
+};
+
+static struct span *make_spans(int src, int dst)
+{
+	struct span *s = malloc((size_t)dst * sizeof *s);
+	if (!s)
+		return NULL;
+	double scale = (double)src / dst;   /* >= 1: thumbnails only shrink */
+	for (int i = 0; i < dst; i++) {
+		double a = i * scale, b = (i + 1) * scale;
+		if (b > src)
+			b = src;
+		int first = (int)a, last = (int)ceil(b) - 1;
+		if (last >= src)
+			last = src - 1;
+		if (last < first)
+			last = first;
+		s[i].first = first;
+		s[i].last = last;
+		/* Each end pixel counts for the part of it the span covers. */
+		s[i].w_first = (float)((first + 1 < b ? first + 1 : b) - a);
+		s[i].w_last = (float)(b - (last > a ? last : a));
+	}
+	return s;
+}
+
+static void resize(const unsigned char *in, int w, unsigned char *out, int ow, int oh,
+		   const struct span *sx, const struct span *sy, float *row)
+{
+	for (int oy = 0; oy < oh; oy++) {
+		/* Vertical pass into row (w x 3 floats). */
+		memset(row, 0, (size_t)w * 3 * sizeof *row);
+		float wsum_y = 0;
+		for (int y = sy[oy].first; y <= sy[oy].last; y++) {
+			float wy = y == sy[oy].first ? sy[oy].w_first : y == sy[oy].last ? sy[oy].w_last : 1.0f;
+			wsum_y += wy;
+			const unsigned char *src = in + (size_t)y * (size_t)w * 3;
+			for (int x = 0; x < w * 3; x++)
+				row[x] += wy * src[x];
+		}
+		for (int ox = 0; ox < ow; ox++) {
+			float acc[3] = { 0, 0, 0 }, wsum = 0;
+			for (int x = sx[ox].first; x <= sx[ox].last; x++) {
+				float wx = x == sx[ox].first ? sx[ox].w_first : x == sx[ox].last ? sx[ox].w_last : 1.0f;
+				wsum += wx;
+				for (int c = 0; c < 3; c++)
+					acc[c] += wx * row[x * 3 + c];
+			}
+			float norm = wsum * wsum_y;
+			for (int c = 0; c < 3; c++) {
+				float v = norm > 0 ? acc[c] / norm : 0;
+				out[((size_t)oy * (size_t)ow + (size_t)ox) * 3 + (size_t)c] =
+					(unsigned char)(v < 0 ? 0 : v > 255 ? 255 : v + 0.5f);
+			}
+		}
+	}
+}
+
+int srv_thumb_make(const unsigned char *rgb, int w, int h, int side, unsigned char **jpeg, size_t *len)
+{
+	int rc = -1;
+	int ow = w, oh = h;
+	if (w > side || h > side) {
+		if (w >= h) {
+			ow = side;
+			oh = (int)((double)h * side / w + 0.5);
+		} else {
+			oh = side;
+			ow = (int)((double)w * side / h + 0.5);
+		}
+		if (ow < 1)
+			ow = 1;
+		if (oh < 1)
+			oh = 1;
+	}
+	struct span *sx = NULL, *sy = NULL;
+	float *row = NULL;
+	unsigned char *small = NULL;
+	const unsigned char *src = rgb;
+	if (ow != w || oh != h) {
+		sx = make_spans(w, ow);
+		sy = make_spans(h, oh);
+		row = malloc((size_t)w * 3 * sizeof *row);
+		small = malloc((size_t)ow * (size_t)oh * 3);
+		if (!sx || !sy || !row || !small)
+			goto out;
+		resize(rgb, w, small, ow, oh, sx, sy, row);
+		src = small;
+	}
+	rc = srv_jpeg_encode(src, ow, oh, SRV_THUMB_QUALITY, jpeg, len);
+out:
+	free(sx);
+	free(sy);
+	free(row);
+	free(small);
+	return rc;
+}
+
+int srv_thumb_path(const char *dir, const char *sha256, int size, char *out, size_t outlen)
+{
+	int n = snprintf(out, outlen, "%s/cache/thumbs/%.2s/%s-%d.jpg", dir, sha256, sha256, size);
+	return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+static int mkdir_p(char *path)
+{
+	for (char *p = path + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		int rc = mkdir(path, 0755);
+		*p = '/';
+		if (rc != 0 && errno != EEXIST)
+			return -1;
+	}
+	return mkdir(path, 0755) == 0 || errno == EEXIST ? 0 : -1;
+}
+
+int srv_thumb_store(const char *dir, const char *sha256, int size, const void *jpeg, size_t len,
+		    char *msg, size_t msglen)
+{
+	char path[4096], tmp[4200], sub[4096];
+	if (srv_thumb_path(dir, sha256, size, path, sizeof path) != 0) {
+		snprintf(msg, msglen, "path too long");
+		return -1;
+	}
+	snprintf(sub, sizeof sub, "%s", path);
+	*strrchr(sub, '/') = 0;
+	if (mkdir_p(sub) != 0) {
+		snprintf(msg, msglen, "%s: %s", sub, strerror(errno));
+		return -1;
+	}
+	static unsigned counter;
+	snprintf(tmp, sizeof tmp, "%s.%d.%u.tmp", path, (int)getpid(),
+		 __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		snprintf(msg, msglen, "%.3000s: %s", tmp, strerror(errno));
+		return -1;
+	}
+	const unsigned char *p = jpeg;
+	size_t left = len;
+	while (left) {
+		ssize_t w = write(fd, p, left);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			snprintf(msg, msglen, "%.3000s: %s", tmp, w < 0 ? strerror(errno) : "short write");
+			close(fd);
+			unlink(tmp);
+			return -1;
+		}
+		p += w;
+		left -= (size_t)w;
+	}
+	/* Synced before the rename, so that after a crash the final name
+	 * never holds a torn file (it would be served for ever). */
+	int bad = fsync(fd) != 0;
+	if (close(fd) != 0)
+		bad = 1;
+	if (bad || rename(tmp, path) != 0) {
+		snprintf(msg, msglen, "%s: %s", path, strerror(errno));
+		unlink(tmp);
+		return -1;
+	}
+	return 0;
+}
+
+void srv_thumb_forget(const char *dir, const char *sha256)
+{
+	char path[4096];
+	for (size_t i = 0; i < 3; i++)
+		if (srv_thumb_path(dir, sha256, srv_thumb_sizes[i], path, sizeof path) == 0)
+			unlink(path);
+}

@@ -1,0 +1,242 @@
+// clipd web front-end: the entry point. Wires the search box, the results
+// grid, uploads, the detail dialog and the API-key dialog together.
+
+import { $, debounce, plural } from './dom.js';
+import { apiJson, paths, setKeyPrompt, setKey, currentKey, onKeyChange } from './api.js';
+import { Results } from './grid.js';
+import { Uploader } from './upload.js';
+import { Detail } from './detail.js';
+
+const SEARCH_DELAY_MS = 250;
+
+// --- the API-key dialog --------------------------------------------------
+
+let keyResolve = null;
+
+function openKeyDialog({ rejected = false, manage = false } = {}) {
+	const dialog = $('key-dialog');
+	$('key-title').textContent = manage ? 'API key' : 'API key required';
+	$('key-error').textContent = rejected ? 'The server did not accept that key. Check it and try again.' : '';
+	$('key-forget').hidden = !manage || !currentKey();
+	$('key-input').value = manage ? currentKey() : '';
+	if (!dialog.open)
+		dialog.showModal();
+	$('key-input').focus();
+	return new Promise((resolve) => { keyResolve = resolve; });
+}
+
+function finishKeyDialog(key) {
+	const resolve = keyResolve;
+	keyResolve = null;
+	if ($('key-dialog').open)
+		$('key-dialog').close();
+	if (resolve)
+		resolve(key);
+}
+
+$('key-form').addEventListener('submit', (e) => {
+	e.preventDefault();
+	const key = $('key-input').value.trim();
+	if (!key) {
+		$('key-error').textContent = 'Enter a key.';
+		$('key-input').focus();
+		return;
+	}
+	finishKeyDialog(key);
+});
+$('key-cancel').addEventListener('click', () => finishKeyDialog(null));
+$('key-dialog').addEventListener('cancel', (e) => {
+	e.preventDefault();
+	finishKeyDialog(null);
+});
+$('key-forget').addEventListener('click', () => {
+	setKey('');
+	finishKeyDialog(null);
+	reload();
+});
+$('key-button').addEventListener('click', async () => {
+	const key = await openKeyDialog({ manage: true });
+	if (key && key !== currentKey()) {
+		setKey(key);
+		reload();
+	}
+	$('key-button').focus();
+});
+setKeyPrompt(({ rejected }) => openKeyDialog({ rejected }));
+onKeyChange((key) => { $('key-button').hidden = !key; });
+$('key-button').hidden = !currentKey();
+
+// --- the error banner ----------------------------------------------------
+
+let bannerRetry = null;
+function showError(message, retry) {
+	if (!message) {
+		$('banner').hidden = true;
+		bannerRetry = null;
+		return;
+	}
+	$('banner-text').textContent = message;
+	bannerRetry = retry || null;
+	$('banner-retry').hidden = !retry;
+	$('banner').hidden = false;
+}
+$('banner-retry').addEventListener('click', () => {
+	const retry = bannerRetry;
+	showError(null);
+	if (retry)
+		retry();
+});
+
+// --- server info in the footer --------------------------------------------
+
+function imageCount(info) {
+	for (const v of [info.images, info.image_count, info.count, info.counts && info.counts.images])
+		if (typeof v === 'number')
+			return v;
+	return null;
+}
+
+async function loadInfo() {
+	try {
+		const info = await apiJson(paths.info());
+		const m = info.model && typeof info.model === 'object' ? info.model : { name: info.model };
+		const parts = [`clipd ${info.version || ''}`.trim()];
+		const dim = m.dim || info.dimension;
+		if (m.name)
+			parts.push(`model ${m.name}${dim ? ` (${dim}-d)` : ''}`);
+		const n = imageCount(info);
+		if (n !== null)
+			parts.push(plural(n, 'image'));
+		const index = info.index && typeof info.index === 'object' ? info.index.type : info.index;
+		if (index)
+			parts.push(`${index} index`);
+		$('server-info').textContent = parts.join(' · ');
+		// The server's own warning, e.g. a test model whose results mean nothing.
+		$('notice-text').textContent = info.warning ? String(info.warning) : '';
+		$('notice').hidden = !info.warning;
+		uploader.limits = info.limits || {};
+		if (info.limits && info.limits.max_labels)
+			detail.maxLabels = info.limits.max_labels;
+		results.setTotal(n);
+	} catch {
+		/* the results view reports errors; the footer just stays short */
+	}
+}
+
+// --- results, uploads, detail --------------------------------------------
+
+const results = new Results({
+	onOpen: (img) => detail.open(img),
+	onError: showError,
+	onUpload: () => $('file-input').click(),
+});
+
+const detail = new Detail({
+	onDeleted: (img) => {
+		// The focus goes to the tile that takes the deleted one's place.
+		const tile = $('grid').querySelector(`[data-id="${CSS.escape(String(img.id))}"]`);
+		const next = tile && (tile.nextElementSibling || tile.previousElementSibling);
+		results.remove(img.id);
+		loadInfo();
+		if (next && next.isConnected && next.dataset.id)
+			results.focusTile(next.dataset.id);
+		else
+			$('results').focus();
+	},
+	onUpdated: (img) => results.update(img),
+});
+
+const uploader = new Uploader({
+	onDone: (c) => {
+		if (c.added)
+			results.refresh();
+		loadInfo();
+	},
+});
+
+const search = $('q');
+const runSearch = debounce(() => {
+	const q = search.value.trim();
+	if (q === results.query)
+		return;
+	history.replaceState(null, '', q ? `#q=${encodeURIComponent(q)}` : location.pathname + location.search);
+	results.show(q);
+}, SEARCH_DELAY_MS);
+
+search.addEventListener('input', runSearch);
+$('search-form').addEventListener('submit', (e) => {
+	e.preventDefault();
+	runSearch();
+	runSearch.cancel();
+	const q = search.value.trim();
+	history.replaceState(null, '', q ? `#q=${encodeURIComponent(q)}` : location.pathname + location.search);
+	results.show(q);
+});
+document.addEventListener('keydown', (e) => {
+	const t = e.target;
+	const typing = t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName));
+	if (e.key === '/' && !typing && !document.querySelector('dialog[open]')) {
+		e.preventDefault();
+		search.focus();
+		search.select();
+	}
+});
+
+document.querySelector('.brand').addEventListener('click', (e) => {
+	e.preventDefault();
+	search.value = '';
+	runSearch.cancel();
+	history.replaceState(null, '', location.pathname + location.search);
+	results.show('');
+	search.focus();
+});
+
+$('upload-button').addEventListener('click', () => $('file-input').click());
+$('file-input').addEventListener('change', (e) => {
+	uploader.add(e.target.files);
+	e.target.value = '';
+});
+
+// Drag and drop anywhere on the page.
+let dragDepth = 0;
+const hasFiles = (e) => e.dataTransfer && Array.from(e.dataTransfer.types || []).includes('Files');
+window.addEventListener('dragenter', (e) => {
+	if (!hasFiles(e))
+		return;
+	e.preventDefault();
+	dragDepth++;
+	$('drop-overlay').hidden = false;
+});
+window.addEventListener('dragover', (e) => {
+	if (!hasFiles(e))
+		return;
+	e.preventDefault();
+	e.dataTransfer.dropEffect = 'copy';
+});
+window.addEventListener('dragleave', (e) => {
+	if (!hasFiles(e))
+		return;
+	dragDepth = Math.max(0, dragDepth - 1);
+	if (!dragDepth)
+		$('drop-overlay').hidden = true;
+});
+window.addEventListener('drop', (e) => {
+	if (!hasFiles(e))
+		return;
+	e.preventDefault();
+	dragDepth = 0;
+	$('drop-overlay').hidden = true;
+	const files = Array.from(e.dataTransfer.files).filter((f) => !f.type || f.type.startsWith('image/') || /\.(jpe?g|png|gif|bmp)$/i.test(f.name));
+	uploader.add(files);
+});
+
+function reload() {
+	results.show(search.value);
+	loadInfo();
+}
+
+// --- start ----------------------------------------------------------------
+
+const initial = new URLSearchParams(location.hash.slice(1)).get('q') || '';
+search.value = initial;
+results.show(initial).then(loadInfo);

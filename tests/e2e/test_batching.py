@@ -1,0 +1,65 @@
+"""Batching across requests, from the encoder's own counters: concurrent
+uploads share encoder passes, concurrent text queries too, and a search
+never waits behind a slow upload batch."""
+
+import threading
+import time
+
+from helpers import SLOW, make_png
+
+
+def run_parallel(n, fn):
+    out = [None] * n
+    threads = [threading.Thread(target=lambda i=i: out.__setitem__(i, fn(i))) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def test_concurrent_uploads_are_batched(make_server):
+    s = make_server("--batch-size", "8", "--batch-wait-ms", "250", "--decode-threads", "2", "--threads", "8").start()
+    before = s.get("/info").json()["encoder"]["image"]
+    assert before["items"] == 0
+    images = [make_png(48, 48, seed=700 + i) for i in range(16)]
+    results = run_parallel(16, lambda i: s.upload(images[i]))
+    assert [r.status for r in results] == [201] * 16
+    enc = s.get("/info").json()["encoder"]["image"]
+    # The encoder's counters (clip_ctx_get_stats), not the queue's.
+    assert enc["items"] == 16
+    assert enc["max_batch"] > 1, enc
+    assert enc["batches"] < 16, enc
+    metrics = s.get("/metrics").body.decode()
+    assert "clipd_encoder_max_image_batch %d" % enc["max_batch"] in metrics
+    line = [l for l in metrics.splitlines() if l.startswith('clipd_encoder_batch_size_bucket{path="image",le="1"}')][0]
+    assert int(line.split()[-1]) < 16
+
+
+def test_concurrent_queries_are_batched(make_server):
+    s = make_server("--text-batch-size", "16", "--text-batch-wait-ms", "250", "--threads", "8").start()
+    results = run_parallel(8, lambda i: s.search("query number %d" % i, k=1))
+    assert all(r.status == 200 for r in results)
+    text = s.get("/info").json()["encoder"]["text"]
+    assert text["items"] == 8 and text["batches"] < 8, text
+    # Cached texts skip the encoder altogether.
+    assert s.search("query number 3", k=1).status == 200
+    again = s.get("/info").json()["encoder"]
+    assert again["text"]["items"] == 8 and again["text_cache"]["hits"] >= 1
+
+
+def test_searches_do_not_wait_for_upload_batches(make_server):
+    s = make_server("--batch-size", "64", "--batch-wait-ms", "1500", "--threads", "8").start()
+    s.upload(make_png(20, 20, seed=1))   # something to find
+    uploads = []
+    t = threading.Thread(target=lambda: uploads.extend(run_parallel(3, lambda i: s.upload(make_png(30, 30, seed=60 + i)))))
+    t0 = time.time()
+    t.start()
+    time.sleep(0.2 * SLOW)
+    r = s.search("a photo", k=1)
+    took = time.time() - t0
+    assert r.status == 200
+    assert took < 1.2 * SLOW, "a search waited %.2f s behind an upload batch" % took
+    t.join()
+    assert all(u.status == 201 for u in uploads)
+    assert time.time() - t0 >= 1.4   # the uploads did wait for their batch

@@ -1,0 +1,180 @@
+/* The router and the error table: every route matches, ids parse strictly,
+ * 404 and 405 (with Allow), and errors render as the documented JSON. */
+#include <strings.h>
+
+#include <cjson/cJSON.h>
+
+#include "harness.h"
+#include "http_errors.h"
+#include "http_route.h"
+
+static void test_every_route_matches_itself(void)
+{
+	for (size_t i = 0; i < ROUTE_COUNT; i++) {
+		char path[128];
+		const char *pat = http_routes[i].path;
+		/* Replace {id} with 42. */
+		const char *brace = strstr(pat, "{id}");
+		snprintf(path, sizeof path, "%s", pat);
+		if (brace) {
+			size_t pre = (size_t)(brace - pat);
+			path[pre] = 0;
+			strcat(path, "42");
+			strcat(path, brace + 4);
+		}
+		struct http_match m;
+		CHECK_EQ_INT(http_route_match(http_routes[i].method, path, &m), HTTP_MATCH_FOUND);
+		REQUIRE(m.route);
+		CHECK_EQ_INT(m.route->id, http_routes[i].id);
+		CHECK_EQ_INT(m.id, brace ? 42 : 0);
+		CHECK_EQ_INT(http_routes[i].id, (int)i);
+	}
+}
+
+static void test_ids(void)
+{
+	struct http_match m;
+	CHECK_EQ_INT(http_route_match("GET", "/images/1", &m), HTTP_MATCH_FOUND);
+	CHECK_EQ_INT(m.id, 1);
+	CHECK_EQ_INT(http_route_match("GET", "/images/9007199254740992", &m), HTTP_MATCH_FOUND);
+	CHECK_EQ_INT(http_route_match("GET", "/images/9007199254740993", &m), HTTP_MATCH_NONE);
+	CHECK_EQ_INT(http_route_match("GET", "/images/0", &m), HTTP_MATCH_NONE);
+	CHECK_EQ_INT(http_route_match("GET", "/images/007", &m), HTTP_MATCH_NONE);
+	CHECK_EQ_INT(http_route_match("GET", "/images/-1", &m), HTTP_MATCH_NONE);
+	CHECK_EQ_INT(http_route_match("GET", "/images/abc", &m), HTTP_MATCH_NONE);
+	CHECK_EQ_INT(http_route_match("GET", "/images/12abc", &m), HTTP_MATCH_NONE);
+	CHECK_EQ_INT(http_route_match("GET", "/images/99999999999999999999999", &m), HTTP_MATCH_NONE);
+	CHECK_EQ_INT(http_route_match("GET", "/images/12/file", &m), HTTP_MATCH_FOUND);
+	CHECK_EQ_INT(m.route->id, ROUTE_IMAGE_FILE);
+	CHECK_EQ_INT(http_route_match("GET", "/images/12/file/", &m), HTTP_MATCH_NONE);
+}
+
+static void test_unknown_and_wrong_method(void)
+{
+	struct http_match m;
+	CHECK_EQ_INT(http_route_match("GET", "/nope", &m), HTTP_MATCH_NONE);
+	CHECK_EQ_INT(http_route_match("GET", "", &m), HTTP_MATCH_NONE);
+	CHECK_EQ_INT(http_route_match("PUT", "/images/3", &m), HTTP_MATCH_METHOD);
+	CHECK_EQ_STR(m.allow, "GET, HEAD, PATCH, DELETE, OPTIONS");
+	CHECK_EQ_INT(http_route_match("DELETE", "/images", &m), HTTP_MATCH_METHOD);
+	CHECK_EQ_STR(m.allow, "POST, GET, HEAD, OPTIONS");
+	CHECK_EQ_INT(http_route_match("POST", "/search", &m), HTTP_MATCH_METHOD);
+	CHECK_EQ_STR(m.allow, "GET, HEAD, OPTIONS");
+	CHECK_EQ_INT(http_route_match("HEAD", "/healthz", &m), HTTP_MATCH_FOUND);
+	CHECK_EQ_INT(m.route->id, ROUTE_HEALTHZ);
+	CHECK_EQ_INT(http_route_match("HEAD", "/classify", &m), HTTP_MATCH_METHOD);
+	CHECK_EQ_INT(http_route_match("get", "/healthz", &m), HTTP_MATCH_METHOD);
+}
+
+static void test_long_path(void)
+{
+	static char path[HTTP_MAX_PATH + 10];
+	memset(path, 'a', sizeof path - 1);
+	path[0] = '/';
+	path[sizeof path - 1] = 0;
+	struct http_match m;
+	CHECK_EQ_INT(http_route_match("GET", path, &m), HTTP_MATCH_NONE);
+}
+
+static void test_error_table(void)
+{
+	static const struct { const char *name; unsigned status; } want[] = {
+		{ "bad_parameter", 400 }, { "unauthorized", 401 }, { "forbidden", 403 },
+		{ "not_found", 404 }, { "method_not_allowed", 405 }, { "body_too_large", 413 },
+		{ "image_too_large", 413 }, { "unsupported_media_type", 415 },
+		{ "image_undecodable", 422 }, { "rate_limited", 429 }, { "internal_error", 500 },
+		{ "not_ready", 503 }, { "overloaded", 503 }, { "insufficient_storage", 507 },
+	};
+	CHECK_EQ_INT(sizeof want / sizeof want[0], HTTP_ERR_COUNT);
+	for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+		int code = http_error_lookup(want[i].name);
+		REQUIRE(code >= 0);
+		CHECK_EQ_INT(http_error_status((enum http_err)code), want[i].status);
+		CHECK_EQ_INT(http_errors[code].code, code);
+		CHECK_EQ_STR(http_error_name((enum http_err)code), want[i].name);
+	}
+	CHECK_EQ_INT(http_error_lookup("nonsense"), -1);
+}
+
+static void test_error_json(void)
+{
+	size_t len = 0;
+	char *body = http_error_json(HTTP_ERR_BAD_PARAMETER, "k: must be \"1\" to 1000", &len);
+	REQUIRE(body);
+	CHECK_EQ_INT(len, strlen(body));
+	cJSON *j = cJSON_Parse(body);
+	REQUIRE(j);
+	cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
+	CHECK_EQ_STR(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "code")), "bad_parameter");
+	CHECK_EQ_STR(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "message")), "k: must be \"1\" to 1000");
+	CHECK_EQ_INT(cJSON_GetArraySize(j), 1);
+	CHECK_EQ_INT(cJSON_GetArraySize(e), 2);
+	cJSON_Delete(j);
+	free(body);
+	body = http_error_json(HTTP_ERR_NOT_FOUND, NULL, NULL);
+	REQUIRE(body);
+	CHECK_CONTAINS(body, "\"message\":\"no such resource\"");
+	free(body);
+}
+
+/* openapi.json lists exactly the router's routes and the error table. */
+static void test_openapi_agrees(void)
+{
+	size_t len = 0;
+	char *text = (char *)harness_read_file(TEST_DATA_DIR "/../../server/openapi.json", &len);
+	REQUIRE(text);
+	cJSON *doc = cJSON_ParseWithLength(text, len);
+	free(text);
+	REQUIRE(doc);
+	cJSON *paths = cJSON_GetObjectItemCaseSensitive(doc, "paths");
+	REQUIRE(cJSON_IsObject(paths));
+	size_t ops = 0;
+	for (cJSON *p = paths->child; p; p = p->next)
+		for (cJSON *m = p->child; m; m = m->next) {
+			if (strcmp(m->string, "get") && strcmp(m->string, "post") && strcmp(m->string, "patch")
+			    && strcmp(m->string, "delete") && strcmp(m->string, "put"))
+				continue;
+			ops++;
+			int found = 0;
+			for (size_t i = 0; i < ROUTE_COUNT; i++)
+				if (!strcmp(http_routes[i].path, p->string) && !strcasecmp(http_routes[i].method, m->string))
+					found = 1;
+			if (!found)
+				HARNESS_FAIL("openapi.json lists %s %s, the router does not", m->string, p->string);
+		}
+	for (size_t i = 0; i < ROUTE_COUNT; i++) {
+		char method[16];
+		size_t k = 0;
+		for (; http_routes[i].method[k] && k < sizeof method - 1; k++)
+			method[k] = (char)(http_routes[i].method[k] | 0x20);
+		method[k] = 0;
+		cJSON *item = cJSON_GetObjectItemCaseSensitive(paths, http_routes[i].path);
+		if (!cJSON_GetObjectItemCaseSensitive(item, method))
+			HARNESS_FAIL("the router has %s %s, openapi.json does not", http_routes[i].method, http_routes[i].path);
+	}
+	CHECK_EQ_INT(ops, ROUTE_COUNT);
+	cJSON *errs = cJSON_GetObjectItemCaseSensitive(doc, "x-clipd-errors");
+	CHECK_EQ_INT(cJSON_GetArraySize(errs), HTTP_ERR_COUNT);
+	cJSON *e;
+	cJSON_ArrayForEach(e, errs) {
+		const char *code = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "code"));
+		int c = http_error_lookup(code);
+		CHECK(c >= 0);
+		if (c >= 0)
+			CHECK_EQ_INT(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(e, "status")),
+				     http_error_status((enum http_err)c));
+	}
+	cJSON_Delete(doc);
+}
+
+int main(void)
+{
+	RUN(test_every_route_matches_itself);
+	RUN(test_ids);
+	RUN(test_unknown_and_wrong_method);
+	RUN(test_long_path);
+	RUN(test_error_table);
+	RUN(test_error_json);
+	RUN(test_openapi_agrees);
+	return harness_done();
+}
