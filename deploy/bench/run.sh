@@ -18,7 +18,8 @@
 #
 # The model defaults to the ViT-B/32-shaped random checkpoint of
 # ../shared/tools/clipweights.py (written into WORK/model once; numpy
-# needed). Needs wrk, curl and a C compiler (deploy/bootstrap.sh --test).
+# needed). Needs curl and a C compiler (deploy/bootstrap.sh) and wrk,
+# which it installs from Debian when missing.
 # Prints one JSON line per measurement, then the bars: search >= 200
 # requests/s with p99 < 100 ms, uploads >= 80% of clipd bench's batch-8
 # images/s, no errors.
@@ -41,6 +42,10 @@ while [ $# -gt 0 ]; do
 done
 clipd=${CLIPD_BIN:-$root/build/clipd}
 say() { echo "bench: $*" >&2; }
+if ! command -v wrk >/dev/null; then
+	sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
+	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null
+fi
 for tool in wrk curl cc; do command -v $tool >/dev/null || { say "needs $tool"; exit 1; }; done
 [ -x "$clipd" ] || { say "no $clipd (build first)"; exit 1; }
 mkdir -p "$work"
