@@ -158,6 +158,18 @@ int st_exec(struct store_conn *c, const char *sql, store_error *err)
 	return 0;
 }
 
+int st_exec_id(struct store_conn *c, const char *sql, int64_t id, const char *what, store_error *err)
+{
+	sqlite3_stmt *st = st_prepare(c, sql, err);
+	if (!st)
+		return err ? err->code : STORE_ERR_DB;
+	sqlite3_bind_int64(st, 1, id);
+	int rc = sqlite3_step(st);
+	rc = rc == SQLITE_DONE ? 0 : st_dberr(c->db, rc, err, what);
+	st_done(st);
+	return rc;
+}
+
 static void conn_close(struct store_conn *c)
 {
 	if (!c)

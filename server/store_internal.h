@@ -48,6 +48,8 @@ sqlite3_stmt *st_prepare(struct store_conn *c, const char *sql, store_error *err
 /* Reset a statement after use (always, so no read pins the WAL). */
 void st_done(sqlite3_stmt *st);
 int st_exec(struct store_conn *c, const char *sql, store_error *err);
+/* Run a cached statement that takes one id as ?1 and returns no rows. */
+int st_exec_id(struct store_conn *c, const char *sql, int64_t id, const char *what, store_error *err);
 
 int st_reader_get(store *s, struct store_conn **out, store_error *err);
 void st_reader_put(store *s, struct store_conn *c);

@@ -225,15 +225,7 @@ int store_insert(store *s, const struct store_new_image *img, const float *vec, 
 	if (rc != 0)
 		goto out;
 
-	if (!(st = st_prepare(c, log_sql, err))) {
-		rc = STMT_FAIL(err);
-		goto out;
-	}
-	sqlite3_bind_int64(st, 1, new_id);
-	rc = sqlite3_step(st);
-	rc = rc == SQLITE_DONE ? 0 : st_dberr(c->db, rc, err, "log change");
-	st_done(st);
-	if (rc != 0)
+	if ((rc = st_exec_id(c, log_sql, new_id, "log change", err)) != 0)
 		goto out;
 	*id = new_id;
 	*seq = (uint64_t)sqlite3_last_insert_rowid(c->db);
@@ -273,15 +265,7 @@ int store_delete(store *s, int64_t id, char sha256[STORE_SHA256_HEX], uint64_t *
 	if (rc != 0)
 		goto out;
 
-	if (!(st = st_prepare(c, del_sql, err))) {
-		rc = STMT_FAIL(err);
-		goto out;
-	}
-	sqlite3_bind_int64(st, 1, id);
-	rc = sqlite3_step(st);
-	rc = rc == SQLITE_DONE ? 0 : st_dberr(c->db, rc, err, "delete image");
-	st_done(st);
-	if (rc != 0)
+	if ((rc = st_exec_id(c, del_sql, id, "delete image", err)) != 0)
 		goto out;
 
 	if (!(st = st_prepare(c, log_sql, err))) {
