@@ -26,6 +26,14 @@ if [ ! -f "$dir/etc/debian_version" ]; then
 	debootstrap --variant=minbase bookworm "$dir" "$mirror" >/dev/null
 fi
 cp /etc/resolv.conf "$dir/etc/resolv.conf"
+# Carry over local certificate authorities (a proxy's, a company's): the
+# chroot's ca-certificates package picks them up from here when bootstrap
+# installs it, and Node.js (npm) reads the bundle through NODE_EXTRA_CA_CERTS.
+if ls /usr/local/share/ca-certificates/*.crt >/dev/null 2>&1; then
+	mkdir -p "$dir/usr/local/share/ca-certificates"
+	cp /usr/local/share/ca-certificates/*.crt "$dir/usr/local/share/ca-certificates/"
+	[ -x "$dir/usr/sbin/update-ca-certificates" ] && chroot "$dir" update-ca-certificates >/dev/null 2>&1 || true
+fi
 
 mounted=()
 cleanup() {
@@ -44,6 +52,7 @@ git clone -q "$repo" "$dir/root/clipd"
 
 in_chroot() {
 	chroot "$dir" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
+		NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
 		PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 		bash -c "cd /root/clipd && $1"
 }
