@@ -201,12 +201,12 @@ static char *text_param(struct http_req *r, const char *name, const char *value,
 
 /* ---- search by text ----------------------------------------------------------- */
 
-static void search_finish(struct http_req *r)
+/* Search the catalog with an encoded query vector and reply; the query's
+ * JSON description is made only once the search has succeeded. */
+static void search_reply(struct http_req *r, struct enc_ctx *c, const float *vec,
+			 cJSON *(*describe)(const struct enc_ctx *c))
 {
-	struct enc_ctx *c = r->app;
-	if (enc_check(c) != 0)
-		return;
-	c->sp.q.vec = c->text_vecs;
+	c->sp.q.vec = vec;
 	c->sp.q.dim = c->app->dim;
 	struct catalog_results res = { 0 };
 	store_error err = { 0 };
@@ -214,8 +214,20 @@ static void search_finish(struct http_req *r)
 		srv_reply_store_error(r, &err);
 		return;
 	}
-	srv_reply_results(c->app, r, cJSON_CreateString(c->texts[0]), c->sp.k, &res);
+	srv_reply_results(c->app, r, describe(c), c->sp.k, &res);
 	catalog_results_free(&res);
+}
+
+static cJSON *text_query_json(const struct enc_ctx *c)
+{
+	return cJSON_CreateString(c->texts[0]);
+}
+
+static void search_finish(struct http_req *r)
+{
+	struct enc_ctx *c = r->app;
+	if (enc_check(c) == 0)
+		search_reply(r, c, c->text_vecs, text_query_json);
 }
 
 void srv_search_text(struct srv_app *app, struct http_req *r)
@@ -280,18 +292,8 @@ static cJSON *image_query_json(const struct enc_ctx *c)
 static void search_image_finish(struct http_req *r)
 {
 	struct enc_ctx *c = r->app;
-	if (enc_check(c) != 0)
-		return;
-	c->sp.q.vec = c->image_vec;
-	c->sp.q.dim = c->app->dim;
-	struct catalog_results res = { 0 };
-	store_error err = { 0 };
-	if (catalog_search(c->app->cat, &c->sp.q, &res, &err) != 0) {
-		srv_reply_store_error(r, &err);
-		return;
-	}
-	srv_reply_results(c->app, r, image_query_json(c), c->sp.k, &res);
-	catalog_results_free(&res);
+	if (enc_check(c) == 0)
+		search_reply(r, c, c->image_vec, image_query_json);
 }
 
 /* The uploaded image of a request, checked; 0 or answered -1. */

@@ -138,15 +138,12 @@ static inline int64_t fx_add(catalog *c, uint64_t seed, size_t len, const char *
 	return id;
 }
 
-/* Top-1 of a search by the vector of digest sha: its id (0 when empty). */
-static inline int64_t fx_top1(catalog *c, const char *sha, float *score)
+/* Top-1 of a search by vector v: its id (0 when empty, -1 on error). */
+static inline int64_t fx_top1_vec(catalog *c, const float *v, float *score)
 {
-	size_t dim = catalog_dim(c);
-	float *v = malloc(dim * sizeof *v);
-	fx_vec(fx_seed_of_sha(sha), v, dim);
 	struct catalog_query q = catalog_default_query();
 	q.vec = v;
-	q.dim = dim;
+	q.dim = catalog_dim(c);
 	q.k = 1;
 	struct catalog_results r;
 	store_error err;
@@ -157,8 +154,35 @@ static inline int64_t fx_top1(catalog *c, const char *sha, float *score)
 			*score = r.n ? r.hits[0].score : 0;
 		catalog_results_free(&r);
 	}
+	return id;
+}
+
+/* Top-1 of a search by the vector of digest sha. */
+static inline int64_t fx_top1(catalog *c, const char *sha, float *score)
+{
+	size_t dim = catalog_dim(c);
+	float *v = malloc(dim * sizeof *v);
+	if (!v)
+		return -1;
+	fx_vec(fx_seed_of_sha(sha), v, dim);
+	int64_t id = fx_top1_vec(c, v, score);
 	free(v);
 	return id;
+}
+
+/* Regular files under path (-1 when it cannot be counted). */
+static inline int fx_count_files(const char *path)
+{
+	char cmd[1100];
+	snprintf(cmd, sizeof cmd, "find '%s' -type f 2>/dev/null | wc -l", path);
+	FILE *p = popen(cmd, "r");
+	int n = -1;
+	if (p) {
+		if (fscanf(p, "%d", &n) != 1)
+			n = -1;
+		pclose(p);
+	}
+	return n;
 }
 
 static inline void fx_count_problem(void *ud, const char *line)

@@ -29,20 +29,6 @@ static int file_exists(const char *path)
 	return stat(path, &sb) == 0;
 }
 
-static int count_files(const char *dir)
-{
-	char cmd[800];
-	snprintf(cmd, sizeof cmd, "find '%s' -type f | wc -l", dir);
-	FILE *p = popen(cmd, "r");
-	int n = -1;
-	if (p) {
-		if (fscanf(p, "%d", &n) != 1)
-			n = -1;
-		pclose(p);
-	}
-	return n;
-}
-
 static int run(const char *cmd)
 {
 	int rc = system(cmd);
@@ -203,9 +189,9 @@ static void test_bad_input_changes_nothing(void)
 	CHECK_EQ_INT(st.images, 0);
 	char blobs[800];
 	snprintf(blobs, sizeof blobs, "%s/blobs", dir);
-	CHECK_EQ_INT(count_files(blobs), 0);
+	CHECK_EQ_INT(fx_count_files(blobs), 0);
 	snprintf(blobs, sizeof blobs, "%s/tmp", dir);
-	CHECK_EQ_INT(count_files(blobs), 0);
+	CHECK_EQ_INT(fx_count_files(blobs), 0);
 	catalog_close(c);
 }
 
@@ -899,23 +885,6 @@ static catalog *open_ivf(const char *dir, const char *factory, size_t threshold,
 	return c;
 }
 
-static int64_t top1_of(catalog *c, const float *v, float *score)
-{
-	struct catalog_query q = catalog_default_query();
-	q.vec = v;
-	q.dim = IVF_DIM;
-	q.k = 1;
-	struct catalog_results r;
-	store_error err;
-	int64_t id = -1;
-	if (catalog_search(c, &q, &r, &err) == 0) {
-		id = r.n ? r.hits[0].image.id : 0;
-		*score = r.n ? r.hits[0].score : 0;
-		catalog_results_free(&r);
-	}
-	return id;
-}
-
 static void test_exact_and_ivf_same_top1(void)
 {
 	const char *dir = new_dir("data");
@@ -943,7 +912,7 @@ static void test_exact_and_ivf_same_top1(void)
 	int self = 0;
 	for (int i = 0; i < Q; i++) {
 		cluster_vec(1 + i * (N / Q), v);
-		ivf_top[i] = top1_of(c, v, &score);
+		ivf_top[i] = fx_top1_vec(c, v, &score);
 		self += ivf_top[i] == 1 + i * (N / Q);
 	}
 	/* Unfiltered searches on an approximate index are not exhaustive. */
@@ -965,7 +934,7 @@ static void test_exact_and_ivf_same_top1(void)
 	int same = 0;
 	for (int i = 0; i < Q; i++) {
 		cluster_vec(1 + i * (N / Q), v);
-		int64_t exact = top1_of(c, v, &score);
+		int64_t exact = fx_top1_vec(c, v, &score);
 		CHECK_EQ_INT(exact, 1 + i * (N / Q));
 		same += exact == ivf_top[i];
 	}

@@ -16,20 +16,6 @@
 
 static char mnt[700], dir[800], filler[800];
 
-static int count_files(const char *path)
-{
-	char cmd[1000];
-	snprintf(cmd, sizeof cmd, "find '%s' -type f 2>/dev/null | wc -l", path);
-	FILE *p = popen(cmd, "r");
-	int n = -1;
-	if (p) {
-		if (fscanf(p, "%d", &n) != 1)
-			n = -1;
-		pclose(p);
-	}
-	return n;
-}
-
 static long long free_bytes(void)
 {
 	struct statvfs sv;
@@ -73,11 +59,11 @@ static void check_state(catalog *c, int64_t expected_images, const char *when)
 		HARNESS_FAIL("%s: index holds %zu, expected %lld", when, st.index_count, (long long)expected_images);
 	char path[900];
 	snprintf(path, sizeof path, "%s/blobs", dir);
-	int blobs = count_files(path);
+	int blobs = fx_count_files(path);
 	if (blobs != expected_images)
 		HARNESS_FAIL("%s: %d blob files, expected %lld", when, blobs, (long long)expected_images);
 	snprintf(path, sizeof path, "%s/tmp", dir);
-	int tmp = count_files(path);
+	int tmp = fx_count_files(path);
 	if (tmp != 0)
 		HARNESS_FAIL("%s: %d temporary files left", when, tmp);
 	int problems = 0;
