@@ -510,36 +510,49 @@ int idx_search(idx *ix, const float *query, size_t k, float *scores, int64_t *id
 {
 	if (n_out)
 		*n_out = 0;
-	if (!ix || !query || !scores || !ids || !n_out)
+	return idx_search_many(ix, query, 1, k, scores, ids, n_out, err);
+}
+
+int idx_search_many(idx *ix, const float *queries, size_t nq, size_t k, float *scores, int64_t *ids,
+		    size_t *n_out, idx_error *err)
+{
+	if (!ix || !queries || !scores || !ids || !n_out)
 		return idx_fail(err, IDX_ERR_INVALID, "idx_search: missing argument");
+	if (nq < 1 || nq > IDX_MAX_QUERIES)
+		return idx_fail(err, IDX_ERR_INVALID, "%zu queries outside 1..%d", nq, IDX_MAX_QUERIES);
+	for (size_t q = 0; q < nq; q++)
+		n_out[q] = 0;
 	if (k < 1 || k > IDX_MAX_K)
 		return idx_fail(err, IDX_ERR_INVALID, "k = %zu outside 1..%d", k, IDX_MAX_K);
-	for (size_t i = 0; i < ix->cfg.dim; i++)
-		if (!isfinite(query[i]))
-			return idx_fail(err, IDX_ERR_INVALID, "query has a non-finite component");
+	for (size_t i = 0; i < nq * ix->cfg.dim; i++)
+		if (!isfinite(queries[i]))
+			return idx_fail(err, IDX_ERR_INVALID, "query %zu has a non-finite component", i / ix->cfg.dim);
 	int rc = IDX_OK;
 	pthread_rwlock_rdlock(&ix->lock);
-	if (ix->cur->ids.count) {
-		if (faiss_Index_search(ix->cur->index, 1, query, (idx_t)k, scores, ids))
-			rc = idx_faiss_fail(err, "searching");
+	if (!ix->cur->ids.count) {
+		/* nothing stored: no results */
+	} else if (ix->cur->exact) {
+		rc = idx_exact_search(ix->cur, ix->cfg.dim, queries, nq, k, scores, ids, n_out, err);
+	} else if (faiss_Index_search(ix->cur->index, (idx_t)nq, queries, (idx_t)k, scores, ids)) {
+		rc = idx_faiss_fail(err, "searching");
 	} else {
-		for (size_t i = 0; i < k; i++)
-			ids[i] = -1;
+		/* FAISS pads with -1 when it finds fewer than k. */
+		for (size_t q = 0; q < nq; q++) {
+			float *s = scores + q * k;
+			int64_t *d = ids + q * k;
+			size_t m = 0;
+			for (size_t i = 0; i < k; i++) {
+				if (d[i] < 0)
+					continue;
+				d[m] = d[i];
+				s[m] = s[i];
+				m++;
+			}
+			n_out[q] = m;
+		}
 	}
 	pthread_rwlock_unlock(&ix->lock);
-	if (rc)
-		return rc;
-	/* FAISS pads with -1 when it finds fewer than k. */
-	size_t m = 0;
-	for (size_t i = 0; i < k; i++) {
-		if (ids[i] < 0)
-			continue;
-		ids[m] = ids[i];
-		scores[m] = scores[i];
-		m++;
-	}
-	*n_out = m;
-	return IDX_OK;
+	return rc;
 }
 
 uint64_t idx_seq(const idx *ix)

@@ -82,6 +82,7 @@ enum {
 #define IDX_MAX_FACTORY 64             /* bytes of a factory string, with the NUL */
 #define IDX_MAX_FINGERPRINT 128        /* bytes of a model fingerprint, with the NUL */
 #define IDX_MAX_NPROBE 65536
+#define IDX_MAX_QUERIES 1024           /* queries per idx_search_many */
 
 struct idx_params {
 	size_t dim;              /* vector dimension (required, 1..IDX_MAX_DIM) */
@@ -126,6 +127,13 @@ int idx_remove(idx *ix, const int64_t *ids, size_t n, uint64_t seq, idx_error *e
  * k results into scores[k] and ids[k], *n_out of them (fewer when the index
  * holds fewer, or when an approximate index finds fewer). */
 int idx_search(idx *ix, const float *query, size_t k, float *scores, int64_t *ids, size_t *n_out, idx_error *err);
+
+/* nq (1..IDX_MAX_QUERIES) queries at once, rows of dim floats: query q's
+ * results are scores[q * k ...], ids[q * k ...], n_out[q] of them. The
+ * exact index scores them all in one pass over its vectors (BLAS), so a
+ * batch of queries costs little more than one. */
+int idx_search_many(idx *ix, const float *queries, size_t nq, size_t k, float *scores, int64_t *ids,
+		    size_t *n_out, idx_error *err);
 
 uint64_t idx_seq(const idx *ix);       /* the highest change sequence applied */
 size_t idx_count(const idx *ix);       /* vectors in the index */

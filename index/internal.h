@@ -112,4 +112,8 @@ int idx_gen_add(struct idx_gen *g, const int64_t *ids, const float *vecs, size_t
 int idx_gen_remove(struct idx_gen *g, const int64_t *ids, size_t n, idx_error *err);
 int idx_cfg_from_params(const struct idx_params *p, struct idx_cfg *cfg, idx_error *err);
 
+/* exact.c: the exact family's search (idx_search_many holds the read lock). */
+int idx_exact_search(struct idx_gen *g, size_t dim, const float *queries, size_t nq, size_t k,
+		     float *scores, int64_t *ids, size_t *n_out, idx_error *err);
+
 #endif

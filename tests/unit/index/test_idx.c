@@ -895,6 +895,87 @@ static void test_searches_across_a_swap(void)
 	idx_free(r.ix);
 }
 
+/* The exact family's search (BLAS, in blocks): the same top k as scoring
+ * every vector by hand, best first, past one block of stored vectors;
+ * idx_search_many answers each query as idx_search does. */
+static void test_exact_search_is_exhaustive_and_batched(void)
+{
+	struct idx_params p = params(0);
+	idx *ix = NULL;
+	idx_error err;
+	REQUIRE(idx_new(&p, &ix, &err) == IDX_OK);
+	const size_t n = 5000, nq = 7, k = 25;
+	REQUIRE(add_range(ix, 1, n, 1) == 0);
+	/* three copies of one vector under ids added last: a tie, kept in order */
+	int64_t twin_ids[3] = { 9003, 9001, 9002 };
+	float twins[3 * DIM];
+	for (int t = 0; t < 3; t++)
+		unit_vec(twins + t * DIM, DIM, 777777);
+	REQUIRE(idx_add(ix, twin_ids, twins, 3, 2, &err) == IDX_OK);
+	REQUIRE(idx_is_exact(ix));
+
+	float queries[7 * DIM];
+	for (size_t q = 0; q < nq; q++)
+		unit_vec(queries + q * DIM, DIM, q == 0 ? 777777 : 100000 + q);
+	float scores[7 * 25], one_s[25], *all = malloc((n + 1) * sizeof *all);
+	int64_t ids[7 * 25], one_id[25];
+	size_t got[7], one_n = 0;
+	REQUIRE(all != NULL);
+	REQUIRE(idx_search_many(ix, queries, nq, k, scores, ids, got, &err) == IDX_OK);
+	for (size_t q = 0; q < nq; q++) {
+		const float *qv = queries + q * DIM;
+		CHECK_EQ_INT(got[q], k);
+		/* the k-th best score by hand, over every stored vector */
+		for (size_t i = 0; i < n; i++) {
+			float v[DIM];
+			unit_vec(v, DIM, i + 1);
+			all[i] = dot(qv, v, DIM);
+		}
+		all[n] = dot(qv, twins, DIM);
+		size_t better = 0;
+		for (size_t r = 0; r < k; r++) {
+			float want = r < got[q] ? scores[q * k + r] : -2;
+			if (r > 0)
+				CHECK(scores[q * k + r] <= scores[q * k + r - 1]);
+			int64_t id = ids[q * k + r];
+			float v[DIM];
+			unit_vec(v, DIM, id >= 9001 ? 777777 : (uint64_t)id);
+			CHECK_NEAR(want, dot(qv, v, DIM), 1e-5);
+		}
+		for (size_t i = 0; i <= n; i++)
+			if (all[i] > scores[q * k + k - 1] + 1e-5f)
+				better++;
+		CHECK(better <= k);   /* nothing left out scores above the k-th */
+		REQUIRE(idx_search(ix, qv, k, one_s, one_id, &one_n, &err) == IDX_OK);
+		CHECK_EQ_INT(one_n, got[q]);
+		for (size_t r = 0; r < one_n; r++) {
+			CHECK_EQ_INT(one_id[r], ids[q * k + r]);
+			CHECK_NEAR(one_s[r], scores[q * k + r], 1e-6);
+		}
+	}
+	/* query 0 is the twins' vector: the three come first (their order is
+	 * up to the last bit of BLAS's rounding) */
+	int64_t first3 = 0;
+	for (int r = 0; r < 3; r++)
+		first3 += ids[r] >= 9001 && ids[r] <= 9003 ? ids[r] : -100000;
+	CHECK_EQ_INT(first3, 9001 + 9002 + 9003);
+	CHECK_NEAR(scores[0], 1.0, 1e-5);
+	CHECK_NEAR(scores[2], 1.0, 1e-5);
+	/* fewer stored than k: all of them */
+	float s2[10];
+	int64_t i2[10];
+	size_t n2 = 0;
+	idx *small = NULL;
+	REQUIRE(idx_new(&p, &small, &err) == IDX_OK);
+	REQUIRE(add_range(small, 1, 4, 1) == 0);
+	REQUIRE(idx_search(small, queries, 10, s2, i2, &n2, &err) == IDX_OK);
+	CHECK_EQ_INT(n2, 4);
+	CHECK_EQ_INT(idx_search_many(small, queries, 0, 10, s2, i2, &n2, &err), IDX_ERR_INVALID);
+	idx_free(small);
+	free(all);
+	idx_free(ix);
+}
+
 int main(void)
 {
 	RUN(test_add_search_remove);
@@ -909,5 +990,6 @@ int main(void)
 	RUN(test_failed_build_keeps_serving);
 	RUN(test_concurrent_searches_during_adds);
 	RUN(test_searches_across_a_swap);
+	RUN(test_exact_search_is_exhaustive_and_batched);
 	return harness_done();
 }
