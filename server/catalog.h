@@ -203,6 +203,9 @@ struct catalog_query {
 	int has_after, has_before;
 	int64_t created_after, created_before; /* microseconds, exclusive bounds */
 	int64_t exclude_id;    /* 0: none (similar-to-image excludes the image itself) */
+	/* the index's answer for this query, computed ahead by catalog_prefetch
+	 * (with other queries, in one pass); NULL: ask the index now */
+	const struct catalog_prefetch *prefetched;
 };
 struct catalog_query catalog_default_query(void);
 
@@ -232,6 +235,25 @@ int catalog_search(catalog *c, const struct catalog_query *q, struct catalog_res
 		   store_error *err);
 
 /* Images like image id (itself excluded): q's vec and dim are ignored. */
+/*
+ * The index part of several plain searches at once, ahead of their
+ * catalog_search calls: an exact index scores all of them in one pass over
+ * its vectors, so a batch of queries costs about what one does. out[i]
+ * receives query i's candidates (kk of them asked, n found, best first);
+ * queries with filters, an exclusion or a wrong dimension are left out
+ * (out[i].kk = 0) and searched as usual. Set qs[i].prefetched = &out[i]
+ * before catalog_search; free each with catalog_prefetch_clear.
+ */
+struct catalog_prefetch {
+	size_t kk, n;
+	float *scores;
+	int64_t *ids;
+	int exact;
+};
+int catalog_prefetch(catalog *c, const struct catalog_query *qs, size_t nq, struct catalog_prefetch *out,
+		     store_error *err);
+void catalog_prefetch_clear(struct catalog_prefetch *p);
+
 int catalog_similar(catalog *c, int64_t id, const struct catalog_query *q,
 		    struct catalog_results *out, store_error *err);
 

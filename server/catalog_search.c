@@ -240,8 +240,15 @@ int catalog_search(catalog *c, const struct catalog_query *q, struct catalog_res
 		free(keep);
 		out->exhaustive = exact && (taken == k || n < kk || below);
 	} else {
-		if ((rc = index_search(c, qv, kk, scores, ids, &n, &exact, err)) != 0)
+		const struct catalog_prefetch *pre = q->prefetched;
+		if (pre && pre->kk >= kk) {
+			n = pre->n < kk ? pre->n : kk;
+			memcpy(scores, pre->scores, n * sizeof *scores);
+			memcpy(ids, pre->ids, n * sizeof *ids);
+			exact = pre->exact;
+		} else if ((rc = index_search(c, qv, kk, scores, ids, &n, &exact, err)) != 0) {
 			goto out;
+		}
 		for (size_t i = 0; i < n && taken < k; i++) {
 			if (q->has_min_score && scores[i] < q->min_score)
 				break;
@@ -260,6 +267,86 @@ out:
 	free(qv);
 	free(scores);
 	free(ids);
+	return rc;
+}
+
+void catalog_prefetch_clear(struct catalog_prefetch *p)
+{
+	if (!p)
+		return;
+	free(p->scores);
+	free(p->ids);
+	memset(p, 0, sizeof *p);
+}
+
+int catalog_prefetch(catalog *c, const struct catalog_query *qs, size_t nq, struct catalog_prefetch *out,
+		     store_error *err)
+{
+	size_t dim = c->model.dim, kk = 0, m = 0;
+	for (size_t i = 0; i < nq; i++)
+		memset(&out[i], 0, sizeof out[i]);
+	if (!c->ix)
+		return store_fail(err, STORE_ERR_INVALID, "the catalog has no index loaded");
+	/* the plain queries: their rows, and the largest k among them */
+	size_t *which = malloc((nq ? nq : 1) * sizeof *which);
+	float *qv = malloc((nq ? nq : 1) * dim * sizeof *qv);
+	float *scores = NULL;
+	int64_t *ids = NULL;
+	size_t *n = NULL;
+	int rc = 0;
+	if (!which || !qv) {
+		rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < nq; i++) {
+		const struct catalog_query *q = &qs[i];
+		if (!q->vec || q->dim != dim || q->k < 1 || q->k > CATALOG_MAX_K || q->n_filters || q->has_after
+		    || q->has_before || q->exclude_id)
+			continue;
+		if (cat_normalize(q->vec, dim, qv + m * dim, NULL) != 0)
+			continue;
+		which[m++] = i;
+		if (q->k > kk)
+			kk = q->k;
+	}
+	if (m == 0)
+		goto out;
+	scores = malloc(m * kk * sizeof *scores);
+	ids = malloc(m * kk * sizeof *ids);
+	n = malloc(m * sizeof *n);
+	if (!scores || !ids || !n) {
+		rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	idx_error ie;
+	pthread_rwlock_rdlock(&c->ixlock);
+	int irc = idx_search_many(c->ix, qv, m, kk, scores, ids, n, &ie);
+	int exact = idx_is_exact(c->ix) && !c->index_stale;
+	pthread_rwlock_unlock(&c->ixlock);
+	if (irc != 0) {
+		rc = cat_idx_fail(err, &ie, "search the index");
+		goto out;
+	}
+	for (size_t j = 0; j < m; j++) {
+		struct catalog_prefetch *p = &out[which[j]];
+		p->scores = malloc((n[j] ? n[j] : 1) * sizeof *p->scores);
+		p->ids = malloc((n[j] ? n[j] : 1) * sizeof *p->ids);
+		if (!p->scores || !p->ids) {
+			catalog_prefetch_clear(p);
+			continue;   /* that query asks the index itself */
+		}
+		memcpy(p->scores, scores + j * kk, n[j] * sizeof *p->scores);
+		memcpy(p->ids, ids + j * kk, n[j] * sizeof *p->ids);
+		p->n = n[j];
+		p->kk = kk;
+		p->exact = exact;
+	}
+out:
+	free(which);
+	free(qv);
+	free(scores);
+	free(ids);
+	free(n);
 	return rc;
 }
 

@@ -246,6 +246,8 @@ static int load(struct srv_app *app, const struct srv_config *cfg)
 		.text_wait_ms = (unsigned)cfg->text_batch_wait_ms,
 		.text_cache = (size_t)cfg->text_cache,
 		.max_wait_s = (double)cfg->timeout,
+		.after_text_batch = srv_search_after_text_batch,
+		.after_ud = app,
 	};
 	if (srv_encoder_new(app->model, &ep, &app->enc, msg, sizeof msg) != 0) {
 		log_error("%s", msg);

@@ -37,6 +37,7 @@ struct srv_app {
 	struct http_server *http;
 	const struct srv_keys *keys;
 	atomic_int ready;
+	atomic_uint_fast64_t searches_batched;  /* text searches whose index part ran with others (one pass) */
 	double started;               /* srv_now() at start-up */
 	char model_name[128];
 	char fingerprint[STORE_FINGERPRINT_HEX];
@@ -107,6 +108,8 @@ struct srv_search_params {
 	struct store_filter filters[STORE_MAX_FILTERS];
 	size_t k;
 };
+/* srv_encode_params.after_text_batch for the server (ud: the srv_app). */
+void srv_search_after_text_batch(void *ud, void *const *jobs, size_t n);
 int srv_parse_search_params(struct srv_app *app, struct http_req *r, struct srv_search_params *sp);
 /* The search response: {"query", "k", "model", "took_ms", "exhaustive", "results"}.
  * query is taken (cJSON). */

@@ -226,9 +226,9 @@ static void text_batch(void *ud, void **items, size_t n)
 	clip_ctx_get_stats(e->text_ctx, &e->text_stats);
 	pthread_mutex_unlock(&e->stats_lock);
 	size_t k = 0;
-	for (size_t i = 0; i < n; i++) {
-		struct srv_text_job *job = items[i];
-		if (rc == 0) {
+	if (rc == 0) {
+		for (size_t i = 0; i < n; i++) {
+			struct srv_text_job *job = items[i];
 			for (size_t m = 0; m < job->n_misses; m++, k++) {
 				float *v = out + k * e->dim;
 				clip_l2_normalize(v, e->dim);
@@ -236,7 +236,13 @@ static void text_batch(void *ud, void **items, size_t n)
 				srv_lru_put(e->cache, texts[k], v, e->dim);
 			}
 			job->status = 0;
-		} else {
+		}
+		if (e->p.after_text_batch)
+			e->p.after_text_batch(e->p.after_ud, items, n);
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct srv_text_job *job = items[i];
+		if (rc != 0) {
 			job->status = rc;
 			snprintf(job->msg, sizeof job->msg, "%s", err.msg);
 		}

@@ -43,6 +43,12 @@ struct srv_encode_params {
 	unsigned text_wait_ms;
 	size_t text_cache;           /* entries */
 	double max_wait_s;           /* a job that waited longer is failed (SRV_ENC_OVERLOADED); 0: no limit */
+	/* Optional: called on the text encoder's thread after each pass with
+	 * the jobs it encoded (vectors filled, status 0), before their done():
+	 * work that is cheaper for a whole batch at once goes here (the index
+	 * search of text queries). jobs[i] is a struct srv_text_job *. */
+	void (*after_text_batch)(void *ud, void *const *jobs, size_t n);
+	void *after_ud;
 };
 
 struct srv_image_job {

@@ -40,6 +40,8 @@ struct enc_ctx {
 	char **labels;
 	size_t n_labels;
 	int embed_texts;
+	int text_search;                    /* GET /search: the index part may come with the batch */
+	struct catalog_prefetch pre;
 };
 
 static void enc_free(void *p)
@@ -56,6 +58,7 @@ static void enc_free(void *p)
 		free(c->labels[i]);
 	free(c->labels);
 	free(c->template_text);
+	catalog_prefetch_clear(&c->pre);
 	free(c);
 }
 
@@ -230,6 +233,46 @@ static void search_finish(struct http_req *r)
 		search_reply(r, c, c->text_vecs, text_query_json);
 }
 
+/* After a text-encoder pass: the index search of the pass's text searches,
+ * all in one call (one scan of an exact index for all of them) instead of
+ * one scan each when their requests resume. */
+void srv_search_after_text_batch(void *ud, void *const *jobs, size_t n)
+{
+	struct srv_app *app = ud;
+	struct catalog_query *qs = malloc(n * sizeof *qs);
+	struct enc_ctx **cs = malloc(n * sizeof *cs);
+	struct catalog_prefetch *pre = NULL;
+	size_t m = 0;
+	if (!qs || !cs)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		struct srv_text_job *job = jobs[i];
+		struct enc_ctx *c = job->ud;
+		if (!c->text_search)
+			continue;
+		c->sp.q.vec = c->text_vecs;
+		c->sp.q.dim = app->dim;
+		qs[m] = c->sp.q;
+		cs[m++] = c;
+	}
+	/* one query is searched as well by its own request's thread */
+	if (m < 2 || !(pre = calloc(m, sizeof *pre)))
+		goto out;
+	if (catalog_prefetch(app->cat, qs, m, pre, NULL) == 0) {
+		uint64_t batched = 0;
+		for (size_t j = 0; j < m; j++) {
+			cs[j]->pre = pre[j];
+			cs[j]->sp.q.prefetched = pre[j].kk ? &cs[j]->pre : NULL;
+			batched += pre[j].kk ? 1 : 0;
+		}
+		atomic_fetch_add(&app->searches_batched, batched);
+	}
+out:
+	free(qs);
+	free(cs);
+	free(pre);
+}
+
 void srv_search_text(struct srv_app *app, struct http_req *r)
 {
 	const char *q = http_query(r, "q");
@@ -253,6 +296,7 @@ void srv_search_text(struct srv_app *app, struct http_req *r)
 	}
 	c->texts[0] = text;
 	c->n_texts = 1;
+	c->text_search = 1;
 	if (enc_start(c, 0, NULL, 0, search_finish) == 1)
 		search_finish(r);
 }

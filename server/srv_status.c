@@ -206,6 +206,9 @@ void srv_status_metrics(struct srv_app *app, struct http_req *r)
 		counter(&b, "clipd_text_cache_hits_total", "Text embeddings found in the cache.", (double)es.text_cache.hits);
 		counter(&b, "clipd_text_cache_misses_total", "Text embeddings not in the cache.", (double)es.text_cache.misses);
 		gauge(&b, "clipd_text_cache_entries", "Text embeddings cached.", (double)es.text_cache.entries);
+		counter(&b, "clipd_search_index_batched_total",
+			"Text searches whose index search ran in one pass with others of their encoder batch.",
+			(double)atomic_load(&app->searches_batched));
 	}
 	if (b.failed) {
 		srv_buf_free(&b);

@@ -48,6 +48,40 @@ def test_concurrent_queries_are_batched(make_server):
     assert again["text"]["items"] == 8 and again["text_cache"]["hits"] >= 1
 
 
+def metric(s, name):
+    for line in s.get("/metrics").body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError("no metric " + name)
+
+
+def test_batched_queries_share_one_index_search(make_server):
+    """The text searches of one encoder pass are searched in the index
+    together (one pass over the vectors); each gets what it would alone."""
+    s = make_server("--text-batch-size", "16", "--text-batch-wait-ms", "250", "--threads", "8").start()
+    for i in range(12):
+        assert s.upload(make_png(40, 40, seed=900 + i)).status == 201
+    queries = ["picture %d of something" % i for i in range(8)]
+    assert metric(s, "clipd_search_index_batched_total") == 0
+    together = run_parallel(8, lambda i: s.search(queries[i], k=5))
+    assert all(r.status == 200 for r in together)
+    batched = metric(s, "clipd_search_index_batched_total")
+    text = s.get("/info").json()["encoder"]["text"]
+    assert text["batches"] < 8, text
+    assert batched >= 2, batched
+    # Again one at a time: the cached vectors go to the index alone.
+    for q, r in zip(queries, together):
+        alone = s.search(q, k=5)
+        assert alone.status == 200
+        a, t = alone.json(), r.json()
+        assert [h["id"] for h in a["results"]] == [h["id"] for h in t["results"]], q
+        for ha, ht in zip(a["results"], t["results"]):
+            assert abs(ha["score"] - ht["score"]) < 1e-6
+        assert a["exhaustive"] == t["exhaustive"] is True
+        assert len(t["results"]) == 5
+    assert metric(s, "clipd_search_index_batched_total") == batched
+
+
 def test_searches_do_not_wait_for_upload_batches(make_server):
     s = make_server("--batch-size", "64", "--batch-wait-ms", "1500", "--threads", "8").start()
     s.upload(make_png(20, 20, seed=1))   # something to find
