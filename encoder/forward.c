@@ -1,6 +1,7 @@
 /*
- * forward.c - the CLIP vision and text transformers: every matrix product
- * through cblas_sgemm, LayerNorm, softmax and the activations in float32
+ * forward.c - the CLIP vision and text transformers: matrix products
+ * through cblas_sgemm or clip_gemm_tn (gemm.h: its own kernel for mid-sized
+ * products on AVX-512), LayerNorm, softmax and the activations in float32
  * with vector kernels of our own, each step split across the ctx's team.
  *
  * Rows are tokens: an image is 1 + grid^2 rows (class token first), a text
@@ -18,6 +19,7 @@
 #include <cblas.h>
 
 #include "forward.h"
+#include "gemm.h"
 #include "internal.h"
 
 /* ---- vector kernels ---------------------------------------------------- */
@@ -235,8 +237,8 @@ static void layer_norm(const float *x, float *y, size_t n, const float *w, const
 	}
 }
 
-/* In place softmax of the first n of row[0..len), zeroing row[n..len). */
-static void softmax(float *row, size_t n, size_t len)
+/* In place softmax of scale times the first n of row[0..len), zeroing row[n..len). */
+static void softmax(float *row, size_t n, size_t len, float scale)
 {
 	size_t i;
 	vf m = (vf){ 0 } - INFINITY;
@@ -247,12 +249,12 @@ static void softmax(float *row, size_t n, size_t len)
 	float mx = vmax_lane(m);
 	vf acc = { 0 };
 	for (i = 0; i + VL <= n; i += VL) {
-		vf e = vexp(vld(row + i) - mx);
+		vf e = vexp((vld(row + i) - mx) * scale);
 		vst(row + i, e);
 		acc += e;
 	}
 	if (i < n) {
-		vf e = vexp(vld_n(row + i, n - i, mx) - mx);
+		vf e = vexp((vld_n(row + i, n - i, mx) - mx) * scale);
 		/* lanes past n were filled with mx: exp(0) = 1, not counted */
 		vst_n(row + i, e, n - i);
 		for (size_t j = 0; j < n - i; j++)
@@ -317,17 +319,7 @@ static void linear_cols(size_t M, size_t K, const float *x, size_t ldx, const fl
 		return;
 	size_t nc = column_block(M, K);
 	if (nc == SIZE_MAX) {
-		/* the bias goes in first and the GEMM adds to it (with beta 1
-		 * OpenBLAS skips its own pass over y), leaving only the
-		 * activation for afterwards */
-		for (size_t r = 0; r < M; r++) {
-			if (beta == 0.0f)
-				memcpy(y + r * ldy + n0, b + n0, (n1 - n0) * sizeof *y);
-			else
-				bias_act(y + r * ldy + n0, b + n0, n1 - n0, ACT_NONE);
-		}
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)(n1 - n0), (int)K, 1.0f, x,
-			    (int)ldx, w + n0 * K, (int)K, 1.0f, y + n0, (int)ldy);
+		clip_gemm_tn(M, n1 - n0, K, x, ldx, w + n0 * K, K, b + n0, y + n0, ldy, beta);
 		if (act != ACT_NONE)
 			for (size_t r = 0; r < M; r++)
 				act_only(y + r * ldy + n0, n1 - n0, act);
@@ -414,15 +406,10 @@ static void attn_unit(struct pass *p, float *S, size_t s, size_t head)
 	const float *K = p->k + off * W + head * d;
 	const float *V = p->v + off * W + head * d;
 	float *O = p->a + off * W + head * d;
-	/* in blocks of rows that OpenBLAS's small-matrix kernel takes */
-	size_t rb = SMALL_MN / L ? SMALL_MN / L : 1;
-	for (size_t r0 = 0; r0 < L; r0 += rb) {
-		size_t nr = L - r0 < rb ? L - r0 : rb;
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)L, (int)d, scale, Q + r0 * W,
-			    (int)W, K, (int)W, 0.0f, S + r0 * L, (int)L);
-	}
+	/* S = Q K^T (the scale goes into the softmax) */
+	clip_gemm_tn(L, L, d, Q, W, K, W, NULL, S, L, 0.0f);
 	for (size_t r = 0; r < L; r++)
-		softmax(S + r * L, p->causal ? r + 1 : L, L);
+		softmax(S + r * L, p->causal ? r + 1 : L, L, scale);
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)L, (int)d, (int)L, 1.0f, S, (int)L, V,
 		    (int)W, 0.0f, O, (int)W);
 }
@@ -519,9 +506,8 @@ static void task_attn_pool(void *arg, int i, int n)
 	for (size_t u = lo; u < hi; u++) {
 		size_t s = u / H, head = u % H;
 		size_t off = (size_t)p->seq_off[s], L = (size_t)p->seq_len[s];
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 1, (int)L, (int)d, scale, pp->q + s * W + head * d,
-			    (int)W, p->k + off * W + head * d, (int)W, 0.0f, S, (int)L);
-		softmax(S, L, L);
+		clip_gemm_tn(1, L, d, pp->q + s * W + head * d, W, p->k + off * W + head * d, W, NULL, S, L, 0.0f);
+		softmax(S, L, L, scale);
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 1, (int)d, (int)L, 1.0f, S, (int)L,
 			    p->v + off * W + head * d, (int)W, 0.0f, pp->a + s * W + head * d, (int)W);
 	}
@@ -713,9 +699,8 @@ static void task_patch_gemm(void *arg, int i, int n)
 	if (hi <= lo)
 		return;
 	for (size_t b = 0; b < e->B; b++)
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)G2, (int)(hi - lo), (int)K, 1.0f,
-			    e->patches + b * G2 * K, (int)K, e->m->patch_w + lo * K, (int)K, 1.0f,
-			    e->x + (b * e->T + 1) * W + lo, (int)W);
+		clip_gemm_tn(G2, hi - lo, K, e->patches + b * G2 * K, K, e->m->patch_w + lo * K, K, NULL,
+			     e->x + (b * e->T + 1) * W + lo, W, 1.0f);
 }
 
 static void vision_chunk(const clip_model *m, struct clip_team *team, struct clip_work *w, const float *pixels,

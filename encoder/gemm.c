@@ -1,0 +1,257 @@
+/*
+ * gemm.c - the linear layers' product, y = beta * y + x w^T, with w [N, K]
+ * row-major read where it lies (see gemm.h for why).
+ *
+ * The AVX-512 kernel: a tile of MR rows of x against NR rows of w keeps
+ * MR x NR accumulators of 16 lanes in registers while it walks K, loading
+ * each x and w vector once per tile and step (MR + NR loads for MR x NR
+ * fused multiply-adds); at the end of the walk each row's NR accumulators
+ * fold into NR sums with one transposing reduction. K goes in chunks of
+ * KC, so the NR weight rows of a tile sit in L1 while every row block of x
+ * passes them (from L2, MC rows at a time). Any K: the last step of a walk
+ * loads under a mask. Any M and N: the edge tiles are the same code with
+ * smaller MR, NR constants.
+ */
+#include "gemm.h"
+
+#include <cblas.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define HAVE_AVX512_KERNEL 1
+#include <immintrin.h>
+#else
+#define HAVE_AVX512_KERNEL 0
+#endif
+
+#define MR 6      /* rows of x per tile */
+#define NR 4      /* rows of w per tile: 24 accumulators + 4 x vectors + 1 w vector of 32 registers */
+#define KC 512    /* K per chunk: NR weight rows = 8 KiB (L1) */
+#define NATIVE_MAX_ROWS 160  /* more rows: OpenBLAS packs once for enough of them to pay (images) */
+#define MC 192    /* rows of x per block: MC x KC floats = 384 KiB (L2) */
+#define NC 64    /* rows of w per block: NC x KC floats = 256 KiB (L2) */
+
+#if HAVE_AVX512_KERNEL
+
+#define TARGET __attribute__((target("avx512f")))
+
+/* (sum a, sum b, sum c, sum d) */
+static inline TARGET __m128 hsum4(__m512 a, __m512 b, __m512 c, __m512 d)
+{
+	/* per 128-bit lane: (a0+a2, b0+b2, a1+a3, b1+b3), the same for c, d */
+	__m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+	__m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
+	/* per lane: (a, b, c, d) */
+	__m512 s = _mm512_add_ps(_mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(1, 0, 1, 0)),
+				 _mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 2, 3, 2)));
+	__m256 h = _mm256_add_ps(_mm512_castps512_ps256(s),
+				 _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(s), 1)));
+	return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+/* y[mr, nr] (=, or += when add) x[mr, kc] w[nr, kc]^T; mr, nr constant after inlining */
+static inline TARGET __attribute__((always_inline)) void tile(const int mr, const int nr, size_t kc,
+							      const float *x, size_t ldx, const float *w,
+							      size_t ldw, const float *bias, float *y, size_t ldy,
+							      int add)
+{
+	__m512 acc[MR][NR];
+#pragma GCC unroll 8
+	for (int i = 0; i < mr; i++)
+#pragma GCC unroll 8
+		for (int j = 0; j < nr; j++)
+			acc[i][j] = _mm512_setzero_ps();
+	size_t k = 0;
+	for (; k + 16 <= kc; k += 16) {
+		__m512 xv[MR];
+#pragma GCC unroll 8
+		for (int i = 0; i < mr; i++) {
+			xv[i] = _mm512_loadu_ps(x + (size_t)i * ldx + k);
+			/* keep it in a register: folded into each FMA as a memory
+			 * operand (GCC 12 with -march=native does) it is loaded NR times */
+			__asm__("" : "+v"(xv[i]));
+		}
+#pragma GCC unroll 8
+		for (int j = 0; j < nr; j++) {
+			__m512 wv = _mm512_loadu_ps(w + (size_t)j * ldw + k);
+#pragma GCC unroll 8
+			for (int i = 0; i < mr; i++)
+				acc[i][j] = _mm512_fmadd_ps(xv[i], wv, acc[i][j]);
+		}
+	}
+	if (k < kc) {
+		__mmask16 m = (__mmask16)((1u << (kc - k)) - 1);
+		__m512 xv[MR];
+#pragma GCC unroll 8
+		for (int i = 0; i < mr; i++)
+			xv[i] = _mm512_maskz_loadu_ps(m, x + (size_t)i * ldx + k);
+#pragma GCC unroll 8
+		for (int j = 0; j < nr; j++) {
+			__m512 wv = _mm512_maskz_loadu_ps(m, w + (size_t)j * ldw + k);
+#pragma GCC unroll 8
+			for (int i = 0; i < mr; i++)
+				acc[i][j] = _mm512_fmadd_ps(xv[i], wv, acc[i][j]);
+		}
+	}
+	__m512 zero = _mm512_setzero_ps();
+	float bt[4] = { 0, 0, 0, 0 };
+	if (bias)
+		for (int j = 0; j < nr; j++)
+			bt[j] = bias[j];
+	__m128 bv = _mm_loadu_ps(bt);
+#pragma GCC unroll 8
+	for (int i = 0; i < mr; i++) {
+		__m128 r = _mm_add_ps(hsum4(acc[i][0], nr > 1 ? acc[i][1] : zero, nr > 2 ? acc[i][2] : zero,
+					    nr > 3 ? acc[i][3] : zero), bv);
+		float *yi = y + (size_t)i * ldy;
+		if (nr == 4) {
+			if (add)
+				r = _mm_add_ps(r, _mm_loadu_ps(yi));
+			_mm_storeu_ps(yi, r);
+		} else {
+			float t[4];
+			_mm_storeu_ps(t, r);
+			for (int j = 0; j < nr; j++)
+				yi[j] = add ? yi[j] + t[j] : t[j];
+		}
+	}
+}
+
+#define TILE_CASE(a, b)                                                      \
+	case (a) * 8 + (b):                                                  \
+		tile(a, b, kc, x, ldx, w, ldw, bias, y, ldy, add);           \
+		break
+#define TILE_ROW(a) TILE_CASE(a, 1); TILE_CASE(a, 2); TILE_CASE(a, 3); TILE_CASE(a, 4)
+
+static TARGET void tile_any(int mr, int nr, size_t kc, const float *x, size_t ldx, const float *w, size_t ldw,
+			    const float *bias, float *y, size_t ldy, int add)
+{
+	switch (mr * 8 + nr) {
+		TILE_ROW(1);
+		TILE_ROW(2);
+		TILE_ROW(3);
+		TILE_ROW(4);
+		TILE_ROW(5);
+		TILE_ROW(6);
+	default:
+		break;
+	}
+}
+
+/* Software prefetch of the weight block that comes next, spread over the
+ * tiles of the current one, so that its trip from memory overlaps
+ * arithmetic instead of stalling the first tiles that read it. */
+struct pf {
+	const char *base;   /* first byte of the block's first row chunk */
+	size_t row_bytes;   /* bytes per row chunk */
+	size_t stride;      /* bytes between rows */
+	size_t rows, row, off;
+};
+
+static inline TARGET void pf_step(struct pf *p, size_t lines)
+{
+	while (lines-- && p->row < p->rows) {
+		_mm_prefetch(p->base + p->row * p->stride + p->off, _MM_HINT_T1);
+		p->off += 64;
+		if (p->off >= p->row_bytes) {
+			p->off = 0;
+			p->row++;
+		}
+	}
+}
+
+/* The weight block to prefetch while block (k0, n0) of row block m0 runs:
+ * the next in the loop order k0, m0, n0. */
+static struct pf next_block(size_t M, size_t N, size_t K, const float *w, size_t ldw, size_t k0, size_t m0,
+			    size_t n0)
+{
+	struct pf p = { 0 };
+	if (n0 + NC < N) {
+		n0 += NC;
+	} else if (m0 + MC < M) {
+		n0 = 0;
+	} else if (k0 + KC < K) {
+		n0 = 0;
+		k0 += KC;
+	} else {
+		return p;
+	}
+	size_t kc = K - k0 < KC ? K - k0 : KC;
+	p.base = (const char *)(w + n0 * ldw + k0);
+	p.row_bytes = kc * sizeof *w;
+	p.stride = ldw * sizeof *w;
+	p.rows = N - n0 < NC ? N - n0 : NC;
+	return p;
+}
+
+static TARGET void gemm_avx512(size_t M, size_t N, size_t K, const float *x, size_t ldx, const float *w,
+			       size_t ldw, const float *bias, float *y, size_t ldy, float beta)
+{
+	for (size_t k0 = 0; k0 < K; k0 += KC) {
+		size_t kc = K - k0 < KC ? K - k0 : KC;
+		int add = beta != 0.0f || k0 > 0;
+		for (size_t m0 = 0; m0 < M; m0 += MC) {
+			size_t mc = M - m0 < MC ? M - m0 : MC, m_tiles = (mc + MR - 1) / MR;
+			for (size_t n0 = 0; n0 < N; n0 += NC) {
+				size_t nc = N - n0 < NC ? N - n0 : NC;
+				struct pf next = next_block(M, N, K, w, ldw, k0, m0, n0);
+				size_t tiles = m_tiles * ((nc + NR - 1) / NR);
+				size_t per_tile = (next.rows * ((next.row_bytes + 63) / 64) + tiles - 1) / tiles;
+				for (size_t i0 = m0; i0 < m0 + mc; i0 += MR) {
+					int mr = m0 + mc - i0 < MR ? (int)(m0 + mc - i0) : MR;
+					const float *xb = x + i0 * ldx + k0;
+					for (size_t j0 = n0; j0 < n0 + nc; j0 += NR) {
+						int nr = n0 + nc - j0 < NR ? (int)(n0 + nc - j0) : NR;
+						const float *wb = w + j0 * ldw + k0;
+						float *yb = y + i0 * ldy + j0;
+						const float *bb = bias && k0 == 0 ? bias + j0 : NULL;
+						pf_step(&next, per_tile);
+						if (mr == MR && nr == NR)
+							tile(MR, NR, kc, xb, ldx, wb, ldw, bb, yb, ldy, add);
+						else
+							tile_any(mr, nr, kc, xb, ldx, wb, ldw, bb, yb, ldy, add);
+					}
+				}
+			}
+		}
+	}
+}
+
+#endif
+
+int clip_gemm_native(void)
+{
+#if HAVE_AVX512_KERNEL
+	return __builtin_cpu_supports("avx512f") ? 1 : 0;
+#else
+	return 0;
+#endif
+}
+
+void clip_gemm_tn(size_t M, size_t N, size_t K, const float *x, size_t ldx, const float *w, size_t ldw,
+		  const float *bias, float *y, size_t ldy, float beta)
+{
+	if (M == 0 || N == 0)
+		return;
+#if HAVE_AVX512_KERNEL
+	if (M <= NATIVE_MAX_ROWS && clip_gemm_native()) {
+		gemm_avx512(M, N, K, x, ldx, w, ldw, bias, y, ldy, beta);
+		return;
+	}
+#endif
+	/* the bias goes in first and the GEMM adds to it (with beta 1
+	 * OpenBLAS skips its own pass over y) */
+	if (bias) {
+		for (size_t r = 0; r < M; r++) {
+			float *yr = y + r * ldy;
+			if (beta == 0.0f)
+				memcpy(yr, bias, N * sizeof *yr);
+			else
+				for (size_t j = 0; j < N; j++)
+					yr[j] += bias[j];
+		}
+		beta = 1.0f;
+	}
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, x, (int)ldx, w,
+		    (int)ldw, beta, y, (int)ldy);
+}

@@ -1,0 +1,148 @@
+/*
+ * clip_gemm_tn against a double-precision product: every tile edge
+ * (M and N not multiples of the tile), K not a multiple of the vector
+ * width or of the K chunk, row strides wider than the rows, pointers off
+ * 64-byte alignment (mmapped safetensors are), beta 0 and 1, with and
+ * without a bias, and the padding between rows of y left alone.
+ */
+#include "harness.h"
+
+#include <stdint.h>
+
+#include "gemm.h"
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+
+static float frand(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (float)((double)(rng >> 40) / (double)(1ull << 24) * 2.0 - 1.0);
+}
+
+#define SENTINEL 12345.0f
+
+/* One product of the given shape; 0 if every output is within tolerance
+ * and the padding of y is untouched. */
+static int check_case(size_t M, size_t N, size_t K, int beta, int with_bias, size_t off)
+{
+	size_t ldx = K + 3, ldw = K + 1, ldy = N + 2;
+	float *xs = malloc((M * ldx + off) * sizeof *xs);
+	float *ws = malloc((N * ldw + off) * sizeof *ws);
+	float *y = malloc(M * ldy * sizeof *y), *y0 = malloc(M * ldy * sizeof *y0);
+	float *bias = malloc(N * sizeof *bias);
+	if (!xs || !ws || !y || !y0 || !bias) {
+		HARNESS_FAIL("out of memory");
+		return -1;
+	}
+	float *x = xs + off, *w = ws + off;   /* off floats past the allocation's alignment */
+	for (size_t i = 0; i < M * ldx; i++)
+		x[i] = frand();
+	for (size_t i = 0; i < N * ldw; i++)
+		w[i] = frand();
+	for (size_t j = 0; j < N; j++)
+		bias[j] = frand();
+	for (size_t r = 0; r < M; r++)
+		for (size_t j = 0; j < ldy; j++)
+			y[r * ldy + j] = y0[r * ldy + j] = j < N ? frand() : SENTINEL;
+	clip_gemm_tn(M, N, K, x, ldx, w, ldw, with_bias ? bias : NULL, y, ldy, beta ? 1.0f : 0.0f);
+	int bad = 0;
+	for (size_t r = 0; r < M && !bad; r++) {
+		for (size_t j = 0; j < N; j++) {
+			double ref = beta ? y0[r * ldy + j] : 0.0, mag = fabs(ref);
+			if (with_bias) {
+				ref += bias[j];
+				mag += fabs(bias[j]);
+			}
+			for (size_t k = 0; k < K; k++) {
+				double p = (double)x[r * ldx + k] * w[j * ldw + k];
+				ref += p;
+				mag += fabs(p);
+			}
+			double got = y[r * ldy + j];
+			if (!(fabs(got - ref) <= 1e-6 * mag + 1e-6)) {
+				HARNESS_FAIL("M=%zu N=%zu K=%zu beta=%d bias=%d off=%zu: y[%zu,%zu] = %.9g, expected %.9g",
+					     M, N, K, beta, with_bias, off, r, j, got, ref);
+				bad = 1;
+				break;
+			}
+		}
+		for (size_t j = N; j < ldy; j++) {
+			if (y[r * ldy + j] != SENTINEL) {
+				HARNESS_FAIL("M=%zu N=%zu K=%zu: the padding of row %zu was written", M, N, K, r);
+				bad = 1;
+				break;
+			}
+		}
+	}
+	free(xs);
+	free(ws);
+	free(y);
+	free(y0);
+	free(bias);
+	return bad;
+}
+
+/* The kernel's own code path is the one tested on a CPU that has it. */
+static void test_native_kernel_used_where_available(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	__builtin_cpu_init();
+	CHECK_EQ_INT(clip_gemm_native(), __builtin_cpu_supports("avx512f") ? 1 : 0);
+#else
+	CHECK_EQ_INT(clip_gemm_native(), 0);
+#endif
+}
+
+static void test_tile_edges(void)
+{
+	static const size_t Ms[] = { 1, 2, 5, 6, 7, 11, 12, 13, 25 };
+	static const size_t Ns[] = { 1, 3, 4, 5, 8, 9, 67 };
+	static const size_t Ks[] = { 1, 15, 16, 17, 64 };
+	for (size_t a = 0; a < sizeof Ms / sizeof *Ms; a++)
+		for (size_t b = 0; b < sizeof Ns / sizeof *Ns; b++)
+			for (size_t c = 0; c < sizeof Ks / sizeof *Ks; c++)
+				if (check_case(Ms[a], Ns[b], Ks[c], (int)((a + b + c) % 2), (int)((a + c) % 2),
+					       (a + b) % 3))
+					return;
+}
+
+/* K past one chunk of the kernel's K loop (512), with a ragged end. */
+static void test_long_k(void)
+{
+	static const size_t Ks[] = { 511, 512, 513, 1100, 2048 };
+	for (size_t c = 0; c < sizeof Ks / sizeof *Ks; c++) {
+		if (check_case(13, 21, Ks[c], 0, 1, 1) || check_case(6, 4, Ks[c], 1, 1, 0)
+		    || check_case(7, 130, Ks[c], 1, 0, 2))
+			return;
+	}
+}
+
+/* Shapes of a text batch (the kernel's use), and rows past its limit (BLAS). */
+static void test_model_shapes(void)
+{
+	CHECK(check_case(97, 256, 512, 0, 1, 1) == 0);
+	CHECK(check_case(60, 128, 2048, 1, 1, 3) == 0);
+	CHECK(check_case(160, 70, 96, 1, 1, 0) == 0);
+	CHECK(check_case(161, 70, 96, 0, 1, 1) == 0);
+	CHECK(check_case(400, 33, 80, 1, 0, 0) == 0);
+}
+
+static void test_empty_is_a_no_op(void)
+{
+	float y[4] = { 1, 2, 3, 4 };
+	clip_gemm_tn(0, 4, 8, NULL, 8, NULL, 8, NULL, y, 4, 0.0f);
+	clip_gemm_tn(1, 0, 8, NULL, 8, NULL, 8, NULL, y, 4, 0.0f);
+	CHECK(y[0] == 1 && y[3] == 4);
+}
+
+int main(void)
+{
+	RUN(test_native_kernel_used_where_available);
+	RUN(test_tile_edges);
+	RUN(test_long_k);
+	RUN(test_model_shapes);
+	RUN(test_empty_is_a_no_op);
+	return harness_done();
+}
