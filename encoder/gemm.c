@@ -26,7 +26,7 @@
 
 #define MR 6      /* rows of x per tile */
 #define NR 4      /* rows of w per tile: 24 accumulators + 4 x vectors + 1 w vector of 32 registers */
-#define KC 512    /* K per chunk: NR weight rows = 8 KiB (L1) */
+#define KC 768    /* K per chunk: NR weight rows = 12 KiB (L1); 768 = a ViT-B row in one chunk */
 #define NATIVE_MAX_ROWS 160  /* more rows: OpenBLAS packs once for enough of them to pay (images) */
 #define MC 192    /* rows of x per block: MC x KC floats = 384 KiB (L2) */
 #define NC 64    /* rows of w per block: NC x KC floats = 256 KiB (L2) */

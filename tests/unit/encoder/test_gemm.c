@@ -108,10 +108,10 @@ static void test_tile_edges(void)
 					return;
 }
 
-/* K past one chunk of the kernel's K loop (512), with a ragged end. */
+/* K past one chunk of the kernel's K loop (768), with a ragged end. */
 static void test_long_k(void)
 {
-	static const size_t Ks[] = { 511, 512, 513, 1100, 2048 };
+	static const size_t Ks[] = { 511, 767, 768, 769, 1100, 3072 };
 	for (size_t c = 0; c < sizeof Ks / sizeof *Ks; c++) {
 		if (check_case(13, 21, Ks[c], 0, 1, 1) || check_case(6, 4, Ks[c], 1, 1, 0)
 		    || check_case(7, 130, Ks[c], 1, 0, 2))
