@@ -364,6 +364,10 @@ struct pass {
 	const int *pool_row;            /* per sequence: the row its output is read from */
 	struct pass *pool;              /* the last layer past attention: pooled rows only */
 	int causal;
+	/* texts whose first row is cached (clip_model.prefix_kv): [layers][2][W];
+	 * the current layer's cached key and value; NULL otherwise */
+	const float *prefix_kv;
+	const float *prefix_k, *prefix_v;
 	float *scores;                  /* per thread: scores_stride floats */
 	size_t scores_stride;
 	/* LayerNorm task parameters */
@@ -406,12 +410,29 @@ static void attn_unit(struct pass *p, float *S, size_t s, size_t head)
 	const float *K = p->k + off * W + head * d;
 	const float *V = p->v + off * W + head * d;
 	float *O = p->a + off * W + head * d;
-	/* S = Q K^T (the scale goes into the softmax) */
-	clip_gemm_tn(L, L, d, Q, W, K, W, NULL, S, L, 0.0f);
+	if (!p->prefix_k) {
+		/* S = Q K^T (the scale goes into the softmax) */
+		clip_gemm_tn(L, L, d, Q, W, K, W, NULL, S, L, 0.0f);
+		for (size_t r = 0; r < L; r++)
+			softmax(S + r * L, p->causal ? r + 1 : L, L, scale);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)L, (int)d, (int)L, 1.0f, S, (int)L, V,
+			    (int)W, 0.0f, O, (int)W);
+		return;
+	}
+	/* A cached first row: key column 0 of S, the sequence's own rows after */
+	const float *k0 = p->prefix_k + head * d, *v0 = p->prefix_v + head * d;
+	size_t ls = L + 1;
+	clip_gemm_tn(L, 1, d, Q, W, k0, d, NULL, S, ls, 0.0f);
+	clip_gemm_tn(L, L, d, Q, W, K, W, NULL, S + 1, ls, 0.0f);
 	for (size_t r = 0; r < L; r++)
-		softmax(S + r * L, p->causal ? r + 1 : L, L, scale);
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)L, (int)d, (int)L, 1.0f, S, (int)L, V,
+		softmax(S + r * ls, p->causal ? r + 2 : ls, ls, scale);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)L, (int)d, (int)L, 1.0f, S + 1, (int)ls, V,
 		    (int)W, 0.0f, O, (int)W);
+	for (size_t r = 0; r < L; r++) {
+		float w0 = S[r * ls];
+		for (size_t c = 0; c < d; c++)
+			O[r * W + c] += w0 * v0[c];
+	}
 }
 
 static void task_qkv(void *arg, int i, int n)
@@ -505,11 +526,18 @@ static void task_attn_pool(void *arg, int i, int n)
 	split(p->n_seq * H, i, n, 1, &lo, &hi);
 	for (size_t u = lo; u < hi; u++) {
 		size_t s = u / H, head = u % H;
-		size_t off = (size_t)p->seq_off[s], L = (size_t)p->seq_len[s];
-		clip_gemm_tn(1, L, d, pp->q + s * W + head * d, W, p->k + off * W + head * d, W, NULL, S, L, 0.0f);
-		softmax(S, L, L, scale);
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 1, (int)d, (int)L, 1.0f, S, (int)L,
-			    p->v + off * W + head * d, (int)W, 0.0f, pp->a + s * W + head * d, (int)W);
+		size_t off = (size_t)p->seq_off[s], L = (size_t)p->seq_len[s], pre = p->prefix_k ? 1 : 0;
+		const float *q = pp->q + s * W + head * d;
+		float *o = pp->a + s * W + head * d;
+		if (pre)
+			clip_gemm_tn(1, 1, d, q, W, p->prefix_k + head * d, d, NULL, S, 1, 0.0f);
+		clip_gemm_tn(1, L, d, q, W, p->k + off * W + head * d, W, NULL, S + pre, L + pre, 0.0f);
+		softmax(S, L + pre, L + pre, scale);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 1, (int)d, (int)L, 1.0f, S + pre, (int)L,
+			    p->v + off * W + head * d, (int)W, 0.0f, o, (int)W);
+		if (pre)
+			for (size_t c = 0; c < d; c++)
+				o[c] += S[0] * p->prefix_v[head * d + c];
 	}
 }
 
@@ -524,6 +552,13 @@ static void run_ln(struct clip_team *team, struct pass *p, const float *in, floa
 	clip_team_run(team, task_ln, p);
 }
 
+static void set_prefix(struct pass *p, int li)
+{
+	size_t W = (size_t)p->A->width;
+	p->prefix_k = p->prefix_kv ? p->prefix_kv + (size_t)li * 2 * W : NULL;
+	p->prefix_v = p->prefix_kv ? p->prefix_k + W : NULL;
+}
+
 /*
  * The tower's layers over p->M rows of p->x. The last layer computes past
  * its attention only the pooled rows (one per sequence), into p->pool: its
@@ -536,6 +571,7 @@ static void run_layers(struct clip_team *team, struct pass *p, const struct clip
 	int last = p->A->layers - 1;
 	for (int li = 0; li < last; li++) {
 		p->l = &layers[li];
+		set_prefix(p, li);
 		if (!p->hs)
 			run_ln(team, p, p->x, p->h, p->l->ln1_w, p->l->ln1_b);
 		if (p->fuse_heads) {
@@ -551,6 +587,7 @@ static void run_layers(struct clip_team *team, struct pass *p, const struct clip
 		clip_team_run(team, task_fc2, p);
 	}
 	p->l = pp->l = &layers[last];
+	set_prefix(p, last);
 	run_ln(team, p, p->x, p->h, p->l->ln1_w, p->l->ln1_b);
 	for (size_t s = 0; s < p->n_seq; s++) {
 		memcpy(pp->x + s * W, p->x + (size_t)p->pool_row[s] * W, W * sizeof *pp->x);
@@ -758,7 +795,7 @@ struct txt_embed {
 	const clip_model *m;
 	const int32_t *const *ids;
 	const int *off, *len;
-	size_t n;
+	size_t n, skip;   /* rows of a text start at its token `skip` */
 	float *x;
 };
 
@@ -770,8 +807,8 @@ static void task_tok_embed(void *arg, int i, int n)
 	for (size_t s = lo; s < hi; s++) {
 		for (size_t j = 0; j < (size_t)e->len[s]; j++) {
 			float *x = e->x + ((size_t)e->off[s] + j) * W;
-			const float *tok = e->m->tok_emb + (size_t)e->ids[s][j] * W;
-			const float *pos = e->m->txt_pos + j * W;
+			const float *tok = e->m->tok_emb + (size_t)e->ids[s][j + e->skip] * W;
+			const float *pos = e->m->txt_pos + (j + e->skip) * W;
 			for (size_t c = 0; c < W; c++)
 				x[c] = tok[c] + pos[c];
 		}
@@ -786,30 +823,79 @@ static void text_chunk(const clip_model *m, struct clip_team *team, struct clip_
 	const struct clip_arch *a = &m->arch;
 	size_t W = (size_t)a->text.width, F = (size_t)a->text.mlp, Lmax = 0;
 	int nth = clip_team_size(team);
+	/* texts that all start with the cached first row skip it */
+	size_t skip = m->prefix_kv ? 1 : 0;
+	for (size_t s = 0; s < n && skip; s++)
+		if (lens[s] < 2 || ids[s][0] != m->prefix_id)
+			skip = 0;
+	M -= skip * n;
 	for (size_t s = 0; s < n; s++)
-		Lmax = (size_t)lens[s] > Lmax ? (size_t)lens[s] : Lmax;
+		Lmax = (size_t)lens[s] - skip > Lmax ? (size_t)lens[s] - skip : Lmax;
 	struct pass p = { .A = &a->text, .M = M, .n_seq = n, .causal = 1 }, pp = { 0 };
-	size_t need = layout(&p, &pp, NULL, M, n, W, F, M * F, Lmax * Lmax, nth);
+	size_t scores = Lmax * (Lmax + skip);
+	size_t need = layout(&p, &pp, NULL, M, n, W, F, M * F, scores, nth);
 	if ((*rc = work_reserve(w, need, 3 * n, err)))
 		return;
-	layout(&p, &pp, w->buf, M, n, W, F, M * F, Lmax * Lmax, nth);
+	layout(&p, &pp, w->buf, M, n, W, F, M * F, scores, nth);
+	p.prefix_kv = skip ? m->prefix_kv : NULL;
 	int *off = w->ints, *len = w->ints + n, *pool = w->ints + 2 * n;
 	size_t r = 0;
 	for (size_t s = 0; s < n; s++) {
 		off[s] = (int)r;
-		len[s] = lens[s];
-		r += (size_t)lens[s];
+		len[s] = lens[s] - (int)skip;
+		r += (size_t)len[s];
 		pool[s] = (int)r - 1;  /* the end token, the text's last row */
 	}
 	p.seq_off = off;
 	p.seq_len = len;
 	p.pool_row = pool;
-	struct txt_embed e = { .m = m, .ids = ids, .off = off, .len = len, .n = n, .x = p.x };
+	struct txt_embed e = { .m = m, .ids = ids, .off = off, .len = len, .n = n, .skip = skip, .x = p.x };
 	clip_team_run(team, task_tok_embed, &e);
 	run_layers(team, &p, m->txt_layers);
 	for (size_t s = 0; s < n; s++)
 		layer_norm(pp.x + s * W, pp.h + s * W, W, m->ln_final_w, m->ln_final_b, a->text.eps);
 	project(pp.h, n, W, m->txt_proj, m->txt_proj_t, (size_t)a->embed_dim, out);
+}
+
+/*
+ * The first row of a text that starts with token id: at position 0 under
+ * the causal mask it attends to itself alone (its attention output is its
+ * value), so it is the same in every such text. Its key and value at each
+ * layer, for text_chunk to use instead of computing the row again.
+ */
+int clip_forward_prefix(clip_model *m, int32_t id, clip_error *err)
+{
+	const struct clip_tower_arch *A = &m->arch.text;
+	size_t W = (size_t)A->width, F = (size_t)A->mlp, L = (size_t)A->layers;
+	enum act act = A->quick_gelu ? ACT_QUICK_GELU : ACT_GELU;
+	if (id < 0 || id >= m->arch.vocab_size || L == 0)
+		return clip_fail(err, CLIP_ERR_INVALID, "prefix token %d outside the vocabulary", (int)id);
+	float *kv = malloc(L * 2 * W * sizeof *kv), *x = malloc((2 * W + F) * sizeof *x);
+	if (!kv || !x) {
+		free(kv);
+		free(x);
+		return clip_fail(err, CLIP_ERR_NOMEM, "out of memory");
+	}
+	float *h = x + W, *f = h + W;
+	for (size_t c = 0; c < W; c++)
+		x[c] = m->tok_emb[(size_t)id * W + c] + m->txt_pos[c];
+	for (size_t li = 0; li < L; li++) {
+		const struct clip_layer *l = &m->txt_layers[li];
+		float *k = kv + li * 2 * W, *v = k + W;
+		layer_norm(x, h, W, l->ln1_w, l->ln1_b, A->eps);
+		linear_cols(1, W, h, W, l->k_w, l->k_b, k, W, 0, W, 0.0f, ACT_NONE);
+		linear_cols(1, W, h, W, l->v_w, l->v_b, v, W, 0, W, 0.0f, ACT_NONE);
+		if (li + 1 == L)
+			break;
+		linear_cols(1, W, v, W, l->o_w, l->o_b, x, W, 0, W, 1.0f, ACT_NONE);
+		layer_norm(x, h, W, l->ln2_w, l->ln2_b, A->eps);
+		linear_cols(1, W, h, W, l->fc1_w, l->fc1_b, f, F, 0, F, 0.0f, act);
+		linear_cols(1, F, f, F, l->fc2_w, l->fc2_b, x, W, 0, W, 1.0f, ACT_NONE);
+	}
+	free(x);
+	m->prefix_kv = kv;
+	m->prefix_id = id;
+	return 0;
 }
 
 int clip_forward_tokens(const clip_model *m, struct clip_team *team, struct clip_work *w,

@@ -18,6 +18,7 @@
 #include <cJSON.h>
 
 #include "internal.h"
+#include "forward.h"
 #include "model.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -763,6 +764,11 @@ int clip_model_load(const char *dir, const struct clip_params *params, clip_mode
 	}
 	if ((rc = clip_tokenizer_load(dir, &m->tok, err)))
 		goto out;
+	/* The start token every text begins with: the ids of "" are [start, end]. */
+	int32_t ids[2];
+	size_t n_ids = 0;
+	if ((rc = clip_tokenize(m->tok, "", 0, ids, 2, &n_ids, err)) || (rc = clip_forward_prefix(m, ids[0], err)))
+		goto out;
 	*out = m;
 	m = NULL;
 	rc = 0;
@@ -776,6 +782,7 @@ void clip_model_free(clip_model *m)
 	if (!m)
 		return;
 	clip_tokenizer_free(m->tok);
+	free(m->prefix_kv);
 	for (size_t i = 0; i < m->n_owned; i++)
 		free(m->owned[i]);
 	free(m->owned);

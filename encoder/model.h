@@ -75,6 +75,13 @@ struct clip_model {
 
 	float logit_scale;              /* exp of the stored value */
 
+	/* The text tower's first row, which the causal mask makes the same in
+	 * every text (the start token at position 0): its key and value at
+	 * each layer, [layers][2][W], computed once at load; texts that start
+	 * with prefix_id skip that row. NULL: none. */
+	float *prefix_kv;
+	int32_t prefix_id;
+
 	/* ownership */
 	struct st_file **shards;
 	size_t n_shards;

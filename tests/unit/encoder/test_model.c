@@ -276,6 +276,60 @@ static void test_batches_chunks_threads_agree(void)
 	check_batch_invariance(OC_DIR);
 }
 
+/* Texts that start with the start token skip their first row (its key and
+ * value are cached at load); a chunk with a text that does not start so is
+ * computed whole. Both give the same vectors. */
+static void check_prefix_paths(const char *dir)
+{
+	clip_model *m = load(dir);
+	clip_ctx *ctx = NULL;
+	clip_error err = { 0 };
+	REQUIRE(m != NULL);
+	REQUIRE(clip_ctx_new(m, 2, &ctx, &err) == 0);
+	const clip_tokenizer *tok = clip_model_tokenizer(m);
+	size_t dim = clip_model_dim(m);
+	int32_t a[77], b[77];
+	size_t na = 0, nb = 0;
+	REQUIRE(clip_tokenize(tok, "a photo of a red bicycle", 24, a, 77, &na, &err) == 0);
+	REQUIRE(clip_tokenize(tok, "two dogs", 8, b + 1, 76, &nb, &err) == 0);
+	b[0] = b[2];   /* starts with a word, not the start token */
+	nb++;
+	float *alone = malloc(dim * sizeof *alone), *mixed = malloc(2 * dim * sizeof *mixed);
+	REQUIRE(alone && mixed);
+	const int32_t *one[1] = { a }, *two[2] = { a, b };
+	size_t n1[1] = { na }, n2[2] = { na, nb };
+	CHECK(clip_encode_tokens(ctx, one, n1, 1, alone, dim, &err) == 0);
+	CHECK(clip_encode_tokens(ctx, two, n2, 2, mixed, 2 * dim, &err) == 0);
+	double dot = 0, aa = 0, mm = 0;
+	for (size_t i = 0; i < dim; i++) {
+		dot += (double)alone[i] * mixed[i];
+		aa += (double)alone[i] * alone[i];
+		mm += (double)mixed[i] * mixed[i];
+	}
+	CHECK(dot / sqrt(aa * mm) >= 1 - 1e-9);
+	/* and the text that does not start with the start token is not the same as with it */
+	float *with = malloc(dim * sizeof *with);
+	REQUIRE(with != NULL);
+	b[0] = a[0];
+	const int32_t *wb[1] = { b };
+	CHECK(clip_encode_tokens(ctx, wb, &nb, 1, with, dim, &err) == 0);
+	double diff = 0;
+	for (size_t i = 0; i < dim; i++)
+		diff += fabs((double)with[i] - mixed[dim + i]);
+	CHECK(diff > 1e-3);
+	free(alone);
+	free(mixed);
+	free(with);
+	clip_ctx_free(ctx);
+	clip_model_free(m);
+}
+
+static void test_cached_first_row_matches_full_pass(void)
+{
+	check_prefix_paths(HF_DIR);
+	check_prefix_paths(OC_DIR);
+}
+
 /* Encode the first golden images and texts with the model in dir. */
 static int encode_some(const char *dir, float *out, size_t n)
 {
@@ -469,6 +523,7 @@ int main(void)
 	RUN(test_openclip_goldens);
 	RUN(test_goldens_with_two_threads);
 	RUN(test_batches_chunks_threads_agree);
+	RUN(test_cached_first_row_matches_full_pass);
 	RUN(test_misaligned_weights_give_same_vectors);
 	RUN(test_sharded_checkpoint);
 	RUN(test_model_metadata);
