@@ -247,8 +247,7 @@ void clip_gemm_tn(size_t M, size_t N, size_t K, const float *x, size_t ldx, cons
 			if (beta == 0.0f)
 				memcpy(yr, bias, N * sizeof *yr);
 			else
-				for (size_t j = 0; j < N; j++)
-					yr[j] += bias[j];
+				cblas_saxpy((int)N, 1.0f, bias, 1, yr, 1);
 		}
 		beta = 1.0f;
 	}
