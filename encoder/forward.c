@@ -410,29 +410,19 @@ static void attn_unit(struct pass *p, float *S, size_t s, size_t head)
 	const float *K = p->k + off * W + head * d;
 	const float *V = p->v + off * W + head * d;
 	float *O = p->a + off * W + head * d;
-	if (!p->prefix_k) {
-		/* S = Q K^T (the scale goes into the softmax) */
-		clip_gemm_tn(L, L, d, Q, W, K, W, NULL, S, L, 0.0f);
-		for (size_t r = 0; r < L; r++)
-			softmax(S + r * L, p->causal ? r + 1 : L, L, scale);
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)L, (int)d, (int)L, 1.0f, S, (int)L, V,
-			    (int)W, 0.0f, O, (int)W);
-		return;
-	}
-	/* A cached first row: key column 0 of S, the sequence's own rows after */
-	const float *k0 = p->prefix_k + head * d, *v0 = p->prefix_v + head * d;
-	size_t ls = L + 1;
-	clip_gemm_tn(L, 1, d, Q, W, k0, d, NULL, S, ls, 0.0f);
-	clip_gemm_tn(L, L, d, Q, W, K, W, NULL, S + 1, ls, 0.0f);
+	/* S = Q K^T (the scale goes into the softmax); with a cached first
+	 * row (pre = 1) its key is column 0 and the sequence's own rows follow */
+	size_t pre = p->prefix_k ? 1 : 0, ls = L + pre;
+	if (pre)
+		clip_gemm_tn(L, 1, d, Q, W, p->prefix_k + head * d, d, NULL, S, ls, 0.0f);
+	clip_gemm_tn(L, L, d, Q, W, K, W, NULL, S + pre, ls, 0.0f);
 	for (size_t r = 0; r < L; r++)
-		softmax(S + r * ls, p->causal ? r + 2 : ls, ls, scale);
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)L, (int)d, (int)L, 1.0f, S + 1, (int)ls, V,
+		softmax(S + r * ls, p->causal ? r + 1 + pre : ls, ls, scale);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)L, (int)d, (int)L, 1.0f, S + pre, (int)ls, V,
 		    (int)W, 0.0f, O, (int)W);
-	for (size_t r = 0; r < L; r++) {
-		float w0 = S[r * ls];
-		for (size_t c = 0; c < d; c++)
-			O[r * W + c] += w0 * v0[c];
-	}
+	if (pre)
+		for (size_t r = 0; r < L; r++)
+			cblas_saxpy((int)d, S[r * ls], p->prefix_v + head * d, 1, O + r * W, 1);
 }
 
 static void task_qkv(void *arg, int i, int n)
@@ -536,8 +526,7 @@ static void task_attn_pool(void *arg, int i, int n)
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 1, (int)d, (int)L, 1.0f, S + pre, (int)L,
 			    p->v + off * W + head * d, (int)W, 0.0f, o, (int)W);
 		if (pre)
-			for (size_t c = 0; c < d; c++)
-				o[c] += S[0] * p->prefix_v[head * d + c];
+			cblas_saxpy((int)d, S[0], p->prefix_v + head * d, 1, o, 1);
 	}
 }
 

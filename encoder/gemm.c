@@ -7,8 +7,8 @@
  * each x and w vector once per tile and step (MR + NR loads for MR x NR
  * fused multiply-adds); at the end of the walk each row's NR accumulators
  * fold into NR sums with one transposing reduction. K goes in chunks of
- * KC, so the NR weight rows of a tile sit in L1 while every row block of x
- * passes them (from L2, MC rows at a time). Any K: the last step of a walk
+ * KC, so the NR weight rows of a tile sit in L1 while every row of x
+ * passes them (from L2: at most NATIVE_MAX_ROWS rows come here). Any K: the last step of a walk
  * loads under a mask. Any M and N: the edge tiles are the same code with
  * smaller MR, NR constants.
  */
@@ -28,7 +28,6 @@
 #define NR 4      /* rows of w per tile: 24 accumulators + 4 x vectors + 1 w vector of 32 registers */
 #define KC 768    /* K per chunk: NR weight rows = 12 KiB (L1); 768 = a ViT-B row in one chunk */
 #define NATIVE_MAX_ROWS 160  /* more rows: OpenBLAS packs once for enough of them to pay (images) */
-#define MC 192    /* rows of x per block: MC x KC floats = 384 KiB (L2) */
 #define NC 64    /* rows of w per block: NC x KC floats = 256 KiB (L2) */
 
 #if HAVE_AVX512_KERNEL
@@ -160,16 +159,13 @@ static inline TARGET void pf_step(struct pf *p, size_t lines)
 	}
 }
 
-/* The weight block to prefetch while block (k0, n0) of row block m0 runs:
- * the next in the loop order k0, m0, n0. */
-static struct pf next_block(size_t M, size_t N, size_t K, const float *w, size_t ldw, size_t k0, size_t m0,
-			    size_t n0)
+/* The weight block to prefetch while block (k0, n0) runs: the next in the
+ * loop order k0, n0. */
+static struct pf next_block(size_t N, size_t K, const float *w, size_t ldw, size_t k0, size_t n0)
 {
 	struct pf p = { 0 };
 	if (n0 + NC < N) {
 		n0 += NC;
-	} else if (m0 + MC < M) {
-		n0 = 0;
 	} else if (k0 + KC < K) {
 		n0 = 0;
 		k0 += KC;
@@ -187,30 +183,28 @@ static struct pf next_block(size_t M, size_t N, size_t K, const float *w, size_t
 static TARGET void gemm_avx512(size_t M, size_t N, size_t K, const float *x, size_t ldx, const float *w,
 			       size_t ldw, const float *bias, float *y, size_t ldy, float beta)
 {
+	size_t m_tiles = (M + MR - 1) / MR;
 	for (size_t k0 = 0; k0 < K; k0 += KC) {
 		size_t kc = K - k0 < KC ? K - k0 : KC;
 		int add = beta != 0.0f || k0 > 0;
-		for (size_t m0 = 0; m0 < M; m0 += MC) {
-			size_t mc = M - m0 < MC ? M - m0 : MC, m_tiles = (mc + MR - 1) / MR;
-			for (size_t n0 = 0; n0 < N; n0 += NC) {
-				size_t nc = N - n0 < NC ? N - n0 : NC;
-				struct pf next = next_block(M, N, K, w, ldw, k0, m0, n0);
-				size_t tiles = m_tiles * ((nc + NR - 1) / NR);
-				size_t per_tile = (next.rows * ((next.row_bytes + 63) / 64) + tiles - 1) / tiles;
-				for (size_t i0 = m0; i0 < m0 + mc; i0 += MR) {
-					int mr = m0 + mc - i0 < MR ? (int)(m0 + mc - i0) : MR;
-					const float *xb = x + i0 * ldx + k0;
-					for (size_t j0 = n0; j0 < n0 + nc; j0 += NR) {
-						int nr = n0 + nc - j0 < NR ? (int)(n0 + nc - j0) : NR;
-						const float *wb = w + j0 * ldw + k0;
-						float *yb = y + i0 * ldy + j0;
-						const float *bb = bias && k0 == 0 ? bias + j0 : NULL;
-						pf_step(&next, per_tile);
-						if (mr == MR && nr == NR)
-							tile(MR, NR, kc, xb, ldx, wb, ldw, bb, yb, ldy, add);
-						else
-							tile_any(mr, nr, kc, xb, ldx, wb, ldw, bb, yb, ldy, add);
-					}
+		for (size_t n0 = 0; n0 < N; n0 += NC) {
+			size_t nc = N - n0 < NC ? N - n0 : NC;
+			struct pf next = next_block(N, K, w, ldw, k0, n0);
+			size_t tiles = m_tiles * ((nc + NR - 1) / NR);
+			size_t per_tile = (next.rows * ((next.row_bytes + 63) / 64) + tiles - 1) / tiles;
+			for (size_t i0 = 0; i0 < M; i0 += MR) {
+				int mr = M - i0 < MR ? (int)(M - i0) : MR;
+				const float *xb = x + i0 * ldx + k0;
+				for (size_t j0 = n0; j0 < n0 + nc; j0 += NR) {
+					int nr = n0 + nc - j0 < NR ? (int)(n0 + nc - j0) : NR;
+					const float *wb = w + j0 * ldw + k0;
+					float *yb = y + i0 * ldy + j0;
+					const float *bb = bias && k0 == 0 ? bias + j0 : NULL;
+					pf_step(&next, per_tile);
+					if (mr == MR && nr == NR)
+						tile(MR, NR, kc, xb, ldx, wb, ldw, bb, yb, ldy, add);
+					else
+						tile_any(mr, nr, kc, xb, ldx, wb, ldw, bb, yb, ldy, add);
 				}
 			}
 		}

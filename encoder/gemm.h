@@ -8,7 +8,9 @@
  * beats OpenBLAS 0.3.21 where a forward pass spends its time: OpenBLAS
  * packs the whole weight matrix into a buffer on every call, a second pass
  * over memory that costs as much as the arithmetic when a text batch has
- * a hundred rows (README, "Encoder"). Elsewhere it calls cblas_sgemm.
+ * a hundred rows (README, "Encoder"). For more than 160 rows (image batches,
+where OpenBLAS's packing pays for itself) and elsewhere it calls
+cblas_sgemm.
  */
 #ifndef CLIPD_GEMM_H
 #define CLIPD_GEMM_H

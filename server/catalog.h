@@ -234,7 +234,6 @@ void catalog_results_free(struct catalog_results *r);
 int catalog_search(catalog *c, const struct catalog_query *q, struct catalog_results *out,
 		   store_error *err);
 
-/* Images like image id (itself excluded): q's vec and dim are ignored. */
 /*
  * The index part of several plain searches at once, ahead of their
  * catalog_search calls: an exact index scores all of them in one pass over
@@ -254,6 +253,7 @@ int catalog_prefetch(catalog *c, const struct catalog_query *qs, size_t nq, stru
 		     store_error *err);
 void catalog_prefetch_clear(struct catalog_prefetch *p);
 
+/* Images like image id (itself excluded): q's vec and dim are ignored. */
 int catalog_similar(catalog *c, int64_t id, const struct catalog_query *q,
 		    struct catalog_results *out, store_error *err);
 

@@ -142,6 +142,12 @@ out:
 	return rc;
 }
 
+/* Filters on metadata or time: the exact scan or an over-fetch, not a plain top k. */
+static int is_filtered(const struct catalog_query *q)
+{
+	return q->n_filters > 0 || q->has_after || q->has_before;
+}
+
 static int index_search(catalog *c, const float *q, size_t kk, float *scores, int64_t *ids,
 			size_t *n, int *exact, store_error *err)
 {
@@ -175,7 +181,7 @@ int catalog_search(catalog *c, const struct catalog_query *q, struct catalog_res
 	};
 	if ((rc = store_check_selection(&sel, err)) != 0)
 		return rc;
-	int filtered = q->n_filters > 0 || q->has_after || q->has_before;
+	int filtered = is_filtered(q);
 	size_t dim = c->model.dim, k = q->k;
 	size_t kk = filtered ? k * OVERFETCH_FACTOR : k + (q->exclude_id ? 1 : 0);
 	if (kk < OVERFETCH_MIN && filtered)
@@ -300,8 +306,7 @@ int catalog_prefetch(catalog *c, const struct catalog_query *qs, size_t nq, stru
 	}
 	for (size_t i = 0; i < nq; i++) {
 		const struct catalog_query *q = &qs[i];
-		if (!q->vec || q->dim != dim || q->k < 1 || q->k > CATALOG_MAX_K || q->n_filters || q->has_after
-		    || q->has_before || q->exclude_id)
+		if (!q->vec || q->dim != dim || q->k < 1 || q->k > CATALOG_MAX_K || is_filtered(q) || q->exclude_id)
 			continue;
 		if (cat_normalize(q->vec, dim, qv + m * dim, NULL) != 0)
 			continue;
