@@ -1,8 +1,9 @@
 /*
- * forward.c - the CLIP vision and text transformers: matrix products
- * through cblas_sgemm or clip_gemm_tn (gemm.h: its own kernel for mid-sized
- * products on AVX-512), LayerNorm, softmax and the activations in float32
- * with vector kernels of our own, each step split across the ctx's team.
+ * forward.c - the CLIP vision and text transformers: the linear layers
+ * through clip_gemm_packed (weights packed at load, on AVX-512) or else
+ * cblas_sgemm / clip_gemm_tn (gemm.h), LayerNorm, softmax and the
+ * activations in float32 with vector kernels of our own, each step split
+ * across the ctx's team.
  *
  * Rows are tokens: an image is 1 + grid^2 rows (class token first), a text
  * is its ids up to and including the end token (the causal mask makes
@@ -271,7 +272,7 @@ static void softmax(float *row, size_t n, size_t len, float scale)
 
 /* ---- work splitting ----------------------------------------------------- */
 
-#define COL_ALIGN 16  /* columns per thread come in blocks of 16 (one vector) */
+#define COL_ALIGN 32  /* columns per thread come in blocks of 32 (one packed panel) */
 
 /* [*lo, *hi) of n items for thread idx of nth, in blocks of `align`. */
 static void split(size_t n, int idx, int nth, size_t align, size_t *lo, size_t *hi)
@@ -311,12 +312,20 @@ static size_t column_block(size_t M, size_t K)
 /*
  * Columns [n0, n1) of y[M, N] (row stride ldy) = beta * y + x[M, K] W^T + b,
  * W being [N, K] row-major (nn.Linear), then the activation; beta is 0 or 1.
+ * With wp (W packed at load, gemm.h) the packed kernel computes it.
  */
-static void linear_cols(size_t M, size_t K, const float *x, size_t ldx, const float *w, const float *b,
-			float *y, size_t ldy, size_t n0, size_t n1, float beta, enum act act)
+static void linear_cols(size_t M, size_t K, const float *x, size_t ldx, const float *w, const float *wp,
+			const float *b, float *y, size_t ldy, size_t n0, size_t n1, float beta, enum act act)
 {
 	if (n1 <= n0 || M == 0)
 		return;
+	if (wp) {
+		clip_gemm_packed(M, K, x, ldx, wp, b, y, ldy, n0, n1, beta);
+		if (act != ACT_NONE)
+			for (size_t r = 0; r < M; r++)
+				act_only(y + r * ldy + n0, n1 - n0, act);
+		return;
+	}
 	size_t nc = column_block(M, K);
 	if (nc == SIZE_MAX) {
 		clip_gemm_tn(M, n1 - n0, K, x, ldx, w + n0 * K, K, b + n0, y + n0, ldy, beta);
@@ -432,9 +441,9 @@ static void task_qkv(void *arg, int i, int n)
 	size_t W = (size_t)p->A->width, lo, hi;
 	const float *h = norm_in(p, i, l->ln1_w, l->ln1_b);
 	split(W, i, n, COL_ALIGN, &lo, &hi);
-	linear_cols(p->M, W, h, W, l->q_w, l->q_b, p->q, W, lo, hi, 0.0f, ACT_NONE);
-	linear_cols(p->M, W, h, W, l->k_w, l->k_b, p->k, W, lo, hi, 0.0f, ACT_NONE);
-	linear_cols(p->M, W, h, W, l->v_w, l->v_b, p->v, W, lo, hi, 0.0f, ACT_NONE);
+	linear_cols(p->M, W, h, W, l->q_w, l->q_p, l->q_b, p->q, W, lo, hi, 0.0f, ACT_NONE);
+	linear_cols(p->M, W, h, W, l->k_w, l->k_p, l->k_b, p->k, W, lo, hi, 0.0f, ACT_NONE);
+	linear_cols(p->M, W, h, W, l->v_w, l->v_p, l->v_b, p->v, W, lo, hi, 0.0f, ACT_NONE);
 }
 
 static void task_attn(void *arg, int i, int n)
@@ -458,9 +467,9 @@ static void task_qkv_attn(void *arg, int i, int n)
 	float *S = p->scores + (size_t)i * p->scores_stride;
 	const float *h = norm_in(p, i, l->ln1_w, l->ln1_b);
 	split(H, i, n, 1, &h0, &h1);
-	linear_cols(p->M, W, h, W, l->q_w, l->q_b, p->q, W, h0 * d, h1 * d, 0.0f, ACT_NONE);
-	linear_cols(p->M, W, h, W, l->k_w, l->k_b, p->k, W, h0 * d, h1 * d, 0.0f, ACT_NONE);
-	linear_cols(p->M, W, h, W, l->v_w, l->v_b, p->v, W, h0 * d, h1 * d, 0.0f, ACT_NONE);
+	linear_cols(p->M, W, h, W, l->q_w, l->q_p, l->q_b, p->q, W, h0 * d, h1 * d, 0.0f, ACT_NONE);
+	linear_cols(p->M, W, h, W, l->k_w, l->k_p, l->k_b, p->k, W, h0 * d, h1 * d, 0.0f, ACT_NONE);
+	linear_cols(p->M, W, h, W, l->v_w, l->v_p, l->v_b, p->v, W, h0 * d, h1 * d, 0.0f, ACT_NONE);
 	for (size_t s = 0; s < p->n_seq; s++)
 		for (size_t head = h0; head < h1; head++)
 			attn_unit(p, S, s, head);
@@ -471,7 +480,7 @@ static void task_out(void *arg, int i, int n)
 	struct pass *p = arg;
 	size_t W = (size_t)p->A->width, lo, hi;
 	split(W, i, n, COL_ALIGN, &lo, &hi);
-	linear_cols(p->M, W, p->a, W, p->l->o_w, p->l->o_b, p->x, W, lo, hi, 1.0f, ACT_NONE);
+	linear_cols(p->M, W, p->a, W, p->l->o_w, p->l->o_p, p->l->o_b, p->x, W, lo, hi, 1.0f, ACT_NONE);
 }
 
 static void task_fc1(void *arg, int i, int n)
@@ -480,7 +489,7 @@ static void task_fc1(void *arg, int i, int n)
 	size_t W = (size_t)p->A->width, F = (size_t)p->A->mlp, lo, hi;
 	const float *h = norm_in(p, i, p->l->ln2_w, p->l->ln2_b);
 	split(F, i, n, COL_ALIGN, &lo, &hi);
-	linear_cols(p->M, W, h, W, p->l->fc1_w, p->l->fc1_b, p->f, F, lo, hi, 0.0f,
+	linear_cols(p->M, W, h, W, p->l->fc1_w, p->l->fc1_p, p->l->fc1_b, p->f, F, lo, hi, 0.0f,
 		    p->A->quick_gelu ? ACT_QUICK_GELU : ACT_GELU);
 }
 
@@ -489,7 +498,7 @@ static void task_fc2(void *arg, int i, int n)
 	struct pass *p = arg;
 	size_t W = (size_t)p->A->width, F = (size_t)p->A->mlp, lo, hi;
 	split(W, i, n, COL_ALIGN, &lo, &hi);
-	linear_cols(p->M, F, p->f, F, p->l->fc2_w, p->l->fc2_b, p->x, W, lo, hi, 1.0f, ACT_NONE);
+	linear_cols(p->M, F, p->f, F, p->l->fc2_w, p->l->fc2_p, p->l->fc2_b, p->x, W, lo, hi, 1.0f, ACT_NONE);
 }
 
 /* Last layer: K and V for every row, Q only for the pooled rows. */
@@ -499,9 +508,9 @@ static void task_kv_q(void *arg, int i, int n)
 	const struct clip_layer *l = p->l;
 	size_t W = (size_t)p->A->width, lo, hi;
 	split(W, i, n, COL_ALIGN, &lo, &hi);
-	linear_cols(p->M, W, p->h, W, l->k_w, l->k_b, p->k, W, lo, hi, 0.0f, ACT_NONE);
-	linear_cols(p->M, W, p->h, W, l->v_w, l->v_b, p->v, W, lo, hi, 0.0f, ACT_NONE);
-	linear_cols(pp->M, W, pp->h, W, l->q_w, l->q_b, pp->q, W, lo, hi, 0.0f, ACT_NONE);
+	linear_cols(p->M, W, p->h, W, l->k_w, l->k_p, l->k_b, p->k, W, lo, hi, 0.0f, ACT_NONE);
+	linear_cols(p->M, W, p->h, W, l->v_w, l->v_p, l->v_b, p->v, W, lo, hi, 0.0f, ACT_NONE);
+	linear_cols(pp->M, W, pp->h, W, l->q_w, l->q_p, l->q_b, pp->q, W, lo, hi, 0.0f, ACT_NONE);
 }
 
 /* Last layer: attention of each sequence's pooled row over all its rows
@@ -724,9 +733,14 @@ static void task_patch_gemm(void *arg, int i, int n)
 	split(W, i, n, COL_ALIGN, &lo, &hi);
 	if (hi <= lo)
 		return;
-	for (size_t b = 0; b < e->B; b++)
-		clip_gemm_tn(G2, hi - lo, K, e->patches + b * G2 * K, K, e->m->patch_w + lo * K, K, NULL,
-			     e->x + (b * e->T + 1) * W + lo, W, 1.0f);
+	for (size_t b = 0; b < e->B; b++) {
+		float *y = e->x + (b * e->T + 1) * W;
+		if (e->m->patch_p)
+			clip_gemm_packed(G2, K, e->patches + b * G2 * K, K, e->m->patch_p, NULL, y, W, lo, hi, 1.0f);
+		else
+			clip_gemm_tn(G2, hi - lo, K, e->patches + b * G2 * K, K, e->m->patch_w + lo * K, K, NULL,
+				     y + lo, W, 1.0f);
+	}
 }
 
 static void vision_chunk(const clip_model *m, struct clip_team *team, struct clip_work *w, const float *pixels,
@@ -872,14 +886,14 @@ int clip_forward_prefix(clip_model *m, int32_t id, clip_error *err)
 		const struct clip_layer *l = &m->txt_layers[li];
 		float *k = kv + li * 2 * W, *v = k + W;
 		layer_norm(x, h, W, l->ln1_w, l->ln1_b, A->eps);
-		linear_cols(1, W, h, W, l->k_w, l->k_b, k, W, 0, W, 0.0f, ACT_NONE);
-		linear_cols(1, W, h, W, l->v_w, l->v_b, v, W, 0, W, 0.0f, ACT_NONE);
+		linear_cols(1, W, h, W, l->k_w, l->k_p, l->k_b, k, W, 0, W, 0.0f, ACT_NONE);
+		linear_cols(1, W, h, W, l->v_w, l->v_p, l->v_b, v, W, 0, W, 0.0f, ACT_NONE);
 		if (li + 1 == L)
 			break;
-		linear_cols(1, W, v, W, l->o_w, l->o_b, x, W, 0, W, 1.0f, ACT_NONE);
+		linear_cols(1, W, v, W, l->o_w, l->o_p, l->o_b, x, W, 0, W, 1.0f, ACT_NONE);
 		layer_norm(x, h, W, l->ln2_w, l->ln2_b, A->eps);
-		linear_cols(1, W, h, W, l->fc1_w, l->fc1_b, f, F, 0, F, 0.0f, act);
-		linear_cols(1, F, f, F, l->fc2_w, l->fc2_b, x, W, 0, W, 1.0f, ACT_NONE);
+		linear_cols(1, W, h, W, l->fc1_w, l->fc1_p, l->fc1_b, f, F, 0, F, 0.0f, act);
+		linear_cols(1, F, f, F, l->fc2_w, l->fc2_p, l->fc2_b, x, W, 0, W, 1.0f, ACT_NONE);
 	}
 	free(x);
 	m->prefix_kv = kv;

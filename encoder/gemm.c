@@ -1,16 +1,20 @@
 /*
- * gemm.c - the linear layers' product, y = beta * y + x w^T, with w [N, K]
- * row-major read where it lies (see gemm.h for why).
+ * gemm.c - the linear layers' product, y = beta * y + x w^T (gemm.h).
  *
- * The AVX-512 kernel: a tile of MR rows of x against NR rows of w keeps
- * MR x NR accumulators of 16 lanes in registers while it walks K, loading
- * each x and w vector once per tile and step (MR + NR loads for MR x NR
- * fused multiply-adds); at the end of the walk each row's NR accumulators
- * fold into NR sums with one transposing reduction. K goes in chunks of
- * KC, so the NR weight rows of a tile sit in L1 while every row of x
- * passes them (from L2: at most NATIVE_MAX_ROWS rows come here). Any K: the last step of a walk
- * loads under a mask. Any M and N: the edge tiles are the same code with
- * smaller MR, NR constants.
+ * clip_gemm_tn's AVX-512 kernel: a tile of MR rows of x against NR rows of
+ * w keeps MR x NR accumulators of 16 lanes in registers while it walks K,
+ * loading each x and w vector once per tile and step (MR + NR loads for
+ * MR x NR fused multiply-adds); at the end of the walk each row's NR
+ * accumulators fold into NR sums with one transposing reduction. K goes
+ * in chunks of KC, so the NR weight rows of a tile sit in L1 while every
+ * row of x passes them (from L2: at most NATIVE_MAX_ROWS rows come here).
+ * Any K: the last step of a walk loads under a mask. Any M and N: the
+ * edge tiles are the same code with smaller MR, NR constants.
+ *
+ * clip_gemm_packed's kernel: a tile of up to PMR rows against one panel
+ * of 32 columns, 2 x PMR accumulators, one broadcast x value per row and
+ * step, no reduction at the end; panels outside the caller's columns are
+ * masked at the store.
  */
 #include "gemm.h"
 
@@ -29,6 +33,14 @@
 #define KC 768    /* K per chunk: NR weight rows = 12 KiB (L1); 768 = a ViT-B row in one chunk */
 #define NATIVE_MAX_ROWS 160  /* more rows: OpenBLAS packs once for enough of them to pay (images) */
 #define NC 64    /* rows of w per block: NC x KC floats = 256 KiB (L2) */
+
+/* The packed layout and kernel: panels of PNR columns, tiles of at most
+ * PMR rows (2 x 12 accumulators + 2 weight vectors + a broadcast of 32
+ * registers), K in chunks of PKC (a panel's chunk, 32 KiB, stays in L1
+ * while every tile of x passes it). */
+#define PNR CLIP_GEMM_PANEL
+#define PMR 12
+#define PKC 256
 
 #if HAVE_AVX512_KERNEL
 
@@ -211,7 +223,144 @@ static TARGET void gemm_avx512(size_t M, size_t N, size_t K, const float *x, siz
 	}
 }
 
+/*
+ * The packed kernel: y[mr rows, one panel of 32 columns] (=, or += when
+ * add) x[mr, kc] times the panel's kc x 32 block, + bias on the last
+ * block. 2 x mr accumulators; each step loads the panel's 32 weights of
+ * one k once and broadcasts one x value per row. m0 and m1 mask the
+ * panel's two halves to the columns this call owns.
+ */
+static inline TARGET __attribute__((always_inline)) void ptile(const int mr, size_t kc, const float *x, size_t ldx,
+							       const float *p, const float *bias, float *y,
+							       size_t ldy, int add, __mmask16 m0, __mmask16 m1)
+{
+	__m512 a0[PMR], a1[PMR];
+#pragma GCC unroll 16
+	for (int i = 0; i < mr; i++)
+		a0[i] = a1[i] = _mm512_setzero_ps();
+	for (size_t k = 0; k < kc; k++) {
+		__m512 w0 = _mm512_load_ps(p + k * PNR), w1 = _mm512_load_ps(p + k * PNR + 16);
+#pragma GCC unroll 16
+		for (int i = 0; i < mr; i++) {
+			__m512 b = _mm512_set1_ps(x[(size_t)i * ldx + k]);
+			a0[i] = _mm512_fmadd_ps(b, w0, a0[i]);
+			a1[i] = _mm512_fmadd_ps(b, w1, a1[i]);
+		}
+	}
+	__m512 b0 = _mm512_setzero_ps(), b1 = b0;
+	if (bias) {
+		b0 = _mm512_maskz_loadu_ps(m0, bias);
+		b1 = _mm512_maskz_loadu_ps(m1, bias + 16);
+	}
+#pragma GCC unroll 16
+	for (int i = 0; i < mr; i++) {
+		float *yi = y + (size_t)i * ldy;
+		__m512 r0 = _mm512_add_ps(a0[i], b0), r1 = _mm512_add_ps(a1[i], b1);
+		if (add) {
+			r0 = _mm512_add_ps(r0, _mm512_maskz_loadu_ps(m0, yi));
+			r1 = _mm512_add_ps(r1, _mm512_maskz_loadu_ps(m1, yi + 16));
+		}
+		_mm512_mask_storeu_ps(yi, m0, r0);
+		_mm512_mask_storeu_ps(yi + 16, m1, r1);
+	}
+}
+
+#define PTILE_CASE(n)                                                        \
+	case n:                                                              \
+		ptile(n, kc, x, ldx, p, bias, y, ldy, add, m0, m1);          \
+		break
+
+static TARGET void ptile_any(int mr, size_t kc, const float *x, size_t ldx, const float *p, const float *bias,
+			     float *y, size_t ldy, int add, __mmask16 m0, __mmask16 m1)
+{
+	switch (mr) {
+		PTILE_CASE(1); PTILE_CASE(2); PTILE_CASE(3); PTILE_CASE(4);
+		PTILE_CASE(5); PTILE_CASE(6); PTILE_CASE(7); PTILE_CASE(8);
+		PTILE_CASE(9); PTILE_CASE(10); PTILE_CASE(11); PTILE_CASE(12);
+	default:
+		break;
+	}
+}
+
+static __mmask16 lanes(size_t lo, size_t hi)
+{
+	unsigned m = 0;
+	for (size_t j = lo; j < hi; j++)
+		m |= 1u << j;
+	return (__mmask16)m;
+}
+
+static TARGET void packed_avx512(size_t M, size_t K, const float *x, size_t ldx, const float *p, const float *bias,
+				 float *y, size_t ldy, size_t n0, size_t n1, float beta)
+{
+	size_t tiles = (M + PMR - 1) / PMR;
+	for (size_t k0 = 0; k0 < K; k0 += PKC) {
+		size_t kc = K - k0 < PKC ? K - k0 : PKC;
+		int add = beta != 0.0f || k0 > 0, last = k0 + kc == K;
+		for (size_t c = n0 / PNR * PNR; c < n1; c += PNR) {
+			/* the columns of this panel in [n0, n1), relative to c */
+			size_t lo = n0 > c ? n0 - c : 0, hi = n1 - c < PNR ? n1 - c : PNR;
+			__mmask16 m0 = lanes(lo < 16 ? lo : 16, hi < 16 ? hi : 16);
+			__mmask16 m1 = lanes(lo > 16 ? lo - 16 : 0, hi > 16 ? hi - 16 : 0);
+			const float *pb = p + (c * K + k0 * PNR);
+			const float *bb = bias && last ? bias + c : NULL;
+			/* tiles of balanced heights, at most PMR rows */
+			for (size_t t = 0, i0 = 0; t < tiles; t++) {
+				size_t i1 = M * (t + 1) / tiles;
+				ptile_any((int)(i1 - i0), kc, x + i0 * ldx + k0, ldx, pb, bb, y + i0 * ldy + c, ldy, add,
+					  m0, m1);
+				i0 = i1;
+			}
+		}
+	}
+}
+
 #endif
+
+size_t clip_gemm_packed_floats(size_t N, size_t K)
+{
+	return (N + PNR - 1) / PNR * PNR * K;
+}
+
+void clip_gemm_pack(size_t N, size_t K, const float *w, size_t ldw, float *p)
+{
+	for (size_t c = 0; c < N; c += PNR) {
+		float *panel = p + c * K;
+		for (size_t j = 0; j < PNR; j++) {
+			if (c + j < N) {
+				const float *row = w + (c + j) * ldw;
+				for (size_t k = 0; k < K; k++)
+					panel[k * PNR + j] = row[k];
+			} else {
+				for (size_t k = 0; k < K; k++)
+					panel[k * PNR + j] = 0.0f;
+			}
+		}
+	}
+}
+
+void clip_gemm_packed(size_t M, size_t K, const float *x, size_t ldx, const float *p, const float *bias, float *y,
+		      size_t ldy, size_t n0, size_t n1, float beta)
+{
+	if (M == 0 || n1 <= n0)
+		return;
+#if HAVE_AVX512_KERNEL
+	if (clip_gemm_native()) {
+		packed_avx512(M, K, x, ldx, p, bias, y, ldy, n0, n1, beta);
+		return;
+	}
+#endif
+	for (size_t r = 0; r < M; r++) {
+		for (size_t j = n0; j < n1; j++) {
+			const float *col = p + j / PNR * PNR * K + j % PNR;
+			float s = 0.0f;
+			for (size_t k = 0; k < K; k++)
+				s += x[r * ldx + k] * col[k * PNR];
+			float *yr = y + r * ldy + j;
+			*yr = (beta != 0.0f ? *yr : 0.0f) + s + (bias ? bias[j] : 0.0f);
+		}
+	}
+}
 
 int clip_gemm_native(void)
 {

@@ -7,7 +7,10 @@
  * forward pass (forward.c) reads the model and never writes it.
  *
  * Weight layout, whatever the file layout: every linear weight is
- * [out, in] row-major (PyTorch's nn.Linear), so y = x W^T + b. The
+ * [out, in] row-major (PyTorch's nn.Linear), so y = x W^T + b. On CPUs
+ * with the packed GEMM kernel the layers' weights and the patch
+ * embedding are repacked at load into its panels (gemm.h) and used from
+ * there. The
  * projections are [width, dim] (OpenAI's x @ proj) when proj_t is 0 and
  * [dim, width] (Hugging Face's nn.Linear) when proj_t is 1.
  */
@@ -50,6 +53,10 @@ struct clip_layer {
 	const float *ln2_w, *ln2_b;
 	const float *fc1_w, *fc1_b;                      /* [mlp, W], [mlp] */
 	const float *fc2_w, *fc2_b;                      /* [W, mlp], [W] */
+	/* The six weights packed for clip_gemm_packed (gemm.h) in the
+	 * model's pack buffer, when the CPU has that kernel: then the
+	 * weights above are NULL (their copies in the file are given back). */
+	const float *q_p, *k_p, *v_p, *o_p, *fc1_p, *fc2_p;
 };
 
 struct clip_model {
@@ -58,6 +65,7 @@ struct clip_model {
 
 	/* vision tower */
 	const float *patch_w;           /* [W, 3 * P * P] (conv weight flattened) */
+	const float *patch_p;           /* packed (then patch_w is NULL), or NULL */
 	const float *class_emb;         /* [W] */
 	const float *vis_pos;           /* [grid * grid + 1, W] */
 	const float *ln_pre_w, *ln_pre_b, *ln_post_w, *ln_post_b;
@@ -83,6 +91,7 @@ struct clip_model {
 	int32_t prefix_id;
 
 	/* ownership */
+	float *pack;                    /* every packed weight, one allocation */
 	struct st_file **shards;
 	size_t n_shards;
 	unsigned char *shard_in_place; /* per shard: some tensor is used from the mapping */

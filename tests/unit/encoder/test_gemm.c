@@ -1,9 +1,12 @@
 /*
- * clip_gemm_tn against a double-precision product: every tile edge
- * (M and N not multiples of the tile), K not a multiple of the vector
- * width or of the K chunk, row strides wider than the rows, pointers off
- * 64-byte alignment (mmapped safetensors are), beta 0 and 1, with and
- * without a bias, and the padding between rows of y left alone.
+ * clip_gemm_tn and clip_gemm_packed (after clip_gemm_pack) against a
+ * double-precision product: every tile edge (M and N not multiples of the
+ * tile or panel), K not a multiple of the vector width or of the K chunk,
+ * row strides wider than the rows, pointers off 64-byte alignment
+ * (mmapped safetensors are), beta 0 and 1, with and without a bias, the
+ * padding between rows of y left alone, and for the packed product column
+ * ranges that start and end inside panels, with the columns outside them
+ * untouched.
  */
 #include "harness.h"
 
@@ -23,9 +26,11 @@ static float frand(void)
 
 #define SENTINEL 12345.0f
 
-/* One product of the given shape; 0 if every output is within tolerance
- * and the padding of y is untouched. */
-static int check_case(size_t M, size_t N, size_t K, int beta, int with_bias, size_t off)
+/* One product of the given shape, columns [n0, n1) (all of them for
+ * clip_gemm_tn); 0 if every output is within tolerance and every other
+ * value of y, padding included, is untouched. */
+static int check_product(int packed, size_t M, size_t N, size_t K, int beta, int with_bias, size_t off, size_t n0,
+			 size_t n1)
 {
 	size_t ldx = K + 3, ldw = K + 1, ldy = N + 2;
 	float *xs = malloc((M * ldx + off) * sizeof *xs);
@@ -46,10 +51,30 @@ static int check_case(size_t M, size_t N, size_t K, int beta, int with_bias, siz
 	for (size_t r = 0; r < M; r++)
 		for (size_t j = 0; j < ldy; j++)
 			y[r * ldy + j] = y0[r * ldy + j] = j < N ? frand() : SENTINEL;
-	clip_gemm_tn(M, N, K, x, ldx, w, ldw, with_bias ? bias : NULL, y, ldy, beta ? 1.0f : 0.0f);
+	if (packed) {
+		float *p = aligned_alloc(64, clip_gemm_packed_floats(N, K) * sizeof *p);
+		if (!p) {
+			HARNESS_FAIL("out of memory");
+			return -1;
+		}
+		clip_gemm_pack(N, K, w, ldw, p);
+		clip_gemm_packed(M, K, x, ldx, p, with_bias ? bias : NULL, y, ldy, n0, n1, beta ? 1.0f : 0.0f);
+		free(p);
+	} else {
+		clip_gemm_tn(M, N, K, x, ldx, w, ldw, with_bias ? bias : NULL, y, ldy, beta ? 1.0f : 0.0f);
+	}
 	int bad = 0;
 	for (size_t r = 0; r < M && !bad; r++) {
 		for (size_t j = 0; j < N; j++) {
+			if (j < n0 || j >= n1) {
+				if (y[r * ldy + j] != y0[r * ldy + j]) {
+					HARNESS_FAIL("M=%zu N=%zu K=%zu [%zu, %zu): column %zu of row %zu was written",
+						     M, N, K, n0, n1, j, r);
+					bad = 1;
+					break;
+				}
+				continue;
+			}
 			double ref = beta ? y0[r * ldy + j] : 0.0, mag = fabs(ref);
 			if (with_bias) {
 				ref += bias[j];
@@ -62,8 +87,9 @@ static int check_case(size_t M, size_t N, size_t K, int beta, int with_bias, siz
 			}
 			double got = y[r * ldy + j];
 			if (!(fabs(got - ref) <= 1e-6 * mag + 1e-6)) {
-				HARNESS_FAIL("M=%zu N=%zu K=%zu beta=%d bias=%d off=%zu: y[%zu,%zu] = %.9g, expected %.9g",
-					     M, N, K, beta, with_bias, off, r, j, got, ref);
+				HARNESS_FAIL("%s M=%zu N=%zu K=%zu beta=%d bias=%d off=%zu: y[%zu,%zu] = %.9g, "
+					     "expected %.9g", packed ? "packed" : "tn", M, N, K, beta, with_bias, off, r,
+					     j, got, ref);
 				bad = 1;
 				break;
 			}
@@ -82,6 +108,16 @@ static int check_case(size_t M, size_t N, size_t K, int beta, int with_bias, siz
 	free(y0);
 	free(bias);
 	return bad;
+}
+
+static int check_case(size_t M, size_t N, size_t K, int beta, int with_bias, size_t off)
+{
+	return check_product(0, M, N, K, beta, with_bias, off, 0, N);
+}
+
+static int check_packed(size_t M, size_t N, size_t K, int beta, int with_bias, size_t n0, size_t n1)
+{
+	return check_product(1, M, N, K, beta, with_bias, (M + K) % 3, n0, n1);
 }
 
 /* The kernel's own code path is the one tested on a CPU that has it. */
@@ -129,6 +165,35 @@ static void test_model_shapes(void)
 	CHECK(check_case(400, 33, 80, 1, 0, 0) == 0);
 }
 
+/* Every tile height (1 to 12 rows and balanced splits of more), panel
+ * edges, K around the chunk (256), whole and partial column ranges. */
+static void test_packed_edges(void)
+{
+	static const size_t Ms[] = { 1, 2, 7, 12, 13, 25, 50 };
+	static const size_t Ns[] = { 1, 16, 17, 32, 33, 70 };
+	static const size_t Ks[] = { 1, 9, 255, 256, 257, 600 };
+	for (size_t a = 0; a < sizeof Ms / sizeof *Ms; a++)
+		for (size_t b = 0; b < sizeof Ns / sizeof *Ns; b++)
+			for (size_t c = 0; c < sizeof Ks / sizeof *Ks; c++) {
+				size_t M = Ms[a], N = Ns[b], K = Ks[c];
+				int beta = (int)((a + b + c) % 2), bias = (int)((a + c) % 2);
+				if (check_packed(M, N, K, beta, bias, 0, N) ||
+				    check_packed(M, N, K, !beta, !bias, N / 3, N - N / 4))
+					return;
+			}
+}
+
+/* Shapes of the model's layers, split between two threads at 32 columns
+ * (the forward pass's split) and elsewhere. */
+static void test_packed_model_shapes(void)
+{
+	CHECK(check_packed(400, 768, 768, 1, 1, 0, 384) == 0);
+	CHECK(check_packed(400, 768, 768, 0, 1, 384, 768) == 0);
+	CHECK(check_packed(11, 256, 1024, 1, 1, 0, 256) == 0);
+	CHECK(check_packed(49, 96, 3072, 1, 0, 40, 85) == 0);
+	CHECK(check_packed(170, 64, 300, 0, 1, 5, 64) == 0);
+}
+
 static void test_empty_is_a_no_op(void)
 {
 	float y[4] = { 1, 2, 3, 4 };
@@ -143,6 +208,8 @@ int main(void)
 	RUN(test_tile_edges);
 	RUN(test_long_k);
 	RUN(test_model_shapes);
+	RUN(test_packed_edges);
+	RUN(test_packed_model_shapes);
 	RUN(test_empty_is_a_no_op);
 	return harness_done();
 }
