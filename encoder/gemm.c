@@ -36,11 +36,13 @@
 
 /* The packed layout and kernel: panels of PNR columns, tiles of at most
  * PMR rows (2 x 12 accumulators + 2 weight vectors + a broadcast of 32
- * registers), K in chunks of PKC (a panel's chunk, 32 KiB, stays in L1
- * while every tile of x passes it). */
+ * registers), K in chunks of PKC. Measured (batch-8 images, text query):
+ * chunks of 128 to 768, which keep a panel's chunk in L1, were all slower
+ * than one pass over the whole K of every CLIP up to ViT-L (the panel
+ * streams from L2, and each tile's sums are stored once). */
 #define PNR CLIP_GEMM_PANEL
 #define PMR 12
-#define PKC 256
+#define PKC 4096
 
 #if HAVE_AVX512_KERNEL
 

@@ -166,7 +166,7 @@ static void test_model_shapes(void)
 }
 
 /* Every tile height (1 to 12 rows and balanced splits of more), panel
- * edges, K around the chunk (256), whole and partial column ranges. */
+ * edges, ragged K, whole and partial column ranges. */
 static void test_packed_edges(void)
 {
 	static const size_t Ms[] = { 1, 2, 7, 12, 13, 25, 50 };
@@ -194,6 +194,15 @@ static void test_packed_model_shapes(void)
 	CHECK(check_packed(170, 64, 300, 0, 1, 5, 64) == 0);
 }
 
+/* K past the kernel's chunk (4096), ragged, with y accumulated across chunks. */
+static void test_packed_long_k(void)
+{
+	static const size_t Ks[] = { 4095, 4096, 4097, 9000 };
+	for (size_t c = 0; c < sizeof Ks / sizeof *Ks; c++)
+		if (check_packed(13, 40, Ks[c], 1, 1, 0, 40) || check_packed(3, 33, Ks[c], 0, 1, 1, 30))
+			return;
+}
+
 static void test_empty_is_a_no_op(void)
 {
 	float y[4] = { 1, 2, 3, 4 };
@@ -210,6 +219,7 @@ int main(void)
 	RUN(test_model_shapes);
 	RUN(test_packed_edges);
 	RUN(test_packed_model_shapes);
+	RUN(test_packed_long_k);
 	RUN(test_empty_is_a_no_op);
 	return harness_done();
 }
