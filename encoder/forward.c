@@ -272,7 +272,7 @@ static void softmax(float *row, size_t n, size_t len, float scale)
 
 /* ---- work splitting ----------------------------------------------------- */
 
-#define COL_ALIGN 32  /* columns per thread come in blocks of 32 (one packed panel) */
+#define COL_ALIGN 16  /* OpenBLAS small-kernel column blocks: whole vectors */
 
 /* [*lo, *hi) of n items for thread idx of nth, in blocks of `align`. */
 static void split(size_t n, int idx, int nth, size_t align, size_t *lo, size_t *hi)
@@ -366,7 +366,7 @@ struct pass {
 	 * every row itself inside the GEMM task that follows (no LayerNorm
 	 * step and its barrier); NULL otherwise */
 	float *hs;
-	int fuse_heads;                 /* threads split Q, K, V by whole heads and run their attention */
+	size_t next;                    /* the next unit of the running task (see take_cols) */
 	/* sequences: n_seq runs of rows, seq_off[i] .. + seq_len[i] */
 	size_t n_seq;
 	const int *seq_off, *seq_len;
@@ -434,71 +434,81 @@ static void attn_unit(struct pass *p, float *S, size_t s, size_t head)
 			cblas_saxpy((int)d, S[r * ls], p->prefix_v + head * d, 1, O + r * W, 1);
 }
 
-static void task_qkv(void *arg, int i, int n)
+/*
+ * Work is handed out a unit at a time (a chunk of a product's columns, a
+ * head) to whichever thread of the team asks first, not split in fixed
+ * shares: on two cores shared with HTTP and decoding threads, a thread
+ * the scheduler puts aside for a few milliseconds would otherwise hold
+ * every other at the task's end.
+ */
+#define CHUNK 64  /* columns taken at a time: two packed panels */
+
+static size_t next_unit(size_t *counter)
 {
-	struct pass *p = arg;
-	const struct clip_layer *l = p->l;
-	size_t W = (size_t)p->A->width, lo, hi;
-	const float *h = norm_in(p, i, l->ln1_w, l->ln1_b);
-	split(W, i, n, COL_ALIGN, &lo, &hi);
-	linear_cols(p->M, W, h, W, l->q_w, l->q_p, l->q_b, p->q, W, lo, hi, 0.0f, ACT_NONE);
-	linear_cols(p->M, W, h, W, l->k_w, l->k_p, l->k_b, p->k, W, lo, hi, 0.0f, ACT_NONE);
-	linear_cols(p->M, W, h, W, l->v_w, l->v_p, l->v_b, p->v, W, lo, hi, 0.0f, ACT_NONE);
+	return __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
 }
 
-static void task_attn(void *arg, int i, int n)
+/* The next chunk of `parts` products of n columns each: which product and
+ * its columns [lo, hi); 0 when all are taken. */
+static int take_cols(size_t *counter, size_t parts, size_t n, size_t *part, size_t *lo, size_t *hi)
 {
-	struct pass *p = arg;
-	size_t H = (size_t)p->A->heads, lo, hi;
-	float *S = p->scores + (size_t)i * p->scores_stride;
-	split(p->n_seq * H, i, n, 1, &lo, &hi);
-	for (size_t u = lo; u < hi; u++)
-		attn_unit(p, S, u / H, u % H);
+	size_t per = (n + CHUNK - 1) / CHUNK, c = next_unit(counter);
+	if (c >= parts * per)
+		return 0;
+	*part = c / per;
+	*lo = c % per * CHUNK;
+	*hi = *lo + CHUNK < n ? *lo + CHUNK : n;
+	return 1;
 }
 
-/* When the heads divide evenly among the threads: each thread computes Q,
- * K and V for whole heads and then their attention, with no barrier
- * between (the heads' columns are all it reads). */
+/* Q, K and V a head at a time, then that head's attention in every
+ * sequence, with no barrier between (the head's columns are all it reads). */
 static void task_qkv_attn(void *arg, int i, int n)
 {
 	struct pass *p = arg;
 	const struct clip_layer *l = p->l;
-	size_t W = (size_t)p->A->width, H = (size_t)p->A->heads, d = W / H, h0, h1;
+	size_t W = (size_t)p->A->width, H = (size_t)p->A->heads, d = W / H;
 	float *S = p->scores + (size_t)i * p->scores_stride;
 	const float *h = norm_in(p, i, l->ln1_w, l->ln1_b);
-	split(H, i, n, 1, &h0, &h1);
-	linear_cols(p->M, W, h, W, l->q_w, l->q_p, l->q_b, p->q, W, h0 * d, h1 * d, 0.0f, ACT_NONE);
-	linear_cols(p->M, W, h, W, l->k_w, l->k_p, l->k_b, p->k, W, h0 * d, h1 * d, 0.0f, ACT_NONE);
-	linear_cols(p->M, W, h, W, l->v_w, l->v_p, l->v_b, p->v, W, h0 * d, h1 * d, 0.0f, ACT_NONE);
-	for (size_t s = 0; s < p->n_seq; s++)
-		for (size_t head = h0; head < h1; head++)
+	(void)n;
+	for (size_t head; (head = next_unit(&p->next)) < H;) {
+		size_t lo = head * d, hi = lo + d;
+		linear_cols(p->M, W, h, W, l->q_w, l->q_p, l->q_b, p->q, W, lo, hi, 0.0f, ACT_NONE);
+		linear_cols(p->M, W, h, W, l->k_w, l->k_p, l->k_b, p->k, W, lo, hi, 0.0f, ACT_NONE);
+		linear_cols(p->M, W, h, W, l->v_w, l->v_p, l->v_b, p->v, W, lo, hi, 0.0f, ACT_NONE);
+		for (size_t s = 0; s < p->n_seq; s++)
 			attn_unit(p, S, s, head);
+	}
 }
 
 static void task_out(void *arg, int i, int n)
 {
 	struct pass *p = arg;
-	size_t W = (size_t)p->A->width, lo, hi;
-	split(W, i, n, COL_ALIGN, &lo, &hi);
-	linear_cols(p->M, W, p->a, W, p->l->o_w, p->l->o_p, p->l->o_b, p->x, W, lo, hi, 1.0f, ACT_NONE);
+	size_t W = (size_t)p->A->width, part, lo, hi;
+	(void)i, (void)n;
+	while (take_cols(&p->next, 1, W, &part, &lo, &hi))
+		linear_cols(p->M, W, p->a, W, p->l->o_w, p->l->o_p, p->l->o_b, p->x, W, lo, hi, 1.0f, ACT_NONE);
 }
 
 static void task_fc1(void *arg, int i, int n)
 {
 	struct pass *p = arg;
-	size_t W = (size_t)p->A->width, F = (size_t)p->A->mlp, lo, hi;
+	size_t W = (size_t)p->A->width, F = (size_t)p->A->mlp, part, lo, hi;
 	const float *h = norm_in(p, i, p->l->ln2_w, p->l->ln2_b);
-	split(F, i, n, COL_ALIGN, &lo, &hi);
-	linear_cols(p->M, W, h, W, p->l->fc1_w, p->l->fc1_p, p->l->fc1_b, p->f, F, lo, hi, 0.0f,
-		    p->A->quick_gelu ? ACT_QUICK_GELU : ACT_GELU);
+	(void)n;
+	while (take_cols(&p->next, 1, F, &part, &lo, &hi))
+		linear_cols(p->M, W, h, W, p->l->fc1_w, p->l->fc1_p, p->l->fc1_b, p->f, F, lo, hi, 0.0f,
+			    p->A->quick_gelu ? ACT_QUICK_GELU : ACT_GELU);
 }
 
 static void task_fc2(void *arg, int i, int n)
 {
 	struct pass *p = arg;
-	size_t W = (size_t)p->A->width, F = (size_t)p->A->mlp, lo, hi;
-	split(W, i, n, COL_ALIGN, &lo, &hi);
-	linear_cols(p->M, F, p->f, F, p->l->fc2_w, p->l->fc2_p, p->l->fc2_b, p->x, W, lo, hi, 1.0f, ACT_NONE);
+	size_t W = (size_t)p->A->width, F = (size_t)p->A->mlp, part, lo, hi;
+	(void)i, (void)n;
+	while (take_cols(&p->next, 1, W, &part, &lo, &hi))
+		linear_cols(p->M, F, p->f, F, p->l->fc2_w, p->l->fc2_p, p->l->fc2_b, p->x, W, lo, hi, 1.0f,
+			    ACT_NONE);
 }
 
 /* Last layer: K and V for every row, Q only for the pooled rows. */
@@ -506,11 +516,16 @@ static void task_kv_q(void *arg, int i, int n)
 {
 	struct pass *p = arg, *pp = p->pool;
 	const struct clip_layer *l = p->l;
-	size_t W = (size_t)p->A->width, lo, hi;
-	split(W, i, n, COL_ALIGN, &lo, &hi);
-	linear_cols(p->M, W, p->h, W, l->k_w, l->k_p, l->k_b, p->k, W, lo, hi, 0.0f, ACT_NONE);
-	linear_cols(p->M, W, p->h, W, l->v_w, l->v_p, l->v_b, p->v, W, lo, hi, 0.0f, ACT_NONE);
-	linear_cols(pp->M, W, pp->h, W, l->q_w, l->q_p, l->q_b, pp->q, W, lo, hi, 0.0f, ACT_NONE);
+	size_t W = (size_t)p->A->width, part, lo, hi;
+	(void)i, (void)n;
+	while (take_cols(&p->next, 3, W, &part, &lo, &hi)) {
+		if (part == 0)
+			linear_cols(p->M, W, p->h, W, l->k_w, l->k_p, l->k_b, p->k, W, lo, hi, 0.0f, ACT_NONE);
+		else if (part == 1)
+			linear_cols(p->M, W, p->h, W, l->v_w, l->v_p, l->v_b, p->v, W, lo, hi, 0.0f, ACT_NONE);
+		else
+			linear_cols(pp->M, W, pp->h, W, l->q_w, l->q_p, l->q_b, pp->q, W, lo, hi, 0.0f, ACT_NONE);
+	}
 }
 
 /* Last layer: attention of each sequence's pooled row over all its rows
@@ -550,6 +565,13 @@ static void run_ln(struct clip_team *team, struct pass *p, const float *in, floa
 	clip_team_run(team, task_ln, p);
 }
 
+/* A task whose units the threads take from p->next. */
+static void run_units(struct clip_team *team, clip_task_fn fn, struct pass *p)
+{
+	p->next = 0;
+	clip_team_run(team, fn, p);
+}
+
 static void set_prefix(struct pass *p, int li)
 {
 	size_t W = (size_t)p->A->width;
@@ -572,17 +594,12 @@ static void run_layers(struct clip_team *team, struct pass *p, const struct clip
 		set_prefix(p, li);
 		if (!p->hs)
 			run_ln(team, p, p->x, p->h, p->l->ln1_w, p->l->ln1_b);
-		if (p->fuse_heads) {
-			clip_team_run(team, task_qkv_attn, p);
-		} else {
-			clip_team_run(team, task_qkv, p);
-			clip_team_run(team, task_attn, p);
-		}
-		clip_team_run(team, task_out, p);
+		run_units(team, task_qkv_attn, p);
+		run_units(team, task_out, p);
 		if (!p->hs)
 			run_ln(team, p, p->x, p->h, p->l->ln2_w, p->l->ln2_b);
-		clip_team_run(team, task_fc1, p);
-		clip_team_run(team, task_fc2, p);
+		run_units(team, task_fc1, p);
+		run_units(team, task_fc2, p);
 	}
 	p->l = pp->l = &layers[last];
 	set_prefix(p, last);
@@ -591,12 +608,12 @@ static void run_layers(struct clip_team *team, struct pass *p, const struct clip
 		memcpy(pp->x + s * W, p->x + (size_t)p->pool_row[s] * W, W * sizeof *pp->x);
 		memcpy(pp->h + s * W, p->h + (size_t)p->pool_row[s] * W, W * sizeof *pp->h);
 	}
-	clip_team_run(team, task_kv_q, p);
+	run_units(team, task_kv_q, p);
 	clip_team_run(team, task_attn_pool, p);
-	clip_team_run(team, task_out, pp);
+	run_units(team, task_out, pp);
 	run_ln(team, pp, pp->x, pp->h, pp->l->ln2_w, pp->l->ln2_b);
-	clip_team_run(team, task_fc1, pp);
-	clip_team_run(team, task_fc2, pp);
+	run_units(team, task_fc1, pp);
+	run_units(team, task_fc2, pp);
 }
 
 /* ---- scratch ----------------------------------------------------------- */
@@ -669,7 +686,6 @@ static size_t layout(struct pass *p, struct pass *pp, float *base, size_t M, siz
 			p->hs = base + off;
 		off += round_up(M * W) * (size_t)nth;
 	}
-	p->fuse_heads = p->A->heads % nth == 0;
 	*pp = (struct pass){ .A = p->A, .M = n, .x = pp->x, .h = pp->h, .q = pp->q, .a = pp->a, .f = pp->f };
 	p->pool = pp;
 	return off;
@@ -690,6 +706,7 @@ struct vis_embed {
 	size_t B, grid, T;
 	float *patches;         /* [B * grid^2, 3 P P] */
 	float *x;               /* [B * T, W] */
+	size_t next;            /* the patch GEMM's next unit (take_cols) */
 };
 
 /* Unfold each image into grid^2 rows of (channel, dy, dx) values, the
@@ -729,11 +746,9 @@ static void task_patch_gemm(void *arg, int i, int n)
 	struct vis_embed *e = arg;
 	const struct clip_arch *a = &e->m->arch;
 	size_t P = (size_t)a->patch_size, W = (size_t)a->vision.width, K = 3 * P * P, G2 = e->grid * e->grid;
-	size_t lo, hi;
-	split(W, i, n, COL_ALIGN, &lo, &hi);
-	if (hi <= lo)
-		return;
-	for (size_t b = 0; b < e->B; b++) {
+	size_t b, lo, hi;
+	(void)i, (void)n;
+	while (take_cols(&e->next, e->B, W, &b, &lo, &hi)) {
 		float *y = e->x + (b * e->T + 1) * W;
 		if (e->m->patch_p)
 			clip_gemm_packed(G2, K, e->patches + b * G2 * K, K, e->m->patch_p, NULL, y, W, lo, hi, 1.0f);
