@@ -665,15 +665,18 @@ int catalog_list(catalog *c, int64_t cursor, size_t limit, struct store_image **
 	return 0;
 }
 
-int catalog_patch_metadata(catalog *c, int64_t id, const char *patch, size_t len,
-			   struct store_image *out, store_error *err)
+int catalog_patch_metadata(catalog *c, int64_t id, const char *patch, size_t len, size_t max_bytes,
+			   int max_depth, struct store_image *out, store_error *err)
 {
 	if (out)
 		memset(out, 0, sizeof *out);
 	if (c->readonly)
 		return store_fail(err, STORE_ERR_INVALID, "the catalog is open read-only");
-	int rc = store_patch_metadata(c->st, id, patch, len, CATALOG_MAX_METADATA_BYTES,
-				      CATALOG_MAX_METADATA_DEPTH, err);
+	if (max_bytes == 0 || max_bytes > CATALOG_MAX_METADATA_BYTES)
+		max_bytes = CATALOG_MAX_METADATA_BYTES;
+	if (max_depth <= 0 || max_depth > CATALOG_MAX_METADATA_DEPTH)
+		max_depth = CATALOG_MAX_METADATA_DEPTH;
+	int rc = store_patch_metadata(c->st, id, patch, len, max_bytes, max_depth, err);
 	if (rc == 0 && out)
 		rc = store_get(c->st, id, out, err);
 	return rc;

@@ -179,10 +179,12 @@ int catalog_list(catalog *c, int64_t cursor, size_t limit, struct store_image **
 		 size_t *n, int64_t *next_cursor, store_error *err);
 
 /* RFC 7396 merge patch of the metadata: patch is a JSON object (null
- * removes a key); the result must stay within the limits above. *out
- * (may be NULL) receives the updated row. */
-int catalog_patch_metadata(catalog *c, int64_t id, const char *patch, size_t len,
-			   struct store_image *out, store_error *err);
+ * removes a key); the result, checked inside the write, must stay within
+ * max_bytes of compact JSON and max_depth levels (0, or more than the
+ * ceilings above: those ceilings), else STORE_ERR_TOO_LARGE and nothing
+ * changes. *out (may be NULL) receives the updated row. */
+int catalog_patch_metadata(catalog *c, int64_t id, const char *patch, size_t len, size_t max_bytes,
+			   int max_depth, struct store_image *out, store_error *err);
 
 /* Delete row, vector, index entry and blob (STORE_ERR_NOT_FOUND if absent). */
 int catalog_delete(catalog *c, int64_t id, store_error *err);

@@ -430,51 +430,6 @@ void srv_image_get(struct srv_app *app, struct http_req *r)
 	srv_reply_cjson(r, 200, o);
 }
 
-/* Apply the patch to the current metadata and check the result against the
- * configured limits. 0, or answered -1. */
-static int check_patched(struct srv_app *app, struct http_req *r)
-{
-	struct store_image img;
-	store_error err = { 0 };
-	if (catalog_get(app->cat, r->match.id, &img, &err) != 0) {
-		srv_reply_store_error(r, &err);
-		return -1;
-	}
-	cJSON *patch = cJSON_ParseWithLength(r->body.data, r->body.len);
-	cJSON *current = img.metadata ? cJSON_Parse(img.metadata) : NULL;
-	store_image_clear(&img);
-	int rc = -1;
-	char *text = NULL;
-	if (!cJSON_IsObject(patch)) {
-		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "metadata: the patch must be a JSON object");
-		goto out;
-	}
-	cJSON *merged = srv_merge_patch(current, patch);
-	text = merged ? cJSON_PrintUnformatted(merged) : NULL;
-	int depth = srv_json_depth(merged);
-	cJSON_Delete(merged);
-	if (!text) {
-		http_reply_error(r, HTTP_ERR_INTERNAL, "out of memory");
-		goto out;
-	}
-	if (strlen(text) > (size_t)app->cfg->max_metadata) {
-		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "metadata: the result would be %zu bytes, over the limit of %lld",
-				 strlen(text), app->cfg->max_metadata);
-		goto out;
-	}
-	if (depth > app->cfg->max_metadata_depth) {
-		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "metadata: the result would nest %d levels, over the limit of %lld",
-				 depth, app->cfg->max_metadata_depth);
-		goto out;
-	}
-	rc = 0;
-out:
-	free(text);
-	cJSON_Delete(patch);
-	cJSON_Delete(current);
-	return rc;
-}
-
 void srv_image_patch(struct srv_app *app, struct http_req *r)
 {
 	if (r->multipart || !r->body.len) {
@@ -493,11 +448,10 @@ void srv_image_patch(struct srv_app *app, struct http_req *r)
 	}
 	struct store_image img;
 	store_error err = { 0 };
-	/* The catalog enforces its own ceilings; the configured (lower)
-	 * limits are checked here on the patched result. */
-	if (check_patched(app, r) != 0)
-		return;
-	if (catalog_patch_metadata(app->cat, r->match.id, r->body.data, r->body.len, &img, &err) != 0) {
+	/* the configured limits hold for the merged result, checked in the
+	 * same write as the update (two patches at once cannot add up past them) */
+	if (catalog_patch_metadata(app->cat, r->match.id, r->body.data, r->body.len, (size_t)app->cfg->max_metadata,
+				   (int)app->cfg->max_metadata_depth, &img, &err) != 0) {
 		if (err.code == STORE_ERR_INVALID || err.code == STORE_ERR_TOO_LARGE)
 			http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "metadata: %s", err.msg);
 		else

@@ -197,19 +197,6 @@ int srv_parse_double(const char *s, double min, double max, double *out)
 	return 0;
 }
 
-int srv_json_depth(const cJSON *v)
-{
-	if (!v || !(cJSON_IsObject(v) || cJSON_IsArray(v)))
-		return 0;
-	int deepest = 0;
-	for (const cJSON *c = v->child; c; c = c->next) {
-		int d = srv_json_depth(c);
-		if (d > deepest)
-			deepest = d;
-	}
-	return deepest + 1;
-}
-
 cJSON *srv_image_json(const struct store_image *img)
 {
 	char buf[96];
@@ -240,31 +227,4 @@ cJSON *srv_image_json(const struct store_image *img)
 	snprintf(buf, sizeof buf, "/images/%lld/thumbnail", (long long)img->id);
 	cJSON_AddStringToObject(links, "thumbnail", buf);
 	return o;
-}
-
-cJSON *srv_merge_patch(const cJSON *target, const cJSON *patch)
-{
-	if (!cJSON_IsObject(patch))
-		return cJSON_Duplicate(patch, 1);
-	cJSON *out = cJSON_IsObject(target) ? cJSON_Duplicate(target, 1) : cJSON_CreateObject();
-	if (!out)
-		return NULL;
-	for (const cJSON *p = patch->child; p; p = p->next) {
-		if (!p->string)
-			continue;
-		if (cJSON_IsNull(p)) {
-			cJSON_DeleteItemFromObjectCaseSensitive(out, p->string);
-			continue;
-		}
-		cJSON *merged = srv_merge_patch(cJSON_GetObjectItemCaseSensitive(out, p->string), p);
-		if (!merged) {
-			cJSON_Delete(out);
-			return NULL;
-		}
-		if (cJSON_GetObjectItemCaseSensitive(out, p->string))
-			cJSON_ReplaceItemInObjectCaseSensitive(out, p->string, merged);
-		else
-			cJSON_AddItemToObject(out, p->string, merged);
-	}
-	return out;
 }

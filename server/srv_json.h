@@ -36,11 +36,4 @@ int srv_parse_int(const char *s, long long min, long long max, long long *out);
 /* A finite number within [min, max]. 0, or -1. */
 int srv_parse_double(const char *s, double min, double max, double *out);
 
-/* Nesting depth of a JSON value (an empty object or array is 1; scalars 0). */
-int srv_json_depth(const cJSON *v);
-
-/* RFC 7396 JSON merge patch of target (may be NULL) by patch: a new value
- * (the caller's), NULL when out of memory. */
-cJSON *srv_merge_patch(const cJSON *target, const cJSON *patch);
-
 #endif

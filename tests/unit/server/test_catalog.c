@@ -242,7 +242,7 @@ static void test_metadata_and_filters(void)
 	/* A merge patch moves an image from Rome to Paris. */
 	const char *patch = "{\"album\":\"paris\",\"n\":null,\"tags\":[\"x\"]}";
 	struct store_image img;
-	REQUIRE(catalog_patch_metadata(c, ids[1], patch, strlen(patch), &img, &err) == 0);
+	REQUIRE(catalog_patch_metadata(c, ids[1], patch, strlen(patch), 0, 0, &img, &err) == 0);
 	CHECK_EQ_STR(img.metadata, "{\"album\":\"paris\",\"tags\":[\"x\"]}");
 	store_image_clear(&img);
 	q.filters = f;
@@ -252,7 +252,17 @@ static void test_metadata_and_filters(void)
 	CHECK_EQ_INT(r.n, 1);
 	CHECK_EQ_INT(r.n ? r.hits[0].image.id : 0, ids[1]);
 	catalog_results_free(&r);
-	CHECK_EQ_INT(catalog_patch_metadata(c, 424242, "{}", 2, NULL, &err), STORE_ERR_NOT_FOUND);
+	CHECK_EQ_INT(catalog_patch_metadata(c, 424242, "{}", 2, 0, 0, NULL, &err), STORE_ERR_NOT_FOUND);
+	/* A caller's lower limits hold for the merged result: 40 bytes, depth 2. */
+	const char *longer = "{\"note\":\"0123456789\"}", *deeper = "{\"d\":{\"e\":{}}}";
+	CHECK_EQ_INT(catalog_patch_metadata(c, ids[1], longer, strlen(longer), 40, 2, NULL, &err),
+		     STORE_ERR_TOO_LARGE);
+	CHECK_EQ_INT(catalog_patch_metadata(c, ids[1], deeper, strlen(deeper), 400, 2, NULL, &err),
+		     STORE_ERR_TOO_LARGE);
+	REQUIRE(catalog_get(c, ids[1], &img, &err) == 0);
+	CHECK_EQ_STR(img.metadata, "{\"album\":\"paris\",\"tags\":[\"x\"]}");
+	store_image_clear(&img);
+	REQUIRE(catalog_patch_metadata(c, ids[1], longer, strlen(longer), 60, 2, NULL, &err) == 0);
 
 	/* created_at range: after the 20th image only. */
 	struct store_image i20;

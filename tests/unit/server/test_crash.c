@@ -123,7 +123,7 @@ static int child_main(char **argv)
 			int64_t id = live[fx_rand(&rng) % n_live];
 			char patch[64];
 			snprintf(patch, sizeof patch, "{\"k\":%u,\"p\":\"x\"}", r);
-			if (catalog_patch_metadata(c, id, patch, strlen(patch), NULL, &err) != 0) {
+			if (catalog_patch_metadata(c, id, patch, strlen(patch), 0, 0, NULL, &err) != 0) {
 				fprintf(stderr, "child: patch: %s\n", err.msg);
 				return 4;
 			}

@@ -80,52 +80,6 @@ static void test_numbers(void)
 	CHECK_EQ_INT(srv_parse_double("0.5x", -1, 1, &d), -1);
 }
 
-static char *patched(const char *target, const char *patch)
-{
-	cJSON *t = cJSON_Parse(target), *p = cJSON_Parse(patch);
-	cJSON *r = srv_merge_patch(t, p);
-	char *out = r ? cJSON_PrintUnformatted(r) : NULL;
-	cJSON_Delete(t);
-	cJSON_Delete(p);
-	cJSON_Delete(r);
-	return out;
-}
-
-static void test_merge_patch(void)
-{
-	/* RFC 7396, appendix A (a selection). */
-	static const char *cases[][3] = {
-		{ "{\"a\":\"b\"}", "{\"a\":\"c\"}", "{\"a\":\"c\"}" },
-		{ "{\"a\":\"b\"}", "{\"b\":\"c\"}", "{\"a\":\"b\",\"b\":\"c\"}" },
-		{ "{\"a\":\"b\"}", "{\"a\":null}", "{}" },
-		{ "{\"a\":\"b\",\"b\":\"c\"}", "{\"a\":null}", "{\"b\":\"c\"}" },
-		{ "{\"a\":[\"b\"]}", "{\"a\":\"c\"}", "{\"a\":\"c\"}" },
-		{ "{\"a\":\"c\"}", "{\"a\":[\"b\"]}", "{\"a\":[\"b\"]}" },
-		{ "{\"a\":{\"b\":\"c\"}}", "{\"a\":{\"b\":\"d\",\"c\":null}}", "{\"a\":{\"b\":\"d\"}}" },
-		{ "{\"a\":[{\"b\":\"c\"}]}", "{\"a\":[1]}", "{\"a\":[1]}" },
-		{ "{}", "{\"a\":{\"bb\":{\"ccc\":null}}}", "{\"a\":{\"bb\":{}}}" },
-		{ "{\"e\":null}", "{\"a\":1}", "{\"e\":null,\"a\":1}" },
-	};
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		char *got = patched(cases[i][0], cases[i][1]);
-		CHECK_EQ_STR(got, cases[i][2]);
-		free(got);
-	}
-}
-
-static void test_depth(void)
-{
-	cJSON *v = cJSON_Parse("{\"a\":{\"b\":[1,{\"c\":2}]}}");
-	CHECK_EQ_INT(srv_json_depth(v), 4);
-	cJSON_Delete(v);
-	v = cJSON_Parse("{}");
-	CHECK_EQ_INT(srv_json_depth(v), 1);
-	cJSON_Delete(v);
-	v = cJSON_Parse("3");
-	CHECK_EQ_INT(srv_json_depth(v), 0);
-	cJSON_Delete(v);
-}
-
 static void test_image_object(void)
 {
 	char sha[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -223,8 +177,6 @@ int main(void)
 	RUN(test_times);
 	RUN(test_utf8);
 	RUN(test_numbers);
-	RUN(test_merge_patch);
-	RUN(test_depth);
 	RUN(test_image_object);
 	RUN(test_thumbnails);
 	RUN(test_thumbnail_store);

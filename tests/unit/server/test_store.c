@@ -292,6 +292,38 @@ static void test_metadata_limits_and_patch(void)
 	store_close(s);
 }
 
+/* PATCH /images/{id} is an RFC 7396 merge patch: the cases of the RFC's
+ * appendix A whose target and patch are objects (metadata always is). */
+static void test_patch_is_rfc7396(void)
+{
+	static const char *cases[][3] = {
+		{ "{\"a\":\"b\"}", "{\"a\":\"c\"}", "{\"a\":\"c\"}" },
+		{ "{\"a\":\"b\"}", "{\"b\":\"c\"}", "{\"a\":\"b\",\"b\":\"c\"}" },
+		{ "{\"a\":\"b\"}", "{\"a\":null}", "{}" },
+		{ "{\"a\":\"b\",\"b\":\"c\"}", "{\"a\":null}", "{\"b\":\"c\"}" },
+		{ "{\"a\":[\"b\"]}", "{\"a\":\"c\"}", "{\"a\":\"c\"}" },
+		{ "{\"a\":\"c\"}", "{\"a\":[\"b\"]}", "{\"a\":[\"b\"]}" },
+		{ "{\"a\":{\"b\":\"c\"}}", "{\"a\":{\"b\":\"d\",\"c\":null}}", "{\"a\":{\"b\":\"d\"}}" },
+		{ "{\"a\":[{\"b\":\"c\"}]}", "{\"a\":[1]}", "{\"a\":[1]}" },
+		{ "{}", "{\"a\":{\"bb\":{\"ccc\":null}}}", "{\"a\":{\"bb\":{}}}" },
+		{ "{\"e\":null}", "{\"a\":1}", "{\"e\":null,\"a\":1}" },
+	};
+	store *s = open_store(db_in_tmp());
+	REQUIRE(s);
+	store_error err = { 0 };
+	REQUIRE(store_set_active_model(s, &model_a, &err) == 0);
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		int64_t id = insert(s, (int)i + 1, cases[i][0], NULL);
+		REQUIRE(id > 0);
+		REQUIRE(store_patch_metadata(s, id, cases[i][1], strlen(cases[i][1]), 16384, 8, &err) == 0);
+		struct store_image got;
+		REQUIRE(store_get(s, id, &got, &err) == 0);
+		CHECK_EQ_STR(got.metadata, cases[i][2]);
+		store_image_clear(&got);
+	}
+	store_close(s);
+}
+
 static void test_change_log(void)
 {
 	store *s = open_store(db_in_tmp());
@@ -572,6 +604,7 @@ int main(void)
 	RUN(test_insert_get_duplicate_delete);
 	RUN(test_list_pages_newest_first);
 	RUN(test_metadata_limits_and_patch);
+	RUN(test_patch_is_rfc7396);
 	RUN(test_change_log);
 	RUN(test_filters);
 	RUN(test_models_and_switch);
