@@ -41,8 +41,10 @@ void cli_list_free(struct cli_list *list)
 	if (!list)
 		return;
 	free(list->items);
+	free(list->env_copy);
 	list->items = NULL;
 	list->n = 0;
+	list->env_copy = NULL;
 }
 
 void cli_args_free(struct cli_args *args)
@@ -137,9 +139,14 @@ static int apply(const struct cli_command *cmd, const struct cli_option *opt, ch
 		struct cli_list *list = opt->dest;
 		if (!from_env)
 			return list_push(list, value);
-		/* The environment's value is split in place on commas: the
-		 * environment string is ours to keep for the process's life. */
-		for (char *save = NULL, *tok = strtok_r(value, ",", &save); tok;
+		/* A copy of the environment's value is split on commas (the
+		 * environment itself stays as it was, for getenv and exec). */
+		char *copy = strdup(value);
+		if (!copy)
+			return -1;
+		free(list->env_copy);
+		list->env_copy = copy;
+		for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok;
 		     tok = strtok_r(NULL, ",", &save))
 			if (*tok && list_push(list, tok) != 0)
 				return -1;

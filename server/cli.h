@@ -36,6 +36,7 @@ enum cli_type {
 struct cli_list {
 	char **items;
 	size_t n;
+	char *env_copy;  /* a CLIPD_* variable's value, split into items */
 };
 
 struct cli_option {

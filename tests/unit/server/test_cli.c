@@ -84,6 +84,8 @@ static void test_environment_fallback_and_precedence(void)
 		CHECK_EQ_STR(origins.items[0], "https://a.example");
 		CHECK_EQ_STR(origins.items[1], "https://b.example");
 	}
+	/* the environment itself is left as it was (a re-exec passes it on) */
+	CHECK_EQ_STR(getenv("CLIPD_CORS_ORIGIN"), "https://a.example,https://b.example");
 	cli_args_free(&args);
 	reset();
 }
