@@ -79,6 +79,11 @@ typedef struct clip_model clip_model;
 struct clip_params {
 	size_t max_pixels;   /* clip_image_decode's limit (default 64 megapixels) */
 	int verify_shapes;   /* nonzero: refuse tensors whose shape differs (always on; kept for ABI) */
+	/* A directory for a file of the weights repacked for this CPU's
+	 * kernel (about the size of the weights), which later loads of the
+	 * same files map instead of repacking; created if missing. NULL (the
+	 * default): repack at every load. */
+	const char *weights_cache;
 };
 
 struct clip_params clip_default_params(void);

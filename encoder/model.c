@@ -13,14 +13,12 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <cblas.h>
 #include <cJSON.h>
 
 #include "internal.h"
 #include "forward.h"
-#include "gemm.h"
 #include "model.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -641,135 +639,6 @@ static int bind_openai(clip_model *m, clip_error *err)
 	return 0;
 }
 
-/* ---- packed weights ---------------------------------------------------- */
-
-/*
- * One weight to pack: *w [N, K] into p, then *w released: the pages of a
- * tensor used in place from a mapping are given back, a converted copy
- * (owned[owned], or -1) is freed. Jobs of one layer run in order on one
- * thread: OpenAI's in_proj holds q, k and v in one converted buffer,
- * which goes with q (its start), packed after k and v.
- */
-struct pack_job {
-	const float **w, **p;
-	size_t N, K;
-	int layer;      /* which thread packs it: layer mod threads */
-	int in_map;
-	ptrdiff_t owned;
-	float *dst;
-};
-
-static size_t tower_jobs(struct clip_layer *L, const struct clip_tower_arch *a, struct pack_job *jobs)
-{
-	size_t n = 0, W = (size_t)a->width, F = (size_t)a->mlp;
-	for (int i = 0; i < a->layers; i++, n += 6) {
-		struct clip_layer *l = &L[i];
-		if (!jobs)
-			continue;
-		jobs[n + 0] = (struct pack_job){ &l->k_w, &l->k_p, W, W, i, 0, -1, NULL };
-		jobs[n + 1] = (struct pack_job){ &l->v_w, &l->v_p, W, W, i, 0, -1, NULL };
-		jobs[n + 2] = (struct pack_job){ &l->q_w, &l->q_p, W, W, i, 0, -1, NULL };
-		jobs[n + 3] = (struct pack_job){ &l->o_w, &l->o_p, W, W, i, 0, -1, NULL };
-		jobs[n + 4] = (struct pack_job){ &l->fc1_w, &l->fc1_p, F, W, i, 0, -1, NULL };
-		jobs[n + 5] = (struct pack_job){ &l->fc2_w, &l->fc2_p, W, F, i, 0, -1, NULL };
-	}
-	return n;
-}
-
-/* The whole pages inside [p, p + bytes) of a mapping: given back (clean
- * file pages; touching them again would read them back in). */
-static void drop_pages(const void *p, size_t bytes)
-{
-	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
-	uintptr_t a = ((uintptr_t)p + pg - 1) & ~(pg - 1), b = ((uintptr_t)p + bytes) & ~(pg - 1);
-	if (b > a)
-		madvise((void *)a, b - a, MADV_DONTNEED);
-}
-
-struct pack_run {
-	clip_model *m;
-	struct pack_job *jobs;
-	size_t n;
-};
-
-static void task_pack(void *arg, int i, int n)
-{
-	struct pack_run *r = arg;
-	for (size_t j = 0; j < r->n; j++) {
-		struct pack_job *job = &r->jobs[j];
-		if (job->layer % n != i)
-			continue;
-		clip_gemm_pack(job->N, job->K, *job->w, job->K, job->dst);
-		if (job->in_map) {
-			drop_pages(*job->w, job->N * job->K * sizeof(float));
-		} else if (job->owned >= 0) {
-			free(r->m->owned[job->owned]);
-			r->m->owned[job->owned] = NULL;
-		}
-		*job->p = job->dst;
-		*job->w = NULL;
-	}
-}
-
-/*
- * Repack the layers' weights and the patch embedding for the packed GEMM
- * (when the CPU has it) into one allocation, 2 MiB aligned and offered as
- * huge pages (fewer TLB misses while a pass streams them), on two threads
- * (most of the cost is the kernel zeroing the new pages). The originals
- * go as each is packed: resident memory stays about the weights' size.
- */
-static int pack_weights(clip_model *m, clip_error *err)
-{
-	const struct clip_arch *a = &m->arch;
-	if (!clip_gemm_native())
-		return 0;
-	size_t nv = tower_jobs(m->vis_layers, &a->vision, NULL), nt = tower_jobs(m->txt_layers, &a->text, NULL);
-	size_t n = nv + nt + 1, total = 0;
-	struct pack_job *jobs = calloc(n, sizeof *jobs);
-	if (!jobs)
-		return clip_fail(err, CLIP_ERR_NOMEM, "out of memory");
-	tower_jobs(m->vis_layers, &a->vision, jobs);
-	tower_jobs(m->txt_layers, &a->text, jobs + nv);
-	for (size_t j = nv; j < n - 1; j++)
-		jobs[j].layer += a->vision.layers;
-	jobs[n - 1] = (struct pack_job){ &m->patch_w, &m->patch_p, (size_t)a->vision.width,
-					 3 * (size_t)a->patch_size * (size_t)a->patch_size, 0, 0, -1, NULL };
-	for (size_t j = 0; j < n; j++)
-		total += clip_gemm_packed_floats(jobs[j].N, jobs[j].K);
-	size_t huge = (size_t)2 << 20, bytes = (total * sizeof(float) + huge - 1) / huge * huge;
-	void *buf = NULL;
-	struct clip_team *team = NULL;
-	int rc = 0;
-	if (posix_memalign(&buf, huge, bytes)) {
-		rc = clip_fail(err, CLIP_ERR_NOMEM, "out of memory packing %zu MB of weights", bytes >> 20);
-		goto out;
-	}
-	madvise(buf, bytes, MADV_HUGEPAGE);
-	m->pack = buf;
-	float *dst = m->pack;
-	for (size_t j = 0; j < n; j++) {
-		const char *c = (const char *)*jobs[j].w;
-		jobs[j].dst = dst;
-		dst += clip_gemm_packed_floats(jobs[j].N, jobs[j].K);
-		for (size_t i = 0; i < m->n_shards; i++) {
-			const char *map = m->shards[i]->map;
-			jobs[j].in_map |= c >= map && c < map + m->shards[i]->map_len;
-		}
-		for (size_t i = 0; i < m->n_owned; i++)
-			if ((const char *)m->owned[i] == c)
-				jobs[j].owned = (ptrdiff_t)i;
-	}
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	if ((rc = clip_team_new(cpus > 1 ? 2 : 1, &team, err)))
-		goto out;
-	struct pack_run run = { m, jobs, n };
-	clip_team_run(team, task_pack, &run);
-out:
-	clip_team_free(team);
-	free(jobs);
-	return rc;
-}
-
 /* ---- load ------------------------------------------------------------- */
 
 struct clip_params clip_default_params(void)
@@ -842,7 +711,6 @@ int clip_model_load(const char *dir, const struct clip_params *params, clip_mode
 	clip_model *m = NULL;
 	char weights[4096];
 	int sharded;
-	(void)params;
 	if (!dir || !out)
 		return clip_fail(err, CLIP_ERR_INVALID, "clip_model_load: NULL argument");
 	*out = NULL;
@@ -875,7 +743,7 @@ int clip_model_load(const char *dir, const struct clip_params *params, clip_mode
 	if (rc)
 		goto out;
 	rc = !strcmp(m->layout, "hf") ? bind_hf(m, err) : bind_openai(m, err);
-	if (rc || (rc = pack_weights(m, err)))
+	if (rc || (rc = clip_model_pack(m, dir, params ? params->weights_cache : NULL, err)))
 		goto out;
 	/* A shard none of whose tensors is used in place (F16, BF16) was read
 	 * once to convert it: give its pages back, they count as ours. */
@@ -915,6 +783,8 @@ void clip_model_free(clip_model *m)
 	clip_tokenizer_free(m->tok);
 	free(m->prefix_kv);
 	free(m->pack);
+	if (m->pack_map)
+		munmap(m->pack_map, m->pack_map_len);
 	for (size_t i = 0; i < m->n_owned; i++)
 		free(m->owned[i]);
 	free(m->owned);

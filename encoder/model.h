@@ -91,7 +91,9 @@ struct clip_model {
 	int32_t prefix_id;
 
 	/* ownership */
-	float *pack;                    /* every packed weight, one allocation */
+	float *pack;                    /* every packed weight, one allocation, or: */
+	void *pack_map;                 /* the packed weights' cache file, mapped */
+	size_t pack_map_len;
 	struct st_file **shards;
 	size_t n_shards;
 	unsigned char *shard_in_place; /* per shard: some tensor is used from the mapping */
@@ -102,5 +104,10 @@ struct clip_model {
 	size_t weight_bytes;
 	clip_tokenizer *tok;
 };
+
+/* Repack the layers' weights for clip_gemm_packed when the CPU has it
+ * (pack.c), through the cache file in cache_dir when there is one (NULL:
+ * none). */
+int clip_model_pack(clip_model *m, const char *model_dir, const char *cache_dir, clip_error *err);
 
 #endif

@@ -154,6 +154,8 @@ static int run_bench(const struct cli_command *info, int argc, char **argv)
 	}
 
 	struct clip_params params = clip_default_params();
+	char cache[4096];
+	params.weights_cache = clipd_weights_cache(NULL, cache, sizeof cache);
 	double t0 = now_ms();
 	if (clip_model_load(model_dir, &params, &model, &err) != 0) {
 		fprintf(stderr, "clipd bench: cannot load model %s: %s\n", model_dir, err.msg);

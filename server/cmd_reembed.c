@@ -173,6 +173,8 @@ static int reembed(const char *model_dir, const char *data_dir, size_t batch, in
 {
 	struct catalog_params p = catalog_default_params();
 	struct clip_params cp = clip_default_params();
+	char cache[4096];
+	cp.weights_cache = clipd_weights_cache(NULL, cache, sizeof cache);
 	catalog *c = NULL;
 	clip_model *m = NULL;
 	clip_ctx *ctx = NULL;

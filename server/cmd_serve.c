@@ -176,7 +176,9 @@ static int load(struct srv_app *app, const struct srv_config *cfg)
 	clip_error cerr = { 0 };
 	store_error serr = { 0 };
 	struct clip_params cp = clip_default_params();
+	char cache[4096];
 	cp.max_pixels = (size_t)cfg->max_pixels;
+	cp.weights_cache = clipd_weights_cache(cfg->weights_cache, cache, sizeof cache);
 	double t0 = srv_now();
 	if (clip_model_load(cfg->model, &cp, &app->model, &cerr) != 0) {
 		log_error("cannot load the model %s: %s", cfg->model, cerr.msg);

@@ -6,6 +6,8 @@
 #ifndef CLIPD_COMMANDS_H
 #define CLIPD_COMMANDS_H
 
+#include <stddef.h>
+
 #include "cli.h"
 
 struct clipd_command {
@@ -22,5 +24,11 @@ extern const struct clipd_command cmd_bench_index;
 extern const struct clipd_command cmd_index;
 extern const struct clipd_command cmd_check;
 extern const struct clipd_command cmd_reembed;
+
+/* The directory for a model load's packed-weights cache (clip_params.
+ * weights_cache): `value` when given (a --weights-cache flag), else
+ * $CLIPD_WEIGHTS_CACHE, else $XDG_CACHE_HOME/clipd, else ~/.cache/clipd;
+ * NULL for none ("off", an empty value, or no home). May use buf. */
+const char *clipd_weights_cache(const char *value, char *buf, size_t len);
 
 #endif

@@ -3,6 +3,7 @@
  * subcommands, in the style of git: `clipd NAME [OPTIONS]`.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "commands.h"
@@ -19,6 +20,23 @@ static const struct clipd_command *const commands[] = {
 	&cmd_reembed,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+const char *clipd_weights_cache(const char *value, char *buf, size_t len)
+{
+	if (!value)
+		value = getenv("CLIPD_WEIGHTS_CACHE");
+	if (value)
+		return *value && strcmp(value, "off") ? value : NULL;
+	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+	int w;
+	if (xdg && *xdg == '/')
+		w = snprintf(buf, len, "%s/clipd", xdg);
+	else if (home && *home == '/')
+		w = snprintf(buf, len, "%s/.cache/clipd", home);
+	else
+		return NULL;
+	return w > 0 && (size_t)w < len ? buf : NULL;
+}
 
 static const struct clipd_command *find_command(const char *name)
 {

@@ -55,6 +55,7 @@ int srv_config_parse(const struct cli_command *info, int argc, char **argv, stru
 		{ "port-file", CLI_STRING, &c->port_file, "FILE", "write the port listened on into FILE", 0, 0 },
 		{ "model-name", CLI_STRING, &c->model_name, "NAME", "model name shown in /info (the model directory's name)", 0, 0 },
 		{ "model-warning", CLI_STRING, &c->model_warning, "TEXT", "a warning about the model, logged and shown in /info", 0, 0 },
+		{ "weights-cache", CLI_STRING, &c->weights_cache, "DIR", "where the weights repacked for this CPU are kept between starts; off: repack at every start ($XDG_CACHE_HOME/clipd or ~/.cache/clipd)", 0, 0 },
 		{ "log-level", CLI_STRING, &c->log_level, "LEVEL", "error, warn, info or debug (info)", 0, 0 },
 		{ "threads", CLI_INT, &c->threads, "N", "HTTP threads (4)", 1, 256 },
 		{ "encoder-threads", CLI_INT, &c->encoder_threads, "N", "threads per encoder context, image and text each (0: CPUs)", 0, 256 },

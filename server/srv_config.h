@@ -29,6 +29,7 @@ struct srv_config {
 	char *model, *data, *listen, *port_file;
 	char *model_name;          /* shown in /info; default: the model directory's name */
 	char *model_warning;       /* shown in the log and /info (deploy/run.sh's fallback model) */
+	char *weights_cache;       /* packed-weights cache directory; NULL: the default; "off": none */
 	char *log_level;
 	/* threads */
 	long long threads;         /* HTTP threads (libmicrohttpd's pool) */

@@ -4,9 +4,14 @@
  * OpenCLIP layout, F16, exact GELU) must reproduce every golden image
  * embedding from the reference crops' pixels and every golden text
  * embedding to cosine >= 0.99999; batches, chunks, thread counts, shards
- * and misaligned files must not change the result.
+ * and misaligned files must not change the result, nor must the file
+ * cache of the packed weights, which is used only while it matches.
  */
+#include <dirent.h>
+#include <fcntl.h>
 #include <stdint.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <stb/stb_image.h>  /* declarations only: the implementation is in clip_stb */
 
@@ -14,7 +19,9 @@
 #include "st_fixture.h"
 
 #include "clip.h"
+#include "gemm.h"
 #include "internal.h"
+#include "model.h"
 
 #define HF_DIR TEST_DATA_DIR "/tiny-clip-hf"
 #define OC_DIR TEST_DATA_DIR "/tiny-clip-openclip"
@@ -331,10 +338,9 @@ static void test_cached_first_row_matches_full_pass(void)
 }
 
 /* Encode the first golden images and texts with the model in dir. */
-static int encode_some(const char *dir, float *out, size_t n)
+static int encode_model(clip_model *m, const char *dir, float *out, size_t n)
 {
 	struct golden g = { 0 };
-	clip_model *m = load(dir);
 	clip_ctx *ctx = NULL;
 	clip_error err = { 0 };
 	float *px = NULL;
@@ -353,9 +359,90 @@ out:
 		fprintf(stderr, "  %s: %s\n", dir, err.msg);
 	free(px);
 	clip_ctx_free(ctx);
-	clip_model_free(m);
 	cJSON_Delete(g.root);
 	return rc;
+}
+
+static int encode_some(const char *dir, float *out, size_t n)
+{
+	clip_model *m = load(dir);
+	int rc = encode_model(m, dir, out, n);
+	clip_model_free(m);
+	return rc;
+}
+
+/* Load dir with the packed-weights cache in cache_dir and encode; *mapped
+ * says whether the packed weights came from the cache file. */
+static int encode_cached(const char *dir, const char *cache_dir, float *out, size_t n, int *mapped)
+{
+	clip_model *m = NULL;
+	clip_error err = { 0 };
+	struct clip_params p = clip_default_params();
+	p.weights_cache = cache_dir;
+	if (clip_model_load(dir, &p, &m, &err) != 0) {
+		fprintf(stderr, "  load %s: %s\n", dir, err.msg);
+		return -1;
+	}
+	*mapped = m->pack_map != NULL;
+	int rc = encode_model(m, dir, out, n);
+	clip_model_free(m);
+	return rc;
+}
+
+static void test_packed_weights_cache(void)
+{
+	char dir[1024], cache[1024], file[1400], weights[1200];
+	snprintf(dir, sizeof dir, "%s/cached-model", tmp);
+	snprintf(cache, sizeof cache, "%s/cache/clipd", tmp);   /* created on the first load */
+	snprintf(weights, sizeof weights, "%s/model.safetensors", dir);
+	REQUIRE(st_copy_model(HF_DIR, dir, "model.safetensors", NULL, 0) == 0);
+	float ref[6 * 48], got[6 * 48];
+	int mapped = -1, native = clip_gemm_native();
+	REQUIRE(encode_some(dir, ref, 6 * 48) == 0);
+
+	/* first load packs and writes the file; the second maps it */
+	REQUIRE(encode_cached(dir, cache, got, 6 * 48, &mapped) == 0);
+	CHECK_EQ_INT(mapped, 0);
+	CHECK(memcmp(ref, got, sizeof ref) == 0);
+	REQUIRE(encode_cached(dir, cache, got, 6 * 48, &mapped) == 0);
+	CHECK_EQ_INT(mapped, native);
+	CHECK(memcmp(ref, got, sizeof ref) == 0);
+	if (!native)
+		return;   /* nothing is packed without the kernel */
+
+	/* the one file there */
+	DIR *d = opendir(cache);
+	REQUIRE(d);
+	int files = 0;
+	for (struct dirent *e; (e = readdir(d));)
+		if (!strncmp(e->d_name, "packed-", 7) && ++files == 1)
+			snprintf(file, sizeof file, "%s/%s", cache, e->d_name);
+	closedir(d);
+	CHECK_EQ_INT(files, 1);
+
+	/* weights newer than the cache: packed afresh, the file rewritten */
+	struct timespec t[2] = { { 1700000000, 0 }, { 1700000000, 0 } };
+	REQUIRE(utimensat(AT_FDCWD, weights, t, 0) == 0);
+	REQUIRE(encode_cached(dir, cache, got, 6 * 48, &mapped) == 0);
+	CHECK_EQ_INT(mapped, 0);
+	REQUIRE(encode_cached(dir, cache, got, 6 * 48, &mapped) == 0);
+	CHECK_EQ_INT(mapped, 1);
+	CHECK(memcmp(ref, got, sizeof ref) == 0);
+
+	/* a cut-short file is not used (and is replaced) */
+	struct stat st;
+	REQUIRE(stat(file, &st) == 0);
+	REQUIRE(truncate(file, st.st_size - 4096) == 0);
+	REQUIRE(encode_cached(dir, cache, got, 6 * 48, &mapped) == 0);
+	CHECK_EQ_INT(mapped, 0);
+	CHECK(memcmp(ref, got, sizeof ref) == 0);
+	REQUIRE(stat(file, &st) == 0 && encode_cached(dir, cache, got, 6 * 48, &mapped) == 0);
+	CHECK_EQ_INT(mapped, 1);
+
+	/* an unwritable cache directory only costs the repacking */
+	REQUIRE(encode_cached(dir, "/proc/clipd-no-such-cache", got, 6 * 48, &mapped) == 0);
+	CHECK_EQ_INT(mapped, 0);
+	CHECK(memcmp(ref, got, sizeof ref) == 0);
 }
 
 static void test_misaligned_weights_give_same_vectors(void)
@@ -525,6 +612,7 @@ int main(void)
 	RUN(test_batches_chunks_threads_agree);
 	RUN(test_cached_first_row_matches_full_pass);
 	RUN(test_misaligned_weights_give_same_vectors);
+	RUN(test_packed_weights_cache);
 	RUN(test_sharded_checkpoint);
 	RUN(test_model_metadata);
 	RUN(test_bad_arguments_refused);
