@@ -11,7 +11,7 @@
  * checked against the identity (device, inode, size, mtime) of every
  * config and weight file and the shape of every packed product; any
  * mismatch, short file or error means packing afresh, and the cache is
- * rewritten (to a temporary name, then renamed over the old one).
+ * rewritten (to a temporary name, flushed, then renamed over the old one).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -236,11 +236,20 @@ static void cache_write(const char *cache_dir, const char *path, const struct ca
 	if (fd < 0)
 		return;
 	static const char pad[CACHE_DATA];
+	/* on disk before it has its name: after a crash the name holds the
+	 * whole file or none (a same-sized file of zeros would pass the key) */
 	int ok = write_all(fd, key, sizeof *key) == 0 && write_all(fd, pad, CACHE_DATA - sizeof *key) == 0 &&
-		 write_all(fd, data, key->floats * sizeof *data) == 0;
+		 write_all(fd, data, key->floats * sizeof *data) == 0 && fsync(fd) == 0;
 	ok = close(fd) == 0 && ok;
-	if (!ok || rename(tmp, path) != 0)
+	if (!ok || rename(tmp, path) != 0) {
 		unlink(tmp);
+		return;
+	}
+	int dfd = open(cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
 }
 
 /* ---- packing ------------------------------------------------------------- */
