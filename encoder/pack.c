@@ -183,6 +183,7 @@ static const float *cache_map(const char *path, const struct cache_key *key, voi
 	close(fd);
 	if (p == MAP_FAILED)
 		return NULL;
+	madvise(p, len, MADV_HUGEPAGE);
 	*map = p;
 	*map_len = len;
 	return (const float *)(const void *)((const char *)p + CACHE_DATA);
@@ -240,6 +241,12 @@ static void cache_write(const char *cache_dir, const char *path, const struct ca
 	 * whole file or none (a same-sized file of zeros would pass the key) */
 	int ok = write_all(fd, key, sizeof *key) == 0 && write_all(fd, pad, CACHE_DATA - sizeof *key) == 0 &&
 		 write_all(fd, data, key->floats * sizeof *data) == 0 && fsync(fd) == 0;
+	/* Out of the page cache again: the next load reads it back through a
+	 * huge-page mapping, whose readahead fills the cache with 2 MiB folios
+	 * that map whole (the 4 KiB ones written here cost a few percent of
+	 * speed in TLB misses; measured 0.02 s to map and touch 470 MB). */
+	if (ok)
+		posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
 	ok = close(fd) == 0 && ok;
 	if (!ok || rename(tmp, path) != 0) {
 		unlink(tmp);
