@@ -104,7 +104,7 @@ static void task_pack(void *arg, int i, int n)
 
 /* ---- the cache file ------------------------------------------------------ */
 
-#define CACHE_MAGIC "clipdpk1"
+#define CACHE_MAGIC "clipdpk1"  /* a new one for any change of the packed layout or job order */
 #define CACHE_DATA 4096         /* the packed floats start here (page-aligned) */
 
 struct file_id {
