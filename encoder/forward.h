@@ -48,12 +48,12 @@ void clip_work_free(struct clip_work *w);
 int clip_forward_images(const clip_model *m, struct clip_team *team, struct clip_work *w,
 			const float *pixels, size_t n, float *out, clip_error *err);
 
-/* n token sequences (lens[i] ids each, 1 <= lens[i] <= context length,
- * ids < vocab size) -> n x dim projections, pooled at the first occurrence
- * of the largest id (the end token). */
 /* At load: m->prefix_kv for texts that start with id (clip_model.prefix_kv). */
 int clip_forward_prefix(clip_model *m, int32_t id, clip_error *err);
 
+/* n token sequences (lens[i] ids each, 1 <= lens[i] <= context length,
+ * ids < vocab size) -> n x dim projections, pooled at the first occurrence
+ * of the largest id (the end token). */
 int clip_forward_tokens(const clip_model *m, struct clip_team *team, struct clip_work *w,
 			const int32_t *const *ids, const size_t *lens, size_t n, float *out,
 			clip_error *err);

@@ -3,16 +3,17 @@
  *
  * clip_model_load (model.c) reads the config of either layout into a
  * struct clip_arch, maps the weight files, and binds every tensor the
- * architecture needs to a float pointer after checking its shape. The
- * forward pass (forward.c) reads the model and never writes it.
+ * architecture needs to a float pointer after checking its shape; then
+ * pack.c repacks the linear weights and forward.c computes the cached
+ * first text row. After the load the forward pass reads the model and
+ * never writes it.
  *
  * Weight layout, whatever the file layout: every linear weight is
- * [out, in] row-major (PyTorch's nn.Linear), so y = x W^T + b. On CPUs
- * with the packed GEMM kernel the layers' weights and the patch
- * embedding are repacked at load into its panels (gemm.h) and used from
- * there. The
- * projections are [width, dim] (OpenAI's x @ proj) when proj_t is 0 and
- * [dim, width] (Hugging Face's nn.Linear) when proj_t is 1.
+ * [out, in] row-major (PyTorch's nn.Linear), so y = x W^T + b; on CPUs
+ * with the packed GEMM kernel the layers' weights and the patch embedding
+ * are used from their packed panels (gemm.h) instead. The projections are
+ * [width, dim] (OpenAI's x @ proj) when proj_t is 0 and [dim, width]
+ * (Hugging Face's nn.Linear) when proj_t is 1.
  */
 #ifndef CLIP_MODEL_H
 #define CLIP_MODEL_H
