@@ -16,7 +16,7 @@ export const TEST_DATA_DIR = process.env.TEST_DATA_DIR || path.join(REPO, 'tests
 export const IMAGES = path.join(TEST_DATA_DIR, 'images');
 export const MODEL = path.join(TEST_DATA_DIR, 'tiny-clip-hf');
 export const ARTIFACTS = process.env.CLIPD_WEB_ARTIFACTS || path.join(REPO, 'tests/artifacts/web');
-export const WWW = path.join(REPO, 'server/www');
+export const WWW = path.join(REPO, 'server/app/www');
 
 export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu',
 	'--disable-background-networking', '--disable-component-update', '--no-first-run'];

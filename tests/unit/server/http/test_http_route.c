@@ -121,7 +121,7 @@ static void test_error_json(void)
 static void test_openapi_agrees(void)
 {
 	size_t len = 0;
-	char *text = (char *)harness_read_file(TEST_DATA_DIR "/../../server/openapi.json", &len);
+	char *text = (char *)harness_read_file(TEST_DATA_DIR "/../../server/app/openapi.json", &len);
 	REQUIRE(text);
 	cJSON *doc = cJSON_ParseWithLength(text, len);
 	free(text);
