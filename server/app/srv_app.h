@@ -24,7 +24,7 @@
 #include "http.h"
 #include "srv_config.h"
 #include "srv_encode.h"
-#include "srv_metrics.h"
+#include "http_metrics.h"
 #include "srv_queue.h"
 
 struct srv_app {
@@ -33,9 +33,9 @@ struct srv_app {
 	catalog *cat;                 /* NULL until opened */
 	struct srv_encoder *enc;      /* NULL until started */
 	struct srv_pool *commits;     /* stores uploads (blob, row, index): disk waits off the decoders */
-	struct srv_metrics *metrics;
+	struct http_metrics *metrics;
 	struct http_server *http;
-	const struct srv_keys *keys;
+	const struct http_keys *keys;
 	atomic_int ready;
 	atomic_uint_fast64_t searches_batched;  /* text searches whose index part ran with others (one pass) */
 	double started;               /* srv_now() at start-up */

@@ -114,7 +114,7 @@ int srv_config_parse(const struct cli_command *info, int argc, char **argv, stru
 		cli_usage_error(info, "--log-level: '%s' is not error, warn, info or debug", c->log_level);
 		goto fail;
 	}
-	if (srv_parse_listen(c->listen, &c->listen_addr, &c->listen_len, msg, sizeof msg) != 0) {
+	if (http_parse_listen(c->listen, &c->listen_addr, &c->listen_len, msg, sizeof msg) != 0) {
 		cli_usage_error(info, "--listen: %s", msg);
 		goto fail;
 	}
@@ -123,7 +123,7 @@ int srv_config_parse(const struct cli_command *info, int argc, char **argv, stru
 		goto fail;
 	}
 	for (size_t i = 0; i < c->trusted_proxies.n; i++)
-		if (srv_cidr_parse(c->trusted_proxies.items[i], &c->proxies[c->n_proxies++]) != 0) {
+		if (http_cidr_parse(c->trusted_proxies.items[i], &c->proxies[c->n_proxies++]) != 0) {
 			cli_usage_error(info, "--trusted-proxy: '%s' is not an address or CIDR block",
 					c->trusted_proxies.items[i]);
 			goto fail;

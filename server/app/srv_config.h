@@ -19,7 +19,7 @@
 #include <sys/socket.h>
 
 #include "cli.h"
-#include "srv_net.h"
+#include "http_net.h"
 
 #define SRV_MAX_PROXIES 64
 #define SRV_MAX_ORIGINS 64
@@ -54,7 +54,7 @@ struct srv_config {
 	/* derived by srv_config_parse */
 	struct sockaddr_storage listen_addr;
 	socklen_t listen_len;
-	struct srv_cidr proxies[SRV_MAX_PROXIES];
+	struct http_cidr proxies[SRV_MAX_PROXIES];
 	size_t n_proxies;
 };
 

@@ -1,6 +1,6 @@
 #include "srv_encode.h"
 
-#include "srv_ratelimit.h"   /* srv_now */
+#include "http_ratelimit.h"   /* srv_now */
 
 #include <pthread.h>
 #include <stdio.h>

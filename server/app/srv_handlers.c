@@ -12,7 +12,7 @@
 #include "log.h"
 #include "srv_app.h"
 #include "srv_json.h"
-#include "srv_ratelimit.h"
+#include "http_ratelimit.h"
 
 struct srv_app *srv_app_of(struct http_req *r)
 {

@@ -8,7 +8,7 @@
 #include "assets.h"
 #include "srv_app.h"
 #include "srv_json.h"
-#include "srv_ratelimit.h"
+#include "http_ratelimit.h"
 
 /* Built from server/openapi.json (server/meson.build). */
 extern const struct clipd_asset clipd_openapi_assets[];
@@ -125,20 +125,20 @@ void srv_status_info(struct srv_app *app, struct http_req *r)
 	srv_reply_cjson(r, 200, root);
 }
 
-static void gauge(struct srv_buf *b, const char *name, const char *help, double v)
+static void gauge(struct dbuf *b, const char *name, const char *help, double v)
 {
-	srv_metrics_family(b, name, "gauge", help);
-	srv_metrics_sample(b, name, NULL, v);
+	http_metrics_family(b, name, "gauge", help);
+	http_metrics_sample(b, name, NULL, v);
 }
 
-static void counter(struct srv_buf *b, const char *name, const char *help, double v)
+static void counter(struct dbuf *b, const char *name, const char *help, double v)
 {
-	srv_metrics_family(b, name, "counter", help);
-	srv_metrics_sample(b, name, NULL, v);
+	http_metrics_family(b, name, "counter", help);
+	http_metrics_sample(b, name, NULL, v);
 }
 
 /* A histogram of batch sizes from a batcher's per-size counts. */
-static void batch_histogram(struct srv_buf *b, const char *path, const struct srv_batcher_stats *q)
+static void batch_histogram(struct dbuf *b, const char *path, const struct srv_batcher_stats *q)
 {
 	static const int bounds[] = { 1, 2, 4, 8, 16, 32, 64 };
 	uint64_t count = 0, sum = 0;
@@ -150,19 +150,19 @@ static void batch_histogram(struct srv_buf *b, const char *path, const struct sr
 		uint64_t c = 0;
 		for (int n = 0; n <= bounds[i] && n <= SRV_BATCH_HIST; n++)
 			c += q->hist[n];
-		srv_buf_printf(b, "clipd_encoder_batch_size_bucket{path=\"%s\",le=\"%d\"} %llu\n", path, bounds[i],
+		dbuf_printf(b, "clipd_encoder_batch_size_bucket{path=\"%s\",le=\"%d\"} %llu\n", path, bounds[i],
 			       (unsigned long long)c);
 	}
-	srv_buf_printf(b, "clipd_encoder_batch_size_bucket{path=\"%s\",le=\"+Inf\"} %llu\n", path,
+	dbuf_printf(b, "clipd_encoder_batch_size_bucket{path=\"%s\",le=\"+Inf\"} %llu\n", path,
 		       (unsigned long long)count);
-	srv_buf_printf(b, "clipd_encoder_batch_size_sum{path=\"%s\"} %llu\n", path, (unsigned long long)sum);
-	srv_buf_printf(b, "clipd_encoder_batch_size_count{path=\"%s\"} %llu\n", path, (unsigned long long)count);
+	dbuf_printf(b, "clipd_encoder_batch_size_sum{path=\"%s\"} %llu\n", path, (unsigned long long)sum);
+	dbuf_printf(b, "clipd_encoder_batch_size_count{path=\"%s\"} %llu\n", path, (unsigned long long)count);
 }
 
 void srv_status_metrics(struct srv_app *app, struct http_req *r)
 {
-	struct srv_buf b = SRV_BUF_INIT(0);
-	srv_metrics_render(app->metrics, &b);
+	struct dbuf b = DBUF_INIT(0);
+	http_metrics_render(app->metrics, &b);
 	gauge(&b, "clipd_ready", "1 once the model is loaded and the index is ready.", atomic_load(&app->ready));
 	gauge(&b, "clipd_uptime_seconds", "Seconds since start-up.", srv_now() - app->started);
 	gauge(&b, "clipd_http_requests_in_flight", "Requests being handled.", (double)http_server_inflight(app->http));
@@ -180,26 +180,26 @@ void srv_status_metrics(struct srv_app *app, struct http_req *r)
 		}
 		struct srv_encoder_stats es;
 		srv_encoder_get_stats(app->enc, &es);
-		srv_metrics_family(&b, "clipd_encoder_passes_total", "counter", "Encoder passes (batches), by path.");
-		srv_buf_printf(&b, "clipd_encoder_passes_total{path=\"image\"} %llu\n",
+		http_metrics_family(&b, "clipd_encoder_passes_total", "counter", "Encoder passes (batches), by path.");
+		dbuf_printf(&b, "clipd_encoder_passes_total{path=\"image\"} %llu\n",
 			       (unsigned long long)es.image_ctx.image_batches);
-		srv_buf_printf(&b, "clipd_encoder_passes_total{path=\"text\"} %llu\n",
+		dbuf_printf(&b, "clipd_encoder_passes_total{path=\"text\"} %llu\n",
 			       (unsigned long long)es.text_ctx.text_batches);
-		srv_metrics_family(&b, "clipd_encoder_items_total", "counter", "Images or texts encoded, by path.");
-		srv_buf_printf(&b, "clipd_encoder_items_total{path=\"image\"} %llu\n", (unsigned long long)es.image_ctx.images);
-		srv_buf_printf(&b, "clipd_encoder_items_total{path=\"text\"} %llu\n", (unsigned long long)es.text_ctx.texts);
+		http_metrics_family(&b, "clipd_encoder_items_total", "counter", "Images or texts encoded, by path.");
+		dbuf_printf(&b, "clipd_encoder_items_total{path=\"image\"} %llu\n", (unsigned long long)es.image_ctx.images);
+		dbuf_printf(&b, "clipd_encoder_items_total{path=\"text\"} %llu\n", (unsigned long long)es.text_ctx.texts);
 		gauge(&b, "clipd_encoder_max_image_batch", "The largest image batch the encoder has run.",
 		      (double)es.image_ctx.max_image_batch);
-		srv_metrics_family(&b, "clipd_encoder_batch_size", "histogram", "Jobs per encoder pass, by path.");
+		http_metrics_family(&b, "clipd_encoder_batch_size", "histogram", "Jobs per encoder pass, by path.");
 		batch_histogram(&b, "image", &es.image_queue);
 		batch_histogram(&b, "text", &es.text_queue);
-		srv_metrics_family(&b, "clipd_queue_depth", "gauge", "Work waiting, by queue.");
-		srv_buf_printf(&b, "clipd_queue_depth{queue=\"decode\"} %zu\n", es.decode_queue);
-		srv_buf_printf(&b, "clipd_queue_depth{queue=\"image\"} %zu\n", es.image_queue.depth_weight);
-		srv_buf_printf(&b, "clipd_queue_depth{queue=\"text\"} %zu\n", es.text_queue.depth_weight);
-		srv_metrics_family(&b, "clipd_queue_rejected_total", "counter", "Jobs refused because a queue was full.");
-		srv_buf_printf(&b, "clipd_queue_rejected_total{queue=\"image\"} %llu\n", (unsigned long long)es.image_queue.rejected);
-		srv_buf_printf(&b, "clipd_queue_rejected_total{queue=\"text\"} %llu\n", (unsigned long long)es.text_queue.rejected);
+		http_metrics_family(&b, "clipd_queue_depth", "gauge", "Work waiting, by queue.");
+		dbuf_printf(&b, "clipd_queue_depth{queue=\"decode\"} %zu\n", es.decode_queue);
+		dbuf_printf(&b, "clipd_queue_depth{queue=\"image\"} %zu\n", es.image_queue.depth_weight);
+		dbuf_printf(&b, "clipd_queue_depth{queue=\"text\"} %zu\n", es.text_queue.depth_weight);
+		http_metrics_family(&b, "clipd_queue_rejected_total", "counter", "Jobs refused because a queue was full.");
+		dbuf_printf(&b, "clipd_queue_rejected_total{queue=\"image\"} %llu\n", (unsigned long long)es.image_queue.rejected);
+		dbuf_printf(&b, "clipd_queue_rejected_total{queue=\"text\"} %llu\n", (unsigned long long)es.text_queue.rejected);
 		gauge(&b, "clipd_decode_pixels_in_use", "Pixels being decoded now (the decode budget's use).",
 		      (double)es.budget_in_use);
 		gauge(&b, "clipd_decode_pixels_budget", "The decode budget in pixels.", (double)es.budget);
@@ -211,12 +211,12 @@ void srv_status_metrics(struct srv_app *app, struct http_req *r)
 			(double)atomic_load(&app->searches_batched));
 	}
 	if (b.failed) {
-		srv_buf_free(&b);
+		dbuf_free(&b);
 		http_reply_error(r, HTTP_ERR_INTERNAL, "out of memory");
 		return;
 	}
 	size_t len = 0;
-	char *text = srv_buf_take(&b, &len);
+	char *text = dbuf_take(&b, &len);
 	http_reply_owned(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, NULL);
 }
 

@@ -28,8 +28,8 @@
 #include "commands.h"
 #include "log.h"
 #include "srv_app.h"
-#include "srv_auth.h"
-#include "srv_ratelimit.h"
+#include "http_auth.h"
+#include "http_ratelimit.h"
 
 /* The web front-end's files (server/www/, embedded by server/meson.build). */
 extern const struct clipd_asset clipd_www_assets[];
@@ -161,8 +161,8 @@ static int write_port_file(const char *path, unsigned port)
 
 static void listen_text(const struct srv_config *cfg, unsigned port, char *out, size_t len)
 {
-	char host[SRV_ADDR_MAX];
-	srv_addr_text((const struct sockaddr *)&cfg->listen_addr, host);
+	char host[HTTP_ADDR_MAX];
+	http_addr_text((const struct sockaddr *)&cfg->listen_addr, host);
 	if (cfg->listen_addr.ss_family == AF_INET6)
 		snprintf(out, len, "[%s]:%u", host, port);
 	else
@@ -290,7 +290,7 @@ static int run_serve(const struct cli_command *info, int argc, char **argv)
 	int status = 1;
 	struct srv_app app;
 	memset(&app, 0, sizeof app);
-	struct srv_keys *keys = NULL;
+	struct http_keys *keys = NULL;
 	app.cfg = &cfg;
 	app.started = srv_now();
 	app.warning = cfg.model_warning && *cfg.model_warning ? cfg.model_warning : NULL;
@@ -302,17 +302,17 @@ static int run_serve(const struct cli_command *info, int argc, char **argv)
 
 	if (cfg.api_key_file) {
 		char msg[300];
-		if (srv_keys_load(cfg.api_key_file, &keys, msg, sizeof msg) != 0) {
+		if (http_keys_load(cfg.api_key_file, &keys, msg, sizeof msg) != 0) {
 			log_error("--api-key-file: %s", msg);
 			goto out;
 		}
 		app.keys = keys;
-		log_info("API keys: %zu loaded; every API route needs one", srv_keys_count(keys));
+		log_info("API keys: %zu loaded; every API route needs one", http_keys_count(keys));
 	}
 	if (app.warning)
 		log_warn("%s", app.warning);
 
-	app.metrics = srv_metrics_new();
+	app.metrics = http_metrics_new();
 	if (!app.metrics) {
 		log_error("out of memory");
 		goto out;
@@ -343,7 +343,7 @@ static int run_serve(const struct cli_command *info, int argc, char **argv)
 		log_error("cannot listen on %s: %s", cfg.listen, msg);
 		goto out;
 	}
-	char where[SRV_ADDR_MAX + 16];
+	char where[HTTP_ADDR_MAX + 16];
 	listen_text(&cfg, http_server_port(app.http), where, sizeof where);
 	log_info("listening on %s", where);
 	if (cfg.port_file && write_port_file(cfg.port_file, http_server_port(app.http)) != 0)
@@ -403,8 +403,8 @@ out:
 	srv_pool_stop(app.commits);
 	catalog_close(app.cat);
 	clip_model_free(app.model);
-	srv_metrics_free(app.metrics);
-	srv_keys_free(keys);
+	http_metrics_free(app.metrics);
+	http_keys_free(keys);
 	srv_config_free(&cfg);
 	return status;
 }

@@ -16,7 +16,7 @@
 
 #include "http_static.h"
 #include "log.h"
-#include "srv_ratelimit.h"
+#include "http_ratelimit.h"
 
 enum req_state {
 	ST_BODY = 0,     /* headers seen; the body (if any) is arriving */
@@ -30,8 +30,8 @@ struct http_server {
 	struct MHD_Daemon *daemon;
 	int listen_fd;
 	unsigned port;
-	struct srv_ratelimit *rl;
-	struct srv_conncount *conns;
+	struct http_ratelimit *rl;
+	struct http_conncount *conns;
 	struct http_static *statics;
 	atomic_size_t inflight, connections;
 	atomic_uint_fast64_t next_id;
@@ -317,9 +317,9 @@ static void free_request(struct http_req *r)
 		return;
 	if (r->app_free)
 		r->app_free(r->app);
-	srv_buf_free(&r->body);
+	dbuf_free(&r->body);
 	for (size_t i = 0; i < r->n_parts; i++)
-		srv_buf_free(&r->parts[i].data);
+		dbuf_free(&r->parts[i].data);
 	free(r->parts);
 	http_multipart_free(r->mp);
 	free(r);
@@ -346,7 +346,7 @@ static int mp_data(void *ud, const char *data, size_t len)
 {
 	struct http_req *r = ud;
 	struct http_form_part *p = &r->parts[r->n_parts - 1];
-	if (srv_buf_append(&p->data, data, len) != 0)
+	if (dbuf_append(&p->data, data, len) != 0)
 		return HTTP_MP_ERR_NOMEM;
 	return 0;
 }
@@ -380,9 +380,9 @@ static void receive(struct http_req *r, const char *data, size_t len)
 		set_body_error(r, HTTP_ERR_BODY_TOO_LARGE, msg);
 		r->close_after = 1;
 		/* Let go of what we kept: the rest is read and dropped. */
-		srv_buf_free(&r->body);
+		dbuf_free(&r->body);
 		for (size_t i = 0; i < r->n_parts; i++)
-			srv_buf_free(&r->parts[i].data);
+			dbuf_free(&r->parts[i].data);
 		return;
 	}
 	if (!r->match.route || !r->match.route->body)
@@ -416,7 +416,7 @@ static void receive(struct http_req *r, const char *data, size_t len)
 				r->body.cap = (size_t)want + 1;
 		}
 	}
-	if (srv_buf_append(&r->body, data, len) != 0)
+	if (dbuf_append(&r->body, data, len) != 0)
 		set_body_error(r, HTTP_ERR_INTERNAL, "out of memory for the body");
 }
 
@@ -497,23 +497,23 @@ static int first_call(struct http_req *r, const char *url)
 
 	const struct http_route *route = r->match.route;
 	if (srv->p.keys && route->access != HTTP_ACCESS_OPEN) {
-		r->scope = srv_keys_check(srv->p.keys, http_header(r, "Authorization"), &r->key_index);
-		if (r->scope == SRV_SCOPE_NONE)
+		r->scope = http_keys_check(srv->p.keys, http_header(r, "Authorization"), &r->key_index);
+		if (r->scope == HTTP_SCOPE_NONE)
 			return http_reply_error(r, HTTP_ERR_UNAUTHORIZED,
 						http_header(r, "Authorization") ? "the API key is not valid"
 										: "an API key is required (Authorization: Bearer KEY)"), 1;
-		if (route->access == HTTP_ACCESS_WRITE && r->scope != SRV_SCOPE_WRITE)
+		if (route->access == HTTP_ACCESS_WRITE && r->scope != HTTP_SCOPE_WRITE)
 			return http_reply_error(r, HTTP_ERR_FORBIDDEN, "this key is read-only; %s %s needs a write key",
 						r->method, route->path), 1;
 	}
 	if (srv->rl && route->access != HTTP_ACCESS_OPEN) {
-		char who[SRV_ADDR_MAX + 16];
+		char who[HTTP_ADDR_MAX + 16];
 		if (r->key_index >= 0)
 			snprintf(who, sizeof who, "key#%d", r->key_index);
 		else
 			snprintf(who, sizeof who, "ip:%s", r->client);
 		double retry = 0;
-		if (!srv_ratelimit_take(srv->rl, who, srv_now(), &retry))
+		if (!http_ratelimit_take(srv->rl, who, srv_now(), &retry))
 			return http_reply_error_retry(r, HTTP_ERR_RATE_LIMITED, (unsigned)(retry + 0.999),
 						      "more than %g requests per second", srv->p.rate_limit), 1;
 	}
@@ -588,7 +588,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
 		snprintf(r->path, sizeof r->path, "%s", url);
 		make_request_id(srv, r);
 		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-		srv_client_address(ci ? ci->client_addr : NULL, http_header(r, "X-Forwarded-For"),
+		http_client_address(ci ? ci->client_addr : NULL, http_header(r, "X-Forwarded-For"),
 				   srv->p.proxies, srv->p.n_proxies, r->client);
 		first_call(r, url);
 		return MHD_YES;
@@ -627,8 +627,8 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
 	*con_cls = NULL;
 	double ms = (srv_now() - r->start) * 1e3;
 	int route = r->match.route ? (int)r->match.route->id
-				   : r->web ? SRV_METRIC_ROUTE_STATIC : SRV_METRIC_ROUTE_NONE;
-	srv_metrics_request(srv->p.metrics, route, r->status, ms / 1e3, r->bytes_out);
+				   : r->web ? HTTP_METRIC_ROUTE_STATIC : HTTP_METRIC_ROUTE_NONE;
+	http_metrics_request(srv->p.metrics, route, r->status, ms / 1e3, r->bytes_out);
 	const char *how = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted";
 	char key[24] = "";
 	if (r->key_index >= 0)
@@ -647,11 +647,11 @@ static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, soc
 	struct http_server *srv = cls;
 	if (atomic_load(&srv->quiescing))
 		return MHD_NO;
-	if (!srv->conns || srv_cidr_match_any(srv->p.proxies, srv->p.n_proxies, addr))
+	if (!srv->conns || http_cidr_match_any(srv->p.proxies, srv->p.n_proxies, addr))
 		return MHD_YES;
-	char text[SRV_ADDR_MAX];
-	srv_addr_text(addr, text);
-	if (srv_conncount_allowed(srv->conns, text))
+	char text[HTTP_ADDR_MAX];
+	http_addr_text(addr, text);
+	if (http_conncount_allowed(srv->conns, text))
 		return MHD_YES;
 	log_warn("refused a connection from %s: %u connections already open from there",
 		 text, srv->p.max_connections_per_ip);
@@ -665,19 +665,19 @@ static void connection_notify(void *cls, struct MHD_Connection *conn, void **soc
 	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
 		atomic_fetch_add(&srv->connections, 1);
 		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-		if (!srv->conns || !ci || srv_cidr_match_any(srv->p.proxies, srv->p.n_proxies, ci->client_addr))
+		if (!srv->conns || !ci || http_cidr_match_any(srv->p.proxies, srv->p.n_proxies, ci->client_addr))
 			return;
-		char *text = malloc(SRV_ADDR_MAX);
+		char *text = malloc(HTTP_ADDR_MAX);
 		if (!text)
 			return;
-		srv_addr_text(ci->client_addr, text);
-		srv_conncount_add(srv->conns, text);
+		http_addr_text(ci->client_addr, text);
+		http_conncount_add(srv->conns, text);
 		*socket_context = text;
 	} else {
 		atomic_fetch_sub(&srv->connections, 1);
 		char *text = *socket_context;
 		if (text) {
-			srv_conncount_remove(srv->conns, text);
+			http_conncount_remove(srv->conns, text);
 			free(text);
 			*socket_context = NULL;
 		}
@@ -735,14 +735,14 @@ int http_server_start(const struct http_server_params *p, struct http_server **o
 	clock_gettime(CLOCK_REALTIME, &ts);
 	srv->id_salt = ((uint64_t)ts.tv_nsec * 2654435761u) ^ ((uint64_t)getpid() << 16) ^ (uint64_t)ts.tv_sec;
 	if (p->rate_limit > 0) {
-		srv->rl = srv_ratelimit_new(p->rate_limit, p->rate_burst >= 1 ? p->rate_burst : 1, 65536);
+		srv->rl = http_ratelimit_new(p->rate_limit, p->rate_burst >= 1 ? p->rate_burst : 1, 65536);
 		if (!srv->rl) {
 			snprintf(msg, msglen, "cannot set up the rate limiter");
 			goto fail;
 		}
 	}
 	if (p->max_connections_per_ip) {
-		srv->conns = srv_conncount_new(p->max_connections_per_ip);
+		srv->conns = http_conncount_new(p->max_connections_per_ip);
 		if (!srv->conns) {
 			snprintf(msg, msglen, "out of memory");
 			goto fail;
@@ -778,8 +778,8 @@ int http_server_start(const struct http_server_params *p, struct http_server **o
 fail:
 	if (srv->listen_fd >= 0)
 		close(srv->listen_fd);
-	srv_ratelimit_free(srv->rl);
-	srv_conncount_free(srv->conns);
+	http_ratelimit_free(srv->rl);
+	http_conncount_free(srv->conns);
 	http_static_free(srv->statics);
 	free(srv);
 	return -1;
@@ -833,8 +833,8 @@ void http_server_stop(struct http_server *srv)
 		return;
 	/* Not quiesced: libmicrohttpd closes the listening socket itself. */
 	MHD_stop_daemon(srv->daemon);
-	srv_ratelimit_free(srv->rl);
-	srv_conncount_free(srv->conns);
+	http_ratelimit_free(srv->rl);
+	http_conncount_free(srv->conns);
 	http_static_free(srv->statics);
 	free(srv);
 }

@@ -40,10 +40,10 @@
 #include "http_multipart.h"
 #include "http_route.h"
 #include "assets.h"
-#include "srv_auth.h"
-#include "srv_buf.h"
-#include "srv_metrics.h"
-#include "srv_net.h"
+#include "http_auth.h"
+#include "dbuf.h"
+#include "http_metrics.h"
+#include "http_net.h"
 
 struct http_server;
 struct http_req;
@@ -56,7 +56,7 @@ typedef void (*http_handler_fn)(struct http_req *r);
 #define HTTP_MAX_FIELD (1 << 20)
 struct http_form_part {
 	struct http_part head;   /* name, filename, content type */
-	struct srv_buf data;
+	struct dbuf data;
 };
 
 struct http_req {
@@ -66,15 +66,15 @@ struct http_req {
 	const char *method;               /* libmicrohttpd's, valid for the request */
 	char path[HTTP_MAX_PATH + 1];
 	char request_id[65];
-	char client[SRV_ADDR_MAX];        /* the client's address (X-Forwarded-For when trusted) */
+	char client[HTTP_ADDR_MAX];        /* the client's address (X-Forwarded-For when trusted) */
 	int key_index;                    /* -1: no key */
-	enum srv_scope scope;
+	enum http_scope scope;
 	double start;                     /* srv_now() at the headers */
 
 	/* The body: raw bytes in body, or multipart parts in parts. */
 	const char *content_type;         /* the header (may be NULL) */
 	int multipart;
-	struct srv_buf body;
+	struct dbuf body;
 	struct http_form_part *parts;
 	size_t n_parts;
 	uint64_t body_received;
@@ -104,13 +104,13 @@ struct http_server_params {
 	unsigned timeout_s;               /* idle connection timeout */
 	size_t max_body;
 	size_t max_files;                 /* multipart parts per request */
-	const struct srv_keys *keys;      /* NULL: no authentication */
+	const struct http_keys *keys;      /* NULL: no authentication */
 	double rate_limit, rate_burst;    /* 0: off */
-	const struct srv_cidr *proxies;   /* trusted proxies */
+	const struct http_cidr *proxies;   /* trusted proxies */
 	size_t n_proxies;
 	char *const *cors_origins;        /* "*" allows any */
 	size_t n_cors_origins;
-	struct srv_metrics *metrics;      /* borrowed; may be NULL */
+	struct http_metrics *metrics;      /* borrowed; may be NULL */
 	const struct clipd_asset *assets; /* the web front-end's files (http_static.h); may be NULL */
 	http_handler_fn handler;          /* routed API requests */
 	int (*ready)(void *ud);           /* nonzero once the API may be served */

@@ -1,4 +1,4 @@
-#include "srv_ratelimit.h"
+#include "http_ratelimit.h"
 
 #include <pthread.h>
 #include <stdint.h>
@@ -10,11 +10,11 @@
 
 struct rl_slot {
 	uint64_t hash;          /* 0: empty */
-	char client[SRV_RL_MAX_CLIENT];
+	char client[HTTP_RL_MAX_CLIENT];
 	double tokens, last;
 };
 
-struct srv_ratelimit {
+struct http_ratelimit {
 	pthread_mutex_t lock;
 	double rate, burst;
 	size_t mask;
@@ -38,14 +38,14 @@ static uint64_t hash_str(const char *s)
 	return h ? h : 1;
 }
 
-struct srv_ratelimit *srv_ratelimit_new(double rate, double burst, size_t capacity)
+struct http_ratelimit *http_ratelimit_new(double rate, double burst, size_t capacity)
 {
 	if (!(rate > 0) || !(burst >= 1) || capacity == 0 || capacity > ((size_t)1 << 24))
 		return NULL;
 	size_t n = PROBE;
 	while (n < capacity)
 		n <<= 1;
-	struct srv_ratelimit *rl = calloc(1, sizeof *rl);
+	struct http_ratelimit *rl = calloc(1, sizeof *rl);
 	if (!rl)
 		return NULL;
 	rl->slots = calloc(n, sizeof *rl->slots);
@@ -60,7 +60,7 @@ struct srv_ratelimit *srv_ratelimit_new(double rate, double burst, size_t capaci
 	return rl;
 }
 
-void srv_ratelimit_free(struct srv_ratelimit *rl)
+void http_ratelimit_free(struct http_ratelimit *rl)
 {
 	if (!rl)
 		return;
@@ -74,7 +74,7 @@ static int same_client(const struct rl_slot *s, uint64_t h, const char *client)
 	return s->hash == h && !strncmp(s->client, client, sizeof s->client - 1);
 }
 
-int srv_ratelimit_take(struct srv_ratelimit *rl, const char *client, double now, double *retry_after)
+int http_ratelimit_take(struct http_ratelimit *rl, const char *client, double now, double *retry_after)
 {
 	*retry_after = 0;
 	if (!rl || !client)

@@ -1,11 +1,11 @@
-#include "srv_buf.h"
+#include "dbuf.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int reserve(struct srv_buf *b, size_t extra)
+static int reserve(struct dbuf *b, size_t extra)
 {
 	if (b->failed)
 		return -1;
@@ -31,7 +31,7 @@ static int reserve(struct srv_buf *b, size_t extra)
 	return 0;
 }
 
-int srv_buf_append(struct srv_buf *b, const void *data, size_t len)
+int dbuf_append(struct dbuf *b, const void *data, size_t len)
 {
 	if (reserve(b, len) != 0)
 		return -1;
@@ -42,12 +42,12 @@ int srv_buf_append(struct srv_buf *b, const void *data, size_t len)
 	return 0;
 }
 
-int srv_buf_puts(struct srv_buf *b, const char *s)
+int dbuf_puts(struct dbuf *b, const char *s)
 {
-	return srv_buf_append(b, s, strlen(s));
+	return dbuf_append(b, s, strlen(s));
 }
 
-int srv_buf_printf(struct srv_buf *b, const char *fmt, ...)
+int dbuf_printf(struct dbuf *b, const char *fmt, ...)
 {
 	char small[256];
 	va_list ap;
@@ -59,7 +59,7 @@ int srv_buf_printf(struct srv_buf *b, const char *fmt, ...)
 		return -1;
 	}
 	if ((size_t)n < sizeof small)
-		return srv_buf_append(b, small, (size_t)n);
+		return dbuf_append(b, small, (size_t)n);
 	if (reserve(b, (size_t)n) != 0)
 		return -1;
 	va_start(ap, fmt);
@@ -69,7 +69,7 @@ int srv_buf_printf(struct srv_buf *b, const char *fmt, ...)
 	return 0;
 }
 
-char *srv_buf_take(struct srv_buf *b, size_t *len)
+char *dbuf_take(struct dbuf *b, size_t *len)
 {
 	char *d = b->data;
 	if (len)
@@ -79,7 +79,7 @@ char *srv_buf_take(struct srv_buf *b, size_t *len)
 	return d;
 }
 
-void srv_buf_free(struct srv_buf *b)
+void dbuf_free(struct dbuf *b)
 {
 	if (!b)
 		return;

@@ -1,4 +1,4 @@
-#include "srv_net.h"
+#include "http_net.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-int srv_parse_listen(const char *text, struct sockaddr_storage *out, socklen_t *len,
+int http_parse_listen(const char *text, struct sockaddr_storage *out, socklen_t *len,
 		     char *msg, size_t msglen)
 {
-	char host[SRV_ADDR_MAX] = "";
+	char host[HTTP_ADDR_MAX] = "";
 	const char *port_text = NULL;
 	memset(out, 0, sizeof *out);
 	if (!text || !*text) {
@@ -67,9 +67,9 @@ int srv_parse_listen(const char *text, struct sockaddr_storage *out, socklen_t *
 	return 0;
 }
 
-int srv_cidr_parse(const char *text, struct srv_cidr *out)
+int http_cidr_parse(const char *text, struct http_cidr *out)
 {
-	char buf[SRV_ADDR_MAX];
+	char buf[HTTP_ADDR_MAX];
 	memset(out, 0, sizeof *out);
 	if (!text || strlen(text) >= sizeof buf)
 		return -1;
@@ -129,7 +129,7 @@ static int addr_bytes(const struct sockaddr *addr, unsigned char out[16])
 	return -1;
 }
 
-static int cidr_contains(const struct srv_cidr *c, int family, const unsigned char *b)
+static int cidr_contains(const struct http_cidr *c, int family, const unsigned char *b)
 {
 	if (c->family != family)
 		return 0;
@@ -144,7 +144,7 @@ static int cidr_contains(const struct srv_cidr *c, int family, const unsigned ch
 	return 1;
 }
 
-static int match_bytes(const struct srv_cidr *blocks, size_t n, int family, const unsigned char *b)
+static int match_bytes(const struct http_cidr *blocks, size_t n, int family, const unsigned char *b)
 {
 	for (size_t i = 0; i < n; i++)
 		if (cidr_contains(&blocks[i], family, b))
@@ -152,26 +152,26 @@ static int match_bytes(const struct srv_cidr *blocks, size_t n, int family, cons
 	return 0;
 }
 
-int srv_cidr_match_any(const struct srv_cidr *blocks, size_t n, const struct sockaddr *addr)
+int http_cidr_match_any(const struct http_cidr *blocks, size_t n, const struct sockaddr *addr)
 {
 	unsigned char b[16];
 	int family = addr_bytes(addr, b);
 	return family > 0 && match_bytes(blocks, n, family, b);
 }
 
-void srv_addr_text(const struct sockaddr *addr, char out[SRV_ADDR_MAX])
+void http_addr_text(const struct sockaddr *addr, char out[HTTP_ADDR_MAX])
 {
 	unsigned char b[16];
 	int family = addr_bytes(addr, b);
-	if (family < 0 || !inet_ntop(family, b, out, SRV_ADDR_MAX))
-		snprintf(out, SRV_ADDR_MAX, "unknown");
+	if (family < 0 || !inet_ntop(family, b, out, HTTP_ADDR_MAX))
+		snprintf(out, HTTP_ADDR_MAX, "unknown");
 }
 
 /* Parse one hop of X-Forwarded-For: an address, possibly "[v6]" or with a
  * ":port" (v4). */
 static int parse_hop(const char *s, size_t len, int *family, unsigned char b[16])
 {
-	char buf[SRV_ADDR_MAX];
+	char buf[HTTP_ADDR_MAX];
 	while (len && (*s == ' ' || *s == '\t')) {
 		s++;
 		len--;
@@ -209,13 +209,13 @@ static int parse_hop(const char *s, size_t len, int *family, unsigned char b[16]
 	return -1;
 }
 
-void srv_client_address(const struct sockaddr *peer, const char *xff, const struct srv_cidr *proxies,
-			size_t n_proxies, char out[SRV_ADDR_MAX])
+void http_client_address(const struct sockaddr *peer, const char *xff, const struct http_cidr *proxies,
+			size_t n_proxies, char out[HTTP_ADDR_MAX])
 {
-	srv_addr_text(peer, out);
-	if (!xff || !n_proxies || !srv_cidr_match_any(proxies, n_proxies, peer))
+	http_addr_text(peer, out);
+	if (!xff || !n_proxies || !http_cidr_match_any(proxies, n_proxies, peer))
 		return;
-	size_t len = strnlen(xff, SRV_MAX_XFF);
+	size_t len = strnlen(xff, HTTP_MAX_XFF);
 	/* Walk from the right: each hop was appended by the one after it. */
 	while (len > 0) {
 		size_t start = len;
@@ -225,7 +225,7 @@ void srv_client_address(const struct sockaddr *peer, const char *xff, const stru
 		unsigned char b[16];
 		if (parse_hop(xff + start, len - start, &family, b) != 0)
 			return;   /* keep the last trusted hop (already in out) */
-		if (!inet_ntop(family, b, out, SRV_ADDR_MAX))
+		if (!inet_ntop(family, b, out, HTTP_ADDR_MAX))
 			return;
 		if (!match_bytes(proxies, n_proxies, family, b))
 			return;   /* the first untrusted hop is the client */
@@ -238,12 +238,12 @@ void srv_client_address(const struct sockaddr *peer, const char *xff, const stru
 struct cc_entry {
 	struct cc_entry *next;
 	size_t count;
-	char address[SRV_ADDR_MAX];
+	char address[HTTP_ADDR_MAX];
 };
 
 #define CC_BUCKETS 1024
 
-struct srv_conncount {
+struct http_conncount {
 	pthread_mutex_t lock;
 	size_t limit;
 	struct cc_entry *buckets[CC_BUCKETS];
@@ -259,9 +259,9 @@ static size_t cc_hash(const char *s)
 	return (size_t)(h % CC_BUCKETS);
 }
 
-struct srv_conncount *srv_conncount_new(size_t limit_per_address)
+struct http_conncount *http_conncount_new(size_t limit_per_address)
 {
-	struct srv_conncount *cc = calloc(1, sizeof *cc);
+	struct http_conncount *cc = calloc(1, sizeof *cc);
 	if (!cc)
 		return NULL;
 	pthread_mutex_init(&cc->lock, NULL);
@@ -269,7 +269,7 @@ struct srv_conncount *srv_conncount_new(size_t limit_per_address)
 	return cc;
 }
 
-void srv_conncount_free(struct srv_conncount *cc)
+void http_conncount_free(struct http_conncount *cc)
 {
 	if (!cc)
 		return;
@@ -282,7 +282,7 @@ void srv_conncount_free(struct srv_conncount *cc)
 	free(cc);
 }
 
-static struct cc_entry **cc_find(struct srv_conncount *cc, const char *address)
+static struct cc_entry **cc_find(struct http_conncount *cc, const char *address)
 {
 	struct cc_entry **pp = &cc->buckets[cc_hash(address)];
 	while (*pp && strcmp((*pp)->address, address))
@@ -290,7 +290,7 @@ static struct cc_entry **cc_find(struct srv_conncount *cc, const char *address)
 	return pp;
 }
 
-size_t srv_conncount_get(struct srv_conncount *cc, const char *address)
+size_t http_conncount_get(struct http_conncount *cc, const char *address)
 {
 	if (!cc)
 		return 0;
@@ -301,12 +301,12 @@ size_t srv_conncount_get(struct srv_conncount *cc, const char *address)
 	return n;
 }
 
-int srv_conncount_allowed(struct srv_conncount *cc, const char *address)
+int http_conncount_allowed(struct http_conncount *cc, const char *address)
 {
-	return !cc || cc->limit == 0 || srv_conncount_get(cc, address) < cc->limit;
+	return !cc || cc->limit == 0 || http_conncount_get(cc, address) < cc->limit;
 }
 
-void srv_conncount_add(struct srv_conncount *cc, const char *address)
+void http_conncount_add(struct http_conncount *cc, const char *address)
 {
 	if (!cc)
 		return;
@@ -324,7 +324,7 @@ void srv_conncount_add(struct srv_conncount *cc, const char *address)
 	pthread_mutex_unlock(&cc->lock);
 }
 
-void srv_conncount_remove(struct srv_conncount *cc, const char *address)
+void http_conncount_remove(struct http_conncount *cc, const char *address)
 {
 	if (!cc)
 		return;

@@ -1,4 +1,4 @@
-#include "srv_metrics.h"
+#include "http_metrics.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -21,18 +21,18 @@ struct route_metrics {
 	atomic_uint_fast64_t bytes;
 };
 
-struct srv_metrics {
+struct http_metrics {
 	struct route_metrics routes[N_ROUTES];
 	atomic_uint_fast64_t total;
 };
 
-struct srv_metrics *srv_metrics_new(void)
+struct http_metrics *http_metrics_new(void)
 {
 	/* calloc's zeroes are valid initial atomics on this platform. */
-	return calloc(1, sizeof(struct srv_metrics));
+	return calloc(1, sizeof(struct http_metrics));
 }
 
-void srv_metrics_free(struct srv_metrics *m)
+void http_metrics_free(struct http_metrics *m)
 {
 	free(m);
 }
@@ -41,7 +41,7 @@ static size_t route_slot(int route)
 {
 	if (route >= 0 && route < ROUTE_COUNT)
 		return (size_t)route;
-	return route == SRV_METRIC_ROUTE_STATIC ? ROUTE_COUNT : ROUTE_COUNT + 1;
+	return route == HTTP_METRIC_ROUTE_STATIC ? ROUTE_COUNT : ROUTE_COUNT + 1;
 }
 
 static const char *route_label(size_t slot)
@@ -51,7 +51,7 @@ static const char *route_label(size_t slot)
 	return slot == ROUTE_COUNT ? "static" : "none";
 }
 
-void srv_metrics_request(struct srv_metrics *m, int route, unsigned status, double seconds, uint64_t bytes)
+void http_metrics_request(struct http_metrics *m, int route, unsigned status, double seconds, uint64_t bytes)
 {
 	if (!m)
 		return;
@@ -72,28 +72,28 @@ void srv_metrics_request(struct srv_metrics *m, int route, unsigned status, doub
 	atomic_fetch_add(&m->total, 1);
 }
 
-uint64_t srv_metrics_requests(struct srv_metrics *m)
+uint64_t http_metrics_requests(struct http_metrics *m)
 {
 	return m ? atomic_load(&m->total) : 0;
 }
 
-void srv_metrics_family(struct srv_buf *out, const char *name, const char *type, const char *help)
+void http_metrics_family(struct dbuf *out, const char *name, const char *type, const char *help)
 {
-	srv_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	dbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-void srv_metrics_sample(struct srv_buf *out, const char *name, const char *labels, double value)
+void http_metrics_sample(struct dbuf *out, const char *name, const char *labels, double value)
 {
 	if (labels && *labels)
-		srv_buf_printf(out, "%s{%s} %.17g\n", name, labels, value);
+		dbuf_printf(out, "%s{%s} %.17g\n", name, labels, value);
 	else
-		srv_buf_printf(out, "%s %.17g\n", name, value);
+		dbuf_printf(out, "%s %.17g\n", name, value);
 }
 
-void srv_metrics_render(struct srv_metrics *m, struct srv_buf *out)
+void http_metrics_render(struct http_metrics *m, struct dbuf *out)
 {
 	char labels[128];
-	srv_metrics_family(out, "clipd_http_requests_total", "counter", "HTTP requests answered, by route and status.");
+	http_metrics_family(out, "clipd_http_requests_total", "counter", "HTTP requests answered, by route and status.");
 	for (size_t r = 0; r < N_ROUTES; r++)
 		for (size_t s = 0; s < N_STATUS; s++) {
 			uint64_t v = atomic_load(&m->routes[r].by_status[s]);
@@ -103,9 +103,9 @@ void srv_metrics_render(struct srv_metrics *m, struct srv_buf *out)
 				snprintf(labels, sizeof labels, "route=\"%s\",status=\"%u\"", route_label(r), statuses[s]);
 			else
 				snprintf(labels, sizeof labels, "route=\"%s\",status=\"other\"", route_label(r));
-			srv_metrics_sample(out, "clipd_http_requests_total", labels, (double)v);
+			http_metrics_sample(out, "clipd_http_requests_total", labels, (double)v);
 		}
-	srv_metrics_family(out, "clipd_http_request_duration_seconds", "histogram",
+	http_metrics_family(out, "clipd_http_request_duration_seconds", "histogram",
 			   "Time from the request's headers to its response being queued.");
 	for (size_t r = 0; r < N_ROUTES; r++) {
 		uint64_t count = 0, cum[N_BUCKETS + 1];
@@ -116,21 +116,21 @@ void srv_metrics_render(struct srv_metrics *m, struct srv_buf *out)
 		if (!count)
 			continue;
 		for (size_t b = 0; b < N_BUCKETS; b++)
-			srv_buf_printf(out, "clipd_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
+			dbuf_printf(out, "clipd_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
 				       route_label(r), buckets[b], (unsigned long long)cum[b]);
-		srv_buf_printf(out, "clipd_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n",
+		dbuf_printf(out, "clipd_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n",
 			       route_label(r), (unsigned long long)count);
-		srv_buf_printf(out, "clipd_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n",
+		dbuf_printf(out, "clipd_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n",
 			       route_label(r), (double)atomic_load(&m->routes[r].micros_sum) / 1e6);
-		srv_buf_printf(out, "clipd_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
+		dbuf_printf(out, "clipd_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
 			       route_label(r), (unsigned long long)count);
 	}
-	srv_metrics_family(out, "clipd_http_response_bytes_total", "counter", "Response body bytes, by route.");
+	http_metrics_family(out, "clipd_http_response_bytes_total", "counter", "Response body bytes, by route.");
 	for (size_t r = 0; r < N_ROUTES; r++) {
 		uint64_t v = atomic_load(&m->routes[r].bytes);
 		if (!v)
 			continue;
 		snprintf(labels, sizeof labels, "route=\"%s\"", route_label(r));
-		srv_metrics_sample(out, "clipd_http_response_bytes_total", labels, (double)v);
+		http_metrics_sample(out, "clipd_http_response_bytes_total", labels, (double)v);
 	}
 }

@@ -1,4 +1,4 @@
-#include "srv_auth.h"
+#include "http_auth.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -11,15 +11,15 @@
 
 struct srv_key {
 	unsigned char digest[32];
-	enum srv_scope scope;
+	enum http_scope scope;
 };
 
-struct srv_keys {
+struct http_keys {
 	struct srv_key *keys;
 	size_t n;
 };
 
-void srv_keys_free(struct srv_keys *keys)
+void http_keys_free(struct http_keys *keys)
 {
 	if (!keys)
 		return;
@@ -30,7 +30,7 @@ void srv_keys_free(struct srv_keys *keys)
 	free(keys);
 }
 
-size_t srv_keys_count(const struct srv_keys *keys)
+size_t http_keys_count(const struct http_keys *keys)
 {
 	return keys ? keys->n : 0;
 }
@@ -49,10 +49,10 @@ static int key_char(int c)
 	return c > 0x20 && c < 0x7f;
 }
 
-int srv_keys_parse(const char *text, size_t len, struct srv_keys **out, char *msg, size_t msglen)
+int http_keys_parse(const char *text, size_t len, struct http_keys **out, char *msg, size_t msglen)
 {
 	int rc = -1;
-	struct srv_keys *keys = calloc(1, sizeof *keys);
+	struct http_keys *keys = calloc(1, sizeof *keys);
 	if (!keys) {
 		snprintf(msg, msglen, "out of memory");
 		goto out;
@@ -81,25 +81,25 @@ int srv_keys_parse(const char *text, size_t len, struct srv_keys **out, char *ms
 		}
 		while (p < stop && isspace((unsigned char)*p))
 			p++;
-		enum srv_scope scope = SRV_SCOPE_WRITE;
+		enum http_scope scope = HTTP_SCOPE_WRITE;
 		if (p < stop) {
 			size_t slen = (size_t)(stop - p);
 			if (slen == 4 && !strncasecmp(p, "read", 4))
-				scope = SRV_SCOPE_READ;
+				scope = HTTP_SCOPE_READ;
 			else if (slen == 5 && !strncasecmp(p, "write", 5))
-				scope = SRV_SCOPE_WRITE;
+				scope = HTTP_SCOPE_WRITE;
 			else {
 				snprintf(msg, msglen, "line %zu: the scope must be 'read' or 'write'", line_no);
 				goto out;
 			}
 		}
-		if (klen < SRV_MIN_KEY_LEN || klen > SRV_MAX_KEY_LEN) {
+		if (klen < HTTP_MIN_KEY_LEN || klen > HTTP_MAX_KEY_LEN) {
 			snprintf(msg, msglen, "line %zu: a key must be %d to %d characters long",
-				 line_no, SRV_MIN_KEY_LEN, SRV_MAX_KEY_LEN);
+				 line_no, HTTP_MIN_KEY_LEN, HTTP_MAX_KEY_LEN);
 			goto out;
 		}
-		if (keys->n >= SRV_MAX_KEYS) {
-			snprintf(msg, msglen, "more than %d keys", SRV_MAX_KEYS);
+		if (keys->n >= HTTP_MAX_KEYS) {
+			snprintf(msg, msglen, "more than %d keys", HTTP_MAX_KEYS);
 			goto out;
 		}
 		struct srv_key *grown = realloc(keys->keys, (keys->n + 1) * sizeof *grown);
@@ -120,11 +120,11 @@ int srv_keys_parse(const char *text, size_t len, struct srv_keys **out, char *ms
 	keys = NULL;
 	rc = 0;
 out:
-	srv_keys_free(keys);
+	http_keys_free(keys);
 	return rc;
 }
 
-int srv_keys_load(const char *path, struct srv_keys **out, char *msg, size_t msglen)
+int http_keys_load(const char *path, struct http_keys **out, char *msg, size_t msglen)
 {
 	char inner[200];
 	int rc = -1;
@@ -134,7 +134,7 @@ int srv_keys_load(const char *path, struct srv_keys **out, char *msg, size_t msg
 		snprintf(msg, msglen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
-	size_t cap = (size_t)SRV_MAX_KEYS * (SRV_MAX_KEY_LEN + 16), n = 0;
+	size_t cap = (size_t)HTTP_MAX_KEYS * (HTTP_MAX_KEY_LEN + 16), n = 0;
 	buf = malloc(cap + 1);
 	if (!buf) {
 		snprintf(msg, msglen, "%s: out of memory", path);
@@ -149,7 +149,7 @@ int srv_keys_load(const char *path, struct srv_keys **out, char *msg, size_t msg
 		snprintf(msg, msglen, "%s: too large for a key file", path);
 		goto out;
 	}
-	if (srv_keys_parse(buf, n, out, inner, sizeof inner) != 0) {
+	if (http_keys_parse(buf, n, out, inner, sizeof inner) != 0) {
 		snprintf(msg, msglen, "%s: %s", path, inner);
 		goto out;
 	}
@@ -163,29 +163,29 @@ out:
 	return rc;
 }
 
-enum srv_scope srv_keys_check(const struct srv_keys *keys, const char *authorization, int *index)
+enum http_scope http_keys_check(const struct http_keys *keys, const char *authorization, int *index)
 {
 	*index = -1;
 	if (!keys || !authorization)
-		return SRV_SCOPE_NONE;
+		return HTTP_SCOPE_NONE;
 	const char *p = authorization;
 	while (*p == ' ')
 		p++;
 	if (strncasecmp(p, "Bearer", 6) != 0 || (p[6] != ' ' && p[6] != '\t'))
-		return SRV_SCOPE_NONE;
+		return HTTP_SCOPE_NONE;
 	p += 7;
 	while (*p == ' ' || *p == '\t')
 		p++;
 	size_t len = strlen(p);
 	while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
 		len--;
-	if (len == 0 || len > SRV_MAX_KEY_LEN)
-		return SRV_SCOPE_NONE;
+	if (len == 0 || len > HTTP_MAX_KEY_LEN)
+		return HTTP_SCOPE_NONE;
 	unsigned char d[32];
 	digest(p, len, d);
 	/* Every key is compared, every byte of it, whatever matched. */
 	int found = -1;
-	enum srv_scope scope = SRV_SCOPE_NONE;
+	enum http_scope scope = HTTP_SCOPE_NONE;
 	for (size_t i = 0; i < keys->n; i++) {
 		unsigned diff = 0;
 		for (int b = 0; b < 32; b++)
@@ -193,7 +193,7 @@ enum srv_scope srv_keys_check(const struct srv_keys *keys, const char *authoriza
 		/* mask is all ones when diff == 0, without a branch on the key. */
 		unsigned mask = ((diff | (0u - diff)) >> 31) - 1u;
 		found = (int)(((unsigned)found & ~mask) | ((unsigned)i & mask));
-		scope = (enum srv_scope)(((unsigned)scope & ~mask) | ((unsigned)keys->keys[i].scope & mask));
+		scope = (enum http_scope)(((unsigned)scope & ~mask) | ((unsigned)keys->keys[i].scope & mask));
 	}
 	*index = found;
 	return scope;
