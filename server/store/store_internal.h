@@ -1,5 +1,7 @@
 /*
- * store_internal.h - shared by store.c and store_rows.c only.
+ * store_internal.h - shared by the SQLite store's files only (store.c,
+ * store_models.c, store_images.c, store_vectors.c, store_select.c,
+ * store_check.c).
  */
 #ifndef CLIPD_STORE_INTERNAL_H
 #define CLIPD_STORE_INTERNAL_H
@@ -43,8 +45,10 @@ struct store {
 /* Map a SQLite failure (rc, and the connection's message) to a status. */
 int st_dberr(sqlite3 *db, int rc, store_error *err, const char *what);
 
-/* A cached statement, reset and with its bindings cleared; NULL on failure. */
+/* A cached statement, reset and with its bindings cleared; NULL on failure
+ * (then return STMT_FAIL(err)). */
 sqlite3_stmt *st_prepare(struct store_conn *c, const char *sql, store_error *err);
+#define STMT_FAIL(err) ((err) ? (err)->code : STORE_ERR_DB)
 /* Reset a statement after use (always, so no read pins the WAL). */
 void st_done(sqlite3_stmt *st);
 int st_exec(struct store_conn *c, const char *sql, store_error *err);
@@ -64,6 +68,11 @@ int st_write_end(store *s, int rc, store_error *err);
 
 /* A setting read on connection c; *value malloc'd or NULL. */
 int st_setting_get(struct store_conn *c, const char *key, char **value, store_error *err);
+/* Insert or update a setting on connection c (inside a write transaction). */
+int st_setting_set(struct store_conn *c, const char *key, const char *value, store_error *err);
+
+/* Read the active model into the cache (at open). */
+int st_load_active(store *s, store_error *err);
 
 /* The active model (cached); *found = 0 when none. */
 void st_active(store *s, struct store_model *out, int *found);
