@@ -11,31 +11,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "catalog_internal.h"
+#include "clock.h"
 #include "datadir.h"
+#include "files.h"
 #include "sha256.h"
 
 int cat_idx_fail(store_error *err, const idx_error *ie, const char *what)
 {
 	return store_fail(err, ie->code == IDX_ERR_NOMEM ? STORE_ERR_NOMEM : STORE_ERR_INDEX,
 			"%s: %s", what, ie->msg);
-}
-
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 int cat_normalize(const float *v, size_t dim, float *out, store_error *err)
@@ -261,19 +248,6 @@ static int open_index(catalog *c, struct catalog_open_report *rep, store_error *
 
 /* ---- the model at open -------------------------------------------------------- */
 
-static const char *base_name(const char *path)
-{
-	if (!path)
-		return NULL;
-	size_t len = strlen(path);
-	while (len > 1 && path[len - 1] == '/')
-		len--;
-	const char *p = path + len;
-	while (p > path && p[-1] != '/')
-		p--;
-	return p;
-}
-
 static int resolve_model(catalog *c, const struct catalog_params *p, struct catalog_open_report *rep,
 			 store_error *err)
 {
@@ -294,19 +268,21 @@ static int resolve_model(catalog *c, const struct catalog_params *p, struct cata
 	memset(&m, 0, sizeof m);
 	if ((rc = catalog_fingerprint(c->st, p->model_files, m.fingerprint, &rep->fingerprint_ms, err)) != 0)
 		return rc;
-	const char *name = p->model_name ? p->model_name : base_name(p->model_dir);
-	char dirname[128];
+	/* The name: given, else the model directory's, else the directory of
+	 * the first file's. */
+	char base[sizeof m.name], dirname[4096];
+	const char *name = p->model_name;
+	if (!name && files_base_name(p->model_dir, base, sizeof base) > 0)
+		name = base;
 	if (!name || !*name) {
-		snprintf(dirname, sizeof dirname, "model");
+		name = "model";
 		const char *first = p->model_files[0];
 		const char *slash = strrchr(first, '/');
-		if (slash && slash > first) {
-			size_t l = (size_t)(slash - first) < sizeof dirname - 1 ? (size_t)(slash - first) : sizeof dirname - 1;
-			memcpy(dirname, first, l);
-			dirname[l] = 0;
-			name = base_name(dirname);
-		} else {
-			name = dirname;
+		if (slash && slash > first && (size_t)(slash - first) < sizeof dirname) {
+			memcpy(dirname, first, (size_t)(slash - first));
+			dirname[slash - first] = 0;
+			if (files_base_name(dirname, base, sizeof base) > 0)
+				name = base;
 		}
 	}
 	snprintf(m.name, sizeof m.name, "%s", name);
@@ -361,7 +337,7 @@ int catalog_open(const struct catalog_params *p, catalog **out,
 		 struct catalog_open_report *report, store_error *err)
 {
 	struct catalog_open_report rep;
-	double t0 = now_ms();
+	double t0 = clock_mono_s();
 	int rc;
 	memset(&rep, 0, sizeof rep);
 	*out = NULL;
@@ -443,7 +419,7 @@ int catalog_open(const struct catalog_params *p, catalog **out,
 	memcpy(rep.fingerprint, c->model.fingerprint, sizeof rep.fingerprint);
 	if (!c->no_index && (rc = open_index(c, &rep, err)) != 0)
 		goto fail;
-	rep.open_ms = now_ms() - t0;
+	rep.open_ms = (clock_mono_s() - t0) * 1e3;
 	if (report)
 		*report = rep;
 	*out = c;
@@ -548,7 +524,7 @@ int catalog_add(catalog *c, const struct catalog_new_image *in, struct store_ima
 	struct store_new_image row = {
 		.sha256 = sha, .mime = in->mime, .width = in->width, .height = in->height,
 		.bytes = (int64_t)in->len, .filename = in->filename, .metadata = meta,
-		.created_at = now_us(),
+		.created_at = clock_wall_us(),
 	};
 	int64_t id = 0;
 	uint64_t seq = 0;

@@ -11,10 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "catalog.h"
+#include "clock.h"
 #include "datadir.h"
 #include "sha256.h"
 
@@ -61,13 +61,6 @@ static int cmp_base(const void *a, const void *b)
 	return strcmp(((const struct fp_file *)a)->base, ((const struct fp_file *)b)->base);
 }
 
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 int catalog_fingerprint(store *st, const char *const *files, char hex[STORE_FINGERPRINT_HEX],
 			double *hash_ms, store_error *err)
 {
@@ -109,9 +102,9 @@ int catalog_fingerprint(store *st, const char *const *files, char hex[STORE_FING
 					      list[n].hex, &found, NULL) != 0)
 			found = 0;
 		if (!found) {
-			double t0 = now_ms();
+			double t0 = clock_mono_s();
 			int rc = hash_file(fd, path, list[n].hex, err);
-			spent += now_ms() - t0;
+			spent += (clock_mono_s() - t0) * 1e3;
 			if (rc != 0) {
 				close(fd);
 				return rc;

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "assets.h"
 #include "store_internal.h"
@@ -67,13 +66,6 @@ const char *store_status_name(int status)
 }
 
 /* ---- small helpers ---------------------------------------------------------- */
-
-int64_t st_now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 int st_appendf(char *buf, size_t len, const char *fmt, ...)
 {

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "sha256.h"
+#include "clock.h"
 #include "store_internal.h"
 
 #define IMAGE_COLS "i.id, i.sha256, i.mime, i.width, i.height, i.bytes, i.filename, i.created_at, i.metadata"
@@ -202,7 +203,7 @@ int store_insert(store *s, const struct store_new_image *img, const float *vec, 
 	sqlite3_bind_int64(st, 5, img->bytes);
 	if (img->filename)
 		sqlite3_bind_text(st, 6, img->filename, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 7, img->created_at ? img->created_at : st_now_us());
+	sqlite3_bind_int64(st, 7, img->created_at ? img->created_at : clock_wall_us());
 	sqlite3_bind_text(st, 8, img->metadata ? img->metadata : "{}", -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	rc = rc == SQLITE_DONE ? 0 : st_dberr(c->db, rc, err, "insert image");

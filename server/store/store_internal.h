@@ -81,8 +81,6 @@ void st_active(store *s, struct store_model *out, int *found);
 void st_vec_to_le(const float *v, size_t dim, void *out);
 void st_vec_from_le(const void *in, size_t dim, float *out);
 
-int64_t st_now_us(void);
-
 /* Append formatted text to the NUL-terminated buf of size len; -1 if it
  * did not fit (buf then holds a truncated string). */
 int st_appendf(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

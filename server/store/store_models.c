@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "store_internal.h"
 
 /* ---- models ------------------------------------------------------------------- */
@@ -89,7 +90,7 @@ static int model_put_conn(struct store_conn *c, const struct store_model *m, sto
 	sqlite3_bind_text(st, 2, m->name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, (sqlite3_int64)m->dim);
 	sqlite3_bind_text(st, 4, m->layout, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 5, st_now_us());
+	sqlite3_bind_int64(st, 5, clock_wall_us());
 	int rc = sqlite3_step(st);
 	rc = rc == SQLITE_DONE ? 0 : st_dberr(c->db, rc, err, "record model");
 	st_done(st);
