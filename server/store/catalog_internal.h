@@ -1,6 +1,6 @@
 /*
- * catalog_internal.h - shared by catalog.c, catalog_search.c and
- * catalog_check.c only.
+ * catalog_internal.h - shared by catalog.c, catalog_images.c,
+ * catalog_search.c and catalog_check.c only.
  */
 #ifndef CLIPD_CATALOG_INTERNAL_H
 #define CLIPD_CATALOG_INTERNAL_H

@@ -1,0 +1,283 @@
+/*
+ * The catalog's image operations: add (blob, row, vector, index), get,
+ * list, metadata patch, delete, the stored vector. Lifecycle and the index
+ * are in catalog.c, searches in catalog_search.c. See catalog.h.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "catalog_internal.h"
+#include "clock.h"
+#include "datadir.h"
+#include "sha256.h"
+
+/* 1 if s is valid UTF-8 without control characters other than tab. */
+static int clean_utf8(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	while (*p) {
+		unsigned c = *p;
+		int extra;
+		if (c < 0x80) {
+			if ((c < 0x20 && c != '\t') || c == 0x7f)
+				return 0;
+			p++;
+			continue;
+		} else if ((c & 0xe0) == 0xc0 && c >= 0xc2) {
+			extra = 1;
+		} else if ((c & 0xf0) == 0xe0) {
+			extra = 2;
+		} else if ((c & 0xf8) == 0xf0 && c <= 0xf4) {
+			extra = 3;
+		} else {
+			return 0;
+		}
+		unsigned cp = c & (0x3f >> extra);
+		for (int i = 1; i <= extra; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return 0;
+			cp = cp << 6 | (p[i] & 0x3f);
+		}
+		if ((extra == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+		    (extra == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+			return 0;
+		p += extra + 1;
+	}
+	return 1;
+}
+
+int catalog_add(catalog *c, const struct catalog_new_image *in, struct store_image *out,
+		int *duplicate, store_error *err)
+{
+	char sha[SHA256_HEX];
+	char *meta = NULL;
+	float *vec = NULL;
+	int rc, dup = 0;
+	if (out)
+		memset(out, 0, sizeof *out);
+	if (duplicate)
+		*duplicate = 0;
+	if (c->readonly || !c->ix)
+		return store_fail(err, STORE_ERR_INVALID, "the catalog is not open for adding images");
+	if (!in || !in->data || in->len == 0)
+		return store_fail(err, STORE_ERR_INVALID, "no image bytes");
+	if (!in->mime || !*in->mime || strlen(in->mime) >= STORE_MIME_MAX)
+		return store_fail(err, STORE_ERR_INVALID, "bad MIME type");
+	if (in->width <= 0 || in->height <= 0)
+		return store_fail(err, STORE_ERR_INVALID, "bad image size %dx%d", in->width, in->height);
+	if (in->filename && (strlen(in->filename) > CATALOG_MAX_FILENAME || !clean_utf8(in->filename)))
+		return store_fail(err, STORE_ERR_INVALID, "the filename must be at most %d bytes of UTF-8 "
+				"without control characters", CATALOG_MAX_FILENAME);
+	if (!in->vec || in->dim != c->model.dim)
+		return store_fail(err, STORE_ERR_INVALID, "the vector has %zu dimensions, the model %zu",
+				in->dim, c->model.dim);
+	if (in->sha256) {
+		if (!sha256_is_hex(in->sha256))
+			return store_fail(err, STORE_ERR_INVALID, "bad sha256");
+		memcpy(sha, in->sha256, sizeof sha);
+	} else {
+		sha256_hex(in->data, in->len, sha);
+	}
+	if (!(vec = malloc(in->dim * sizeof *vec)))
+		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
+	if ((rc = cat_normalize(in->vec, in->dim, vec, err)) != 0)
+		goto out_free;
+	if (in->metadata) {
+		size_t ml = in->metadata_len ? in->metadata_len : strlen(in->metadata);
+		if ((rc = store_check_metadata(c->st, in->metadata, ml, CATALOG_MAX_METADATA_BYTES,
+					       CATALOG_MAX_METADATA_DEPTH, &meta, err)) != 0)
+			goto out_free;
+	}
+
+	/* Already stored? Then nothing is written. */
+	struct store_image existing;
+	rc = store_get_by_sha256(c->st, sha, &existing, err);
+	if (rc == 0) {
+		dup = 1;
+		if (out)
+			*out = existing;
+		else
+			store_image_clear(&existing);
+		goto out_free;
+	}
+	if (rc != STORE_ERR_NOT_FOUND)
+		goto out_free;
+
+	/* The blob first (outside the writer lock: fsyncs of concurrent uploads overlap). */
+	if ((rc = datadir_write_blob(c->dir, sha, in->data, in->len, err)) != 0)
+		goto out_free;
+
+	struct store_new_image row = {
+		.sha256 = sha, .mime = in->mime, .width = in->width, .height = in->height,
+		.bytes = (int64_t)in->len, .filename = in->filename, .metadata = meta,
+		.created_at = clock_wall_us(),
+	};
+	int64_t id = 0;
+	uint64_t seq = 0;
+	idx_error ie;
+	pthread_mutex_lock(&c->wlock);
+	/* A delete of the same bytes may have unlinked the blob after we wrote it. */
+	if (!datadir_blob_exists(c->dir, sha, (int64_t)in->len) &&
+	    (rc = datadir_write_blob(c->dir, sha, in->data, in->len, err)) != 0) {
+		pthread_mutex_unlock(&c->wlock);
+		goto out_free;
+	}
+	rc = store_insert(c->st, &row, vec, in->dim, &id, &seq, err);
+	if (rc == STORE_ERR_EXISTS) {
+		/* Stored meanwhile by a concurrent upload: its row owns the blob. */
+		pthread_mutex_unlock(&c->wlock);
+		dup = 1;
+		rc = out ? store_get(c->st, id, out, err) : 0;
+		goto out_free;
+	}
+	if (rc != 0) {
+		/* Nothing references the blob (no row has this sha256, and the
+		 * writer lock keeps it so): remove it. */
+		char path[4096];
+		if (datadir_blob_path(c->dir, sha, path, sizeof path, NULL) != 0 ||
+		    (unlink(path) != 0 && errno != ENOENT))
+			c->orphan_risk = 1;
+		pthread_mutex_unlock(&c->wlock);
+		goto out_free;
+	}
+	pthread_rwlock_rdlock(&c->ixlock);
+	int irc = idx_add(c->ix, &id, vec, 1, seq, &ie);
+	pthread_rwlock_unlock(&c->ixlock);
+	if (irc != 0) {
+		/* Not searchable, so not acknowledged: take the row back out. */
+		rc = cat_idx_fail(err, &ie, "add to the index");
+		uint64_t seq2;
+		char path[4096];
+		if (store_delete(c->st, id, NULL, &seq2, NULL) == 0) {
+			pthread_rwlock_rdlock(&c->ixlock);
+			idx_remove(c->ix, &id, 1, seq2, NULL);
+			pthread_rwlock_unlock(&c->ixlock);
+			if (datadir_blob_path(c->dir, sha, path, sizeof path, NULL) != 0 || unlink(path) != 0)
+				c->orphan_risk = 1;
+		}
+		pthread_mutex_unlock(&c->wlock);
+		goto out_free;
+	}
+	pthread_mutex_unlock(&c->wlock);
+	cat_maybe_retrain(c);
+
+	if (out) {
+		out->id = id;
+		memcpy(out->sha256, sha, sizeof out->sha256);
+		snprintf(out->mime, sizeof out->mime, "%s", in->mime);
+		out->width = in->width;
+		out->height = in->height;
+		out->bytes = (int64_t)in->len;
+		out->created_at = row.created_at;
+		out->filename = in->filename ? strdup(in->filename) : NULL;
+		out->metadata = meta ? meta : strdup("{}");
+		meta = NULL;
+		if (!out->metadata || (in->filename && !out->filename)) {
+			/* The image is stored; only the copy failed. */
+			store_image_clear(out);
+			rc = store_get(c->st, id, out, err);
+		}
+	}
+out_free:
+	if (rc == 0 && duplicate)
+		*duplicate = dup;
+	free(meta);
+	free(vec);
+	return rc;
+}
+
+int catalog_get(catalog *c, int64_t id, struct store_image *out, store_error *err)
+{
+	return store_get(c->st, id, out, err);
+}
+
+int catalog_get_by_sha256(catalog *c, const char *sha256, struct store_image *out, store_error *err)
+{
+	return store_get_by_sha256(c->st, sha256, out, err);
+}
+
+int catalog_blob_path(const catalog *c, const char *sha256, char *buf, size_t len, store_error *err)
+{
+	return datadir_blob_path(c->dir, sha256, buf, len, err);
+}
+
+int catalog_list(catalog *c, int64_t cursor, size_t limit, struct store_image **items,
+		 size_t *n, int64_t *next_cursor, store_error *err)
+{
+	*items = NULL;
+	*n = 0;
+	*next_cursor = 0;
+	if (limit == 0 || limit > CATALOG_MAX_LIST)
+		return store_fail(err, STORE_ERR_INVALID, "limit must be 1 to %d", CATALOG_MAX_LIST);
+	if (cursor < 0)
+		return store_fail(err, STORE_ERR_INVALID, "bad cursor");
+	struct store_image *got = NULL;
+	size_t count = 0;
+	/* One more than asked, to know whether there is a next page. */
+	int rc = store_list(c->st, cursor, limit + 1, &got, &count, err);
+	if (rc != 0)
+		return rc;
+	if (count > limit) {
+		store_image_clear(&got[limit]);
+		count = limit;
+		*next_cursor = got[limit - 1].id;
+	}
+	*items = got;
+	*n = count;
+	return 0;
+}
+
+int catalog_patch_metadata(catalog *c, int64_t id, const char *patch, size_t len, size_t max_bytes,
+			   int max_depth, struct store_image *out, store_error *err)
+{
+	if (out)
+		memset(out, 0, sizeof *out);
+	if (c->readonly)
+		return store_fail(err, STORE_ERR_INVALID, "the catalog is open read-only");
+	if (max_bytes == 0 || max_bytes > CATALOG_MAX_METADATA_BYTES)
+		max_bytes = CATALOG_MAX_METADATA_BYTES;
+	if (max_depth <= 0 || max_depth > CATALOG_MAX_METADATA_DEPTH)
+		max_depth = CATALOG_MAX_METADATA_DEPTH;
+	int rc = store_patch_metadata(c->st, id, patch, len, max_bytes, max_depth, err);
+	if (rc == 0 && out)
+		rc = store_get(c->st, id, out, err);
+	return rc;
+}
+
+int catalog_delete(catalog *c, int64_t id, store_error *err)
+{
+	char sha[STORE_SHA256_HEX];
+	uint64_t seq = 0;
+	if (c->readonly || !c->ix)
+		return store_fail(err, STORE_ERR_INVALID, "the catalog is not open for deleting images");
+	pthread_mutex_lock(&c->wlock);
+	int rc = store_delete(c->st, id, sha, &seq, err);
+	if (rc == 0) {
+		/* A failure here leaves a ghost vector whose row is gone:
+		 * searches skip it, and the count check at the next open
+		 * rebuilds the index. The delete itself is durable. */
+		pthread_rwlock_rdlock(&c->ixlock);
+		if (idx_remove(c->ix, &id, 1, seq, NULL) != 0)
+			c->index_stale = 1;
+		pthread_rwlock_unlock(&c->ixlock);
+		/* Under the writer lock: an upload of the same bytes re-checks
+		 * the blob under this lock before it commits. */
+		char path[4096];
+		if (datadir_blob_path(c->dir, sha, path, sizeof path, NULL) != 0 ||
+		    (unlink(path) != 0 && errno != ENOENT))
+			c->orphan_risk = 1;
+	}
+	pthread_mutex_unlock(&c->wlock);
+	return rc;
+}
+
+int catalog_get_vector(catalog *c, int64_t id, float *out, size_t dim, store_error *err)
+{
+	if (dim != c->model.dim)
+		return store_fail(err, STORE_ERR_INVALID, "the model's vectors have %zu dimensions, not %zu",
+				c->model.dim, dim);
+	return store_get_vector(c->st, id, c->model.fingerprint, out, dim, err);
+}
