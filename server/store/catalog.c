@@ -292,12 +292,6 @@ static int keep_blob(void *ud, const char *sha256)
 	return store_sha256_exists(c->st, sha256, NULL);
 }
 
-static int path_join(char *buf, size_t len, const char *dir, const char *name, store_error *err)
-{
-	if ((size_t)snprintf(buf, len, "%s/%s", dir, name) >= len)
-		return store_fail(err, STORE_ERR_INVALID, "data directory path too long");
-	return 0;
-}
 
 int catalog_open(const struct catalog_params *p, catalog **out,
 		 struct catalog_open_report *report, store_error *err)
@@ -338,12 +332,11 @@ int catalog_open(const struct catalog_params *p, catalog **out,
 	pthread_mutex_init(&c->save_lock, NULL);
 	pthread_rwlock_init(&c->ixlock, NULL);
 
-	char tmpdir[4096], blobdir[4096], clean[4096];
-	if ((rc = path_join(c->db_path, sizeof c->db_path, c->dir, "clipd.db", err)) != 0 ||
-	    (rc = path_join(c->index_path, sizeof c->index_path, c->dir, "index.faiss", err)) != 0 ||
-	    (rc = path_join(tmpdir, sizeof tmpdir, c->dir, "tmp", err)) != 0 ||
-	    (rc = path_join(blobdir, sizeof blobdir, c->dir, "blobs", err)) != 0 ||
-	    (rc = path_join(clean, sizeof clean, c->dir, "clean", err)) != 0)
+	char tmpdir[4096], blobdir[4096];
+	if ((rc = datadir_path(c->dir, DATADIR_DB, c->db_path, sizeof c->db_path, err)) != 0 ||
+	    (rc = datadir_path(c->dir, DATADIR_INDEX, c->index_path, sizeof c->index_path, err)) != 0 ||
+	    (rc = datadir_path(c->dir, DATADIR_TMP, tmpdir, sizeof tmpdir, err)) != 0 ||
+	    (rc = datadir_path(c->dir, DATADIR_BLOBS, blobdir, sizeof blobdir, err)) != 0)
 		goto fail;
 
 	if (!c->readonly) {
@@ -376,11 +369,9 @@ int catalog_open(const struct catalog_params *p, catalog **out,
 		goto fail;
 	if (!c->readonly) {
 		/* After a clean close no blob can be an orphan: skip the scan. */
-		if (unlink(clean) == 0) {
-			datadir_fsync_dir(c->dir, NULL);
-		} else if ((rc = datadir_remove_orphans(c->dir, keep_blob, c, &rep.orphans_removed, err)) != 0) {
+		if (!datadir_take_clean(c->dir) &&
+		    (rc = datadir_remove_orphans(c->dir, keep_blob, c, &rep.orphans_removed, err)) != 0)
 			goto fail;
-		}
 	}
 	memcpy(rep.fingerprint, c->model.fingerprint, sizeof rep.fingerprint);
 	if (!c->no_index && (rc = open_index(c, &rep, err)) != 0)
@@ -405,16 +396,8 @@ void catalog_close(catalog *c)
 		catalog_save_index(c, NULL);
 	idx_free(c->ix);
 	store_close(c->st);
-	if (!c->readonly && !c->orphan_risk && c->lock_fd >= 0) {
-		char clean[4096];
-		snprintf(clean, sizeof clean, "%s/clean", c->dir);
-		int fd = open(clean, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		if (fd >= 0) {
-			fsync(fd);
-			close(fd);
-			datadir_fsync_dir(c->dir, NULL);
-		}
-	}
+	if (!c->readonly && !c->orphan_risk && c->lock_fd >= 0)
+		datadir_mark_clean(c->dir);
 	if (c->lock_fd >= 0)
 		close(c->lock_fd);
 	pthread_mutex_destroy(&c->wlock);
@@ -439,6 +422,11 @@ size_t catalog_dim(const catalog *c)
 const char *catalog_data_dir(const catalog *c)
 {
 	return c->dir;
+}
+
+const char *catalog_index_file(const catalog *c)
+{
+	return c->index_path;
 }
 
 store *catalog_store(catalog *c)

@@ -172,6 +172,15 @@ int catalog_get_by_sha256(catalog *c, const char *sha256, struct store_image *ou
  * even if a delete unlinks the file afterwards. */
 int catalog_blob_path(const catalog *c, const char *sha256, char *buf, size_t len, store_error *err);
 
+/* Thumbnails, a cache kept for the server (catalog_delete removes an
+ * image's). catalog_thumb_path writes the path of the thumbnail of the
+ * original sha256 with longest side size into buf (open it to serve it;
+ * it may not exist); catalog_put_thumb stores one atomically. */
+int catalog_thumb_path(const catalog *c, const char *sha256, int size, char *buf, size_t len,
+		       store_error *err);
+int catalog_put_thumb(catalog *c, const char *sha256, int size, const void *jpeg, size_t len,
+		      store_error *err);
+
 /* Newest first, stable under concurrent inserts: pass cursor 0 for the
  * first page, then the *next_cursor returned (0 when there are no more).
  * limit 1..CATALOG_MAX_LIST. *items freed with store_images_free. */
@@ -186,7 +195,8 @@ int catalog_list(catalog *c, int64_t cursor, size_t limit, struct store_image **
 int catalog_patch_metadata(catalog *c, int64_t id, const char *patch, size_t len, size_t max_bytes,
 			   int max_depth, struct store_image *out, store_error *err);
 
-/* Delete row, vector, index entry and blob (STORE_ERR_NOT_FOUND if absent). */
+/* Delete row, vector, index entry, blob and cached thumbnails
+ * (STORE_ERR_NOT_FOUND if absent). */
 int catalog_delete(catalog *c, int64_t id, store_error *err);
 
 /* The stored (normalised) vector of an image; out holds dim floats. */
@@ -277,6 +287,7 @@ int catalog_stats(catalog *c, struct catalog_stats *out, store_error *err);
 const struct store_model *catalog_model(const catalog *c);   /* valid while open */
 size_t catalog_dim(const catalog *c);
 const char *catalog_data_dir(const catalog *c);
+const char *catalog_index_file(const catalog *c);             /* DATA/index.faiss; valid while open */
 
 /* Changes applied to the index since it was last saved (or loaded). */
 uint64_t catalog_unsaved_changes(catalog *c);

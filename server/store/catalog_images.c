@@ -3,11 +3,9 @@
  * list, metadata patch, delete, the stored vector. Lifecycle and the index
  * are in catalog.c, searches in catalog_search.c. See catalog.h.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "catalog_internal.h"
 #include "clock.h"
@@ -136,9 +134,7 @@ int catalog_add(catalog *c, const struct catalog_new_image *in, struct store_ima
 	if (rc != 0) {
 		/* Nothing references the blob (no row has this sha256, and the
 		 * writer lock keeps it so): remove it. */
-		char path[4096];
-		if (datadir_blob_path(c->dir, sha, path, sizeof path, NULL) != 0 ||
-		    (unlink(path) != 0 && errno != ENOENT))
+		if (datadir_remove_blob(c->dir, sha, NULL) != 0)
 			c->orphan_risk = 1;
 		pthread_mutex_unlock(&c->wlock);
 		goto out_free;
@@ -150,12 +146,11 @@ int catalog_add(catalog *c, const struct catalog_new_image *in, struct store_ima
 		/* Not searchable, so not acknowledged: take the row back out. */
 		rc = cat_idx_fail(err, &ie, "add to the index");
 		uint64_t seq2;
-		char path[4096];
 		if (store_delete(c->st, id, NULL, &seq2, NULL) == 0) {
 			pthread_rwlock_rdlock(&c->ixlock);
 			idx_remove(c->ix, &id, 1, seq2, NULL);
 			pthread_rwlock_unlock(&c->ixlock);
-			if (datadir_blob_path(c->dir, sha, path, sizeof path, NULL) != 0 || unlink(path) != 0)
+			if (datadir_remove_blob(c->dir, sha, NULL) != 0)
 				c->orphan_risk = 1;
 		}
 		pthread_mutex_unlock(&c->wlock);
@@ -202,6 +197,18 @@ int catalog_get_by_sha256(catalog *c, const char *sha256, struct store_image *ou
 int catalog_blob_path(const catalog *c, const char *sha256, char *buf, size_t len, store_error *err)
 {
 	return datadir_blob_path(c->dir, sha256, buf, len, err);
+}
+
+int catalog_thumb_path(const catalog *c, const char *sha256, int size, char *buf, size_t len,
+		       store_error *err)
+{
+	return datadir_thumb_path(c->dir, sha256, size, buf, len, err);
+}
+
+int catalog_put_thumb(catalog *c, const char *sha256, int size, const void *jpeg, size_t len,
+		      store_error *err)
+{
+	return datadir_write_thumb(c->dir, sha256, size, jpeg, len, err);
 }
 
 int catalog_list(catalog *c, int64_t cursor, size_t limit, struct store_image **items,
@@ -265,12 +272,13 @@ int catalog_delete(catalog *c, int64_t id, store_error *err)
 		pthread_rwlock_unlock(&c->ixlock);
 		/* Under the writer lock: an upload of the same bytes re-checks
 		 * the blob under this lock before it commits. */
-		char path[4096];
-		if (datadir_blob_path(c->dir, sha, path, sizeof path, NULL) != 0 ||
-		    (unlink(path) != 0 && errno != ENOENT))
+		if (datadir_remove_blob(c->dir, sha, NULL) != 0)
 			c->orphan_risk = 1;
 	}
 	pthread_mutex_unlock(&c->wlock);
+	/* The thumbnails are a cache: outside the lock, best effort. */
+	if (rc == 0)
+		datadir_remove_thumbs(c->dir, sha);
 	return rc;
 }
 

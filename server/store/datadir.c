@@ -1,5 +1,6 @@
 /*
- * Files of a data directory: the lock, blobs, temporary files. See datadir.h.
+ * The names inside a data directory and its files: the lock, blobs,
+ * thumbnails, temporary files. See datadir.h.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -15,20 +16,18 @@
 #include "datadir.h"
 #include "sha256.h"
 
-static int fail(store_error *err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail(store_error *err, int code, const char *fmt, ...)
-{
-	if (err) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-		va_end(ap);
-		err->code = code;
-	}
-	return code;
-}
+/* The one spelling of each name (the index's also in is_stale_index_tmp's
+ * test, through INDEX_NAME). */
+#define INDEX_NAME "index.faiss"
+static const char *const names[] = {
+	[DATADIR_LOCK] = "lock",
+	[DATADIR_DB] = "clipd.db",
+	[DATADIR_INDEX] = INDEX_NAME,
+	[DATADIR_BLOBS] = "blobs",
+	[DATADIR_TMP] = "tmp",
+	[DATADIR_CLEAN] = "clean",
+};
+#define THUMBS_DIR "cache/thumbs"
 
 int datadir_fmt(char *buf, size_t len, const char *fmt, ...)
 {
@@ -47,8 +46,8 @@ int datadir_errno(store_error *err, int errnum, const char *what, const char *pa
 	else if (errnum == ENOMEM)
 		code = STORE_ERR_NOMEM;
 	if (code == STORE_ERR_NOSPACE)
-		return fail(err, code, "no space left on device: cannot %s %s", what, path);
-	return fail(err, code, "cannot %s %s: %s", what, path, strerror(errnum));
+		return store_fail(err, code, "no space left on device: cannot %s %s", what, path);
+	return store_fail(err, code, "cannot %s %s: %s", what, path, strerror(errnum));
 }
 
 int datadir_mkdirs(const char *path, store_error *err)
@@ -56,7 +55,7 @@ int datadir_mkdirs(const char *path, store_error *err)
 	char buf[4096];
 	size_t len = strlen(path);
 	if (len == 0 || len >= sizeof buf)
-		return fail(err, STORE_ERR_INVALID, "bad directory path");
+		return store_fail(err, STORE_ERR_INVALID, "bad directory path");
 	memcpy(buf, path, len + 1);
 	for (size_t i = 1; i <= len; i++) {
 		if (buf[i] != '/' && buf[i] != 0)
@@ -71,7 +70,7 @@ int datadir_mkdirs(const char *path, store_error *err)
 	if (stat(path, &st) != 0)
 		return datadir_errno(err, errno, "stat", path);
 	if (!S_ISDIR(st.st_mode))
-		return fail(err, STORE_ERR_IO, "%s is not a directory", path);
+		return store_fail(err, STORE_ERR_IO, "%s is not a directory", path);
 	return 0;
 }
 
@@ -87,11 +86,21 @@ int datadir_fsync_dir(const char *path, store_error *err)
 	return rc;
 }
 
+int datadir_path(const char *dir, enum datadir_name name, char *buf, size_t len, store_error *err)
+{
+	if ((unsigned)name >= sizeof names / sizeof names[0])
+		return store_fail(err, STORE_ERR_INVALID, "no such data directory name");
+	if (datadir_fmt(buf, len, "%s/%s", dir, names[name]) != 0)
+		return store_fail(err, STORE_ERR_INVALID, "data directory path too long");
+	return 0;
+}
+
 int datadir_lock(const char *dir, int *fd_out, store_error *err)
 {
 	char path[4096];
-	if (datadir_fmt(path, sizeof path, "%s/lock", dir) != 0)
-		return fail(err, STORE_ERR_INVALID, "data directory path too long");
+	int rc = datadir_path(dir, DATADIR_LOCK, path, sizeof path, err);
+	if (rc != 0)
+		return rc;
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return datadir_errno(err, errno, "open", path);
@@ -103,7 +112,7 @@ int datadir_lock(const char *dir, int *fd_out, store_error *err)
 			pid[n > 0 ? n : 0] = 0;
 			pid[strcspn(pid, "\n")] = 0;
 			close(fd);
-			return fail(err, STORE_ERR_LOCKED,
+			return store_fail(err, STORE_ERR_LOCKED,
 				    "data directory %s is in use by another clipd process%s%s%s "
 				    "(serve, reembed and index rebuild each need it alone)",
 				    dir, *pid ? " (pid " : "", pid, *pid ? ")" : "");
@@ -123,9 +132,21 @@ int datadir_lock(const char *dir, int *fd_out, store_error *err)
 int datadir_blob_path(const char *dir, const char *sha256, char *buf, size_t len, store_error *err)
 {
 	if (!sha256_is_hex(sha256))
-		return fail(err, STORE_ERR_INVALID, "not a SHA-256 hex digest");
-	if (datadir_fmt(buf, len, "%s/blobs/%.2s/%.2s/%s", dir, sha256, sha256 + 2, sha256) != 0)
-		return fail(err, STORE_ERR_INVALID, "blob path too long");
+		return store_fail(err, STORE_ERR_INVALID, "not a SHA-256 hex digest");
+	if (datadir_fmt(buf, len, "%s/%s/%.2s/%.2s/%s", dir, names[DATADIR_BLOBS], sha256, sha256 + 2,
+			sha256) != 0)
+		return store_fail(err, STORE_ERR_INVALID, "blob path too long");
+	return 0;
+}
+
+int datadir_remove_blob(const char *dir, const char *sha256, store_error *err)
+{
+	char path[4096];
+	int rc = datadir_blob_path(dir, sha256, path, sizeof path, err);
+	if (rc != 0)
+		return rc;
+	if (unlink(path) != 0 && errno != ENOENT)
+		return datadir_errno(err, errno, "remove", path);
 	return 0;
 }
 
@@ -171,28 +192,16 @@ static int write_all(int fd, const void *data, size_t len)
 	return 0;
 }
 
-int datadir_write_blob(const char *dir, const char *sha256, const void *data, size_t len,
-		       store_error *err)
+/* Write data as the file final (in the directory final_dir) through a
+ * temporary file DATA/tmp/<prefix>XXXXXX: write, fsync, rename, and with
+ * sync_dir an fsync of final_dir. Nothing is left behind on failure. */
+static int write_atomic(const char *dir, const char *prefix, const char *final, const char *final_dir,
+			const void *data, size_t len, int sync_dir, store_error *err)
 {
-	char blobs[4096], d1[4096], d2[4096], final[4096], tmp[4096];
+	char tmp[4096];
 	int rc, fd = -1;
-	if (!sha256_is_hex(sha256))
-		return fail(err, STORE_ERR_INVALID, "not a SHA-256 hex digest");
-	if (datadir_fmt(tmp, sizeof tmp, "%s/tmp/blob-XXXXXX", dir) != 0)
-		return fail(err, STORE_ERR_INVALID, "data directory path too long");
-	if (datadir_fmt(blobs, sizeof blobs, "%s/blobs", dir) != 0 ||
-	    datadir_fmt(d1, sizeof d1, "%s/%.2s", blobs, sha256) != 0 ||
-	    datadir_fmt(d2, sizeof d2, "%s/%.2s", d1, sha256 + 2) != 0 ||
-	    datadir_fmt(final, sizeof final, "%s/%s", d2, sha256) != 0)
-		return fail(err, STORE_ERR_INVALID, "data directory path too long");
-
-	if ((rc = mkdir_synced(d1, blobs, err)) != 0 || (rc = mkdir_synced(d2, d1, err)) != 0)
-		return rc;
-
-	struct stat st;
-	if (stat(final, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == len)
-		return datadir_fsync_dir(d2, err);
-
+	if (datadir_fmt(tmp, sizeof tmp, "%s/%s/%sXXXXXX", dir, names[DATADIR_TMP], prefix) != 0)
+		return store_fail(err, STORE_ERR_INVALID, "data directory path too long");
 	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
 		return datadir_errno(err, errno, "create", tmp);
@@ -215,7 +224,7 @@ int datadir_write_blob(const char *dir, const char *sha256, const void *data, si
 		goto out;
 	}
 	tmp[0] = 0;   /* renamed: nothing to clean up */
-	rc = datadir_fsync_dir(d2, err);
+	rc = sync_dir ? datadir_fsync_dir(final_dir, err) : 0;
 out:
 	if (fd >= 0)
 		close(fd);
@@ -224,9 +233,112 @@ out:
 	return rc;
 }
 
+int datadir_write_blob(const char *dir, const char *sha256, const void *data, size_t len,
+		       store_error *err)
+{
+	char blobs[4096], d1[4096], d2[4096], final[4096];
+	int rc;
+	if (!sha256_is_hex(sha256))
+		return store_fail(err, STORE_ERR_INVALID, "not a SHA-256 hex digest");
+	if ((rc = datadir_path(dir, DATADIR_BLOBS, blobs, sizeof blobs, err)) != 0)
+		return rc;
+	if (datadir_fmt(d1, sizeof d1, "%s/%.2s", blobs, sha256) != 0 ||
+	    datadir_fmt(d2, sizeof d2, "%s/%.2s", d1, sha256 + 2) != 0 ||
+	    datadir_fmt(final, sizeof final, "%s/%s", d2, sha256) != 0)
+		return store_fail(err, STORE_ERR_INVALID, "data directory path too long");
+
+	if ((rc = mkdir_synced(d1, blobs, err)) != 0 || (rc = mkdir_synced(d2, d1, err)) != 0)
+		return rc;
+
+	struct stat st;
+	if (stat(final, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == len)
+		return datadir_fsync_dir(d2, err);
+	return write_atomic(dir, "blob-", final, d2, data, len, 1, err);
+}
+
+/* ---- thumbnails ------------------------------------------------------------ */
+
+/* DATA/cache/thumbs/ab into buf. */
+static int thumb_dir(const char *dir, const char *sha256, char *buf, size_t len, store_error *err)
+{
+	if (!sha256_is_hex(sha256))
+		return store_fail(err, STORE_ERR_INVALID, "not a SHA-256 hex digest");
+	if (datadir_fmt(buf, len, "%s/" THUMBS_DIR "/%.2s", dir, sha256) != 0)
+		return store_fail(err, STORE_ERR_INVALID, "thumbnail path too long");
+	return 0;
+}
+
+int datadir_thumb_path(const char *dir, const char *sha256, int size, char *buf, size_t len,
+		       store_error *err)
+{
+	char sub[4096];
+	int rc = thumb_dir(dir, sha256, sub, sizeof sub, err);
+	if (rc != 0)
+		return rc;
+	if (size <= 0)
+		return store_fail(err, STORE_ERR_INVALID, "bad thumbnail size %d", size);
+	if (datadir_fmt(buf, len, "%s/%s-%d.jpg", sub, sha256, size) != 0)
+		return store_fail(err, STORE_ERR_INVALID, "thumbnail path too long");
+	return 0;
+}
+
+int datadir_write_thumb(const char *dir, const char *sha256, int size, const void *data, size_t len,
+			store_error *err)
+{
+	char sub[4096], final[4096];
+	int rc;
+	if ((rc = thumb_dir(dir, sha256, sub, sizeof sub, err)) != 0 ||
+	    (rc = datadir_thumb_path(dir, sha256, size, final, sizeof final, err)) != 0 ||
+	    (rc = datadir_mkdirs(sub, err)) != 0)
+		return rc;
+	/* Synced before the rename, so that after a crash the final name
+	 * never holds a torn file (it would be served for ever). */
+	return write_atomic(dir, "thumb-", final, sub, data, len, 0, err);
+}
+
+void datadir_remove_thumbs(const char *dir, const char *sha256)
+{
+	char sub[4096], file[4096];
+	if (thumb_dir(dir, sha256, sub, sizeof sub, NULL) != 0)
+		return;
+	DIR *d = opendir(sub);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL)
+		if (!strncmp(e->d_name, sha256, 64) && e->d_name[64] == '-' &&
+		    datadir_fmt(file, sizeof file, "%s/%s", sub, e->d_name) == 0)
+			unlink(file);
+	closedir(d);
+}
+
+/* ---- cleaning up ------------------------------------------------------------ */
+
+void datadir_mark_clean(const char *dir)
+{
+	char path[4096];
+	if (datadir_path(dir, DATADIR_CLEAN, path, sizeof path, NULL) != 0)
+		return;
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+		datadir_fsync_dir(dir, NULL);
+	}
+}
+
+int datadir_take_clean(const char *dir)
+{
+	char path[4096];
+	if (datadir_path(dir, DATADIR_CLEAN, path, sizeof path, NULL) != 0 || unlink(path) != 0)
+		return 0;
+	datadir_fsync_dir(dir, NULL);
+	return 1;
+}
+
 static int is_stale_index_tmp(const char *name)
 {
-	static const char base[] = "index.faiss";
+	static const char base[] = INDEX_NAME;
 	const char *p = name[0] == '.' ? name + 1 : name;
 	if (strncmp(p, base, sizeof base - 1) != 0)
 		return 0;
@@ -270,8 +382,8 @@ int datadir_clean_tmp(const char *dir, size_t *removed, store_error *err)
 	char path[4096];
 	size_t n = 0;
 	int rc;
-	if (datadir_fmt(path, sizeof path, "%s/tmp", dir) != 0)
-		return fail(err, STORE_ERR_INVALID, "data directory path too long");
+	if ((rc = datadir_path(dir, DATADIR_TMP, path, sizeof path, err)) != 0)
+		return rc;
 	if ((rc = remove_files_in(path, NULL, &n, err)) != 0)
 		return rc;
 	if ((rc = remove_files_in(dir, is_stale_index_tmp, &n, err)) != 0)
@@ -292,8 +404,8 @@ int datadir_remove_orphans(const char *dir, datadir_keep_fn keep, void *ud, size
 	char blobs[4096];
 	size_t n = 0;
 	int rc = 0;
-	if (datadir_fmt(blobs, sizeof blobs, "%s/blobs", dir) != 0)
-		return fail(err, STORE_ERR_INVALID, "data directory path too long");
+	if ((rc = datadir_path(dir, DATADIR_BLOBS, blobs, sizeof blobs, err)) != 0)
+		return rc;
 	DIR *d1 = opendir(blobs);
 	if (!d1) {
 		if (errno == ENOENT)
@@ -322,7 +434,8 @@ int datadir_remove_orphans(const char *dir, datadir_keep_fn keep, void *ud, size
 				continue;
 			struct dirent *e3;
 			while (rc == 0 && (e3 = readdir(d3)) != NULL) {
-				if (!sha256_is_hex(e3->d_name))
+				if (!sha256_is_hex(e3->d_name) || strncmp(e3->d_name, e1->d_name, 2) != 0 ||
+				    strncmp(e3->d_name + 2, e2->d_name, 2) != 0)
 					continue;
 				int k = keep(ud, e3->d_name);
 				if (k < 0) {
@@ -331,13 +444,8 @@ int datadir_remove_orphans(const char *dir, datadir_keep_fn keep, void *ud, size
 				}
 				if (k)
 					continue;
-				char f[4096];
-				if (datadir_fmt(f, sizeof f, "%s/%s", p2, e3->d_name) != 0)
-					continue;
-				if (unlink(f) != 0 && errno != ENOENT) {
-					rc = datadir_errno(err, errno, "remove", f);
+				if ((rc = datadir_remove_blob(dir, e3->d_name, err)) != 0)
 					break;
-				}
 				n++;
 			}
 			closedir(d3);

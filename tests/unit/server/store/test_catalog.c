@@ -2,7 +2,8 @@
  * The catalog on real data directories (SQLite, blob files, the FAISS
  * index): add, search, delete, metadata and filters, restart and replay,
  * damaged or missing index files, model fingerprints and refusal, the
- * lock, clean-up after a crash, clipd check's findings.
+ * lock, clean-up after a crash, clipd check's findings, removing blobs,
+ * the thumbnail cache.
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -11,6 +12,7 @@
 #include <time.h>
 
 #include "catalog_fixture.h"
+#include "datadir.h"
 
 #define DIM 16
 
@@ -1022,6 +1024,72 @@ static void test_stats_and_save(void)
 	catalog_close(c);
 }
 
+static void test_blob_remove(void)
+{
+	const char *dir = new_dir("data");
+	store_error err = { 0 };
+	catalog *c = fx_open(dir, model_x.files, DIM, NULL, &err);
+	REQUIRE(c);
+	char sha[SHA256_HEX], path[1000];
+	int64_t id = fx_add(c, 7, 100, NULL, sha, &err);
+	REQUIRE(id > 0);
+	REQUIRE(catalog_blob_path(c, sha, path, sizeof path, &err) == 0);
+	CHECK(file_exists(path));
+	CHECK_EQ_INT(datadir_remove_blob(dir, sha, &err), 0);
+	CHECK(!file_exists(path));
+	/* Already gone is no failure: the caller wanted it gone. */
+	CHECK_EQ_INT(datadir_remove_blob(dir, sha, &err), 0);
+	/* So a delete whose blob is missing succeeds, and leaves no orphan
+	 * risk: the next open finds the clean marker. */
+	CHECK_EQ_INT(catalog_delete(c, id, &err), 0);
+	catalog_close(c);
+	char clean[800];
+	snprintf(clean, sizeof clean, "%s/clean", dir);
+	CHECK(file_exists(clean));
+	/* Not a digest: refused, nothing touched. */
+	CHECK_EQ_INT(datadir_remove_blob(dir, "../clipd.db", &err), STORE_ERR_INVALID);
+	/* What cannot be removed is an error (a directory in the blob's place). */
+	REQUIRE(mkdir(path, 0755) == 0);
+	CHECK_EQ_INT(datadir_remove_blob(dir, sha, &err), STORE_ERR_IO);
+	CHECK_CONTAINS(err.msg, path);
+	rmdir(path);
+}
+
+static void test_thumbnail_store(void)
+{
+	const char *dir = new_dir("data");
+	store_error err = { 0 };
+	catalog *c = fx_open(dir, model_x.files, DIM, NULL, &err);
+	REQUIRE(c);
+	char sha[SHA256_HEX], path[1000], want[1000], big[1000];
+	int64_t id = fx_add(c, 8, 100, NULL, sha, &err);
+	REQUIRE(id > 0);
+	REQUIRE(catalog_thumb_path(c, sha, 128, path, sizeof path, &err) == 0);
+	snprintf(want, sizeof want, "%s/cache/thumbs/%.2s/%s-128.jpg", dir, sha, sha);
+	CHECK_EQ_STR(path, want);
+	CHECK(!file_exists(path));
+	REQUIRE(catalog_put_thumb(c, sha, 128, "jpegbytes", 9, &err) == 0);
+	REQUIRE(catalog_put_thumb(c, sha, 512, "JPEG", 4, &err) == 0);
+	size_t len = 0;
+	unsigned char *back = harness_read_file(path, &len);
+	REQUIRE(back);
+	CHECK_EQ_INT(len, 9);
+	CHECK(!memcmp(back, "jpegbytes", 9));
+	free(back);
+	snprintf(want, sizeof want, "%s/tmp", dir);
+	CHECK_EQ_INT(fx_count_files(want), 0);
+	/* Only digests name thumbnails. */
+	CHECK_EQ_INT(catalog_thumb_path(c, "abcdef", 256, want, sizeof want, &err), STORE_ERR_INVALID);
+	CHECK_EQ_INT(catalog_put_thumb(c, "../../x", 256, "x", 1, &err), STORE_ERR_INVALID);
+	/* A delete takes the image's thumbnails with it, every size. */
+	REQUIRE(catalog_thumb_path(c, sha, 512, big, sizeof big, &err) == 0);
+	CHECK(file_exists(big));
+	REQUIRE(catalog_delete(c, id, &err) == 0);
+	CHECK(!file_exists(path));
+	CHECK(!file_exists(big));
+	catalog_close(c);
+}
+
 int main(void)
 {
 	snprintf(base, sizeof base, "%s", harness_tmpdir());
@@ -1050,5 +1118,7 @@ int main(void)
 	RUN(test_stats_and_save);
 	RUN(test_exact_and_ivf_same_top1);
 	RUN(test_background_retrain_swaps_in_ivf);
+	RUN(test_blob_remove);
+	RUN(test_thumbnail_store);
 	return harness_done();
 }
