@@ -476,7 +476,6 @@ void srv_image_delete(struct srv_app *app, struct http_req *r)
 		srv_reply_store_error(r, &err);
 		return;
 	}
-	srv_thumb_forget(catalog_data_dir(app->cat), img.sha256);
 	store_image_clear(&img);
 	http_reply_empty(r, 204, NULL);
 }
@@ -621,10 +620,9 @@ static void thumb_task(void *arg)
 		goto out;
 	}
 	if (!t->failed) {
-		char msg[256];
-		if (srv_thumb_store(catalog_data_dir(app->cat), t->img.sha256, t->size, t->jpeg, t->len,
-				    msg, sizeof msg) != 0)
-			log_warn("thumbnail cache: %s", msg);
+		store_error cerr = { 0 };
+		if (catalog_put_thumb(app->cat, t->img.sha256, t->size, t->jpeg, t->len, &cerr) != 0)
+			log_warn("thumbnail cache: %s", cerr.msg);
 	}
 out:
 	free(bytes);
@@ -662,7 +660,7 @@ void srv_image_thumbnail(struct srv_app *app, struct http_req *r)
 		return;
 	}
 	char path[4096];
-	if (srv_thumb_path(catalog_data_dir(app->cat), t->img.sha256, t->size, path, sizeof path) == 0) {
+	if (catalog_thumb_path(app->cat, t->img.sha256, t->size, path, sizeof path, NULL) == 0) {
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
 		struct stat st;
 		if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size > 0) {

@@ -1,14 +1,10 @@
 #include "srv_thumb.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "srv_jpeg.h"
 
@@ -123,82 +119,4 @@ out:
 	free(row);
 	free(small);
 	return rc;
-}
-
-int srv_thumb_path(const char *dir, const char *sha256, int size, char *out, size_t outlen)
-{
-	int n = snprintf(out, outlen, "%s/cache/thumbs/%.2s/%s-%d.jpg", dir, sha256, sha256, size);
-	return n < 0 || (size_t)n >= outlen ? -1 : 0;
-}
-
-static int mkdir_p(char *path)
-{
-	for (char *p = path + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		int rc = mkdir(path, 0755);
-		*p = '/';
-		if (rc != 0 && errno != EEXIST)
-			return -1;
-	}
-	return mkdir(path, 0755) == 0 || errno == EEXIST ? 0 : -1;
-}
-
-int srv_thumb_store(const char *dir, const char *sha256, int size, const void *jpeg, size_t len,
-		    char *msg, size_t msglen)
-{
-	char path[4096], tmp[4200], sub[4096];
-	if (srv_thumb_path(dir, sha256, size, path, sizeof path) != 0) {
-		snprintf(msg, msglen, "path too long");
-		return -1;
-	}
-	snprintf(sub, sizeof sub, "%s", path);
-	*strrchr(sub, '/') = 0;
-	if (mkdir_p(sub) != 0) {
-		snprintf(msg, msglen, "%s: %s", sub, strerror(errno));
-		return -1;
-	}
-	static unsigned counter;
-	snprintf(tmp, sizeof tmp, "%s.%d.%u.tmp", path, (int)getpid(),
-		 __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		snprintf(msg, msglen, "%.3000s: %s", tmp, strerror(errno));
-		return -1;
-	}
-	const unsigned char *p = jpeg;
-	size_t left = len;
-	while (left) {
-		ssize_t w = write(fd, p, left);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			snprintf(msg, msglen, "%.3000s: %s", tmp, w < 0 ? strerror(errno) : "short write");
-			close(fd);
-			unlink(tmp);
-			return -1;
-		}
-		p += w;
-		left -= (size_t)w;
-	}
-	/* Synced before the rename, so that after a crash the final name
-	 * never holds a torn file (it would be served for ever). */
-	int bad = fsync(fd) != 0;
-	if (close(fd) != 0)
-		bad = 1;
-	if (bad || rename(tmp, path) != 0) {
-		snprintf(msg, msglen, "%s: %s", path, strerror(errno));
-		unlink(tmp);
-		return -1;
-	}
-	return 0;
-}
-
-void srv_thumb_forget(const char *dir, const char *sha256)
-{
-	char path[4096];
-	for (size_t i = 0; i < 3; i++)
-		if (srv_thumb_path(dir, sha256, srv_thumb_sizes[i], path, sizeof path) == 0)
-			unlink(path);
 }

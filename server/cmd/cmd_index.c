@@ -51,8 +51,7 @@ static int stats(const char *data_dir)
 		fprintf(stderr, "clipd index stats: %s\n", err.msg);
 		goto out;
 	}
-	char file[4200];
-	snprintf(file, sizeof file, "%s/index.faiss", catalog_data_dir(c));
+	const char *file = catalog_index_file(c);
 	cJSON *o = cJSON_CreateObject(), *m = cJSON_CreateObject();
 	cJSON_AddNumberToObject(o, "count", (double)st.index_count);
 	cJSON_AddNumberToObject(o, "images", (double)st.images);

@@ -150,26 +150,6 @@ static void test_thumbnails(void)
 	clip_image_free(&img);
 	free(jpeg);
 	free(rgb);
-	char path[256];
-	CHECK_EQ_INT(srv_thumb_path("/data", "abcdef", 256, path, sizeof path), 0);
-	CHECK_EQ_STR(path, "/data/cache/thumbs/ab/abcdef-256.jpg");
-}
-
-static void test_thumbnail_store(void)
-{
-	const char *dir = harness_tmpdir();
-	char msg[256], path[1024];
-	const char *sha = "ffee0000000000000000000000000000000000000000000000000000000000aa";
-	REQUIRE(srv_thumb_store(dir, sha, 128, "jpegbytes", 9, msg, sizeof msg) == 0);
-	REQUIRE(srv_thumb_path(dir, sha, 128, path, sizeof path) == 0);
-	size_t len = 0;
-	unsigned char *back = harness_read_file(path, &len);
-	REQUIRE(back);
-	CHECK_EQ_INT(len, 9);
-	CHECK(!memcmp(back, "jpegbytes", 9));
-	free(back);
-	srv_thumb_forget(dir, sha);
-	CHECK(access(path, F_OK) != 0);
 }
 
 int main(void)
@@ -179,6 +159,5 @@ int main(void)
 	RUN(test_numbers);
 	RUN(test_image_object);
 	RUN(test_thumbnails);
-	RUN(test_thumbnail_store);
 	return harness_done();
 }
