@@ -242,6 +242,13 @@ static int fsync_dir_of(const char *path)
 	return rc;
 }
 
+/* The code of a failed write, sync or rename: a full disk or quota is
+ * IDX_ERR_NOSPACE, the rest IDX_ERR_IO. */
+static int io_code(int e)
+{
+	return e == ENOSPC || e == EDQUOT ? IDX_ERR_NOSPACE : IDX_ERR_IO;
+}
+
 int idx_save(idx *ix, const char *path, const char *fingerprint, idx_error *err)
 {
 	if (!ix || !path || !*path || !fingerprint)
@@ -263,12 +270,12 @@ int idx_save(idx *ix, const char *path, const char *fingerprint, idx_error *err)
 	pthread_rwlock_rdlock(&ix->lock);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0) {
-		idx_fail(err, rc, "%s: %s", tmp, strerror(errno));
+		idx_fail(err, rc = io_code(errno), "%s: %s", tmp, strerror(errno));
 		goto out;
 	}
 	memset(hdr, 0, sizeof hdr);
 	if (write_all(fd, hdr, sizeof hdr)) {
-		idx_fail(err, rc, "%s: %s", tmp, strerror(errno));
+		idx_fail(err, rc = io_code(errno), "%s: %s", tmp, strerror(errno));
 		goto out;
 	}
 	sink.fd = fd;
@@ -281,7 +288,7 @@ int idx_save(idx *ix, const char *path, const char *fingerprint, idx_error *err)
 	}
 	if (faiss_write_index(ix->cur->index, f)) {
 		if (sink.error)
-			idx_fail(err, rc, "%s: %s", tmp, strerror(sink.error));
+			idx_fail(err, rc = io_code(sink.error), "%s: %s", tmp, strerror(sink.error));
 		else
 			rc = idx_faiss_fail(err, "writing the index");
 		goto out;
@@ -289,7 +296,7 @@ int idx_save(idx *ix, const char *path, const char *fingerprint, idx_error *err)
 	int closed = fclose(f);
 	f = NULL;
 	if (closed || sink.error) {
-		idx_fail(err, rc, "%s: %s", tmp, strerror(sink.error ? sink.error : EIO));
+		idx_fail(err, rc = io_code(sink.error), "%s: %s", tmp, strerror(sink.error ? sink.error : EIO));
 		goto out;
 	}
 	h.dim = ix->cfg.dim;
@@ -303,26 +310,26 @@ int idx_save(idx *ix, const char *path, const char *fingerprint, idx_error *err)
 	snprintf(h.type, sizeof h.type, "%s", ix->cur->type);
 	encode_header(&h, hdr);
 	if (pwrite(fd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr) {
-		idx_fail(err, rc, "%s: %s", tmp, strerror(errno ? errno : EIO));
+		idx_fail(err, rc = io_code(errno), "%s: %s", tmp, strerror(errno ? errno : EIO));
 		goto out;
 	}
 	if (fsync(fd)) {
-		idx_fail(err, rc, "%s: fsync: %s", tmp, strerror(errno));
+		idx_fail(err, rc = io_code(errno), "%s: fsync: %s", tmp, strerror(errno));
 		goto out;
 	}
 	int c = close(fd);
 	fd = -1;
 	if (c) {
-		idx_fail(err, rc, "%s: close: %s", tmp, strerror(errno));
+		idx_fail(err, rc = io_code(errno), "%s: close: %s", tmp, strerror(errno));
 		goto out;
 	}
 	if (rename(tmp, path)) {
-		idx_fail(err, rc, "rename %s to %s: %s", tmp, path, strerror(errno));
+		idx_fail(err, rc = io_code(errno), "rename %s to %s: %s", tmp, path, strerror(errno));
 		goto out;
 	}
 	tmp[0] = 0;   /* renamed: nothing to clean up */
 	if (fsync_dir_of(path)) {
-		idx_fail(err, rc, "%s: fsync of the directory: %s", path, strerror(errno));
+		idx_fail(err, rc = io_code(errno), "%s: fsync of the directory: %s", path, strerror(errno));
 		goto out;
 	}
 	rc = IDX_OK;

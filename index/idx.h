@@ -74,6 +74,7 @@ enum {
 	IDX_ERR_FAISS = -4,     /* FAISS refused (its message is in err.msg) */
 	IDX_ERR_CORRUPT = -5,   /* an index file is truncated, damaged or not ours */
 	IDX_ERR_MISMATCH = -6,  /* an index file from another model (fingerprint) or dim */
+	IDX_ERR_NOSPACE = -7,   /* idx_save: the disk or the quota is full (ENOSPC, EDQUOT) */
 };
 
 /* Limits on what callers (ultimately clients) control. */

@@ -22,8 +22,10 @@
 
 int cat_idx_fail(store_error *err, const idx_error *ie, const char *what)
 {
-	return store_fail(err, ie->code == IDX_ERR_NOMEM ? STORE_ERR_NOMEM : STORE_ERR_INDEX,
-			"%s: %s", what, ie->msg);
+	int code = ie->code == IDX_ERR_NOMEM ? STORE_ERR_NOMEM
+		   : ie->code == IDX_ERR_NOSPACE ? STORE_ERR_NOSPACE
+						 : STORE_ERR_INDEX;
+	return store_fail(err, code, "%s: %s", what, ie->msg);
 }
 
 int cat_normalize(const float *v, size_t dim, float *out, store_error *err)
@@ -107,10 +109,8 @@ static int save_and_prune(catalog *c, idx *ix, store_error *err)
 {
 	idx_error ie;
 	uint64_t seq = idx_seq(ix);
-	if (idx_save(ix, c->index_path, c->model.fingerprint, &ie) != 0) {
-		int code = ie.code == IDX_ERR_IO && strstr(ie.msg, "space") ? STORE_ERR_NOSPACE : STORE_ERR_INDEX;
-		return store_fail(err, code, "save the index: %s", ie.msg);
-	}
+	if (idx_save(ix, c->index_path, c->model.fingerprint, &ie) != 0)
+		return cat_idx_fail(err, &ie, "save the index");
 	atomic_store(&c->saved_seq, seq);
 	/* Pruning is housekeeping: failing at it (a full disk) loses nothing. */
 	store_prune_changes(c->st, seq, NULL);

@@ -33,6 +33,8 @@ struct catalog {
 	int index_stale;             /* an index removal failed: the next open rebuilds */
 };
 
+/* The one translation of an index error into a store status (NOMEM,
+ * NOSPACE, else STORE_ERR_INDEX), the message prefixed with what. */
 int cat_idx_fail(store_error *err, const idx_error *ie, const char *what);
 /* out = v / |v|; STORE_ERR_INVALID for a zero or non-finite vector. */
 int cat_normalize(const float *v, size_t dim, float *out, store_error *err);

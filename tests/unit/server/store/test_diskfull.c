@@ -4,7 +4,8 @@
  * runs out of space fails with STORE_ERR_NOSPACE and a clear message and
  * leaves nothing behind (no row, no blob, no temporary file, check clean);
  * once space is freed, writes succeed again. Both places an add can run
- * out are reached: the blob and the database.
+ * out are reached: the blob and the database. The index says a full disk
+ * with its own code (IDX_ERR_NOSPACE), set from errno.
  */
 #include <errno.h>
 #include <sys/mount.h>
@@ -162,6 +163,35 @@ static void test_disk_full(void)
 	catalog_close(c);
 }
 
+static void test_index_save_nospace(void)
+{
+	struct idx_params p = idx_default_params();
+	p.dim = DIM;
+	idx *ix = NULL;
+	idx_error ie = { 0 };
+	REQUIRE(idx_new(&p, &ix, &ie) == 0);
+	enum { N = 2000 };
+	static float vecs[N * DIM];
+	static int64_t ids[N];
+	for (int i = 0; i < N; i++) {
+		ids[i] = i + 1;
+		fx_vec((uint64_t)i, vecs + (size_t)i * DIM, DIM);
+	}
+	REQUIRE(idx_add(ix, ids, vecs, N, 1, &ie) == 0);
+	char path[900];
+	snprintf(path, sizeof path, "%s/full.faiss", mnt);
+	free_filler();
+	fill_leaving(0);
+	CHECK_EQ_INT(idx_save(ix, path, "fp", &ie), IDX_ERR_NOSPACE);
+	CHECK_CONTAINS(ie.msg, "No space left on device");
+	CHECK(access(path, F_OK) != 0);
+	/* With room again, the same save works: the code was the disk's. */
+	free_filler();
+	CHECK_EQ_INT(idx_save(ix, path, "fp", &ie), 0);
+	unlink(path);
+	idx_free(ix);
+}
+
 int main(void)
 {
 	snprintf(mnt, sizeof mnt, "%s/small", harness_tmpdir());
@@ -173,6 +203,7 @@ int main(void)
 		return 77;
 	}
 	RUN(test_disk_full);
+	RUN(test_index_save_nospace);
 	umount2(mnt, MNT_DETACH);
 	rmdir(mnt);
 	return harness_done();
