@@ -254,10 +254,8 @@ int srv_parse_search_params(struct srv_app *app, struct http_req *r, struct srv_
 		return -1;
 	}
 	sp->q.filters = sp->q.n_filters ? sp->filters : NULL;
-	struct store_selection sel = { sp->q.filters, sp->q.n_filters, sp->q.has_after, sp->q.has_before,
-				       sp->q.created_after, sp->q.created_before, 0 };
 	store_error err = { 0 };
-	if (store_check_selection(&sel, &err) != 0) {
+	if (catalog_check_filters(&sp->q, &err) != 0) {
 		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "filter: %s", err.msg);
 		return -1;
 	}

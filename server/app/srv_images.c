@@ -253,8 +253,8 @@ static int check_metadata(struct srv_app *app, struct http_req *r, const char *t
 	if (!text)
 		return 0;
 	store_error err = { 0 };
-	if (store_check_metadata(catalog_store(app->cat), text, len, (size_t)app->cfg->max_metadata,
-				 (int)app->cfg->max_metadata_depth, compact, &err) != 0) {
+	if (catalog_check_metadata(app->cat, text, len, (size_t)app->cfg->max_metadata,
+				   (int)app->cfg->max_metadata_depth, compact, &err) != 0) {
 		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "metadata: %s", err.msg);
 		return -1;
 	}

@@ -14,7 +14,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "store.h"
+#include "catalog.h"
 
 /* The image object (a new cJSON the caller owns; NULL when out of memory). */
 cJSON *srv_image_json(const struct store_image *img);

@@ -162,7 +162,7 @@ static int encode_batch(catalog *c, clip_model *m, clip_ctx *ctx, const char *fp
 	}
 	for (size_t i = 0; i < n; i++)
 		clip_l2_normalize(vecs + i * dim, dim);
-	if (store_put_vectors(catalog_store(c), ids, n, fp, vecs, dim, &err) != 0) {
+	if (catalog_put_vectors(c, ids, n, fp, vecs, dim, &err) != 0) {
 		fprintf(stderr, "\nclipd reembed: storing vectors: %s\n", err.msg);
 		return -1;
 	}
@@ -197,7 +197,7 @@ static int reembed(const char *model_dir, const char *data_dir, size_t batch, in
 	struct store_model target;
 	memset(&target, 0, sizeof target);
 	double hash_ms = 0;
-	if (catalog_fingerprint(catalog_store(c), clip_model_files(m), target.fingerprint, &hash_ms, &err) != 0) {
+	if (catalog_fingerprint(c, clip_model_files(m), target.fingerprint, &hash_ms, &err) != 0) {
 		fprintf(stderr, "clipd reembed: %s\n", err.msg);
 		goto out;
 	}
@@ -211,13 +211,13 @@ static int reembed(const char *model_dir, const char *data_dir, size_t batch, in
 		rc = 0;
 		goto out;
 	}
-	if (store_put_model(catalog_store(c), &target, &err) != 0) {
+	if (catalog_put_model(c, &target, &err) != 0) {
 		fprintf(stderr, "clipd reembed: %s\n", err.msg);
 		goto out;
 	}
 	int64_t total = 0, done = 0;
-	if (store_count(catalog_store(c), &total, &err) != 0 ||
-	    store_count_vectors(catalog_store(c), target.fingerprint, &done, &err) != 0) {
+	if (catalog_count(c, &total, &err) != 0 ||
+	    catalog_count_vectors(c, target.fingerprint, &done, &err) != 0) {
 		fprintf(stderr, "clipd reembed: %s\n", err.msg);
 		goto out;
 	}
@@ -245,7 +245,7 @@ static int reembed(const char *model_dir, const char *data_dir, size_t batch, in
 			want = (size_t)(max_images - this_run);
 		if (want == 0)
 			break;
-		if (store_missing_vectors(catalog_store(c), target.fingerprint, after, ids, want, &n, &err) != 0) {
+		if (catalog_missing_vectors(c, target.fingerprint, after, ids, want, &n, &err) != 0) {
 			fprintf(stderr, "\nclipd reembed: %s\n", err.msg);
 			goto out;
 		}
@@ -261,14 +261,14 @@ static int reembed(const char *model_dir, const char *data_dir, size_t batch, in
 	progress_show(&pr, done, 1);
 
 	size_t missing = 0;
-	if (store_missing_vectors(catalog_store(c), target.fingerprint, 0, ids, 1, &missing, &err) != 0) {
+	if (catalog_missing_vectors(c, target.fingerprint, 0, ids, 1, &missing, &err) != 0) {
 		fprintf(stderr, "clipd reembed: %s\n", err.msg);
 		goto out;
 	}
 	if (missing) {
 		int64_t left = 0;
-		store_count_vectors(catalog_store(c), target.fingerprint, &done, NULL);
-		store_count(catalog_store(c), &left, NULL);
+		catalog_count_vectors(c, target.fingerprint, &done, NULL);
+		catalog_count(c, &left, NULL);
 		fprintf(stderr, "clipd reembed: stopped after %lld images; %lld remain: run clipd reembed "
 			"again to continue (%s still serves)\n", (long long)this_run, (long long)(left - done),
 			current->name);

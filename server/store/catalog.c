@@ -232,7 +232,7 @@ static int resolve_model(catalog *c, const struct catalog_params *p, struct cata
 
 	struct store_model m;
 	memset(&m, 0, sizeof m);
-	if ((rc = catalog_fingerprint(c->st, p->model_files, m.fingerprint, &rep->fingerprint_ms, err)) != 0)
+	if ((rc = store_fingerprint(c->st, p->model_files, m.fingerprint, &rep->fingerprint_ms, err)) != 0)
 		return rc;
 	/* The name: given, else the model directory's, else the directory of
 	 * the first file's. */
@@ -429,11 +429,6 @@ const char *catalog_index_file(const catalog *c)
 	return c->index_path;
 }
 
-store *catalog_store(catalog *c)
-{
-	return c->st;
-}
-
 uint64_t catalog_unsaved_changes(catalog *c)
 {
 	if (!c->ix)
@@ -521,6 +516,40 @@ int catalog_stats(catalog *c, struct catalog_stats *out, store_error *err)
 	store_db_bytes(c->st, &out->db_bytes, NULL);
 	out->model = c->model;
 	return 0;
+}
+
+/* ---- another model (clipd reembed) -------------------------------------------------------- */
+
+int catalog_fingerprint(catalog *c, const char *const *files, char hex[STORE_FINGERPRINT_HEX],
+			double *hash_ms, store_error *err)
+{
+	return store_fingerprint(c ? c->st : NULL, files, hex, hash_ms, err);
+}
+
+int catalog_put_model(catalog *c, const struct store_model *m, store_error *err)
+{
+	if (c->readonly)
+		return store_fail(err, STORE_ERR_INVALID, "the catalog is open read-only");
+	return store_put_model(c->st, m, err);
+}
+
+int catalog_count_vectors(catalog *c, const char *fingerprint, int64_t *n, store_error *err)
+{
+	return store_count_vectors(c->st, fingerprint, n, err);
+}
+
+int catalog_missing_vectors(catalog *c, const char *fingerprint, int64_t after_id, int64_t *ids,
+			    size_t max, size_t *n, store_error *err)
+{
+	return store_missing_vectors(c->st, fingerprint, after_id, ids, max, n, err);
+}
+
+int catalog_put_vectors(catalog *c, const int64_t *ids, size_t n, const char *fingerprint,
+			const float *vecs, size_t dim, store_error *err)
+{
+	if (c->readonly)
+		return store_fail(err, STORE_ERR_INVALID, "the catalog is open read-only");
+	return store_put_vectors(c->st, ids, n, fingerprint, vecs, dim, err);
 }
 
 int catalog_switch_model(catalog *c, const char *fingerprint, store_error *err)

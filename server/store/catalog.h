@@ -36,12 +36,12 @@
  *             catalog_save_index(cat, &err);
  *     catalog_close(cat);                           // saves the index if changed
  *
- * Data directory: DATA/lock (flock), DATA/clipd.db (+ -wal, -shm),
- * DATA/blobs/ab/cd/abcd... (originals, named by their SHA-256),
- * DATA/index.faiss (the saved index), DATA/tmp/ (temporary files, emptied at
- * open), DATA/clean (written by a clean close: the next open skips the scan
- * for orphan blobs, which only a crash leaves). The server may keep its own
- * things (thumbnails) under DATA/cache/.
+ * Data directory (datadir.h lists its names, the one place that spells
+ * them): a lock, the database, the originals (blobs named by their
+ * SHA-256), the saved index, a thumbnail cache, temporary files (emptied at
+ * open) and a marker written by a clean close (the next open then skips
+ * the scan for orphan blobs, which only a crash leaves). Callers ask for
+ * paths (catalog_blob_path, catalog_thumb_path, catalog_index_file).
  *
  * Consistency. An add writes the blob (temporary file, fsync, rename,
  * directory fsync), then commits one transaction (row + vector + change
@@ -58,9 +58,20 @@
  * by the writer lock (they wait for each other, not for searches). Never
  * fork with a catalog open (SQLite, FAISS's OpenMP): fork+exec only.
  *
- * Conventions as in store.h: 0 or a negative store_status with the message
- * in store_error; nothing logs. Results are owned by the caller and freed
- * with the function named beside them.
+ * The interface. This header is all that code above server/store/ sees of
+ * the store layer: the values it shares (statuses, store_error, the image
+ * row, the model, filters) are in store_types.h; SQLite (store.h) and the
+ * files (datadir.h) stay behind it, so another backend could implement
+ * these functions. Conventions as in store.h: 0 or a negative store_status
+ * with the message in store_error; nothing logs. Results are owned by the
+ * caller and freed with the function named beside them.
+ *
+ * Files: catalog.c (open, close, the index: load, replay, save, rebuild;
+ * the model switch), catalog_images.c (adds, reads, patches, deletes,
+ * thumbnails, reembed's vectors), catalog_search.c, catalog_check.c,
+ * fingerprint.c; catalog_internal.h is what they share. Underneath:
+ * store*.c (SQLite, store.h) and datadir.c (every name inside a data
+ * directory, datadir.h).
  */
 #ifndef CLIPD_CATALOG_H
 #define CLIPD_CATALOG_H
@@ -69,7 +80,7 @@
 #include <stdint.h>
 
 #include "idx.h"
-#include "store.h"
+#include "store_types.h"
 
 /* Limits on what clients control (the server may lower them). */
 #define CATALOG_MAX_METADATA_BYTES (16 * 1024)  /* compact JSON text */
@@ -111,8 +122,9 @@ struct catalog_open_report {
 	int index_loaded;                  /* the saved index was used (then replayed) */
 	int index_rebuilt;                 /* built from the stored vectors */
 	size_t replayed_adds, replayed_removes;
-	char index_message[256];           /* one line: "loaded index.faiss (seq 12, 3 changes
-	                                    * replayed)" or "rebuilt: index.faiss is corrupt (...)" */
+	char index_message[256];           /* one line: "loaded Flat index at change 12, replayed 3
+	                                    * adds and 0 removes: 40 vectors" or "rebuilt the index
+	                                    * from 40 stored vectors: no index file" */
 	int model_registered;              /* a new data directory took the given model */
 	char fingerprint[STORE_FINGERPRINT_HEX];
 	double fingerprint_ms;             /* time spent hashing model files (0 when cached) */
@@ -202,6 +214,14 @@ int catalog_delete(catalog *c, int64_t id, store_error *err);
 /* The stored (normalised) vector of an image; out holds dim floats. */
 int catalog_get_vector(catalog *c, int64_t id, float *out, size_t dim, store_error *err);
 
+/* Check a metadata JSON object before the work of an upload: an object of
+ * at most max_bytes of compact text and max_depth levels (0, or more than
+ * the ceilings above: those ceilings). STORE_ERR_INVALID or
+ * STORE_ERR_TOO_LARGE; on success *compact (may be NULL) is the minified
+ * text, malloc'd. catalog_add checks again. */
+int catalog_check_metadata(catalog *c, const char *json, size_t len, size_t max_bytes, int max_depth,
+			   char **compact, store_error *err);
+
 /* ---- search -------------------------------------------------------------- */
 
 struct catalog_query {
@@ -210,7 +230,7 @@ struct catalog_query {
 	size_t k;              /* 1..CATALOG_MAX_K */
 	int has_min_score;
 	float min_score;       /* results below are dropped */
-	const struct store_filter *filters;   /* equality on top-level metadata keys (store.h) */
+	const struct store_filter *filters;   /* equality on top-level metadata keys (store_types.h) */
 	size_t n_filters;      /* at most STORE_MAX_FILTERS */
 	int has_after, has_before;
 	int64_t created_after, created_before; /* microseconds, exclusive bounds */
@@ -220,6 +240,9 @@ struct catalog_query {
 	const struct catalog_prefetch *prefetched;
 };
 struct catalog_query catalog_default_query(void);
+/* Check q's filters and date range (count, key and value sizes and
+ * characters: STORE_ERR_INVALID) before anything is encoded. */
+int catalog_check_filters(const struct catalog_query *q, store_error *err);
 
 struct catalog_hit {
 	struct store_image image;
@@ -279,7 +302,7 @@ struct catalog_stats {
 	int index_training;             /* a background build is running */
 	uint64_t seq;                   /* the index's change sequence */
 	uint64_t saved_seq;             /* the sequence of the saved file (0: none) */
-	int64_t index_file_bytes;       /* size of DATA/index.faiss (0: none) */
+	int64_t index_file_bytes;       /* size of the saved index file (0: none) */
 	int64_t db_bytes;               /* database + WAL */
 	struct store_model model;
 };
@@ -287,7 +310,7 @@ int catalog_stats(catalog *c, struct catalog_stats *out, store_error *err);
 const struct store_model *catalog_model(const catalog *c);   /* valid while open */
 size_t catalog_dim(const catalog *c);
 const char *catalog_data_dir(const catalog *c);
-const char *catalog_index_file(const catalog *c);             /* DATA/index.faiss; valid while open */
+const char *catalog_index_file(const catalog *c);           /* the saved index's path; valid while open */
 
 /* Changes applied to the index since it was last saved (or loaded). */
 uint64_t catalog_unsaved_changes(catalog *c);
@@ -305,17 +328,32 @@ void catalog_wait_index(catalog *c);
  * problem. Returns the number of problems (0: healthy) or a negative status. */
 int catalog_check(catalog *c, store_problem_fn fn, void *ud, store_error *err);
 
-/* The store underneath (reembed, tests). Owned by the catalog. */
-store *catalog_store(catalog *c);
+/* ---- another model (clipd reembed) -------------------------------------------- */
 
 /* Model fingerprint: SHA-256 over the base names and contents of the
  * files (weights and configs), in name order, the per-file hashes cached
- * in st (may be NULL: no cache). hex receives 64 hex digits. */
-int catalog_fingerprint(store *st, const char *const *files, char hex[STORE_FINGERPRINT_HEX],
+ * in the catalog (c may be NULL: no cache). hex receives 64 hex digits. */
+int catalog_fingerprint(catalog *c, const char *const *files, char hex[STORE_FINGERPRINT_HEX],
 			double *hash_ms, store_error *err);
 
+/* Record a model without making it the one served (reembed's target). */
+int catalog_put_model(catalog *c, const struct store_model *m, store_error *err);
+/* The number of images, and of those with a vector under fingerprint. */
+int catalog_count(catalog *c, int64_t *n, store_error *err);
+int catalog_count_vectors(catalog *c, const char *fingerprint, int64_t *n, store_error *err);
+/* Ids (ascending, > after_id) of images without a vector under
+ * fingerprint, at most max of them into ids; *n set. */
+int catalog_missing_vectors(catalog *c, const char *fingerprint, int64_t after_id, int64_t *ids,
+			    size_t max, size_t *n, store_error *err);
+/* Store the vectors of images ids[0..n) (n * dim floats) under fingerprint,
+ * a recorded model of dimension dim, in one transaction; images deleted
+ * meanwhile are skipped. The index is not touched (the model is not
+ * served yet). */
+int catalog_put_vectors(catalog *c, const int64_t *ids, size_t n, const char *fingerprint,
+			const float *vecs, size_t dim, store_error *err);
+
 /* After `clipd reembed` stored every vector under the new model (which
- * must be recorded with store_put_model): make it active, drop the old
+ * must be recorded with catalog_put_model): make it active, drop the old
  * vectors, rebuild and save the index. The catalog then serves the new model. */
 int catalog_switch_model(catalog *c, const char *fingerprint, store_error *err);
 

@@ -1,6 +1,7 @@
 /*
  * The catalog's image operations: add (blob, row, vector, index), get,
- * list, metadata patch, delete, the stored vector. Lifecycle and the index
+ * list, count, metadata patch and check, delete, the stored vector, the
+ * thumbnail cache. Lifecycle and the index
  * are in catalog.c, searches in catalog_search.c. See catalog.h.
  */
 #include <stdio.h>
@@ -199,6 +200,11 @@ int catalog_blob_path(const catalog *c, const char *sha256, char *buf, size_t le
 	return datadir_blob_path(c->dir, sha256, buf, len, err);
 }
 
+int catalog_count(catalog *c, int64_t *n, store_error *err)
+{
+	return store_count(c->st, n, err);
+}
+
 int catalog_thumb_path(const catalog *c, const char *sha256, int size, char *buf, size_t len,
 		       store_error *err)
 {
@@ -237,6 +243,15 @@ int catalog_list(catalog *c, int64_t cursor, size_t limit, struct store_image **
 	return 0;
 }
 
+/* A caller's metadata limits, the ceilings for 0 or more. */
+static void metadata_limits(size_t *max_bytes, int *max_depth)
+{
+	if (*max_bytes == 0 || *max_bytes > CATALOG_MAX_METADATA_BYTES)
+		*max_bytes = CATALOG_MAX_METADATA_BYTES;
+	if (*max_depth <= 0 || *max_depth > CATALOG_MAX_METADATA_DEPTH)
+		*max_depth = CATALOG_MAX_METADATA_DEPTH;
+}
+
 int catalog_patch_metadata(catalog *c, int64_t id, const char *patch, size_t len, size_t max_bytes,
 			   int max_depth, struct store_image *out, store_error *err)
 {
@@ -244,10 +259,7 @@ int catalog_patch_metadata(catalog *c, int64_t id, const char *patch, size_t len
 		memset(out, 0, sizeof *out);
 	if (c->readonly)
 		return store_fail(err, STORE_ERR_INVALID, "the catalog is open read-only");
-	if (max_bytes == 0 || max_bytes > CATALOG_MAX_METADATA_BYTES)
-		max_bytes = CATALOG_MAX_METADATA_BYTES;
-	if (max_depth <= 0 || max_depth > CATALOG_MAX_METADATA_DEPTH)
-		max_depth = CATALOG_MAX_METADATA_DEPTH;
+	metadata_limits(&max_bytes, &max_depth);
 	int rc = store_patch_metadata(c->st, id, patch, len, max_bytes, max_depth, err);
 	if (rc == 0 && out)
 		rc = store_get(c->st, id, out, err);
@@ -288,4 +300,11 @@ int catalog_get_vector(catalog *c, int64_t id, float *out, size_t dim, store_err
 		return store_fail(err, STORE_ERR_INVALID, "the model's vectors have %zu dimensions, not %zu",
 				c->model.dim, dim);
 	return store_get_vector(c->st, id, c->model.fingerprint, out, dim, err);
+}
+
+int catalog_check_metadata(catalog *c, const char *json, size_t len, size_t max_bytes, int max_depth,
+			   char **compact, store_error *err)
+{
+	metadata_limits(&max_bytes, &max_depth);
+	return store_check_metadata(c->st, json, len, max_bytes, max_depth, compact, err);
 }

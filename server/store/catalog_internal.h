@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 
 #include "catalog.h"
+#include "store.h"
 
 struct catalog {
 	char *dir;

@@ -159,6 +159,26 @@ static int index_search(catalog *c, const float *q, size_t kk, float *scores, in
 	return rc != 0 ? cat_idx_fail(err, &ie, "search the index") : 0;
 }
 
+/* The rows q considers, as the store takes them. */
+static struct store_selection query_selection(const struct catalog_query *q)
+{
+	struct store_selection sel = {
+		.filters = q->filters, .n_filters = q->n_filters,
+		.has_after = q->has_after, .has_before = q->has_before,
+		.created_after = q->created_after, .created_before = q->created_before,
+		.exclude_id = q->exclude_id,
+	};
+	return sel;
+}
+
+int catalog_check_filters(const struct catalog_query *q, store_error *err)
+{
+	if (!q)
+		return 0;
+	struct store_selection sel = query_selection(q);
+	return store_check_selection(&sel, err);
+}
+
 int catalog_search(catalog *c, const struct catalog_query *q, struct catalog_results *out,
 		   store_error *err)
 {
@@ -173,12 +193,7 @@ int catalog_search(catalog *c, const struct catalog_query *q, struct catalog_res
 				c->model.dim);
 	if (q->k < 1 || q->k > CATALOG_MAX_K)
 		return store_fail(err, STORE_ERR_INVALID, "k must be 1 to %d", CATALOG_MAX_K);
-	struct store_selection sel = {
-		.filters = q->filters, .n_filters = q->n_filters,
-		.has_after = q->has_after, .has_before = q->has_before,
-		.created_after = q->created_after, .created_before = q->created_before,
-		.exclude_id = q->exclude_id,
-	};
+	struct store_selection sel = query_selection(q);
 	if ((rc = store_check_selection(&sel, err)) != 0)
 		return rc;
 	int filtered = is_filtered(q);

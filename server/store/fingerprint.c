@@ -2,7 +2,7 @@
  * Model fingerprints: SHA-256 over the base names and contents of a
  * model's weight and config files, with each file's hash cached in the
  * store by (path, size, mtime, inode) so that start-up reads gigabytes of
- * weights only when they changed. See catalog_fingerprint in catalog.h.
+ * weights only when they changed. See store_fingerprint in store.h.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,9 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "catalog.h"
 #include "clock.h"
 #include "datadir.h"
+#include "store.h"
 #include "sha256.h"
 
 #define FP_MAX_FILES 64
@@ -61,8 +61,8 @@ static int cmp_base(const void *a, const void *b)
 	return strcmp(((const struct fp_file *)a)->base, ((const struct fp_file *)b)->base);
 }
 
-int catalog_fingerprint(store *st, const char *const *files, char hex[STORE_FINGERPRINT_HEX],
-			double *hash_ms, store_error *err)
+int store_fingerprint(store *st, const char *const *files, char hex[STORE_FINGERPRINT_HEX],
+		      double *hash_ms, store_error *err)
 {
 	store_error local;
 	if (!err)

@@ -19,18 +19,6 @@ extern const struct clipd_asset clipd_migrations[];
 
 /* ---- errors ------------------------------------------------------------- */
 
-int store_fail(store_error *err, int code, const char *fmt, ...)
-{
-	if (err) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-		va_end(ap);
-		err->code = code;
-	}
-	return code;
-}
-
 int st_dberr(sqlite3 *db, int rc, store_error *err, const char *what)
 {
 	int prim = rc & 0xff;
@@ -43,26 +31,6 @@ int st_dberr(sqlite3 *db, int rc, store_error *err, const char *what)
 	if (prim == SQLITE_IOERR || prim == SQLITE_CANTOPEN)
 		return store_fail(err, STORE_ERR_IO, "%s: %s", what, msg);
 	return store_fail(err, STORE_ERR_DB, "%s: %s", what, msg);
-}
-
-const char *store_status_name(int status)
-{
-	switch (status) {
-	case STORE_OK: return "ok";
-	case STORE_ERR_INVALID: return "bad_parameter";
-	case STORE_ERR_NOMEM: return "out_of_memory";
-	case STORE_ERR_IO: return "io_error";
-	case STORE_ERR_NOSPACE: return "insufficient_storage";
-	case STORE_ERR_NOT_FOUND: return "not_found";
-	case STORE_ERR_DB: return "database_error";
-	case STORE_ERR_LOCKED: return "data_dir_locked";
-	case STORE_ERR_SCHEMA: return "schema_version";
-	case STORE_ERR_MODEL: return "model_mismatch";
-	case STORE_ERR_INDEX: return "index_error";
-	case STORE_ERR_TOO_LARGE: return "metadata_too_large";
-	case STORE_ERR_EXISTS: return "exists";
-	default: return "internal_error";
-	}
 }
 
 /* ---- small helpers ---------------------------------------------------------- */

@@ -2,8 +2,18 @@
  * store.h - the SQLite store: image rows, user metadata, vectors, models,
  * the change log. The source of truth; the vector index is derived from it.
  *
- * Most code wants catalog.h (store + blob files + vector index). This layer
- * is SQL only: it knows no files but the database, and no index.
+ * Only the catalog (server/store/catalog*.c) calls it: code above
+ * server/store/ uses catalog.h (store + blob files + vector index), the
+ * interface a second backend would implement. This layer is SQL only: it
+ * knows no files but the database, and no index. The values it shares with
+ * the catalog's callers (statuses, store_error, the image row, the model,
+ * filters) are in store_types.h.
+ *
+ * Files: store.c (errors, connections, migrations, open and close,
+ * settings), store_models.c (models, the file-hash cache), store_images.c
+ * (image rows: metadata, writes, reads, iteration), store_vectors.c
+ * (vectors, the change log), store_select.c (filtered selections),
+ * store_check.c; store_internal.h is what they share.
  *
  *     struct store_params sp = store_default_params();
  *     store *st = NULL;
@@ -40,63 +50,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Statuses shared by store_ and catalog_ functions. The HTTP status each
- * maps to is the server's business; the usual one is given for guidance. */
-enum store_status {
-	STORE_OK = 0,
-	STORE_ERR_INVALID = -1,    /* bad argument or client input: 400 */
-	STORE_ERR_NOMEM = -2,      /* out of memory: 500 */
-	STORE_ERR_IO = -3,         /* a file could not be read or written: 500 */
-	STORE_ERR_NOSPACE = -4,    /* disk or quota full (ENOSPC, SQLITE_FULL): 507 */
-	STORE_ERR_NOT_FOUND = -5,  /* no such image: 404 */
-	STORE_ERR_DB = -6,         /* SQLite failed (corrupt, busy past the timeout): 500 */
-	STORE_ERR_LOCKED = -7,     /* the data directory is held by another clipd process */
-	STORE_ERR_SCHEMA = -8,     /* database newer than this binary, or not migrated (read-only) */
-	STORE_ERR_MODEL = -9,      /* the stored vectors come from another model */
-	STORE_ERR_INDEX = -10,     /* the vector index failed: 500 */
-	STORE_ERR_TOO_LARGE = -11, /* metadata over CATALOG_MAX_METADATA_BYTES or _DEPTH: 413 */
-	STORE_ERR_EXISTS = -12,    /* (store_insert only) the sha256 is already stored */
-};
-
-typedef struct store_error {
-	int code;        /* the status returned */
-	char msg[256];   /* NUL-terminated, never empty after a failure */
-} store_error;
-
-/* Fill *err (which may be NULL) and return code: the one way the store and
- * the catalog report a failure. */
-int store_fail(store_error *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-/* A stable machine-readable name of a status: "not_found", "insufficient_storage", ... */
-const char *store_status_name(int status);
-
-/* ---- records ---------------------------------------------------------- */
-
-#define STORE_SHA256_HEX 65   /* 64 hex digits and the NUL */
-#define STORE_MIME_MAX 64
-#define STORE_FINGERPRINT_HEX 65
-
-/* One image row. filename and metadata are malloc'd and owned by the struct. */
-struct store_image {
-	int64_t id;                      /* rowid, never reused */
-	char sha256[STORE_SHA256_HEX];   /* lower-case hex of the original bytes */
-	char mime[STORE_MIME_MAX];       /* "image/jpeg", ... */
-	int width, height;
-	int64_t bytes;                   /* size of the original */
-	char *filename;                  /* the client's filename, or NULL */
-	int64_t created_at;              /* microseconds since the Unix epoch, UTC */
-	char *metadata;                  /* compact JSON object text, never NULL once filled */
-};
-void store_image_clear(struct store_image *img);            /* frees the strings, zeroes */
-void store_images_free(struct store_image *imgs, size_t n); /* clears each, frees the array */
-
-/* A model whose vectors the store holds. */
-struct store_model {
-	char fingerprint[STORE_FINGERPRINT_HEX]; /* SHA-256 hex over weights and configs */
-	char name[128];                          /* for people: the model directory's name */
-	size_t dim;                              /* embedding size */
-	char layout[16];                         /* "hf" or "openclip" */
-};
+#include "store_types.h"
 
 /* What store_insert needs besides the vector. Strings are borrowed. */
 struct store_new_image {
@@ -154,6 +108,12 @@ int store_file_hash_get(store *s, const char *path, int64_t size, int64_t mtime_
 			int64_t inode, char hex[STORE_SHA256_HEX], int *found, store_error *err);
 int store_file_hash_put(store *s, const char *path, int64_t size, int64_t mtime_ns,
 			int64_t inode, const char *hex, store_error *err);
+
+/* Model fingerprint: SHA-256 over the base names and contents of the
+ * files (weights and configs), in name order, the per-file hashes cached
+ * in s (may be NULL: no cache). hex receives 64 hex digits. (fingerprint.c) */
+int store_fingerprint(store *s, const char *const *files, char hex[STORE_FINGERPRINT_HEX],
+		      double *hash_ms, store_error *err);
 
 /* ---- images ----------------------------------------------------------- */
 
@@ -240,16 +200,6 @@ int store_prune_changes(store *s, uint64_t seq, store_error *err);
 
 /* ---- search support ------------------------------------------------------ */
 
-/* An equality filter on a top-level metadata key: matches the string
- * value, or a number or boolean whose JSON text equals value. */
-struct store_filter {
-	const char *key;
-	const char *value;
-};
-#define STORE_MAX_FILTERS 16
-#define STORE_MAX_FILTER_KEY 128
-#define STORE_MAX_FILTER_VALUE 1024
-
 /* Rows to consider in a filtered search. created_after / created_before
  * (microseconds, exclusive bounds) are used when has_after / has_before. */
 struct store_selection {
@@ -275,8 +225,6 @@ int store_filter_ids(store *s, const struct store_selection *sel, const int64_t 
 
 /* ---- maintenance ---------------------------------------------------------- */
 
-/* Each problem found, as one line without a newline. */
-typedef void (*store_problem_fn)(void *ud, const char *line);
 /* PRAGMA integrity_check and foreign_key_check, every row has a vector of
  * the active model of the right size. Returns the number of problems (>= 0)
  * or a negative status. */

@@ -14,24 +14,6 @@
 
 #define IMAGE_COLS "i.id, i.sha256, i.mime, i.width, i.height, i.bytes, i.filename, i.created_at, i.metadata"
 
-void store_image_clear(struct store_image *img)
-{
-	if (!img)
-		return;
-	free(img->filename);
-	free(img->metadata);
-	memset(img, 0, sizeof *img);
-}
-
-void store_images_free(struct store_image *imgs, size_t n)
-{
-	if (!imgs)
-		return;
-	for (size_t i = 0; i < n; i++)
-		store_image_clear(&imgs[i]);
-	free(imgs);
-}
-
 /* Fill out from a row of IMAGE_COLS starting at column 0. */
 static int row_fill(sqlite3_stmt *st, struct store_image *out, store_error *err)
 {

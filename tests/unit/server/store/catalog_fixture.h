@@ -14,6 +14,7 @@
 #include "catalog.h"
 #include "harness.h"
 #include "sha256.h"
+#include "store.h"
 
 /* A model directory with two small files whose content depends on tag:
  * files[] is what clip_model_files would give. */

@@ -613,11 +613,11 @@ static void test_real_checkpoints_fingerprint_apart(void)
 	store *st = NULL;
 	struct store_params sp = store_default_params();
 	REQUIRE(store_open(db, &sp, &st, NULL, &err) == 0);
-	REQUIRE(catalog_fingerprint(st, hf, a, &ms, &err) == 0);
+	REQUIRE(store_fingerprint(st, hf, a, &ms, &err) == 0);
 	CHECK(ms > 0);
-	REQUIRE(catalog_fingerprint(st, oc, b, NULL, &err) == 0);
+	REQUIRE(store_fingerprint(st, oc, b, NULL, &err) == 0);
 	CHECK(strcmp(a, b) != 0);
-	REQUIRE(catalog_fingerprint(st, hf, a2, &ms, &err) == 0);
+	REQUIRE(store_fingerprint(st, hf, a2, &ms, &err) == 0);
 	CHECK_EQ_STR(a2, a);
 	CHECK(ms == 0);   /* every file hash came from the cache */
 	/* Without a cache, the same answer. */
@@ -625,10 +625,10 @@ static void test_real_checkpoints_fingerprint_apart(void)
 	CHECK_EQ_STR(a2, a);
 	/* Order of files does not matter; a missing file is an error. */
 	const char *hf_rev[] = { hf[1], hf[0], NULL };
-	REQUIRE(catalog_fingerprint(st, hf_rev, a2, NULL, &err) == 0);
+	REQUIRE(store_fingerprint(st, hf_rev, a2, NULL, &err) == 0);
 	CHECK_EQ_STR(a2, a);
 	const char *missing[] = { TEST_DATA_DIR "/nope.json", NULL };
-	CHECK_EQ_INT(catalog_fingerprint(st, missing, a2, NULL, &err), STORE_ERR_IO);
+	CHECK_EQ_INT(store_fingerprint(st, missing, a2, NULL, &err), STORE_ERR_IO);
 	store_close(st);
 }
 
@@ -645,7 +645,7 @@ static void test_fingerprint_follows_content(void)
 	struct store_params sp = store_default_params();
 	REQUIRE(store_open(db, &sp, &st, NULL, &err) == 0);
 	char a[STORE_FINGERPRINT_HEX], b[STORE_FINGERPRINT_HEX];
-	REQUIRE(catalog_fingerprint(st, m.files, a, NULL, &err) == 0);
+	REQUIRE(store_fingerprint(st, m.files, a, NULL, &err) == 0);
 	/* Same size, same mtime, new bytes at the same inode: a fine-tune with
 	 * identical headers. The cache keys include mtime, so rewrite and
 	 * bump the mtime as any writer would. */
@@ -655,7 +655,7 @@ static void test_fingerprint_follows_content(void)
 	fclose(f);
 	struct timespec ts[2] = { { 0, UTIME_NOW }, { time(NULL) + 5, 0 } };
 	utimensat(AT_FDCWD, m.weights, ts, 0);
-	REQUIRE(catalog_fingerprint(st, m.files, b, NULL, &err) == 0);
+	REQUIRE(store_fingerprint(st, m.files, b, NULL, &err) == 0);
 	CHECK(strcmp(a, b) != 0);
 	store_close(st);
 }

@@ -1,0 +1,93 @@
+/*
+ * store_types.h - the plain values the catalog's callers and every store
+ * backend share: statuses and the error struct, the image row, the model
+ * record, metadata filters. No function here touches a database; catalog.h
+ * (the facade) and store.h (the SQLite store) both include this.
+ *
+ *     store_error err;
+ *     struct store_image img;
+ *     if (catalog_get(cat, 42, &img, &err) != 0)
+ *             return reply(store_status_name(err.code), err.msg);   // "not_found", ...
+ *     ...
+ *     store_image_clear(&img);
+ */
+#ifndef CLIPD_STORE_TYPES_H
+#define CLIPD_STORE_TYPES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Statuses shared by store_ and catalog_ functions. The HTTP status each
+ * maps to is the server's business; the usual one is given for guidance. */
+enum store_status {
+	STORE_OK = 0,
+	STORE_ERR_INVALID = -1,    /* bad argument or client input: 400 */
+	STORE_ERR_NOMEM = -2,      /* out of memory: 500 */
+	STORE_ERR_IO = -3,         /* a file could not be read or written: 500 */
+	STORE_ERR_NOSPACE = -4,    /* disk or quota full (ENOSPC, SQLITE_FULL): 507 */
+	STORE_ERR_NOT_FOUND = -5,  /* no such image: 404 */
+	STORE_ERR_DB = -6,         /* the database failed (corrupt, busy past the timeout): 500 */
+	STORE_ERR_LOCKED = -7,     /* the data directory is held by another clipd process */
+	STORE_ERR_SCHEMA = -8,     /* database newer than this binary, or not migrated (read-only) */
+	STORE_ERR_MODEL = -9,      /* the stored vectors come from another model */
+	STORE_ERR_INDEX = -10,     /* the vector index failed: 500 */
+	STORE_ERR_TOO_LARGE = -11, /* metadata over CATALOG_MAX_METADATA_BYTES or _DEPTH: 413 */
+	STORE_ERR_EXISTS = -12,    /* (store_insert only) the sha256 is already stored */
+};
+
+typedef struct store_error {
+	int code;        /* the status returned */
+	char msg[256];   /* NUL-terminated, never empty after a failure */
+} store_error;
+
+/* Fill *err (which may be NULL) and return code: the one way the store and
+ * the catalog report a failure. */
+int store_fail(store_error *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* A stable machine-readable name of a status: "not_found", "insufficient_storage", ... */
+const char *store_status_name(int status);
+
+/* ---- records ---------------------------------------------------------- */
+
+#define STORE_SHA256_HEX 65   /* 64 hex digits and the NUL */
+#define STORE_MIME_MAX 64
+#define STORE_FINGERPRINT_HEX 65
+
+/* One image row. filename and metadata are malloc'd and owned by the struct. */
+struct store_image {
+	int64_t id;                      /* rowid, never reused */
+	char sha256[STORE_SHA256_HEX];   /* lower-case hex of the original bytes */
+	char mime[STORE_MIME_MAX];       /* "image/jpeg", ... */
+	int width, height;
+	int64_t bytes;                   /* size of the original */
+	char *filename;                  /* the client's filename, or NULL */
+	int64_t created_at;              /* microseconds since the Unix epoch, UTC */
+	char *metadata;                  /* compact JSON object text, never NULL once filled */
+};
+void store_image_clear(struct store_image *img);            /* frees the strings, zeroes */
+void store_images_free(struct store_image *imgs, size_t n); /* clears each, frees the array */
+
+/* A model whose vectors the store holds. */
+struct store_model {
+	char fingerprint[STORE_FINGERPRINT_HEX]; /* SHA-256 hex over weights and configs */
+	char name[128];                          /* for people: the model directory's name */
+	size_t dim;                              /* embedding size */
+	char layout[16];                         /* "hf" or "openclip" */
+};
+
+/* ---- filters ------------------------------------------------------------- */
+
+/* An equality filter on a top-level metadata key: matches the string
+ * value, or a number or boolean whose JSON text equals value. */
+struct store_filter {
+	const char *key;
+	const char *value;
+};
+#define STORE_MAX_FILTERS 16
+#define STORE_MAX_FILTER_KEY 128
+#define STORE_MAX_FILTER_VALUE 1024
+
+/* Each problem a check finds, as one line without a newline. */
+typedef void (*store_problem_fn)(void *ud, const char *line);
+
+#endif
