@@ -421,21 +421,8 @@ out:
 int store_sha256_exists(store *s, const char *sha256, store_error *err)
 {
 	static const char sql[] = "SELECT 1 FROM images WHERE sha256 = ?1";
-	struct store_conn *c = NULL;
-	int rc = st_reader_get(s, &c, err);
-	if (rc != 0)
-		return rc;
-	sqlite3_stmt *st = st_prepare(c, sql, err);
-	if (!st) {
-		rc = STMT_FAIL(err);
-	} else {
-		sqlite3_bind_text(st, 1, sha256, -1, SQLITE_STATIC);
-		int r = sqlite3_step(st);
-		rc = r == SQLITE_ROW ? 1 : r == SQLITE_DONE ? 0 : st_dberr(c->db, r, err, "look up sha256");
-		st_done(st);
-	}
-	st_reader_put(s, c);
-	return rc;
+	int64_t one = 0;
+	return st_read_int64(s, sql, sha256, &one, "look up sha256", err);
 }
 
 int store_list(store *s, int64_t before_id, size_t limit, struct store_image **items,
@@ -484,33 +471,12 @@ out:
 	return 0;
 }
 
-static int count_sql(store *s, const char *sql, int64_t *n, store_error *err)
-{
-	struct store_conn *c = NULL;
-	int rc = st_reader_get(s, &c, err);
-	if (rc != 0)
-		return rc;
-	sqlite3_stmt *st = st_prepare(c, sql, err);
-	if (!st) {
-		rc = STMT_FAIL(err);
-	} else {
-		int r = sqlite3_step(st);
-		if (r == SQLITE_ROW)
-			*n = sqlite3_column_int64(st, 0);
-		else if (r == SQLITE_DONE)
-			*n = 0;
-		else
-			rc = st_dberr(c->db, r, err, "count");
-		st_done(st);
-	}
-	st_reader_put(s, c);
-	return rc;
-}
-
 int store_count(store *s, int64_t *n, store_error *err)
 {
 	static const char sql[] = "SELECT COUNT(*) FROM images";
-	return count_sql(s, sql, n, err);
+	*n = 0;
+	int rc = st_read_int64(s, sql, NULL, n, "count", err);
+	return rc < 0 ? rc : 0;
 }
 
 /* ---- iteration ------------------------------------------------------------------------ */

@@ -55,6 +55,12 @@ int st_exec(struct store_conn *c, const char *sql, store_error *err);
 /* Run a cached statement that takes one id as ?1 and returns no rows. */
 int st_exec_id(struct store_conn *c, const char *sql, int64_t id, const char *what, store_error *err);
 
+/* Run a cached one-row query (?1 bound to text unless NULL) on a pooled
+ * read connection: 1 and *out = its first column, 0 when there is no row
+ * (*out untouched), or a negative status (what names it). */
+int st_read_int64(store *s, const char *sql, const char *text, int64_t *out, const char *what,
+		  store_error *err);
+
 int st_reader_get(store *s, struct store_conn **out, store_error *err);
 void st_reader_put(store *s, struct store_conn *c);
 /* A read transaction on a pooled connection. */

@@ -184,21 +184,30 @@ static int acc_run(struct store_conn *c, sqlite3_stmt *st, struct vec_acc *a, st
 	return rc;
 }
 
+/* The active model into *m, which must have dimension dim. */
+static int active_of_dim(store *s, size_t dim, struct store_model *m, store_error *err)
+{
+	int have;
+	st_active(s, m, &have);
+	if (!have)
+		return store_fail(err, STORE_ERR_MODEL, "the store has no active model");
+	if (m->dim != dim)
+		return store_fail(err, STORE_ERR_MODEL, "the stored model has dimension %zu, not %zu", m->dim, dim);
+	return 0;
+}
+
 int store_load_vectors(store *s, size_t dim, int64_t **ids, float **vecs, size_t *n,
 		       uint64_t *seq, store_error *err)
 {
 	static const char sql[] = "SELECT image_id, vec FROM vectors WHERE model = ?1 ORDER BY image_id";
 	struct store_model m;
-	int have, rc;
+	int rc;
 	struct vec_acc a = { .dim = dim };
 	*ids = NULL;
 	*vecs = NULL;
 	*n = 0;
-	st_active(s, &m, &have);
-	if (!have)
-		return store_fail(err, STORE_ERR_MODEL, "the store has no active model");
-	if (m.dim != dim)
-		return store_fail(err, STORE_ERR_MODEL, "the stored model has dimension %zu, not %zu", m.dim, dim);
+	if ((rc = active_of_dim(s, dim, &m, err)) != 0)
+		return rc;
 	struct store_conn *c = NULL;
 	if ((rc = st_read_begin(s, &c, err)) != 0)
 		return rc;
@@ -245,17 +254,14 @@ int store_changes_since(store *s, uint64_t seq, size_t dim, struct store_changes
 		"SELECT image_id FROM changes WHERE seq > ?1 AND op = 'remove' AND image_id NOT IN "
 		"(SELECT image_id FROM changes WHERE seq > ?1 AND op = 'add') ORDER BY seq";
 	struct store_model m;
-	int have, rc, r;
+	int rc, r;
 	char *pruned_text = NULL;
 	struct vec_acc a = { .dim = dim };
 	int64_t *rm = NULL;
 	size_t n_rm = 0, cap_rm = 0;
 	memset(out, 0, sizeof *out);
-	st_active(s, &m, &have);
-	if (!have)
-		return store_fail(err, STORE_ERR_MODEL, "the store has no active model");
-	if (m.dim != dim)
-		return store_fail(err, STORE_ERR_MODEL, "the stored model has dimension %zu, not %zu", m.dim, dim);
+	if ((rc = active_of_dim(s, dim, &m, err)) != 0)
+		return rc;
 	struct store_conn *c = NULL;
 	if ((rc = st_read_begin(s, &c, err)) != 0)
 		return rc;
@@ -380,25 +386,9 @@ out:
 int store_count_vectors(store *s, const char *fingerprint, int64_t *n, store_error *err)
 {
 	static const char sql[] = "SELECT COUNT(*) FROM vectors WHERE model = ?1";
-	struct store_conn *c = NULL;
 	*n = 0;
-	int rc = st_reader_get(s, &c, err);
-	if (rc != 0)
-		return rc;
-	sqlite3_stmt *st = st_prepare(c, sql, err);
-	if (!st) {
-		rc = STMT_FAIL(err);
-	} else {
-		sqlite3_bind_text(st, 1, fingerprint, -1, SQLITE_STATIC);
-		int r = sqlite3_step(st);
-		if (r == SQLITE_ROW)
-			*n = sqlite3_column_int64(st, 0);
-		else
-			rc = st_dberr(c->db, r, err, "count vectors");
-		st_done(st);
-	}
-	st_reader_put(s, c);
-	return rc;
+	int rc = st_read_int64(s, sql, fingerprint, n, "count vectors", err);
+	return rc < 0 ? rc : 0;
 }
 
 int store_missing_vectors(store *s, const char *fingerprint, int64_t after_id, int64_t *ids,
