@@ -26,6 +26,7 @@
 #include "srv_encode.h"
 #include "http_metrics.h"
 #include "srv_queue.h"
+#include "srv_routes.h"
 
 struct srv_app {
 	const struct srv_config *cfg;

@@ -312,7 +312,7 @@ static int run_serve(const struct cli_command *info, int argc, char **argv)
 	if (app.warning)
 		log_warn("%s", app.warning);
 
-	app.metrics = http_metrics_new();
+	app.metrics = http_metrics_new(srv_routes, ROUTE_COUNT);
 	if (!app.metrics) {
 		log_error("out of memory");
 		goto out;
@@ -335,6 +335,8 @@ static int run_serve(const struct cli_command *info, int argc, char **argv)
 	hp.n_cors_origins = cfg.cors_origins.n;
 	hp.metrics = app.metrics;
 	hp.assets = clipd_www_assets;
+	hp.routes = srv_routes;
+	hp.n_routes = ROUTE_COUNT;
 	hp.handler = srv_handle;
 	hp.ready = srv_ready;
 	hp.ud = &app;

@@ -468,10 +468,10 @@ static int reply_static(struct http_req *r, const struct http_static_file *f)
 static int first_call(struct http_req *r, const char *url)
 {
 	struct http_server *srv = r->srv;
-	enum http_match_result m = http_route_match(r->method, url, &r->match);
+	enum http_match_result m = http_route_match(srv->p.routes, srv->p.n_routes, r->method, url, &r->match);
 	int is_options = !strcmp(r->method, "OPTIONS");
 
-	if (m == HTTP_MATCH_NONE || (m == HTTP_MATCH_FOUND && r->match.route->id == ROUTE_WEB_INDEX)) {
+	if (m == HTTP_MATCH_NONE || (m == HTTP_MATCH_FOUND && (r->match.route->flags & HTTP_ROUTE_WEB))) {
 		const struct http_static_file *f = http_static_find(srv->statics, url);
 		if (f) {
 			memset(&r->match, 0, sizeof r->match);
@@ -517,8 +517,8 @@ static int first_call(struct http_req *r, const char *url)
 			return http_reply_error_retry(r, HTTP_ERR_RATE_LIMITED, (unsigned)(retry + 0.999),
 						      "more than %g requests per second", srv->p.rate_limit), 1;
 	}
-	if (route->access != HTTP_ACCESS_OPEN && route->id != ROUTE_INFO && route->id != ROUTE_METRICS
-	    && route->id != ROUTE_OPENAPI && srv->p.ready && !srv->p.ready(srv->p.ud))
+	if (route->access != HTTP_ACCESS_OPEN && !(route->flags & HTTP_ROUTE_UNGATED)
+	    && srv->p.ready && !srv->p.ready(srv->p.ud))
 		return http_reply_error_retry(r, HTTP_ERR_NOT_READY, 1, "the model or the index is still loading"), 1;
 
 	const char *cl = http_header(r, "Content-Length");
