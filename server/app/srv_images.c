@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "files.h"
 #include "sha256.h"
 #include "srv_app.h"
 #include "srv_json.h"
@@ -573,16 +574,16 @@ static void thumb_task(void *arg)
 		thumb_fail(t, HTTP_ERR_INTERNAL, serr.msg);
 		goto out;
 	}
-	FILE *f = fopen(path, "rb");
-	if (!f) {
+	/* The original is read whole, at most the size it was stored with. */
+	size_t len = 0;
+	char why[FILES_MSG_MAX];
+	int frc = files_read_all(path, (size_t)(t->img.bytes > 0 ? t->img.bytes : 0), &bytes, &len, why, sizeof why);
+	if (frc == FILES_ERR_OPEN) {
 		thumb_fail(t, HTTP_ERR_NOT_FOUND, "the image is gone");
 		goto out;
 	}
-	size_t len = (size_t)(t->img.bytes > 0 ? t->img.bytes : 0);
-	bytes = malloc(len ? len : 1);
-	size_t got = bytes ? fread(bytes, 1, len, f) : 0;
-	fclose(f);
-	if (!bytes || got != len) {
+	if (frc != FILES_OK) {
+		log_error("rid=%s: thumbnail: %s", t->r->request_id, why);
 		thumb_fail(t, HTTP_ERR_INTERNAL, "cannot read the original");
 		goto out;
 	}

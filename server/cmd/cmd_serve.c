@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "clock.h"
 #include "log.h"
 #include "srv_app.h"
 #include "http_auth.h"
@@ -108,14 +109,7 @@ static int stopping(void)
 /* Wait up to seconds for a stop; nonzero if one came. */
 static int wait_stop(double seconds)
 {
-	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += (time_t)seconds;
-	until.tv_nsec += (long)((seconds - (double)(time_t)seconds) * 1e9);
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	struct timespec until = clock_wall_deadline(seconds);
 	pthread_mutex_lock(&stop_lock);
 	while (!stop_signal && pthread_cond_timedwait(&stop_cond, &stop_lock, &until) != ETIMEDOUT)
 		;
@@ -179,7 +173,7 @@ static int load(struct srv_app *app, const struct srv_config *cfg)
 	char cache[4096];
 	cp.max_pixels = (size_t)cfg->max_pixels;
 	cp.weights_cache = clipd_weights_cache(cfg->weights_cache, cache, sizeof cache);
-	double t0 = srv_now();
+	double t0 = clock_mono_s();
 	if (clip_model_load(cfg->model, &cp, &app->model, &cerr) != 0) {
 		log_error("cannot load the model %s: %s", cfg->model, cerr.msg);
 		return -1;
@@ -187,7 +181,7 @@ static int load(struct srv_app *app, const struct srv_config *cfg)
 	app->dim = clip_model_dim(app->model);
 	app->logit_scale = clip_model_logit_scale(app->model);
 	log_info("model %s loaded (%s layout, %zu dimensions, %d px) in %.0f ms", cfg->model,
-		 clip_model_layout(app->model), app->dim, clip_model_image_size(app->model), (srv_now() - t0) * 1e3);
+		 clip_model_layout(app->model), app->dim, clip_model_image_size(app->model), (clock_mono_s() - t0) * 1e3);
 	if (stopping())
 		return -1;
 
@@ -217,7 +211,7 @@ static int load(struct srv_app *app, const struct srv_config *cfg)
 		p.index.nprobe = (int)cfg->nprobe;
 	struct catalog_open_report rep;
 	memset(&rep, 0, sizeof rep);
-	t0 = srv_now();
+	t0 = clock_mono_s();
 	if (catalog_open(&p, &app->cat, &rep, &serr) != 0) {
 		log_error("cannot open the data directory %s: %s", cfg->data, serr.msg);
 		return -1;
@@ -232,7 +226,7 @@ static int load(struct srv_app *app, const struct srv_config *cfg)
 		log_info("removed %zu temporary files and %zu orphan originals left by a crash",
 			 rep.tmp_removed, rep.orphans_removed);
 	log_info("data directory %s opened in %.0f ms (model %s, fingerprint %.12s, hashing %.0f ms); index: %s",
-		 cfg->data, (srv_now() - t0) * 1e3, app->model_name, app->fingerprint, rep.fingerprint_ms,
+		 cfg->data, (clock_mono_s() - t0) * 1e3, app->model_name, app->fingerprint, rep.fingerprint_ms,
 		 rep.index_message);
 
 	struct srv_encode_params ep = {
@@ -269,12 +263,12 @@ static void save_index(struct srv_app *app, const char *why)
 {
 	store_error err = { 0 };
 	uint64_t changes = catalog_unsaved_changes(app->cat);
-	double t0 = srv_now();
+	double t0 = clock_mono_s();
 	if (catalog_save_index(app->cat, &err) != 0)
 		log_error("saving the index: %s", err.msg);
 	else
 		log_info("index saved (%llu changes, %s) in %.0f ms", (unsigned long long)changes, why,
-			 (srv_now() - t0) * 1e3);
+			 (clock_mono_s() - t0) * 1e3);
 }
 
 static int run_serve(const struct cli_command *info, int argc, char **argv)
@@ -292,7 +286,7 @@ static int run_serve(const struct cli_command *info, int argc, char **argv)
 	memset(&app, 0, sizeof app);
 	struct http_keys *keys = NULL;
 	app.cfg = &cfg;
-	app.started = srv_now();
+	app.started = clock_mono_s();
 	app.warning = cfg.model_warning && *cfg.model_warning ? cfg.model_warning : NULL;
 
 	if (start_signal_thread() != 0) {
@@ -360,13 +354,13 @@ static int run_serve(const struct cli_command *info, int argc, char **argv)
 	atomic_store(&app.ready, 1);
 	log_info("ready (clipd %s, %lld HTTP threads)", CLIPD_VERSION, cfg.threads);
 
-	double last_save = srv_now();
+	double last_save = clock_mono_s();
 	while (!wait_stop(1.0)) {
 		uint64_t changes = catalog_unsaved_changes(app.cat);
 		if (changes >= (uint64_t)cfg.save_changes
-		    || (changes > 0 && srv_now() - last_save >= (double)cfg.save_interval)) {
+		    || (changes > 0 && clock_mono_s() - last_save >= (double)cfg.save_interval)) {
 			save_index(&app, changes >= (uint64_t)cfg.save_changes ? "changes" : "timer");
-			last_save = srv_now();
+			last_save = clock_mono_s();
 		}
 	}
 	status = 0;

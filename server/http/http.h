@@ -71,7 +71,7 @@ struct http_req {
 	char client[HTTP_ADDR_MAX];        /* the client's address (X-Forwarded-For when trusted) */
 	int key_index;                    /* -1: no key */
 	enum http_scope scope;
-	double start;                     /* srv_now() at the headers */
+	double start;                     /* clock_mono_s() at the headers */
 
 	/* The body: raw bytes in body, or multipart parts in parts. */
 	const char *content_type;         /* the header (may be NULL) */
