@@ -144,11 +144,8 @@ static int run_bench(const struct cli_command *info, int argc, char **argv)
 		threads = cpus > 0 ? cpus : 1;
 	}
 
-	struct clip_params params = clip_default_params();
-	char cache[4096];
-	params.weights_cache = clipd_weights_cache(NULL, cache, sizeof cache);
 	double t0 = (clock_mono_s() * 1e3);
-	if (clip_model_load(model_dir, &params, &model, &err) != 0) {
+	if (cmd_model_load(model_dir, NULL, 0, &model, &err) != 0) {
 		fprintf(stderr, "clipd bench: cannot load model %s: %s\n", model_dir, err.msg);
 		goto out;
 	}

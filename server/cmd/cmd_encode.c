@@ -248,9 +248,7 @@ static int run_encode(const struct cli_command *info, int argc, char **argv)
 		goto out;
 	}
 	struct clip_params params = clip_default_params();
-	char cache[4096];
-	params.weights_cache = clipd_weights_cache(NULL, cache, sizeof cache);
-	if (clip_model_load(model_dir, &params, &model, &err) != 0) {
+	if (cmd_model_load(model_dir, NULL, params.max_pixels, &model, &err) != 0) {
 		fprintf(stderr, "clipd encode: cannot load model %s: %s\n", model_dir, err.msg);
 		goto out;
 	}

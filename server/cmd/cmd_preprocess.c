@@ -102,9 +102,7 @@ static int run_preprocess(const struct cli_command *info, int argc, char **argv)
 	}
 
 	struct clip_params params = clip_default_params();
-	char cache[4096];
-	params.weights_cache = clipd_weights_cache(NULL, cache, sizeof cache);
-	if (clip_model_load(model_dir, &params, &model, &err) != 0) {
+	if (cmd_model_load(model_dir, NULL, params.max_pixels, &model, &err) != 0) {
 		fprintf(stderr, "clipd preprocess: cannot load model %s: %s\n", model_dir, err.msg);
 		return 2;
 	}

@@ -68,17 +68,6 @@ static void progress_show(struct progress *p, int64_t done, int final)
 	}
 }
 
-static const char *base_name(const char *path)
-{
-	size_t len = strlen(path);
-	while (len > 1 && path[len - 1] == '/')
-		len--;
-	const char *p = path + len;
-	while (p > path && p[-1] != '/')
-		p--;
-	return p;
-}
-
 /* Encode one batch of images (ids) and store their vectors under fp. */
 static int encode_batch(catalog *c, clip_model *m, clip_ctx *ctx, const char *fp, const int64_t *ids,
 			size_t n, float *pixels, float *vecs)
@@ -133,8 +122,6 @@ static int reembed(const char *model_dir, const char *data_dir, size_t batch, in
 {
 	struct catalog_params p = catalog_default_params();
 	struct clip_params cp = clip_default_params();
-	char cache[4096];
-	cp.weights_cache = clipd_weights_cache(NULL, cache, sizeof cache);
 	catalog *c = NULL;
 	clip_model *m = NULL;
 	clip_ctx *ctx = NULL;
@@ -150,7 +137,7 @@ static int reembed(const char *model_dir, const char *data_dir, size_t batch, in
 		fprintf(stderr, "clipd reembed: %s\n", err.msg);
 		return 1;
 	}
-	if (clip_model_load(model_dir, &cp, &m, &ce) != 0) {
+	if (cmd_model_load(model_dir, NULL, cp.max_pixels, &m, &ce) != 0) {
 		fprintf(stderr, "clipd reembed: %s: %s\n", model_dir, ce.msg);
 		goto out;
 	}
@@ -161,7 +148,7 @@ static int reembed(const char *model_dir, const char *data_dir, size_t batch, in
 		fprintf(stderr, "clipd reembed: %s\n", err.msg);
 		goto out;
 	}
-	snprintf(target.name, sizeof target.name, "%s", base_name(model_dir));
+	files_base_name(model_dir, target.name, sizeof target.name);
 	snprintf(target.layout, sizeof target.layout, "%s", clip_model_layout(m));
 	target.dim = clip_model_dim(m);
 	const struct store_model *current = catalog_model(c);

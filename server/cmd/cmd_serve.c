@@ -15,7 +15,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -27,6 +26,7 @@
 
 #include "commands.h"
 #include "clock.h"
+#include "files.h"
 #include "log.h"
 #include "srv_app.h"
 #include "http_auth.h"
@@ -169,12 +169,8 @@ static int load(struct srv_app *app, const struct srv_config *cfg)
 	char msg[256];
 	clip_error cerr = { 0 };
 	store_error serr = { 0 };
-	struct clip_params cp = clip_default_params();
-	char cache[4096];
-	cp.max_pixels = (size_t)cfg->max_pixels;
-	cp.weights_cache = clipd_weights_cache(cfg->weights_cache, cache, sizeof cache);
 	double t0 = clock_mono_s();
-	if (clip_model_load(cfg->model, &cp, &app->model, &cerr) != 0) {
+	if (cmd_model_load(cfg->model, cfg->weights_cache, (size_t)cfg->max_pixels, &app->model, &cerr) != 0) {
 		log_error("cannot load the model %s: %s", cfg->model, cerr.msg);
 		return -1;
 	}
@@ -185,15 +181,12 @@ static int load(struct srv_app *app, const struct srv_config *cfg)
 	if (stopping())
 		return -1;
 
-	char model_dir[4096];
-	snprintf(model_dir, sizeof model_dir, "%s", cfg->model);
-	size_t n = strlen(model_dir);
-	while (n > 1 && model_dir[n - 1] == '/')
-		model_dir[--n] = 0;
+	char model_base[4096];
+	files_base_name(cfg->model, model_base, sizeof model_base);
 	struct catalog_params p = catalog_default_params();
 	p.data_dir = cfg->data;
 	p.model_files = clip_model_files(app->model);
-	p.model_name = cfg->model_name && *cfg->model_name ? cfg->model_name : basename(model_dir);
+	p.model_name = cfg->model_name && *cfg->model_name ? cfg->model_name : model_base;
 	p.model_dir = cfg->model;
 	p.model_layout = clip_model_layout(app->model);
 	p.index.dim = app->dim;
