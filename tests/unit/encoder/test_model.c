@@ -16,7 +16,7 @@
 #include <stb/stb_image.h>  /* declarations only: the implementation is in clip_stb */
 
 #include "harness.h"
-#include "st_fixture.h"
+#include "sft_fixture.h"
 
 #include "clip.h"
 #include "gemm.h"

@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 #include "harness.h"
-#include "st_fixture.h"
+#include "sft_fixture.h"
 
 #include "clip.h"
 #include "safetensors.h"

@@ -1,5 +1,5 @@
 /*
- * st_fixture.h - write safetensors files and model directories for the
+ * sft_fixture.h - write safetensors files and model directories for the
  * encoder's tests: a raw file from a header string and data bytes, or a
  * copy of a fixture model whose header a test has changed.
  */
