@@ -82,10 +82,14 @@ struct idx {
 	double build_failed_at;           /* monotonic seconds of the last failed build, or 0 */
 };
 
+/* ---- errors.c ---- */
+
 /* Fill *err (which may be NULL) and return code. */
 int idx_fail(idx_error *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* IDX_ERR_FAISS with "what: <FAISS's last error>"; call right after the failing call. */
 int idx_faiss_fail(idx_error *err, const char *what);
+
+/* ---- params.c ---- */
 
 /* A supported family, parsed from a factory string. */
 struct idx_family {
@@ -94,6 +98,9 @@ struct idx_family {
 	char code[16];      /* IVF only: "Flat", "SQ8", ... */
 };
 int idx_parse_factory(const char *factory, struct idx_family *fam, idx_error *err);
+int idx_cfg_from_params(const struct idx_params *p, struct idx_cfg *cfg, idx_error *err);
+
+/* ---- gen.c ---- */
 
 void idx_gen_free(struct idx_gen *g);
 /* Fill g->ids from the index's contents; IDX_ERR_CORRUPT on a repeated id. */
@@ -101,18 +108,22 @@ int idx_gen_fill_ids(struct idx_gen *g, idx_error *err);
 /* Set an IVF index's nprobe: the given one, or automatic (0) from its
  * size; bounded by nlist. Returns the value set, 0 for an exact index. */
 int idx_gen_set_nprobe(struct idx_gen *g, int nprobe);
+/* Changes to one generation (the caller holds whatever lock guards it). An
+ * add replaces ids already present; a remove skips absent ones. */
+int idx_gen_add(struct idx_gen *g, const int64_t *ids, const float *vecs, size_t n, idx_error *err);
+int idx_gen_remove(struct idx_gen *g, const int64_t *ids, size_t n, idx_error *err);
 /* Make a new idx around a generation (takes g; on failure frees it). */
 int idx_wrap(const struct idx_cfg *cfg, struct idx_gen *g, uint64_t seq, idx **out, idx_error *err);
 /* Publish the current generation's count, type and exactness for lock-free
  * readers; under the write lock. */
 void idx_publish(idx *ix);
-/* Changes to one generation (the caller holds whatever lock guards it). An
- * add replaces ids already present; a remove skips absent ones. */
-int idx_gen_add(struct idx_gen *g, const int64_t *ids, const float *vecs, size_t n, idx_error *err);
-int idx_gen_remove(struct idx_gen *g, const int64_t *ids, size_t n, idx_error *err);
-int idx_cfg_from_params(const struct idx_params *p, struct idx_cfg *cfg, idx_error *err);
+/* Free a handle, its generation and its names (NULL-safe); no build may
+ * run and the change log must be empty. */
+void idx_destroy(idx *ix);
 
-/* exact.c: the exact family's search (idx_search_many holds the read lock). */
+/* ---- exact.c ---- */
+
+/* The exact family's search (idx_search_many holds the read lock). */
 int idx_exact_search(struct idx_gen *g, size_t dim, const float *queries, size_t nq, size_t k,
 		     float *scores, int64_t *ids, size_t *n_out, idx_error *err);
 
