@@ -1,13 +1,12 @@
 /*
  * idx.c - the index's life and its changes: new, free, add, remove,
  * search, and the locks around them. Settings and factory strings are in
- * params.c, generations and the handle in gen.c, builds in build.c, files
- * in file.c, exact search in exact.c.
+ * params.c, generations and the handle in gen.c, builds and their change
+ * log in build.c, files in file.c, exact search in exact.c.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include <faiss/c_api/index_factory_c.h>
 
@@ -47,23 +46,12 @@ int idx_new(const struct idx_params *p, idx **out, idx_error *err)
 	return idx_wrap(&cfg, g, 0, out, err);
 }
 
-static void free_log(struct idx_change *c)
-{
-	while (c) {
-		struct idx_change *next = c->next;
-		free(c);
-		c = next;
-	}
-}
-
+/* A running build first: its thread uses the handle. */
 void idx_free(idx *ix)
 {
 	if (!ix)
 		return;
-	atomic_store(&ix->cancel, 1);
-	idx_wait_training(ix);
-	free_log(ix->log_head);
-	ix->log_head = ix->log_tail = NULL;
+	idx_build_stop(ix);
 	idx_destroy(ix);
 }
 
@@ -88,36 +76,6 @@ static int check_ids(const int64_t *ids, size_t n, idx_error *err)
 	}
 	idset_free(&seen);
 	return rc;
-}
-
-/* Log a change for a running build; under the write lock. */
-static void log_change(idx *ix, int is_add, const int64_t *ids, const float *vecs, size_t n, uint64_t seq)
-{
-	pthread_mutex_lock(&ix->log_mu);
-	if (!ix->logging)
-		goto out;
-	size_t vbytes = is_add ? n * ix->cfg.dim * sizeof(float) : 0;
-	struct idx_change *c = malloc(sizeof *c + n * sizeof(int64_t) + vbytes);
-	if (!c) {
-		ix->log_broken = 1;
-		goto out;
-	}
-	c->next = NULL;
-	c->seq = seq;
-	c->is_add = is_add;
-	c->n = n;
-	c->ids = (int64_t *)(c + 1);
-	memcpy(c->ids, ids, n * sizeof(int64_t));
-	c->vecs = is_add ? (float *)(c->ids + n) : NULL;
-	if (is_add)
-		memcpy(c->vecs, vecs, vbytes);
-	if (ix->log_tail)
-		ix->log_tail->next = c;
-	else
-		ix->log_head = c;
-	ix->log_tail = c;
-out:
-	pthread_mutex_unlock(&ix->log_mu);
 }
 
 static void bump_seq(idx *ix, uint64_t seq)
@@ -145,11 +103,9 @@ int idx_add(idx *ix, const int64_t *ids, const float *vecs, size_t n, uint64_t s
 	if (rc == IDX_OK) {
 		bump_seq(ix, seq);
 		if (n)
-			log_change(ix, 1, ids, vecs, n, seq);
+			idx_log_change(ix, 1, ids, vecs, n, seq);
 	} else if (rc == IDX_ERR_FAISS) {
-		pthread_mutex_lock(&ix->log_mu);
-		ix->log_broken = ix->logging;  /* the state is uncertain: the build must not swap */
-		pthread_mutex_unlock(&ix->log_mu);
+		idx_log_break(ix);   /* the state is uncertain: the build must not swap */
 	}
 	idx_publish(ix);
 	pthread_rwlock_unlock(&ix->lock);
@@ -169,11 +125,9 @@ int idx_remove(idx *ix, const int64_t *ids, size_t n, uint64_t seq, idx_error *e
 	if (rc == IDX_OK) {
 		bump_seq(ix, seq);
 		if (n)
-			log_change(ix, 0, ids, NULL, n, seq);
+			idx_log_change(ix, 0, ids, NULL, n, seq);
 	} else if (rc == IDX_ERR_FAISS) {
-		pthread_mutex_lock(&ix->log_mu);
-		ix->log_broken = ix->logging;
-		pthread_mutex_unlock(&ix->log_mu);
+		idx_log_break(ix);
 	}
 	idx_publish(ix);
 	pthread_rwlock_unlock(&ix->lock);

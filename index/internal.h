@@ -32,16 +32,8 @@ struct idx_gen {
 	char type[IDX_MAX_FACTORY];       /* "Flat" or the factory string */
 };
 
-/* An add or remove that arrived while a build ran: one allocation holding
- * the ids and (for an add) the vectors. */
-struct idx_change {
-	struct idx_change *next;
-	uint64_t seq;
-	int is_add;
-	size_t n;
-	int64_t *ids;
-	float *vecs;
-};
+/* An add or remove logged while a build runs (build.c). */
+struct idx_change;
 
 /* Interned type strings, so idx_type's answer outlives a swap. */
 struct idx_name {
@@ -62,8 +54,9 @@ struct idx {
 	_Atomic(const char *) type;
 	struct idx_name *names;           /* under the write lock; freed by idx_free */
 
-	/* The change log of a running build. Appended under the write lock and
-	 * log_mu; the builder walks it holding only log_mu per step. */
+	/* The change log of a running build (build.c). Appended under the
+	 * write lock and log_mu; the builder walks it holding only log_mu per
+	 * step. */
 	pthread_mutex_t log_mu;
 	int logging;
 	int log_broken;                   /* a change could not be logged: the build must not swap */
@@ -118,8 +111,20 @@ int idx_wrap(const struct idx_cfg *cfg, struct idx_gen *g, uint64_t seq, idx **o
  * readers; under the write lock. */
 void idx_publish(idx *ix);
 /* Free a handle, its generation and its names (NULL-safe); no build may
- * run and the change log must be empty. */
+ * run and the change log must be empty (idx_build_stop). */
 void idx_destroy(idx *ix);
+
+/* ---- build.c: the change log of a running build ---- */
+
+/* Log a change for a running build (nothing when none runs); under the
+ * write lock. Copies ids and vecs. A change that cannot be logged marks
+ * the log broken: the build then does not swap. */
+void idx_log_change(idx *ix, int is_add, const int64_t *ids, const float *vecs, size_t n, uint64_t seq);
+/* A change failed half-way: the running build (if any) must not swap. */
+void idx_log_break(idx *ix);
+/* For idx_free: cancel a running build, join it, and free what is left of
+ * its log. */
+void idx_build_stop(idx *ix);
 
 /* ---- exact.c ---- */
 
