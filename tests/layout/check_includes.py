@@ -26,7 +26,7 @@ ALLOWED = {
     "server/app": ["server/app", "server/http", "server/store", "server/base", "encoder", "index"],
     "server/cmd": ["server/cmd", "server/app", "server/http", "server/store", "server/base",
                    "encoder", "index"],
-    "server/tools": ["server/tools"],
+    "tools": ["tools"],                                   # build-time tools
     "encoder": ["encoder"],
     "index": ["index"],
 }

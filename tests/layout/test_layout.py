@@ -8,7 +8,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 CHECK = os.path.join(HERE, "check_includes.py")
-FOLDERS = ["server", "encoder", "index"]
+FOLDERS = ["server", "encoder", "index", "tools"]
 
 
 def run_check(repo):
