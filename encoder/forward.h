@@ -1,18 +1,10 @@
 /*
- * forward.h - the transformer forward passes and the thread team that runs
- * them (internal to encoder/).
- *
- * A clip_team is a persistent set of n threads, the caller included:
- * clip_team_run(team, fn, arg) calls fn(arg, i, n) once on each thread i
- * (i = 0 on the caller) and returns when every call has returned. Workers
- * wait for the next task by spinning briefly, then sleeping on a futex, so
- * back-to-back tasks cost microseconds and an idle team costs nothing. One
- * thread at a time may call clip_team_run on a team.
+ * forward.h - the transformer forward passes (internal to encoder/).
  *
  * The forward passes (forward.c) read the model, write only the caller's
  * struct clip_work (scratch memory that grows to the largest chunk seen)
  * and the output, and split every GEMM and elementwise step across the
- * team. BLAS is called single-threaded from each team thread.
+ * team (team.h). BLAS is called single-threaded from each team thread.
  */
 #ifndef CLIP_FORWARD_H
 #define CLIP_FORWARD_H
@@ -21,14 +13,7 @@
 #include <stdint.h>
 
 #include "model.h"
-
-struct clip_team;
-typedef void (*clip_task_fn)(void *arg, int index, int n);
-
-int clip_team_new(int n_threads, struct clip_team **out, clip_error *err);
-void clip_team_free(struct clip_team *team);
-int clip_team_size(const struct clip_team *team);
-void clip_team_run(struct clip_team *team, clip_task_fn fn, void *arg);
+#include "team.h"
 
 /* Scratch memory of one ctx; zero-initialise, release with clip_work_free. */
 struct clip_work {

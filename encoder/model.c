@@ -341,7 +341,7 @@ static int add_file(clip_model *m, const char *path, clip_error *err)
 
 static int open_shard(clip_model *m, const char *path, clip_error *err)
 {
-	struct st_file **s = realloc(m->shards, (m->n_shards + 1) * sizeof *s);
+	struct sft_file **s = realloc(m->shards, (m->n_shards + 1) * sizeof *s);
 	if (!s)
 		return clip_fail(err, CLIP_ERR_NOMEM, "out of memory");
 	m->shards = s;
@@ -350,7 +350,7 @@ static int open_shard(clip_model *m, const char *path, clip_error *err)
 		return clip_fail(err, CLIP_ERR_NOMEM, "out of memory");
 	m->shard_in_place = used;
 	used[m->n_shards] = 0;
-	int rc = st_open(path, &s[m->n_shards], err);
+	int rc = sft_open(path, &s[m->n_shards], err);
 	if (rc)
 		return rc;
 	m->weight_bytes += s[m->n_shards]->map_len;
@@ -417,10 +417,10 @@ out:
 	return rc;
 }
 
-static const struct st_tensor *find_tensor(const clip_model *m, const char *name, size_t *shard)
+static const struct sft_tensor *find_tensor(const clip_model *m, const char *name, size_t *shard)
 {
 	for (size_t i = 0; i < m->n_shards; i++) {
-		const struct st_tensor *t = st_find(m->shards[i], name);
+		const struct sft_tensor *t = sft_find(m->shards[i], name);
 		if (t) {
 			if (shard)
 				*shard = i;
@@ -455,23 +455,23 @@ static int bind(clip_model *m, const char *name, int ndim, const int64_t *shape,
 		clip_error *err)
 {
 	size_t shard = 0;
-	const struct st_tensor *t = find_tensor(m, name, &shard);
+	const struct sft_tensor *t = find_tensor(m, name, &shard);
 	if (!t)
 		return clip_fail(err, CLIP_ERR_MODEL, "%s: missing from the weights", name);
-	if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16)
+	if (t->dtype != SFT_F32 && t->dtype != SFT_F16 && t->dtype != SFT_BF16)
 		return clip_fail(err, CLIP_ERR_MODEL, "%s: dtype %s, expected F32, F16 or BF16", name,
-				 st_dtype_name(t->dtype));
+				 sft_dtype_name(t->dtype));
 	int same = t->ndim == ndim;
 	for (int i = 0; same && i < ndim; i++)
 		same = t->shape[i] == shape[i];
 	if (!same) {
 		char got[128], want[128];
-		st_format_shape(t->shape, t->ndim, got, sizeof got);
-		st_format_shape(shape, ndim, want, sizeof want);
+		sft_format_shape(t->shape, t->ndim, got, sizeof got);
+		sft_format_shape(shape, ndim, want, sizeof want);
 		return clip_fail(err, CLIP_ERR_MODEL, "%s: got %s, expected %s", name, got, want);
 	}
-	size_t n = t->nbytes / st_dtype_size(t->dtype);
-	if (t->dtype == ST_F32 && (uintptr_t)t->data % _Alignof(float) == 0) {
+	size_t n = t->nbytes / sft_dtype_size(t->dtype);
+	if (t->dtype == SFT_F32 && (uintptr_t)t->data % _Alignof(float) == 0) {
 		*out = (const float *)(const void *)t->data;
 		m->shard_in_place[shard] = 1;
 		return 0;
@@ -479,7 +479,7 @@ static int bind(clip_model *m, const char *name, int ndim, const int64_t *shape,
 	float *p = malloc((n ? n : 1) * sizeof *p);
 	if (!p)
 		return clip_fail(err, CLIP_ERR_NOMEM, "%s: out of memory converting %zu values", name, n);
-	st_to_f32(t->dtype, t->data, n, p);
+	sft_to_f32(t->dtype, t->data, n, p);
 	int rc = keep_owned(m, p, err);
 	if (rc)
 		return rc;
@@ -571,7 +571,7 @@ static int bind_layers_openai(clip_model *m, const char *prefix, const struct cl
 static int bind_logit_scale(clip_model *m, const char *name, clip_error *err)
 {
 	const float *p;
-	const struct st_tensor *t = find_tensor(m, name, NULL);
+	const struct sft_tensor *t = find_tensor(m, name, NULL);
 	int rc;
 	if (t && t->ndim == 1)
 		rc = BIND(m, name, &p, err, 1);  /* some exports store it as [1] */
@@ -789,7 +789,7 @@ void clip_model_free(clip_model *m)
 		free(m->owned[i]);
 	free(m->owned);
 	for (size_t i = 0; i < m->n_shards; i++)
-		st_close(m->shards[i]);
+		sft_close(m->shards[i]);
 	free(m->shards);
 	free(m->shard_in_place);
 	for (size_t i = 0; i < m->n_files; i++)

@@ -95,7 +95,7 @@ struct clip_model {
 	float *pack;                    /* every packed weight, one allocation, or: */
 	void *pack_map;                 /* the packed weights' cache file, mapped */
 	size_t pack_map_len;
-	struct st_file **shards;
+	struct sft_file **shards;
 	size_t n_shards;
 	unsigned char *shard_in_place; /* per shard: some tensor is used from the mapping */
 	float **owned;                  /* converted or realigned tensors */

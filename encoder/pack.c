@@ -24,10 +24,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "forward.h"
 #include "gemm.h"
 #include "internal.h"
 #include "model.h"
+#include "team.h"
 
 /*
  * One weight to pack: *w [N, K] into dst, then *w released for its packed

@@ -19,37 +19,37 @@
 static const struct {
 	const char *name;
 	size_t size;
-} dtypes[ST_N_DTYPES] = {
-	[ST_BOOL] = { "BOOL", 1 },   [ST_U8] = { "U8", 1 },     [ST_I8] = { "I8", 1 },
-	[ST_F8_E5M2] = { "F8_E5M2", 1 }, [ST_F8_E4M3] = { "F8_E4M3", 1 },
-	[ST_I16] = { "I16", 2 },     [ST_U16] = { "U16", 2 },   [ST_F16] = { "F16", 2 },
-	[ST_BF16] = { "BF16", 2 },   [ST_I32] = { "I32", 4 },   [ST_U32] = { "U32", 4 },
-	[ST_F32] = { "F32", 4 },     [ST_F64] = { "F64", 8 },   [ST_I64] = { "I64", 8 },
-	[ST_U64] = { "U64", 8 },
+} dtypes[SFT_N_DTYPES] = {
+	[SFT_BOOL] = { "BOOL", 1 },   [SFT_U8] = { "U8", 1 },     [SFT_I8] = { "I8", 1 },
+	[SFT_F8_E5M2] = { "F8_E5M2", 1 }, [SFT_F8_E4M3] = { "F8_E4M3", 1 },
+	[SFT_I16] = { "I16", 2 },     [SFT_U16] = { "U16", 2 },   [SFT_F16] = { "F16", 2 },
+	[SFT_BF16] = { "BF16", 2 },   [SFT_I32] = { "I32", 4 },   [SFT_U32] = { "U32", 4 },
+	[SFT_F32] = { "F32", 4 },     [SFT_F64] = { "F64", 8 },   [SFT_I64] = { "I64", 8 },
+	[SFT_U64] = { "U64", 8 },
 };
 
-const char *st_dtype_name(enum st_dtype dtype)
+const char *sft_dtype_name(enum sft_dtype dtype)
 {
-	return (unsigned)dtype < ST_N_DTYPES ? dtypes[dtype].name : "?";
+	return (unsigned)dtype < SFT_N_DTYPES ? dtypes[dtype].name : "?";
 }
 
-size_t st_dtype_size(enum st_dtype dtype)
+size_t sft_dtype_size(enum sft_dtype dtype)
 {
-	return (unsigned)dtype < ST_N_DTYPES ? dtypes[dtype].size : 0;
+	return (unsigned)dtype < SFT_N_DTYPES ? dtypes[dtype].size : 0;
 }
 
-static int parse_dtype(const char *s, enum st_dtype *out)
+static int parse_dtype(const char *s, enum sft_dtype *out)
 {
-	for (int i = 0; i < ST_N_DTYPES; i++) {
+	for (int i = 0; i < SFT_N_DTYPES; i++) {
 		if (!strcmp(s, dtypes[i].name)) {
-			*out = (enum st_dtype)i;
+			*out = (enum sft_dtype)i;
 			return 0;
 		}
 	}
 	return -1;
 }
 
-void st_format_shape(const int64_t *shape, int ndim, char *buf, size_t len)
+void sft_format_shape(const int64_t *shape, int ndim, char *buf, size_t len)
 {
 	char tmp[32];
 	size_t pos = 0;
@@ -91,12 +91,12 @@ static const char *base_name(const char *path)
 
 static int cmp_tensor_name(const void *a, const void *b)
 {
-	return strcmp(((const struct st_tensor *)a)->name, ((const struct st_tensor *)b)->name);
+	return strcmp(((const struct sft_tensor *)a)->name, ((const struct sft_tensor *)b)->name);
 }
 
 static int cmp_name_key(const void *key, const void *elem)
 {
-	return strcmp(key, ((const struct st_tensor *)elem)->name);
+	return strcmp(key, ((const struct sft_tensor *)elem)->name);
 }
 
 struct span {
@@ -113,7 +113,7 @@ static int cmp_span(const void *a, const void *b)
 }
 
 /* Fill t from one header entry; data_len is the size of the data region. */
-static int parse_entry(const char *file, const cJSON *entry, struct st_tensor *t,
+static int parse_entry(const char *file, const cJSON *entry, struct sft_tensor *t,
 		       const unsigned char *data, uint64_t data_len, uint64_t *begin_out,
 		       uint64_t *end_out, clip_error *err)
 {
@@ -130,9 +130,9 @@ static int parse_entry(const char *file, const cJSON *entry, struct st_tensor *t
 		return clip_fail(err, CLIP_ERR_MODEL, "%s: %s: unknown dtype \"%.32s\"", file, name,
 				 dt->valuestring);
 	int ndim = cJSON_GetArraySize(shape);
-	if (ndim > ST_MAX_DIMS)
+	if (ndim > SFT_MAX_DIMS)
 		return clip_fail(err, CLIP_ERR_MODEL, "%s: %s: %d dimensions, at most %d supported",
-				 file, name, ndim, ST_MAX_DIMS);
+				 file, name, ndim, SFT_MAX_DIMS);
 	t->ndim = ndim;
 	uint64_t count = 1;
 	int overflow = 0;
@@ -158,7 +158,7 @@ static int parse_entry(const char *file, const cJSON *entry, struct st_tensor *t
 	size_t esize = dtypes[t->dtype].size;
 	if (overflow || count > UINT64_MAX / esize || count * esize != (uint64_t)(e - b)) {
 		char s[128];
-		st_format_shape(t->shape, ndim, s, sizeof s);
+		sft_format_shape(t->shape, ndim, s, sizeof s);
 		return clip_fail(err, CLIP_ERR_MODEL, "%s: %s: shape %s of %s does not fit data_offsets [%lld, %lld]",
 				 file, name, s, dt->valuestring, (long long)b, (long long)e);
 	}
@@ -170,7 +170,7 @@ static int parse_entry(const char *file, const cJSON *entry, struct st_tensor *t
 }
 
 /* Validate the JSON header and fill f->tensors. */
-static int parse_header(struct st_file *f, const char *file, const char *json, size_t json_len,
+static int parse_header(struct sft_file *f, const char *file, const char *json, size_t json_len,
 			const unsigned char *data, uint64_t data_len, clip_error *err)
 {
 	int rc = CLIP_ERR_MODEL;
@@ -184,9 +184,9 @@ static int parse_header(struct st_file *f, const char *file, const char *json, s
 	for (const cJSON *it = root->child; it; it = it->next)
 		if (strcmp(it->string, "__metadata__") != 0)
 			n++;
-	if (n > ST_MAX_TENSORS) {
+	if (n > SFT_MAX_TENSORS) {
 		rc = clip_fail(err, CLIP_ERR_MODEL, "%s: %zu tensors, more than the limit of %d", file, n,
-			       ST_MAX_TENSORS);
+			       SFT_MAX_TENSORS);
 		goto out;
 	}
 	f->tensors = calloc(n ? n : 1, sizeof *f->tensors);
@@ -198,7 +198,7 @@ static int parse_header(struct st_file *f, const char *file, const char *json, s
 	for (const cJSON *it = root->child; it; it = it->next) {
 		if (!strcmp(it->string, "__metadata__"))
 			continue;
-		struct st_tensor *t = &f->tensors[f->n_tensors];
+		struct sft_tensor *t = &f->tensors[f->n_tensors];
 		t->name = strdup(it->string);
 		if (!t->name) {
 			rc = clip_fail(err, CLIP_ERR_NOMEM, "%s: out of memory for the header", file);
@@ -242,13 +242,13 @@ out:
 	return rc;
 }
 
-int st_open(const char *path, struct st_file **out, clip_error *err)
+int sft_open(const char *path, struct sft_file **out, clip_error *err)
 {
 	int rc = CLIP_ERR_IO;
 	int fd = -1;
-	struct st_file *f = NULL;
+	struct sft_file *f = NULL;
 	if (!path || !out)
-		return clip_fail(err, CLIP_ERR_INVALID, "st_open: NULL argument");
+		return clip_fail(err, CLIP_ERR_INVALID, "sft_open: NULL argument");
 	*out = NULL;
 	const char *file = base_name(path);
 	f = calloc(1, sizeof *f);
@@ -289,9 +289,9 @@ int st_open(const char *path, struct st_file **out, clip_error *err)
 			       file, (unsigned long long)hlen, (unsigned long long)size);
 		goto out;
 	}
-	if (hlen < 2 || hlen > ST_MAX_HEADER) {
+	if (hlen < 2 || hlen > SFT_MAX_HEADER) {
 		rc = clip_fail(err, CLIP_ERR_MODEL, "%s: header length %llu outside [2, %llu]", file,
-			       (unsigned long long)hlen, (unsigned long long)ST_MAX_HEADER);
+			       (unsigned long long)hlen, (unsigned long long)SFT_MAX_HEADER);
 		goto out;
 	}
 	rc = parse_header(f, file, (const char *)bytes + 8, (size_t)hlen, bytes + 8 + hlen,
@@ -304,11 +304,11 @@ int st_open(const char *path, struct st_file **out, clip_error *err)
 out:
 	if (fd >= 0)
 		close(fd);
-	st_close(f);
+	sft_close(f);
 	return rc;
 }
 
-void st_close(struct st_file *f)
+void sft_close(struct sft_file *f)
 {
 	if (!f)
 		return;
@@ -321,7 +321,7 @@ void st_close(struct st_file *f)
 	free(f);
 }
 
-const struct st_tensor *st_find(const struct st_file *f, const char *name)
+const struct sft_tensor *sft_find(const struct sft_file *f, const char *name)
 {
 	if (!f || !name)
 		return NULL;
@@ -348,17 +348,17 @@ static float half_to_float(uint16_t h)
 	return f;
 }
 
-int st_to_f32(enum st_dtype dtype, const unsigned char *src, size_t n, float *dst)
+int sft_to_f32(enum sft_dtype dtype, const unsigned char *src, size_t n, float *dst)
 {
 	switch (dtype) {
-	case ST_F32:
+	case SFT_F32:
 		memcpy(dst, src, n * sizeof *dst);
 		return 0;
-	case ST_F16:
+	case SFT_F16:
 		for (size_t i = 0; i < n; i++)
 			dst[i] = half_to_float((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
 		return 0;
-	case ST_BF16:
+	case SFT_BF16:
 		for (size_t i = 0; i < n; i++) {
 			uint32_t bits = (uint32_t)(src[2 * i] | src[2 * i + 1] << 8) << 16;
 			memcpy(&dst[i], &bits, sizeof bits);

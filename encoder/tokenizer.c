@@ -35,7 +35,7 @@
 #include <utf8proc.h>
 #include <zlib.h>
 
-#include "assets.h"
+#include "bpe_vocab.h"
 #include "internal.h"
 
 /* CLIP uses lines 2 to 48,895 of the merges file (simple_tokenizer's
@@ -65,8 +65,6 @@ struct html_entity {
 };
 
 #include "tokenizer_tables.inc"
-
-extern const struct clipd_asset clip_bpe_assets[];
 
 /* ---- the loaded tokenizer -------------------------------------------- */
 
@@ -494,7 +492,6 @@ out:
  * "</w>", each merge joined, then the two special tokens. */
 static int load_bundled(clip_tokenizer *tok, clip_error *err)
 {
-	const struct clipd_asset *asset = &clip_bpe_assets[0];
 	struct symtab st = { 0 };
 	struct merge_line *lines = NULL;
 	size_t n_lines = 0, text_len = 0;
@@ -503,9 +500,9 @@ static int load_bundled(clip_tokenizer *tok, clip_error *err)
 	unsigned char sym[2 * TOK_MAX_SYMBOL_BYTES + 8];
 	int rc;
 
-	if (!asset->name || !asset->data)
+	if (!clip_bpe_vocab_gz_len)
 		return clip_fail(err, CLIP_ERR_MODEL, "no bundled vocabulary in this build");
-	rc = gunzip_lines(asset->data, asset->len, BPE_MERGES_USED + 1, &text, &text_len, err);
+	rc = gunzip_lines(clip_bpe_vocab_gz, clip_bpe_vocab_gz_len, BPE_MERGES_USED + 1, &text, &text_len, err);
 	if (rc)
 		goto out;
 	rc = split_merges(text, text_len, 1, BPE_MERGES_USED, "bundled vocabulary", &lines, &n_lines, err);

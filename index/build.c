@@ -1,7 +1,9 @@
 /*
  * build.c - building an index from a set of vectors: the choice of family
  * and its size, training the approximate index on a sample, and the
- * background build that swaps a new index in while the old one serves.
+ * background build that swaps a new index in while the old one serves,
+ * with the log of the changes that arrive meanwhile (written by idx_add
+ * and idx_remove through idx_log_change, replayed here before the swap).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -224,15 +226,66 @@ int idx_build(const struct idx_params *p, const int64_t *ids, const float *vecs,
 	return idx_wrap(&cfg, g, seq, out, err);
 }
 
-/* ---- background builds ------------------------------------------------ */
+/* ---- the change log of a running build -------------------------------- */
 
-#define RETRY_AFTER_S 30.0
+/* An add or remove that arrived while a build ran: one allocation holding
+ * the ids and (for an add) the vectors. Written by idx_add and idx_remove
+ * (idx_log_change), read by the builder, which replays it on its new
+ * generation before the swap. */
+struct idx_change {
+	struct idx_change *next;
+	uint64_t seq;
+	int is_add;
+	size_t n;
+	int64_t *ids;
+	float *vecs;
+};
 
-static double monotonic_s(void)
+/* From here every change is logged: the snapshot must cover the rest.
+ * Under the write lock. */
+static void start_logging(idx *ix)
 {
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + t.tv_nsec / 1e9;
+	pthread_mutex_lock(&ix->log_mu);
+	ix->logging = 1;
+	ix->log_broken = 0;
+	ix->log_start_seq = atomic_load(&ix->seq);
+	pthread_mutex_unlock(&ix->log_mu);
+}
+
+void idx_log_change(idx *ix, int is_add, const int64_t *ids, const float *vecs, size_t n, uint64_t seq)
+{
+	pthread_mutex_lock(&ix->log_mu);
+	if (!ix->logging)
+		goto out;
+	size_t vbytes = is_add ? n * ix->cfg.dim * sizeof(float) : 0;
+	struct idx_change *c = malloc(sizeof *c + n * sizeof(int64_t) + vbytes);
+	if (!c) {
+		ix->log_broken = 1;
+		goto out;
+	}
+	c->next = NULL;
+	c->seq = seq;
+	c->is_add = is_add;
+	c->n = n;
+	c->ids = (int64_t *)(c + 1);
+	memcpy(c->ids, ids, n * sizeof(int64_t));
+	c->vecs = is_add ? (float *)(c->ids + n) : NULL;
+	if (is_add)
+		memcpy(c->vecs, vecs, vbytes);
+	if (ix->log_tail)
+		ix->log_tail->next = c;
+	else
+		ix->log_head = c;
+	ix->log_tail = c;
+out:
+	pthread_mutex_unlock(&ix->log_mu);
+}
+
+void idx_log_break(idx *ix)
+{
+	pthread_mutex_lock(&ix->log_mu);
+	ix->log_broken = ix->logging;
+	pthread_mutex_unlock(&ix->log_mu);
 }
 
 static int apply_change(struct idx_gen *g, const struct idx_change *c, uint64_t snap, idx_error *err)
@@ -263,6 +316,17 @@ static void free_changes(struct idx_change *c)
 		free(c);
 		c = next;
 	}
+}
+
+/* ---- background builds ------------------------------------------------ */
+
+#define RETRY_AFTER_S 30.0
+
+static double monotonic_s(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + t.tv_nsec / 1e9;
 }
 
 static void *builder_main(void *arg)
@@ -371,14 +435,8 @@ int idx_maybe_retrain(idx *ix, idx_source_fn source, void *ud)
 	}
 	pthread_rwlock_wrlock(&ix->lock);
 	int need = needs_build(ix, ix->cur->ids.count, ix->cur->exact, ix->cur->trained_n);
-	if (need) {
-		/* From here every change is logged: the snapshot must cover the rest. */
-		pthread_mutex_lock(&ix->log_mu);
-		ix->logging = 1;
-		ix->log_broken = 0;
-		ix->log_start_seq = atomic_load(&ix->seq);
-		pthread_mutex_unlock(&ix->log_mu);
-	}
+	if (need)
+		start_logging(ix);
 	pthread_rwlock_unlock(&ix->lock);
 	if (!need)
 		goto out;
@@ -417,6 +475,14 @@ void idx_wait_training(idx *ix)
 	pthread_mutex_unlock(&ix->build_mu);
 	if (joinable)
 		pthread_join(thread, NULL);
+}
+
+void idx_build_stop(idx *ix)
+{
+	atomic_store(&ix->cancel, 1);
+	idx_wait_training(ix);
+	free_changes(ix->log_head);   /* the builder empties the log as it ends: defensive */
+	ix->log_head = ix->log_tail = NULL;
 }
 
 int idx_last_build_error(const idx *ix, idx_error *err)

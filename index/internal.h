@@ -32,16 +32,8 @@ struct idx_gen {
 	char type[IDX_MAX_FACTORY];       /* "Flat" or the factory string */
 };
 
-/* An add or remove that arrived while a build ran: one allocation holding
- * the ids and (for an add) the vectors. */
-struct idx_change {
-	struct idx_change *next;
-	uint64_t seq;
-	int is_add;
-	size_t n;
-	int64_t *ids;
-	float *vecs;
-};
+/* An add or remove logged while a build runs (build.c). */
+struct idx_change;
 
 /* Interned type strings, so idx_type's answer outlives a swap. */
 struct idx_name {
@@ -62,8 +54,9 @@ struct idx {
 	_Atomic(const char *) type;
 	struct idx_name *names;           /* under the write lock; freed by idx_free */
 
-	/* The change log of a running build. Appended under the write lock and
-	 * log_mu; the builder walks it holding only log_mu per step. */
+	/* The change log of a running build (build.c). Appended under the
+	 * write lock and log_mu; the builder walks it holding only log_mu per
+	 * step. */
 	pthread_mutex_t log_mu;
 	int logging;
 	int log_broken;                   /* a change could not be logged: the build must not swap */
@@ -82,10 +75,14 @@ struct idx {
 	double build_failed_at;           /* monotonic seconds of the last failed build, or 0 */
 };
 
+/* ---- errors.c ---- */
+
 /* Fill *err (which may be NULL) and return code. */
 int idx_fail(idx_error *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* IDX_ERR_FAISS with "what: <FAISS's last error>"; call right after the failing call. */
 int idx_faiss_fail(idx_error *err, const char *what);
+
+/* ---- params.c ---- */
 
 /* A supported family, parsed from a factory string. */
 struct idx_family {
@@ -94,6 +91,9 @@ struct idx_family {
 	char code[16];      /* IVF only: "Flat", "SQ8", ... */
 };
 int idx_parse_factory(const char *factory, struct idx_family *fam, idx_error *err);
+int idx_cfg_from_params(const struct idx_params *p, struct idx_cfg *cfg, idx_error *err);
+
+/* ---- gen.c ---- */
 
 void idx_gen_free(struct idx_gen *g);
 /* Fill g->ids from the index's contents; IDX_ERR_CORRUPT on a repeated id. */
@@ -101,18 +101,34 @@ int idx_gen_fill_ids(struct idx_gen *g, idx_error *err);
 /* Set an IVF index's nprobe: the given one, or automatic (0) from its
  * size; bounded by nlist. Returns the value set, 0 for an exact index. */
 int idx_gen_set_nprobe(struct idx_gen *g, int nprobe);
+/* Changes to one generation (the caller holds whatever lock guards it). An
+ * add replaces ids already present; a remove skips absent ones. */
+int idx_gen_add(struct idx_gen *g, const int64_t *ids, const float *vecs, size_t n, idx_error *err);
+int idx_gen_remove(struct idx_gen *g, const int64_t *ids, size_t n, idx_error *err);
 /* Make a new idx around a generation (takes g; on failure frees it). */
 int idx_wrap(const struct idx_cfg *cfg, struct idx_gen *g, uint64_t seq, idx **out, idx_error *err);
 /* Publish the current generation's count, type and exactness for lock-free
  * readers; under the write lock. */
 void idx_publish(idx *ix);
-/* Changes to one generation (the caller holds whatever lock guards it). An
- * add replaces ids already present; a remove skips absent ones. */
-int idx_gen_add(struct idx_gen *g, const int64_t *ids, const float *vecs, size_t n, idx_error *err);
-int idx_gen_remove(struct idx_gen *g, const int64_t *ids, size_t n, idx_error *err);
-int idx_cfg_from_params(const struct idx_params *p, struct idx_cfg *cfg, idx_error *err);
+/* Free a handle, its generation and its names (NULL-safe); no build may
+ * run and the change log must be empty (idx_build_stop). */
+void idx_destroy(idx *ix);
 
-/* exact.c: the exact family's search (idx_search_many holds the read lock). */
+/* ---- build.c: the change log of a running build ---- */
+
+/* Log a change for a running build (nothing when none runs); under the
+ * write lock. Copies ids and vecs. A change that cannot be logged marks
+ * the log broken: the build then does not swap. */
+void idx_log_change(idx *ix, int is_add, const int64_t *ids, const float *vecs, size_t n, uint64_t seq);
+/* A change failed half-way: the running build (if any) must not swap. */
+void idx_log_break(idx *ix);
+/* For idx_free: cancel a running build, join it, and free what is left of
+ * its log. */
+void idx_build_stop(idx *ix);
+
+/* ---- exact.c ---- */
+
+/* The exact family's search (idx_search_many holds the read lock). */
 int idx_exact_search(struct idx_gen *g, size_t dim, const float *queries, size_t nq, size_t k,
 		     float *scores, int64_t *ids, size_t *n_out, idx_error *err);
 

@@ -21,23 +21,6 @@ static const struct clipd_command *const commands[] = {
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
-const char *clipd_weights_cache(const char *value, char *buf, size_t len)
-{
-	if (!value)
-		value = getenv("CLIPD_WEIGHTS_CACHE");
-	if (value)
-		return *value && strcmp(value, "off") ? value : NULL;
-	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-	int w;
-	if (xdg && *xdg == '/')
-		w = snprintf(buf, len, "%s/clipd", xdg);
-	else if (home && *home == '/')
-		w = snprintf(buf, len, "%s/.cache/clipd", home);
-	else
-		return NULL;
-	return w > 0 && (size_t)w < len ? buf : NULL;
-}
-
 static const struct clipd_command *find_command(const char *name)
 {
 	for (size_t i = 0; i < N_COMMANDS; i++)

@@ -1,7 +1,10 @@
 /*
  * srv_app.h - the daemon's state shared by its request handlers, and the
  * handlers themselves (one file per family: srv_images.c, srv_search.c,
- * srv_status.c), dispatched by route from srv_handle.
+ * srv_status.c), dispatched by route from srv_handle (srv_dispatch.c).
+ * What they share: replies and error translation (srv_reply.c), an
+ * upload's intake checks (srv_intake.c), search parameters
+ * (srv_search_params.c).
  *
  *     struct srv_app app = { .cfg = &cfg, ... };
  *     hp.handler = srv_handle;  hp.ud = &app;  hp.ready = srv_ready;
@@ -26,6 +29,7 @@
 #include "srv_encode.h"
 #include "http_metrics.h"
 #include "srv_queue.h"
+#include "srv_routes.h"
 
 struct srv_app {
 	const struct srv_config *cfg;
@@ -38,7 +42,7 @@ struct srv_app {
 	const struct http_keys *keys;
 	atomic_int ready;
 	atomic_uint_fast64_t searches_batched;  /* text searches whose index part ran with others (one pass) */
-	double started;               /* srv_now() at start-up */
+	double started;               /* clock_mono_s() at start-up */
 	char model_name[128];
 	char fingerprint[STORE_FINGERPRINT_HEX];
 	size_t dim;
@@ -77,10 +81,33 @@ void srv_status_openapi(struct srv_app *app, struct http_req *r);
 
 /* ---- shared by the handlers ------------------------------------------------ */
 
-/* Answer a store_/catalog_ failure with the right status and code. */
+/* The one translation of each library's codes into the API's errors
+ * (srv_reply.c): a clip_status (or SRV_ENC_OVERLOADED) and a store_status.
+ * Codes no table lists are the server's fault: HTTP_ERR_INTERNAL. */
+enum http_err srv_clip_http_error(int clip_status);
+enum http_err srv_store_http_error(int store_status);
+/* Answer a store_/catalog_ failure with its error (logged when it is ours). */
 void srv_reply_store_error(struct http_req *r, const store_error *err);
-/* Answer an image the encoder or the probe refused (clip_status). */
-void srv_reply_image_error(struct http_req *r, int status, const char *msg);
+/* Answer what the encoder, its queues or the probe refused (a clip_status
+ * or SRV_ENC_OVERLOADED, with Retry-After), logged when it is ours. */
+void srv_reply_clip_error(struct http_req *r, int status, const char *msg);
+
+/* The parts of one suspended request that finish on other threads
+ * (srv_dispatch.c). The count starts at one, held by the handler while it
+ * hands parts out, so that no part can resume the request before the last
+ * one is handed over; the last srv_parts_done resumes it.
+ *
+ *     srv_parts_begin(&c->parts, r);         // after http_suspend
+ *     srv_parts_add(&c->parts);              // for each part started ...
+ *     if (submit(part) != 0) srv_parts_done(&c->parts);   // ... or not started
+ *     srv_parts_done(&c->parts);             // the handler's own share */
+struct srv_parts {
+	atomic_size_t pending;
+	struct http_req *r;
+};
+void srv_parts_begin(struct srv_parts *p, struct http_req *r);
+void srv_parts_add(struct srv_parts *p);
+void srv_parts_done(struct srv_parts *p);
 /* The JSON "model": {"name", "fingerprint", "dim"}. */
 cJSON *srv_model_json(const struct srv_app *app);
 /* Print and answer (takes root). */
@@ -94,8 +121,12 @@ void srv_reply_cjson(struct http_req *r, unsigned status, cJSON *root);
 int srv_request_image(struct http_req *r, const void **data, size_t *len, const char **filename);
 
 /* Check an image's header before any work: its type (415) and pixels (413),
- * or a header that cannot be read (422). Answers and returns -1, or fills
- * width and height and mime and returns 0. */
+ * or a header that cannot be read (422). Returns 0 and fills width, height
+ * and mime, or -1 with the error's code and message (srv_check_image) or
+ * after answering with it (srv_probe_image). */
+#define SRV_IMAGE_MSG_MAX 512
+int srv_check_image(const struct srv_app *app, const void *data, size_t len, int *width, int *height,
+		    const char **mime, enum http_err *code, char *msg, size_t msglen);
 int srv_probe_image(struct srv_app *app, struct http_req *r, const void *data, size_t len,
 		    int *width, int *height, const char **mime);
 

@@ -1,6 +1,6 @@
 #include "srv_encode.h"
 
-#include "http_ratelimit.h"   /* srv_now */
+#include "clock.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -28,7 +28,7 @@ struct srv_encoder {
 /* 1 if a job queued at t has waited longer than allowed. */
 static int too_late(const struct srv_encoder *e, double t)
 {
-	return e->p.max_wait_s > 0 && srv_now() - t > e->p.max_wait_s;
+	return e->p.max_wait_s > 0 && clock_mono_s() - t > e->p.max_wait_s;
 }
 
 static int nomem(clip_error *err)
@@ -164,7 +164,7 @@ static void image_batch(void *ud, void **items, size_t n)
 void srv_encode_image_now(struct srv_encoder *e, struct srv_image_job *job)
 {
 	job->enc = job->dim == e->dim && job->vec ? e : NULL;
-	job->queued_at = srv_now();
+	job->queued_at = clock_mono_s();
 	job->pixels = NULL;
 	job->status = 0;
 	job->msg[0] = 0;
@@ -179,7 +179,7 @@ int srv_encode_image(struct srv_encoder *e, struct srv_image_job *job)
 	job->pixels = NULL;
 	job->status = 0;
 	job->msg[0] = 0;
-	job->queued_at = srv_now();
+	job->queued_at = clock_mono_s();
 	return srv_pool_submit(e->decode_pool, decode_task, job, 0);
 }
 
@@ -260,7 +260,7 @@ int srv_encode_texts(struct srv_encoder *e, struct srv_text_job *job)
 		return -1;
 	job->status = 0;
 	job->msg[0] = 0;
-	job->queued_at = srv_now();
+	job->queued_at = clock_mono_s();
 	job->misses = malloc(job->n * sizeof *job->misses);
 	if (!job->misses)
 		return -1;

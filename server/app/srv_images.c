@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "files.h"
 #include "sha256.h"
 #include "srv_app.h"
 #include "srv_json.h"
@@ -56,7 +57,7 @@ struct upload {
 	char *metadata;                /* compact JSON, or NULL */
 	struct upload_item *items;
 	size_t n;
-	atomic_size_t pending;
+	struct srv_parts parts;
 };
 
 static void upload_free(void *p)
@@ -85,10 +86,8 @@ static void item_error(struct upload_item *it, enum http_err err, const char *ms
 /* An item's end, on whatever thread: the last one resumes the request. */
 static void item_finished(struct upload_item *it)
 {
-	struct upload *up = it->up;
 	it->done = 1;
-	if (atomic_fetch_sub(&up->pending, 1) == 1)
-		http_resume(up->r);
+	srv_parts_done(&it->up->parts);
 }
 
 static void commit_task(void *arg)
@@ -102,10 +101,7 @@ static void commit_task(void *arg)
 		.metadata = up->metadata, .metadata_len = 0, .vec = it->vec, .dim = up->app->dim,
 	};
 	if (catalog_add(up->app->cat, &in, &it->img, &it->duplicate, &err) != 0) {
-		enum http_err code = err.code == STORE_ERR_NOSPACE ? HTTP_ERR_INSUFFICIENT_STORAGE
-				     : err.code == STORE_ERR_INVALID || err.code == STORE_ERR_TOO_LARGE
-					     ? HTTP_ERR_BAD_PARAMETER
-					     : HTTP_ERR_INTERNAL;
+		enum http_err code = srv_store_http_error(err.code);
 		if (code != HTTP_ERR_BAD_PARAMETER)
 			log_error("rid=%s: storing an upload: %s", up->r->request_id, err.msg);
 		item_error(it, code, err.msg);
@@ -120,12 +116,7 @@ static void vector_ready(struct srv_image_job *job)
 {
 	struct upload_item *it = job->ud;
 	if (job->status != 0) {
-		enum http_err code = job->status == CLIP_ERR_UNSUPPORTED ? HTTP_ERR_UNSUPPORTED_MEDIA_TYPE
-				     : job->status == CLIP_ERR_UNDECODABLE || job->status == CLIP_ERR_EMPTY
-					     ? HTTP_ERR_IMAGE_UNDECODABLE
-				     : job->status == CLIP_ERR_TOO_LARGE ? HTTP_ERR_IMAGE_TOO_LARGE
-				     : job->status == SRV_ENC_OVERLOADED ? HTTP_ERR_OVERLOADED
-									 : HTTP_ERR_INTERNAL;
+		enum http_err code = srv_clip_http_error(job->status);
 		if (code == HTTP_ERR_INTERNAL)
 			log_error("rid=%s: encoding an upload: %s", it->up->r->request_id, job->msg);
 		item_error(it, code, job->msg);
@@ -264,25 +255,13 @@ static int check_metadata(struct srv_app *app, struct http_req *r, const char *t
 /* The synchronous checks of one file: type, pixels. 0 if it may go on. */
 static int intake(struct srv_app *app, struct upload_item *it)
 {
-	enum clip_image_type type;
-	clip_error err = { 0 };
-	int rc = clip_image_probe(it->data, it->len, &type, &it->width, &it->height, &err);
-	if (rc != 0) {
-		enum http_err code = rc == CLIP_ERR_UNSUPPORTED ? HTTP_ERR_UNSUPPORTED_MEDIA_TYPE
-				     : rc == CLIP_ERR_TOO_LARGE ? HTTP_ERR_IMAGE_TOO_LARGE
-								: HTTP_ERR_IMAGE_UNDECODABLE;
-		item_error(it, code, err.msg);
+	char msg[SRV_IMAGE_MSG_MAX];
+	enum http_err code;
+	if (srv_check_image(app, it->data, it->len, &it->width, &it->height, &it->mime, &code, msg,
+			    sizeof msg) != 0) {
+		item_error(it, code, msg);
 		return -1;
 	}
-	unsigned long long pixels = (unsigned long long)it->width * (unsigned long long)it->height;
-	if (pixels > (unsigned long long)app->cfg->max_pixels) {
-		char msg[800];
-		snprintf(msg, sizeof msg, "the image is %d x %d = %.1f megapixels, over the limit of %.1f",
-			 it->width, it->height, (double)pixels / 1e6, (double)app->cfg->max_pixels / 1e6);
-		item_error(it, HTTP_ERR_IMAGE_TOO_LARGE, msg);
-		return -1;
-	}
-	it->mime = clip_image_mime(type);
 	it->vec = malloc(app->dim * sizeof *it->vec);
 	if (!it->vec) {
 		item_error(it, HTTP_ERR_INTERNAL, "out of memory");
@@ -358,22 +337,21 @@ void srv_images_create(struct srv_app *app, struct http_req *r)
 	/* Synchronous checks, then hand the survivors to the workers. The
 	 * count starts at one for ourselves, so that no worker can resume the
 	 * request before every item has been handed over. */
-	atomic_store(&up->pending, 1);
 	http_suspend(r);
 	r->on_resume = upload_answer;
+	srv_parts_begin(&up->parts, r);
 	for (size_t i = 0; i < up->n; i++) {
 		struct upload_item *it = &up->items[i];
 		if (intake(app, it) != 0)
 			continue;
-		atomic_fetch_add(&up->pending, 1);
+		srv_parts_add(&up->parts);
 		if (srv_encoder_run(app->enc, prepare_task, it, 0) != 0) {
 			item_error(it, HTTP_ERR_OVERLOADED, "the upload queue is full");
 			it->retry_after = 1;
-			atomic_fetch_sub(&up->pending, 1);
+			srv_parts_done(&up->parts);
 		}
 	}
-	if (atomic_fetch_sub(&up->pending, 1) == 1)
-		http_resume(r);
+	srv_parts_done(&up->parts);
 }
 
 /* ---- reading ------------------------------------------------------------------- */
@@ -595,16 +573,16 @@ static void thumb_task(void *arg)
 		thumb_fail(t, HTTP_ERR_INTERNAL, serr.msg);
 		goto out;
 	}
-	FILE *f = fopen(path, "rb");
-	if (!f) {
+	/* The original is read whole, at most the size it was stored with. */
+	size_t len = 0;
+	char why[FILES_MSG_MAX];
+	int frc = files_read_all(path, (size_t)(t->img.bytes > 0 ? t->img.bytes : 0), &bytes, &len, why, sizeof why);
+	if (frc == FILES_ERR_OPEN) {
 		thumb_fail(t, HTTP_ERR_NOT_FOUND, "the image is gone");
 		goto out;
 	}
-	size_t len = (size_t)(t->img.bytes > 0 ? t->img.bytes : 0);
-	bytes = malloc(len ? len : 1);
-	size_t got = bytes ? fread(bytes, 1, len, f) : 0;
-	fclose(f);
-	if (!bytes || got != len) {
+	if (frc != FILES_OK) {
+		log_error("rid=%s: thumbnail: %s", t->r->request_id, why);
 		thumb_fail(t, HTTP_ERR_INTERNAL, "cannot read the original");
 		goto out;
 	}

@@ -20,7 +20,7 @@
 struct enc_ctx {
 	struct srv_app *app;
 	struct http_req *r;
-	atomic_int pending;
+	struct srv_parts parts;
 	/* texts */
 	char **texts;
 	size_t n_texts;
@@ -76,20 +76,14 @@ static struct enc_ctx *enc_new(struct srv_app *app, struct http_req *r)
 	return c;
 }
 
-static void part_done(struct enc_ctx *c)
-{
-	if (atomic_fetch_sub(&c->pending, 1) == 1)
-		http_resume(c->r);
-}
-
 static void text_done(struct srv_text_job *job)
 {
-	part_done(job->ud);
+	srv_parts_done(&((struct enc_ctx *)job->ud)->parts);
 }
 
 static void image_done(struct srv_image_job *job)
 {
-	part_done(job->ud);
+	srv_parts_done(&((struct enc_ctx *)job->ud)->parts);
 }
 
 /* Start the encoder work set up in c (texts and/or an image). Answers and
@@ -101,7 +95,7 @@ static int enc_start(struct enc_ctx *c, int with_image, const void *image, size_
 {
 	struct srv_app *app = c->app;
 	struct http_req *r = c->r;
-	atomic_store(&c->pending, 1);
+	srv_parts_begin(&c->parts, r);
 	int suspended = 0;
 	if (with_image) {
 		c->image_vec = malloc(app->dim * sizeof *c->image_vec);
@@ -120,12 +114,12 @@ static int enc_start(struct enc_ctx *c, int with_image, const void *image, size_
 		http_suspend(r);
 		suspended = 1;
 		r->on_resume = on_resume;
-		atomic_fetch_add(&c->pending, 1);
+		srv_parts_add(&c->parts);
 		if (srv_encode_image(app->enc, &c->image_job) != 0) {
 			/* Nothing started: answer from on_resume with the error. */
 			c->image_job.status = SRV_ENC_OVERLOADED;
 			snprintf(c->image_job.msg, sizeof c->image_job.msg, "the image queue is full");
-			atomic_fetch_sub(&c->pending, 1);
+			srv_parts_done(&c->parts);
 		}
 	}
 	if (c->n_texts) {
@@ -146,10 +140,10 @@ static int enc_start(struct enc_ctx *c, int with_image, const void *image, size_
 				suspended = 1;
 				r->on_resume = on_resume;
 			}
-			atomic_fetch_add(&c->pending, 1);
+			srv_parts_add(&c->parts);
 			int rc = srv_encode_texts(app->enc, &c->text_job);
 			if (rc != 0)
-				atomic_fetch_sub(&c->pending, 1);
+				srv_parts_done(&c->parts);
 			if (rc < 0) {
 				c->text_job.status = SRV_ENC_OVERLOADED;
 				snprintf(c->text_job.msg, sizeof c->text_job.msg, "the text queue is full");
@@ -158,7 +152,7 @@ static int enc_start(struct enc_ctx *c, int with_image, const void *image, size_
 	}
 	if (!suspended)
 		return 1;
-	part_done(c);
+	srv_parts_done(&c->parts);
 	return 0;
 }
 
@@ -167,16 +161,11 @@ static int enc_check(struct enc_ctx *c)
 {
 	struct http_req *r = c->r;
 	if (c->image_vec && c->image_job.status != 0) {
-		srv_reply_image_error(r, c->image_job.status, c->image_job.msg);
+		srv_reply_clip_error(r, c->image_job.status, c->image_job.msg);
 		return -1;
 	}
 	if (c->n_texts && c->text_job.status != 0) {
-		if (c->text_job.status == SRV_ENC_OVERLOADED)
-			http_reply_error_retry(r, HTTP_ERR_OVERLOADED, 1, "%s", c->text_job.msg);
-		else {
-			log_error("rid=%s: text encoder: %s", r->request_id, c->text_job.msg);
-			http_reply_error(r, HTTP_ERR_INTERNAL, "%s", c->text_job.msg);
-		}
+		srv_reply_clip_error(r, c->text_job.status, c->text_job.msg);
 		return -1;
 	}
 	return 0;

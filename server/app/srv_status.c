@@ -6,9 +6,9 @@
 #include <string.h>
 
 #include "assets.h"
+#include "clock.h"
 #include "srv_app.h"
 #include "srv_json.h"
-#include "http_ratelimit.h"
 
 /* Built from server/openapi.json (server/meson.build). */
 extern const struct clipd_asset clipd_openapi_assets[];
@@ -48,7 +48,7 @@ void srv_status_info(struct srv_app *app, struct http_req *r)
 	cJSON *root = cJSON_CreateObject();
 	cJSON_AddStringToObject(root, "version", CLIPD_VERSION);
 	cJSON_AddBoolToObject(root, "ready", atomic_load(&app->ready));
-	cJSON_AddNumberToObject(root, "uptime_s", srv_now() - app->started);
+	cJSON_AddNumberToObject(root, "uptime_s", clock_mono_s() - app->started);
 	if (app->warning)
 		cJSON_AddStringToObject(root, "warning", app->warning);
 	else
@@ -164,7 +164,7 @@ void srv_status_metrics(struct srv_app *app, struct http_req *r)
 	struct dbuf b = DBUF_INIT(0);
 	http_metrics_render(app->metrics, &b);
 	gauge(&b, "clipd_ready", "1 once the model is loaded and the index is ready.", atomic_load(&app->ready));
-	gauge(&b, "clipd_uptime_seconds", "Seconds since start-up.", srv_now() - app->started);
+	gauge(&b, "clipd_uptime_seconds", "Seconds since start-up.", clock_mono_s() - app->started);
 	gauge(&b, "clipd_http_requests_in_flight", "Requests being handled.", (double)http_server_inflight(app->http));
 	gauge(&b, "clipd_http_connections", "Open connections.", (double)http_server_connections(app->http));
 	if (atomic_load(&app->ready)) {

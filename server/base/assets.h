@@ -1,5 +1,5 @@
 /*
- * Files embedded into the binary at build time (server/tools/embed.c).
+ * Files embedded into the binary at build time (tools/embed.c).
  *
  *   const struct clipd_asset *a = clipd_asset_find(clipd_migrations, "0001_init.sql");
  *   if (a) use(a->data, a->len);

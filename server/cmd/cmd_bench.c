@@ -26,19 +26,13 @@
 #include <sys/resource.h>
 
 #include "clip.h"
+#include "clock.h"
 #include "commands.h"
 
 #define BENCH_QUERIES 41        /* measured text queries (odd: a true median) */
 #define BENCH_WARM_QUERIES 3
 #define BENCH_MIN_BATCHES 3
 #define BENCH_MAX_BATCHES 100000
-
-static double now_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
 
 /* Milliseconds since this process started (from /proc, 10 ms ticks), or
  * -1 when /proc says nothing. */
@@ -59,10 +53,7 @@ static double since_process_start_ms(void)
 			field++;
 	if (!p || sscanf(p, "%llu", &start) != 1)
 		return -1;
-	struct timespec t;
-	clock_gettime(CLOCK_BOOTTIME, &t);
-	double now = t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-	return now - (double)start * 1e3 / (double)sysconf(_SC_CLK_TCK);
+	return clock_boot_s() * 1e3 - (double)start * 1e3 / (double)sysconf(_SC_CLK_TCK);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -153,15 +144,12 @@ static int run_bench(const struct cli_command *info, int argc, char **argv)
 		threads = cpus > 0 ? cpus : 1;
 	}
 
-	struct clip_params params = clip_default_params();
-	char cache[4096];
-	params.weights_cache = clipd_weights_cache(NULL, cache, sizeof cache);
-	double t0 = now_ms();
-	if (clip_model_load(model_dir, &params, &model, &err) != 0) {
+	double t0 = (clock_mono_s() * 1e3);
+	if (cmd_model_load(model_dir, NULL, 0, &model, &err) != 0) {
 		fprintf(stderr, "clipd bench: cannot load model %s: %s\n", model_dir, err.msg);
 		goto out;
 	}
-	double load_ms = now_ms() - t0;
+	double load_ms = (clock_mono_s() * 1e3) - t0;
 	status = 1;
 	size_t per = clip_model_input_floats(model), dim = clip_model_dim(model), B = (size_t)batch;
 	if (clip_ctx_new(model, (int)threads, &img_ctx, &err) != 0 ||
@@ -184,7 +172,7 @@ static int run_bench(const struct cli_command *info, int argc, char **argv)
 	if (clip_encode_images(img_ctx, px, 1, out, dim, &err) != 0)
 		goto fail;
 	double first_ms = since_process_start_ms();
-	double first_since_load = now_ms() - t0;
+	double first_since_load = (clock_mono_s() * 1e3) - t0;
 	if (first_ms < 0)
 		first_ms = first_since_load;
 
@@ -192,15 +180,15 @@ static int run_bench(const struct cli_command *info, int argc, char **argv)
 	if (clip_encode_images(img_ctx, px, B, out, B * dim, &err) != 0)
 		goto fail;
 	size_t n_batches = 0;
-	double start = now_ms();
+	double start = (clock_mono_s() * 1e3);
 	while (n_batches < BENCH_MAX_BATCHES &&
-	       (n_batches < BENCH_MIN_BATCHES || now_ms() - start < seconds * 1e3)) {
-		double b0 = now_ms();
+	       (n_batches < BENCH_MIN_BATCHES || (clock_mono_s() * 1e3) - start < seconds * 1e3)) {
+		double b0 = (clock_mono_s() * 1e3);
 		if (clip_encode_images(img_ctx, px, B, out, B * dim, &err) != 0)
 			goto fail;
-		times[n_batches++] = now_ms() - b0;
+		times[n_batches++] = (clock_mono_s() * 1e3) - b0;
 	}
-	double total_ms = now_ms() - start;
+	double total_ms = (clock_mono_s() * 1e3) - start;
 	double batch_ms = median(times, n_batches);
 
 	/* text queries: a few warm-up ones, then distinct ones, timed alone */
@@ -214,10 +202,10 @@ static int run_bench(const struct cli_command *info, int argc, char **argv)
 	for (size_t i = 0; i < BENCH_QUERIES; i++) {
 		make_query(i, q, sizeof q);
 		const char *qp = q;
-		double q0 = now_ms();
+		double q0 = (clock_mono_s() * 1e3);
 		if (clip_encode_texts(txt_ctx, &qp, 1, out, dim, &err) != 0)
 			goto fail;
-		times[i] = now_ms() - q0;
+		times[i] = (clock_mono_s() * 1e3) - q0;
 	}
 	double query_ms = median(times, BENCH_QUERIES);
 

@@ -46,6 +46,7 @@
 #include <faiss/c_api/error_c.h>
 
 #include "commands.h"
+#include "clock.h"
 #include "idx.h"
 
 #define BENCH_MAX_N 20000000LL
@@ -175,13 +176,6 @@ static void gen_vectors(const float *centres, size_t dim, uint64_t seed, uint64_
 
 /* ---- measuring ------------------------------------------------------------- */
 
-static double now_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
-
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -200,13 +194,6 @@ struct kind_result {
 	double cpu_p50;   /* the thread's CPU time: steadier than wall time on a shared machine */
 };
 
-static double thread_cpu_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-	return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
-
 /* Q single queries through idx_search, one thread; recall against gt (Q x 10). */
 static int measure(idx *ix, const float *queries, size_t q, size_t dim, const int64_t *gt,
 		   struct kind_result *res, idx_error *err)
@@ -222,10 +209,10 @@ static int measure(idx *ix, const float *queries, size_t q, size_t dim, const in
 		float scores[BENCH_K];
 		int64_t ids[BENCH_K];
 		size_t n = 0;
-		double c0 = thread_cpu_ms(), t0 = now_ms();
+		double c0 = (clock_thread_cpu_s() * 1e3), t0 = (clock_mono_s() * 1e3);
 		int rc = idx_search(ix, queries + i * dim, BENCH_K, scores, ids, &n, err);
-		lat[i] = now_ms() - t0;
-		cpu[i] = thread_cpu_ms() - c0;
+		lat[i] = (clock_mono_s() * 1e3) - t0;
+		cpu[i] = (clock_thread_cpu_s() * 1e3) - c0;
 		if (rc) {
 			free(lat);
 			free(cpu);
@@ -378,7 +365,7 @@ static int run(const struct cli_command *info, int argc, char **argv)
 	}
 
 	/* The data. */
-	double t0 = now_ms();
+	double t0 = (clock_mono_s() * 1e3);
 	struct rng r;
 	rng_seed(&r, (uint64_t)seed, STREAM_CENTRES, 0);
 	for (size_t i = 0; i < BENCH_CENTRES * dim; i++)
@@ -388,14 +375,14 @@ static int run(const struct cli_command *info, int argc, char **argv)
 	gen_vectors(centres, dim, (uint64_t)seed, STREAM_TEXT, TEXT_SIGMA, queries + q * dim, q);
 	for (size_t i = 0; i < n; i++)
 		ids[i] = (int64_t)i + 1;   /* rowids start at 1 */
-	double gen_ms = now_ms() - t0;
+	double gen_ms = (clock_mono_s() * 1e3) - t0;
 
-	t0 = now_ms();
+	t0 = (clock_mono_s() * 1e3);
 	if (ground_truth(x, n, dim, queries, 2 * q, gt))
 		goto out;
 	for (size_t i = 0; i < 2 * q * BENCH_K; i++)
 		gt[i] = gt[i] < 0 ? -1 : gt[i] + 1;   /* rows to ids */
-	double gt_ms = now_ms() - t0;
+	double gt_ms = (clock_mono_s() * 1e3) - t0;
 
 	/* The exact index at n, for exact_p50_ms. */
 	struct idx_params pe = p;
@@ -417,12 +404,12 @@ static int run(const struct cli_command *info, int argc, char **argv)
 	}
 
 	/* The index clipd chooses at n. */
-	t0 = now_ms();
+	t0 = (clock_mono_s() * 1e3);
 	if (idx_build(&p, ids, x, n, 0, &ix, &err)) {
 		fprintf(stderr, "clipd bench-index: build: %s\n", err.msg);
 		goto out;
 	}
-	double build_ms = now_ms() - t0;
+	double build_ms = (clock_mono_s() * 1e3) - t0;
 
 	/* Adds: the last vectors out, then back in batches. */
 	size_t adds = n / 10 < BENCH_MAX_ADDS ? n / 10 : BENCH_MAX_ADDS;
@@ -433,7 +420,7 @@ static int run(const struct cli_command *info, int argc, char **argv)
 		fprintf(stderr, "clipd bench-index: remove: %s\n", err.msg);
 		goto out;
 	}
-	t0 = now_ms();
+	t0 = (clock_mono_s() * 1e3);
 	for (size_t i = n - adds; i < n; i += BENCH_ADD_BATCH) {
 		size_t m = n - i < BENCH_ADD_BATCH ? n - i : BENCH_ADD_BATCH;
 		if (idx_add(ix, ids + i, x + i * dim, m, seq++, &err)) {
@@ -441,7 +428,7 @@ static int run(const struct cli_command *info, int argc, char **argv)
 			goto out;
 		}
 	}
-	double adds_per_s = (double)adds / ((now_ms() - t0) / 1e3);
+	double adds_per_s = (double)adds / (((clock_mono_s() * 1e3) - t0) / 1e3);
 
 	struct kind_result img, txt;
 	omp_set_num_threads(1);

@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 
 #include "clip.h"
+#include "files.h"
 #include "commands.h"
 
 /* The largest image file encode reads (stb_image takes an int length). */
@@ -126,29 +127,13 @@ static int load_image(const clip_model *model, const char *path, size_t max_pixe
 		      clip_error *err)
 {
 	unsigned char *bytes = NULL;
+	size_t len = 0;
 	clip_image img = { 0 };
-	int rc = CLIP_ERR_IO;
-	FILE *f = fopen(path, "rb");
-	struct stat st;
-	if (!f)
-		return set_error(err, CLIP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-	if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-		rc = set_error(err, CLIP_ERR_IO, "%s: not a regular file", path);
-		goto out;
-	}
-	if ((uintmax_t)st.st_size > ENCODE_MAX_FILE_BYTES) {
-		rc = set_error(err, CLIP_ERR_TOO_LARGE, "%s: %jd bytes, over the limit of %zu", path,
-			       (intmax_t)st.st_size, ENCODE_MAX_FILE_BYTES);
-		goto out;
-	}
-	size_t len = (size_t)st.st_size;
-	bytes = malloc(len ? len : 1);
-	if (!bytes) {
-		rc = set_error(err, CLIP_ERR_NOMEM, "out of memory");
-		goto out;
-	}
-	if (len && fread(bytes, 1, len, f) != len) {
-		rc = set_error(err, CLIP_ERR_IO, "%s: cannot read", path);
+	char msg[FILES_MSG_MAX];
+	int rc = files_read_all(path, ENCODE_MAX_FILE_BYTES, &bytes, &len, msg, sizeof msg);
+	if (rc != FILES_OK) {
+		rc = set_error(err, rc == FILES_ERR_TOO_LARGE ? CLIP_ERR_TOO_LARGE
+				    : rc == FILES_ERR_NOMEM ? CLIP_ERR_NOMEM : CLIP_ERR_IO, "%s", msg);
 		goto out;
 	}
 	if ((rc = clip_image_decode(bytes, len, max_pixels, &img, err)))
@@ -157,7 +142,6 @@ static int load_image(const clip_model *model, const char *path, size_t max_pixe
 out:
 	clip_image_free(&img);
 	free(bytes);
-	fclose(f);
 	return rc;
 }
 
@@ -264,9 +248,7 @@ static int run_encode(const struct cli_command *info, int argc, char **argv)
 		goto out;
 	}
 	struct clip_params params = clip_default_params();
-	char cache[4096];
-	params.weights_cache = clipd_weights_cache(NULL, cache, sizeof cache);
-	if (clip_model_load(model_dir, &params, &model, &err) != 0) {
+	if (cmd_model_load(model_dir, NULL, params.max_pixels, &model, &err) != 0) {
 		fprintf(stderr, "clipd encode: cannot load model %s: %s\n", model_dir, err.msg);
 		goto out;
 	}

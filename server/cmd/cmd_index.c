@@ -24,14 +24,8 @@
 #include <cjson/cJSON.h>
 
 #include "catalog.h"
+#include "clock.h"
 #include "commands.h"
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static int stats(const char *data_dir)
 {
@@ -88,7 +82,7 @@ static int rebuild(const char *data_dir, const char *factory, long long threshol
 	struct catalog_stats st;
 	catalog *c = NULL;
 	store_error err = { 0 };
-	double t0 = now_s();
+	double t0 = clock_mono_s();
 	p.data_dir = data_dir;
 	p.no_index = 1;   /* built below, once */
 	p.index.factory = factory;
@@ -112,7 +106,7 @@ static int rebuild(const char *data_dir, const char *factory, long long threshol
 		return 1;
 	}
 	printf("rebuilt the index of %s: %zu vectors, %s, %lld bytes, in %.1f s\n", catalog_data_dir(c),
-	       st.index_count, st.index_type, (long long)st.index_file_bytes, now_s() - t0);
+	       st.index_count, st.index_type, (long long)st.index_file_bytes, clock_mono_s() - t0);
 	catalog_close(c);
 	return 0;
 }

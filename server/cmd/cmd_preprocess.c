@@ -18,55 +18,11 @@
 #include <stb/stb_image_write.h>  /* declarations; compiled in encoder/stb_impl.c */
 
 #include "clip.h"
+#include "files.h"
 #include "commands.h"
 
 /* The largest image file the command reads (stb_image takes an int length). */
 #define PREPROCESS_MAX_FILE_BYTES ((size_t)1 << 30)
-
-/* Read a whole regular file of at most max bytes into *out (malloc'd, the
- * caller frees). Returns 0, or -1 after saying why on stderr. */
-static int read_image_file(const char *path, size_t max, unsigned char **out, size_t *len)
-{
-	unsigned char *buf = NULL;
-	int rc = -1;
-	FILE *f = fopen(path, "rb");
-	struct stat st;
-
-	*out = NULL;
-	*len = 0;
-	if (!f) {
-		fprintf(stderr, "clipd preprocess: %s: cannot open: %s\n", path, strerror(errno));
-		return -1;
-	}
-	if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-		fprintf(stderr, "clipd preprocess: %s: not a regular file\n", path);
-		goto out;
-	}
-	if ((uintmax_t)st.st_size > max) {
-		fprintf(stderr, "clipd preprocess: %s: %jd bytes, over the limit of %zu\n",
-			path, (intmax_t)st.st_size, max);
-		goto out;
-	}
-	size_t n = (size_t)st.st_size;
-	buf = malloc(n ? n : 1);
-	if (!buf) {
-		fprintf(stderr, "clipd preprocess: out of memory\n");
-		goto out;
-	}
-	if (n && fread(buf, 1, n, f) != n) {
-		fprintf(stderr, "clipd preprocess: %s: cannot read: %s\n", path,
-			ferror(f) ? strerror(errno) : "short read");
-		goto out;
-	}
-	*out = buf;
-	*len = n;
-	buf = NULL;
-	rc = 0;
-out:
-	free(buf);
-	fclose(f);
-	return rc;
-}
 
 struct png_sink {
 	FILE *f;
@@ -146,16 +102,17 @@ static int run_preprocess(const struct cli_command *info, int argc, char **argv)
 	}
 
 	struct clip_params params = clip_default_params();
-	char cache[4096];
-	params.weights_cache = clipd_weights_cache(NULL, cache, sizeof cache);
-	if (clip_model_load(model_dir, &params, &model, &err) != 0) {
+	if (cmd_model_load(model_dir, NULL, params.max_pixels, &model, &err) != 0) {
 		fprintf(stderr, "clipd preprocess: cannot load model %s: %s\n", model_dir, err.msg);
 		return 2;
 	}
 	const int side = clip_model_image_size(model);
 
-	if (read_image_file(image_path, PREPROCESS_MAX_FILE_BYTES, &bytes, &len))
+	char msg[FILES_MSG_MAX];
+	if (files_read_all(image_path, PREPROCESS_MAX_FILE_BYTES, &bytes, &len, msg, sizeof msg) != 0) {
+		fprintf(stderr, "clipd preprocess: %s\n", msg);
 		goto out;
+	}
 	if (clip_image_decode(bytes, len, params.max_pixels, &img, &err) != 0) {
 		fprintf(stderr, "clipd preprocess: %s: %s (%s)\n", image_path, err.msg,
 			clip_status_name(err.code));

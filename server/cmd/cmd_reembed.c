@@ -28,53 +28,13 @@
 #include <unistd.h>
 
 #include "catalog.h"
+#include "files.h"
+#include "clock.h"
 #include "clip.h"
 #include "commands.h"
 
 #define REEMBED_MAX_BATCH 256
 #define REEMBED_MAX_FILE ((size_t)1 << 30)   /* originals are far below this (body cap) */
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* Read a whole file (at most REEMBED_MAX_FILE bytes). 0, or -1 with errno-ish text in why. */
-static int read_file(const char *path, unsigned char **out, size_t *len, char *why, size_t why_len)
-{
-	*out = NULL;
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		snprintf(why, why_len, "%s", strerror(errno));
-		return -1;
-	}
-	struct stat st;
-	int rc = -1;
-	unsigned char *buf = NULL;
-	if (fstat(fileno(f), &st) != 0 || (uintmax_t)st.st_size > REEMBED_MAX_FILE) {
-		snprintf(why, why_len, "not a readable file of a sensible size");
-		goto out;
-	}
-	size_t n = (size_t)st.st_size;
-	if (!(buf = malloc(n ? n : 1))) {
-		snprintf(why, why_len, "out of memory");
-		goto out;
-	}
-	if (n && fread(buf, 1, n, f) != n) {
-		snprintf(why, why_len, "short read");
-		goto out;
-	}
-	*out = buf;
-	*len = n;
-	buf = NULL;
-	rc = 0;
-out:
-	free(buf);
-	fclose(f);
-	return rc;
-}
 
 struct progress {
 	int tty;
@@ -85,7 +45,7 @@ struct progress {
 
 static void progress_show(struct progress *p, int64_t done, int final)
 {
-	double now = now_s();
+	double now = clock_mono_s();
 	int64_t this_run = done - p->done_at_start;
 	double rate = now > p->t0 ? this_run / (now - p->t0) : 0;
 	double pct = p->total ? 100.0 * (double)done / (double)p->total : 100.0;
@@ -108,17 +68,6 @@ static void progress_show(struct progress *p, int64_t done, int final)
 	}
 }
 
-static const char *base_name(const char *path)
-{
-	size_t len = strlen(path);
-	while (len > 1 && path[len - 1] == '/')
-		len--;
-	const char *p = path + len;
-	while (p > path && p[-1] != '/')
-		p--;
-	return p;
-}
-
 /* Encode one batch of images (ids) and store their vectors under fp. */
 static int encode_batch(catalog *c, clip_model *m, clip_ctx *ctx, const char *fp, const int64_t *ids,
 			size_t n, float *pixels, float *vecs)
@@ -129,7 +78,7 @@ static int encode_batch(catalog *c, clip_model *m, clip_ctx *ctx, const char *fp
 	clip_error ce;
 	for (size_t i = 0; i < n; i++) {
 		struct store_image img;
-		char path[4200], why[256];
+		char path[4200], why[FILES_MSG_MAX];
 		unsigned char *bytes = NULL;
 		size_t len = 0;
 		if (catalog_get(c, ids[i], &img, &err) != 0) {
@@ -138,9 +87,9 @@ static int encode_batch(catalog *c, clip_model *m, clip_ctx *ctx, const char *fp
 		}
 		int rc = catalog_blob_path(c, img.sha256, path, sizeof path, &err);
 		store_image_clear(&img);
-		if (rc != 0 || read_file(path, &bytes, &len, why, sizeof why) != 0) {
-			fprintf(stderr, "\nclipd reembed: image %lld: cannot read its original %s: %s; restore the "
-				"file or delete the image, then run clipd reembed again\n", (long long)ids[i], path,
+		if (rc != 0 || files_read_all(path, REEMBED_MAX_FILE, &bytes, &len, why, sizeof why) != 0) {
+			fprintf(stderr, "\nclipd reembed: image %lld: cannot read its original: %s; restore the "
+				"file or delete the image, then run clipd reembed again\n", (long long)ids[i],
 				rc ? err.msg : why);
 			return -1;
 		}
@@ -173,8 +122,6 @@ static int reembed(const char *model_dir, const char *data_dir, size_t batch, in
 {
 	struct catalog_params p = catalog_default_params();
 	struct clip_params cp = clip_default_params();
-	char cache[4096];
-	cp.weights_cache = clipd_weights_cache(NULL, cache, sizeof cache);
 	catalog *c = NULL;
 	clip_model *m = NULL;
 	clip_ctx *ctx = NULL;
@@ -190,7 +137,7 @@ static int reembed(const char *model_dir, const char *data_dir, size_t batch, in
 		fprintf(stderr, "clipd reembed: %s\n", err.msg);
 		return 1;
 	}
-	if (clip_model_load(model_dir, &cp, &m, &ce) != 0) {
+	if (cmd_model_load(model_dir, NULL, cp.max_pixels, &m, &ce) != 0) {
 		fprintf(stderr, "clipd reembed: %s: %s\n", model_dir, ce.msg);
 		goto out;
 	}
@@ -201,7 +148,7 @@ static int reembed(const char *model_dir, const char *data_dir, size_t batch, in
 		fprintf(stderr, "clipd reembed: %s\n", err.msg);
 		goto out;
 	}
-	snprintf(target.name, sizeof target.name, "%s", base_name(model_dir));
+	files_base_name(model_dir, target.name, sizeof target.name);
 	snprintf(target.layout, sizeof target.layout, "%s", clip_model_layout(m));
 	target.dim = clip_model_dim(m);
 	const struct store_model *current = catalog_model(c);
@@ -236,7 +183,7 @@ static int reembed(const char *model_dir, const char *data_dir, size_t batch, in
 		fprintf(stderr, "clipd reembed: out of memory\n");
 		goto out;
 	}
-	struct progress pr = { .tty = isatty(2), .total = total, .done_at_start = done, .t0 = now_s(),
+	struct progress pr = { .tty = isatty(2), .total = total, .done_at_start = done, .t0 = clock_mono_s(),
 			       .last_tenth = -1 };
 	int64_t after = 0, this_run = 0;
 	for (;;) {
@@ -275,13 +222,13 @@ static int reembed(const char *model_dir, const char *data_dir, size_t batch, in
 		rc = 3;
 		goto out;
 	}
-	double t0 = now_s();
+	double t0 = clock_mono_s();
 	if (catalog_switch_model(c, target.fingerprint, &err) != 0) {
 		fprintf(stderr, "clipd reembed: switching to the new model: %s\n", err.msg);
 		goto out;
 	}
 	fprintf(stderr, "clipd reembed: %s now holds vectors of %s (%.12s) only; index rebuilt in %.1f s. "
-		"Start clipd serve --model %s\n", data_dir, target.name, target.fingerprint, now_s() - t0, model_dir);
+		"Start clipd serve --model %s\n", data_dir, target.name, target.fingerprint, clock_mono_s() - t0, model_dir);
 	rc = 0;
 out:
 	free(ids);

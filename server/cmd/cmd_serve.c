@@ -15,7 +15,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -26,6 +25,8 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "clock.h"
+#include "files.h"
 #include "log.h"
 #include "srv_app.h"
 #include "http_auth.h"
@@ -108,14 +109,7 @@ static int stopping(void)
 /* Wait up to seconds for a stop; nonzero if one came. */
 static int wait_stop(double seconds)
 {
-	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += (time_t)seconds;
-	until.tv_nsec += (long)((seconds - (double)(time_t)seconds) * 1e9);
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	struct timespec until = clock_wall_deadline(seconds);
 	pthread_mutex_lock(&stop_lock);
 	while (!stop_signal && pthread_cond_timedwait(&stop_cond, &stop_lock, &until) != ETIMEDOUT)
 		;
@@ -175,31 +169,24 @@ static int load(struct srv_app *app, const struct srv_config *cfg)
 	char msg[256];
 	clip_error cerr = { 0 };
 	store_error serr = { 0 };
-	struct clip_params cp = clip_default_params();
-	char cache[4096];
-	cp.max_pixels = (size_t)cfg->max_pixels;
-	cp.weights_cache = clipd_weights_cache(cfg->weights_cache, cache, sizeof cache);
-	double t0 = srv_now();
-	if (clip_model_load(cfg->model, &cp, &app->model, &cerr) != 0) {
+	double t0 = clock_mono_s();
+	if (cmd_model_load(cfg->model, cfg->weights_cache, (size_t)cfg->max_pixels, &app->model, &cerr) != 0) {
 		log_error("cannot load the model %s: %s", cfg->model, cerr.msg);
 		return -1;
 	}
 	app->dim = clip_model_dim(app->model);
 	app->logit_scale = clip_model_logit_scale(app->model);
 	log_info("model %s loaded (%s layout, %zu dimensions, %d px) in %.0f ms", cfg->model,
-		 clip_model_layout(app->model), app->dim, clip_model_image_size(app->model), (srv_now() - t0) * 1e3);
+		 clip_model_layout(app->model), app->dim, clip_model_image_size(app->model), (clock_mono_s() - t0) * 1e3);
 	if (stopping())
 		return -1;
 
-	char model_dir[4096];
-	snprintf(model_dir, sizeof model_dir, "%s", cfg->model);
-	size_t n = strlen(model_dir);
-	while (n > 1 && model_dir[n - 1] == '/')
-		model_dir[--n] = 0;
+	char model_base[4096];
+	files_base_name(cfg->model, model_base, sizeof model_base);
 	struct catalog_params p = catalog_default_params();
 	p.data_dir = cfg->data;
 	p.model_files = clip_model_files(app->model);
-	p.model_name = cfg->model_name && *cfg->model_name ? cfg->model_name : basename(model_dir);
+	p.model_name = cfg->model_name && *cfg->model_name ? cfg->model_name : model_base;
 	p.model_dir = cfg->model;
 	p.model_layout = clip_model_layout(app->model);
 	p.index.dim = app->dim;
@@ -217,7 +204,7 @@ static int load(struct srv_app *app, const struct srv_config *cfg)
 		p.index.nprobe = (int)cfg->nprobe;
 	struct catalog_open_report rep;
 	memset(&rep, 0, sizeof rep);
-	t0 = srv_now();
+	t0 = clock_mono_s();
 	if (catalog_open(&p, &app->cat, &rep, &serr) != 0) {
 		log_error("cannot open the data directory %s: %s", cfg->data, serr.msg);
 		return -1;
@@ -232,7 +219,7 @@ static int load(struct srv_app *app, const struct srv_config *cfg)
 		log_info("removed %zu temporary files and %zu orphan originals left by a crash",
 			 rep.tmp_removed, rep.orphans_removed);
 	log_info("data directory %s opened in %.0f ms (model %s, fingerprint %.12s, hashing %.0f ms); index: %s",
-		 cfg->data, (srv_now() - t0) * 1e3, app->model_name, app->fingerprint, rep.fingerprint_ms,
+		 cfg->data, (clock_mono_s() - t0) * 1e3, app->model_name, app->fingerprint, rep.fingerprint_ms,
 		 rep.index_message);
 
 	struct srv_encode_params ep = {
@@ -269,12 +256,12 @@ static void save_index(struct srv_app *app, const char *why)
 {
 	store_error err = { 0 };
 	uint64_t changes = catalog_unsaved_changes(app->cat);
-	double t0 = srv_now();
+	double t0 = clock_mono_s();
 	if (catalog_save_index(app->cat, &err) != 0)
 		log_error("saving the index: %s", err.msg);
 	else
 		log_info("index saved (%llu changes, %s) in %.0f ms", (unsigned long long)changes, why,
-			 (srv_now() - t0) * 1e3);
+			 (clock_mono_s() - t0) * 1e3);
 }
 
 static int run_serve(const struct cli_command *info, int argc, char **argv)
@@ -292,7 +279,7 @@ static int run_serve(const struct cli_command *info, int argc, char **argv)
 	memset(&app, 0, sizeof app);
 	struct http_keys *keys = NULL;
 	app.cfg = &cfg;
-	app.started = srv_now();
+	app.started = clock_mono_s();
 	app.warning = cfg.model_warning && *cfg.model_warning ? cfg.model_warning : NULL;
 
 	if (start_signal_thread() != 0) {
@@ -312,7 +299,7 @@ static int run_serve(const struct cli_command *info, int argc, char **argv)
 	if (app.warning)
 		log_warn("%s", app.warning);
 
-	app.metrics = http_metrics_new();
+	app.metrics = http_metrics_new(srv_routes, ROUTE_COUNT);
 	if (!app.metrics) {
 		log_error("out of memory");
 		goto out;
@@ -335,6 +322,8 @@ static int run_serve(const struct cli_command *info, int argc, char **argv)
 	hp.n_cors_origins = cfg.cors_origins.n;
 	hp.metrics = app.metrics;
 	hp.assets = clipd_www_assets;
+	hp.routes = srv_routes;
+	hp.n_routes = ROUTE_COUNT;
 	hp.handler = srv_handle;
 	hp.ready = srv_ready;
 	hp.ud = &app;
@@ -358,13 +347,13 @@ static int run_serve(const struct cli_command *info, int argc, char **argv)
 	atomic_store(&app.ready, 1);
 	log_info("ready (clipd %s, %lld HTTP threads)", CLIPD_VERSION, cfg.threads);
 
-	double last_save = srv_now();
+	double last_save = clock_mono_s();
 	while (!wait_stop(1.0)) {
 		uint64_t changes = catalog_unsaved_changes(app.cat);
 		if (changes >= (uint64_t)cfg.save_changes
-		    || (changes > 0 && srv_now() - last_save >= (double)cfg.save_interval)) {
+		    || (changes > 0 && clock_mono_s() - last_save >= (double)cfg.save_interval)) {
 			save_index(&app, changes >= (uint64_t)cfg.save_changes ? "changes" : "timer");
-			last_save = srv_now();
+			last_save = clock_mono_s();
 		}
 	}
 	status = 0;

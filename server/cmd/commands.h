@@ -1,5 +1,5 @@
 /*
- * commands.h - clipd's subcommands. Each lives in server/cmd_NAME.c and
+ * commands.h - clipd's subcommands. Each lives in server/cmd/cmd_NAME.c and
  * parses its own options with cli_parse (so `clipd NAME --help` works);
  * run() returns the process exit status: 0 success, 1 failure, 2 usage.
  */
@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 
+#include "clip.h"
 #include "cli.h"
 
 struct clipd_command {
@@ -30,5 +31,11 @@ extern const struct clipd_command cmd_reembed;
  * $CLIPD_WEIGHTS_CACHE, else $XDG_CACHE_HOME/clipd, else ~/.cache/clipd;
  * NULL for none ("off", an empty value, or no home). May use buf. */
 const char *clipd_weights_cache(const char *value, char *buf, size_t len);
+
+/* Load a command's model (clip_model_load) with the weights cache above
+ * (weights_cache: the --weights-cache value, or NULL) and max_pixels as
+ * clip_image_decode's limit (0: the default). cmd/cmd_model.c. */
+int cmd_model_load(const char *dir, const char *weights_cache, size_t max_pixels, clip_model **out,
+		   clip_error *err);
 
 #endif

@@ -1,4 +1,5 @@
 #include "http.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -468,10 +469,10 @@ static int reply_static(struct http_req *r, const struct http_static_file *f)
 static int first_call(struct http_req *r, const char *url)
 {
 	struct http_server *srv = r->srv;
-	enum http_match_result m = http_route_match(r->method, url, &r->match);
+	enum http_match_result m = http_route_match(srv->p.routes, srv->p.n_routes, r->method, url, &r->match);
 	int is_options = !strcmp(r->method, "OPTIONS");
 
-	if (m == HTTP_MATCH_NONE || (m == HTTP_MATCH_FOUND && r->match.route->id == ROUTE_WEB_INDEX)) {
+	if (m == HTTP_MATCH_NONE || (m == HTTP_MATCH_FOUND && (r->match.route->flags & HTTP_ROUTE_WEB))) {
 		const struct http_static_file *f = http_static_find(srv->statics, url);
 		if (f) {
 			memset(&r->match, 0, sizeof r->match);
@@ -513,12 +514,12 @@ static int first_call(struct http_req *r, const char *url)
 		else
 			snprintf(who, sizeof who, "ip:%s", r->client);
 		double retry = 0;
-		if (!http_ratelimit_take(srv->rl, who, srv_now(), &retry))
+		if (!http_ratelimit_take(srv->rl, who, clock_mono_s(), &retry))
 			return http_reply_error_retry(r, HTTP_ERR_RATE_LIMITED, (unsigned)(retry + 0.999),
 						      "more than %g requests per second", srv->p.rate_limit), 1;
 	}
-	if (route->access != HTTP_ACCESS_OPEN && route->id != ROUTE_INFO && route->id != ROUTE_METRICS
-	    && route->id != ROUTE_OPENAPI && srv->p.ready && !srv->p.ready(srv->p.ud))
+	if (route->access != HTTP_ACCESS_OPEN && !(route->flags & HTTP_ROUTE_UNGATED)
+	    && srv->p.ready && !srv->p.ready(srv->p.ud))
 		return http_reply_error_retry(r, HTTP_ERR_NOT_READY, 1, "the model or the index is still loading"), 1;
 
 	const char *cl = http_header(r, "Content-Length");
@@ -581,7 +582,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
 		r->srv = srv;
 		r->conn = conn;
 		r->method = method;
-		r->start = srv_now();
+		r->start = clock_mono_s();
 		r->key_index = -1;
 		r->body_error = -1;
 		r->body.max = 1;   /* nothing kept unless the route reads bodies */
@@ -625,7 +626,7 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
 	if (!r)
 		return;
 	*con_cls = NULL;
-	double ms = (srv_now() - r->start) * 1e3;
+	double ms = (clock_mono_s() - r->start) * 1e3;
 	int route = r->match.route ? (int)r->match.route->id
 				   : r->web ? HTTP_METRIC_ROUTE_STATIC : HTTP_METRIC_ROUTE_NONE;
 	http_metrics_request(srv->p.metrics, route, r->status, ms / 1e3, r->bytes_out);
@@ -731,9 +732,7 @@ int http_server_start(const struct http_server_params *p, struct http_server **o
 	}
 	srv->p = *p;
 	srv->listen_fd = -1;
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	srv->id_salt = ((uint64_t)ts.tv_nsec * 2654435761u) ^ ((uint64_t)getpid() << 16) ^ (uint64_t)ts.tv_sec;
+	srv->id_salt = ((uint64_t)clock_wall_us() * 2654435761u) ^ ((uint64_t)getpid() << 16);
 	if (p->rate_limit > 0) {
 		srv->rl = http_ratelimit_new(p->rate_limit, p->rate_burst >= 1 ? p->rate_burst : 1, 65536);
 		if (!srv->rl) {
@@ -817,9 +816,9 @@ void http_server_quiesce(struct http_server *srv)
 
 int http_server_wait_idle(struct http_server *srv, double timeout)
 {
-	double until = srv_now() + timeout;
+	double until = clock_mono_s() + timeout;
 	while (atomic_load(&srv->inflight) > 0) {
-		if (srv_now() > until)
+		if (clock_mono_s() > until)
 			return -1;
 		struct timespec ts = { 0, 10 * 1000 * 1000 };
 		nanosleep(&ts, NULL);

@@ -5,7 +5,7 @@
  *
  *     static void handle(struct http_req *r)       // on an HTTP thread
  *     {
- *             if (r->match.route->id == ROUTE_HEALTHZ)
+ *             if (r->match.route->id == MY_ROUTE_HEALTHZ)
  *                     return http_reply_text(r, 200, "text/plain", "ok\n");
  *             // long work: hand it off and let go of the thread
  *             r->on_resume = finish;                // called on an HTTP thread
@@ -14,6 +14,8 @@
  *     }
  *
  *     struct http_server_params hp = http_default_params();
+ *     hp.routes = my_routes;                        // the application's table (http_route.h)
+ *     hp.n_routes = MY_ROUTE_COUNT;
  *     hp.handler = handle;
  *     struct http_server *srv = NULL;
  *     http_server_start(&hp, &srv, msg, sizeof msg);
@@ -69,7 +71,7 @@ struct http_req {
 	char client[HTTP_ADDR_MAX];        /* the client's address (X-Forwarded-For when trusted) */
 	int key_index;                    /* -1: no key */
 	enum http_scope scope;
-	double start;                     /* srv_now() at the headers */
+	double start;                     /* clock_mono_s() at the headers */
 
 	/* The body: raw bytes in body, or multipart parts in parts. */
 	const char *content_type;         /* the header (may be NULL) */
@@ -112,6 +114,8 @@ struct http_server_params {
 	size_t n_cors_origins;
 	struct http_metrics *metrics;      /* borrowed; may be NULL */
 	const struct clipd_asset *assets; /* the web front-end's files (http_static.h); may be NULL */
+	const struct http_route *routes;  /* the API's routes (ids = indexes), borrowed */
+	size_t n_routes;
 	http_handler_fn handler;          /* routed API requests */
 	int (*ready)(void *ud);           /* nonzero once the API may be served */
 	void *ud;                         /* for ready(); also http_server_ud() */

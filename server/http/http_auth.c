@@ -1,4 +1,5 @@
 #include "http_auth.h"
+#include "files.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -127,39 +128,19 @@ out:
 int http_keys_load(const char *path, struct http_keys **out, char *msg, size_t msglen)
 {
 	char inner[200];
+	unsigned char *buf = NULL;
+	size_t n = 0;
 	int rc = -1;
-	char *buf = NULL;
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		snprintf(msg, msglen, "%s: %s", path, strerror(errno));
+	if (files_read_all(path, (size_t)HTTP_MAX_KEYS * (HTTP_MAX_KEY_LEN + 16), &buf, &n, msg, msglen) != 0)
 		return -1;
-	}
-	size_t cap = (size_t)HTTP_MAX_KEYS * (HTTP_MAX_KEY_LEN + 16), n = 0;
-	buf = malloc(cap + 1);
-	if (!buf) {
-		snprintf(msg, msglen, "%s: out of memory", path);
-		goto out;
-	}
-	n = fread(buf, 1, cap + 1, f);
-	if (ferror(f)) {
-		snprintf(msg, msglen, "%s: read error", path);
-		goto out;
-	}
-	if (n > cap) {
-		snprintf(msg, msglen, "%s: too large for a key file", path);
-		goto out;
-	}
-	if (http_keys_parse(buf, n, out, inner, sizeof inner) != 0) {
+	if (http_keys_parse((const char *)buf, n, out, inner, sizeof inner) != 0) {
 		snprintf(msg, msglen, "%s: %s", path, inner);
 		goto out;
 	}
 	rc = 0;
 out:
-	if (buf) {
-		explicit_bzero(buf, n);
-		free(buf);
-	}
-	fclose(f);
+	explicit_bzero(buf, n);
+	free(buf);
 	return rc;
 }
 

@@ -12,7 +12,6 @@ static const unsigned statuses[] = { 200, 201, 204, 206, 304, 400, 401, 403, 404
 #define N_STATUS (sizeof statuses / sizeof statuses[0] + 1)   /* + "other" */
 static const double buckets[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 };
 #define N_BUCKETS (sizeof buckets / sizeof buckets[0])
-#define N_ROUTES (ROUTE_COUNT + 2)
 
 struct route_metrics {
 	atomic_uint_fast64_t by_status[N_STATUS];
@@ -22,14 +21,25 @@ struct route_metrics {
 };
 
 struct http_metrics {
-	struct route_metrics routes[N_ROUTES];
+	const struct http_route *table;   /* borrowed: n_routes labels */
+	size_t n_routes;
+	size_t n_slots;                   /* n_routes, then "static", then "none" */
 	atomic_uint_fast64_t total;
+	struct route_metrics routes[];
 };
 
-struct http_metrics *http_metrics_new(void)
+struct http_metrics *http_metrics_new(const struct http_route *routes, size_t n_routes)
 {
+	if (n_routes > HTTP_METRICS_MAX_ROUTES || (n_routes && !routes))
+		return NULL;
 	/* calloc's zeroes are valid initial atomics on this platform. */
-	return calloc(1, sizeof(struct http_metrics));
+	struct http_metrics *m = calloc(1, sizeof *m + (n_routes + 2) * sizeof m->routes[0]);
+	if (!m)
+		return NULL;
+	m->table = routes;
+	m->n_routes = n_routes;
+	m->n_slots = n_routes + 2;
+	return m;
 }
 
 void http_metrics_free(struct http_metrics *m)
@@ -37,25 +47,25 @@ void http_metrics_free(struct http_metrics *m)
 	free(m);
 }
 
-static size_t route_slot(int route)
+static size_t route_slot(const struct http_metrics *m, int route)
 {
-	if (route >= 0 && route < ROUTE_COUNT)
+	if (route >= 0 && (size_t)route < m->n_routes)
 		return (size_t)route;
-	return route == HTTP_METRIC_ROUTE_STATIC ? ROUTE_COUNT : ROUTE_COUNT + 1;
+	return route == HTTP_METRIC_ROUTE_STATIC ? m->n_routes : m->n_routes + 1;
 }
 
-static const char *route_label(size_t slot)
+static const char *route_label(const struct http_metrics *m, size_t slot)
 {
-	if (slot < ROUTE_COUNT)
-		return http_routes[slot].name;
-	return slot == ROUTE_COUNT ? "static" : "none";
+	if (slot < m->n_routes)
+		return m->table[slot].name;
+	return slot == m->n_routes ? "static" : "none";
 }
 
 void http_metrics_request(struct http_metrics *m, int route, unsigned status, double seconds, uint64_t bytes)
 {
 	if (!m)
 		return;
-	struct route_metrics *r = &m->routes[route_slot(route)];
+	struct route_metrics *r = &m->routes[route_slot(m, route)];
 	size_t s = N_STATUS - 1;
 	for (size_t i = 0; i + 1 < N_STATUS; i++)
 		if (statuses[i] == status) {
@@ -94,20 +104,20 @@ void http_metrics_render(struct http_metrics *m, struct dbuf *out)
 {
 	char labels[128];
 	http_metrics_family(out, "clipd_http_requests_total", "counter", "HTTP requests answered, by route and status.");
-	for (size_t r = 0; r < N_ROUTES; r++)
+	for (size_t r = 0; r < m->n_slots; r++)
 		for (size_t s = 0; s < N_STATUS; s++) {
 			uint64_t v = atomic_load(&m->routes[r].by_status[s]);
 			if (!v)
 				continue;
 			if (s + 1 < N_STATUS)
-				snprintf(labels, sizeof labels, "route=\"%s\",status=\"%u\"", route_label(r), statuses[s]);
+				snprintf(labels, sizeof labels, "route=\"%s\",status=\"%u\"", route_label(m, r), statuses[s]);
 			else
-				snprintf(labels, sizeof labels, "route=\"%s\",status=\"other\"", route_label(r));
+				snprintf(labels, sizeof labels, "route=\"%s\",status=\"other\"", route_label(m, r));
 			http_metrics_sample(out, "clipd_http_requests_total", labels, (double)v);
 		}
 	http_metrics_family(out, "clipd_http_request_duration_seconds", "histogram",
 			   "Time from the request's headers to its response being queued.");
-	for (size_t r = 0; r < N_ROUTES; r++) {
+	for (size_t r = 0; r < m->n_slots; r++) {
 		uint64_t count = 0, cum[N_BUCKETS + 1];
 		for (size_t b = 0; b <= N_BUCKETS; b++) {
 			count += atomic_load(&m->routes[r].hist[b]);
@@ -117,20 +127,20 @@ void http_metrics_render(struct http_metrics *m, struct dbuf *out)
 			continue;
 		for (size_t b = 0; b < N_BUCKETS; b++)
 			dbuf_printf(out, "clipd_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
-				       route_label(r), buckets[b], (unsigned long long)cum[b]);
+				       route_label(m, r), buckets[b], (unsigned long long)cum[b]);
 		dbuf_printf(out, "clipd_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n",
-			       route_label(r), (unsigned long long)count);
+			       route_label(m, r), (unsigned long long)count);
 		dbuf_printf(out, "clipd_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n",
-			       route_label(r), (double)atomic_load(&m->routes[r].micros_sum) / 1e6);
+			       route_label(m, r), (double)atomic_load(&m->routes[r].micros_sum) / 1e6);
 		dbuf_printf(out, "clipd_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
-			       route_label(r), (unsigned long long)count);
+			       route_label(m, r), (unsigned long long)count);
 	}
 	http_metrics_family(out, "clipd_http_response_bytes_total", "counter", "Response body bytes, by route.");
-	for (size_t r = 0; r < N_ROUTES; r++) {
+	for (size_t r = 0; r < m->n_slots; r++) {
 		uint64_t v = atomic_load(&m->routes[r].bytes);
 		if (!v)
 			continue;
-		snprintf(labels, sizeof labels, "route=\"%s\"", route_label(r));
+		snprintf(labels, sizeof labels, "route=\"%s\"", route_label(m, r));
 		http_metrics_sample(out, "clipd_http_response_bytes_total", labels, (double)v);
 	}
 }

@@ -4,8 +4,8 @@
  * batches, queue depth, index size) are read from their owners at scrape
  * time and written with http_metrics_family / http_metrics_sample.
  *
- *     struct http_metrics *m = http_metrics_new();
- *     http_metrics_request(m, ROUTE_SEARCH, 200, 0.012, 1834);   // per request
+ *     struct http_metrics *m = http_metrics_new(routes, n_routes);   // http_route.h
+ *     http_metrics_request(m, route->id, 200, 0.012, 1834);         // per request
  *     struct dbuf out = DBUF_INIT(0);
  *     http_metrics_render(m, &out);
  *     http_metrics_family(&out, "clipd_images", "gauge", "Images stored.");
@@ -20,14 +20,19 @@
 #include <stdint.h>
 
 #include "dbuf.h"
+#include "http_route.h"
 
-/* Route labels: indexes of http_routes, then these. */
+#define HTTP_METRICS_MAX_ROUTES 256
+/* Route labels: indexes of the route table, then these. */
 #define HTTP_METRIC_ROUTE_STATIC (-2)   /* a web asset */
 #define HTTP_METRIC_ROUTE_NONE (-1)     /* no route matched */
 
 struct http_metrics;
 
-struct http_metrics *http_metrics_new(void);
+/* Counters for n_routes routes (labelled by routes[i].name; the table is
+ * borrowed and must outlive the metrics), plus web assets and unmatched
+ * requests. NULL when out of memory or n_routes > HTTP_METRICS_MAX_ROUTES. */
+struct http_metrics *http_metrics_new(const struct http_route *routes, size_t n_routes);
 void http_metrics_free(struct http_metrics *m);
 
 void http_metrics_request(struct http_metrics *m, int route, unsigned status, double seconds, uint64_t bytes);

@@ -21,13 +21,6 @@ struct http_ratelimit {
 	struct rl_slot *slots;
 };
 
-double srv_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static uint64_t hash_str(const char *s)
 {
 	uint64_t h = 1469598103934665603ULL;   /* FNV-1a */

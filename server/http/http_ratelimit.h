@@ -8,7 +8,7 @@
  *
  *     struct http_ratelimit *rl = http_ratelimit_new(10, 20, 65536);
  *     double retry;
- *     if (!http_ratelimit_take(rl, "ip:203.0.113.7", srv_now(), &retry))
+ *     if (!http_ratelimit_take(rl, "ip:203.0.113.7", clock_mono_s(), &retry))
  *             reply_429(ceil(retry));
  *     http_ratelimit_free(rl);
  *
@@ -32,8 +32,5 @@ void http_ratelimit_free(struct http_ratelimit *rl);
  * when allowed; 0 when limited, with the seconds until a token is there in
  * *retry_after. */
 int http_ratelimit_take(struct http_ratelimit *rl, const char *client, double now, double *retry_after);
-
-/* Seconds on the monotonic clock. */
-double srv_now(void);
 
 #endif

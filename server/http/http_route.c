@@ -3,26 +3,6 @@
 #include <stdio.h>
 #include <string.h>
 
-const struct http_route http_routes[ROUTE_COUNT] = {
-	{ ROUTE_WEB_INDEX, "GET", "/", "web", HTTP_ACCESS_OPEN, 0 },
-	{ ROUTE_HEALTHZ, "GET", "/healthz", "healthz", HTTP_ACCESS_OPEN, 0 },
-	{ ROUTE_READYZ, "GET", "/readyz", "readyz", HTTP_ACCESS_OPEN, 0 },
-	{ ROUTE_INFO, "GET", "/info", "info", HTTP_ACCESS_READ, 0 },
-	{ ROUTE_METRICS, "GET", "/metrics", "metrics", HTTP_ACCESS_READ, 0 },
-	{ ROUTE_OPENAPI, "GET", "/openapi.json", "openapi", HTTP_ACCESS_READ, 0 },
-	{ ROUTE_IMAGES_CREATE, "POST", "/images", "images_create", HTTP_ACCESS_WRITE, 1 },
-	{ ROUTE_IMAGES_LIST, "GET", "/images", "images_list", HTTP_ACCESS_READ, 0 },
-	{ ROUTE_IMAGE_GET, "GET", "/images/{id}", "image_get", HTTP_ACCESS_READ, 0 },
-	{ ROUTE_IMAGE_PATCH, "PATCH", "/images/{id}", "image_patch", HTTP_ACCESS_WRITE, 1 },
-	{ ROUTE_IMAGE_DELETE, "DELETE", "/images/{id}", "image_delete", HTTP_ACCESS_WRITE, 0 },
-	{ ROUTE_IMAGE_FILE, "GET", "/images/{id}/file", "image_file", HTTP_ACCESS_READ, 0 },
-	{ ROUTE_IMAGE_THUMBNAIL, "GET", "/images/{id}/thumbnail", "image_thumbnail", HTTP_ACCESS_READ, 0 },
-	{ ROUTE_IMAGE_SIMILAR, "GET", "/images/{id}/similar", "image_similar", HTTP_ACCESS_READ, 0 },
-	{ ROUTE_SEARCH, "GET", "/search", "search", HTTP_ACCESS_READ, 0 },
-	{ ROUTE_SEARCH_IMAGE, "POST", "/search/image", "search_image", HTTP_ACCESS_READ, 1 },
-	{ ROUTE_CLASSIFY, "POST", "/classify", "classify", HTTP_ACCESS_READ, 1 },
-	{ ROUTE_EMBED, "POST", "/embed", "embed", HTTP_ACCESS_READ, 1 },
-};
 
 /* Match one pattern against a path; fills *id for "{id}". */
 static int path_matches(const char *pattern, const char *path, int64_t *id)
@@ -60,25 +40,26 @@ static int method_equals(const char *route_method, const char *method)
 	return !strcmp(route_method, "GET") && !strcmp(method, "HEAD");
 }
 
-enum http_match_result http_route_match(const char *method, const char *path, struct http_match *m)
+enum http_match_result http_route_match(const struct http_route *routes, size_t n, const char *method,
+					const char *path, struct http_match *m)
 {
 	memset(m, 0, sizeof *m);
 	if (!method || !path || strlen(path) > HTTP_MAX_PATH)
 		return HTTP_MATCH_NONE;
 	int path_known = 0;
 	size_t used = 0;
-	for (size_t i = 0; i < ROUTE_COUNT; i++) {
+	for (size_t i = 0; i < n; i++) {
 		int64_t id = 0;
-		if (!path_matches(http_routes[i].path, path, &id))
+		if (!path_matches(routes[i].path, path, &id))
 			continue;
-		const char *verb = http_routes[i].method;
-		int n = snprintf(m->allow + used, sizeof m->allow - used, "%s%s%s",
+		const char *verb = routes[i].method;
+		int w = snprintf(m->allow + used, sizeof m->allow - used, "%s%s%s",
 				 path_known ? ", " : "", verb, !strcmp(verb, "GET") ? ", HEAD" : "");
-		if (n > 0 && (size_t)n < sizeof m->allow - used)
-			used += (size_t)n;
+		if (w > 0 && (size_t)w < sizeof m->allow - used)
+			used += (size_t)w;
 		path_known = 1;
 		if (!m->route && method_equals(verb, method)) {
-			m->route = &http_routes[i];
+			m->route = &routes[i];
 			m->id = id;
 		}
 	}

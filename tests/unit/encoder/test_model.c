@@ -16,7 +16,7 @@
 #include <stb/stb_image.h>  /* declarations only: the implementation is in clip_stb */
 
 #include "harness.h"
-#include "st_fixture.h"
+#include "sft_fixture.h"
 
 #include "clip.h"
 #include "gemm.h"
@@ -395,7 +395,7 @@ static void test_packed_weights_cache(void)
 	snprintf(dir, sizeof dir, "%s/cached-model", tmp);
 	snprintf(cache, sizeof cache, "%s/cache/clipd", tmp);   /* created on the first load */
 	snprintf(weights, sizeof weights, "%s/model.safetensors", dir);
-	REQUIRE(st_copy_model(HF_DIR, dir, "model.safetensors", NULL, 0) == 0);
+	REQUIRE(sft_copy_model(HF_DIR, dir, "model.safetensors", NULL, 0) == 0);
 	float ref[6 * 48], got[6 * 48];
 	int mapped = -1, native = clip_gemm_native();
 	REQUIRE(encode_some(dir, ref, 6 * 48) == 0);
@@ -450,7 +450,7 @@ static void test_misaligned_weights_give_same_vectors(void)
 	/* every tensor starts 2 bytes off a float boundary: the loader copies */
 	char dir[1024];
 	snprintf(dir, sizeof dir, "%s/misaligned", tmp);
-	REQUIRE(st_copy_model(HF_DIR, dir, "model.safetensors", NULL, 2) == 0);
+	REQUIRE(sft_copy_model(HF_DIR, dir, "model.safetensors", NULL, 2) == 0);
 	float a[6 * 48], b[6 * 48];
 	REQUIRE(encode_some(HF_DIR, a, 6 * 48) == 0);
 	REQUIRE(encode_some(dir, b, 6 * 48) == 0);
@@ -484,14 +484,14 @@ static void test_sharded_checkpoint(void)
 	for (shard_half = 0; shard_half < 2; shard_half++) {
 		char sub[512];
 		snprintf(sub, sizeof sub, "%s/shard%d", tmp, shard_half);
-		REQUIRE(st_copy_model(HF_DIR, sub, "model.safetensors", keep_half, 0) == 0);
+		REQUIRE(sft_copy_model(HF_DIR, sub, "model.safetensors", keep_half, 0) == 0);
 		snprintf(path, sizeof path, "%s/model.safetensors", sub);
 		char to[1024];
 		snprintf(to, sizeof to, "%s/%s", dir, names[shard_half]);
 		REQUIRE(rename(path, to) == 0);
 		unsigned char *data;
 		size_t len;
-		cJSON *h = st_read(to, &data, &len);
+		cJSON *h = sft_read(to, &data, &len);
 		REQUIRE(h);
 		for (const cJSON *t = h->child; t; t = t->next)
 			if (strcmp(t->string, "__metadata__"))
@@ -507,7 +507,7 @@ static void test_sharded_checkpoint(void)
 	fclose(f);
 	cJSON_free(json);
 	cJSON_Delete(index);
-	st_link_model_files(HF_DIR, dir);
+	sft_link_model_files(HF_DIR, dir);
 
 	clip_model *m = load(dir);
 	REQUIRE(m);

@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 #include "harness.h"
-#include "st_fixture.h"
+#include "sft_fixture.h"
 
 #include "clip.h"
 #include "safetensors.h"
@@ -22,14 +22,14 @@ static const char *tmp_path(const char *name)
 	return path;
 }
 
-/* Open a file written from header + data; returns st_open's code. */
+/* Open a file written from header + data; returns sft_open's code. */
 static int open_raw(const char *name, const char *header, const void *data, size_t len, clip_error *err,
-		    struct st_file **out)
+		    struct sft_file **out)
 {
 	const char *path = tmp_path(name);
-	if (st_write_raw(path, header, 0, data, len) != 0)
+	if (sft_write_raw(path, header, 0, data, len) != 0)
 		return 99;
-	return st_open(path, out, err);
+	return sft_open(path, out, err);
 }
 
 static void test_valid_file_reads_every_tensor(void)
@@ -38,20 +38,20 @@ static void test_valid_file_reads_every_tensor(void)
 	const char *h = "{\"__metadata__\":{\"format\":\"pt\"},"
 			"\"b\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[8,24]},"
 			"\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}";
-	struct st_file *f = NULL;
+	struct sft_file *f = NULL;
 	clip_error err = { 0 };
 	REQUIRE(open_raw("valid.safetensors", h, data, sizeof data, &err, &f) == 0);
 	CHECK_EQ_INT(f->n_tensors, 2);
-	const struct st_tensor *a = st_find(f, "a"), *b = st_find(f, "b");
+	const struct sft_tensor *a = sft_find(f, "a"), *b = sft_find(f, "b");
 	REQUIRE(a && b);
 	CHECK_EQ_INT(b->ndim, 2);
 	CHECK_EQ_INT(b->shape[0], 2);
 	CHECK_EQ_INT(b->nbytes, 16);
 	float v[4];
-	CHECK(st_to_f32(b->dtype, b->data, 4, v) == 0);
+	CHECK(sft_to_f32(b->dtype, b->data, 4, v) == 0);
 	CHECK(v[0] == 3 && v[3] == 6);
-	CHECK(st_find(f, "c") == NULL);
-	st_close(f);
+	CHECK(sft_find(f, "c") == NULL);
+	sft_close(f);
 }
 
 static void test_truncated_file_refused(void)
@@ -61,9 +61,9 @@ static void test_truncated_file_refused(void)
 	REQUIRE(fp);
 	fwrite("\x10\x00\x00", 1, 3, fp);
 	fclose(fp);
-	struct st_file *f = NULL;
+	struct sft_file *f = NULL;
 	clip_error err = { 0 };
-	CHECK_EQ_INT(st_open(path, &f, &err), CLIP_ERR_MODEL);
+	CHECK_EQ_INT(sft_open(path, &f, &err), CLIP_ERR_MODEL);
 	CHECK(f == NULL);
 	CHECK_CONTAINS(err.msg, "truncated");
 
@@ -83,9 +83,9 @@ static void test_header_length_past_end_refused(void)
 	fwrite(len, 1, 8, fp);
 	fputs("{\"a\":{}}", fp);
 	fclose(fp);
-	struct st_file *f = NULL;
+	struct sft_file *f = NULL;
 	clip_error err = { 0 };
-	CHECK_EQ_INT(st_open(path, &f, &err), CLIP_ERR_MODEL);
+	CHECK_EQ_INT(sft_open(path, &f, &err), CLIP_ERR_MODEL);
 	CHECK_CONTAINS(err.msg, "header length 1000 runs past the end of the file (16 bytes)");
 
 	/* and a huge one that would overflow naive arithmetic */
@@ -95,13 +95,13 @@ static void test_header_length_past_end_refused(void)
 	fwrite(huge, 1, 8, fp);
 	fputs("{}", fp);
 	fclose(fp);
-	CHECK_EQ_INT(st_open(path, &f, &err), CLIP_ERR_MODEL);
+	CHECK_EQ_INT(sft_open(path, &f, &err), CLIP_ERR_MODEL);
 	CHECK_CONTAINS(err.msg, "runs past the end");
 }
 
 static void test_bad_json_refused(void)
 {
-	struct st_file *f = NULL;
+	struct sft_file *f = NULL;
 	clip_error err = { 0 };
 	CHECK_EQ_INT(open_raw("json.safetensors", "{\"a\":", NULL, 0, &err, &f), CLIP_ERR_MODEL);
 	CHECK_CONTAINS(err.msg, "header is not a JSON object");
@@ -118,7 +118,7 @@ static void test_overlapping_offsets_refused(void)
 	float data[4] = { 0 };
 	const char *h = "{\"first\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
 			"\"second\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}";
-	struct st_file *f = NULL;
+	struct sft_file *f = NULL;
 	clip_error err = { 0 };
 	CHECK_EQ_INT(open_raw("overlap.safetensors", h, data, sizeof data, &err, &f), CLIP_ERR_MODEL);
 	CHECK(f == NULL);
@@ -129,14 +129,14 @@ static void test_overlapping_offsets_refused(void)
 	    "\"empty\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]},"
 	    "\"second\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}";
 	CHECK_EQ_INT(open_raw("touch.safetensors", h, data, sizeof data, &err, &f), 0);
-	st_close(f);
+	sft_close(f);
 }
 
 static void test_unknown_dtype_refused(void)
 {
 	float data[1] = { 0 };
 	const char *h = "{\"odd\":{\"dtype\":\"Q4_0\",\"shape\":[1],\"data_offsets\":[0,4]}}";
-	struct st_file *f = NULL;
+	struct sft_file *f = NULL;
 	clip_error err = { 0 };
 	CHECK_EQ_INT(open_raw("dtype.safetensors", h, data, sizeof data, &err, &f), CLIP_ERR_MODEL);
 	CHECK_CONTAINS(err.msg, "odd: unknown dtype \"Q4_0\"");
@@ -146,7 +146,7 @@ static void test_shape_must_match_offsets(void)
 {
 	float data[4] = { 0 };
 	const char *h = "{\"w\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,16]}}";
-	struct st_file *f = NULL;
+	struct sft_file *f = NULL;
 	clip_error err = { 0 };
 	CHECK_EQ_INT(open_raw("size.safetensors", h, data, sizeof data, &err, &f), CLIP_ERR_MODEL);
 	CHECK_CONTAINS(err.msg, "w: shape [3] of F32 does not fit data_offsets [0, 16]");
@@ -161,7 +161,7 @@ static void test_duplicate_name_refused(void)
 	float data[2] = { 0 };
 	const char *h = "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
 			"\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}";
-	struct st_file *f = NULL;
+	struct sft_file *f = NULL;
 	clip_error err = { 0 };
 	CHECK_EQ_INT(open_raw("dup.safetensors", h, data, sizeof data, &err, &f), CLIP_ERR_MODEL);
 	CHECK_CONTAINS(err.msg, "tensor w appears twice");
@@ -187,27 +187,27 @@ static void test_f16_bf16_conversion(void)
 	const char *h = "{\"h\":{\"dtype\":\"F16\",\"shape\":[7],\"data_offsets\":[0,14]},"
 			"\"pad\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[14,15]},"
 			"\"b\":{\"dtype\":\"BF16\",\"shape\":[4],\"data_offsets\":[15,23]}}";
-	struct st_file *f = NULL;
+	struct sft_file *f = NULL;
 	clip_error err = { 0 };
 	REQUIRE(open_raw("half.safetensors", h, data, sizeof data, &err, &f) == 0);
 	float v[7];
-	const struct st_tensor *t = st_find(f, "h");
-	REQUIRE(t && t->dtype == ST_F16);
-	CHECK(st_to_f32(t->dtype, t->data, 7, v) == 0);
+	const struct sft_tensor *t = sft_find(f, "h");
+	REQUIRE(t && t->dtype == SFT_F16);
+	CHECK(sft_to_f32(t->dtype, t->data, 7, v) == 0);
 	CHECK(v[0] == 1.0f && v[1] == -2.0f && v[2] == 65504.0f);
 	CHECK(v[3] == 0x1p-24f);
 	CHECK(v[4] == 0.0f && signbit(v[4]));
 	CHECK(isinf(v[5]) && v[5] > 0);
 	CHECK(v[6] == 0x1.554p-2f);
-	t = st_find(f, "b");
-	REQUIRE(t && t->dtype == ST_BF16);
-	CHECK(st_to_f32(t->dtype, t->data, 4, v) == 0);
+	t = sft_find(f, "b");
+	REQUIRE(t && t->dtype == SFT_BF16);
+	CHECK(sft_to_f32(t->dtype, t->data, 4, v) == 0);
 	CHECK(v[0] == 1.0f && v[1] == -3.140625f);
 	CHECK(v[2] == 0x1p-133f);
 	CHECK(v[3] == 0x1.c4p+127f);
 	/* integer tensors are readable as tensors but not as floats */
-	CHECK(st_to_f32(ST_U8, data, 1, v) == CLIP_ERR_INVALID);
-	st_close(f);
+	CHECK(sft_to_f32(SFT_U8, data, 1, v) == CLIP_ERR_INVALID);
+	sft_close(f);
 }
 
 /* ---- the model loader's checks on top of the file's -------------------- */
@@ -253,7 +253,7 @@ static int load_copy(const char *name, void (*mutate)(cJSON *, unsigned char *, 
 		     clip_error *err, clip_model **m)
 {
 	const char *dir = tmp_path(name);
-	if (st_copy_model(HF_DIR, dir, "model.safetensors", mutate, 0) != 0)
+	if (sft_copy_model(HF_DIR, dir, "model.safetensors", mutate, 0) != 0)
 		return 99;
 	struct clip_params p = clip_default_params();
 	return clip_model_load(dir, &p, m, err);
@@ -304,7 +304,7 @@ static void test_truncated_weights_refused_by_loader(void)
 	REQUIRE(bytes);
 	const char *dir = tmp_path("cut");
 	mkdir(dir, 0755);
-	st_link_model_files(HF_DIR, dir);
+	sft_link_model_files(HF_DIR, dir);
 	char dst[1024];
 	snprintf(dst, sizeof dst, "%s/model.safetensors", dir);
 	FILE *fp = fopen(dst, "wb");

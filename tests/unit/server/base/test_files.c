@@ -28,7 +28,8 @@ static void test_read_all(void)
 	free(bytes);
 
 	/* one byte over the cap: refused, nothing handed out, the message names the path */
-	bytes = (unsigned char *)"x";
+	static unsigned char sentinel[1];
+	bytes = sentinel;
 	CHECK_EQ_INT(files_read_all(path, 9, &bytes, &len, msg, sizeof msg), FILES_ERR_TOO_LARGE);
 	CHECK(bytes == NULL);
 	CHECK_EQ_INT(len, 0);

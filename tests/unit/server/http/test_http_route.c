@@ -7,12 +7,13 @@
 #include "harness.h"
 #include "http_errors.h"
 #include "http_route.h"
+#include "srv_routes.h"
 
 static void test_every_route_matches_itself(void)
 {
 	for (size_t i = 0; i < ROUTE_COUNT; i++) {
 		char path[128];
-		const char *pat = http_routes[i].path;
+		const char *pat = srv_routes[i].path;
 		/* Replace {id} with 42. */
 		const char *brace = strstr(pat, "{id}");
 		snprintf(path, sizeof path, "%s", pat);
@@ -23,47 +24,47 @@ static void test_every_route_matches_itself(void)
 			strcat(path, brace + 4);
 		}
 		struct http_match m;
-		CHECK_EQ_INT(http_route_match(http_routes[i].method, path, &m), HTTP_MATCH_FOUND);
+		CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, srv_routes[i].method, path, &m), HTTP_MATCH_FOUND);
 		REQUIRE(m.route);
-		CHECK_EQ_INT(m.route->id, http_routes[i].id);
+		CHECK_EQ_INT(m.route->id, srv_routes[i].id);
 		CHECK_EQ_INT(m.id, brace ? 42 : 0);
-		CHECK_EQ_INT(http_routes[i].id, (int)i);
+		CHECK_EQ_INT(srv_routes[i].id, (int)i);
 	}
 }
 
 static void test_ids(void)
 {
 	struct http_match m;
-	CHECK_EQ_INT(http_route_match("GET", "/images/1", &m), HTTP_MATCH_FOUND);
+	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "GET", "/images/1", &m), HTTP_MATCH_FOUND);
 	CHECK_EQ_INT(m.id, 1);
-	CHECK_EQ_INT(http_route_match("GET", "/images/9007199254740992", &m), HTTP_MATCH_FOUND);
-	CHECK_EQ_INT(http_route_match("GET", "/images/9007199254740993", &m), HTTP_MATCH_NONE);
-	CHECK_EQ_INT(http_route_match("GET", "/images/0", &m), HTTP_MATCH_NONE);
-	CHECK_EQ_INT(http_route_match("GET", "/images/007", &m), HTTP_MATCH_NONE);
-	CHECK_EQ_INT(http_route_match("GET", "/images/-1", &m), HTTP_MATCH_NONE);
-	CHECK_EQ_INT(http_route_match("GET", "/images/abc", &m), HTTP_MATCH_NONE);
-	CHECK_EQ_INT(http_route_match("GET", "/images/12abc", &m), HTTP_MATCH_NONE);
-	CHECK_EQ_INT(http_route_match("GET", "/images/99999999999999999999999", &m), HTTP_MATCH_NONE);
-	CHECK_EQ_INT(http_route_match("GET", "/images/12/file", &m), HTTP_MATCH_FOUND);
+	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "GET", "/images/9007199254740992", &m), HTTP_MATCH_FOUND);
+	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "GET", "/images/9007199254740993", &m), HTTP_MATCH_NONE);
+	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "GET", "/images/0", &m), HTTP_MATCH_NONE);
+	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "GET", "/images/007", &m), HTTP_MATCH_NONE);
+	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "GET", "/images/-1", &m), HTTP_MATCH_NONE);
+	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "GET", "/images/abc", &m), HTTP_MATCH_NONE);
+	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "GET", "/images/12abc", &m), HTTP_MATCH_NONE);
+	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "GET", "/images/99999999999999999999999", &m), HTTP_MATCH_NONE);
+	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "GET", "/images/12/file", &m), HTTP_MATCH_FOUND);
 	CHECK_EQ_INT(m.route->id, ROUTE_IMAGE_FILE);
-	CHECK_EQ_INT(http_route_match("GET", "/images/12/file/", &m), HTTP_MATCH_NONE);
+	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "GET", "/images/12/file/", &m), HTTP_MATCH_NONE);
 }
 
 static void test_unknown_and_wrong_method(void)
 {
 	struct http_match m;
-	CHECK_EQ_INT(http_route_match("GET", "/nope", &m), HTTP_MATCH_NONE);
-	CHECK_EQ_INT(http_route_match("GET", "", &m), HTTP_MATCH_NONE);
-	CHECK_EQ_INT(http_route_match("PUT", "/images/3", &m), HTTP_MATCH_METHOD);
+	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "GET", "/nope", &m), HTTP_MATCH_NONE);
+	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "GET", "", &m), HTTP_MATCH_NONE);
+	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "PUT", "/images/3", &m), HTTP_MATCH_METHOD);
 	CHECK_EQ_STR(m.allow, "GET, HEAD, PATCH, DELETE, OPTIONS");
-	CHECK_EQ_INT(http_route_match("DELETE", "/images", &m), HTTP_MATCH_METHOD);
+	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "DELETE", "/images", &m), HTTP_MATCH_METHOD);
 	CHECK_EQ_STR(m.allow, "POST, GET, HEAD, OPTIONS");
-	CHECK_EQ_INT(http_route_match("POST", "/search", &m), HTTP_MATCH_METHOD);
+	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "POST", "/search", &m), HTTP_MATCH_METHOD);
 	CHECK_EQ_STR(m.allow, "GET, HEAD, OPTIONS");
-	CHECK_EQ_INT(http_route_match("HEAD", "/healthz", &m), HTTP_MATCH_FOUND);
+	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "HEAD", "/healthz", &m), HTTP_MATCH_FOUND);
 	CHECK_EQ_INT(m.route->id, ROUTE_HEALTHZ);
-	CHECK_EQ_INT(http_route_match("HEAD", "/classify", &m), HTTP_MATCH_METHOD);
-	CHECK_EQ_INT(http_route_match("get", "/healthz", &m), HTTP_MATCH_METHOD);
+	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "HEAD", "/classify", &m), HTTP_MATCH_METHOD);
+	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "get", "/healthz", &m), HTTP_MATCH_METHOD);
 }
 
 static void test_long_path(void)
@@ -73,7 +74,7 @@ static void test_long_path(void)
 	path[0] = '/';
 	path[sizeof path - 1] = 0;
 	struct http_match m;
-	CHECK_EQ_INT(http_route_match("GET", path, &m), HTTP_MATCH_NONE);
+	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "GET", path, &m), HTTP_MATCH_NONE);
 }
 
 static void test_error_table(void)
@@ -137,7 +138,7 @@ static void test_openapi_agrees(void)
 			ops++;
 			int found = 0;
 			for (size_t i = 0; i < ROUTE_COUNT; i++)
-				if (!strcmp(http_routes[i].path, p->string) && !strcasecmp(http_routes[i].method, m->string))
+				if (!strcmp(srv_routes[i].path, p->string) && !strcasecmp(srv_routes[i].method, m->string))
 					found = 1;
 			if (!found)
 				HARNESS_FAIL("openapi.json lists %s %s, the router does not", m->string, p->string);
@@ -145,12 +146,12 @@ static void test_openapi_agrees(void)
 	for (size_t i = 0; i < ROUTE_COUNT; i++) {
 		char method[16];
 		size_t k = 0;
-		for (; http_routes[i].method[k] && k < sizeof method - 1; k++)
-			method[k] = (char)(http_routes[i].method[k] | 0x20);
+		for (; srv_routes[i].method[k] && k < sizeof method - 1; k++)
+			method[k] = (char)(srv_routes[i].method[k] | 0x20);
 		method[k] = 0;
-		cJSON *item = cJSON_GetObjectItemCaseSensitive(paths, http_routes[i].path);
+		cJSON *item = cJSON_GetObjectItemCaseSensitive(paths, srv_routes[i].path);
 		if (!cJSON_GetObjectItemCaseSensitive(item, method))
-			HARNESS_FAIL("the router has %s %s, openapi.json does not", http_routes[i].method, http_routes[i].path);
+			HARNESS_FAIL("the router has %s %s, openapi.json does not", srv_routes[i].method, srv_routes[i].path);
 	}
 	CHECK_EQ_INT(ops, ROUTE_COUNT);
 	cJSON *errs = cJSON_GetObjectItemCaseSensitive(doc, "x-clipd-errors");

@@ -1,10 +1,10 @@
 /*
- * st_fixture.h - write safetensors files and model directories for the
+ * sft_fixture.h - write safetensors files and model directories for the
  * encoder's tests: a raw file from a header string and data bytes, or a
  * copy of a fixture model whose header a test has changed.
  */
-#ifndef CLIPD_TEST_ST_FIXTURE_H
-#define CLIPD_TEST_ST_FIXTURE_H
+#ifndef CLIPD_TEST_SFT_FIXTURE_H
+#define CLIPD_TEST_SFT_FIXTURE_H
 
 #include <stdint.h>
 #include <stdio.h>
@@ -16,7 +16,7 @@
 #include <cJSON.h>
 
 /* buf <- a/b; -1 when it does not fit. */
-static inline int st_join(char *buf, size_t len, const char *a, const char *b)
+static inline int sft_join(char *buf, size_t len, const char *a, const char *b)
 {
 	size_t la = strlen(a), lb = strlen(b);
 	if (la + lb + 2 > len)
@@ -28,8 +28,8 @@ static inline int st_join(char *buf, size_t len, const char *a, const char *b)
 }
 
 /* path <- 8-byte length of header (padded with `pad` spaces), header, data. */
-static inline int st_write_raw(const char *path, const char *header, size_t pad, const void *data,
-			       size_t data_len)
+static inline int sft_write_raw(const char *path, const char *header, size_t pad, const void *data,
+				size_t data_len)
 {
 	FILE *f = fopen(path, "wb");
 	if (!f)
@@ -47,7 +47,7 @@ static inline int st_write_raw(const char *path, const char *header, size_t pad,
 }
 
 /* Read a safetensors file into its parsed header and a copy of its data. */
-static inline cJSON *st_read(const char *path, unsigned char **data, size_t *data_len)
+static inline cJSON *sft_read(const char *path, unsigned char **data, size_t *data_len)
 {
 	FILE *f = fopen(path, "rb");
 	if (!f)
@@ -84,8 +84,8 @@ out:
 
 /* Write header h (data offsets unchanged) and data to path; the header is
  * padded so that the data starts at an offset = `misalign` (mod 8). */
-static inline int st_write_json(const char *path, const cJSON *h, const unsigned char *data, size_t data_len,
-				int misalign)
+static inline int sft_write_json(const char *path, const cJSON *h, const unsigned char *data, size_t data_len,
+				 int misalign)
 {
 	char *json = cJSON_PrintUnformatted(h);
 	if (!json)
@@ -93,19 +93,19 @@ static inline int st_write_json(const char *path, const cJSON *h, const unsigned
 	size_t n = strlen(json), pad = 0;
 	while ((8 + n + pad) % 8 != (size_t)misalign)
 		pad++;
-	int rc = st_write_raw(path, json, pad, data, data_len);
+	int rc = sft_write_raw(path, json, pad, data, data_len);
 	cJSON_free(json);
 	return rc;
 }
 
 /* dst/NAME -> src/NAME for each non-weight file of a model directory. */
-static inline void st_link_model_files(const char *src, const char *dst)
+static inline void sft_link_model_files(const char *src, const char *dst)
 {
 	static const char *const names[] = { "config.json", "preprocessor_config.json", "vocab.json",
 					     "merges.txt", "open_clip_config.json" };
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
 		char a[1024], b[1024];
-		if (st_join(a, sizeof a, src, names[i]) || st_join(b, sizeof b, dst, names[i]))
+		if (sft_join(a, sizeof a, src, names[i]) || sft_join(b, sizeof b, dst, names[i]))
 			continue;
 		if (access(a, F_OK) == 0)
 			(void)!symlink(a, b);
@@ -118,18 +118,18 @@ static inline void st_link_model_files(const char *src, const char *dst)
  * may append up to 4096 bytes of data after the original data) and the data
  * start at `misalign` mod 8.
  */
-static inline int st_copy_model(const char *src, const char *dst, const char *weights,
-				void (*mutate)(cJSON *h, unsigned char *extra, size_t *extra_len, size_t data_len),
-				int misalign)
+static inline int sft_copy_model(const char *src, const char *dst, const char *weights,
+				 void (*mutate)(cJSON *h, unsigned char *extra, size_t *extra_len, size_t data_len),
+				 int misalign)
 {
 	char path[1024];
 	unsigned char *data = NULL;
 	size_t data_len = 0, extra_len = 0;
 	mkdir(dst, 0755);
-	st_link_model_files(src, dst);
-	if (st_join(path, sizeof path, src, weights))
+	sft_link_model_files(src, dst);
+	if (sft_join(path, sizeof path, src, weights))
 		return -1;
-	cJSON *h = st_read(path, &data, &data_len);
+	cJSON *h = sft_read(path, &data, &data_len);
 	if (!h)
 		return -1;
 	unsigned char *all = realloc(data, data_len + 4096);
@@ -140,8 +140,8 @@ static inline int st_copy_model(const char *src, const char *dst, const char *we
 	}
 	if (mutate)
 		mutate(h, all + data_len, &extra_len, data_len);
-	int rc = st_join(path, sizeof path, dst, weights) ? -1
-		 : st_write_json(path, h, all, data_len + extra_len, misalign);
+	int rc = sft_join(path, sizeof path, dst, weights) ? -1
+		 : sft_write_json(path, h, all, data_len + extra_len, misalign);
 	free(all);
 	cJSON_Delete(h);
 	return rc;

@@ -1,0 +1,111 @@
+/*
+ * Replies the handlers share: JSON bodies, the search response, and the
+ * one translation of each library's status codes (the encoder's, the
+ * store's) into the API's errors.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "srv_app.h"
+#include "srv_json.h"
+#include "clock.h"
+
+void srv_reply_cjson(struct http_req *r, unsigned status, cJSON *root)
+{
+	char *text = root ? cJSON_PrintUnformatted(root) : NULL;
+	cJSON_Delete(root);
+	if (!text) {
+		http_reply_error(r, HTTP_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	http_reply_json(r, status, text);
+}
+
+/* How an encoder (or encoder queue) status becomes an API error. Anything
+ * not listed is the server's fault: 500. */
+static const struct { int status; enum http_err err; } clip_errors[] = {
+	{ CLIP_ERR_UNSUPPORTED, HTTP_ERR_UNSUPPORTED_MEDIA_TYPE },
+	{ CLIP_ERR_UNDECODABLE, HTTP_ERR_IMAGE_UNDECODABLE },
+	{ CLIP_ERR_EMPTY, HTTP_ERR_IMAGE_UNDECODABLE },
+	{ CLIP_ERR_TOO_LARGE, HTTP_ERR_IMAGE_TOO_LARGE },
+	{ SRV_ENC_OVERLOADED, HTTP_ERR_OVERLOADED },
+};
+
+/* How a store or catalog status becomes an API error; 500 otherwise. */
+static const struct { int status; enum http_err err; } store_errors[] = {
+	{ STORE_ERR_INVALID, HTTP_ERR_BAD_PARAMETER },
+	{ STORE_ERR_TOO_LARGE, HTTP_ERR_BAD_PARAMETER },
+	{ STORE_ERR_NOT_FOUND, HTTP_ERR_NOT_FOUND },
+	{ STORE_ERR_NOSPACE, HTTP_ERR_INSUFFICIENT_STORAGE },
+};
+
+enum http_err srv_clip_http_error(int status)
+{
+	for (size_t i = 0; i < sizeof clip_errors / sizeof clip_errors[0]; i++)
+		if (clip_errors[i].status == status)
+			return clip_errors[i].err;
+	return HTTP_ERR_INTERNAL;
+}
+
+enum http_err srv_store_http_error(int status)
+{
+	for (size_t i = 0; i < sizeof store_errors / sizeof store_errors[0]; i++)
+		if (store_errors[i].status == status)
+			return store_errors[i].err;
+	return HTTP_ERR_INTERNAL;
+}
+
+void srv_reply_store_error(struct http_req *r, const store_error *err)
+{
+	enum http_err code = srv_store_http_error(err->code);
+	if (code == HTTP_ERR_INTERNAL || code == HTTP_ERR_INSUFFICIENT_STORAGE)
+		log_error("rid=%s: %s: %s", r->request_id, store_status_name(err->code), err->msg);
+	http_reply_error(r, code, "%s", err->msg);
+}
+
+void srv_reply_clip_error(struct http_req *r, int status, const char *msg)
+{
+	enum http_err code = srv_clip_http_error(status);
+	if (code == HTTP_ERR_OVERLOADED) {
+		http_reply_error_retry(r, code, 1, "%s", msg && *msg ? msg : "the encoder queue is full");
+		return;
+	}
+	if (code == HTTP_ERR_INTERNAL)
+		log_error("rid=%s: encoder: %s", r->request_id, msg);
+	http_reply_error(r, code, "%s", msg && *msg ? msg : http_errors[code].message);
+}
+
+cJSON *srv_model_json(const struct srv_app *app)
+{
+	cJSON *m = cJSON_CreateObject();
+	cJSON_AddStringToObject(m, "name", app->model_name);
+	cJSON_AddStringToObject(m, "fingerprint", app->fingerprint);
+	cJSON_AddNumberToObject(m, "dim", (double)app->dim);
+	return m;
+}
+
+void srv_reply_results(struct srv_app *app, struct http_req *r, cJSON *query, size_t k,
+		       const struct catalog_results *res)
+{
+	cJSON *root = cJSON_CreateObject();
+	cJSON_AddItemToObject(root, "query", query ? query : cJSON_CreateNull());
+	cJSON_AddNumberToObject(root, "k", (double)k);
+	cJSON_AddItemToObject(root, "model", srv_model_json(app));
+	cJSON *took = cJSON_AddNumberToObject(root, "took_ms", 0);
+	cJSON_AddBoolToObject(root, "exhaustive", res->exhaustive);
+	cJSON *results = cJSON_AddArrayToObject(root, "results");
+	for (size_t i = 0; i < res->n; i++) {
+		cJSON *o = srv_image_json(&res->hits[i].image);
+		if (!o)
+			continue;
+		/* Scores rounded to what a float holds: 1e-7 noise helps nobody. */
+		cJSON_AddNumberToObject(o, "score", round((double)res->hits[i].score * 1e7) / 1e7);
+		cJSON_AddItemToArray(results, o);
+	}
+	if (took)
+		cJSON_SetNumberValue(took, round((clock_mono_s() - r->start) * 1e6) / 1e3);
+	srv_reply_cjson(r, 200, root);
+}

@@ -1,0 +1,36 @@
+/*
+ * srv_routes.h - the API's routes: one table, in the order of the ids,
+ * read by the HTTP layer (through http_server_params.routes), the
+ * dispatcher (srv_handle) and the test that compares it with openapi.json.
+ */
+#ifndef CLIPD_SRV_ROUTES_H
+#define CLIPD_SRV_ROUTES_H
+
+#include "http_route.h"
+
+enum srv_route_id {
+	ROUTE_WEB_INDEX,
+	ROUTE_HEALTHZ,
+	ROUTE_READYZ,
+	ROUTE_INFO,
+	ROUTE_METRICS,
+	ROUTE_OPENAPI,
+	ROUTE_IMAGES_CREATE,
+	ROUTE_IMAGES_LIST,
+	ROUTE_IMAGE_GET,
+	ROUTE_IMAGE_PATCH,
+	ROUTE_IMAGE_DELETE,
+	ROUTE_IMAGE_FILE,
+	ROUTE_IMAGE_THUMBNAIL,
+	ROUTE_IMAGE_SIMILAR,
+	ROUTE_SEARCH,
+	ROUTE_SEARCH_IMAGE,
+	ROUTE_CLASSIFY,
+	ROUTE_EMBED,
+	ROUTE_COUNT
+};
+
+/* ROUTE_COUNT entries, in enum order. */
+extern const struct http_route srv_routes[ROUTE_COUNT];
+
+#endif
