@@ -31,6 +31,11 @@ ALLOWED = {
     "index": ["index"],
 }
 
+# Above server/store/, the store layer is its facade: catalog.h and the plain
+# values it includes (store_types.h); never SQLite (store.h) or the files
+# (datadir.h), so that another backend can stand behind catalog.h.
+FACADE = {"server/store": {"catalog.h", "store_types.h"}}
+
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 
 
@@ -67,6 +72,12 @@ def check(repo):
                         problems.append(f"{path}:{lineno}: #include \"{inc}\": name a header "
                                         "by its file name; the build's include directories say "
                                         "where it may come from")
+                        continue
+                    hidden = [a for a in allowed if a != folder and a in FACADE
+                              and inc in folders[a] and inc not in FACADE[a]]
+                    if hidden:
+                        problems.append(f"{path}:{lineno}: #include \"{inc}\" from {hidden[0]}: "
+                                        f"above it, use only {', '.join(sorted(FACADE[hidden[0]]))}")
                         continue
                     if any(inc in folders[a] for a in allowed):
                         continue

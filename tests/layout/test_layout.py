@@ -40,6 +40,16 @@ def test_http_including_the_catalog_is_refused(tmp_path):
     assert 'server/http/http_route.c:1: #include "catalog.h" from server/store' in r.stdout
 
 
+def test_app_including_the_sqlite_store_is_refused(tmp_path):
+    repo = copy_tree(tmp_path)
+    plant(repo / "server" / "app" / "srv_images.c", '#include "store.h"')
+    plant(repo / "server" / "cmd" / "cmd_reembed.c", '#include "datadir.h"')
+    r = run_check(str(repo))
+    assert r.returncode == 1
+    assert 'server/app/srv_images.c:1: #include "store.h" from server/store: above it, use only' in r.stdout
+    assert 'server/cmd/cmd_reembed.c:1: #include "datadir.h" from server/store' in r.stdout
+
+
 def test_base_including_the_http_layer_is_refused(tmp_path):
     repo = copy_tree(tmp_path)
     plant(repo / "server" / "base" / "log.h", '#include "http.h"')
