@@ -132,29 +132,45 @@ int st_exec_id(struct store_conn *c, const char *sql, int64_t id, const char *wh
 	return rc;
 }
 
+int st_reader_prepare(store *s, const char *sql, struct store_conn **c, sqlite3_stmt **st,
+		      store_error *err)
+{
+	*st = NULL;
+	int rc = st_reader_get(s, c, err);
+	if (rc != 0)
+		return rc;
+	if (!(*st = st_prepare(*c, sql, err))) {
+		st_reader_put(s, *c);
+		*c = NULL;
+		return STMT_FAIL(err);
+	}
+	return 0;
+}
+
+void st_reader_end(store *s, struct store_conn *c, sqlite3_stmt *st)
+{
+	st_done(st);
+	st_reader_put(s, c);
+}
+
 int st_read_int64(store *s, const char *sql, const char *text, int64_t *out, const char *what,
 		  store_error *err)
 {
 	struct store_conn *c = NULL;
-	int rc = st_reader_get(s, &c, err);
+	sqlite3_stmt *st = NULL;
+	int rc = st_reader_prepare(s, sql, &c, &st, err);
 	if (rc != 0)
 		return rc;
-	sqlite3_stmt *st = st_prepare(c, sql, err);
-	if (!st) {
-		rc = STMT_FAIL(err);
+	if (text)
+		sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+	int r = sqlite3_step(st);
+	if (r == SQLITE_ROW) {
+		*out = sqlite3_column_int64(st, 0);
+		rc = 1;
 	} else {
-		if (text)
-			sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
-		int r = sqlite3_step(st);
-		if (r == SQLITE_ROW) {
-			*out = sqlite3_column_int64(st, 0);
-			rc = 1;
-		} else {
-			rc = r == SQLITE_DONE ? 0 : st_dberr(c->db, r, err, what);
-		}
-		st_done(st);
+		rc = r == SQLITE_DONE ? 0 : st_dberr(c->db, r, err, what);
 	}
-	st_reader_put(s, c);
+	st_reader_end(s, c, st);
 	return rc;
 }
 

@@ -336,15 +336,11 @@ static int get_one(store *s, const char *sql, int64_t id, const char *text, stru
 		   store_error *err)
 {
 	struct store_conn *c = NULL;
+	sqlite3_stmt *st = NULL;
 	memset(out, 0, sizeof *out);
-	int rc = st_reader_get(s, &c, err);
+	int rc = st_reader_prepare(s, sql, &c, &st, err);
 	if (rc != 0)
 		return rc;
-	sqlite3_stmt *st = st_prepare(c, sql, err);
-	if (!st) {
-		rc = STMT_FAIL(err);
-		goto out;
-	}
 	if (text)
 		sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
 	else
@@ -357,9 +353,7 @@ static int get_one(store *s, const char *sql, int64_t id, const char *text, stru
 			  : store_fail(err, STORE_ERR_NOT_FOUND, "no image %lld", (long long)id);
 	else
 		rc = st_dberr(c->db, rc, err, "read image");
-	st_done(st);
-out:
-	st_reader_put(s, c);
+	st_reader_end(s, c, st);
 	return rc;
 }
 

@@ -55,6 +55,13 @@ int st_exec(struct store_conn *c, const char *sql, store_error *err);
 /* Run a cached statement that takes one id as ?1 and returns no rows. */
 int st_exec_id(struct store_conn *c, const char *sql, int64_t id, const char *what, store_error *err);
 
+/* A pooled read connection and the cached statement sql on it: 0, or a
+ * status (nothing is held then). st_reader_end resets the statement and
+ * gives the connection back. */
+int st_reader_prepare(store *s, const char *sql, struct store_conn **c, sqlite3_stmt **st,
+		      store_error *err);
+void st_reader_end(store *s, struct store_conn *c, sqlite3_stmt *st);
+
 /* Run a cached one-row query (?1 bound to text unless NULL) on a pooled
  * read connection: 1 and *out = its first column, 0 when there is no row
  * (*out untouched), or a negative status (what names it). */

@@ -195,15 +195,11 @@ int store_file_hash_get(store *s, const char *path, int64_t size, int64_t mtime_
 	static const char sql[] = "SELECT sha256 FROM file_hashes WHERE path = ?1 AND size = ?2 "
 				  "AND mtime_ns = ?3 AND inode = ?4";
 	struct store_conn *c = NULL;
+	sqlite3_stmt *st = NULL;
 	*found = 0;
-	int rc = st_reader_get(s, &c, err);
+	int rc = st_reader_prepare(s, sql, &c, &st, err);
 	if (rc != 0)
 		return rc;
-	sqlite3_stmt *st = st_prepare(c, sql, err);
-	if (!st) {
-		rc = err ? err->code : STORE_ERR_DB;
-		goto out;
-	}
 	sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, size);
 	sqlite3_bind_int64(st, 3, mtime_ns);
@@ -219,9 +215,7 @@ int store_file_hash_get(store *s, const char *path, int64_t size, int64_t mtime_
 	} else {
 		rc = rc == SQLITE_DONE ? 0 : st_dberr(c->db, rc, err, "read file hash");
 	}
-	st_done(st);
-out:
-	st_reader_put(s, c);
+	st_reader_end(s, c, st);
 	return rc;
 }
 

@@ -25,14 +25,10 @@ int store_get_vector(store *s, int64_t id, const char *fingerprint, float *out, 
 		fingerprint = m.fingerprint;
 	}
 	struct store_conn *c = NULL;
-	int rc = st_reader_get(s, &c, err);
+	sqlite3_stmt *st = NULL;
+	int rc = st_reader_prepare(s, sql, &c, &st, err);
 	if (rc != 0)
 		return rc;
-	sqlite3_stmt *st = st_prepare(c, sql, err);
-	if (!st) {
-		rc = STMT_FAIL(err);
-		goto out;
-	}
 	sqlite3_bind_int64(st, 1, id);
 	sqlite3_bind_text(st, 2, fingerprint, -1, SQLITE_STATIC);
 	int r = sqlite3_step(st);
@@ -48,9 +44,7 @@ int store_get_vector(store *s, int64_t id, const char *fingerprint, float *out, 
 	} else {
 		rc = st_dberr(c->db, r, err, "read vector");
 	}
-	st_done(st);
-out:
-	st_reader_put(s, c);
+	st_reader_end(s, c, st);
 	return rc;
 }
 
@@ -398,24 +392,19 @@ int store_missing_vectors(store *s, const char *fingerprint, int64_t after_id, i
 		"SELECT i.id FROM images i WHERE i.id > ?2 AND NOT EXISTS "
 		"(SELECT 1 FROM vectors v WHERE v.image_id = i.id AND v.model = ?1) ORDER BY i.id LIMIT ?3";
 	struct store_conn *c = NULL;
+	sqlite3_stmt *st = NULL;
 	*n = 0;
-	int rc = st_reader_get(s, &c, err);
+	int rc = st_reader_prepare(s, sql, &c, &st, err);
 	if (rc != 0)
 		return rc;
-	sqlite3_stmt *st = st_prepare(c, sql, err);
-	if (!st) {
-		rc = STMT_FAIL(err);
-	} else {
-		sqlite3_bind_text(st, 1, fingerprint, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, after_id);
-		sqlite3_bind_int64(st, 3, (sqlite3_int64)max);
-		int r = SQLITE_DONE;
-		while (*n < max && (r = sqlite3_step(st)) == SQLITE_ROW)
-			ids[(*n)++] = sqlite3_column_int64(st, 0);
-		if (*n < max && r != SQLITE_DONE)
-			rc = st_dberr(c->db, r, err, "find images without vectors");
-		st_done(st);
-	}
-	st_reader_put(s, c);
+	sqlite3_bind_text(st, 1, fingerprint, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, after_id);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)max);
+	int r = SQLITE_DONE;
+	while (*n < max && (r = sqlite3_step(st)) == SQLITE_ROW)
+		ids[(*n)++] = sqlite3_column_int64(st, 0);
+	if (*n < max && r != SQLITE_DONE)
+		rc = st_dberr(c->db, r, err, "find images without vectors");
+	st_reader_end(s, c, st);
 	return rc;
 }
