@@ -67,11 +67,11 @@
  * caller and freed with the function named beside them.
  *
  * Files: catalog.c (open, close, the index: load, replay, save, rebuild;
- * the model switch), catalog_images.c (adds, reads, patches, deletes,
- * thumbnails, reembed's vectors), catalog_search.c, catalog_check.c,
- * fingerprint.c; catalog_internal.h is what they share. Underneath:
- * store*.c (SQLite, store.h) and datadir.c (every name inside a data
- * directory, datadir.h).
+ * reembed's model and vectors, the model switch), catalog_images.c (adds,
+ * reads, counts, patches, deletes, thumbnails), catalog_search.c,
+ * catalog_check.c; catalog_internal.h is what they share. Underneath:
+ * store*.c and fingerprint.c (SQLite, store.h) and datadir.c (every name
+ * inside a data directory, datadir.h).
  */
 #ifndef CLIPD_CATALOG_H
 #define CLIPD_CATALOG_H
