@@ -9,11 +9,11 @@
  * the catalog's callers (statuses, store_error, the image row, the model,
  * filters) are in store_types.h.
  *
- * Files: store.c (errors, connections, migrations, open and close,
- * settings), store_models.c (models, the file-hash cache), store_images.c
- * (image rows: metadata, writes, reads, iteration), store_vectors.c
- * (vectors, the change log), store_select.c (filtered selections),
- * store_check.c; store_internal.h is what they share.
+ * Files: store.c (migrations, open and close), store_conn.c (connections,
+ * statements, transactions), store_settings.c, store_models.c (models, the
+ * file-hash cache), store_images.c (image rows: metadata, writes, reads,
+ * iteration), store_vectors.c (vectors, the change log), store_select.c
+ * (filtered selections), store_check.c; store_internal.h is what they share.
  *
  *     struct store_params sp = store_default_params();
  *     store *st = NULL;

@@ -1,7 +1,9 @@
 /*
- * store_internal.h - shared by the SQLite store's files only (store.c,
+ * store_internal.h - shared by the SQLite store's files only: store.c
+ * (migrations, open and close), store_conn.c (connections, statements,
+ * transactions: what this header declares, unless noted), store_settings.c,
  * store_models.c, store_images.c, store_vectors.c, store_select.c,
- * store_check.c).
+ * store_check.c.
  */
 #ifndef CLIPD_STORE_INTERNAL_H
 #define CLIPD_STORE_INTERNAL_H
@@ -67,6 +69,11 @@ void st_reader_end(store *s, struct store_conn *c, sqlite3_stmt *st);
  * (*out untouched), or a negative status (what names it). */
 int st_read_int64(store *s, const char *sql, const char *text, int64_t *out, const char *what,
 		  store_error *err);
+
+/* Open a connection to s's database (the writer, or a reader) with the
+ * pragmas every connection has; close one with its statements. NULL is fine. */
+int st_conn_open(store *s, int writer, struct store_conn **out, store_error *err);
+void st_conn_close(struct store_conn *c);
 
 int st_reader_get(store *s, struct store_conn **out, store_error *err);
 void st_reader_put(store *s, struct store_conn *c);
