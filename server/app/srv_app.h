@@ -92,10 +92,9 @@ void srv_reply_store_error(struct http_req *r, const store_error *err);
  * or SRV_ENC_OVERLOADED, with Retry-After), logged when it is ours. */
 void srv_reply_clip_error(struct http_req *r, int status, const char *msg);
 
-/* The parts of one suspended request that finish on other threads
- * (srv_dispatch.c). The count starts at one, held by the handler while it
+/* The parts of one suspended request that finish on other threads. The count starts at one, held by the handler while it
  * hands parts out, so that no part can resume the request before the last
- * one is handed over; the last srv_parts_done resumes it.
+ * one is handed over; the last srv_parts_done resumes it (srv_parts.c).
  *
  *     srv_parts_begin(&c->parts, r);         // after http_suspend
  *     srv_parts_add(&c->parts);              // for each part started ...
