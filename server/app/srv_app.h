@@ -130,17 +130,18 @@ int srv_probe_image(struct srv_app *app, struct http_req *r, const void *data, s
 		    int *width, int *height, const char **mime);
 
 /* Search parameters from the query string shared by /search, /similar and
- * /search/image: k, min_score, filter.KEY, after, before. Answers 400 and
- * returns -1 on a bad one. The filters point into the request (valid for
- * its life) and into *storage, which the caller frees. */
+ * /search/image: k, min_score, filter.KEY, after, before
+ * (srv_search_params.c). Answers 400 and returns -1 on a bad one. q.filters
+ * points into sp->filters, whose keys and values point into the request:
+ * valid for the request's life, nothing to free. */
 struct srv_search_params {
 	struct catalog_query q;
 	struct store_filter filters[STORE_MAX_FILTERS];
 	size_t k;
 };
+int srv_parse_search_params(struct srv_app *app, struct http_req *r, struct srv_search_params *sp);
 /* srv_encode_params.after_text_batch for the server (ud: the srv_app). */
 void srv_search_after_text_batch(void *ud, void *const *jobs, size_t n);
-int srv_parse_search_params(struct srv_app *app, struct http_req *r, struct srv_search_params *sp);
 /* The search response: {"query", "k", "model", "took_ms", "exhaustive", "results"}.
  * query is taken (cJSON). */
 void srv_reply_results(struct srv_app *app, struct http_req *r, cJSON *query, size_t k,
