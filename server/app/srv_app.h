@@ -92,10 +92,9 @@ void srv_reply_store_error(struct http_req *r, const store_error *err);
  * or SRV_ENC_OVERLOADED, with Retry-After), logged when it is ours. */
 void srv_reply_clip_error(struct http_req *r, int status, const char *msg);
 
-/* The parts of one suspended request that finish on other threads
- * (srv_dispatch.c). The count starts at one, held by the handler while it
+/* The parts of one suspended request that finish on other threads. The count starts at one, held by the handler while it
  * hands parts out, so that no part can resume the request before the last
- * one is handed over; the last srv_parts_done resumes it.
+ * one is handed over; the last srv_parts_done resumes it (srv_parts.c).
  *
  *     srv_parts_begin(&c->parts, r);         // after http_suspend
  *     srv_parts_add(&c->parts);              // for each part started ...
@@ -131,17 +130,18 @@ int srv_probe_image(struct srv_app *app, struct http_req *r, const void *data, s
 		    int *width, int *height, const char **mime);
 
 /* Search parameters from the query string shared by /search, /similar and
- * /search/image: k, min_score, filter.KEY, after, before. Answers 400 and
- * returns -1 on a bad one. The filters point into the request (valid for
- * its life) and into *storage, which the caller frees. */
+ * /search/image: k, min_score, filter.KEY, after, before
+ * (srv_search_params.c). Answers 400 and returns -1 on a bad one. q.filters
+ * points into sp->filters, whose keys and values point into the request:
+ * valid for the request's life, nothing to free. */
 struct srv_search_params {
 	struct catalog_query q;
 	struct store_filter filters[STORE_MAX_FILTERS];
 	size_t k;
 };
+int srv_parse_search_params(struct srv_app *app, struct http_req *r, struct srv_search_params *sp);
 /* srv_encode_params.after_text_batch for the server (ud: the srv_app). */
 void srv_search_after_text_batch(void *ud, void *const *jobs, size_t n);
-int srv_parse_search_params(struct srv_app *app, struct http_req *r, struct srv_search_params *sp);
 /* The search response: {"query", "k", "model", "took_ms", "exhaustive", "results"}.
  * query is taken (cJSON). */
 void srv_reply_results(struct srv_app *app, struct http_req *r, cJSON *query, size_t k,

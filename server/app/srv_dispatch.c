@@ -1,6 +1,5 @@
 /*
- * The dispatch from a matched route to its handler, and the count that
- * resumes a request whose parts finish on other threads (srv_app.h).
+ * The dispatch from a matched route to its handler (srv_app.h).
  */
 #include "srv_app.h"
 
@@ -43,21 +42,4 @@ void srv_handle(struct http_req *r)
 		http_reply_error(r, HTTP_ERR_NOT_FOUND, NULL);
 		break;
 	}
-}
-
-void srv_parts_begin(struct srv_parts *p, struct http_req *r)
-{
-	p->r = r;
-	atomic_store(&p->pending, 1);
-}
-
-void srv_parts_add(struct srv_parts *p)
-{
-	atomic_fetch_add(&p->pending, 1);
-}
-
-void srv_parts_done(struct srv_parts *p)
-{
-	if (atomic_fetch_sub(&p->pending, 1) == 1)
-		http_resume(p->r);
 }

@@ -2,7 +2,7 @@
  * srv_jpeg.h - JPEG encoding for thumbnails (stb_image_write, compiled in
  * a translation unit of its own: its bit writer shifts signed integers,
  * which UndefinedBehaviorSanitizer reports, so this one file is built
- * without the shift check; see server/meson.build).
+ * without the shift check; see server/app/meson.build).
  *
  *     unsigned char *jpeg; size_t len;
  *     if (srv_jpeg_encode(rgb, w, h, 85, &jpeg, &len) == 0) { use(jpeg, len); free(jpeg); }

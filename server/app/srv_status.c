@@ -10,7 +10,7 @@
 #include "srv_app.h"
 #include "srv_json.h"
 
-/* Built from server/openapi.json (server/meson.build). */
+/* Built from server/app/openapi.json (server/app/meson.build). */
 extern const struct clipd_asset clipd_openapi_assets[];
 
 void srv_status_healthz(struct srv_app *app, struct http_req *r)

@@ -32,7 +32,7 @@
 #include "http_auth.h"
 #include "http_ratelimit.h"
 
-/* The web front-end's files (server/www/, embedded by server/meson.build). */
+/* The web front-end's files (server/app/www/, embedded by server/app/meson.build). */
 extern const struct clipd_asset clipd_www_assets[];
 
 static pthread_mutex_t stop_lock = PTHREAD_MUTEX_INITIALIZER;

@@ -1,6 +1,6 @@
 /*
  * http_static.h - the web front-end's files, embedded in the binary
- * (server/www/, see server/meson.build), served at "/NAME" with their
+ * (server/app/www/, see server/app/meson.build), served at "/NAME" with their
  * content type, a strong ETag (SHA-256 of the bytes), Cache-Control:
  * no-cache (revalidate; 304 when unchanged) and a Content-Security-Policy
  * that allows nothing from other origins. "/" is index.html.

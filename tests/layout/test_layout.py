@@ -81,3 +81,22 @@ def test_a_path_in_an_include_is_refused(tmp_path):
     r = run_check(str(repo))
     assert r.returncode == 1
     assert "name a header by its file name" in r.stdout
+
+
+def test_cycle_finder_reports_loops_and_passes_chains():
+    sys.path.insert(0, HERE)
+    from check_cycles import cycles
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+    assert cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"d"}}) == [["a", "b", "c"]]
+
+
+def test_no_cycle_between_files_of_the_build():
+    build = os.environ.get("CLIPD_BUILD_DIR")
+    if not build:
+        import pytest
+        pytest.skip("CLIPD_BUILD_DIR is set by meson test")
+    r = subprocess.run([sys.executable, os.path.join(HERE, "check_cycles.py"), build],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+    assert " 0 cycles" in r.stdout
