@@ -24,12 +24,12 @@ static void collect_filter(void *ud, const char *key, const char *value)
 		snprintf(fc->msg, sizeof fc->msg, "filter.KEY: the key after \"filter.\" is empty");
 		return;
 	}
-	if (fc->sp->q.n_filters >= STORE_MAX_FILTERS) {
+	if (fc->sp->q.sel.n_filters >= STORE_MAX_FILTERS) {
 		fc->error = 1;
 		snprintf(fc->msg, sizeof fc->msg, "filter.KEY: at most %d filters", STORE_MAX_FILTERS);
 		return;
 	}
-	struct store_filter *f = &fc->sp->filters[fc->sp->q.n_filters++];
+	struct store_filter *f = &fc->sp->filters[fc->sp->q.sel.n_filters++];
 	f->key = key + 7;
 	f->value = value;
 }
@@ -62,19 +62,19 @@ int srv_parse_search_params(struct srv_app *app, struct http_req *r, struct srv_
 	}
 	v = http_query(r, "after");
 	if (v) {
-		if (srv_time_parse(v, &sp->q.created_after) != 0) {
+		if (srv_time_parse(v, &sp->q.sel.created_after) != 0) {
 			http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "after: must be an RFC 3339 time such as 2024-05-01T12:00:00Z");
 			return -1;
 		}
-		sp->q.has_after = 1;
+		sp->q.sel.has_after = 1;
 	}
 	v = http_query(r, "before");
 	if (v) {
-		if (srv_time_parse(v, &sp->q.created_before) != 0) {
+		if (srv_time_parse(v, &sp->q.sel.created_before) != 0) {
 			http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "before: must be an RFC 3339 time such as 2024-05-01T12:00:00Z");
 			return -1;
 		}
-		sp->q.has_before = 1;
+		sp->q.sel.has_before = 1;
 	}
 	struct filter_collect fc = { .sp = sp };
 	http_query_each(r, collect_filter, &fc);
@@ -82,7 +82,7 @@ int srv_parse_search_params(struct srv_app *app, struct http_req *r, struct srv_
 		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "%s", fc.msg);
 		return -1;
 	}
-	sp->q.filters = sp->q.n_filters ? sp->filters : NULL;
+	sp->q.sel.filters = sp->q.sel.n_filters ? sp->filters : NULL;
 	store_error err = { 0 };
 	if (catalog_check_filters(&sp->q, &err) != 0) {
 		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "filter: %s", err.msg);

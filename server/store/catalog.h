@@ -230,11 +230,7 @@ struct catalog_query {
 	size_t k;              /* 1..CATALOG_MAX_K */
 	int has_min_score;
 	float min_score;       /* results below are dropped */
-	const struct store_filter *filters;   /* equality on top-level metadata keys (store_types.h) */
-	size_t n_filters;      /* at most STORE_MAX_FILTERS */
-	int has_after, has_before;
-	int64_t created_after, created_before; /* microseconds, exclusive bounds */
-	int64_t exclude_id;    /* 0: none (similar-to-image excludes the image itself) */
+	struct store_selection sel;   /* which rows may answer (store_types.h) */
 	/* the index's answer for this query, computed ahead by catalog_prefetch
 	 * (with other queries, in one pass); NULL: ask the index now */
 	const struct catalog_prefetch *prefetched;

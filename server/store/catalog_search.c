@@ -145,7 +145,7 @@ out:
 /* Filters on metadata or time: the exact scan or an over-fetch, not a plain top k. */
 static int is_filtered(const struct catalog_query *q)
 {
-	return q->n_filters > 0 || q->has_after || q->has_before;
+	return q->sel.n_filters > 0 || q->sel.has_after || q->sel.has_before;
 }
 
 static int index_search(catalog *c, const float *q, size_t kk, float *scores, int64_t *ids,
@@ -159,24 +159,11 @@ static int index_search(catalog *c, const float *q, size_t kk, float *scores, in
 	return rc != 0 ? cat_idx_fail(err, &ie, "search the index") : 0;
 }
 
-/* The rows q considers, as the store takes them. */
-static struct store_selection query_selection(const struct catalog_query *q)
-{
-	struct store_selection sel = {
-		.filters = q->filters, .n_filters = q->n_filters,
-		.has_after = q->has_after, .has_before = q->has_before,
-		.created_after = q->created_after, .created_before = q->created_before,
-		.exclude_id = q->exclude_id,
-	};
-	return sel;
-}
-
 int catalog_check_filters(const struct catalog_query *q, store_error *err)
 {
 	if (!q)
 		return 0;
-	struct store_selection sel = query_selection(q);
-	return store_check_selection(&sel, err);
+	return store_check_selection(&q->sel, err);
 }
 
 int catalog_search(catalog *c, const struct catalog_query *q, struct catalog_results *out,
@@ -193,12 +180,12 @@ int catalog_search(catalog *c, const struct catalog_query *q, struct catalog_res
 				c->model.dim);
 	if (q->k < 1 || q->k > CATALOG_MAX_K)
 		return store_fail(err, STORE_ERR_INVALID, "k must be 1 to %d", CATALOG_MAX_K);
-	struct store_selection sel = query_selection(q);
-	if ((rc = store_check_selection(&sel, err)) != 0)
+	const struct store_selection *sel = &q->sel;
+	if ((rc = store_check_selection(sel, err)) != 0)
 		return rc;
 	int filtered = is_filtered(q);
 	size_t dim = c->model.dim, k = q->k;
-	size_t kk = filtered ? k * OVERFETCH_FACTOR : k + (q->exclude_id ? 1 : 0);
+	size_t kk = filtered ? k * OVERFETCH_FACTOR : k + (q->sel.exclude_id ? 1 : 0);
 	if (kk < OVERFETCH_MIN && filtered)
 		kk = OVERFETCH_MIN;
 	if (kk > IDX_MAX_K)
@@ -221,7 +208,7 @@ int catalog_search(catalog *c, const struct catalog_query *q, struct catalog_res
 		struct topk t = { .q = qv, .dim = dim, .k = k, .has_min = q->has_min_score,
 				  .min = q->min_score, .scores = scores, .ids = ids };
 		int truncated = 0;
-		rc = store_scan_selection(c->st, &sel, dim, c->exact_filter_limit, scan_one, &t,
+		rc = store_scan_selection(c->st, sel, dim, c->exact_filter_limit, scan_one, &t,
 					  &truncated, err);
 		if (rc != 0)
 			goto out;
@@ -242,7 +229,7 @@ int catalog_search(catalog *c, const struct catalog_query *q, struct catalog_res
 			rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
 			goto out;
 		}
-		if ((rc = store_filter_ids(c->st, &sel, ids, n, keep, err)) != 0) {
+		if ((rc = store_filter_ids(c->st, sel, ids, n, keep, err)) != 0) {
 			free(keep);
 			goto out;
 		}
@@ -273,7 +260,7 @@ int catalog_search(catalog *c, const struct catalog_query *q, struct catalog_res
 		for (size_t i = 0; i < n && taken < k; i++) {
 			if (q->has_min_score && scores[i] < q->min_score)
 				break;
-			if (q->exclude_id && ids[i] == q->exclude_id)
+			if (q->sel.exclude_id && ids[i] == q->sel.exclude_id)
 				continue;
 			ids[taken] = ids[i];
 			scores[taken] = scores[i];
@@ -321,7 +308,7 @@ int catalog_prefetch(catalog *c, const struct catalog_query *qs, size_t nq, stru
 	}
 	for (size_t i = 0; i < nq; i++) {
 		const struct catalog_query *q = &qs[i];
-		if (!q->vec || q->dim != dim || q->k < 1 || q->k > CATALOG_MAX_K || is_filtered(q) || q->exclude_id)
+		if (!q->vec || q->dim != dim || q->k < 1 || q->k > CATALOG_MAX_K || is_filtered(q) || q->sel.exclude_id)
 			continue;
 		if (cat_normalize(q->vec, dim, qv + m * dim, NULL) != 0)
 			continue;
@@ -386,7 +373,7 @@ int catalog_similar(catalog *c, int64_t id, const struct catalog_query *q,
 		struct catalog_query q2 = *q;
 		q2.vec = v;
 		q2.dim = c->model.dim;
-		q2.exclude_id = id;
+		q2.sel.exclude_id = id;
 		rc = catalog_search(c, &q2, out, err);
 	}
 	free(v);

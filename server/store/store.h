@@ -200,15 +200,6 @@ int store_prune_changes(store *s, uint64_t seq, store_error *err);
 
 /* ---- search support ------------------------------------------------------ */
 
-/* Rows to consider in a filtered search. created_after / created_before
- * (microseconds, exclusive bounds) are used when has_after / has_before. */
-struct store_selection {
-	const struct store_filter *filters;
-	size_t n_filters;
-	int has_after, has_before;
-	int64_t created_after, created_before;
-	int64_t exclude_id;   /* 0: none */
-};
 /* Validate a selection (key and value sizes and characters, count). */
 int store_check_selection(const struct store_selection *sel, store_error *err);
 

@@ -87,6 +87,18 @@ struct store_filter {
 #define STORE_MAX_FILTER_KEY 128
 #define STORE_MAX_FILTER_VALUE 1024
 
+/* The rows a search or a listing considers: the one description of a
+ * selection, from the query string (server/app) down to the SQL
+ * (store_select.c). created_after / created_before (microseconds,
+ * exclusive bounds) are used when has_after / has_before. */
+struct store_selection {
+	const struct store_filter *filters;   /* n_filters, at most STORE_MAX_FILTERS */
+	size_t n_filters;
+	int has_after, has_before;
+	int64_t created_after, created_before;
+	int64_t exclude_id;   /* 0: none (similar-to-image excludes the image itself) */
+};
+
 /* Each problem a check finds, as one line without a newline. */
 typedef void (*store_problem_fn)(void *ud, const char *line);
 

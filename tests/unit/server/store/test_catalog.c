@@ -220,8 +220,8 @@ static void test_metadata_and_filters(void)
 	q.vec = v;
 	q.dim = DIM;
 	q.k = 10;
-	q.filters = f;
-	q.n_filters = 1;
+	q.sel.filters = f;
+	q.sel.n_filters = 1;
 	struct catalog_results r;
 	REQUIRE(catalog_search(c, &q, &r, &err) == 0);
 	CHECK_EQ_INT(r.n, 10);
@@ -235,8 +235,8 @@ static void test_metadata_and_filters(void)
 	catalog_results_free(&r);
 	/* Numbers by their JSON text, combined with a string filter. */
 	struct store_filter f2[] = { { "album", "paris" }, { "n", "0" } };
-	q.filters = f2;
-	q.n_filters = 2;
+	q.sel.filters = f2;
+	q.sel.n_filters = 2;
 	REQUIRE(catalog_search(c, &q, &r, &err) == 0);
 	CHECK_EQ_INT(r.n, 2);   /* i = 0 and 15 */
 	catalog_results_free(&r);
@@ -247,8 +247,8 @@ static void test_metadata_and_filters(void)
 	REQUIRE(catalog_patch_metadata(c, ids[1], patch, strlen(patch), 0, 0, &img, &err) == 0);
 	CHECK_EQ_STR(img.metadata, "{\"album\":\"paris\",\"tags\":[\"x\"]}");
 	store_image_clear(&img);
-	q.filters = f;
-	q.n_filters = 1;
+	q.sel.filters = f;
+	q.sel.n_filters = 1;
 	q.k = 1;
 	REQUIRE(catalog_search(c, &q, &r, &err) == 0);
 	CHECK_EQ_INT(r.n, 1);
@@ -269,11 +269,11 @@ static void test_metadata_and_filters(void)
 	/* created_at range: after the 20th image only. */
 	struct store_image i20;
 	REQUIRE(catalog_get(c, ids[20], &i20, &err) == 0);
-	q.filters = NULL;
-	q.n_filters = 0;
+	q.sel.filters = NULL;
+	q.sel.n_filters = 0;
 	q.k = 30;
-	q.has_after = 1;
-	q.created_after = i20.created_at;
+	q.sel.has_after = 1;
+	q.sel.created_after = i20.created_at;
 	store_image_clear(&i20);
 	REQUIRE(catalog_search(c, &q, &r, &err) == 0);
 	CHECK_EQ_INT(r.n, 9);
@@ -305,8 +305,8 @@ static void test_filter_overfetch(void)
 	q.vec = v;
 	q.dim = DIM;
 	q.k = 5;
-	q.filters = f;
-	q.n_filters = 1;
+	q.sel.filters = f;
+	q.sel.n_filters = 1;
 	struct catalog_results over, exact;
 	REQUIRE(catalog_search(c, &q, &over, &err) == 0);
 	CHECK(!over.exact_scan);
