@@ -556,7 +556,7 @@ static void thumb_fail(struct thumb *t, enum http_err err, const char *msg)
 {
 	t->failed = 1;
 	t->err = err;
-	snprintf(t->msg, sizeof t->msg, "%s", msg);
+	snprintf(t->msg, sizeof t->msg, "%.*s", (int)sizeof t->msg - 1, msg);   /* a reply's line, cut to fit */
 }
 
 /* On a worker: read the original, decode under the budget, shrink, JPEG, cache. */

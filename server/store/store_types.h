@@ -35,9 +35,14 @@ enum store_status {
 	STORE_ERR_EXISTS = -12,    /* (store_insert only) the sha256 is already stored */
 };
 
+/* Room for a message that names two paths and a command to run (the
+ * reembed advice names the model directory and the data directory): such
+ * a message is never cut off. */
+#define STORE_MSG_MAX (2 * 4096 + 512)
+
 typedef struct store_error {
-	int code;        /* the status returned */
-	char msg[256];   /* NUL-terminated, never empty after a failure */
+	int code;                 /* the status returned */
+	char msg[STORE_MSG_MAX];  /* NUL-terminated, never empty after a failure */
 } store_error;
 
 /* Fill *err (which may be NULL) and return code: the one way the store and

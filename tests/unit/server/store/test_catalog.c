@@ -575,6 +575,19 @@ static void test_other_model_refused(void)
 	CHECK_CONTAINS(err.msg, "model-y");
 	CHECK_CONTAINS(err.msg, "clipd reembed --model");
 	CHECK_CONTAINS(err.msg, model_y.dir);
+	/* The advice is never cut off, however long the paths it names. */
+	static char long_dir[3000];
+	size_t n = (size_t)snprintf(long_dir, sizeof long_dir, "%s", model_y.dir);
+	while (n + 12 < sizeof long_dir - 1) {
+		memcpy(long_dir + n, "/deeper/dir", 11);
+		n += 11;
+	}
+	long_dir[n] = 0;
+	p.model_dir = long_dir;
+	char advice[3200];
+	snprintf(advice, sizeof advice, "`clipd reembed --model %s --data %s`", long_dir, dir);
+	CHECK_EQ_INT(catalog_open(&p, &c, &rep, &err), STORE_ERR_MODEL);
+	CHECK(strstr(err.msg, advice) != NULL);
 	/* The refusal changed nothing: the right model still opens. */
 	c = fx_open(dir, model_x.files, DIM, &rep, &err);
 	REQUIRE(c);
