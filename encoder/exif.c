@@ -58,17 +58,15 @@ static int ascii_value(const struct tiff *t, size_t entry, const char **s, size_
 }
 
 /* The entry offsets of the IFD at off, through *n; 0, or -1 when the IFD
- * is not inside the block. */
+ * is not wholly inside the block or states more than CLIP_EXIF_MAX_ENTRIES
+ * entries: a corrupt directory is ignored, not read in part. */
 static int ifd_entries(const struct tiff *t, uint32_t off, size_t *first, unsigned *n)
 {
 	if (off < 8 || off > t->len || t->len - off < 2)
 		return -1;
 	unsigned count = rd16(t, off);
-	if (count > CLIP_EXIF_MAX_ENTRIES)
-		count = CLIP_EXIF_MAX_ENTRIES;
-	size_t room = (t->len - off - 2) / 12;
-	if (count > room)
-		count = (unsigned)room;  /* read what is there */
+	if (count > CLIP_EXIF_MAX_ENTRIES || count > (t->len - off - 2) / 12)
+		return -1;
 	*first = (size_t)off + 2;
 	*n = count;
 	return 0;

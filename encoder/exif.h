@@ -10,8 +10,9 @@
  * HH:MM:SS") and OffsetTimeOriginal (0x9011, "+HH:MM").
  *
  * The parser trusts nothing: every offset and count is checked against the
- * block, it reads IFD0 and the Exif IFD only (no chains, so no loops), at
- * most CLIP_EXIF_MAX_ENTRIES entries each.
+ * block, it reads IFD0 and the Exif IFD only (no chains, so no loops), and
+ * ignores a directory that states more entries than the block holds (or
+ * than CLIP_EXIF_MAX_ENTRIES).
  */
 #ifndef CLIP_EXIF_H
 #define CLIP_EXIF_H

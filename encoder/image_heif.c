@@ -10,6 +10,7 @@
  * must have the size the header stated. Tiles decode on the calling thread.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,13 +27,25 @@ static const char *heif_name(enum clip_image_type t)
 	return t == CLIP_IMAGE_AVIF ? "AVIF" : "HEIC";
 }
 
+/* libheif's error as a status and message: its security limits (a size
+ * or an item over what it allows) are CLIP_ERR_TOO_LARGE, any other
+ * allocation failure CLIP_ERR_NOMEM, the rest CLIP_ERR_UNDECODABLE. */
 static int heif_failure(enum clip_image_type t, const char *what, struct heif_error he,
 			clip_error *err)
 {
-	int code = he.code == heif_error_Memory_allocation_error ? CLIP_ERR_NOMEM
-		   : CLIP_ERR_UNDECODABLE;
-	return clip_fail(err, code, "corrupt or truncated %s: %s: %s", heif_name(t), what,
-			 he.message && *he.message ? he.message : "no reason given");
+	char why[200];
+	snprintf(why, sizeof why, "%s", he.message && *he.message ? he.message : "no reason given");
+	size_t n = strlen(why);
+	while (n > 0 && (why[n - 1] == '\n' || why[n - 1] == ' '))
+		why[--n] = '\0';
+	if (he.subcode == heif_suberror_Security_limit_exceeded)
+		return clip_fail(err, CLIP_ERR_TOO_LARGE, "%s over libheif's limits: %s",
+				 heif_name(t), why);
+	if (he.code == heif_error_Memory_allocation_error)
+		return clip_fail(err, CLIP_ERR_NOMEM, "out of memory decoding the %s: %s",
+				 heif_name(t), why);
+	return clip_fail(err, CLIP_ERR_UNDECODABLE, "corrupt or truncated %s: %s: %s",
+			 heif_name(t), what, why);
 }
 
 /* The primary image's handle of the bytes in a new context. */
@@ -131,6 +144,11 @@ int clip_decode_heif(enum clip_image_type t, const unsigned char *p, size_t len,
 		goto out;
 	}
 	opt->convert_hdr_to_8bit = 1;
+	/* AV1 through libaom rather than dav1d (libheif's first choice):
+	 * dav1d logs corrupt streams to stderr, and the library never prints.
+	 * AV1 decoding is bit-exact, so the pixels are the same. */
+	if (t == CLIP_IMAGE_AVIF)
+		opt->decoder_id = "aom";
 	struct heif_error he = heif_decode_image(handle, &img, heif_colorspace_RGB,
 						 has_alpha ? heif_chroma_interleaved_RGBA
 						 : heif_chroma_interleaved_RGB, opt);
