@@ -8,7 +8,8 @@
  * it reads the size from the header, refuses an image over max_pixels
  * before it allocates pixels (clip_check_pixels), and fills a
  * clip_dec_out with the pixels as stored: image.c applies the
- * orientation. On failure it frees what it allocated, leaves *out zeroed
+ * orientation, unless the decoder did (oriented: the JPEG decoder writes
+ * its rows to their upright places as it decodes them). On failure it frees what it allocated, leaves *out zeroed
  * and returns a status with its own reason in *err.
  */
 #ifndef CLIP_IMAGE_INTERNAL_H
@@ -19,6 +20,7 @@
 #include "internal.h"
 
 struct clip_dec_req {
+	int orientation;  /* 1..8: a decoder may apply it itself (and say so) */
 	size_t max_pixels;
 	int min_short_side, min_long_side;  /* JPEG DCT scaling; 0: full size */
 	int keep_alpha;
@@ -31,6 +33,7 @@ struct clip_dec_out {
 	int full_width, full_height; /* the stored image, before DCT scaling */
 	int scale_denom;             /* 1, 2, 4, 8 */
 	int orientation;             /* 1..8 to apply; 0: none stated */
+	int oriented;                /* the decoder applied the request's orientation */
 	int self_oriented;           /* the decoder applied the container's own transforms */
 	char taken_at[CLIP_TAKEN_AT_LEN];
 };
@@ -41,6 +44,11 @@ void clip_dec_out_free(struct clip_dec_out *o);
  * CLIP_IMAGE_MAX_SIDE, CLIP_ERR_EMPTY when either is 0; else 0. */
 int clip_check_pixels(const char *what, uint64_t w, uint64_t h, size_t max_pixels,
 		      clip_error *err);
+
+/* Rows [y0, y0 + n) of a stored w x h RGB image (rows holds just those)
+ * to their places in the upright image dst under EXIF orientation o. */
+void clip_orient_rows(const unsigned char *rows, int y0, int n, unsigned char *dst, int w, int h,
+		      int o);
 
 /* Split an interleaved RGBA buffer (n pixels) into rgb (3 a pixel, may be
  * the same memory as rgba: it is compacted in place) and alpha. */

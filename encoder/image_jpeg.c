@@ -195,8 +195,12 @@ struct jpeg_job {
 	struct jpeg_decompress_struct cinfo;
 	struct jpeg_guard guard;
 	unsigned char *rgb;
-	unsigned char *row;  /* one CMYK row */
+	unsigned char *row;   /* one CMYK row */
+	unsigned char *band;  /* JPEG_BAND rows on their way to their upright places */
 };
+
+/* Rows decoded before they are turned upright together. */
+#define JPEG_BAND 16
 
 static int run(struct jpeg_job *d, const unsigned char *p, size_t len,
 	       const struct clip_dec_req *rq, struct clip_dec_out *out, clip_error *err)
@@ -231,25 +235,37 @@ static int run(struct jpeg_job *d, const unsigned char *p, size_t len,
 	if (w <= 0 || h <= 0 || (ci->output_components != 3 && ci->output_components != 4))
 		return clip_fail(err, CLIP_ERR_UNDECODABLE, "corrupt JPEG: output %d x %d x %d",
 				 w, h, ci->output_components);
+	const int turn = rq->orientation > 1 && rq->orientation <= 8;
 	d->rgb = malloc((size_t)w * (size_t)h * 3);
 	if (cmyk)
 		d->row = malloc((size_t)w * 4);
-	if (!d->rgb || (cmyk && !d->row))
+	if (turn)
+		d->band = malloc((size_t)w * 3 * JPEG_BAND);
+	if (!d->rgb || (cmyk && !d->row) || (turn && !d->band))
 		return clip_fail(err, CLIP_ERR_NOMEM, "out of memory for a %d x %d JPEG", w, h);
 	while (ci->output_scanline < ci->output_height) {
-		unsigned char *dst = d->rgb + (size_t)ci->output_scanline * (size_t)w * 3;
-		JSAMPROW row = cmyk ? d->row : dst;
-		if (jpeg_read_scanlines(ci, &row, 1) != 1)
-			return clip_fail(err, CLIP_ERR_UNDECODABLE, "truncated JPEG");
-		if (cmyk)
-			cmyk_row_to_rgb(d->row, dst, w);
+		const int y0 = (int)ci->output_scanline;
+		const int rows = h - y0 < JPEG_BAND ? h - y0 : JPEG_BAND;
+		unsigned char *base = turn ? d->band : d->rgb + (size_t)y0 * (size_t)w * 3;
+		for (int r = 0; r < rows; r++) {
+			unsigned char *dst = base + (size_t)r * (size_t)w * 3;
+			JSAMPROW row = cmyk ? d->row : dst;
+			if (jpeg_read_scanlines(ci, &row, 1) != 1)
+				return clip_fail(err, CLIP_ERR_UNDECODABLE, "truncated JPEG");
+			if (cmyk)
+				cmyk_row_to_rgb(d->row, dst, w);
+		}
+		if (turn)
+			clip_orient_rows(d->band, y0, rows, d->rgb, w, h, rq->orientation);
 	}
 	/* The trailing markers are not read (jpeg_finish_decompress): the
 	 * pixels are complete, and Pillow does not read them either. */
-	out->width = w;
-	out->height = h;
-	out->full_width = (int)ci->image_width;
-	out->full_height = (int)ci->image_height;
+	const int swap = turn && rq->orientation >= 5;
+	out->width = swap ? h : w;
+	out->height = swap ? w : h;
+	out->full_width = (int)(swap ? ci->image_height : ci->image_width);
+	out->full_height = (int)(swap ? ci->image_width : ci->image_height);
+	out->oriented = 1;
 	out->scale_denom = denom;
 	out->rgb = d->rgb;
 	d->rgb = NULL;
@@ -285,6 +301,7 @@ out:
 	jpeg_destroy_decompress(&d->cinfo);
 	free(d->rgb);
 	free(d->row);
+	free(d->band);
 	free(d);
 	return rc;
 }
