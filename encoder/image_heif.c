@@ -9,6 +9,7 @@
  * libheif's own limit on either side is set as well, and the decoded image
  * must have the size the header stated. Tiles decode on the calling thread.
  */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,11 +49,22 @@ static int heif_failure(enum clip_image_type t, const char *what, struct heif_er
 			 heif_name(t), what, why);
 }
 
+static pthread_once_t heif_once = PTHREAD_ONCE_INIT;
+
+/* libheif's plugins (the decoders) are loaded by heif_init, once for the
+ * process (it is reference-counted and never undone here), before any
+ * thread's first context: its implicit initialisation is not thread-safe. */
+static void heif_setup(void)
+{
+	heif_init(NULL);
+}
+
 /* The primary image's handle of the bytes in a new context. */
 static int open_primary(enum clip_image_type t, const unsigned char *p, size_t len,
 			struct heif_context **ctx, struct heif_image_handle **handle,
 			clip_error *err)
 {
+	pthread_once(&heif_once, heif_setup);
 	*ctx = heif_context_alloc();
 	*handle = NULL;
 	if (!*ctx)
