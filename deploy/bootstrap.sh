@@ -35,6 +35,7 @@ fi
 packages=(gcc g++ meson ninja-build pkg-config dpkg-dev
 	libmicrohttpd-dev libfaiss-dev libopenblas-dev libsqlite3-dev libcjson-dev
 	libstb-dev libutf8proc-dev zlib1g-dev
+	libjpeg62-turbo-dev libwebp-dev libheif-dev libtiff-dev
 	curl ca-certificates python3)
 if [ "$want_test" = 1 ]; then
 	packages+=(python3-pytest python3-numpy sqlite3 util-linux)

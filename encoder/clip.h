@@ -57,7 +57,7 @@ enum clip_status {
 	CLIP_ERR_NOMEM = -2,         /* allocation failed */
 	CLIP_ERR_IO = -3,            /* a file could not be opened, read or mapped */
 	CLIP_ERR_MODEL = -4,         /* a model file is malformed or does not fit the config */
-	CLIP_ERR_UNSUPPORTED = -5,   /* image type not JPEG, PNG, GIF or BMP */
+	CLIP_ERR_UNSUPPORTED = -5,   /* image type not one clip_image_types() lists */
 	CLIP_ERR_UNDECODABLE = -6,   /* image claims a supported type but cannot be decoded */
 	CLIP_ERR_TOO_LARGE = -7,     /* image header states more pixels than allowed */
 	CLIP_ERR_EMPTY = -8,         /* zero bytes, or zero width or height */
@@ -136,28 +136,125 @@ int clip_tokenize(const clip_tokenizer *tok, const char *text, size_t len,
 
 /* ---- images ---------------------------------------------------------- */
 
-typedef struct clip_image {
-	int width, height;
-	unsigned char *rgb;  /* width * height * 3 bytes, owned; free with clip_image_free */
-} clip_image;
+/*
+ * Decoding. The type is decided by the bytes alone: JPEG (libjpeg-turbo,
+ * with its default choices, so the pixels are Pillow's), PNG, GIF and BMP
+ * (stb_image), WebP (libwebp; the first frame of an animation), HEIC and
+ * AVIF (libheif; the primary image) and TIFF (libtiff; the first page).
+ * Every decoder reads the size from the header and refuses an image over
+ * max_pixels before it allocates pixels.
+ *
+ * Orientation. The EXIF Orientation tag (JPEG APP1, PNG eXIf, WebP EXIF,
+ * TIFF's own tag) is applied after decoding, all eight values: width and
+ * height are those of the upright image, as a person sees it. HEIC and AVIF
+ * carry their own rotation and mirroring, which libheif applies; EXIF is not
+ * applied on top. A corrupt or absurd EXIF block is ignored, never fatal.
+ *
+ * Alpha. rgb is always the colour without alpha, as Pillow's
+ * convert("RGB") gives it (alpha dropped, not composited): that is what
+ * the model sees. With keep_alpha the decoder also returns the alpha plane
+ * of an image that has one, for thumbnails: clip_image_flatten composites
+ * over white.
+ *
+ * The fast path. A JPEG larger than the model needs is decoded with
+ * libjpeg's DCT scaling at 1/2, 1/4 or 1/8: the smallest scale whose
+ * shorter side is still min_short_side (2 x the model's input side, 448 for
+ * a 224-pixel model) or more; a JPEG whose shorter side is under twice that
+ * (896) is decoded at full size. The crop then differs from the full
+ * decode's by about half a level RMS. min_short_side 0 (--exact-decode)
+ * decodes at full size, bit-faithful to Pillow. min_long_side does the same
+ * for thumbnails: the smallest scale whose longer side still covers it.
+ *
+ * What the server does with it (one decode per upload, on a decode thread):
+ *
+ *     struct clip_decode_params dp = clip_decode_default_params();
+ *     dp.max_pixels = cfg->max_pixels;
+ *     dp.min_short_side = exact_decode ? 0 : 2 * clip_model_image_size(model);
+ *     clip_image img;
+ *     if (clip_image_decode_with(bytes, len, &dp, &img, &err) != 0) ... 422/415
+ *     clip_image_preprocess(model, &img, pixels, npix, &err);   // the embedding
+ *     // the image object: img.full_width x img.full_height (upright),
+ *     // img.taken_at ("" -> null), clip_image_mime(img.type)
+ *     clip_image_free(&img);
+ *
+ *     // a thumbnail of at most side x side (longer side scaled to side):
+ *     dp.min_short_side = 0; dp.min_long_side = side; dp.keep_alpha = 1;
+ *     clip_image_decode_with(bytes, len, &dp, &img, &err);
+ *     clip_image_flatten(&img);          // transparent pixels over white
+ *     srv_thumb_make(img.rgb, img.width, img.height, side, ...);
+ *
+ * clip_image_types() lists the accepted MIME types for /info and the 415.
+ */
 
 enum clip_image_type { CLIP_IMAGE_UNKNOWN = 0, CLIP_IMAGE_JPEG, CLIP_IMAGE_PNG,
-		       CLIP_IMAGE_GIF, CLIP_IMAGE_BMP };
+		       CLIP_IMAGE_GIF, CLIP_IMAGE_BMP, CLIP_IMAGE_WEBP,
+		       CLIP_IMAGE_HEIC, CLIP_IMAGE_AVIF, CLIP_IMAGE_TIFF };
+
+/* An RFC 3339 capture time: "2024-05-17T14:03:22+02:00" (with the EXIF
+ * OffsetTimeOriginal), "2024-05-17T14:03:22-00:00" (RFC 3339's "offset
+ * unknown": the camera's clock, no offset stated), or "" (none). */
+#define CLIP_TAKEN_AT_LEN 32
+
+/* A decoded image. Zero-initialised fields keep their old meaning: a
+ * caller that knows only width, height and rgb sees what it always saw. */
+typedef struct clip_image {
+	int width, height;   /* of the pixels in rgb: upright, after any DCT scaling */
+	unsigned char *rgb;  /* width * height * 3 bytes, owned; free with clip_image_free */
+	/* width * height bytes, owned, with keep_alpha and an image that has
+	 * alpha; NULL otherwise (opaque). Not used by the crop. */
+	unsigned char *alpha;
+	int full_width, full_height;  /* the upright image at full size (the image object's) */
+	int scale_denom;     /* 1, 2, 4 or 8: the DCT scale the pixels were decoded at */
+	int orientation;     /* the EXIF orientation applied, 1..8 (1: none) */
+	enum clip_image_type type;
+	char taken_at[CLIP_TAKEN_AT_LEN];  /* EXIF DateTimeOriginal, RFC 3339, or "" */
+} clip_image;
 
 /* The type decided by magic bytes alone; CLIP_IMAGE_UNKNOWN otherwise. */
 enum clip_image_type clip_image_sniff(const void *bytes, size_t len);
-/* "image/jpeg", ...; NULL for CLIP_IMAGE_UNKNOWN. */
+/* "image/jpeg", "image/webp", "image/heic", "image/avif", "image/tiff", ...;
+ * NULL for CLIP_IMAGE_UNKNOWN. */
 const char *clip_image_mime(enum clip_image_type type);
+/* The MIME types clip_image_decode accepts, NULL-terminated, static. */
+const char *const *clip_image_types(void);
+/* The same as one sentence: "JPEG, PNG, GIF, BMP, WebP, HEIC, AVIF or TIFF". */
+const char *clip_image_types_text(void);
 
-/* Width and height from the header, without decoding pixels. */
+/* Width and height of the upright image (EXIF orientation applied) from
+ * the header, without decoding pixels. */
 int clip_image_probe(const void *bytes, size_t len, enum clip_image_type *type,
 		     int *width, int *height, clip_error *err);
 
-/* Decode the first frame to 8-bit RGB (alpha dropped, grey replicated).
- * Refuses, before allocating pixels, an image over max_pixels. */
+/* Decode the first frame to 8-bit RGB (alpha dropped, grey replicated),
+ * upright, at full size. Refuses, before allocating pixels, an image over
+ * max_pixels. The same as clip_image_decode_with and
+ * clip_decode_default_params() with min_short_side 0. */
 int clip_image_decode(const void *bytes, size_t len, size_t max_pixels,
 		      clip_image *out, clip_error *err);
+
+struct clip_decode_params {
+	size_t max_pixels;   /* the stored image's limit (default 64 megapixels) */
+	int min_short_side;  /* JPEG DCT scaling down to this shorter side; 0: full size (default) */
+	int min_long_side;   /* JPEG DCT scaling down to this longer side; 0: full size (default) */
+	int keep_alpha;      /* nonzero: fill clip_image.alpha when the image has alpha */
+	int ignore_orientation;  /* nonzero: the pixels as stored (EXIF not applied) */
+};
+
+struct clip_decode_params clip_decode_default_params(void);
+
+/* Decode as params say. On failure *out is empty (all zero) and the status
+ * says why: CLIP_ERR_UNSUPPORTED (not a type above; the message lists
+ * them), CLIP_ERR_UNDECODABLE (the decoder's reason), CLIP_ERR_TOO_LARGE,
+ * CLIP_ERR_EMPTY, CLIP_ERR_NOMEM. */
+int clip_image_decode_with(const void *bytes, size_t len, const struct clip_decode_params *params,
+			   clip_image *out, clip_error *err);
+/* Frees rgb and alpha and zeroes the image; accepts NULL. */
 void clip_image_free(clip_image *img);
+
+/* Composite rgb over white by alpha, in place, and free alpha (a thumbnail
+ * of a transparent PNG is then white where it is transparent). Nothing to
+ * do without alpha. */
+void clip_image_flatten(clip_image *img);
 
 /* PIL-exact bicubic resize of the shorter side to `side`, centre crop to
  * side x side: out_rgb holds side * side * 3 bytes. */

@@ -1,9 +1,12 @@
 /*
  * stb_image, compiled once, outside the project's strict warnings, with only
- * the four formats clipd accepts (Debian's libstb.so enables every format,
- * TGA's headerless guess included, so it is not linked).
+ * the three formats clipd decodes with it: PNG, GIF and BMP (JPEG goes
+ * through libjpeg-turbo; Debian's libstb.so enables every format, TGA's
+ * headerless guess included, so it is not linked).
  */
+#include <malloc.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -14,6 +17,12 @@
  * without bound, so 200 KB of PNG stating 1 x 1 pixel would otherwise cost
  * 200 MB (a decompression bomb). Blocks come from plain malloc, so that
  * clip_image_free can free the pixels.
+ *
+ * Every byte stb_image gets is zeroed, the whole usable block and what a
+ * realloc adds to it: on corrupt input stb_image has read memory it never
+ * wrote (issue 17: a JPEG Huffman table indexed from uninitialised memory,
+ * an assertion or SIGSEGV with a dirty heap), and whatever such a read
+ * finds must not depend on the heap's history.
  */
 static _Thread_local size_t alloc_cap;  /* 0: no cap */
 static _Thread_local int alloc_refused;
@@ -35,7 +44,10 @@ static void *capped_malloc(size_t n)
 		alloc_refused = 1;
 		return NULL;
 	}
-	return malloc(n);
+	void *p = malloc(n);
+	if (p)
+		memset(p, 0, malloc_usable_size(p));
+	return p;
 }
 
 static void *capped_realloc(void *p, size_t n)
@@ -44,7 +56,14 @@ static void *capped_realloc(void *p, size_t n)
 		alloc_refused = 1;
 		return NULL;
 	}
-	return realloc(p, n);
+	size_t old = p ? malloc_usable_size(p) : 0;
+	void *q = realloc(p, n);
+	if (q) {
+		size_t now = malloc_usable_size(q);
+		if (now > old)
+			memset((char *)q + old, 0, now - old);
+	}
+	return q;
 }
 
 #define STBI_MALLOC(sz) capped_malloc(sz)
@@ -52,7 +71,6 @@ static void *capped_realloc(void *p, size_t n)
 #define STBI_FREE(p) free(p)
 
 #define STB_IMAGE_IMPLEMENTATION
-#define STBI_ONLY_JPEG
 #define STBI_ONLY_PNG
 #define STBI_ONLY_GIF
 #define STBI_ONLY_BMP

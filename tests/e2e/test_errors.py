@@ -49,12 +49,18 @@ def test_bad_images(server, doc, name, status, code):
     assert count(server) == before
 
 
-def test_webp_and_heic_are_unsupported(server):
+def test_broken_webp_and_heic_are_undecodable(server):
+    # WebP and HEIC are accepted types: a header cut short is a 422 with the decoder's reason
     webp = b"RIFF\x24\x00\x00\x00WEBPVP8 \x18\x00\x00\x00" + b"\0" * 24
-    msg = expect_error(server.upload(webp, content_type="image/webp"), 415, "unsupported_media_type")
-    assert "JPEG" in msg and "PNG" in msg
+    msg = expect_error(server.upload(webp, content_type="image/webp"), 422, "image_undecodable")
+    assert "WebP" in msg
     heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\0" * 32
-    expect_error(server.upload(heic, content_type="image/heic"), 415, "unsupported_media_type")
+    msg = expect_error(server.upload(heic, content_type="image/heic"), 422, "image_undecodable")
+    assert "HEIC" in msg
+    # a format still refused is named, with the accepted list
+    msg = expect_error(server.upload(b"\xff\x0a\xfa\x7f\x01\x90" + b"\0" * 32, content_type="image/jxl"),
+                       415, "unsupported_media_type")
+    assert "JPEG XL" in msg and "WebP" in msg and "HEIC" in msg
 
 
 def test_wrong_content_type(server, doc):

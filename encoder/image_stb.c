@@ -1,0 +1,329 @@
+/*
+ * image_stb.c - PNG, GIF and BMP through stb_image (stb_impl.c), with the
+ * checks stb_image does not make: the size from the header before any
+ * allocation, every PNG chunk whole, a cap on any one allocation (a zlib
+ * bomb), a BMP's pixel array and a GIF's first frame present in full.
+ */
+#include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <stb/stb_image.h>
+
+#include "image_internal.h"
+
+static uint32_t rd_be32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+static uint32_t rd_le16(const unsigned char *p) { return (uint32_t)p[1] << 8 | p[0]; }
+static uint32_t rd_le32(const unsigned char *p)
+{
+	return (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
+}
+
+static const char *type_name(enum clip_image_type t)
+{
+	return t == CLIP_IMAGE_PNG ? "PNG" : t == CLIP_IMAGE_GIF ? "GIF" : "BMP";
+}
+
+/* PNG: the IHDR chunk, which must come first (after Apple's CgBI, which
+ * stb_image also accepts). */
+static int png_dims(const unsigned char *p, size_t len, uint32_t *w, uint32_t *h,
+		    clip_error *err)
+{
+	size_t pos = 8;
+
+	for (int chunk = 0; chunk < 2; chunk++) {
+		if (len < pos + 8)
+			break;
+		uint32_t clen = rd_be32(p + pos);
+		if (!memcmp(p + pos + 4, "IHDR", 4)) {
+			if (clen != 13)
+				return clip_fail(err, CLIP_ERR_UNDECODABLE,
+						 "corrupt PNG: IHDR length %u", (unsigned)clen);
+			if (len < pos + 16)
+				break;
+			*w = rd_be32(p + pos + 8);
+			*h = rd_be32(p + pos + 12);
+			return 0;
+		}
+		if (memcmp(p + pos + 4, "CgBI", 4) || clen > len)
+			return clip_fail(err, CLIP_ERR_UNDECODABLE, "corrupt PNG: first chunk is not IHDR");
+		pos += 12 + (size_t)clen;
+	}
+	return clip_fail(err, CLIP_ERR_UNDECODABLE, "truncated PNG header");
+}
+
+/*
+ * PNG: every chunk whole within the data, up to IEND (stb_image grows its
+ * buffer to a chunk's stated length before reading it, and fails without
+ * IEND). Also the bytes of the filtered image the IHDR states, which bound
+ * what the zlib stream may inflate to.
+ */
+static int png_check_chunks(const unsigned char *p, size_t len, uint64_t *raw_bytes,
+			    clip_error *err)
+{
+	size_t pos = 8;
+
+	*raw_bytes = 0;
+	while (pos <= len && len - pos >= 12) {
+		uint32_t clen = rd_be32(p + pos);
+		const unsigned char *type = p + pos + 4;
+		char name[5];
+		for (int i = 0; i < 4; i++)
+			name[i] = (type[i] >= 'A' && type[i] <= 'Z') || (type[i] >= 'a' && type[i] <= 'z')
+				  ? (char)type[i] : '?';
+		name[4] = '\0';
+		if (clen > len - pos - 12)
+			return clip_fail(err, CLIP_ERR_UNDECODABLE,
+					 "truncated PNG: a %s chunk of %u bytes runs past the end of the data",
+					 name, (unsigned)clen);
+		if (!memcmp(type, "IHDR", 4) && clen >= 13 && !*raw_bytes) {
+			uint64_t w = rd_be32(p + pos + 8), h = rd_be32(p + pos + 12);
+			unsigned depth = p[pos + 16], ctype = p[pos + 17];
+			unsigned channels = ctype == 2 ? 3 : ctype == 4 ? 2 : ctype == 6 ? 4 : 1;
+			/* the first IHDR, whose sides clip_image_decode has bounded
+			 * by CLIP_IMAGE_MAX_SIDE; stb_image refuses other depths */
+			if (w <= CLIP_IMAGE_MAX_SIDE && h <= CLIP_IMAGE_MAX_SIDE && depth <= 16)
+				*raw_bytes = h * (1 + (w * channels * depth + 7) / 8);
+		}
+		if (!memcmp(type, "IEND", 4))
+			return 0;
+		pos += 12 + (size_t)clen;
+	}
+	return clip_fail(err, CLIP_ERR_UNDECODABLE, "truncated PNG: the data ends before IEND");
+}
+
+/* BMP: the info header; a negative height means top-down rows. */
+static int bmp_dims(const unsigned char *p, size_t len, uint32_t *w, uint32_t *h,
+		    clip_error *err)
+{
+	uint32_t hsz = rd_le32(p + 14);
+
+	if (hsz == 12) {
+		*w = rd_le16(p + 18);
+		*h = rd_le16(p + 20);
+		return 0;
+	}
+	if (len < 26)
+		return clip_fail(err, CLIP_ERR_UNDECODABLE, "truncated BMP header");
+	int32_t sw = (int32_t)rd_le32(p + 18), sh = (int32_t)rd_le32(p + 22);
+	if (sw < 0 || sh == INT32_MIN)
+		return clip_fail(err, CLIP_ERR_UNDECODABLE, "corrupt BMP header: size %d x %d",
+				 (int)sw, (int)sh);
+	*w = (uint32_t)sw;
+	*h = (uint32_t)(sh < 0 ? -sh : sh);
+	return 0;
+}
+
+/*
+ * stb_image reads past the end of a BMP as zeros and returns black rows;
+ * Pillow refuses a truncated BMP. For the uncompressed and bit-field kinds,
+ * check that the pixel array the header describes fits in the data.
+ */
+static int bmp_check_length(const unsigned char *p, size_t len, uint64_t w, uint64_t h,
+			    clip_error *err)
+{
+	uint32_t hsz = rd_le32(p + 14);
+	uint32_t offset = rd_le32(p + 10);
+	uint32_t bpp, compression = 0;
+
+	if (hsz == 12) {
+		bpp = rd_le16(p + 24);
+	} else {
+		if (len < 34)
+			return clip_fail(err, CLIP_ERR_UNDECODABLE, "truncated BMP header");
+		bpp = rd_le16(p + 28);
+		compression = rd_le32(p + 30);
+	}
+	if (compression != 0 && compression != 3)
+		return 0;  /* stb refuses RLE itself */
+	if (bpp == 0 || bpp > 32)
+		return 0;  /* stb refuses these itself */
+	uint64_t row = (w * bpp + 31) / 32 * 4;  /* w < 2^32, bpp <= 32: no overflow */
+	if (row != 0 && h > (UINT64_MAX - offset) / row)
+		return clip_fail(err, CLIP_ERR_UNDECODABLE, "corrupt BMP header");
+	uint64_t need = offset + row * h;
+	if (need > len)
+		return clip_fail(err, CLIP_ERR_UNDECODABLE,
+				 "truncated BMP: %llu bytes of pixel data expected, %zu bytes present",
+				 (unsigned long long)(need - offset),
+				 len > offset ? len - offset : (size_t)0);
+	return 0;
+}
+
+/*
+ * stb_image decodes a GIF whose first frame is cut short, filling the rest
+ * with black; Pillow refuses it. Walk the blocks up to the end of the first
+ * frame's image data and check that they are all there.
+ */
+static int gif_check_first_frame(const unsigned char *p, size_t len, clip_error *err)
+{
+	size_t pos = 13;
+
+	if (len < 13)
+		return clip_fail(err, CLIP_ERR_UNDECODABLE, "truncated GIF header");
+	if (p[10] & 0x80)
+		pos += (size_t)3 << ((p[10] & 7) + 1);  /* global colour table */
+	for (;;) {
+		if (pos >= len)
+			break;
+		unsigned char b = p[pos];
+		if (b == 0x3b)
+			return clip_fail(err, CLIP_ERR_UNDECODABLE, "corrupt GIF: no image before the trailer");
+		if (b == 0x2c) {
+			if (len - pos < 11)
+				break;
+			unsigned char flags = p[pos + 9];
+			pos += 10;
+			if (flags & 0x80)
+				pos += (size_t)3 << ((flags & 7) + 1);  /* local colour table */
+			pos += 1;  /* LZW minimum code size */
+		} else if (b == 0x21) {
+			pos += 2;  /* introducer, label */
+		} else {
+			return clip_fail(err, CLIP_ERR_UNDECODABLE,
+					 "corrupt GIF: unknown block 0x%02X", b);
+		}
+		/* data sub-blocks up to the zero-length terminator */
+		while (pos < len && p[pos] != 0)
+			pos += (size_t)p[pos] + 1;
+		if (pos >= len)
+			break;
+		pos++;
+		if (b == 0x2c)
+			return 0;
+	}
+	return clip_fail(err, CLIP_ERR_UNDECODABLE,
+			 "truncated GIF: the data ends inside the first frame");
+}
+
+int clip_probe_stb(enum clip_image_type t, const unsigned char *p, size_t len, uint32_t *w,
+		   uint32_t *h, clip_error *err)
+{
+	switch (t) {
+	case CLIP_IMAGE_PNG:
+		return png_dims(p, len, w, h, err);
+	case CLIP_IMAGE_GIF:
+		if (len < 10)
+			return clip_fail(err, CLIP_ERR_UNDECODABLE, "truncated GIF header");
+		*w = rd_le16(p + 6);
+		*h = rd_le16(p + 8);
+		return 0;
+	case CLIP_IMAGE_BMP:
+		return bmp_dims(p, len, w, h, err);
+	default:
+		return clip_fail(err, CLIP_ERR_INVALID, "not a stb_image type");
+	}
+}
+
+/* Map stb_image's short failure reason to a status. */
+static int stb_failure(enum clip_image_type t, clip_error *err)
+{
+	const char *why = stbi_failure_reason();
+
+	/* Some of stb's loaders fail without a reason, leaving the one its
+	 * probe for PNG (tried first, whatever the data) set. */
+	if (!why || !*why || (t != CLIP_IMAGE_PNG && !strcmp(why, "bad png sig")))
+		why = "no reason given by the decoder";
+	if (!strcmp(why, "outofmem"))
+		return clip_fail(err, CLIP_ERR_NOMEM, "out of memory decoding the %s", type_name(t));
+	if (!strcmp(why, "too large"))
+		return clip_fail(err, CLIP_ERR_TOO_LARGE, "%s too large for the decoder",
+				 type_name(t));
+	return clip_fail(err, CLIP_ERR_UNDECODABLE, "cannot decode %s (corrupt or truncated): %s",
+			 type_name(t), why);
+}
+
+
+int clip_decode_stb(enum clip_image_type t, const unsigned char *p, size_t len,
+		    const struct clip_dec_req *rq, struct clip_dec_out *out, clip_error *err)
+{
+	uint32_t uw = 0, uh = 0;
+	int x = 0, y = 0, n = 0;
+	int rc;
+
+	rc = clip_probe_stb(t, p, len, &uw, &uh, err);
+	if (rc)
+		return rc;
+	rc = clip_check_pixels(type_name(t), uw, uh, rq->max_pixels, err);
+	if (rc)
+		return rc;
+	const int w = (int)uw, h = (int)uh;
+	if (len > INT_MAX)
+		return clip_fail(err, CLIP_ERR_TOO_LARGE, "image file too large: %zu bytes", len);
+	if (t == CLIP_IMAGE_BMP) {
+		rc = bmp_check_length(p, len, (uint64_t)w, (uint64_t)h, err);
+		if (rc)
+			return rc;
+	}
+	if (t == CLIP_IMAGE_GIF) {
+		rc = gif_check_first_frame(p, len, err);
+		if (rc)
+			return rc;
+	}
+	/* The largest block stb_image needs for this header: 8 bytes a pixel
+	 * (16-bit RGBA) covers every buffer of every format; a PNG's
+	 * inflated data may take twice what the IHDR states (stb_image
+	 * doubles its buffer; Adam7 adds filter bytes); a PNG's concatenated
+	 * chunks at most twice the data. */
+	uint64_t raw = 0;
+	if (t == CLIP_IMAGE_PNG) {
+		rc = png_check_chunks(p, len, &raw, err);
+		if (rc)
+			return rc;
+	}
+	uint64_t cap = 8 * ((uint64_t)w + 32) * ((uint64_t)h + 32);
+	if (2 * raw > cap)
+		cap = 2 * raw;
+	cap += 2 * (uint64_t)len + ((uint64_t)1 << 20);
+
+	/* stb_image converts to 3 channels (4 when alpha is wanted): drops
+	 * alpha, replicates grey, expands palettes, keeps the high byte of
+	 * 16-bit samples; for a GIF it returns the first frame. Its buffer
+	 * comes from malloc (stb_impl.c), so it is freed with free. */
+	const int want = rq->keep_alpha ? 4 : 3;
+	clip_stbi_cap_allocations(cap < SIZE_MAX ? (size_t)cap : SIZE_MAX);
+	unsigned char *px = stbi_load_from_memory(p, (int)len, &x, &y, &n, want);
+	int refused = clip_stbi_allocation_refused();
+	clip_stbi_cap_allocations(0);
+	if (!px && refused)
+		return clip_fail(err, CLIP_ERR_UNDECODABLE,
+				 "corrupt %s: its data expands past what a %d x %d image needs "
+				 "(a decompression bomb?)", type_name(t), w, h);
+	if (!px)
+		return stb_failure(t, err);
+	if (x != w || y != h) {
+		stbi_image_free(px);
+		return clip_fail(err, CLIP_ERR_UNDECODABLE,
+				 "corrupt %s: decoded %d x %d, the header states %d x %d",
+				 type_name(t), x, y, w, h);
+	}
+	if (want == 4) {
+		const size_t npx = (size_t)w * (size_t)h;
+		unsigned char *alpha = malloc(npx);
+		if (!alpha) {
+			stbi_image_free(px);
+			return clip_fail(err, CLIP_ERR_NOMEM, "out of memory for the alpha plane");
+		}
+		clip_split_rgba(px, npx, px, alpha);
+		int opaque = 1;
+		for (size_t i = 0; i < npx && opaque; i++)
+			opaque = alpha[i] == 255;
+		if (opaque) {
+			free(alpha);
+			alpha = NULL;
+		}
+		out->alpha = alpha;
+		unsigned char *shrunk = realloc(px, npx * 3);
+		if (shrunk)
+			px = shrunk;
+	}
+	out->width = out->full_width = w;
+	out->height = out->full_height = h;
+	out->scale_denom = 1;
+	out->rgb = px;
+	return 0;
+}

@@ -1,0 +1,331 @@
+/*
+ * resample.c - the resize and centre crop of CLIP's preprocessing,
+ * reproducing Pillow's BICUBIC resample bit for bit, and the
+ * normalisation.
+ *
+ * The resize follows Pillow's libImaging/Resample.c (ImagingResample with
+ * the BICUBIC filter, a = -0.5): per output index, a window of input indices
+ * and weights computed in double, normalised to sum 1, converted to fixed
+ * point with 22 fractional bits (PRECISION_BITS = 32 - 8 - 2) rounding away
+ * from zero; a horizontal pass then a vertical pass, each accumulating from
+ * 0.5 (1 << 21), shifted right and clamped to 0..255. A pass whose size does
+ * not change is skipped, as Pillow skips it. Only the pixels inside the
+ * centre crop are computed: every output pixel depends on its own window
+ * alone, so the result is identical to resizing everything and cropping.
+ */
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* The largest crop side clip_image_crop accepts (models state at most
+ * CLIP_MAX_IMAGE_SIZE; this is a sanity bound for any caller). */
+#define CLIP_CROP_MAX_SIDE 8192
+
+#define RESAMPLE_BITS 22  /* Pillow's PRECISION_BITS */
+
+/* ---- Pillow's bicubic resample --------------------------------------- */
+
+static double bicubic(double x)
+{
+	const double a = -0.5;
+
+	if (x < 0.0)
+		x = -x;
+	if (x < 1.0)
+		return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
+	if (x < 2.0)
+		return (((x - 5) * x + 8) * x - 4) * a;
+	return 0.0;
+}
+
+/* The fixed-point windows of n consecutive output indices, starting at
+ * `first`, of a resize from in_size to out_size. */
+struct windows {
+	int n, ksize;
+	int *start, *count;  /* n each: first input index, number of taps */
+	int32_t *k;          /* n * ksize weights, 22 fractional bits */
+};
+
+static void windows_free(struct windows *win)
+{
+	free(win->start);
+	free(win->count);
+	free(win->k);
+	memset(win, 0, sizeof *win);
+}
+
+static int windows_init(struct windows *win, int64_t in_size, int64_t out_size,
+			int64_t first, int n, clip_error *err)
+{
+	double *tmp = NULL;
+	int rc = CLIP_ERR_NOMEM;
+
+	memset(win, 0, sizeof *win);
+	/* Pillow passes the box as floats: (double)(float)in_size. */
+	double scale = (double)(float)in_size / (double)out_size;
+	double filterscale = scale < 1.0 ? 1.0 : scale;
+	double support = 2.0 * filterscale;  /* BICUBIC support 2, widened when shrinking */
+	double ksize_d = ceil(support) * 2 + 1;
+	if (ksize_d > 1 << 20)
+		return clip_fail(err, CLIP_ERR_TOO_LARGE, "resize factor too large: %.0f", scale);
+	int ksize = (int)ksize_d;
+
+	win->n = n;
+	win->ksize = ksize;
+	win->start = malloc((size_t)n * sizeof *win->start);
+	win->count = malloc((size_t)n * sizeof *win->count);
+	win->k = calloc((size_t)n * (size_t)ksize, sizeof *win->k);
+	tmp = malloc((size_t)ksize * sizeof *tmp);
+	if (!win->start || !win->count || !win->k || !tmp) {
+		clip_fail(err, rc, "out of memory for resize weights");
+		goto out;
+	}
+
+	for (int i = 0; i < n; i++) {
+		double center = ((double)(first + i) + 0.5) * scale;
+		double ss = 1.0 / filterscale;
+		/* Pillow rounds with a truncating cast, then clamps. */
+		int64_t lo = (int64_t)(center - support + 0.5);
+		int64_t hi = (int64_t)(center + support + 0.5);
+		if (lo < 0)
+			lo = 0;
+		if (hi > in_size)
+			hi = in_size;
+		int64_t cnt = hi - lo;
+		if (cnt < 0)
+			cnt = 0;
+		if (cnt > ksize)
+			cnt = ksize;  /* cannot happen: the window is at most 2*ceil(support) wide */
+
+		double ww = 0.0;
+		for (int64_t x = 0; x < cnt; x++) {
+			double wgt = bicubic(((double)(x + lo) - center + 0.5) * ss);
+			tmp[x] = wgt;
+			ww += wgt;
+		}
+		int32_t *k = win->k + (size_t)i * (size_t)ksize;
+		int64_t sum_abs = 0;
+		for (int64_t x = 0; x < cnt; x++) {
+			double v = ww != 0.0 ? tmp[x] / ww : tmp[x];
+			v *= (double)(1 << RESAMPLE_BITS);
+			k[x] = (int32_t)(v < 0 ? v - 0.5 : v + 0.5);
+			sum_abs += k[x] < 0 ? -(int64_t)k[x] : k[x];
+		}
+		/* The passes accumulate in int32, as Pillow does: safe while
+		 * 255 * sum|k| + 0.5 fits. Bicubic's lobes keep sum|k| under
+		 * 1.7 (in units of 1 << 22), well below the 2.0 this allows. */
+		if (255 * sum_abs + ((int64_t)1 << (RESAMPLE_BITS - 1)) > INT32_MAX) {
+			rc = clip_fail(err, CLIP_ERR_INVALID, "resize weights out of range");
+			goto out;
+		}
+		win->start[i] = (int)lo;
+		win->count[i] = (int)cnt;
+	}
+	rc = 0;
+out:
+	free(tmp);
+	if (rc)
+		windows_free(win);
+	return rc;
+}
+
+/* Pillow's clip8: the accumulator shifted right, clamped to 0..255. */
+static unsigned char clip8(int32_t acc)
+{
+	if (acc < 0)
+		return 0;
+	acc >>= RESAMPLE_BITS;
+	return acc > 255 ? 255 : (unsigned char)acc;
+}
+
+/*
+ * Horizontal pass: rows [0, rows) of src (3 bytes a pixel, src_stride bytes
+ * a row) through the windows of win, into dst (win->n pixels a row, packed).
+ */
+static void resample_rows(const unsigned char *src, size_t src_stride, int rows,
+			  const struct windows *win, unsigned char *dst)
+{
+	const int32_t half = 1 << (RESAMPLE_BITS - 1);
+
+	for (int y = 0; y < rows; y++) {
+		const unsigned char *row = src + (size_t)y * src_stride;
+		unsigned char *o = dst + (size_t)y * (size_t)win->n * 3;
+		for (int i = 0; i < win->n; i++) {
+			const int32_t *k = win->k + (size_t)i * (size_t)win->ksize;
+			const unsigned char *p = row + (size_t)win->start[i] * 3;
+			int32_t s0 = half, s1 = half, s2 = half;
+			for (int x = 0; x < win->count[i]; x++) {
+				s0 += p[3 * x + 0] * k[x];
+				s1 += p[3 * x + 1] * k[x];
+				s2 += p[3 * x + 2] * k[x];
+			}
+			o[3 * i + 0] = clip8(s0);
+			o[3 * i + 1] = clip8(s1);
+			o[3 * i + 2] = clip8(s2);
+		}
+	}
+}
+
+/*
+ * Vertical pass: output row i of dst (cols pixels, packed) is the window
+ * win->start[i] - row0 .. of src's rows (3 bytes a pixel, src_stride a
+ * row). acc holds cols * 3 accumulators.
+ */
+static void resample_cols(const unsigned char *src, size_t src_stride, int row0, int cols,
+			  const struct windows *win, unsigned char *dst, int32_t *acc)
+{
+	const int32_t half = 1 << (RESAMPLE_BITS - 1);
+	const size_t m = (size_t)cols * 3;
+
+	for (int i = 0; i < win->n; i++) {
+		const int32_t *k = win->k + (size_t)i * (size_t)win->ksize;
+		for (size_t j = 0; j < m; j++)
+			acc[j] = half;
+		for (int y = 0; y < win->count[i]; y++) {
+			const unsigned char *row = src + (size_t)(win->start[i] - row0 + y) * src_stride;
+			const int32_t kv = k[y];
+			for (size_t j = 0; j < m; j++)
+				acc[j] += row[j] * kv;
+		}
+		unsigned char *o = dst + (size_t)i * m;
+		for (size_t j = 0; j < m; j++)
+			o[j] = clip8(acc[j]);
+	}
+}
+
+/* Python's int(round(d / 2.0)) for an integer d >= 0: halves to even. */
+static int64_t half_round_even(int64_t d)
+{
+	int64_t q = d / 2;
+
+	if (d % 2 && q % 2)
+		q++;
+	return q;
+}
+
+int clip_image_crop(const clip_image *img, int side, unsigned char *out_rgb,
+		    size_t out_len, clip_error *err)
+{
+	struct windows hw = { 0 }, vw = { 0 };
+	unsigned char *tmp = NULL;
+	int32_t *acc = NULL;
+	int rc;
+
+	if (!img || !img->rgb || img->width <= 0 || img->height <= 0)
+		return clip_fail(err, CLIP_ERR_INVALID, "no image to crop");
+	if (side <= 0 || side > CLIP_CROP_MAX_SIDE)
+		return clip_fail(err, CLIP_ERR_INVALID, "crop side %d outside 1..%d",
+				 side, CLIP_CROP_MAX_SIDE);
+	const size_t need = (size_t)side * (size_t)side * 3;
+	if (!out_rgb || out_len < need)
+		return clip_fail(err, CLIP_ERR_INVALID, "crop buffer holds %zu bytes, %zu needed",
+				 out_rgb ? out_len : 0, need);
+
+	/* torchvision's Resize(side): the shorter side becomes side, the
+	 * longer int(side * long / short), in double as Python computes it. */
+	const int64_t w = img->width, h = img->height;
+	int64_t nw, nh;
+	if (w <= h) {
+		nw = side;
+		nh = (int64_t)((double)(side * h) / (double)w);
+	} else {
+		nh = side;
+		nw = (int64_t)((double)(side * w) / (double)h);
+	}
+	if (nw > INT_MAX || nh > INT_MAX)
+		return clip_fail(err, CLIP_ERR_TOO_LARGE, "image %lld x %lld too elongated to resize",
+				 (long long)w, (long long)h);
+	/* CenterCrop: offsets int(round((size - side) / 2.0)). */
+	const int64_t left = half_round_even(nw - side), top = half_round_even(nh - side);
+	const size_t stride = (size_t)w * 3;
+	const int need_h = nw != w, need_v = nh != h;
+
+	if (need_h) {
+		rc = windows_init(&hw, w, nw, left, side, err);
+		if (rc)
+			goto out;
+	}
+	if (need_v) {
+		rc = windows_init(&vw, h, nh, top, side, err);
+		if (rc)
+			goto out;
+		acc = malloc(need * sizeof *acc);
+		if (!acc) {
+			rc = clip_fail(err, CLIP_ERR_NOMEM, "out of memory for the resize");
+			goto out;
+		}
+	}
+
+	if (need_h && need_v) {
+		/* The input rows the vertical windows touch, through the
+		 * horizontal pass into tmp, then the vertical pass. */
+		int y0 = vw.start[0];
+		int y1 = vw.start[side - 1] + vw.count[side - 1];
+		for (int i = 0; i < side; i++) {
+			if (vw.start[i] < y0)
+				y0 = vw.start[i];
+			if (vw.start[i] + vw.count[i] > y1)
+				y1 = vw.start[i] + vw.count[i];
+		}
+		if (y1 <= y0)
+			y1 = y0 + 1;  /* cannot happen: every window has a tap */
+		tmp = malloc((size_t)(y1 - y0) * (size_t)side * 3);
+		if (!tmp) {
+			rc = clip_fail(err, CLIP_ERR_NOMEM, "out of memory for the resize");
+			goto out;
+		}
+		resample_rows(img->rgb + (size_t)y0 * stride, stride, y1 - y0, &hw, tmp);
+		resample_cols(tmp, (size_t)side * 3, y0, side, &vw, out_rgb, acc);
+	} else if (need_h) {
+		/* nh == h == side */
+		resample_rows(img->rgb + (size_t)top * stride, stride, side, &hw, out_rgb);
+	} else if (need_v) {
+		resample_cols(img->rgb + (size_t)left * 3, stride, 0, side, &vw, out_rgb, acc);
+	} else {
+		for (int y = 0; y < side; y++)
+			memcpy(out_rgb + (size_t)y * side * 3,
+			       img->rgb + (size_t)(top + y) * stride + (size_t)left * 3,
+			       (size_t)side * 3);
+	}
+	rc = 0;
+out:
+	windows_free(&hw);
+	windows_free(&vw);
+	free(tmp);
+	free(acc);
+	return rc;
+}
+
+/* ---- normalisation -------------------------------------------------- */
+
+int clip_image_normalize(const unsigned char *rgb, int side, const float mean[3],
+			 const float std[3], float *out, size_t out_len, clip_error *err)
+{
+	if (!rgb || !mean || !std || !out)
+		return clip_fail(err, CLIP_ERR_INVALID, "NULL argument to clip_image_normalize");
+	if (side <= 0 || side > CLIP_CROP_MAX_SIDE)
+		return clip_fail(err, CLIP_ERR_INVALID, "image side %d outside 1..%d",
+				 side, CLIP_CROP_MAX_SIDE);
+	const size_t plane = (size_t)side * (size_t)side;
+	if (out_len < 3 * plane)
+		return clip_fail(err, CLIP_ERR_INVALID, "output holds %zu floats, %zu needed",
+				 out_len, 3 * plane);
+	for (int c = 0; c < 3; c++) {
+		if (!(std[c] > 0.0f) || !isfinite(mean[c]))
+			return clip_fail(err, CLIP_ERR_INVALID, "bad mean/std for channel %d", c);
+	}
+
+	/* torchvision, in float32: ToTensor divides by 255, Normalize
+	 * subtracts the mean and divides by the std. */
+	for (int c = 0; c < 3; c++) {
+		float *o = out + (size_t)c * plane;
+		const float m = mean[c], s = std[c];
+		for (size_t i = 0; i < plane; i++)
+			o[i] = ((float)rgb[3 * i + (size_t)c] / 255.0f - m) / s;
+	}
+	return 0;
+}
