@@ -53,6 +53,9 @@ void clip_orient_rows(const unsigned char *rows, int y0, int n, unsigned char *d
 /* Split an interleaved RGBA buffer (n pixels) into rgb (3 a pixel, may be
  * the same memory as rgba: it is compacted in place) and alpha. */
 void clip_split_rgba(unsigned char *rgba, size_t n, unsigned char *rgb, unsigned char *alpha);
+/* Turn a decoder's whole output upright for EXIF orientation 1..8 (others:
+ * nothing to do): new buffers, the old ones freed, sizes swapped for 5..8. */
+int clip_apply_orientation(struct clip_dec_out *o, int orient, clip_error *err);
 
 int clip_decode_jpeg(const unsigned char *p, size_t len, const struct clip_dec_req *rq,
 		     struct clip_dec_out *out, clip_error *err);
