@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "log.h"
+#include "catalog.h"
+#include "http.h"
 
 static char default_listen[] = "127.0.0.1:8080";
 static char default_log_level[] = "info";
@@ -167,4 +169,11 @@ void srv_config_free(struct srv_config *c)
 		return;
 	cli_list_free(&c->cors_origins);
 	cli_list_free(&c->trusted_proxies);
+}
+
+size_t srv_config_max_uri(const struct srv_config *cfg)
+{
+	size_t filter = sizeof "&filter.=" + 3 * (STORE_MAX_FILTER_KEY + STORE_MAX_FILTER_VALUE);
+	return HTTP_MAX_PATH + sizeof "?q=" + 12 * (size_t)cfg->max_query + STORE_MAX_FILTERS * filter
+	       + sizeof "&metadata=" + 3 * (size_t)cfg->max_metadata + 4096;
 }

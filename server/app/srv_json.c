@@ -215,12 +215,11 @@ cJSON *srv_image_json(const struct store_image *img)
 		cJSON_AddNullToObject(o, "filename");
 	srv_time_format(img->created_at, buf);
 	cJSON_AddStringToObject(o, "created_at", buf);
-	cJSON *meta = img->metadata ? cJSON_Parse(img->metadata) : NULL;
-	if (!meta || !cJSON_IsObject(meta)) {
-		cJSON_Delete(meta);
-		meta = cJSON_CreateObject();
-	}
-	cJSON_AddItemToObject(o, "metadata", meta);
+	/* The stored text, verbatim: the store keeps metadata in one canonical
+	 * form (strict JSON, valid UTF-8, numbers as stored), so what is shown
+	 * is exactly what filters compare. */
+	cJSON_AddItemToObject(o, "metadata", cJSON_CreateRaw(img->metadata && img->metadata[0] == '{'
+								     ? img->metadata : "{}"));
 	cJSON *links = cJSON_AddObjectToObject(o, "links");
 	snprintf(buf, sizeof buf, "/images/%lld/file", (long long)img->id);
 	cJSON_AddStringToObject(links, "file", buf);

@@ -313,6 +313,7 @@ static int run_serve(const struct cli_command *info, int argc, char **argv)
 	hp.timeout_s = (unsigned)cfg.timeout;
 	hp.max_body = (size_t)cfg.max_body;
 	hp.max_files = (size_t)cfg.max_files;
+	hp.max_uri = srv_config_max_uri(&cfg);
 	hp.keys = keys;
 	hp.rate_limit = cfg.rate_limit;
 	hp.rate_burst = (double)cfg.rate_burst;

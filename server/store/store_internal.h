@@ -105,4 +105,22 @@ void st_vec_from_le(const void *in, size_t dim, float *out);
  * did not fit (buf then holds a truncated string). */
 int st_appendf(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* store_json.c: the canonical form of stored metadata (see the file's
+ * comment). st_json_canonical rewrites JSON text in (len bytes) into it:
+ * 0 and *out (malloc'd, NUL-terminated, *out_len bytes), or
+ * STORE_ERR_INVALID naming the problem and its byte (what names the
+ * text: "metadata", "metadata patch"), STORE_ERR_TOO_LARGE past max_depth
+ * levels of nesting, STORE_ERR_NOMEM. repair: refuse nothing but
+ * structure (rows stored before the canonical form). */
+int st_json_canonical(const char *in, size_t len, int max_depth, int repair, const char *what,
+		      char **out, size_t *out_len, store_error *err);
+/* The canonical text of a number: of a double (-1 if not finite), or of a
+ * JSON number given as text (-1 if s is not one that can be stored). */
+#define ST_JSON_NUMBER_MAX 32
+/* Rewrite every row's metadata in the canonical form, once per database
+ * (the setting metadata_form records it; store_images.c). */
+int st_metadata_upgrade(store *s, store_error *err);
+int st_json_number_text(double v, char out[ST_JSON_NUMBER_MAX]);
+int st_json_number(const char *s, size_t len, char out[ST_JSON_NUMBER_MAX]);
+
 #endif

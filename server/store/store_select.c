@@ -12,9 +12,10 @@
 /* ---- selections --------------------------------------------------------------------- */
 
 /* Parameter numbers in selection SQL: ?1 is the statement's own (model or
- * id), then the fixed ones, then two per filter (path, value), then limit. */
+ * id), then the fixed ones, then three per filter (path, value, the
+ * value's canonical number text or NULL), then limit. */
 enum { P_AFTER = 2, P_BEFORE = 3, P_EXCLUDE = 4, P_FILTER0 = 5,
-       P_LIMIT = P_FILTER0 + 2 * STORE_MAX_FILTERS };
+       P_LIMIT = P_FILTER0 + 3 * STORE_MAX_FILTERS };
 
 int store_check_selection(const struct store_selection *sel, store_error *err)
 {
@@ -51,13 +52,16 @@ static int selection_sql(const struct store_selection *sel, char *buf, size_t le
 		rc |= st_appendf(buf, len, " AND i.created_at < ?%d", P_BEFORE);
 	if (sel->exclude_id)
 		rc |= st_appendf(buf, len, " AND i.id != ?%d", P_EXCLUDE);
+	/* A string matches its text; a number matches a value that is the
+	 * same number: both sides are in the canonical form (store_json.c),
+	 * so the stored text is compared with the value's canonical text. */
 	for (size_t f = 0; f < sel->n_filters; f++) {
-		int p = P_FILTER0 + 2 * (int)f, v = p + 1;
+		int p = P_FILTER0 + 3 * (int)f, v = p + 1, num = p + 2;
 		rc |= st_appendf(buf, len,
 				 " AND (CASE json_type(i.metadata, ?%d) WHEN 'text' THEN i.metadata ->> ?%d = ?%d "
 				 "WHEN 'integer' THEN i.metadata -> ?%d = ?%d WHEN 'real' THEN i.metadata -> ?%d = ?%d "
 				 "WHEN 'true' THEN ?%d = 'true' WHEN 'false' THEN ?%d = 'false' ELSE 0 END)",
-				 p, p, v, p, v, p, v, v, v);
+				 p, p, v, p, num, p, num, v, v);
 	}
 	return rc;
 }
@@ -74,8 +78,13 @@ static int selection_bind(sqlite3_stmt *st, const struct store_selection *sel, s
 		char *path = sqlite3_mprintf("$.\"%s\"", sel->filters[f].key);
 		if (!path)
 			return store_fail(err, STORE_ERR_NOMEM, "out of memory");
-		sqlite3_bind_text(st, P_FILTER0 + 2 * (int)f, path, -1, sqlite3_free);
-		sqlite3_bind_text(st, P_FILTER0 + 2 * (int)f + 1, sel->filters[f].value, -1, SQLITE_STATIC);
+		int p = P_FILTER0 + 3 * (int)f;
+		const char *v = sel->filters[f].value;
+		char num[ST_JSON_NUMBER_MAX];
+		sqlite3_bind_text(st, p, path, -1, sqlite3_free);
+		sqlite3_bind_text(st, p + 1, v, -1, SQLITE_STATIC);
+		if (st_json_number(v, strlen(v), num) == 0)
+			sqlite3_bind_text(st, p + 2, num, -1, SQLITE_TRANSIENT);
 	}
 	return 0;
 }
