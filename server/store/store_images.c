@@ -103,8 +103,19 @@ int store_insert(store *s, const struct store_new_image *img, const float *vec, 
 		return store_fail(err, STORE_ERR_MODEL, "the store has no active model");
 	if (dim != m.dim)
 		return store_fail(err, STORE_ERR_INVALID, "vector has %zu dimensions, the model %zu", dim, m.dim);
-	if (!(blob = malloc(dim * 4)))
+	/* Whatever the caller checked, the row gets the canonical form. */
+	char *canon = NULL;
+	const char *md = img->metadata ? img->metadata : "{}";
+	if ((rc = st_json_canonical(md, strlen(md), ST_JSON_MAX_DEPTH, 0, "metadata", &canon, NULL, err)) != 0)
+		return rc;
+	if (canon[0] != '{') {
+		free(canon);
+		return store_fail(err, STORE_ERR_INVALID, "metadata must be a JSON object");
+	}
+	if (!(blob = malloc(dim * 4))) {
+		free(canon);
 		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
+	}
 	st_vec_to_le(vec, dim, blob);
 
 	if ((rc = st_write_begin(s, err)) != 0)
@@ -139,7 +150,7 @@ int store_insert(store *s, const struct store_new_image *img, const float *vec, 
 	if (img->filename)
 		sqlite3_bind_text(st, 6, img->filename, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 7, img->created_at ? img->created_at : clock_wall_us());
-	sqlite3_bind_text(st, 8, img->metadata ? img->metadata : "{}", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 8, canon, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	rc = rc == SQLITE_DONE ? 0 : st_dberr(c->db, rc, err, "insert image");
 	st_done(st);
@@ -168,6 +179,7 @@ out:
 	rc = st_write_end(s, rc, err);
 out_free:
 	free(blob);
+	free(canon);
 	return rc;
 }
 

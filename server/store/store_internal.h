@@ -117,6 +117,7 @@ int st_json_canonical(const char *in, size_t len, int max_depth, int repair, con
 /* The canonical text of a number: of a double (-1 if not finite), or of a
  * JSON number given as text (-1 if s is not one that can be stored). */
 #define ST_JSON_NUMBER_MAX 32
+#define ST_JSON_MAX_DEPTH 64   /* nesting any stored text may have; callers apply their own limit */
 /* Rewrite every row's metadata in the canonical form, once per database
  * (the setting metadata_form records it; store_images.c). */
 int st_metadata_upgrade(store *s, store_error *err);
