@@ -171,14 +171,47 @@ char *srv_utf8_clean(const char *s, size_t len)
 	return out;
 }
 
+/* 1 if s is a JSON number (RFC 8259's grammar, no white space). strtoll
+ * and strtod alone would also take leading white space (a tab: "k=%095"),
+ * a '+', hexadecimal, "inf" and "nan" (found by tests/fuzz/fuzz_request). */
+static int json_number(const char *s, int integer)
+{
+	const char *p = s;
+	if (*p == '-')
+		p++;
+	if (*p < '0' || *p > '9')
+		return 0;
+	while (*p >= '0' && *p <= '9')
+		p++;
+	if (integer)
+		return *p == 0;
+	if (*p == '.') {
+		p++;
+		if (*p < '0' || *p > '9')
+			return 0;
+		while (*p >= '0' && *p <= '9')
+			p++;
+	}
+	if (*p == 'e' || *p == 'E') {
+		p++;
+		if (*p == '+' || *p == '-')
+			p++;
+		if (*p < '0' || *p > '9')
+			return 0;
+		while (*p >= '0' && *p <= '9')
+			p++;
+	}
+	return *p == 0;
+}
+
 int srv_parse_int(const char *s, long long min, long long max, long long *out)
 {
-	if (!s || !*s)
+	if (!s || !json_number(s, 1))
 		return -1;
 	char *end = NULL;
 	errno = 0;
 	long long v = strtoll(s, &end, 10);
-	if (errno || *end || end == s || v < min || v > max || s[0] == ' ' || s[0] == '+')
+	if (errno || *end || end == s || v < min || v > max)
 		return -1;
 	*out = v;
 	return 0;
@@ -186,7 +219,7 @@ int srv_parse_int(const char *s, long long min, long long max, long long *out)
 
 int srv_parse_double(const char *s, double min, double max, double *out)
 {
-	if (!s || !*s || s[0] == ' ')
+	if (!s || !json_number(s, 0))
 		return -1;
 	char *end = NULL;
 	errno = 0;
