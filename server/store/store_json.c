@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "dbuf.h"
+#include "utf8.h"
 #include "store_internal.h"
 
 #define TWO53 9007199254740992.0
@@ -98,42 +99,6 @@ static void put_cp(struct dbuf *b, unsigned cp)
 		u[3] = (char)(0x80 | (cp & 0x3F));
 		dbuf_append(b, u, 4);
 	}
-}
-
-/* One UTF-8 sequence at p->pos: its code point and length, or 0 if invalid. */
-static size_t utf8_next(const unsigned char *s, size_t n, unsigned *cp)
-{
-	unsigned c = s[0];
-	size_t len;
-	unsigned min;
-	if (c < 0x80) {
-		*cp = c;
-		return 1;
-	}
-	if (c >= 0xC2 && c <= 0xDF) {
-		len = 2;
-		min = 0x80;
-	} else if (c >= 0xE0 && c <= 0xEF) {
-		len = 3;
-		min = 0x800;
-	} else if (c >= 0xF0 && c <= 0xF4) {
-		len = 4;
-		min = 0x10000;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	unsigned v = c & (0x7Fu >> len);
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xC0) != 0x80)
-			return 0;
-		v = (v << 6) | (s[i] & 0x3F);
-	}
-	if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
-		return 0;
-	*cp = v;
-	return len;
 }
 
 static int hex4(const unsigned char *s, unsigned *v)
@@ -215,7 +180,7 @@ static int parse_string(struct jp *p)
 			p->pos++;
 			continue;
 		}
-		size_t n = utf8_next(p->s + p->pos, p->len - p->pos, &cp);
+		size_t n = utf8_decode(p->s + p->pos, p->len - p->pos, &cp);
 		if (!n) {
 			if (!p->repair)
 				return jp_fail(p, "a string is not valid UTF-8");
