@@ -319,6 +319,10 @@ def main():
     ledger.failures = []
     total_lost = 0
     problems = []
+    # a copy of the binary, so that a rebuild during the soak changes nothing
+    clipd = os.path.join(tmp, "clipd")
+    shutil.copy2(args.clipd, clipd)
+    args.clipd = clipd
     print("soak: seed %d, data in %s" % (seed, tmp), flush=True)
     daemon.start()
     try:
