@@ -199,11 +199,12 @@ def client(n, port, ledger, stop, seed_base):
                 else:
                     raise RuntimeError("DELETE %d: %d %s" % (iid, st, body[:200]))
             else:
+                with ledger.lock:   # deleted before the search began: never in its results
+                    gone = set(ledger.deleted)
                 st, body = request(port, "GET", "/search?q=%s&k=20" % rnd.choice(["cat", "a+red+bicycle", "x"]))
                 if st == 200:
                     found = {x["id"] for x in json.loads(body)["results"]}
-                    with ledger.lock:
-                        back = found & ledger.deleted
+                    back = found & gone
                     if back:
                         ledger.failures.append("search returned deleted images %s" % sorted(back))
         except (OSError, http.client.HTTPException, ValueError):

@@ -213,6 +213,7 @@ static int load(struct srv_app *app, const struct srv_config *cfg)
 	snprintf(app->model_name, sizeof app->model_name, "%s", m->name);
 	snprintf(app->fingerprint, sizeof app->fingerprint, "%s", m->fingerprint);
 	snprintf(app->index_message, sizeof app->index_message, "%s", rep.index_message);
+	atomic_store(&app->model_known, 1);   /* publishes the fields above to /info */
 	if (rep.schema_before != rep.schema_after)
 		log_info("database migrated from schema %d to %d", rep.schema_before, rep.schema_after);
 	if (rep.tmp_removed || rep.orphans_removed)
