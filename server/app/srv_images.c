@@ -535,7 +535,8 @@ static void thumb_free(void *p)
 
 static void thumb_headers(const struct thumb *t, char *etag, size_t len, const char **headers)
 {
-	snprintf(etag, len, "ETag: \"%s-%d\"", t->img.sha256, t->size);
+	/* v2: transparent pixels over white (the cache file's name says the same) */
+	snprintf(etag, len, "ETag: \"%s-%d-v2\"", t->img.sha256, t->size);
 	headers[0] = etag;
 	headers[1] = "Cache-Control: private, max-age=31536000, immutable";
 	headers[2] = NULL;

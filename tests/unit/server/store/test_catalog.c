@@ -1078,7 +1078,7 @@ static void test_thumbnail_store(void)
 	int64_t id = fx_add(c, 8, 100, NULL, sha, &err);
 	REQUIRE(id > 0);
 	REQUIRE(catalog_thumb_path(c, sha, 128, path, sizeof path, &err) == 0);
-	snprintf(want, sizeof want, "%s/cache/thumbs/%.2s/%s-128.jpg", dir, sha, sha);
+	snprintf(want, sizeof want, "%s/cache/thumbs/%.2s/%s-128-v2.jpg", dir, sha, sha);
 	CHECK_EQ_STR(path, want);
 	CHECK(!file_exists(path));
 	REQUIRE(catalog_put_thumb(c, sha, 128, "jpegbytes", 9, &err) == 0);
