@@ -53,18 +53,9 @@ command -v wrk >/dev/null || $sudo env DEBIAN_FRONTEND=noninteractive apt-get in
 [ -x "$clipd" ] || { say "no $clipd (build first)"; exit 1; }
 ninja -C build deploy/bench/photo-prep >/dev/null
 mkdir -p "$work"
-# Measurements without the test environment's OpenBLAS overrides.
-run() { env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_WAIT_POLICY=passive "$@"; }
+. "$root/deploy/bench/common.sh"
 
-if [ -z "$model" ]; then
-	model="$work/model"
-	if [ ! -f "$model/model.safetensors" ]; then
-		tool="$root/../shared/tools/clipweights.py"
-		[ -f "$tool" ] || { say "no --model and no $tool"; exit 1; }
-		say "writing the ViT-B/32-shaped benchmark checkpoint into $model"
-		/usr/bin/python3 "$tool" vit-b-32-bench "$model" "$root/encoder/data/bpe_simple_vocab_16e6.txt.gz" >&2
-	fi
-fi
+bench_model
 
 echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 say "corpus: $count photos in $corpus"
@@ -95,17 +86,7 @@ PY
 )
 echo "$prep_json"
 
-rm -rf "$work/photo-data" "$work/photo-port"
-# env execs clipd, so $! is the daemon itself.
-env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_WAIT_POLICY=passive "$clipd" serve --model "$model" \
-	--data "$work/photo-data" --listen 127.0.0.1:0 --port-file "$work/photo-port" --log-level warn \
-	--queue-size 256 2> "$work/photo-serve.log" &
-pid=$!
-trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
-trap 'exit 130' INT TERM
-for _ in $(seq 600); do [ -f "$work/photo-port" ] && break; sleep 0.1; done
-url="http://127.0.0.1:$(cat "$work/photo-port")"
-until curl -sf "$url/readyz" >/dev/null; do sleep 0.2; done
+bench_serve photo-data
 
 # Until the photos run out (each is posted once), at most 60 s.
 up_secs=$(awk -v n="$count" -v r="$bench_ips" 'BEGIN { s = int(n / (r > 0 ? r : 1)) + 5; if (s > 60) s = 60; print s }')
