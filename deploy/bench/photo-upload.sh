@@ -81,22 +81,23 @@ p = [json.loads(l) for l in open(sys.argv[2])]
 m = statistics.median
 print(json.dumps({"bench": "prep", "photos": len(c), "clipd_exact_ms": round(m([r["exact_ms"] for r in c]), 1),
                   "clipd_fast_ms": round(m([r["fast_ms"] for r in c]), 1),
-                  "pillow_ms": round(m([r["pillow_ms"] for r in p]), 1)}))
+                  "pillow_ms": round(m([r["pillow_ms"] for r in p]), 1)}, separators=(",", ":")))
 PY
 )
 echo "$prep_json"
 
 bench_serve photo-data
 
-# Until the photos run out (each is posted once), at most 60 s.
-up_secs=$(awk -v n="$count" -v r="$bench_ips" 'BEGIN { s = int(n / (r > 0 ? r : 1)) + 5; if (s > 60) s = 60; print s }')
+# About as long as the photos last at 80% of the encoder's speed (each is
+# posted once), 10 to 60 s.
+up_secs=$(awk -v n="$count" -v r="$bench_ips" 'BEGIN { s = int(n / (0.8 * (r > 0 ? r : 1))); if (s > 60) s = 60; if (s < 10) s = 10; print s }')
 say "upload: $conns connections, up to ${up_secs} s"
 perf_pid=""
 if [ "$perf_secs" != 0 ]; then
 	perf record -g -o "$work/perf.data" -p "$pid" -- sleep "$perf_secs" 2> "$work/perf.log" &
 	perf_pid=$!
 fi
-upload_json=$(wrk -t2 -c"$conns" -d"${up_secs}s" --latency -s "$root/deploy/bench/upload.lua" "$url" -- \
+upload_json=$(wrk -t2 -c"$conns" -d"${up_secs}s" --timeout 30s --latency -s "$root/deploy/bench/upload.lua" "$url" -- \
 	"$work/photos.txt" 2 | grep '^{')
 echo "$upload_json"
 curl -s "$url/info" | sed -n 's/.*"encoder":{"image":\({[^}]*}\).*/{"encoder_image_counters":\1}/p'
