@@ -1,4 +1,5 @@
 #include "srv_encode.h"
+#include "text.h"
 
 #include "clock.h"
 
@@ -71,7 +72,7 @@ int srv_encoder_run(struct srv_encoder *e, void (*fn)(void *arg), void *arg, int
 static void image_fail(struct srv_image_job *job, int status, const char *msg)
 {
 	job->status = status;
-	snprintf(job->msg, sizeof job->msg, "%s", msg);
+	text_copy(job->msg, sizeof job->msg, msg);
 	free(job->pixels);
 	job->pixels = NULL;
 	job->done(job);
@@ -94,8 +95,10 @@ static void decode_task(void *arg)
 	clip_image img = { 0 };
 	clip_error err = { 0 };
 	srv_encoder_budget_take(e, share);
-	int rc = clip_image_decode(job->data, job->len, e->p.max_pixels, &img, &err);
+	struct clip_decode_params dp = clip_model_decode_params(e->model, e->p.max_pixels, e->p.exact_decode);
+	int rc = clip_image_decode_with(job->data, job->len, &dp, &img, &err);
 	if (rc == 0) {
+		memcpy(job->taken_at, img.taken_at, sizeof job->taken_at);
 		job->pixels = malloc(e->input_floats * sizeof *job->pixels);
 		if (!job->pixels)
 			rc = nomem(&err);
@@ -168,6 +171,7 @@ void srv_encode_image_now(struct srv_encoder *e, struct srv_image_job *job)
 	job->pixels = NULL;
 	job->status = 0;
 	job->msg[0] = 0;
+	job->taken_at[0] = 0;
 	decode_task(job);
 }
 
@@ -179,6 +183,7 @@ int srv_encode_image(struct srv_encoder *e, struct srv_image_job *job)
 	job->pixels = NULL;
 	job->status = 0;
 	job->msg[0] = 0;
+	job->taken_at[0] = 0;
 	job->queued_at = clock_mono_s();
 	return srv_pool_submit(e->decode_pool, decode_task, job, 0);
 }
@@ -244,7 +249,7 @@ static void text_batch(void *ud, void **items, size_t n)
 		struct srv_text_job *job = items[i];
 		if (rc != 0) {
 			job->status = rc;
-			snprintf(job->msg, sizeof job->msg, "%s", err.msg);
+			text_copy(job->msg, sizeof job->msg, err.msg);
 		}
 		free(job->misses);
 		job->misses = NULL;
@@ -303,7 +308,8 @@ int srv_encoder_new(const clip_model *model, const struct srv_encode_params *p,
 	pthread_mutex_init(&e->stats_lock, NULL);
 	if (clip_ctx_new(model, p->threads, &e->image_ctx, &err) != 0
 	    || clip_ctx_new(model, p->threads, &e->text_ctx, &err) != 0) {
-		snprintf(msg, msglen, "encoder context: %s", err.msg);
+		size_t w = text_copy(msg, msglen, "encoder context: ");
+		text_copy(msg + w, msglen - w, err.msg);
 		goto fail;
 	}
 	e->cache = srv_lru_new(p->text_cache, e->dim);

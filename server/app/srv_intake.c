@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "srv_app.h"
+#include "text.h"
 
 static int raw_image_type(const char *ct)
 {
@@ -33,10 +34,11 @@ int srv_request_image(struct http_req *r, const void **data, size_t *len, const 
 		return 0;
 	}
 	if (!raw_image_type(r->content_type)) {
+		/* The type is decided by the bytes: any image/ type will do. */
 		http_reply_error(r, HTTP_ERR_UNSUPPORTED_MEDIA_TYPE,
-				 "Content-Type %.60s is not accepted: send the image's bytes (image/jpeg, image/png, "
-				 "image/gif, image/bmp or application/octet-stream) or multipart/form-data with a "
-				 "\"file\" part", r->content_type);
+				 "Content-Type %.60s is not accepted: send the image's bytes (%s) as image/* or "
+				 "application/octet-stream, or multipart/form-data with a \"file\" part",
+				 r->content_type, clip_image_types_text());
 		return -1;
 	}
 	*data = r->body.data ? r->body.data : "";
@@ -52,7 +54,7 @@ int srv_check_image(const struct srv_app *app, const void *data, size_t len, int
 	int rc = clip_image_probe(data, len, &type, width, height, &err);
 	if (rc != 0) {
 		*code = srv_clip_http_error(rc);
-		snprintf(msg, msglen, "%s", err.msg[0] ? err.msg : http_errors[*code].message);
+		text_copy(msg, msglen, err.msg[0] ? err.msg : http_errors[*code].message);
 		return -1;
 	}
 	unsigned long long pixels = (unsigned long long)*width * (unsigned long long)*height;

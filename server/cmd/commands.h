@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 
+#include "catalog.h"
 #include "clip.h"
 #include "cli.h"
 
@@ -37,5 +38,12 @@ const char *clipd_weights_cache(const char *value, char *buf, size_t len);
  * clip_image_decode's limit (0: the default). cmd/cmd_model.c. */
 int cmd_model_load(const char *dir, const char *weights_cache, size_t max_pixels, clip_model **out,
 		   clip_error *err);
+
+/* An image's row and its original's bytes (malloc'd), for the commands
+ * that go over the stored images again (cmd/cmd_original.c). 0, or a
+ * store_status with the reason in *err (nothing to free then); clear
+ * *row and free *bytes. */
+int cmd_read_original(catalog *c, int64_t id, struct store_image *row, unsigned char **bytes,
+		      size_t *len, store_error *err);
 
 #endif

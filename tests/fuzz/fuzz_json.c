@@ -121,7 +121,7 @@ static void check_list(const uint8_t *data, size_t size)
 	struct store_image *items = NULL;
 	size_t n = 0;
 	store_error err = { 0 };
-	if (store_list(st, cursor, 5, &items, &n, &err) != 0)
+	if (store_list(st, NULL, cursor, 5, &items, &n, &err) != 0)
 		return;
 	for (size_t i = 0; i < n; i++) {
 		FUZZ_CHECK(cursor == 0 || items[i].id < cursor, "id %lld under cursor %lld", (long long)items[i].id,
