@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# kill -9 soak: deploy/soak.sh CYCLES [--threads N] [--seed N] [--keep]
+# kill -9 soak: deploy/soak.sh CYCLES [--threads N] [--seed N] [--full-every N] [--keep]
 # Starts build/clipd serve with the tiny test checkpoint, drives a mixed
 # load from several client threads, SIGKILLs the daemon at a random moment
 # and checks after each restart that every acknowledged write is there
