@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -39,6 +41,21 @@ static inline uint64_t fuzz_seed(const uint8_t *data, size_t size)
 	for (size_t i = 0; i < size && i < 64; i++)
 		h = (h ^ data[i]) * 1099511628211ULL;
 	return h ? h : 1;
+}
+
+/* For parsers that take a path: the input written to path, whole. */
+static inline void fuzz_write_file(const char *path, const uint8_t *data, size_t size)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	FUZZ_CHECK(fd >= 0, "cannot write %s", path);
+	FUZZ_CHECK(write(fd, data, size) == (ssize_t)size, "short write to %s", path);
+	close(fd);
+}
+
+/* A per-process temporary file name: "/tmp/clipd-fuzz-NAME-PID.EXT". */
+static inline void fuzz_temp_path(char *buf, size_t len, const char *name, const char *ext)
+{
+	snprintf(buf, len, "/tmp/clipd-fuzz-%s-%d.%s", name, (int)getpid(), ext);
 }
 
 #endif

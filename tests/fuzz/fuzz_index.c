@@ -7,7 +7,6 @@
  * anything else; a loaded index has the dimension asked for and answers a
  * search with at most k results, ids from the file and finite scores.
  */
-#include <fcntl.h>
 #include <math.h>
 #include <string.h>
 #include <unistd.h>
@@ -21,7 +20,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	snprintf(path, sizeof path, "/tmp/clipd-fuzz-idx-%d.faiss", (int)getpid());
+	fuzz_temp_path(path, sizeof path, "idx", "faiss");
 	return 0;
 }
 
@@ -36,10 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (dim == 0 || dim > 4096)
 			dim = 4;
 	}
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	FUZZ_CHECK(fd >= 0, "cannot write %s", path);
-	FUZZ_CHECK(write(fd, data, size) == (ssize_t)size, "short write");
-	close(fd);
+	fuzz_write_file(path, data, size);
 	struct idx_params p = idx_default_params();
 	p.dim = (size_t)dim;
 	idx *ix = NULL;

@@ -6,7 +6,6 @@
  * and found by sft_find; conversion to float of an F32/F16/BF16 tensor
  * reads only its bytes.
  */
-#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -20,16 +19,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	snprintf(path, sizeof path, "/tmp/clipd-fuzz-sft-%d.safetensors", (int)getpid());
+	fuzz_temp_path(path, sizeof path, "sft", "safetensors");
 	return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	FUZZ_CHECK(fd >= 0, "cannot write %s", path);
-	FUZZ_CHECK(write(fd, data, size) == (ssize_t)size, "short write");
-	close(fd);
+	fuzz_write_file(path, data, size);
 	struct sft_file *f = NULL;
 	clip_error err;
 	int rc = sft_open(path, &f, &err);
