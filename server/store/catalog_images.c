@@ -217,8 +217,8 @@ int catalog_put_thumb(catalog *c, const char *sha256, int size, const void *jpeg
 	return datadir_write_thumb(c->dir, sha256, size, jpeg, len, err);
 }
 
-int catalog_list(catalog *c, int64_t cursor, size_t limit, struct store_image **items,
-		 size_t *n, int64_t *next_cursor, store_error *err)
+int catalog_list(catalog *c, const struct store_selection *sel, int64_t cursor, size_t limit,
+		 struct store_image **items, size_t *n, int64_t *next_cursor, store_error *err)
 {
 	*items = NULL;
 	*n = 0;
@@ -230,7 +230,7 @@ int catalog_list(catalog *c, int64_t cursor, size_t limit, struct store_image **
 	struct store_image *got = NULL;
 	size_t count = 0;
 	/* One more than asked, to know whether there is a next page. */
-	int rc = store_list(c->st, cursor, limit + 1, &got, &count, err);
+	int rc = store_list(c->st, sel, cursor, limit + 1, &got, &count, err);
 	if (rc != 0)
 		return rc;
 	if (count > limit) {

@@ -419,12 +419,13 @@ int store_sha256_exists(store *s, const char *sha256, store_error *err)
 	return st_read_int64(s, sql, sha256, &one, "look up sha256", err);
 }
 
-int store_list(store *s, int64_t before_id, size_t limit, struct store_image **items,
-	       size_t *n, store_error *err)
+int store_list(store *s, const struct store_selection *sel, int64_t before_id, size_t limit,
+	       struct store_image **items, size_t *n, store_error *err)
 {
-	static const char sql[] = "SELECT " IMAGE_COLS " FROM images i WHERE i.id < ?1 "
-				  "ORDER BY i.id DESC LIMIT ?2";
+	char tail[64];
 	struct store_conn *c = NULL;
+	struct st_selection_plan *plan = NULL;
+	sqlite3_stmt *st = NULL;
 	*items = NULL;
 	*n = 0;
 	if (limit == 0 || limit > 100000)
@@ -432,19 +433,18 @@ int store_list(store *s, int64_t before_id, size_t limit, struct store_image **i
 	struct store_image *out = calloc(limit, sizeof *out);
 	if (!out)
 		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
-	int rc = st_reader_get(s, &c, err);
+	int rc = st_read_begin(s, &c, err);
 	if (rc != 0) {
 		free(out);
 		return rc;
 	}
 	size_t got = 0;
-	sqlite3_stmt *st = st_prepare(c, sql, err);
-	if (!st) {
-		rc = STMT_FAIL(err);
+	snprintf(tail, sizeof tail, " ORDER BY i.id DESC LIMIT ?%d", ST_SEL_FIRST_FREE);
+	rc = st_selection_prepare(c, "SELECT " IMAGE_COLS " FROM images i WHERE i.id < ?1", sel, tail, &st, &plan, err);
+	if (rc != 0)
 		goto out;
-	}
 	sqlite3_bind_int64(st, 1, before_id > 0 ? before_id : INT64_MAX);
-	sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+	sqlite3_bind_int64(st, ST_SEL_FIRST_FREE, (sqlite3_int64)limit);
 	int r = SQLITE_DONE;
 	while (got < limit && (r = sqlite3_step(st)) == SQLITE_ROW) {
 		if ((rc = row_fill(st, &out[got], err)) != 0)
@@ -453,9 +453,9 @@ int store_list(store *s, int64_t before_id, size_t limit, struct store_image **i
 	}
 	if (rc == 0 && got < limit && r != SQLITE_DONE)
 		rc = st_dberr(c->db, r, err, "list images");
-	st_done(st);
 out:
-	st_reader_put(s, c);
+	st_selection_finish(st, plan);
+	st_read_end(s, c);
 	if (rc != 0) {
 		store_images_free(out, got);
 		return rc;

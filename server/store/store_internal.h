@@ -105,4 +105,14 @@ void st_vec_from_le(const void *in, size_t dim, float *out);
  * did not fit (buf then holds a truncated string). */
 int st_appendf(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* A statement over "images i": head (ending in a WHERE clause), the
+ * selection's conditions (" AND ..."), then tail; the selection's
+ * parameters are bound (?2 to ?4 and from ?5 on: the statement's own are ?1
+ * and ST_SEL_FIRST_FREE onwards). Finish with st_selection_finish. */
+struct st_selection_plan;
+int st_selection_prepare(struct store_conn *c, const char *head, const struct store_selection *sel,
+			 const char *tail, sqlite3_stmt **out, struct st_selection_plan **plan, store_error *err);
+void st_selection_finish(sqlite3_stmt *st, struct st_selection_plan *plan);
+#define ST_SEL_FIRST_FREE (5 + 2 * STORE_MAX_FILTERS)
+
 #endif
