@@ -460,13 +460,7 @@ void srv_images_list(struct srv_app *app, struct http_req *r)
 			cJSON_AddItemToArray(arr, o);
 	}
 	store_images_free(items, n);
-	if (next) {
-		char buf[32];
-		snprintf(buf, sizeof buf, "%lld", (long long)next);
-		cJSON_AddStringToObject(root, "next_cursor", buf);
-	} else {
-		cJSON_AddNullToObject(root, "next_cursor");
-	}
+	srv_add_cursor(root, next);
 	srv_reply_cjson(r, 200, root);
 }
 

@@ -228,3 +228,14 @@ cJSON *srv_image_json(const struct store_image *img)
 	cJSON_AddStringToObject(links, "thumbnail", buf);
 	return o;
 }
+
+void srv_add_cursor(cJSON *root, int64_t next)
+{
+	if (next) {
+		char buf[32];
+		snprintf(buf, sizeof buf, "%lld", (long long)next);
+		cJSON_AddStringToObject(root, "next_cursor", buf);
+	} else {
+		cJSON_AddNullToObject(root, "next_cursor");
+	}
+}

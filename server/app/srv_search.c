@@ -823,12 +823,6 @@ void srv_duplicates(struct srv_app *app, struct http_req *r)
 		cJSON_AddItemToArray(arr, group);
 	}
 	catalog_groups_free(&groups);
-	if (next) {
-		char buf[32];
-		snprintf(buf, sizeof buf, "%lld", (long long)next);
-		cJSON_AddStringToObject(root, "next_cursor", buf);
-	} else {
-		cJSON_AddNullToObject(root, "next_cursor");
-	}
+	srv_add_cursor(root, next);
 	srv_reply_cjson(r, 200, root);
 }

@@ -33,38 +33,38 @@ void srv_query_clear(struct srv_query *q)
 
 /* ---- building parts ---------------------------------------------------------- */
 
-static struct srv_query_part *new_part(struct srv_query *q, struct http_req *r, const char *name)
+/* A new part (a vector of dim floats for images and embeddings), or NULL answered. */
+static struct srv_query_part *new_part(struct srv_app *app, struct http_req *r, struct srv_query *q, const char *name,
+				       enum srv_part_kind kind, int negative, double weight)
 {
 	if (q->n >= SRV_MAX_QUERY_PARTS) {
 		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "%s: at most %d query parts (q, image, not, not_image) in all",
 				 name, SRV_MAX_QUERY_PARTS);
 		return NULL;
 	}
-	struct srv_query_part *p = &q->parts[q->n++];
-	memset(p, 0, sizeof *p);
-	p->weight = 1;
-	return p;
-}
-
-static int check_weight(struct http_req *r, const char *name, double w)
-{
-	if (!(w > 0 && w <= MAX_WEIGHT)) {
+	if (!(weight > 0 && weight <= MAX_WEIGHT)) {
 		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "%s: a weight must be a number above 0 and at most %g",
 				 name, MAX_WEIGHT);
-		return -1;
+		return NULL;
 	}
-	return 0;
+	struct srv_query_part *p = &q->parts[q->n++];
+	memset(p, 0, sizeof *p);
+	p->kind = kind;
+	p->negative = negative;
+	p->weight = weight;
+	if (kind != SRV_PART_TEXT && !(p->vec = malloc(app->dim * sizeof *p->vec))) {
+		http_reply_error(r, HTTP_ERR_INTERNAL, "out of memory");
+		return NULL;
+	}
+	return p;
 }
 
 static int add_text(struct srv_app *app, struct http_req *r, struct srv_query *q, const char *name, int negative,
 		    double weight, const char *text)
 {
-	struct srv_query_part *p = new_part(q, r, name);
-	if (!p || check_weight(r, name, weight) != 0)
+	struct srv_query_part *p = new_part(app, r, q, name, SRV_PART_TEXT, negative, weight);
+	if (!p)
 		return -1;
-	p->kind = SRV_PART_TEXT;
-	p->negative = negative;
-	p->weight = weight;
 	p->text = srv_utf8_clean(text, strlen(text));
 	if (!p->text) {
 		http_reply_error(r, HTTP_ERR_INTERNAL, "out of memory");
@@ -82,18 +82,10 @@ static int add_text(struct srv_app *app, struct http_req *r, struct srv_query *q
 static int add_image(struct srv_app *app, struct http_req *r, struct srv_query *q, const char *name, int negative,
 		     double weight, int64_t id)
 {
-	struct srv_query_part *p = new_part(q, r, name);
-	if (!p || check_weight(r, name, weight) != 0)
+	struct srv_query_part *p = new_part(app, r, q, name, SRV_PART_IMAGE, negative, weight);
+	if (!p)
 		return -1;
-	p->kind = SRV_PART_IMAGE;
-	p->negative = negative;
-	p->weight = weight;
 	p->image_id = id;
-	p->vec = malloc(app->dim * sizeof *p->vec);
-	if (!p->vec) {
-		http_reply_error(r, HTTP_ERR_INTERNAL, "out of memory");
-		return -1;
-	}
 	store_error err = { 0 };
 	if (catalog_get_vector(app->cat, id, p->vec, app->dim, &err) != 0) {
 		if (err.code == STORE_ERR_NOT_FOUND)
@@ -286,17 +278,9 @@ static int add_embedding(struct srv_app *app, struct http_req *r, struct srv_que
 		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "%s.embedding: must be an array of %zu numbers", name, app->dim);
 		return -1;
 	}
-	struct srv_query_part *p = new_part(q, r, name);
-	if (!p || check_weight(r, name, weight) != 0)
+	struct srv_query_part *p = new_part(app, r, q, name, SRV_PART_EMBEDDING, negative, weight);
+	if (!p)
 		return -1;
-	p->kind = SRV_PART_EMBEDDING;
-	p->negative = negative;
-	p->weight = weight;
-	p->vec = malloc(app->dim * sizeof *p->vec);
-	if (!p->vec) {
-		http_reply_error(r, HTTP_ERR_INTERNAL, "out of memory");
-		return -1;
-	}
 	double norm = 0;
 	size_t d = 0;
 	const cJSON *x;

@@ -97,40 +97,18 @@ static int add_group(catalog *c, struct dup_work *w, struct catalog_groups *out,
 			dot += (double)w->vecs[d] * w->vecs[at * dim + d];
 		scores[i] = (float)dot;
 	}
-	struct catalog_group *g = &out->groups[out->n];
-	struct store_image *rows = calloc(n, sizeof *rows);
-	unsigned char *found = calloc(n, 1);
-	g->hits = calloc(n, sizeof *g->hits);
-	int rc = 0;
-	if (!rows || !found || !g->hits) {
-		rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
-		goto out;
-	}
-	if ((rc = store_get_many(c->st, order, n, rows, found, err)) != 0)
-		goto out;
-	for (size_t i = 0; i < n; i++) {
-		if (!found[i])
-			continue;
-		g->hits[g->n].image = rows[i];
-		g->hits[g->n].score = scores[i];
-		memset(&rows[i], 0, sizeof rows[i]);
-		g->n++;
-	}
-	if (g->n > 1)
+	struct catalog_results rows = { 0 };
+	int rc = cat_fetch_rows(c, order, scores, n, &rows, err);
+	if (rc != 0)
+		return rc;
+	if (rows.n > 1) {
+		out->groups[out->n].hits = rows.hits;
+		out->groups[out->n].n = rows.n;
 		out->n++;
-out:
-	if (rows)
-		for (size_t i = 0; i < n; i++)
-			store_image_clear(&rows[i]);
-	free(rows);
-	free(found);
-	if (rc != 0 || g->n <= 1) {
-		for (size_t i = 0; g->hits && i < g->n; i++)
-			store_image_clear(&g->hits[i].image);
-		free(g->hits);
-		memset(g, 0, sizeof *g);
+	} else {
+		catalog_results_free(&rows);
 	}
-	return rc;
+	return 0;
 }
 
 int catalog_duplicate_groups(catalog *c, float min_score, int64_t after_id, size_t limit,

@@ -109,8 +109,7 @@ static void heap_sort_desc(struct topk *t)
 
 /* ---- search ------------------------------------------------------------------------ */
 
-/* Fill out->hits from candidate ids (best first), dropping rows that are gone. */
-static int fetch_rows(catalog *c, const int64_t *ids, const float *scores, size_t n,
+int cat_fetch_rows(catalog *c, const int64_t *ids, const float *scores, size_t n,
 		      struct catalog_results *out, store_error *err)
 {
 	if (n == 0)
@@ -217,7 +216,7 @@ static int semantic_search(catalog *c, const struct catalog_query *q, struct cat
 			taken = t.n;
 			out->exhaustive = 1;
 			out->exact_scan = 1;
-			rc = fetch_rows(c, ids, scores, taken, out, err);
+			rc = cat_fetch_rows(c, ids, scores, taken, out, err);
 			goto out;
 		}
 		/* Too many matches to score one by one: ask the index for many
@@ -268,7 +267,7 @@ static int semantic_search(catalog *c, const struct catalog_query *q, struct cat
 		}
 		out->exhaustive = exact;
 	}
-	rc = fetch_rows(c, ids, scores, taken, out, err);
+	rc = cat_fetch_rows(c, ids, scores, taken, out, err);
 out:
 	if (rc != 0)
 		catalog_results_free(out);
@@ -293,7 +292,7 @@ static int keyword_search(catalog *c, const struct catalog_query *q, size_t k, s
 	}
 	rc = store_keyword_search(c->st, q->keywords, q->not_keywords, &q->sel, k, ids, scores, &n, err);
 	if (rc == 0)
-		rc = fetch_rows(c, ids, scores, n, out, err);
+		rc = cat_fetch_rows(c, ids, scores, n, out, err);
 	for (size_t i = 0; rc == 0 && i < out->n; i++)
 		out->hits[i].keyword_rank = (unsigned)i + 1;
 	out->exhaustive = 1;

@@ -11,14 +11,9 @@ import zlib
 
 import pytest
 
-from helpers import fixture, load_openapi, check_response, make_png, multipart
+from helpers import fixture, check_response, make_png, multipart
 
 NAMES = ["chelsea.png", "coffee.png", "horse.png", "astronaut.png", "camera.png", "rocket.jpg"]
-
-
-@pytest.fixture(scope="module")
-def doc(server):
-    return load_openapi(server)
 
 
 @pytest.fixture(scope="module")

@@ -120,14 +120,28 @@ static void test_error_json(void)
 	free(body);
 }
 
-/* openapi.json lists exactly the router's routes and the error table. */
-static void test_openapi_agrees(void)
+static cJSON *load_openapi(void)
 {
 	size_t len = 0;
 	char *text = (char *)harness_read_file(TEST_DATA_DIR "/../../server/app/openapi.json", &len);
-	REQUIRE(text);
-	cJSON *doc = cJSON_ParseWithLength(text, len);
+	cJSON *doc = text ? cJSON_ParseWithLength(text, len) : NULL;
 	free(text);
+	return doc;
+}
+
+/* "GET" -> "get", as openapi.json spells a method */
+static void lower_method(const char *m, char *out, size_t len)
+{
+	size_t k = 0;
+	for (; m[k] && k < len - 1; k++)
+		out[k] = (char)(m[k] | 0x20);
+	out[k] = 0;
+}
+
+/* openapi.json lists exactly the router's routes and the error table. */
+static void test_openapi_agrees(void)
+{
+	cJSON *doc = load_openapi();
 	REQUIRE(doc);
 	cJSON *paths = cJSON_GetObjectItemCaseSensitive(doc, "paths");
 	REQUIRE(cJSON_IsObject(paths));
@@ -147,10 +161,7 @@ static void test_openapi_agrees(void)
 		}
 	for (size_t i = 0; i < ROUTE_COUNT; i++) {
 		char method[16];
-		size_t k = 0;
-		for (; srv_routes[i].method[k] && k < sizeof method - 1; k++)
-			method[k] = (char)(srv_routes[i].method[k] | 0x20);
-		method[k] = 0;
+		lower_method(srv_routes[i].method, method, sizeof method);
 		cJSON *item = cJSON_GetObjectItemCaseSensitive(paths, srv_routes[i].path);
 		if (!cJSON_GetObjectItemCaseSensitive(item, method))
 			HARNESS_FAIL("the router has %s %s, openapi.json does not", srv_routes[i].method, srv_routes[i].path);
@@ -175,19 +186,12 @@ static void test_openapi_agrees(void)
  * would be refused, a documented one missing from the table too. */
 static void test_openapi_parameters_agree(void)
 {
-	size_t len = 0;
-	char *text = (char *)harness_read_file(TEST_DATA_DIR "/../../server/app/openapi.json", &len);
-	REQUIRE(text);
-	cJSON *doc = cJSON_ParseWithLength(text, len);
-	free(text);
+	cJSON *doc = load_openapi();
 	REQUIRE(doc);
 	cJSON *paths = cJSON_GetObjectItemCaseSensitive(doc, "paths");
 	for (size_t i = 0; i < ROUTE_COUNT; i++) {
 		char method[16];
-		size_t k = 0;
-		for (; srv_routes[i].method[k] && k < sizeof method - 1; k++)
-			method[k] = (char)(srv_routes[i].method[k] | 0x20);
-		method[k] = 0;
+		lower_method(srv_routes[i].method, method, sizeof method);
 		cJSON *op = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(paths, srv_routes[i].path), method);
 		size_t documented = 0;
 		cJSON *p;
