@@ -54,7 +54,8 @@ static void plan_free(struct st_selection_plan *p)
 /* Parse "a.b\.c.gte" into the path $."a"."b.c" and the operator. */
 static int parse_key(const char *key, char *path, size_t len, enum sel_op *op, store_error *err)
 {
-	char seg[STORE_MAX_FILTER_DEPTH][STORE_MAX_FILTER_KEY + 1];
+	/* the path's segments and room for an operator segment after them */
+	char seg[STORE_MAX_FILTER_DEPTH + 1][STORE_MAX_FILTER_KEY + 1];
 	size_t nseg = 0, sl = 0;
 	size_t klen = strlen(key);
 	if (klen == 0 || klen > STORE_MAX_FILTER_KEY)
@@ -65,9 +66,6 @@ static int parse_key(const char *key, char *path, size_t len, enum sel_op *op, s
 		if (ch == '.' || ch == 0) {
 			if (sl == 0)
 				return store_fail(err, STORE_ERR_INVALID, "%s: an empty path segment (write a dot in a key as \\.)", key);
-			if (nseg == STORE_MAX_FILTER_DEPTH)
-				return store_fail(err, STORE_ERR_INVALID, "%s: at most %d path segments",
-						  key, STORE_MAX_FILTER_DEPTH);
 			seg[nseg++][sl] = 0;
 			sl = 0;
 			if (ch == 0)
@@ -82,6 +80,8 @@ static int parse_key(const char *key, char *path, size_t len, enum sel_op *op, s
 		} else if (ch < 0x20 || ch == 0x7f || ch == '"') {
 			return store_fail(err, STORE_ERR_INVALID, "%s: a filter key may not contain quotes or control characters", key);
 		}
+		if (nseg > STORE_MAX_FILTER_DEPTH)
+			return store_fail(err, STORE_ERR_INVALID, "%s: at most %d path segments", key, STORE_MAX_FILTER_DEPTH);
 		seg[nseg][sl++] = (char)ch;
 	}
 	*op = OP_EQ;
@@ -93,6 +93,8 @@ static int parse_key(const char *key, char *path, size_t len, enum sel_op *op, s
 				break;
 			}
 	}
+	if (nseg > STORE_MAX_FILTER_DEPTH)
+		return store_fail(err, STORE_ERR_INVALID, "%s: at most %d path segments", key, STORE_MAX_FILTER_DEPTH);
 	path[0] = 0;
 	if (st_appendf(path, len, "$") != 0)
 		return store_fail(err, STORE_ERR_INVALID, "%s: path too long", key);

@@ -241,6 +241,7 @@ def test_search_filters_match_the_model(corpus):
     ("a..b", "1", "empty path segment"),
     ("a\\x", "1", "backslash"),
     ("a.b.c.d.e.f.g.h.i", "1", "at most 8"),
+    ("a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r." + "z" * 80, "1", "at most 8"),
     ("x" * 129, "1", "1 to 128 bytes"),
     ("tags.exists", "maybe", "true or false"),
     ("tags", "v" * 1025, "at most 1024"),

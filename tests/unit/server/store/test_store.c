@@ -502,6 +502,13 @@ static void test_filters(void)
 	struct store_filter deep[] = { { "a.b.c.d.e.f.g.h.i", "1" } };
 	sel.filters = deep;
 	CHECK_EQ_INT(store_check_selection(&sel, &err), STORE_ERR_INVALID);
+	struct store_filter deeper[] = { { "a.b.c.d.e.f.g.h.i.j.k.l.mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm", "1" } };
+	sel.filters = deeper;
+	CHECK_EQ_INT(store_check_selection(&sel, &err), STORE_ERR_INVALID);
+	/* eight segments and an operator are fine */
+	struct store_filter deep_op[] = { { "a.b.c.d.e.f.g.h.gte", "1" } };
+	sel.filters = deep_op;
+	CHECK_EQ_INT(store_check_selection(&sel, &err), 0);
 	struct store_filter empty_seg[] = { { "a..b", "1" } };
 	sel.filters = empty_seg;
 	CHECK_EQ_INT(store_check_selection(&sel, &err), STORE_ERR_INVALID);
