@@ -101,16 +101,18 @@ void st_active(store *s, struct store_model *out, int *found);
 void st_vec_to_le(const float *v, size_t dim, void *out);
 void st_vec_from_le(const void *in, size_t dim, float *out);
 
-/* Selections (store_select.c): append sel's WHERE conditions (each
- * starting with " AND ", on the images table as "i") to the SQL in buf, -1
- * if buf is too small; bind their parameters. ?1 is left to the
- * statement, and ?ST_P_LIMIT (after the selection's) is free for a limit. */
-#define ST_P_LIMIT (7 + 2 * STORE_MAX_FILTERS)
-int st_selection_sql(const struct store_selection *sel, char *buf, size_t len);
-int st_selection_bind(sqlite3_stmt *st, const struct store_selection *sel, store_error *err);
-
 /* Append formatted text to the NUL-terminated buf of size len; -1 if it
  * did not fit (buf then holds a truncated string). */
 int st_appendf(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* A statement over "images i": head (ending in a WHERE clause), the
+ * selection's conditions (" AND ..."), then tail; the selection's
+ * parameters are bound (?2 to ?6 and from ?7 on: the statement's own are ?1
+ * and ST_SEL_FIRST_FREE onwards). Finish with st_selection_finish. */
+struct st_selection_plan;
+int st_selection_prepare(struct store_conn *c, const char *head, const struct store_selection *sel,
+			 const char *tail, sqlite3_stmt **out, struct st_selection_plan **plan, store_error *err);
+void st_selection_finish(sqlite3_stmt *st, struct st_selection_plan *plan);
+#define ST_SEL_FIRST_FREE (7 + 2 * STORE_MAX_FILTERS)
 
 #endif

@@ -90,7 +90,7 @@ def test_every_photo_uploads_in_multipart(make_server):
     s = make_server().start()
     body, ctype = multipart([("file", name, None, photo(name)) for name in GOOD])
     r = s.request("POST", "/images", body=body, headers={"Content-Type": ctype})
-    assert r.status == 200, r
+    assert r.status == 201, r   # every file stored (issue 15's multipart statuses)
     items = r.json()["items"]
     assert len(items) == len(GOOD)
     # every file's bytes differ (orient_1..8 differ in their tag): each is new
