@@ -57,7 +57,7 @@ int srv_config_parse(const struct cli_command *info, int argc, char **argv, stru
 		{ "model-warning", CLI_STRING, &c->model_warning, "TEXT", "a warning about the model, logged and shown in /info", 0, 0 },
 		{ "weights-cache", CLI_STRING, &c->weights_cache, "DIR", "where the weights repacked for this CPU are kept between starts; off: repack at every start ($XDG_CACHE_HOME/clipd or ~/.cache/clipd)", 0, 0 },
 		{ "log-level", CLI_STRING, &c->log_level, "LEVEL", "error, warn, info or debug (info)", 0, 0 },
-		{ "threads", CLI_INT, &c->threads, "N", "HTTP threads (4)", 1, 256 },
+		{ "http-threads", CLI_INT, &c->threads, "N", "HTTP threads (4)", 1, 256 },
 		{ "encoder-threads", CLI_INT, &c->encoder_threads, "N", "threads per encoder context, image and text each (0: CPUs)", 0, 256 },
 		{ "decode-threads", CLI_INT, &c->decode_threads, "N", "threads decoding uploads and making thumbnails (2)", 1, 64 },
 		{ "exact-decode", CLI_FLAG, &c->exact_decode, NULL, "decode JPEGs at full size, bit-faithful to Pillow (off: large JPEGs are decoded DCT-scaled to at least twice the model's input side)", 0, 0 },

@@ -163,6 +163,20 @@ static void listen_text(const struct srv_config *cfg, unsigned port, char *out, 
 		snprintf(out, len, "%s:%u", host, port);
 }
 
+/* The address a person opens in a browser: the listening address, or the
+ * loopback one when clipd listens on every address (0.0.0.0, ::). */
+static void browse_url(const struct srv_config *cfg, unsigned port, char *out, size_t len)
+{
+	char host[HTTP_ADDR_MAX];
+	int v6 = cfg->listen_addr.ss_family == AF_INET6;
+	http_addr_text((const struct sockaddr *)&cfg->listen_addr, host);
+	if (!strcmp(host, "0.0.0.0"))
+		snprintf(host, sizeof host, "127.0.0.1");
+	else if (!strcmp(host, "::"))
+		snprintf(host, sizeof host, "::1");
+	snprintf(out, len, v6 ? "http://[%s]:%u/" : "http://%s:%u/", host, port);
+}
+
 /* Load the model, open the data directory, start the encoder. */
 static int load(struct srv_app *app, const struct srv_config *cfg)
 {
@@ -346,7 +360,9 @@ static int run_serve(const struct cli_command *info, int argc, char **argv)
 		goto shutdown;
 	}
 	atomic_store(&app.ready, 1);
-	log_info("ready (clipd %s, %lld HTTP threads)", CLIPD_VERSION, cfg.threads);
+	char url[HTTP_ADDR_MAX + 32];
+	browse_url(&cfg, http_server_port(app.http), url, sizeof url);
+	log_info("ready (clipd %s, %lld HTTP threads): open %s in a browser", CLIPD_VERSION, cfg.threads, url);
 
 	double last_save = clock_mono_s();
 	while (!wait_stop(1.0)) {
