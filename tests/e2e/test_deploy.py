@@ -182,6 +182,7 @@ def test_fetch_offline_and_bad_repos(tmp_path):
     assert p.returncode == 3 and "unreachable" in p.stderr
     assert time.time() - t0 < 30
     assert not (tmp_path / "m").exists()
+    assert not (tmp_path / "m.partial").exists()   # nothing came: no empty leftover
     p = subprocess.run(["bash", FETCH, "../etc", str(tmp_path / "x")], capture_output=True, text=True)
     assert p.returncode == 2
 
