@@ -241,6 +241,31 @@ static TARGET void gemm_avx512(size_t M, size_t N, size_t K, const float *x, siz
 	}
 }
 
+/* The end of a packed tile: y[mr rows, 32 columns] (=, or += when add)
+ * the accumulators a0 (columns 0-15) and a1 (16-31) + bias (NULL: none),
+ * under the masks m0 and m1. */
+static inline TARGET __attribute__((always_inline)) void store_tile(const int mr, const __m512 *a0, const __m512 *a1,
+								    const float *bias, float *y, size_t ldy,
+								    int add, __mmask16 m0, __mmask16 m1)
+{
+	__m512 b0 = _mm512_setzero_ps(), b1 = b0;
+	if (bias) {
+		b0 = _mm512_maskz_loadu_ps(m0, bias);
+		b1 = _mm512_maskz_loadu_ps(m1, bias + 16);
+	}
+#pragma GCC unroll 16
+	for (int i = 0; i < mr; i++) {
+		float *yi = y + (size_t)i * ldy;
+		__m512 r0 = _mm512_add_ps(a0[i], b0), r1 = _mm512_add_ps(a1[i], b1);
+		if (add) {
+			r0 = _mm512_add_ps(r0, _mm512_maskz_loadu_ps(m0, yi));
+			r1 = _mm512_add_ps(r1, _mm512_maskz_loadu_ps(m1, yi + 16));
+		}
+		_mm512_mask_storeu_ps(yi, m0, r0);
+		_mm512_mask_storeu_ps(yi + 16, m1, r1);
+	}
+}
+
 /*
  * The packed kernel: y[mr rows, one panel of 32 columns] (=, or += when
  * add) x[mr, kc] times the panel's kc x 32 block, + bias on the last
@@ -265,22 +290,7 @@ static inline TARGET __attribute__((always_inline)) void ptile(const int mr, siz
 			a1[i] = _mm512_fmadd_ps(b, w1, a1[i]);
 		}
 	}
-	__m512 b0 = _mm512_setzero_ps(), b1 = b0;
-	if (bias) {
-		b0 = _mm512_maskz_loadu_ps(m0, bias);
-		b1 = _mm512_maskz_loadu_ps(m1, bias + 16);
-	}
-#pragma GCC unroll 16
-	for (int i = 0; i < mr; i++) {
-		float *yi = y + (size_t)i * ldy;
-		__m512 r0 = _mm512_add_ps(a0[i], b0), r1 = _mm512_add_ps(a1[i], b1);
-		if (add) {
-			r0 = _mm512_add_ps(r0, _mm512_maskz_loadu_ps(m0, yi));
-			r1 = _mm512_add_ps(r1, _mm512_maskz_loadu_ps(m1, yi + 16));
-		}
-		_mm512_mask_storeu_ps(yi, m0, r0);
-		_mm512_mask_storeu_ps(yi + 16, m1, r1);
-	}
+	store_tile(mr, a0, a1, bias, y, ldy, add, m0, m1);
 }
 
 #define PTILE_CASE(n)                                                        \
@@ -308,25 +318,82 @@ static __mmask16 lanes(size_t lo, size_t hi)
 	return (__mmask16)m;
 }
 
-static TARGET void packed_avx512(size_t M, size_t K, const float *x, size_t ldx, const float *p, const float *bias,
-				 float *y, size_t ldy, size_t n0, size_t n1, float beta)
+/* ---- AVX-512 BF16: vdpbf16ps on bf16 panels ------------------------------- */
+
+#define BTARGET __attribute__((target("avx512f,avx512bw,avx512bf16")))
+
+/* As ptile, with kq pairs of k: x holds bf16 pairs, p a bf16 panel's block. */
+static inline BTARGET __attribute__((always_inline)) void btile(const int mr, size_t kq, const uint16_t *x,
+								size_t ldx, const uint16_t *p, const float *bias,
+								float *y, size_t ldy, int add, __mmask16 m0,
+								__mmask16 m1)
 {
-	size_t tiles = (M + PMR - 1) / PMR;
-	for (size_t k0 = 0; k0 < K; k0 += PKC) {
-		size_t kc = K - k0 < PKC ? K - k0 : PKC;
-		int add = beta != 0.0f || k0 > 0, last = k0 + kc == K;
+	__m512 a0[PMR], a1[PMR];
+#pragma GCC unroll 16
+	for (int i = 0; i < mr; i++)
+		a0[i] = a1[i] = _mm512_setzero_ps();
+	for (size_t q = 0; q < kq; q++) {
+		__m512bh w0 = (__m512bh)_mm512_load_si512(p + q * 2 * PNR);
+		__m512bh w1 = (__m512bh)_mm512_load_si512(p + q * 2 * PNR + PNR);
+#pragma GCC unroll 16
+		for (int i = 0; i < mr; i++) {
+			int32_t pair;
+			memcpy(&pair, x + (size_t)i * ldx + 2 * q, sizeof pair);
+			__m512bh b = (__m512bh)_mm512_set1_epi32(pair);
+			a0[i] = _mm512_dpbf16_ps(a0[i], b, w0);
+			a1[i] = _mm512_dpbf16_ps(a1[i], b, w1);
+		}
+	}
+	store_tile(mr, a0, a1, bias, y, ldy, add, m0, m1);
+}
+
+#define BTILE_CASE(n)                                                        \
+	case n:                                                              \
+		btile(n, kq, x, ldx, p, bias, y, ldy, add, m0, m1);          \
+		break
+
+static BTARGET void btile_any(int mr, size_t kq, const uint16_t *x, size_t ldx, const uint16_t *p,
+			      const float *bias, float *y, size_t ldy, int add, __mmask16 m0, __mmask16 m1)
+{
+	switch (mr) {
+		BTILE_CASE(1); BTILE_CASE(2); BTILE_CASE(3); BTILE_CASE(4);
+		BTILE_CASE(5); BTILE_CASE(6); BTILE_CASE(7); BTILE_CASE(8);
+		BTILE_CASE(9); BTILE_CASE(10); BTILE_CASE(11); BTILE_CASE(12);
+	default:
+		break;
+	}
+}
+
+/*
+ * The packed products' loops, over float32 panels (bf16 = 0: x is M rows
+ * of K floats) or bf16 ones (x: rows of bf16 pairs, K taken as
+ * clip_bf16_row(K)): K in chunks of PKC, the panels that hold [n0, n1)
+ * with their columns masked, and in each tiles of balanced heights, at
+ * most PMR rows.
+ */
+static TARGET void packed_loops(int bf16, size_t M, size_t K, const void *x, size_t ldx, const void *p,
+				const float *bias, float *y, size_t ldy, size_t n0, size_t n1, float beta)
+{
+	size_t tiles = (M + PMR - 1) / PMR, Kp = bf16 ? clip_bf16_row(K) : K;
+	for (size_t k0 = 0; k0 < Kp; k0 += PKC) {
+		size_t kc = Kp - k0 < PKC ? Kp - k0 : PKC;
+		int add = beta != 0.0f || k0 > 0, last = k0 + kc == Kp;
 		for (size_t c = n0 / PNR * PNR; c < n1; c += PNR) {
 			/* the columns of this panel in [n0, n1), relative to c */
 			size_t lo = n0 > c ? n0 - c : 0, hi = n1 - c < PNR ? n1 - c : PNR;
 			__mmask16 m0 = lanes(lo < 16 ? lo : 16, hi < 16 ? hi : 16);
 			__mmask16 m1 = lanes(lo > 16 ? lo - 16 : 0, hi > 16 ? hi - 16 : 0);
-			const float *pb = p + (c * K + k0 * PNR);
+			size_t pb = c * Kp + k0 * PNR;   /* the block's first element */
 			const float *bb = bias && last ? bias + c : NULL;
-			/* tiles of balanced heights, at most PMR rows */
 			for (size_t t = 0, i0 = 0; t < tiles; t++) {
-				size_t i1 = M * (t + 1) / tiles;
-				ptile_any((int)(i1 - i0), kc, x + i0 * ldx + k0, ldx, pb, bb, y + i0 * ldy + c, ldy, add,
-					  m0, m1);
+				size_t i1 = M * (t + 1) / tiles, xo = i0 * ldx + k0;
+				float *yt = y + i0 * ldy + c;
+				if (bf16)
+					btile_any((int)(i1 - i0), kc / 2, (const uint16_t *)x + xo, ldx,
+						  (const uint16_t *)p + pb, bb, yt, ldy, add, m0, m1);
+				else
+					ptile_any((int)(i1 - i0), kc, (const float *)x + xo, ldx, (const float *)p + pb, bb,
+						  yt, ldy, add, m0, m1);
 				i0 = i1;
 			}
 		}
@@ -426,90 +493,6 @@ static ATARGET void packed_avx2(size_t M, size_t K, const float *x, size_t ldx, 
 	}
 }
 
-/* ---- AVX-512 BF16: vdpbf16ps on bf16 panels ------------------------------- */
-
-#define BTARGET __attribute__((target("avx512f,avx512bw,avx512bf16")))
-
-/* As ptile, with kq pairs of k: x holds bf16 pairs, p a bf16 panel's block. */
-static inline BTARGET __attribute__((always_inline)) void btile(const int mr, size_t kq, const uint16_t *x,
-								size_t ldx, const uint16_t *p, const float *bias,
-								float *y, size_t ldy, int add, __mmask16 m0,
-								__mmask16 m1)
-{
-	__m512 a0[PMR], a1[PMR];
-#pragma GCC unroll 16
-	for (int i = 0; i < mr; i++)
-		a0[i] = a1[i] = _mm512_setzero_ps();
-	for (size_t q = 0; q < kq; q++) {
-		__m512bh w0 = (__m512bh)_mm512_load_si512(p + q * 2 * PNR);
-		__m512bh w1 = (__m512bh)_mm512_load_si512(p + q * 2 * PNR + PNR);
-#pragma GCC unroll 16
-		for (int i = 0; i < mr; i++) {
-			int32_t pair;
-			memcpy(&pair, x + (size_t)i * ldx + 2 * q, sizeof pair);
-			__m512bh b = (__m512bh)_mm512_set1_epi32(pair);
-			a0[i] = _mm512_dpbf16_ps(a0[i], b, w0);
-			a1[i] = _mm512_dpbf16_ps(a1[i], b, w1);
-		}
-	}
-	__m512 b0 = _mm512_setzero_ps(), b1 = b0;
-	if (bias) {
-		b0 = _mm512_maskz_loadu_ps(m0, bias);
-		b1 = _mm512_maskz_loadu_ps(m1, bias + 16);
-	}
-#pragma GCC unroll 16
-	for (int i = 0; i < mr; i++) {
-		float *yi = y + (size_t)i * ldy;
-		__m512 r0 = _mm512_add_ps(a0[i], b0), r1 = _mm512_add_ps(a1[i], b1);
-		if (add) {
-			r0 = _mm512_add_ps(r0, _mm512_maskz_loadu_ps(m0, yi));
-			r1 = _mm512_add_ps(r1, _mm512_maskz_loadu_ps(m1, yi + 16));
-		}
-		_mm512_mask_storeu_ps(yi, m0, r0);
-		_mm512_mask_storeu_ps(yi + 16, m1, r1);
-	}
-}
-
-#define BTILE_CASE(n)                                                        \
-	case n:                                                              \
-		btile(n, kq, x, ldx, p, bias, y, ldy, add, m0, m1);          \
-		break
-
-static BTARGET void btile_any(int mr, size_t kq, const uint16_t *x, size_t ldx, const uint16_t *p,
-			      const float *bias, float *y, size_t ldy, int add, __mmask16 m0, __mmask16 m1)
-{
-	switch (mr) {
-		BTILE_CASE(1); BTILE_CASE(2); BTILE_CASE(3); BTILE_CASE(4);
-		BTILE_CASE(5); BTILE_CASE(6); BTILE_CASE(7); BTILE_CASE(8);
-		BTILE_CASE(9); BTILE_CASE(10); BTILE_CASE(11); BTILE_CASE(12);
-	default:
-		break;
-	}
-}
-
-static BTARGET void packed_bf16(size_t M, size_t K, const uint16_t *x, size_t ldx, const uint16_t *p,
-				const float *bias, float *y, size_t ldy, size_t n0, size_t n1, float beta)
-{
-	size_t tiles = (M + PMR - 1) / PMR, Kp = clip_bf16_row(K);
-	for (size_t k0 = 0; k0 < Kp; k0 += PKC) {
-		size_t kc = Kp - k0 < PKC ? Kp - k0 : PKC;
-		int add = beta != 0.0f || k0 > 0, last = k0 + kc == Kp;
-		for (size_t c = n0 / PNR * PNR; c < n1; c += PNR) {
-			size_t lo = n0 > c ? n0 - c : 0, hi = n1 - c < PNR ? n1 - c : PNR;
-			__mmask16 m0 = lanes(lo < 16 ? lo : 16, hi < 16 ? hi : 16);
-			__mmask16 m1 = lanes(lo > 16 ? lo - 16 : 0, hi > 16 ? hi - 16 : 0);
-			const uint16_t *pb = p + (c * Kp + k0 * PNR);
-			const float *bb = bias && last ? bias + c : NULL;
-			for (size_t t = 0, i0 = 0; t < tiles; t++) {
-				size_t i1 = M * (t + 1) / tiles;
-				btile_any((int)(i1 - i0), kc / 2, x + i0 * ldx + k0, ldx, pb, bb, y + i0 * ldy + c, ldy,
-					  add, m0, m1);
-				i0 = i1;
-			}
-		}
-	}
-}
-
 #endif
 
 /* ---- packing, bf16 rounding, dispatch ------------------------------------- */
@@ -543,7 +526,7 @@ void clip_gemm_packed(enum clip_kernel kernel, size_t M, size_t K, const float *
 		return;
 #if HAVE_X86_KERNELS
 	if (kernel >= CLIP_KERNEL_AVX512) {
-		packed_avx512(M, K, x, ldx, p, bias, y, ldy, n0, n1, beta);
+		packed_loops(0, M, K, x, ldx, p, bias, y, ldy, n0, n1, beta);
 		return;
 	}
 	if (kernel == CLIP_KERNEL_AVX2) {
@@ -617,7 +600,7 @@ void clip_gemm_packed_bf16(size_t M, size_t K, const uint16_t *x, size_t ldx, co
 	if (M == 0 || n1 <= n0)
 		return;
 #if HAVE_X86_KERNELS
-	packed_bf16(M, K, x, ldx, p, bias, y, ldy, n0, n1, beta);
+	packed_loops(1, M, K, x, ldx, p, bias, y, ldy, n0, n1, beta);
 #else
 	(void)K, (void)x, (void)ldx, (void)p, (void)bias, (void)y, (void)ldy, (void)beta;
 #endif
