@@ -206,9 +206,9 @@ int clip_tokenize(const clip_tokenizer *tok, const char *text, size_t len,
  *
  * What the server does with it (one decode per upload, on a decode thread):
  *
- *     struct clip_decode_params dp = clip_decode_default_params();
- *     dp.max_pixels = cfg->max_pixels;
- *     dp.min_short_side = exact_decode ? 0 : 2 * clip_model_image_size(model);
+ *     struct clip_decode_params dp = clip_model_decode_params(model, cfg->max_pixels, exact_decode);
+ *     // (the same as clip_decode_default_params() with max_pixels set and
+ *     //  min_short_side = exact_decode ? 0 : 2 * clip_model_image_size(model))
  *     clip_image img;
  *     if (clip_image_decode_with(bytes, len, &dp, &img, &err) != 0) ... 422/415
  *     clip_image_preprocess(model, &img, pixels, npix, &err);   // the embedding
@@ -280,6 +280,10 @@ struct clip_decode_params {
 };
 
 struct clip_decode_params clip_decode_default_params(void);
+/* The parameters for decoding an image for model m: max_pixels (0: the
+ * default), and the JPEG fast path down to twice the model's input side
+ * unless exact (--exact-decode: full size, bit-faithful to Pillow). */
+struct clip_decode_params clip_model_decode_params(const clip_model *m, size_t max_pixels, int exact);
 
 /* Decode as params say. On failure *out is empty (all zero) and the status
  * says why: CLIP_ERR_UNSUPPORTED (not a type above; the message lists

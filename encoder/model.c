@@ -904,6 +904,15 @@ int clip_model_image_size(const clip_model *m)
 	return m ? m->arch.image_size : 0;
 }
 
+struct clip_decode_params clip_model_decode_params(const clip_model *m, size_t max_pixels, int exact)
+{
+	struct clip_decode_params p = clip_decode_default_params();
+	if (max_pixels)
+		p.max_pixels = max_pixels;
+	p.min_short_side = exact || !m ? 0 : 2 * m->arch.image_size;
+	return p;
+}
+
 size_t clip_model_input_floats(const clip_model *m)
 {
 	return m ? (size_t)3 * (size_t)m->arch.image_size * (size_t)m->arch.image_size : 0;

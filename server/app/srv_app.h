@@ -129,8 +129,15 @@ int srv_check_image(const struct srv_app *app, const void *data, size_t len, int
 int srv_probe_image(struct srv_app *app, struct http_req *r, const void *data, size_t len,
 		    int *width, int *height, const char **mime);
 
+/* The capture-time range from the query string (taken_after,
+ * taken_before: RFC 3339, exclusive; images without a capture time never
+ * match) into sel; GET /images and the searches take it. 0, or an answer
+ * (400) and -1. */
+int srv_parse_taken_range(struct http_req *r, struct store_selection *sel);
+
 /* Search parameters from the query string shared by /search, /similar and
- * /search/image: k, min_score, filter.KEY, after, before
+ * /search/image: k, min_score, filter.KEY, after, before, taken_after,
+ * taken_before
  * (srv_search_params.c). Answers 400 and returns -1 on a bad one. q.filters
  * points into sp->filters, whose keys and values point into the request:
  * valid for the request's life, nothing to free. */

@@ -63,6 +63,7 @@ int srv_config_parse(const struct cli_command *info, int argc, char **argv, stru
 		{ "threads", CLI_INT, &c->threads, "N", "HTTP threads (4)", 1, 256 },
 		{ "encoder-threads", CLI_INT, &c->encoder_threads, "N", "threads per encoder context, image and text each (0: CPUs)", 0, 256 },
 		{ "decode-threads", CLI_INT, &c->decode_threads, "N", "threads decoding uploads and making thumbnails (2)", 1, 64 },
+		{ "exact-decode", CLI_FLAG, &c->exact_decode, NULL, "decode JPEGs at full size, bit-faithful to Pillow (off: large JPEGs are decoded DCT-scaled to at least twice the model's input side)", 0, 0 },
 		{ "api-key-file", CLI_STRING, &c->api_key_file, "FILE", "API keys, one per line with an optional read/write scope (none: open)", 0, 0 },
 		{ "cors-origin", CLI_LIST, &c->cors_origins, "ORIGIN", "an origin allowed by CORS, e.g. https://app.example (repeatable; * for any)", 0, 0 },
 		{ "rate-limit", CLI_DOUBLE, &c->rate_limit, "N", "requests per second per API key or client address (0: off)", 0, 0 },

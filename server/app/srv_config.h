@@ -36,6 +36,7 @@ struct srv_config {
 	long long threads;         /* HTTP threads (libmicrohttpd's pool) */
 	long long encoder_threads; /* per encoder context (image and text each have one) */
 	long long decode_threads;  /* workers decoding uploads and making thumbnails */
+	int exact_decode;          /* JPEGs decoded at full size: no DCT-scaled fast path */
 	/* security */
 	char *api_key_file;
 	struct cli_list cors_origins, trusted_proxies;

@@ -101,6 +101,7 @@ static void commit_task(void *arg)
 		.width = it->width, .height = it->height, .filename = it->filename,
 		.metadata = up->metadata, .metadata_len = 0, .vec = it->vec, .dim = up->app->dim,
 	};
+	srv_taken_at(it->job.taken_at, &in.taken);
 	if (catalog_add(up->app->cat, &in, &it->img, &it->duplicate, &err) != 0) {
 		enum http_err code = srv_store_http_error(err.code);
 		if (code != HTTP_ERR_BAD_PARAMETER)
@@ -360,6 +361,9 @@ void srv_images_create(struct srv_app *app, struct http_req *r)
 void srv_images_list(struct srv_app *app, struct http_req *r)
 {
 	long long limit = 50, cursor = 0;
+	struct store_selection sel = { 0 };
+	if (srv_parse_taken_range(r, &sel) != 0)
+		return;
 	const char *v = http_query(r, "limit");
 	if (v && srv_parse_int(v, 1, app->cfg->max_list, &limit) != 0) {
 		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "limit: must be a whole number from 1 to %lld", app->cfg->max_list);
@@ -374,7 +378,7 @@ void srv_images_list(struct srv_app *app, struct http_req *r)
 	size_t n = 0;
 	int64_t next = 0;
 	store_error err = { 0 };
-	if (catalog_list(app->cat, cursor, (size_t)limit, &items, &n, &next, &err) != 0) {
+	if (catalog_list(app->cat, &sel, cursor, (size_t)limit, &items, &n, &next, &err) != 0) {
 		srv_reply_store_error(r, &err);
 		return;
 	}
@@ -532,7 +536,8 @@ static void thumb_free(void *p)
 
 static void thumb_headers(const struct thumb *t, char *etag, size_t len, const char **headers)
 {
-	snprintf(etag, len, "ETag: \"%s-%d\"", t->img.sha256, t->size);
+	/* v2: transparent pixels over white (the cache file's name says the same) */
+	snprintf(etag, len, "ETag: \"%s-%d-v2\"", t->img.sha256, t->size);
 	headers[0] = etag;
 	headers[1] = "Cache-Control: private, max-age=31536000, immutable";
 	headers[2] = NULL;
@@ -588,10 +593,19 @@ static void thumb_task(void *arg)
 		goto out;
 	}
 	clip_error err = { 0 };
+	/* Decoded at the smallest DCT scale that still covers the size (a
+	 * JPEG), transparent pixels over white (JPEG has no alpha). */
+	struct clip_decode_params dp = clip_decode_default_params();
+	dp.max_pixels = (size_t)app->cfg->max_pixels;
+	dp.min_long_side = t->size;
+	dp.keep_alpha = 1;
 	srv_encoder_budget_take(app->enc, share);
-	int rc = clip_image_decode(bytes, len, (size_t)app->cfg->max_pixels, &img, &err);
-	if (rc == 0 && srv_thumb_make(img.rgb, img.width, img.height, t->size, &t->jpeg, &t->len) != 0)
-		thumb_fail(t, HTTP_ERR_INTERNAL, "out of memory making the thumbnail");
+	int rc = clip_image_decode_with(bytes, len, &dp, &img, &err);
+	if (rc == 0) {
+		clip_image_flatten(&img);
+		if (srv_thumb_make(img.rgb, img.width, img.height, t->size, &t->jpeg, &t->len) != 0)
+			thumb_fail(t, HTTP_ERR_INTERNAL, "out of memory making the thumbnail");
+	}
 	clip_image_free(&img);
 	srv_encoder_budget_give(app->enc, share);
 	if (rc != 0) {

@@ -26,6 +26,11 @@ void srv_time_format(int64_t micros, char out[SRV_TIME_MAX]);
  * microseconds since the epoch. 0, or -1. */
 int srv_time_parse(const char *s, int64_t *micros);
 
+/* A capture time as the encoder gives it (clip_image.taken_at: RFC 3339,
+ * or "") into the row's form: the text and its instant; text "" when
+ * absent or not a time srv_time_parse reads. */
+void srv_taken_at(const char *text, struct store_taken_at *out);
+
 /* Characters (code points) of a UTF-8 string, or -1 if it is not valid UTF-8. */
 long srv_utf8_chars(const char *s, size_t len);
 /* A copy with each invalid sequence replaced by U+FFFD (malloc'd; NULL on OOM). */

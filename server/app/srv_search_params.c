@@ -1,6 +1,7 @@
 /*
  * The query parameters every search shares (/search, /images/{id}/similar,
- * /search/image): k, min_score, filter.KEY, after, before. See srv_app.h.
+ * /search/image): k, min_score, filter.KEY, after, before, taken_after,
+ * taken_before. See srv_app.h.
  */
 #include <stdio.h>
 #include <string.h>
@@ -34,6 +35,30 @@ static void collect_filter(void *ud, const char *key, const char *value)
 	f->value = value;
 }
 
+/* The RFC 3339 time parameter name, if present: *has = 1 and *us; or an
+ * answer (400) and -1. what says what it selects ("images created after it"). */
+static int time_param(struct http_req *r, const char *name, const char *what, int *has, int64_t *us)
+{
+	const char *v = http_query(r, name);
+	if (!v)
+		return 0;
+	if (srv_time_parse(v, us) != 0) {
+		http_reply_error(r, HTTP_ERR_BAD_PARAMETER,
+				 "%s: must be an RFC 3339 time such as 2024-05-01T12:00:00Z (%s)", name, what);
+		return -1;
+	}
+	*has = 1;
+	return 0;
+}
+
+int srv_parse_taken_range(struct http_req *r, struct store_selection *sel)
+{
+	if (time_param(r, "taken_after", "photos taken after it", &sel->has_taken_after, &sel->taken_after) != 0 ||
+	    time_param(r, "taken_before", "photos taken before it", &sel->has_taken_before, &sel->taken_before) != 0)
+		return -1;
+	return 0;
+}
+
 int srv_parse_search_params(struct srv_app *app, struct http_req *r, struct srv_search_params *sp)
 {
 	const struct srv_config *cfg = app->cfg;
@@ -60,22 +85,10 @@ int srv_parse_search_params(struct srv_app *app, struct http_req *r, struct srv_
 		sp->q.has_min_score = 1;
 		sp->q.min_score = (float)ms;
 	}
-	v = http_query(r, "after");
-	if (v) {
-		if (srv_time_parse(v, &sp->q.sel.created_after) != 0) {
-			http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "after: must be an RFC 3339 time such as 2024-05-01T12:00:00Z");
-			return -1;
-		}
-		sp->q.sel.has_after = 1;
-	}
-	v = http_query(r, "before");
-	if (v) {
-		if (srv_time_parse(v, &sp->q.sel.created_before) != 0) {
-			http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "before: must be an RFC 3339 time such as 2024-05-01T12:00:00Z");
-			return -1;
-		}
-		sp->q.sel.has_before = 1;
-	}
+	if (time_param(r, "after", "images uploaded after it", &sp->q.sel.has_after, &sp->q.sel.created_after) != 0 ||
+	    time_param(r, "before", "images uploaded before it", &sp->q.sel.has_before, &sp->q.sel.created_before) != 0 ||
+	    srv_parse_taken_range(r, &sp->q.sel) != 0)
+		return -1;
 	struct filter_collect fc = { .sp = sp };
 	http_query_each(r, collect_filter, &fc);
 	if (fc.error) {

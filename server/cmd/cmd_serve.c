@@ -236,6 +236,7 @@ static int load(struct srv_app *app, const struct srv_config *cfg)
 		.decode_threads = (size_t)cfg->decode_threads,
 		.max_pixels = (size_t)cfg->max_pixels,
 		.decode_budget = (size_t)cfg->decode_budget,
+		.exact_decode = cfg->exact_decode,
 		.image_batch = (size_t)cfg->batch_size,
 		.image_queue = (size_t)cfg->queue_size,
 		.image_wait_ms = (unsigned)cfg->batch_wait_ms,

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 
+#include "catalog.h"
 #include "clip.h"
 #include "cli.h"
 
@@ -51,5 +52,12 @@ int cmd_model_load(const char *dir, const char *weights_cache, size_t max_pixels
 /* The same parameters as cmd_model_load's, for clip_precision_check
  * before anything is loaded. */
 struct clip_params cmd_model_params(size_t max_pixels, int precision);
+
+/* An image's row and its original's bytes (malloc'd), for the commands
+ * that go over the stored images again (cmd/cmd_original.c). 0, or a
+ * store_status with the reason in *err (nothing to free then); clear
+ * *row and free *bytes. */
+int cmd_read_original(catalog *c, int64_t id, struct store_image *row, unsigned char **bytes,
+		      size_t *len, store_error *err);
 
 #endif

@@ -162,6 +162,7 @@ struct catalog_new_image {
 	size_t metadata_len;    /* 0: strlen(metadata) */
 	const float *vec;       /* the image embedding; normalised here (a copy) */
 	size_t dim;             /* must equal the model's */
+	struct store_taken_at taken;  /* the capture time (text "" for none) */
 };
 
 /*
@@ -194,11 +195,19 @@ int catalog_thumb_path(const catalog *c, const char *sha256, int size, char *buf
 int catalog_put_thumb(catalog *c, const char *sha256, int size, const void *jpeg, size_t len,
 		      store_error *err);
 
-/* Newest first, stable under concurrent inserts: pass cursor 0 for the
- * first page, then the *next_cursor returned (0 when there are no more).
- * limit 1..CATALOG_MAX_LIST. *items freed with store_images_free. */
-int catalog_list(catalog *c, int64_t cursor, size_t limit, struct store_image **items,
-		 size_t *n, int64_t *next_cursor, store_error *err);
+/* Newest first, stable under concurrent inserts: the rows sel selects
+ * (NULL: all); pass cursor 0 for the first page, then the *next_cursor
+ * returned (0 when there are no more). limit 1..CATALOG_MAX_LIST. *items
+ * freed with store_images_free. */
+int catalog_list(catalog *c, const struct store_selection *sel, int64_t cursor, size_t limit,
+		 struct store_image **items, size_t *n, int64_t *next_cursor, store_error *err);
+
+/* Set the capture time of images ids[0..n) (text "" clears it) in one
+ * transaction, skipping rows that are gone; *changed (may be NULL) counts
+ * the rows whose value changed. For `clipd check --repair` and `clipd
+ * reembed`, which read it again from the originals. */
+int catalog_set_taken_at(catalog *c, const int64_t *ids, const struct store_taken_at *taken, size_t n,
+			 size_t *changed, store_error *err);
 
 /* RFC 7396 merge patch of the metadata: patch is a JSON object (null
  * removes a key); the result, checked inside the write, must stay within

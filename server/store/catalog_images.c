@@ -112,7 +112,7 @@ int catalog_add(catalog *c, const struct catalog_new_image *in, struct store_ima
 	struct store_new_image row = {
 		.sha256 = sha, .mime = in->mime, .width = in->width, .height = in->height,
 		.bytes = (int64_t)in->len, .filename = in->filename, .metadata = meta,
-		.created_at = clock_wall_us(),
+		.created_at = clock_wall_us(), .taken = in->taken,
 	};
 	int64_t id = 0;
 	uint64_t seq = 0;
@@ -168,6 +168,7 @@ int catalog_add(catalog *c, const struct catalog_new_image *in, struct store_ima
 		out->height = in->height;
 		out->bytes = (int64_t)in->len;
 		out->created_at = row.created_at;
+		out->taken = row.taken;
 		out->filename = in->filename ? strdup(in->filename) : NULL;
 		out->metadata = meta ? meta : strdup("{}");
 		meta = NULL;
@@ -183,6 +184,14 @@ out_free:
 	free(meta);
 	free(vec);
 	return rc;
+}
+
+int catalog_set_taken_at(catalog *c, const int64_t *ids, const struct store_taken_at *taken, size_t n,
+			 size_t *changed, store_error *err)
+{
+	if (c->readonly)
+		return store_fail(err, STORE_ERR_INVALID, "the catalog is open read-only");
+	return store_set_taken_at(c->st, ids, taken, n, changed, err);
 }
 
 int catalog_get(catalog *c, int64_t id, struct store_image *out, store_error *err)
@@ -217,8 +226,8 @@ int catalog_put_thumb(catalog *c, const char *sha256, int size, const void *jpeg
 	return datadir_write_thumb(c->dir, sha256, size, jpeg, len, err);
 }
 
-int catalog_list(catalog *c, int64_t cursor, size_t limit, struct store_image **items,
-		 size_t *n, int64_t *next_cursor, store_error *err)
+int catalog_list(catalog *c, const struct store_selection *sel, int64_t cursor, size_t limit,
+		 struct store_image **items, size_t *n, int64_t *next_cursor, store_error *err)
 {
 	*items = NULL;
 	*n = 0;
@@ -230,7 +239,7 @@ int catalog_list(catalog *c, int64_t cursor, size_t limit, struct store_image **
 	struct store_image *got = NULL;
 	size_t count = 0;
 	/* One more than asked, to know whether there is a next page. */
-	int rc = store_list(c->st, cursor, limit + 1, &got, &count, err);
+	int rc = store_list(c->st, sel, cursor, limit + 1, &got, &count, err);
 	if (rc != 0)
 		return rc;
 	if (count > limit) {

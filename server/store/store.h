@@ -61,6 +61,7 @@ struct store_new_image {
 	const char *filename;   /* may be NULL */
 	const char *metadata;   /* a JSON object already validated (store_check_metadata); NULL for {} */
 	int64_t created_at;     /* microseconds; 0 means now */
+	struct store_taken_at taken;   /* the capture time; text "" for none */
 };
 
 /* ---- opening ---------------------------------------------------------- */
@@ -144,6 +145,12 @@ int store_delete(store *s, int64_t id, char sha256[STORE_SHA256_HEX], uint64_t *
 int store_patch_metadata(store *s, int64_t id, const char *patch, size_t len,
 			 size_t max_bytes, int max_depth, store_error *err);
 
+/* Set the capture time of images ids[0..n) (text "" clears it), in one
+ * transaction; rows that are gone are skipped. *changed (may be NULL):
+ * rows whose value changed. */
+int store_set_taken_at(store *s, const int64_t *ids, const struct store_taken_at *taken, size_t n,
+		       size_t *changed, store_error *err);
+
 int store_get(store *s, int64_t id, struct store_image *out, store_error *err);
 int store_get_by_sha256(store *s, const char *sha256, struct store_image *out, store_error *err);
 /* Rows ids[0..n) in one read transaction: out[i] filled and found[i] = 1,
@@ -153,10 +160,11 @@ int store_get_many(store *s, const int64_t *ids, size_t n, struct store_image *o
 /* 1 if a row has this sha256, 0 if not, negative on error. */
 int store_sha256_exists(store *s, const char *sha256, store_error *err);
 
-/* Newest first: rows with id < before_id (0: from the newest), at most
- * limit. *items malloc'd (free with store_images_free), *n set. */
-int store_list(store *s, int64_t before_id, size_t limit, struct store_image **items,
-	       size_t *n, store_error *err);
+/* Newest first: rows matching sel (NULL: all) with id < before_id (0:
+ * from the newest), at most limit. *items malloc'd (free with
+ * store_images_free), *n set. */
+int store_list(store *s, const struct store_selection *sel, int64_t before_id, size_t limit,
+	       struct store_image **items, size_t *n, store_error *err);
 
 int store_count(store *s, int64_t *n, store_error *err);
 

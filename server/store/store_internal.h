@@ -101,6 +101,14 @@ void st_active(store *s, struct store_model *out, int *found);
 void st_vec_to_le(const float *v, size_t dim, void *out);
 void st_vec_from_le(const void *in, size_t dim, float *out);
 
+/* Selections (store_select.c): append sel's WHERE conditions (each
+ * starting with " AND ", on the images table as "i") to the SQL in buf, -1
+ * if buf is too small; bind their parameters. ?1 is left to the
+ * statement, and ?ST_P_LIMIT (after the selection's) is free for a limit. */
+#define ST_P_LIMIT (7 + 2 * STORE_MAX_FILTERS)
+int st_selection_sql(const struct store_selection *sel, char *buf, size_t len);
+int st_selection_bind(sqlite3_stmt *st, const struct store_selection *sel, store_error *err);
+
 /* Append formatted text to the NUL-terminated buf of size len; -1 if it
  * did not fit (buf then holds a truncated string). */
 int st_appendf(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

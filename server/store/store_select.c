@@ -12,9 +12,11 @@
 /* ---- selections --------------------------------------------------------------------- */
 
 /* Parameter numbers in selection SQL: ?1 is the statement's own (model or
- * id), then the fixed ones, then two per filter (path, value), then limit. */
-enum { P_AFTER = 2, P_BEFORE = 3, P_EXCLUDE = 4, P_FILTER0 = 5,
+ * id), then the fixed ones, then two per filter (path, value), then limit
+ * (ST_P_LIMIT, store_internal.h). */
+enum { P_AFTER = 2, P_BEFORE = 3, P_EXCLUDE = 4, P_TAKEN_AFTER = 5, P_TAKEN_BEFORE = 6, P_FILTER0 = 7,
        P_LIMIT = P_FILTER0 + 2 * STORE_MAX_FILTERS };
+_Static_assert(P_LIMIT == ST_P_LIMIT, "ST_P_LIMIT follows the selection's parameters");
 
 int store_check_selection(const struct store_selection *sel, store_error *err)
 {
@@ -40,9 +42,7 @@ int store_check_selection(const struct store_selection *sel, store_error *err)
 	return 0;
 }
 
-/* Append the WHERE conditions of sel (each starting with " AND "); -1 if
- * buf is too small. */
-static int selection_sql(const struct store_selection *sel, char *buf, size_t len)
+int st_selection_sql(const struct store_selection *sel, char *buf, size_t len)
 {
 	int rc = 0;
 	if (sel->has_after)
@@ -51,6 +51,10 @@ static int selection_sql(const struct store_selection *sel, char *buf, size_t le
 		rc |= st_appendf(buf, len, " AND i.created_at < ?%d", P_BEFORE);
 	if (sel->exclude_id)
 		rc |= st_appendf(buf, len, " AND i.id != ?%d", P_EXCLUDE);
+	if (sel->has_taken_after)
+		rc |= st_appendf(buf, len, " AND i.taken_at_us > ?%d", P_TAKEN_AFTER);
+	if (sel->has_taken_before)
+		rc |= st_appendf(buf, len, " AND i.taken_at_us < ?%d", P_TAKEN_BEFORE);
 	for (size_t f = 0; f < sel->n_filters; f++) {
 		int p = P_FILTER0 + 2 * (int)f, v = p + 1;
 		rc |= st_appendf(buf, len,
@@ -62,7 +66,7 @@ static int selection_sql(const struct store_selection *sel, char *buf, size_t le
 	return rc;
 }
 
-static int selection_bind(sqlite3_stmt *st, const struct store_selection *sel, store_error *err)
+int st_selection_bind(sqlite3_stmt *st, const struct store_selection *sel, store_error *err)
 {
 	if (sel->has_after)
 		sqlite3_bind_int64(st, P_AFTER, sel->created_after);
@@ -70,6 +74,10 @@ static int selection_bind(sqlite3_stmt *st, const struct store_selection *sel, s
 		sqlite3_bind_int64(st, P_BEFORE, sel->created_before);
 	if (sel->exclude_id)
 		sqlite3_bind_int64(st, P_EXCLUDE, sel->exclude_id);
+	if (sel->has_taken_after)
+		sqlite3_bind_int64(st, P_TAKEN_AFTER, sel->taken_after);
+	if (sel->has_taken_before)
+		sqlite3_bind_int64(st, P_TAKEN_BEFORE, sel->taken_before);
 	for (size_t f = 0; f < sel->n_filters; f++) {
 		char *path = sqlite3_mprintf("$.\"%s\"", sel->filters[f].key);
 		if (!path)
@@ -95,7 +103,7 @@ int store_scan_selection(store *s, const struct store_selection *sel, size_t dim
 	st_active(s, &m, &have);
 	if (!have || m.dim != dim)
 		return store_fail(err, STORE_ERR_MODEL, "no active model of dimension %zu", dim);
-	if (selection_sql(sel, sql, sizeof sql) != 0 || st_appendf(sql, sizeof sql, " LIMIT ?%d", P_LIMIT) != 0)
+	if (st_selection_sql(sel, sql, sizeof sql) != 0 || st_appendf(sql, sizeof sql, " LIMIT ?%d", P_LIMIT) != 0)
 		return store_fail(err, STORE_ERR_INVALID, "selection too complex");
 	if (!(vec = malloc(dim * sizeof *vec)))
 		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
@@ -108,7 +116,7 @@ int store_scan_selection(store *s, const struct store_selection *sel, size_t dim
 		goto out;
 	}
 	sqlite3_bind_text(st, 1, m.fingerprint, -1, SQLITE_STATIC);
-	if ((rc = selection_bind(st, sel, err)) != 0)
+	if ((rc = st_selection_bind(st, sel, err)) != 0)
 		goto out;
 	sqlite3_bind_int64(st, P_LIMIT, limit >= (size_t)INT64_MAX ? INT64_MAX : (sqlite3_int64)limit + 1);
 	size_t seen = 0;
@@ -143,7 +151,7 @@ int store_filter_ids(store *s, const struct store_selection *sel, const int64_t 
 	memset(keep, 0, n);
 	if ((rc = store_check_selection(sel, err)) != 0 || n == 0)
 		return rc;
-	if (selection_sql(sel, sql, sizeof sql) != 0)
+	if (st_selection_sql(sel, sql, sizeof sql) != 0)
 		return store_fail(err, STORE_ERR_INVALID, "selection too complex");
 	struct store_conn *c = NULL;
 	if ((rc = st_read_begin(s, &c, err)) != 0)
@@ -153,7 +161,7 @@ int store_filter_ids(store *s, const struct store_selection *sel, const int64_t 
 		rc = st_dberr(c->db, r, err, "prepare selection");
 		goto out;
 	}
-	if ((rc = selection_bind(st, sel, err)) != 0)
+	if ((rc = st_selection_bind(st, sel, err)) != 0)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
 		sqlite3_bind_int64(st, 1, ids[i]);

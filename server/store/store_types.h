@@ -58,6 +58,16 @@ const char *store_status_name(int status);
 #define STORE_MIME_MAX 64
 #define STORE_FINGERPRINT_HEX 65
 
+/* When a photo was taken: the RFC 3339 text as the file states it
+ * ("2023-06-17T14:03:22+02:00"; "-00:00" when the camera stated no
+ * offset) and the same instant in microseconds since the epoch, UTC (what
+ * filters compare). text "" is none (us is then 0). */
+#define STORE_TAKEN_AT_MAX 40
+struct store_taken_at {
+	char text[STORE_TAKEN_AT_MAX];
+	int64_t us;
+};
+
 /* One image row. filename and metadata are malloc'd and owned by the struct. */
 struct store_image {
 	int64_t id;                      /* rowid, never reused */
@@ -68,6 +78,7 @@ struct store_image {
 	char *filename;                  /* the client's filename, or NULL */
 	int64_t created_at;              /* microseconds since the Unix epoch, UTC */
 	char *metadata;                  /* compact JSON object text, never NULL once filled */
+	struct store_taken_at taken;     /* the capture time, text "" when unknown */
 };
 void store_image_clear(struct store_image *img);            /* frees the strings, zeroes */
 void store_images_free(struct store_image *imgs, size_t n); /* clears each, frees the array */
@@ -95,12 +106,16 @@ struct store_filter {
 /* The rows a search or a listing considers: the one description of a
  * selection, from the query string (server/app) down to the SQL
  * (store_select.c). created_after / created_before (microseconds,
- * exclusive bounds) are used when has_after / has_before. */
+ * exclusive bounds) are used when has_after / has_before; taken_after /
+ * taken_before (the same, on the capture time: rows without one never
+ * match) when has_taken_after / has_taken_before. */
 struct store_selection {
 	const struct store_filter *filters;   /* n_filters, at most STORE_MAX_FILTERS */
 	size_t n_filters;
 	int has_after, has_before;
 	int64_t created_after, created_before;
+	int has_taken_after, has_taken_before;
+	int64_t taken_after, taken_before;
 	int64_t exclude_id;   /* 0: none (similar-to-image excludes the image itself) */
 };
 

@@ -223,7 +223,7 @@ static void test_list_pages_newest_first(void)
 	int64_t cursor = 0;
 	int seen = 0;
 	for (int page = 0; page < 10; page++) {
-		REQUIRE(store_list(s, cursor, 10, &items, &n, &err) == 0);
+		REQUIRE(store_list(s, NULL, cursor, 10, &items, &n, &err) == 0);
 		for (size_t i = 0; i < n; i++)
 			CHECK_EQ_INT(items[i].id, ids[24 - seen - (int)i]);
 		seen += (int)n;
@@ -494,6 +494,75 @@ static void test_filters(void)
 	store_close(s);
 }
 
+/* The capture time: stored with the row, read back, selected by
+ * taken_after / taken_before (exclusive; rows without one never match) in
+ * scans, id filters and listings, set again in one transaction. */
+static void test_taken_at(void)
+{
+	store *s = open_store(db_in_tmp());
+	REQUIRE(s);
+	store_error err = { 0 };
+	REQUIRE(store_set_active_model(s, &model_a, &err) == 0);
+	const int64_t t0 = 1687003402LL * 1000000;   /* 2023-06-17T12:03:22Z */
+	char sha[SHA256_HEX];
+	sha256_hex("dated", 5, sha);
+	float v[DIM];
+	vec_for(1, v);
+	struct store_new_image img = { .sha256 = sha, .mime = "image/jpeg", .width = 4, .height = 3, .bytes = 5,
+				       .taken = { "2023-06-17T14:03:22+02:00", t0 } };
+	int64_t dated = 0, plain;
+	uint64_t seq = 0;
+	REQUIRE(store_insert(s, &img, v, DIM, &dated, &seq, &err) == 0);
+	REQUIRE((plain = insert(s, 2, NULL, NULL)) > 0);
+	struct store_image got;
+	REQUIRE(store_get(s, dated, &got, &err) == 0);
+	CHECK_EQ_STR(got.taken.text, "2023-06-17T14:03:22+02:00");
+	CHECK(got.taken.us == t0);
+	store_image_clear(&got);
+	REQUIRE(store_get(s, plain, &got, &err) == 0);
+	CHECK_EQ_STR(got.taken.text, "");
+	store_image_clear(&got);
+
+	int64_t ids[16];
+	int trunc = 0;
+	struct store_selection sel = { .has_taken_after = 1, .taken_after = t0 - 1 };
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, ids), 1);
+	CHECK_EQ_INT(ids[0], dated);
+	sel.taken_after = t0;
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, ids), 0);
+	struct store_selection before = { .has_taken_before = 1, .taken_before = t0 + 1 };
+	CHECK_EQ_INT(scan_ids(s, &before, 100, &trunc, ids), 1);
+	int64_t both[] = { dated, plain };
+	unsigned char keep[2];
+	REQUIRE(store_filter_ids(s, &before, both, 2, keep, &err) == 0);
+	CHECK(keep[0] == 1 && keep[1] == 0);
+	struct store_image *items = NULL;
+	size_t n = 0;
+	REQUIRE(store_list(s, &before, 0, 10, &items, &n, &err) == 0);
+	CHECK(n == 1 && items[0].id == dated);
+	store_images_free(items, n);
+	REQUIRE(store_list(s, NULL, 0, 10, &items, &n, &err) == 0);
+	CHECK(n == 2);
+	store_images_free(items, n);
+
+	/* Set again: what changed is counted; text "" clears it. */
+	struct store_taken_at t[2] = { { "", 0 }, { "2020-01-01T00:00:00-00:00", 1577836800LL * 1000000 } };
+	size_t changed = 0;
+	REQUIRE(store_set_taken_at(s, both, t, 2, &changed, &err) == 0);
+	CHECK(changed == 2);
+	REQUIRE(store_set_taken_at(s, both, t, 2, &changed, &err) == 0);
+	CHECK(changed == 0);
+	CHECK_EQ_INT(scan_ids(s, &before, 100, &trunc, ids), 1);
+	CHECK_EQ_INT(ids[0], plain);
+	/* Not a time: refused, nothing changes. */
+	struct store_taken_at bad[2] = { { "2024-01-01T00:00:00Z", 1704067200LL * 1000000 }, { "yesterday", 0 } };
+	CHECK_EQ_INT(store_set_taken_at(s, both, bad, 2, &changed, &err), STORE_ERR_INVALID);
+	REQUIRE(store_get(s, dated, &got, &err) == 0);
+	CHECK_EQ_STR(got.taken.text, "");
+	store_image_clear(&got);
+	store_close(s);
+}
+
 static void test_models_and_switch(void)
 {
 	char *path = db_in_tmp();
@@ -607,6 +676,7 @@ int main(void)
 	RUN(test_patch_is_rfc7396);
 	RUN(test_change_log);
 	RUN(test_filters);
+	RUN(test_taken_at);
 	RUN(test_models_and_switch);
 	RUN(test_file_hash_cache);
 	RUN(test_check_finds_problems);
