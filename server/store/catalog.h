@@ -104,6 +104,7 @@ struct catalog_params {
 	const char *model_name;        /* NULL: the base name of model_dir */
 	const char *model_dir;         /* for messages (the reembed hint); may be NULL */
 	const char *model_layout;      /* "hf" or "openclip" */
+	const char *model_precision;   /* "fp32" (or NULL) or "bf16": part of the fingerprint */
 
 	/* index.dim is the model's embedding size (ignored with model_files NULL:
 	 * the stored model's); factory, ivf_threshold, nprobe as in idx.h. */
@@ -379,9 +380,10 @@ int catalog_check(catalog *c, store_problem_fn fn, void *ud, store_error *err);
 
 /* Model fingerprint: SHA-256 over the base names and contents of the
  * files (weights and configs), in name order, the per-file hashes cached
- * in the catalog (c may be NULL: no cache). hex receives 64 hex digits. */
-int catalog_fingerprint(catalog *c, const char *const *files, char hex[STORE_FINGERPRINT_HEX],
-			double *hash_ms, store_error *err);
+ * in the catalog (c may be NULL: no cache), and a precision other than
+ * fp32 (NULL: fp32). hex receives 64 hex digits. */
+int catalog_fingerprint(catalog *c, const char *const *files, const char *precision,
+			char hex[STORE_FINGERPRINT_HEX], double *hash_ms, store_error *err);
 
 /* Record a model without making it the one served (reembed's target). */
 int catalog_put_model(catalog *c, const struct store_model *m, store_error *err);

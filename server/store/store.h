@@ -112,9 +112,11 @@ int store_file_hash_put(store *s, const char *path, int64_t size, int64_t mtime_
 
 /* Model fingerprint: SHA-256 over the base names and contents of the
  * files (weights and configs), in name order, the per-file hashes cached
- * in s (may be NULL: no cache). hex receives 64 hex digits. (fingerprint.c) */
-int store_fingerprint(store *s, const char *const *files, char hex[STORE_FINGERPRINT_HEX],
-		      double *hash_ms, store_error *err);
+ * in s (may be NULL: no cache), and the precision the vectors are computed
+ * in unless it is the default (NULL or "fp32": the files alone, as before
+ * precisions existed). hex receives 64 hex digits. (fingerprint.c) */
+int store_fingerprint(store *s, const char *const *files, const char *precision,
+		      char hex[STORE_FINGERPRINT_HEX], double *hash_ms, store_error *err);
 
 /* ---- images ----------------------------------------------------------- */
 

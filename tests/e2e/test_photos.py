@@ -18,7 +18,7 @@ import urllib.parse
 import pytest
 from PIL import Image, ImageOps
 
-from helpers import CLIPD, DATA, REPO, check_response, load_openapi, multipart
+from helpers import CLIPD, DATA, PRECISION, REPO, check_response, load_openapi, multipart
 
 PHOTOS = os.path.join(DATA, "photos")
 MODEL_B = os.path.join(DATA, "tiny-clip-openclip")
@@ -247,7 +247,9 @@ def large_jpeg(path):
 
 
 def encode_cli(path, *flags):
-    out = subprocess.run([CLIPD, "encode", "--model", os.path.join(DATA, "tiny-clip-hf"), "--image", path] + list(flags),
+    # at the precision the suite's daemons compute in (CLIPD_E2E_SERVE_ARGS)
+    out = subprocess.run([CLIPD, "encode", "--model", os.path.join(DATA, "tiny-clip-hf"), "--precision", PRECISION,
+                          "--image", path] + list(flags),
                          capture_output=True, check=True, timeout=120).stdout
     return json.loads(out)["embedding"]
 
