@@ -22,6 +22,7 @@ MEANINGS = {
     "CLIPD_NPROBE": "IVF lists",
     "CLIPD_IVF_THRESHOLD": "vectors",
     "CLIPD_EXACT_DECODE": "decode",
+    "CLIPD_PRECISION": "bf16",
 }
 
 
