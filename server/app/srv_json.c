@@ -249,3 +249,14 @@ void srv_taken_at(const char *text, struct store_taken_at *out)
 	}
 	snprintf(out->text, sizeof out->text, "%s", text);
 }
+
+void srv_add_cursor(cJSON *root, int64_t next)
+{
+	if (next) {
+		char buf[32];
+		snprintf(buf, sizeof buf, "%lld", (long long)next);
+		cJSON_AddStringToObject(root, "next_cursor", buf);
+	} else {
+		cJSON_AddNullToObject(root, "next_cursor");
+	}
+}

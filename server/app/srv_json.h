@@ -18,6 +18,8 @@
 
 /* The image object (a new cJSON the caller owns; NULL when out of memory). */
 cJSON *srv_image_json(const struct store_image *img);
+/* "next_cursor": the id as a string, or null for 0 (no more pages). */
+void srv_add_cursor(cJSON *root, int64_t next);
 
 /* RFC 3339 in UTC with microseconds: "2024-05-01T12:00:00.000123Z". */
 #define SRV_TIME_MAX 96

@@ -62,6 +62,8 @@ void srv_status_info(struct srv_app *app, struct http_req *r)
 		cJSON_AddNumberToObject(model, "image_size", clip_model_image_size(app->model));
 		cJSON_AddNumberToObject(model, "context_length", clip_model_context_length(app->model));
 		cJSON_AddNumberToObject(model, "logit_scale", clip_model_logit_scale(app->model));
+		cJSON_AddStringToObject(model, "precision", clip_model_precision(app->model));
+		cJSON_AddStringToObject(model, "kernel", clip_model_kernel(app->model));
 	}
 	if (atomic_load(&app->ready)) {
 		struct catalog_stats st;

@@ -12,6 +12,10 @@
  *   first_embedding_ms  from process start to the first image embedding,
  *                       weights paged in on the way
  *   peak_rss_mb         the process's peak resident set
+ *   precision           fp32 or bf16 (--precision)
+ *   kernel              the matrix kernel: avx512-bf16, avx512, avx2 or
+ *                       openblas ($CLIPD_CPU=avx2 runs an AVX-512 CPU's
+ *                       products as an AVX2 one's)
  *   batch, threads, blas, blas_core, and weights_mb for comparison
  *   decode_ms           with --image: the median CPU time of one image's
  *                       decode and preprocessing (this thread, the file
@@ -157,13 +161,15 @@ out:
 
 static int run_bench(const struct cli_command *info, int argc, char **argv)
 {
-	char *model_dir = NULL;
+	char *model_dir = NULL, *precision_arg = NULL;
 	long long batch = 8, threads = 0;
 	double seconds = 10;
+	int precision = CLIP_PRECISION_FP32;
 	struct cli_list images = { 0 };
 	int exact_decode = 0;
 	const struct cli_option opts[] = {
 		{ "model", CLI_STRING, &model_dir, "DIR", "model directory", 0, 0 },
+		{ "precision", CLI_STRING, &precision_arg, "P", CMD_PRECISION_HELP, 0, 0 },
 		{ "batch", CLI_INT, &batch, "N", "images per batch (default 8)", 1, 256 },
 		{ "threads", CLI_INT, &threads, "N", "encoder threads (default 0: one per CPU)", 0, 256 },
 		{ "seconds", CLI_DOUBLE, &seconds, "S", "time for the image measurement (default 10)", 0, 0 },
@@ -194,13 +200,15 @@ static int run_bench(const struct cli_command *info, int argc, char **argv)
 		cli_usage_error(info, "--seconds must be in (0, 3600]");
 		goto out;
 	}
+	if (cmd_precision(info, precision_arg, &precision) != 0)
+		goto out;
 	if (threads == 0) {
 		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 		threads = cpus > 0 ? cpus : 1;
 	}
 
 	double t0 = (clock_mono_s() * 1e3);
-	if (cmd_model_load(model_dir, NULL, 0, &model, &err) != 0) {
+	if (cmd_model_load(model_dir, NULL, 0, precision, &model, &err) != 0) {
 		fprintf(stderr, "clipd bench: cannot load model %s: %s\n", model_dir, err.msg);
 		goto out;
 	}
@@ -277,11 +285,12 @@ static int run_bench(const struct cli_command *info, int argc, char **argv)
 	getrusage(RUSAGE_SELF, &ru);
 	printf("{\"images_per_s\":%.2f,\"images_per_s_mean\":%.2f,\"text_query_ms\":%.3f,\"load_ms\":%.1f,"
 	       "\"first_embedding_ms\":%.1f,\"peak_rss_mb\":%.1f,\"weights_mb\":%.1f,\"batch\":%zu,"
-	       "\"threads\":%lld,\"image_batches\":%zu,\"blas\":\"%s\",\"blas_core\":\"%s\",\"decode_ms\":%s,"
-	       "\"exact_decode\":%s}\n",
+	       "\"threads\":%lld,\"image_batches\":%zu,\"precision\":\"%s\",\"kernel\":\"%s\",\"blas\":\"%s\","
+	       "\"blas_core\":\"%s\",\"decode_ms\":%s,\"exact_decode\":%s}\n",
 	       (double)B * 1e3 / batch_ms, (double)B * (double)n_batches * 1e3 / total_ms, query_ms, load_ms,
 	       first_ms, (double)ru.ru_maxrss / 1024.0, (double)clip_model_weight_bytes(model) / (1 << 20), B,
-	       threads, n_batches, clip_blas_name(), clip_blas_core(), decode_json, exact_decode ? "true" : "false");
+	       threads, n_batches, clip_model_precision(model), clip_model_kernel(model), clip_blas_name(),
+	       clip_blas_core(), decode_json, exact_decode ? "true" : "false");
 	status = 0;
 	goto out;
 fail:
@@ -300,10 +309,12 @@ out:
 
 const struct clipd_command cmd_bench = {
 	{ "bench", "measure encoder speed and memory",
-	  "--model DIR [--batch N] [--threads N] [--seconds S] [--image FILE]... [--exact-decode]",
+	  "--model DIR [--precision fp32|bf16] [--batch N] [--threads N] [--seconds S] [--image FILE]... "
+	  "[--exact-decode]",
 	  "Prints one JSON line: images_per_s (batches of N random images, steady state), "
 	  "text_query_ms (median over distinct short queries), load_ms, first_embedding_ms "
-	  "(from process start), peak_rss_mb, batch, threads, blas and blas_core; with --image, "
+	  "(from process start), peak_rss_mb, batch, threads, precision, kernel (CLIPD_CPU=avx2 "
+	  "forces the AVX2 one), blas and blas_core; with --image, "
 	  "decode_ms (CPU time of one image's decode and preprocessing, the JPEG fast path unless "
 	  "--exact-decode) and batches of those images' pixels. Unset "
 	  "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for the command when measuring." },

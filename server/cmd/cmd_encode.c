@@ -220,12 +220,14 @@ static size_t encode_texts(const clip_model *model, clip_ctx *ctx, char **texts,
 
 static int run_encode(const struct cli_command *info, int argc, char **argv)
 {
-	char *model_dir = NULL;
+	char *model_dir = NULL, *precision_arg = NULL;
 	struct cli_list images = { 0 }, texts = { 0 };
 	long long threads = 0;
+	int precision = CLIP_PRECISION_FP32;
 	int exact_decode = 0;
 	const struct cli_option opts[] = {
 		{ "model", CLI_STRING, &model_dir, "DIR", "model directory", 0, 0 },
+		{ "precision", CLI_STRING, &precision_arg, "P", CMD_PRECISION_HELP, 0, 0 },
 		{ "image", CLI_LIST, &images, "FILE", "an image to encode (repeatable)", 0, 0 },
 		{ "text", CLI_LIST, &texts, "TEXT", "a text to encode (repeatable)", 0, 0 },
 		{ "threads", CLI_INT, &threads, "N", "encoder threads (0: one per CPU)", 0, 256 },
@@ -249,8 +251,10 @@ static int run_encode(const struct cli_command *info, int argc, char **argv)
 		cli_usage_error(info, "--model is required");
 		goto out;
 	}
+	if (cmd_precision(info, precision_arg, &precision) != 0)
+		goto out;
 	struct clip_params params = clip_default_params();
-	if (cmd_model_load(model_dir, NULL, params.max_pixels, &model, &err) != 0) {
+	if (cmd_model_load(model_dir, NULL, params.max_pixels, precision, &model, &err) != 0) {
 		fprintf(stderr, "clipd encode: cannot load model %s: %s\n", model_dir, err.msg);
 		goto out;
 	}
@@ -274,7 +278,7 @@ out:
 
 const struct clipd_command cmd_encode = {
 	{ "encode", "print CLIP embeddings of images and texts",
-	  "--model DIR [--image FILE]... [--text TEXT]... [--exact-decode]",
+	  "--model DIR [--precision fp32|bf16] [--image FILE]... [--text TEXT]... [--exact-decode]",
 	  "Prints one JSON object per input, images first, then texts, each in argument "
 	  "order: {\"kind\", \"input\", \"embedding\"} with the L2-normalised embedding, or "
 	  "{\"kind\", \"input\", \"error\": {\"code\", \"message\"}} for an input that fails. "

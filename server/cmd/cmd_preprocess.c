@@ -104,7 +104,7 @@ static int run_preprocess(const struct cli_command *info, int argc, char **argv)
 	}
 
 	struct clip_params params = clip_default_params();
-	if (cmd_model_load(model_dir, NULL, params.max_pixels, &model, &err) != 0) {
+	if (cmd_model_load(model_dir, NULL, params.max_pixels, CLIP_PRECISION_FP32, &model, &err) != 0) {
 		fprintf(stderr, "clipd preprocess: cannot load model %s: %s\n", model_dir, err.msg);
 		return 2;
 	}

@@ -1,5 +1,5 @@
 /*
- * clipd reembed --model DIR --data DIR [--batch N] [--threads N] [--max-images N]
+ * clipd reembed --model DIR --data DIR [--precision P] [--batch N] [--threads N] [--max-images N]
  *
  * Moves a collection to another model: re-encodes every stored original
  * with the model in DIR (with the JPEG fast path unless --exact-decode),
@@ -7,7 +7,9 @@
  * and each image's capture time as its original states it, and when every image has one, makes the new
  * model the data directory's model in one transaction, drops the old
  * vectors and rebuilds and saves the index. clipd serve then takes the new
- * model (and refuses the old one).
+ * model (and refuses the old one). The precision is part of the model:
+ * reembed --precision bf16 with the same model directory converts a
+ * collection to bf16 vectors (and --precision fp32 back).
  *
  * Resumable: an interrupted run keeps the batches it committed, and the
  * next run encodes only the images still missing a vector. Until the
@@ -117,8 +119,8 @@ static int encode_batch(catalog *c, clip_model *m, clip_ctx *ctx, const struct c
 	return 0;
 }
 
-static int reembed(const char *model_dir, const char *data_dir, size_t batch, int threads, long long max_images,
-		   int exact_decode)
+static int reembed(const char *model_dir, const char *data_dir, int precision, size_t batch, int threads,
+		   long long max_images, int exact_decode)
 {
 	struct catalog_params p = catalog_default_params();
 	struct clip_params cp = clip_default_params();
@@ -138,14 +140,15 @@ static int reembed(const char *model_dir, const char *data_dir, size_t batch, in
 		fprintf(stderr, "clipd reembed: %s\n", err.msg);
 		return 1;
 	}
-	if (cmd_model_load(model_dir, NULL, cp.max_pixels, &m, &ce) != 0) {
+	if (cmd_model_load(model_dir, NULL, cp.max_pixels, precision, &m, &ce) != 0) {
 		fprintf(stderr, "clipd reembed: %s: %s\n", model_dir, ce.msg);
 		goto out;
 	}
 	struct store_model target;
 	memset(&target, 0, sizeof target);
 	double hash_ms = 0;
-	if (catalog_fingerprint(c, clip_model_files(m), target.fingerprint, &hash_ms, &err) != 0) {
+	if (catalog_fingerprint(c, clip_model_files(m), clip_model_precision(m), target.fingerprint, &hash_ms,
+				&err) != 0) {
 		fprintf(stderr, "clipd reembed: %s\n", err.msg);
 		goto out;
 	}
@@ -231,7 +234,8 @@ static int reembed(const char *model_dir, const char *data_dir, size_t batch, in
 		goto out;
 	}
 	fprintf(stderr, "clipd reembed: %s now holds vectors of %s (%.12s) only; index rebuilt in %.1f s. "
-		"Start clipd serve --model %s\n", data_dir, target.name, target.fingerprint, clock_mono_s() - t0, model_dir);
+		"Start clipd serve --model %s --precision %s\n", data_dir, target.name, target.fingerprint,
+		clock_mono_s() - t0, model_dir, clip_model_precision(m));
 	rc = 0;
 out:
 	free(ids);
@@ -246,11 +250,13 @@ out:
 
 static int run_reembed(const struct cli_command *info, int argc, char **argv)
 {
-	char *model_dir = NULL, *data_dir = NULL;
+	char *model_dir = NULL, *data_dir = NULL, *precision_arg = NULL;
 	long long batch = 16, threads = 0, max_images = 0;
+	int precision = CLIP_PRECISION_FP32;
 	int exact_decode = 0;
 	const struct cli_option opts[] = {
 		{ "model", CLI_STRING, &model_dir, "DIR", "the new model's directory", 0, 0 },
+		{ "precision", CLI_STRING, &precision_arg, "P", "the new vectors' precision: " CMD_PRECISION_HELP, 0, 0 },
 		{ "data", CLI_STRING, &data_dir, "DIR", "the data directory", 0, 0 },
 		{ "batch", CLI_INT, &batch, "N", "images encoded (and committed) together", 1, REEMBED_MAX_BATCH },
 		{ "threads", CLI_INT, &threads, "N", "encoder threads (0: one per CPU)", 0, 256 },
@@ -268,15 +274,16 @@ static int run_reembed(const struct cli_command *info, int argc, char **argv)
 		cli_usage_error(info, "unexpected argument '%s'", args.positional[0]);
 	else if (!model_dir || !data_dir)
 		cli_usage_error(info, "--model and --data are required");
-	else
-		rc = reembed(model_dir, data_dir, (size_t)batch, (int)threads, max_images, exact_decode);
+	else if (cmd_precision(info, precision_arg, &precision) == 0)
+		rc = reembed(model_dir, data_dir, precision, (size_t)batch, (int)threads, max_images, exact_decode);
 	cli_args_free(&args);
 	return rc;
 }
 
 const struct clipd_command cmd_reembed = {
-	{ "reembed", "re-encode every stored image with a new model", "--model DIR --data DIR",
+	{ "reembed", "re-encode every stored image with a new model", "--model DIR --data DIR [--precision fp32|bf16]",
 	  "Stores the new vectors beside the old ones, a batch at a time (an interrupted run resumes "
 	  "where it stopped), and each image's capture time (taken_at) as its original states it, then switches the data directory to the new model and rebuilds its index. "
+	  "The same model at another --precision is another model: reembed converts between them. "
 	  "Exit status 3: stopped early by --max-images." },
 	run_reembed };

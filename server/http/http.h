@@ -58,7 +58,7 @@ typedef void (*http_handler_fn)(struct http_req *r);
  * memory (libmicrohttpd's pool) is sized from them, so that every request
  * within them fits (http.c). The request target's limit is the server's
  * max_uri (the application sizes it from its own limits). */
-#define HTTP_MAX_PARAMS 64                 /* query parameters */
+#define HTTP_MAX_PARAMS 128                /* query parameters */
 #define HTTP_MAX_HEADERS 100               /* header fields */
 #define HTTP_MAX_HEADER_BYTES (32u << 10)  /* header names and values together */
 #define HTTP_DEFAULT_MAX_URI (64u << 10)   /* bytes of the request target, when max_uri is 0 */

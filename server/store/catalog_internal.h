@@ -42,4 +42,9 @@ int cat_normalize(const float *v, size_t dim, float *out, store_error *err);
 /* Start a background index build if the index wants one. */
 void cat_maybe_retrain(catalog *c);
 
+/* Fill out->hits (out zeroed by the caller) from candidate ids and their
+ * scores, in their order, dropping rows that are gone (catalog_search.c). */
+int cat_fetch_rows(catalog *c, const int64_t *ids, const float *scores, size_t n,
+		   struct catalog_results *out, store_error *err);
+
 #endif

@@ -112,9 +112,11 @@ int store_file_hash_put(store *s, const char *path, int64_t size, int64_t mtime_
 
 /* Model fingerprint: SHA-256 over the base names and contents of the
  * files (weights and configs), in name order, the per-file hashes cached
- * in s (may be NULL: no cache). hex receives 64 hex digits. (fingerprint.c) */
-int store_fingerprint(store *s, const char *const *files, char hex[STORE_FINGERPRINT_HEX],
-		      double *hash_ms, store_error *err);
+ * in s (may be NULL: no cache), and the precision the vectors are computed
+ * in unless it is the default (NULL or "fp32": the files alone, as before
+ * precisions existed). hex receives 64 hex digits. (fingerprint.c) */
+int store_fingerprint(store *s, const char *const *files, const char *precision,
+		      char hex[STORE_FINGERPRINT_HEX], double *hash_ms, store_error *err);
 
 /* ---- images ----------------------------------------------------------- */
 
@@ -224,6 +226,14 @@ int store_filter_ids(store *s, const struct store_selection *sel, const int64_t 
 
 /* ---- maintenance ---------------------------------------------------------- */
 
+/* Keyword search (store_keywords.c): up to k images within sel whose
+ * filename or metadata strings hold any of the whitespace-separated words
+ * (each a phrase of FTS5's unicode61 tokens; no FTS5 syntax) and none of
+ * not_words (may be NULL), best BM25 first, ties by id. ids and scores
+ * hold k; scores are -bm25 (higher is better); *n set. */
+int store_keyword_search(store *s, const char *words, const char *not_words, const struct store_selection *sel,
+			 size_t k, int64_t *ids, float *scores, size_t *n, store_error *err);
+
 /* PRAGMA integrity_check and foreign_key_check, every row has a vector of
  * the active model of the right size. Returns the number of problems (>= 0)
  * or a negative status. */
@@ -236,6 +246,9 @@ int store_foreach_image(store *s, store_image_fn fn, void *ud, store_error *err)
 
 /* Ids (ascending, > after_id) of images without a vector under fingerprint,
  * at most max; *n set. For reembed. */
+/* Ids ascending (> after_id) of the images with a vector under fingerprint. */
+int store_vector_ids(store *s, const char *fingerprint, int64_t after_id, int64_t *ids,
+		     size_t max, size_t *n, store_error *err);
 int store_missing_vectors(store *s, const char *fingerprint, int64_t after_id, int64_t *ids,
 			  size_t max, size_t *n, store_error *err);
 /* Number of images with a vector under fingerprint. */

@@ -450,37 +450,30 @@ int store_sha256_exists(store *s, const char *sha256, store_error *err)
 int store_list(store *s, const struct store_selection *sel, int64_t before_id, size_t limit,
 	       struct store_image **items, size_t *n, store_error *err)
 {
-	char sql[8192] = "SELECT " IMAGE_COLS " FROM images i WHERE i.id < ?1";
+	char tail[64];
 	struct store_conn *c = NULL;
+	struct st_selection_plan *plan = NULL;
 	sqlite3_stmt *st = NULL;
 	*items = NULL;
 	*n = 0;
 	if (limit == 0 || limit > 100000)
 		return store_fail(err, STORE_ERR_INVALID, "limit must be 1 to 100000");
-	int rc = sel ? store_check_selection(sel, err) : 0;
-	if (rc != 0)
-		return rc;
-	if ((sel && st_selection_sql(sel, sql, sizeof sql) != 0) ||
-	    st_appendf(sql, sizeof sql, " ORDER BY i.id DESC LIMIT ?%d", ST_P_LIMIT) != 0)
-		return store_fail(err, STORE_ERR_INVALID, "selection too complex");
 	struct store_image *out = calloc(limit, sizeof *out);
 	if (!out)
 		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
-	if ((rc = st_reader_get(s, &c, err)) != 0) {
+	int rc = st_read_begin(s, &c, err);
+	if (rc != 0) {
 		free(out);
 		return rc;
 	}
 	size_t got = 0;
-	int r = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL);
-	if (r != SQLITE_OK) {
-		rc = st_dberr(c->db, r, err, "prepare list");
+	snprintf(tail, sizeof tail, " ORDER BY i.id DESC LIMIT ?%d", ST_SEL_FIRST_FREE);
+	rc = st_selection_prepare(c, "SELECT " IMAGE_COLS " FROM images i WHERE i.id < ?1", sel, tail, &st, &plan, err);
+	if (rc != 0)
 		goto out;
-	}
 	sqlite3_bind_int64(st, 1, before_id > 0 ? before_id : INT64_MAX);
-	sqlite3_bind_int64(st, ST_P_LIMIT, (sqlite3_int64)limit);
-	if (sel && (rc = st_selection_bind(st, sel, err)) != 0)
-		goto out;
-	r = SQLITE_DONE;
+	sqlite3_bind_int64(st, ST_SEL_FIRST_FREE, (sqlite3_int64)limit);
+	int r = SQLITE_DONE;
 	while (got < limit && (r = sqlite3_step(st)) == SQLITE_ROW) {
 		if ((rc = row_fill(st, &out[got], err)) != 0)
 			break;
@@ -489,8 +482,8 @@ int store_list(store *s, const struct store_selection *sel, int64_t before_id, s
 	if (rc == 0 && got < limit && r != SQLITE_DONE)
 		rc = st_dberr(c->db, r, err, "list images");
 out:
-	sqlite3_finalize(st);
-	st_reader_put(s, c);
+	st_selection_finish(st, plan);
+	st_read_end(s, c);
 	if (rc != 0) {
 		store_images_free(out, got);
 		return rc;

@@ -101,17 +101,19 @@ void st_active(store *s, struct store_model *out, int *found);
 void st_vec_to_le(const float *v, size_t dim, void *out);
 void st_vec_from_le(const void *in, size_t dim, float *out);
 
-/* Selections (store_select.c): append sel's WHERE conditions (each
- * starting with " AND ", on the images table as "i") to the SQL in buf, -1
- * if buf is too small; bind their parameters. ?1 is left to the
- * statement, and ?ST_P_LIMIT (after the selection's) is free for a limit. */
-#define ST_P_LIMIT (7 + 3 * STORE_MAX_FILTERS)
-int st_selection_sql(const struct store_selection *sel, char *buf, size_t len);
-int st_selection_bind(sqlite3_stmt *st, const struct store_selection *sel, store_error *err);
-
 /* Append formatted text to the NUL-terminated buf of size len; -1 if it
  * did not fit (buf then holds a truncated string). */
 int st_appendf(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* A statement over "images i": head (ending in a WHERE clause), the
+ * selection's conditions (" AND ..."), then tail; the selection's
+ * parameters are bound (?2 to ?6 and from ?7 on: the statement's own are ?1
+ * and ST_SEL_FIRST_FREE onwards). Finish with st_selection_finish. */
+struct st_selection_plan;
+int st_selection_prepare(struct store_conn *c, const char *head, const struct store_selection *sel,
+			 const char *tail, sqlite3_stmt **out, struct st_selection_plan **plan, store_error *err);
+void st_selection_finish(sqlite3_stmt *st, struct st_selection_plan *plan);
+#define ST_SEL_FIRST_FREE (7 + 2 * STORE_MAX_FILTERS)
 
 /* store_json.c: the canonical form of stored metadata (see the file's
  * comment). st_json_canonical rewrites JSON text in (len bytes) into it:
@@ -122,14 +124,12 @@ int st_appendf(char *buf, size_t len, const char *fmt, ...) __attribute__((forma
  * structure (rows stored before the canonical form). */
 int st_json_canonical(const char *in, size_t len, int max_depth, int repair, const char *what,
 		      char **out, size_t *out_len, store_error *err);
-/* The canonical text of a number: of a double (-1 if not finite), or of a
- * JSON number given as text (-1 if s is not one that can be stored). */
+/* The canonical text of a number (-1 if it is not finite). */
 #define ST_JSON_NUMBER_MAX 32
 #define ST_JSON_MAX_DEPTH 64   /* nesting any stored text may have; callers apply their own limit */
 /* Rewrite every row's metadata in the canonical form, once per database
  * (the setting metadata_form records it; store_images.c). */
 int st_metadata_upgrade(store *s, store_error *err);
 int st_json_number_text(double v, char out[ST_JSON_NUMBER_MAX]);
-int st_json_number(const char *s, size_t len, char out[ST_JSON_NUMBER_MAX]);
 
 #endif

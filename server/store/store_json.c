@@ -273,20 +273,6 @@ static int number_value(const unsigned char *s, size_t n, double *v)
 	return 0;
 }
 
-int st_json_number(const char *s, size_t len, char out[ST_JSON_NUMBER_MAX])
-{
-	int integer;
-	const unsigned char *u = (const unsigned char *)s;
-	if (!s || number_span(u, len, &integer) != len || len == 0)
-		return -1;
-	if (integer && integer_too_big(u, len))
-		return -1;
-	double v;
-	if (number_value(u, len, &v) != 0)
-		return -1;
-	return st_json_number_text(v, out);
-}
-
 static int parse_number(struct jp *p)
 {
 	int integer;

@@ -93,15 +93,31 @@ struct store_model {
 
 /* ---- filters ------------------------------------------------------------- */
 
-/* An equality filter on a top-level metadata key: matches the string
- * value, or a number or boolean whose JSON text equals value. */
+/* A metadata filter as a client writes it: filter.KEY=VALUE without the
+ * "filter." prefix. KEY is a path of segments separated by dots (a dot
+ * inside a segment is written "\.", a backslash "\\"), optionally ending
+ * in an operator segment:
+ *
+ *     album=Paris               the value at album is the string "Paris", or the
+ *                               number or boolean whose text is given, or an
+ *                               array holding such a value
+ *     people.alice=true         a dotted path into nested objects
+ *     year.gte=2020             .gte .lte .gt .lt: numbers numerically when the
+ *                               value is a JSON number, else strings by byte
+ *                               order (UTF-8, as memcmp); an array matches when
+ *                               one of its elements does
+ *     tags.exists=false         the path is present (any type, null too) or not
+ *
+ * Filters with the same KEY (operator included) are alternatives: any of
+ * their values may match; different KEYs must all match. */
 struct store_filter {
 	const char *key;
 	const char *value;
 };
-#define STORE_MAX_FILTERS 16
-#define STORE_MAX_FILTER_KEY 128
-#define STORE_MAX_FILTER_VALUE 1024
+#define STORE_MAX_FILTERS 32        /* key=value pairs of one selection */
+#define STORE_MAX_FILTER_KEY 128    /* bytes of a key as written */
+#define STORE_MAX_FILTER_VALUE 1024 /* bytes of a value */
+#define STORE_MAX_FILTER_DEPTH 8    /* segments of a path (metadata nests at most 8 deep) */
 
 /* The rows a search or a listing considers: the one description of a
  * selection, from the query string (server/app) down to the SQL

@@ -136,7 +136,7 @@ def raw_request(server, data, timeout=10):
 
 def test_too_many_parameters_get_414_and_a_log_line(server):
     t = time.time()
-    q = "&".join("p%d=1" % i for i in range(1000))
+    q = "&".join("p%d=1" % i for i in range(1000))   # the attack run's request
     out = raw_request(server, b"GET /search?q=x&" + q.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 414 "), out[:200]
     body = json.loads(out.split(b"\r\n\r\n", 1)[1])
@@ -165,13 +165,14 @@ def test_huge_headers_get_431(server, headers):
 
 
 def test_request_at_the_documented_limits_fits(server):
-    # q of --max-query (1000) characters of 4-byte UTF-8, 16 filters at
-    # their limits (128-byte keys, 1024-byte values), all percent-encoded
-    params = [("q", "\U0001F600" * 1000), ("k", "5")]
-    for i in range(16):
+    # 16 query parts of --max-query (1000) characters of 4-byte UTF-8, 32
+    # filters at their limits (128-byte keys, 1024-byte values), all
+    # percent-encoded
+    params = [("q", "\U0001F600" * 1000) for _ in range(16)] + [("k", "5")]
+    for i in range(32):
         params.append(("filter." + ("%03d" % i) + "k" * 124, "\u00e9" * 512))
     path = "/search?" + urllib.parse.urlencode(params, quote_via=urllib.parse.quote)
-    assert len(path) > 60000
+    assert len(path) > 290000
     headers = {"X-Pad-%d" % i: "v" * 300 for i in range(60)}   # 18 KB of headers
     r = server.get(path, headers=headers)
     assert r.status == 200, r

@@ -99,7 +99,17 @@ static void check_filters(int64_t id, const char *shown)
 		}
 		if (!value)
 			continue;
-		struct store_filter f = { v->string, value };
+		/* the key as a client writes it: a dot or a backslash escaped
+		 * (a dot separates path segments) */
+		char key[2 * STORE_MAX_FILTER_KEY + 2];
+		size_t k = 0;
+		for (const char *c = v->string; *c && k + 2 < sizeof key; c++) {
+			if (*c == '.' || *c == '\\')
+				key[k++] = '\\';
+			key[k++] = *c;
+		}
+		key[k] = 0;
+		struct store_filter f = { key, value };
 		struct store_selection sel = { .filters = &f, .n_filters = 1 };
 		store_error err = { 0 };
 		if (store_check_selection(&sel, &err) != 0)

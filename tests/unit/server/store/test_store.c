@@ -418,16 +418,16 @@ static void test_filters(void)
 	int64_t b = insert(s, 2, "{\"album\":\"rome\",\"n\":2,\"ok\":false}", NULL);
 	int64_t c = insert(s, 3, "{\"album\":\"paris\",\"n\":\"2\",\"sub\":{\"album\":\"rome\"}}", NULL);
 	int64_t d = insert(s, 4, "{\"album\":[\"paris\"]}", NULL);
-	(void)d;
 	int64_t got[16];
 	int trunc = 0;
 
 	struct store_filter f1[] = { { "album", "paris" } };
 	struct store_selection sel = { .filters = f1, .n_filters = 1 };
-	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 2);   /* a, c: not the array */
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 3);   /* a, c and the array of d */
 	CHECK(!trunc);
 	CHECK_EQ_INT(got[0], a);
 	CHECK_EQ_INT(got[1], c);
+	CHECK_EQ_INT(got[2], d);
 
 	/* Numbers match by value (both sides in the canonical form: the
 	 * stored 1.50 is 1.5); strings by their text. */
@@ -453,15 +453,74 @@ static void test_filters(void)
 	sel.filters = f5;
 	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 1);
 	CHECK_EQ_INT(got[0], b);
-	/* A key with a dot is one top-level key, not a path. */
-	struct store_filter f6[] = { { "k.dot", "v" } };
+	/* A dot is a path; a key with a dot in it is written with \. */
+	struct store_filter f6[] = { { "k\\.dot", "v" } };
 	sel.filters = f6;
 	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 1);
-	/* Top-level only: the nested album does not count. */
+	struct store_filter f6b[] = { { "k.dot", "v" } };
+	sel.filters = f6b;
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 0);
+	/* A path reaches the nested album; the top-level one is another key. */
 	struct store_filter f7[] = { { "album", "rome" } };
 	sel.filters = f7;
 	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 1);
 	CHECK_EQ_INT(got[0], b);
+	struct store_filter f7b[] = { { "sub.album", "rome" } };
+	sel.filters = f7b;
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 1);
+	CHECK_EQ_INT(got[0], c);
+	/* The same key twice: either value. */
+	struct store_filter any[] = { { "album", "rome" }, { "album", "paris" } };
+	sel.filters = any;
+	sel.n_filters = 2;
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 4);
+	sel.n_filters = 1;
+	/* Ranges: a number compares with numbers only, text with text by bytes. */
+	struct store_filter gte[] = { { "n.gte", "2" } };
+	sel.filters = gte;
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 1);
+	CHECK_EQ_INT(got[0], b);
+	struct store_filter lt[] = { { "n.lt", "2" } };
+	sel.filters = lt;
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 1);
+	CHECK_EQ_INT(got[0], a);
+	struct store_filter gt_text[] = { { "album.gt", "q" } };
+	sel.filters = gt_text;
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 1);
+	CHECK_EQ_INT(got[0], b);
+	struct store_filter lte_text[] = { { "album.lte", "paris" } };
+	sel.filters = lte_text;
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 3);
+	/* exists */
+	struct store_filter ex[] = { { "ok.exists", "false" } };
+	sel.filters = ex;
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 2);
+	CHECK_EQ_INT(got[0], c);
+	CHECK_EQ_INT(got[1], d);
+	struct store_filter ex2[] = { { "sub.album.exists", "true" } };
+	sel.filters = ex2;
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 1);
+	CHECK_EQ_INT(got[0], c);
+	struct store_filter ex_bad[] = { { "ok.exists", "maybe" } };
+	sel.filters = ex_bad;
+	CHECK_EQ_INT(store_check_selection(&sel, &err), STORE_ERR_INVALID);
+	CHECK_CONTAINS(err.msg, "ok.exists");
+	struct store_filter esc_bad[] = { { "a\\x", "1" } };
+	sel.filters = esc_bad;
+	CHECK_EQ_INT(store_check_selection(&sel, &err), STORE_ERR_INVALID);
+	struct store_filter deep[] = { { "a.b.c.d.e.f.g.h.i", "1" } };
+	sel.filters = deep;
+	CHECK_EQ_INT(store_check_selection(&sel, &err), STORE_ERR_INVALID);
+	struct store_filter deeper[] = { { "a.b.c.d.e.f.g.h.i.j.k.l.mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm", "1" } };
+	sel.filters = deeper;
+	CHECK_EQ_INT(store_check_selection(&sel, &err), STORE_ERR_INVALID);
+	/* eight segments and an operator are fine */
+	struct store_filter deep_op[] = { { "a.b.c.d.e.f.g.h.gte", "1" } };
+	sel.filters = deep_op;
+	CHECK_EQ_INT(store_check_selection(&sel, &err), 0);
+	struct store_filter empty_seg[] = { { "a..b", "1" } };
+	sel.filters = empty_seg;
+	CHECK_EQ_INT(store_check_selection(&sel, &err), STORE_ERR_INVALID);
 	/* Two filters are an AND. */
 	struct store_filter f8[] = { { "album", "paris" }, { "n", "2" } };
 	sel.filters = f8;
@@ -475,7 +534,7 @@ static void test_filters(void)
 	CHECK(trunc);
 	/* Exclusion and the date range. */
 	sel.exclude_id = a;
-	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 1);
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 2);
 	sel.exclude_id = 0;
 	struct store_image ib;
 	REQUIRE(store_get(s, b, &ib, &err) == 0);
