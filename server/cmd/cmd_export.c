@@ -54,7 +54,7 @@ static int run_export(const struct cli_command *info, int argc, char **argv)
 	char *data_dir = NULL, *out_dir = NULL;
 	const struct cli_option opts[] = {
 		{ "data", CLI_STRING, &data_dir, "DIR", "the data directory", 0, 0 },
-		{ "out", CLI_STRING, &out_dir, "DIR", "where to write (created; or an empty directory)", 0, 0 },
+		{ "out", CLI_STRING, &out_dir, "DIR", "where to write the export (a new or empty directory)", 0, 0 },
 		{ 0 },
 	};
 	struct cli_args args;
