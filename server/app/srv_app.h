@@ -79,6 +79,8 @@ void srv_embed(struct srv_app *app, struct http_req *r);
 void srv_search_json(struct srv_app *app, struct http_req *r);
 void srv_image_duplicates(struct srv_app *app, struct http_req *r);
 void srv_duplicates(struct srv_app *app, struct http_req *r);
+/* GET /export: the collection as a tar of srv_export.h's files (srv_export.c). */
+void srv_export(struct srv_app *app, struct http_req *r);
 
 void srv_status_healthz(struct srv_app *app, struct http_req *r);
 void srv_status_readyz(struct srv_app *app, struct http_req *r);

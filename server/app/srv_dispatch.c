@@ -83,6 +83,7 @@ void srv_handle(struct http_req *r)
 	case ROUTE_SEARCH_JSON: srv_search_json(app, r); break;
 	case ROUTE_IMAGE_DUPLICATES: srv_image_duplicates(app, r); break;
 	case ROUTE_DUPLICATES: srv_duplicates(app, r); break;
+	case ROUTE_EXPORT: srv_export(app, r); break;
 	case ROUTE_WEB_INDEX: /* served by the HTTP layer */
 	case ROUTE_COUNT:
 		http_reply_error(r, HTTP_ERR_NOT_FOUND, NULL);

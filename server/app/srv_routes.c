@@ -25,6 +25,7 @@ const struct http_route srv_routes[ROUTE_COUNT] = {
 	{ ROUTE_SEARCH_JSON, "POST", "/search", "search_json", HTTP_ACCESS_READ, 1, 0 },
 	{ ROUTE_IMAGE_DUPLICATES, "GET", "/images/{id}/duplicates", "image_duplicates", HTTP_ACCESS_READ, 0, 0 },
 	{ ROUTE_DUPLICATES, "GET", "/duplicates", "duplicates", HTTP_ACCESS_READ, 0, 0 },
+	{ ROUTE_EXPORT, "GET", "/export", "export", HTTP_ACCESS_WRITE, 0, 0 },
 };
 
 static const char *const none[] = { NULL };
@@ -59,4 +60,5 @@ const char *const *const srv_route_params[ROUTE_COUNT] = {
 	[ROUTE_SEARCH_JSON] = none,
 	[ROUTE_IMAGE_DUPLICATES] = image_duplicates,
 	[ROUTE_DUPLICATES] = duplicates,
+	[ROUTE_EXPORT] = none,
 };

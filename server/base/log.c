@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
@@ -42,19 +43,34 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	int n = (int)strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
 	n += snprintf(line + n, sizeof line - (size_t)n, ".%03dZ %-5s ",
 		      (int)(tv.tv_usec / 1000), level_names[level]);
-	va_list ap;
+	va_list ap, again;
 	va_start(ap, fmt);
+	va_copy(again, ap);
 	int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
 	va_end(ap);
+	char *out = line;
 	size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
-	if (len > sizeof line - 2)
-		len = sizeof line - 2;
+	if (len > sizeof line - 2) {
+		/* A long message (a warning naming long paths) is never cut: it
+		 * gets a buffer of its size; only without memory is it cut. */
+		char *big = malloc(len + 2);
+		if (big) {
+			memcpy(big, line, (size_t)n);
+			vsnprintf(big + n, (size_t)m + 1, fmt, again);
+			out = big;
+		} else {
+			len = sizeof line - 2;
+		}
+	}
+	va_end(again);
 	/* One write per line, so that lines from threads never interleave;
 	 * control characters from client input never reach the terminal. */
 	for (size_t i = (size_t)n; i < len; i++)
-		if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
-			line[i] = '?';
-	line[len++] = '\n';
-	ssize_t w = write(STDERR_FILENO, line, len);
+		if ((unsigned char)out[i] < 0x20 || out[i] == 0x7f)
+			out[i] = '?';
+	out[len++] = '\n';
+	ssize_t w = write(STDERR_FILENO, out, len);
 	(void)w;
+	if (out != line)
+		free(out);
 }

@@ -215,6 +215,45 @@ int http_reply_fd(struct http_req *r, unsigned status, const char *content_type,
 	return queue(r, status, resp, size, content_type, headers);
 }
 
+struct stream {
+	http_stream_fn read;
+	void (*done)(void *ud);
+	void *ud;
+};
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct stream *st = cls;
+	long got = st->read(st->ud, pos, buf, max);
+	return got > 0 ? (ssize_t)got : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void stream_free(void *cls)
+{
+	struct stream *st = cls;
+	if (st->done)
+		st->done(st->ud);
+	free(st);
+}
+
+int http_reply_stream(struct http_req *r, unsigned status, const char *content_type, uint64_t size,
+		      http_stream_fn read, void *ud, void (*done)(void *ud), const char *const *headers)
+{
+	struct stream *st = malloc(sizeof *st);
+	if (!st) {
+		if (done)
+			done(ud);
+		log_error("rid=%s: cannot create a response (out of memory)", r->request_id);
+		return -1;
+	}
+	*st = (struct stream){ read, done, ud };
+	struct MHD_Response *resp = MHD_create_response_from_callback(size, 64 * 1024, stream_read, st,
+								     stream_free);
+	if (!resp)
+		stream_free(st);
+	return queue(r, status, resp, size, content_type, headers);
+}
+
 int http_reply_empty(struct http_req *r, unsigned status, const char *const *headers)
 {
 	struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);

@@ -196,6 +196,14 @@ int http_reply_error_retry(struct http_req *r, enum http_err code, unsigned retr
 /* A file's bytes from an open descriptor (taken: closed after sending). */
 int http_reply_fd(struct http_req *r, unsigned status, const char *content_type, int fd,
 		  uint64_t size, const char *const *headers);
+/* A body of size bytes produced as it is sent: read(ud, pos, buf, max)
+ * fills buf with up to max bytes at offset pos and returns how many (> 0),
+ * or -1 on failure (the connection is then closed: the client sees a short
+ * body). done(ud) runs once when the response is finished or dropped, also
+ * when this call fails. Memory stays bounded whatever size is. */
+typedef long (*http_stream_fn)(void *ud, uint64_t pos, char *buf, size_t max);
+int http_reply_stream(struct http_req *r, unsigned status, const char *content_type, uint64_t size,
+		      http_stream_fn read, void *ud, void (*done)(void *ud), const char *const *headers);
 /* 204 No Content. */
 int http_reply_empty(struct http_req *r, unsigned status, const char *const *headers);
 

@@ -224,6 +224,18 @@ int catalog_delete(catalog *c, int64_t id, store_error *err);
 /* The stored (normalised) vector of an image; out holds dim floats. */
 int catalog_get_vector(catalog *c, int64_t id, float *out, size_t dim, store_error *err);
 
+/* Export, a page at a time in id order: up to max images with id >
+ * after_id that have a vector of the active model. rows[0..*n) and
+ * vecs[0..*n * dim) are filled (clear each row with store_image_clear);
+ * *last is the highest id looked at (pass it as after_id next time; 0 when
+ * the collection holds no more). Rows deleted meanwhile are skipped.
+ * max 1..CATALOG_MAX_LIST. */
+int catalog_export_page(catalog *c, int64_t after_id, size_t max, struct store_image *rows,
+			float *vecs, size_t dim, size_t *n, int64_t *last, store_error *err);
+/* "DATA/tmp" into buf: a place for a command's or a request's scratch
+ * files (emptied at the next open). */
+int catalog_tmp_dir(const catalog *c, char *buf, size_t len, store_error *err);
+
 /* Check a metadata JSON object before the work of an upload: an object of
  * at most max_bytes of compact text and max_depth levels (0, or more than
  * the ceilings above: those ceilings). STORE_ERR_INVALID or

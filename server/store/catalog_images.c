@@ -317,3 +317,54 @@ int catalog_check_metadata(catalog *c, const char *json, size_t len, size_t max_
 	metadata_limits(&max_bytes, &max_depth);
 	return store_check_metadata(c->st, json, len, max_bytes, max_depth, compact, err);
 }
+
+int catalog_export_page(catalog *c, int64_t after_id, size_t max, struct store_image *rows,
+			float *vecs, size_t dim, size_t *n, int64_t *last, store_error *err)
+{
+	*n = 0;
+	*last = 0;
+	if (max == 0 || max > CATALOG_MAX_LIST)
+		return store_fail(err, STORE_ERR_INVALID, "page size must be 1 to %d", CATALOG_MAX_LIST);
+	if (dim != c->model.dim)
+		return store_fail(err, STORE_ERR_INVALID, "the model's vectors have %zu dimensions, not %zu",
+				c->model.dim, dim);
+	int64_t ids[CATALOG_MAX_LIST];
+	unsigned char found[CATALOG_MAX_LIST];
+	size_t m = 0;
+	int rc = store_vector_ids(c->st, c->model.fingerprint, after_id, ids, max, &m, err);
+	if (rc != 0 || m == 0)
+		return rc;
+	rc = store_get_many(c->st, ids, m, rows, found, err);
+	if (rc != 0)
+		return rc;
+	size_t kept = 0;
+	for (size_t i = 0; i < m; i++) {
+		if (!found[i])
+			continue;
+		rc = store_get_vector(c->st, ids[i], c->model.fingerprint, vecs + kept * dim, dim, err);
+		if (rc == STORE_ERR_NOT_FOUND) {   /* deleted since the ids were read */
+			store_image_clear(&rows[i]);
+			continue;
+		}
+		if (rc != 0) {
+			for (size_t j = i; j < m; j++)
+				store_image_clear(&rows[j]);
+			for (size_t j = 0; j < kept; j++)
+				store_image_clear(&rows[j]);
+			return rc;
+		}
+		if (kept != i) {
+			rows[kept] = rows[i];
+			memset(&rows[i], 0, sizeof rows[i]);
+		}
+		kept++;
+	}
+	*n = kept;
+	*last = ids[m - 1];
+	return 0;
+}
+
+int catalog_tmp_dir(const catalog *c, char *buf, size_t len, store_error *err)
+{
+	return datadir_path(c->dir, DATADIR_TMP, buf, len, err);
+}

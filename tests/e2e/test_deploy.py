@@ -236,6 +236,58 @@ def test_run_sh_fetches_then_serves(hub, tmp_path):
         assert proc.wait(60 * SLOW) == 0
 
 
+def test_run_sh_says_which_images_stayed_with_the_fallback_model(hub, tmp_path):
+    """Images stored while the fallback served stay in its directory; once
+    the real model is there, the log and /info count them and give the
+    exact reembed command, which works as given."""
+    import http.client
+    import shlex
+    from helpers import make_png
+    proc, info = run_sh(tmp_path, "http://127.0.0.1:9")
+    try:
+        port = int((tmp_path / "port").read_text())
+        for seed in range(3):
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            c.request("POST", "/images", body=make_png(24, 24, seed=seed), headers={"Content-Type": "image/png"})
+            assert c.getresponse().status == 201
+            c.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60 * SLOW) == 0
+    (tmp_path / "port").unlink()
+    proc, info = run_sh(tmp_path, hub.url, {"CLIPD_MODEL_REPO": REPO_ID})
+    tiny = str(tmp_path / "data" / "clipd-tiny-test")
+    model = str(tmp_path / "data" / "models" / "tiny-clip")
+    command = " ".join(shlex.quote(a) for a in [CLIPD, "reembed", "--model", model, "--data", tiny])
+    try:
+        assert info["model"]["name"] == REPO_ID
+        warning = info["warning"]
+        assert warning.startswith("3 images stayed behind in %s," % tiny), warning
+        assert command in warning
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60 * SLOW) == 0
+    log = (tmp_path / "run.log").read_text()
+    assert log.count(warning) == 2   # run.sh's note and clipd's own warning line, whole
+    # The command runs as given, against the real model's directory.
+    cmd = warning.split("stop this server and run: ", 1)[1].split(" ; ", 1)[0]
+    assert cmd == command
+    p = subprocess.run(shlex.split(cmd), capture_output=True, text=True, timeout=300 * SLOW)
+    assert p.returncode == 0, p.stderr
+    stats = json.loads(subprocess.run([CLIPD, "index", "stats", "--data", tiny], capture_output=True,
+                                      text=True, timeout=60, check=True).stdout)
+    # (The fake hub serves the test checkpoint's own files, so the fingerprint is the same.)
+    assert stats["images"] == 3 and stats["model"]["fingerprint"] == info["model"]["fingerprint"]
+
+
+def test_a_long_model_warning_is_never_cut(make_server):
+    long_path = "/srv/" + "very-long-directory-name/" * 300
+    warning = "12 images stayed behind in %s; run: clipd reembed --model M --data %s" % (long_path, long_path)
+    s = make_server("--model-warning", warning).start()
+    assert s.get("/info").json()["warning"] == warning
+    assert warning in s.log()
+
+
 def test_systemd_unit_verifies_and_is_sandboxed(tmp_path):
     """deploy/clipd.service passes `systemd-analyze verify` (with ExecStart
     pointed at this build's binary, which verify requires to exist) and
