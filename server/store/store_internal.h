@@ -97,6 +97,24 @@ int st_load_active(store *s, store_error *err);
 /* The active model (cached); *found = 0 when none. */
 void st_active(store *s, struct store_model *out, int *found);
 
+/* Inside a write transaction (st_write_begin): insert an image row, its
+ * vector (dim floats, float32 LE, under the active model) and an "add"
+ * change (STORE_ERR_EXISTS with *id when the sha256 is stored); delete one
+ * with its vectors, ignore its library paths and append a "remove" change
+ * (store_images.c). st_check_new_image checks a row's fields. */
+int st_insert_image(store *s, const struct store_new_image *img, const void *vec_le, size_t dim,
+		    int64_t *id, uint64_t *seq, store_error *err);
+int st_check_new_image(const struct store_new_image *img, const float *vec, store_error *err);
+int st_delete_image(store *s, int64_t id, char sha256[STORE_SHA256_HEX], uint64_t *seq, store_error *err);
+
+/* A selection in SQL over "images i" (store_select.c): st_selection_sql
+ * appends its WHERE conditions (each starting with " AND "; -1 if buf is
+ * too small), st_selection_bind binds them. Statements that use it bind
+ * their own limit, if any, as ?ST_P_LIMIT. */
+#define ST_P_LIMIT (5 + 2 * STORE_MAX_FILTERS)
+int st_selection_sql(const struct store_selection *sel, char *buf, size_t len);
+int st_selection_bind(sqlite3_stmt *st, const struct store_selection *sel, store_error *err);
+
 /* float32 little-endian conversion of a vector. */
 void st_vec_to_le(const float *v, size_t dim, void *out);
 void st_vec_from_le(const void *in, size_t dim, float *out);

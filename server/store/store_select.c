@@ -12,9 +12,11 @@
 /* ---- selections --------------------------------------------------------------------- */
 
 /* Parameter numbers in selection SQL: ?1 is the statement's own (model or
- * id), then the fixed ones, then two per filter (path, value), then limit. */
+ * id), then the fixed ones, then two per filter (path, value), then limit
+ * (ST_P_LIMIT, store_internal.h), then the library. */
 enum { P_AFTER = 2, P_BEFORE = 3, P_EXCLUDE = 4, P_FILTER0 = 5,
-       P_LIMIT = P_FILTER0 + 2 * STORE_MAX_FILTERS };
+       P_LIMIT = P_FILTER0 + 2 * STORE_MAX_FILTERS, P_LIBRARY };
+_Static_assert(P_LIMIT == ST_P_LIMIT, "ST_P_LIMIT follows the selection's parameters");
 
 int store_check_selection(const struct store_selection *sel, store_error *err)
 {
@@ -37,14 +39,18 @@ int store_check_selection(const struct store_selection *sel, store_error *err)
 			return store_fail(err, STORE_ERR_INVALID, "a filter value must be at most %d bytes",
 				       STORE_MAX_FILTER_VALUE);
 	}
+	if (sel->library && (!*sel->library || strlen(sel->library) > STORE_LIBRARY_NAME_MAX))
+		return store_fail(err, STORE_ERR_INVALID, "a library name must be 1 to %d bytes",
+			       STORE_LIBRARY_NAME_MAX);
 	return 0;
 }
 
-/* Append the WHERE conditions of sel (each starting with " AND "); -1 if
- * buf is too small. */
-static int selection_sql(const struct store_selection *sel, char *buf, size_t len)
+int st_selection_sql(const struct store_selection *sel, char *buf, size_t len)
 {
 	int rc = 0;
+	if (sel->library)
+		rc |= st_appendf(buf, len, " AND EXISTS (SELECT 1 FROM library_files lf WHERE lf.image_id = i.id "
+				 "AND lf.library = ?%d AND lf.ignored = 0)", P_LIBRARY);
 	if (sel->has_after)
 		rc |= st_appendf(buf, len, " AND i.created_at > ?%d", P_AFTER);
 	if (sel->has_before)
@@ -62,8 +68,10 @@ static int selection_sql(const struct store_selection *sel, char *buf, size_t le
 	return rc;
 }
 
-static int selection_bind(sqlite3_stmt *st, const struct store_selection *sel, store_error *err)
+int st_selection_bind(sqlite3_stmt *st, const struct store_selection *sel, store_error *err)
 {
+	if (sel->library)
+		sqlite3_bind_text(st, P_LIBRARY, sel->library, -1, SQLITE_STATIC);
 	if (sel->has_after)
 		sqlite3_bind_int64(st, P_AFTER, sel->created_after);
 	if (sel->has_before)
@@ -95,7 +103,7 @@ int store_scan_selection(store *s, const struct store_selection *sel, size_t dim
 	st_active(s, &m, &have);
 	if (!have || m.dim != dim)
 		return store_fail(err, STORE_ERR_MODEL, "no active model of dimension %zu", dim);
-	if (selection_sql(sel, sql, sizeof sql) != 0 || st_appendf(sql, sizeof sql, " LIMIT ?%d", P_LIMIT) != 0)
+	if (st_selection_sql(sel, sql, sizeof sql) != 0 || st_appendf(sql, sizeof sql, " LIMIT ?%d", P_LIMIT) != 0)
 		return store_fail(err, STORE_ERR_INVALID, "selection too complex");
 	if (!(vec = malloc(dim * sizeof *vec)))
 		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
@@ -108,7 +116,7 @@ int store_scan_selection(store *s, const struct store_selection *sel, size_t dim
 		goto out;
 	}
 	sqlite3_bind_text(st, 1, m.fingerprint, -1, SQLITE_STATIC);
-	if ((rc = selection_bind(st, sel, err)) != 0)
+	if ((rc = st_selection_bind(st, sel, err)) != 0)
 		goto out;
 	sqlite3_bind_int64(st, P_LIMIT, limit >= (size_t)INT64_MAX ? INT64_MAX : (sqlite3_int64)limit + 1);
 	size_t seen = 0;
@@ -143,7 +151,7 @@ int store_filter_ids(store *s, const struct store_selection *sel, const int64_t 
 	memset(keep, 0, n);
 	if ((rc = store_check_selection(sel, err)) != 0 || n == 0)
 		return rc;
-	if (selection_sql(sel, sql, sizeof sql) != 0)
+	if (st_selection_sql(sel, sql, sizeof sql) != 0)
 		return store_fail(err, STORE_ERR_INVALID, "selection too complex");
 	struct store_conn *c = NULL;
 	if ((rc = st_read_begin(s, &c, err)) != 0)
@@ -153,7 +161,7 @@ int store_filter_ids(store *s, const struct store_selection *sel, const int64_t 
 		rc = st_dberr(c->db, r, err, "prepare selection");
 		goto out;
 	}
-	if ((rc = selection_bind(st, sel, err)) != 0)
+	if ((rc = st_selection_bind(st, sel, err)) != 0)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
 		sqlite3_bind_int64(st, 1, ids[i]);

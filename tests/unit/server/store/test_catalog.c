@@ -338,22 +338,22 @@ static void test_list_cursor(void)
 	struct store_image *items;
 	size_t n;
 	int64_t next;
-	REQUIRE(catalog_list(c, 0, 3, &items, &n, &next, &err) == 0);
+	REQUIRE(catalog_list(c, NULL, 0, 3, &items, &n, &next, &err) == 0);
 	CHECK_EQ_INT(n, 3);
 	CHECK_EQ_INT(items[0].id, ids[6]);
 	CHECK_EQ_INT(next, ids[4]);
 	store_images_free(items, n);
 	fx_add(c, 999, 32, NULL, NULL, &err);   /* newer: does not shift the next page */
-	REQUIRE(catalog_list(c, next, 3, &items, &n, &next, &err) == 0);
+	REQUIRE(catalog_list(c, NULL, next, 3, &items, &n, &next, &err) == 0);
 	CHECK_EQ_INT(n, 3);
 	CHECK_EQ_INT(items[0].id, ids[3]);
 	store_images_free(items, n);
-	REQUIRE(catalog_list(c, next, 3, &items, &n, &next, &err) == 0);
+	REQUIRE(catalog_list(c, NULL, next, 3, &items, &n, &next, &err) == 0);
 	CHECK_EQ_INT(n, 1);
 	CHECK_EQ_INT(next, 0);
 	store_images_free(items, n);
-	CHECK_EQ_INT(catalog_list(c, 0, 0, &items, &n, &next, &err), STORE_ERR_INVALID);
-	CHECK_EQ_INT(catalog_list(c, 0, CATALOG_MAX_LIST + 1, &items, &n, &next, &err), STORE_ERR_INVALID);
+	CHECK_EQ_INT(catalog_list(c, NULL, 0, 0, &items, &n, &next, &err), STORE_ERR_INVALID);
+	CHECK_EQ_INT(catalog_list(c, NULL, 0, CATALOG_MAX_LIST + 1, &items, &n, &next, &err), STORE_ERR_INVALID);
 	catalog_close(c);
 }
 

@@ -74,7 +74,7 @@ static int child_main(char **argv)
 	do {
 		struct store_image *items;
 		size_t n;
-		if (catalog_list(c, cursor, CATALOG_MAX_LIST, &items, &n, &cursor, &err) != 0) {
+		if (catalog_list(c, NULL, cursor, CATALOG_MAX_LIST, &items, &n, &cursor, &err) != 0) {
 			fprintf(stderr, "child: list: %s\n", err.msg);
 			return 3;
 		}

@@ -223,7 +223,7 @@ static void test_list_pages_newest_first(void)
 	int64_t cursor = 0;
 	int seen = 0;
 	for (int page = 0; page < 10; page++) {
-		REQUIRE(store_list(s, cursor, 10, &items, &n, &err) == 0);
+		REQUIRE(store_list(s, NULL, cursor, 10, &items, &n, &err) == 0);
 		for (size_t i = 0; i < n; i++)
 			CHECK_EQ_INT(items[i].id, ids[24 - seen - (int)i]);
 		seen += (int)n;
