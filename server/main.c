@@ -18,6 +18,7 @@ static const struct clipd_command *const commands[] = {
 	&cmd_index,
 	&cmd_check,
 	&cmd_reembed,
+	&cmd_import,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

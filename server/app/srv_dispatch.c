@@ -37,6 +37,9 @@ void srv_handle(struct http_req *r)
 	case ROUTE_SEARCH_IMAGE: srv_search_image(app, r); break;
 	case ROUTE_CLASSIFY: srv_classify(app, r); break;
 	case ROUTE_EMBED: srv_embed(app, r); break;
+	case ROUTE_LIBRARIES: srv_libraries_list(app, r); break;
+	case ROUTE_LIBRARY_SCAN: srv_library_scan(app, r); break;
+	case ROUTE_LIBRARY_ERRORS: srv_library_errors(app, r); break;
 	case ROUTE_WEB_INDEX: /* served by the HTTP layer */
 	case ROUTE_COUNT:
 		http_reply_error(r, HTTP_ERR_NOT_FOUND, NULL);

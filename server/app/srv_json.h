@@ -18,6 +18,9 @@
 
 /* The image object (a new cJSON the caller owns; NULL when out of memory). */
 cJSON *srv_image_json(const struct store_image *img);
+/* Add a file path (bytes a file system gave) as a JSON string: invalid
+ * UTF-8 shown as U+FFFD (srv_utf8_clean). */
+void srv_add_path_string(cJSON *o, const char *key, const char *path);
 
 /* RFC 3339 in UTC with microseconds: "2024-05-01T12:00:00.000123Z". */
 #define SRV_TIME_MAX 96

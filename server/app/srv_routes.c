@@ -22,4 +22,7 @@ const struct http_route srv_routes[ROUTE_COUNT] = {
 	{ ROUTE_SEARCH_IMAGE, "POST", "/search/image", "search_image", HTTP_ACCESS_READ, 1, 0 },
 	{ ROUTE_CLASSIFY, "POST", "/classify", "classify", HTTP_ACCESS_READ, 1, 0 },
 	{ ROUTE_EMBED, "POST", "/embed", "embed", HTTP_ACCESS_READ, 1, 0 },
+	{ ROUTE_LIBRARIES, "GET", "/libraries", "libraries", HTTP_ACCESS_READ, 0, 0 },
+	{ ROUTE_LIBRARY_SCAN, "POST", "/libraries/{name}/scan", "library_scan", HTTP_ACCESS_WRITE, 0, 0 },
+	{ ROUTE_LIBRARY_ERRORS, "GET", "/libraries/{name}/errors", "library_errors", HTTP_ACCESS_READ, 0, 0 },
 };

@@ -76,6 +76,8 @@ int srv_parse_search_params(struct srv_app *app, struct http_req *r, struct srv_
 		}
 		sp->q.sel.has_before = 1;
 	}
+	if (srv_parse_library(r, &sp->q.sel.library) != 0)
+		return -1;
 	struct filter_collect fc = { .sp = sp };
 	http_query_each(r, collect_filter, &fc);
 	if (fc.error) {
@@ -88,5 +90,25 @@ int srv_parse_search_params(struct srv_app *app, struct http_req *r, struct srv_
 		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "filter: %s", err.msg);
 		return -1;
 	}
+	return 0;
+}
+
+int srv_parse_library(struct http_req *r, const char **library)
+{
+	const char *v = http_query(r, "library");
+	*library = NULL;
+	if (!v)
+		return 0;
+	size_t n = strlen(v);
+	int ok = n >= 1 && n <= STORE_LIBRARY_NAME_MAX && v[0] != '.';
+	for (size_t i = 0; ok && i < n; i++)
+		ok = (v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' && v[i] <= 'Z') || (v[i] >= '0' && v[i] <= '9') ||
+		     v[i] == '.' || v[i] == '_' || v[i] == '-';
+	if (!ok) {
+		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "library: a library's name (letters, digits, '.', '_', '-'; "
+				 "at most %d)", STORE_LIBRARY_NAME_MAX);
+		return -1;
+	}
+	*library = v;
 	return 0;
 }
