@@ -38,7 +38,7 @@
 #include "dbuf.h"
 #include "sha256.h"
 
-#define MAX_ATTEMPTS 6          /* tries of one request before the file fails */
+#define MAX_ATTEMPTS 5          /* tries of one request before the file fails */
 #define MAX_BACKOFF_S 8.0
 #define MAX_RETRY_AFTER_S 30.0
 #define MAX_RESPONSE (1u << 20) /* bytes of a response kept */
@@ -204,7 +204,7 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
 static int request(struct import *im, CURL *h, const char *method, const char *url, curl_mime *form,
 		   struct response *resp, char *msg, size_t msglen)
 {
-	double backoff = 0.5;
+	double backoff = 0.25;
 	for (int attempt = 1;; attempt++) {
 		dbuf_free(&resp->body);
 		resp->body = (struct dbuf)DBUF_INIT(MAX_RESPONSE);
