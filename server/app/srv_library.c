@@ -641,7 +641,8 @@ static int walk(struct scan *s)
 		snprintf(rel, sizeof rel, "%.*s", PATH_MAX_REL, top);
 		free(top);
 		snprintf(full, sizeof full, "%s%s%s", root, rel[0] ? "/" : "", rel);
-		int dfd = open(full, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		/* the root may be a link (a mount point's alias); nothing under it is followed */
+		int dfd = open(full, O_RDONLY | O_DIRECTORY | O_CLOEXEC | (rel[0] ? O_NOFOLLOW : 0));
 		DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
 		if (!d) {
 			log_warn("library %s: cannot read the folder %s: %s (what it holds is kept as it was)",
