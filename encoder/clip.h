@@ -67,9 +67,13 @@ enum clip_status {
 /* A stable machine-readable name for a status: "image_too_large", ... */
 const char *clip_status_name(int status);
 
+/* Room for a message that names a file in full (a path of up to PATH_MAX
+ * bytes and the reason): such a message is never cut off. */
+#define CLIP_MSG_MAX 4352
+
 typedef struct clip_error {
 	int code;        /* the clip_status returned */
-	char msg[256];   /* NUL-terminated, never empty after a failure */
+	char msg[CLIP_MSG_MAX];   /* NUL-terminated, never empty after a failure */
 } clip_error;
 
 /* ---- model ----------------------------------------------------------- */

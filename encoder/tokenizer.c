@@ -624,8 +624,9 @@ static int load_files(clip_tokenizer *tok, const char *vocab_path, const char *m
 			goto out;
 		}
 		if ((rc = symtab_put(&st, it->string, strlen(it->string), (int32_t)v, err))) {
-			char why[sizeof err->msg];
-			snprintf(why, sizeof why, "%s", err ? err->msg : "");
+			char why[sizeof err->msg] = "";
+			if (err)
+				memcpy(why, err->msg, sizeof why);
 			rc = clip_fail(err, rc, "%s: %s", vocab_path, why);
 			goto out;
 		}

@@ -61,9 +61,13 @@ extern "C" {
 
 typedef struct idx idx;
 
+/* Room for a message that names a file in full (a path of up to PATH_MAX
+ * bytes and the reason): such a message is never cut off. */
+#define IDX_MSG_MAX 4352
+
 typedef struct idx_error {
 	int code;        /* the code returned */
-	char msg[256];   /* NUL-terminated, never empty after a failure */
+	char msg[IDX_MSG_MAX];   /* NUL-terminated, never empty after a failure */
 } idx_error;
 
 enum {

@@ -1,4 +1,5 @@
 #include "srv_encode.h"
+#include "text.h"
 
 #include "clock.h"
 
@@ -71,7 +72,7 @@ int srv_encoder_run(struct srv_encoder *e, void (*fn)(void *arg), void *arg, int
 static void image_fail(struct srv_image_job *job, int status, const char *msg)
 {
 	job->status = status;
-	snprintf(job->msg, sizeof job->msg, "%s", msg);
+	text_copy(job->msg, sizeof job->msg, msg);
 	free(job->pixels);
 	job->pixels = NULL;
 	job->done(job);
@@ -244,7 +245,7 @@ static void text_batch(void *ud, void **items, size_t n)
 		struct srv_text_job *job = items[i];
 		if (rc != 0) {
 			job->status = rc;
-			snprintf(job->msg, sizeof job->msg, "%s", err.msg);
+			text_copy(job->msg, sizeof job->msg, err.msg);
 		}
 		free(job->misses);
 		job->misses = NULL;
@@ -303,7 +304,8 @@ int srv_encoder_new(const clip_model *model, const struct srv_encode_params *p,
 	pthread_mutex_init(&e->stats_lock, NULL);
 	if (clip_ctx_new(model, p->threads, &e->image_ctx, &err) != 0
 	    || clip_ctx_new(model, p->threads, &e->text_ctx, &err) != 0) {
-		snprintf(msg, msglen, "encoder context: %s", err.msg);
+		size_t w = text_copy(msg, msglen, "encoder context: ");
+		text_copy(msg + w, msglen - w, err.msg);
 		goto fail;
 	}
 	e->cache = srv_lru_new(p->text_cache, e->dim);

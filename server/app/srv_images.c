@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "text.h"
 #include "files.h"
 #include "sha256.h"
 #include "srv_app.h"
@@ -629,7 +630,7 @@ static void thumb_fail(struct thumb *t, enum http_err err, const char *msg)
 {
 	t->failed = 1;
 	t->err = err;
-	snprintf(t->msg, sizeof t->msg, "%.*s", (int)sizeof t->msg - 1, msg);   /* a reply's line, cut to fit */
+	text_copy(t->msg, sizeof t->msg, msg);
 }
 
 /* On a worker: read the original, decode under the budget, shrink, JPEG, cache. */

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "srv_app.h"
+#include "text.h"
 
 static int raw_image_type(const char *ct)
 {
@@ -52,7 +53,7 @@ int srv_check_image(const struct srv_app *app, const void *data, size_t len, int
 	int rc = clip_image_probe(data, len, &type, width, height, &err);
 	if (rc != 0) {
 		*code = srv_clip_http_error(rc);
-		snprintf(msg, msglen, "%s", err.msg[0] ? err.msg : http_errors[*code].message);
+		text_copy(msg, msglen, err.msg[0] ? err.msg : http_errors[*code].message);
 		return -1;
 	}
 	unsigned long long pixels = (unsigned long long)*width * (unsigned long long)*height;

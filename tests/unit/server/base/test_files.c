@@ -1,10 +1,12 @@
-/* base/files and base/clock: whole-file reads under a cap, base names, clocks. */
+/* base/files, base/clock, base/text: whole-file reads under a cap, base
+ * names, clocks, messages cut to fit. */
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "clock.h"
 #include "files.h"
 #include "harness.h"
+#include "text.h"
 
 static void write_bytes(const char *path, const char *data, size_t len)
 {
@@ -105,6 +107,21 @@ static void test_clocks(void)
 	CHECK(d.tv_nsec >= 0 && d.tv_nsec < 1000000000L);
 }
 
+static void test_text_copy(void)
+{
+	char out[8];
+	CHECK_EQ_INT(text_copy(out, sizeof out, "short"), 5);
+	CHECK_EQ_STR(out, "short");
+	CHECK_EQ_INT(text_copy(out, sizeof out, "a longer line"), 7);
+	CHECK_EQ_STR(out, "a longe");
+	/* never half a UTF-8 character: "abcde\xc3\xa9f" cut before the e-acute */
+	CHECK_EQ_INT(text_copy(out, 7, "abcde\xc3\xa9" "f"), 5);
+	CHECK_EQ_STR(out, "abcde");
+	CHECK_EQ_INT(text_copy(out, sizeof out, NULL), 0);
+	CHECK_EQ_STR(out, "");
+	CHECK_EQ_INT(text_copy(out, 0, "x"), 0);
+}
+
 int main(void)
 {
 	RUN(test_read_all);
@@ -112,5 +129,6 @@ int main(void)
 	RUN(test_read_all_long_path_message);
 	RUN(test_base_name);
 	RUN(test_clocks);
+	RUN(test_text_copy);
 	return harness_done();
 }
