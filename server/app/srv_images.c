@@ -511,7 +511,7 @@ static int original_fd(struct srv_app *app, const struct store_image *img, uint6
 	int rc = catalog_original(app->cat, img, path, sizeof path, &want_size, &want_mtime, &err);
 	if (rc != 0) {
 		*code = rc == STORE_ERR_NOT_FOUND ? HTTP_ERR_SOURCE_MISSING : srv_store_http_error(rc);
-		snprintf(msg, msglen, "%.*s", (int)msglen - 1, err.msg);
+		text_copy(msg, msglen, err.msg);
 		return -1;
 	}
 	int lib = img->source_library != NULL;

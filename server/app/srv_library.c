@@ -22,6 +22,7 @@
 #include "sha256.h"
 #include "srv_app.h"
 #include "srv_library.h"
+#include "text.h"
 
 #define MARK_BATCH 256          /* paths marked per transaction */
 #define PENDING_BATCH 64        /* pending files read from the catalog at a time */
@@ -317,7 +318,7 @@ static void collect(struct scan *s)
 			it->kind = CATALOG_LIB_FAILED;
 			it->err_code = http_error_name(code);
 			it->err_status = (int)http_error_status(code);
-			snprintf(s->batch.msgs[i], sizeof s->batch.msgs[i], "%s", j->job.msg);
+			text_copy(s->batch.msgs[i], sizeof s->batch.msgs[i], j->job.msg);
 			it->err_msg = s->batch.msgs[i];
 		}
 	}
