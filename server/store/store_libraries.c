@@ -180,6 +180,29 @@ int store_lib_mark(store *s, const char *lib, int64_t scan, const struct store_l
 	return st_write_end(s, rc, err);
 }
 
+/* A page of a library's rows in path order: sql takes the library (?1),
+ * the path to start after (?2) and the page size (?3); *rows gets room for
+ * max rows of elem bytes (zeroed). 0 with the statement ready to step, or
+ * a status (nothing held). */
+static int page_prepare(store *s, const char *sql, const char *lib, const char *after, size_t max,
+			size_t elem, void **rows, struct store_conn **c, sqlite3_stmt **st, store_error *err)
+{
+	if (max == 0 || max > 100000)
+		return store_fail(err, STORE_ERR_INVALID, "max must be 1 to 100000");
+	if (!(*rows = calloc(max, elem)))
+		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
+	int rc = st_reader_prepare(s, sql, c, st, err);
+	if (rc != 0) {
+		free(*rows);
+		*rows = NULL;
+		return rc;
+	}
+	sqlite3_bind_text(*st, 1, lib, -1, SQLITE_STATIC);
+	sqlite3_bind_text(*st, 2, after ? after : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(*st, 3, (sqlite3_int64)max);
+	return 0;
+}
+
 int store_lib_pending(store *s, const char *lib, const char *after, size_t max, struct store_lib_file **out,
 		      size_t *n, store_error *err)
 {
@@ -189,19 +212,10 @@ int store_lib_pending(store *s, const char *lib, const char *after, size_t max, 
 	sqlite3_stmt *st = NULL;
 	*out = NULL;
 	*n = 0;
-	if (max == 0 || max > 100000)
-		return store_fail(err, STORE_ERR_INVALID, "max must be 1 to 100000");
-	struct store_lib_file *f = calloc(max, sizeof *f);
-	if (!f)
-		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
-	int rc = st_reader_prepare(s, sql, &c, &st, err);
-	if (rc != 0) {
-		free(f);
+	struct store_lib_file *f = NULL;
+	int rc = page_prepare(s, sql, lib, after, max, sizeof *f, (void **)&f, &c, &st, err);
+	if (rc != 0)
 		return rc;
-	}
-	sqlite3_bind_text(st, 1, lib, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, after ? after : "", -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, (sqlite3_int64)max);
 	size_t got = 0;
 	int r;
 	while (got < max && (r = sqlite3_step(st)) == SQLITE_ROW) {
@@ -677,19 +691,10 @@ int store_lib_errors(store *s, const char *lib, const char *after, size_t max, s
 	sqlite3_stmt *st = NULL;
 	*out = NULL;
 	*n = 0;
-	if (max == 0 || max > 100000)
-		return store_fail(err, STORE_ERR_INVALID, "max must be 1 to 100000");
-	struct store_lib_error *e = calloc(max, sizeof *e);
-	if (!e)
-		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
-	int rc = st_reader_prepare(s, sql, &c, &st, err);
-	if (rc != 0) {
-		free(e);
+	struct store_lib_error *e = NULL;
+	int rc = page_prepare(s, sql, lib, after, max, sizeof *e, (void **)&e, &c, &st, err);
+	if (rc != 0)
 		return rc;
-	}
-	sqlite3_bind_text(st, 1, lib, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, after ? after : "", -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, (sqlite3_int64)max);
 	size_t got = 0;
 	int r;
 	while (got < max && (r = sqlite3_step(st)) == SQLITE_ROW) {

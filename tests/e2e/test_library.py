@@ -64,15 +64,20 @@ def rescan(server, name):
     return wait_scanned(server, name, before)
 
 
-def all_images(server, query=""):
-    items, cursor = [], ""
+def pages(server, path):
+    """Every item of a paged list (path ends with its query string)."""
+    items, cursor = [], None
     while True:
-        r = server.get("/images?limit=1000%s%s" % (query, "&cursor=" + cursor if cursor else ""))
+        r = server.get(path + ("&cursor=" + cursor if cursor else ""))
         assert r.status == 200, r
         items += r.json()["items"]
         cursor = r.json()["next_cursor"]
         if not cursor:
             return items
+
+
+def all_images(server, query=""):
+    return pages(server, "/images?limit=1000" + query)
 
 
 def metric(server, name):
@@ -84,14 +89,7 @@ def metric(server, name):
 
 
 def errors(server, name):
-    items, cursor = [], None
-    while True:
-        r = server.get("/libraries/%s/errors?limit=7%s" % (name, "&cursor=" + cursor if cursor else ""))
-        assert r.status == 200, r
-        items += r.json()["items"]
-        cursor = r.json()["next_cursor"]
-        if not cursor:
-            return {e["path"]: e for e in items}
+    return {e["path"]: e for e in pages(server, "/libraries/%s/errors?limit=7" % name)}
 
 
 def test_tree_of_2000_files(make_server, tmp_path):
