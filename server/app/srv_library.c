@@ -401,6 +401,21 @@ static void wait_next_scan(struct scan *s)
 	});
 }
 
+static int root_online(const char *root, char *why, size_t len);
+
+/* A file vanished: forgotten, unless the whole root went away (an
+ * unmounted disk), which ends the scan with nothing more changed. */
+static void file_gone(struct scan *s, const char *path)
+{
+	char why[sizeof s->lib->st.offline_reason];
+	if (root_online(s->lib->spec.root, why, sizeof why) != 0) {
+		log_warn("library %s went offline during the scan: %s; nothing more changes", s->lib->spec.name, why);
+		s->failed = 1;
+		return;
+	}
+	batch_add(s, path, CATALOG_LIB_GONE, NULL);
+}
+
 static void index_file(struct scan *s, const struct store_lib_file *f)
 {
 	struct srv_libraries *set = s->set;
@@ -417,7 +432,7 @@ static void index_file(struct scan *s, const struct store_lib_file *f)
 	if (fd < 0) {
 		int e = errno;
 		if (e == ENOENT || e == ENOTDIR || e == ELOOP) {
-			batch_add(s, f->path, CATALOG_LIB_GONE, NULL);
+			file_gone(s, f->path);
 			return;
 		}
 		if (lstat(full, &sb) != 0)
@@ -820,7 +835,9 @@ static void scan_library(struct srv_libraries *set, struct lib *lib)
 	int indexed = walked == 0 ? index_pending(s) : walked;
 	int finished = 0;
 	if (walked == 0 && indexed == 0 && !s->failed) {
-		if (s->keep_overflow) {
+		if (root_online(lib->spec.root, why, sizeof why) != 0) {
+			log_warn("library %s went offline during the scan: %s; nothing is removed", lib->spec.name, why);
+		} else if (s->keep_overflow) {
 			log_warn("library %s: too many folders could not be read: nothing is removed in this scan",
 				 lib->spec.name);
 		} else {
