@@ -55,6 +55,15 @@ curl_common=(--fail --location --silent --show-error --connect-timeout "${FETCH_
 
 partial="$dest.partial"
 mkdir -p "$partial"
+# A run that fails keeps DEST.partial/ only when it holds downloaded bytes
+# to resume from: a failure before any file arrived leaves nothing behind.
+drop_empty_partial() {
+	[ -d "$partial" ] || return 0
+	if [ -z "$(find "$partial" -mindepth 1 -maxdepth 1 ! -name '.listing.json*' -print -quit)" ]; then
+		rm -rf "$partial"
+	fi
+}
+trap 'rc=$?; [ $rc -ne 0 ] && drop_empty_partial; exit $rc' EXIT
 
 # The listing: every file with its size and checksum.
 listing="$partial/.listing.json"

@@ -80,17 +80,47 @@ typedef struct clip_error {
 
 typedef struct clip_model clip_model;
 
+/*
+ * Precision of the transformers' matrix products. FP32 (the default)
+ * computes everything in float32. BF16 keeps the layers' weights in bf16
+ * (packed for the kernel; a BF16 checkpoint is used as it is, never
+ * widened), rounds their inputs to bf16 and multiplies them with
+ * vdpbf16ps, accumulating in float32; LayerNorm, attention, softmax, GELU,
+ * the residual adds and the final projection stay float32. It needs a CPU
+ * with AVX512_BF16: elsewhere clip_model_load refuses it, naming the
+ * feature (clip_precision_check says so before any loading). A model's
+ * vectors at the two precisions differ slightly (cosine about 0.999):
+ * a collection holds one or the other.
+ */
+enum clip_precision { CLIP_PRECISION_FP32 = 0, CLIP_PRECISION_BF16 = 1 };
+
+/* "fp32", "bf16" */
+const char *clip_precision_name(int precision);
+/* 0 and *out set for "fp32" or "bf16"; -1 otherwise. */
+int clip_precision_parse(const char *s, int *out);
+
 struct clip_params {
 	size_t max_pixels;   /* clip_image_decode's limit (default 64 megapixels) */
 	int verify_shapes;   /* nonzero: refuse tensors whose shape differs (always on; kept for ABI) */
 	/* A directory for a file of the weights repacked for this CPU's
 	 * kernel (about the size of the weights), which later loads of the
 	 * same files map instead of repacking; created if missing. NULL (the
-	 * default): repack at every load. */
+	 * default): repack at every load. One file per precision. */
 	const char *weights_cache;
+	int precision;       /* enum clip_precision (default CLIP_PRECISION_FP32) */
+	/* For tests and benchmarks: the most capable matrix kernel to use,
+	 * as if the CPU had no more: "avx512-bf16", "avx512", "avx2" or
+	 * "openblas" (nothing packed). NULL or "": the CPU's best. A CPU
+	 * cannot be given what it lacks. */
+	const char *cpu;
 };
 
 struct clip_params clip_default_params(void);
+
+/* 0 if params' precision runs on this CPU (as params->cpu limits it), else
+ * CLIP_ERR_INVALID with a message naming the missing feature, or the bad
+ * cpu value. clip_model_load checks the same first. */
+int clip_precision_check(const struct clip_params *params, clip_error *err);
 
 /*
  * Load a model directory, in Hugging Face CLIPModel layout (config.json,
@@ -114,6 +144,11 @@ size_t clip_model_weight_bytes(const clip_model *model); /* bytes of weight file
 /* Paths of the files the model was loaded from (weights and configs), for
  * fingerprinting; NULL-terminated, owned by the model. */
 const char *const *clip_model_files(const clip_model *model);
+/* The precision it computes in ("fp32", "bf16") and the matrix kernel it
+ * uses: "avx512-bf16", "avx512", "avx2" (clipd's packed kernels) or
+ * "openblas" (ARM64 and other CPUs without AVX2 and FMA). */
+const char *clip_model_precision(const clip_model *model);
+const char *clip_model_kernel(const clip_model *model);
 
 /* ---- tokenizer ------------------------------------------------------- */
 
@@ -171,9 +206,9 @@ int clip_tokenize(const clip_tokenizer *tok, const char *text, size_t len,
  *
  * What the server does with it (one decode per upload, on a decode thread):
  *
- *     struct clip_decode_params dp = clip_decode_default_params();
- *     dp.max_pixels = cfg->max_pixels;
- *     dp.min_short_side = exact_decode ? 0 : 2 * clip_model_image_size(model);
+ *     struct clip_decode_params dp = clip_model_decode_params(model, cfg->max_pixels, exact_decode);
+ *     // (the same as clip_decode_default_params() with max_pixels set and
+ *     //  min_short_side = exact_decode ? 0 : 2 * clip_model_image_size(model))
  *     clip_image img;
  *     if (clip_image_decode_with(bytes, len, &dp, &img, &err) != 0) ... 422/415
  *     clip_image_preprocess(model, &img, pixels, npix, &err);   // the embedding
@@ -245,6 +280,10 @@ struct clip_decode_params {
 };
 
 struct clip_decode_params clip_decode_default_params(void);
+/* The parameters for decoding an image for model m: max_pixels (0: the
+ * default), and the JPEG fast path down to twice the model's input side
+ * unless exact (--exact-decode: full size, bit-faithful to Pillow). */
+struct clip_decode_params clip_model_decode_params(const clip_model *m, size_t max_pixels, int exact);
 
 /* Decode as params say. On failure *out is empty (all zero) and the status
  * says why: CLIP_ERR_UNSUPPORTED (not a type above; the message lists

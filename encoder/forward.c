@@ -1,9 +1,15 @@
 /*
  * forward.c - the CLIP vision and text transformers: the linear layers
- * through clip_gemm_packed (weights packed at load, on AVX-512) or else
- * cblas_sgemm / clip_gemm_tn (gemm.h), LayerNorm, softmax and the
+ * through clip_gemm_packed (weights packed at load, on AVX2 and AVX-512)
+ * or else cblas_sgemm / clip_gemm_tn (gemm.h), LayerNorm, softmax and the
  * activations in float32 with vector kernels of our own, each step split
  * across the ctx's team.
+ *
+ * At bf16 precision every linear layer's input is also kept rounded to
+ * bf16 (next to its float32 rows, written by the step that makes it: the
+ * LayerNorm, the attention of a head, the MLP's activation, the patch
+ * unfolding), and clip_gemm_packed_bf16 reads that; everything else is
+ * the float32 code, unchanged.
  *
  * Rows are tokens: an image is 1 + grid^2 rows (class token first), a text
  * is its ids up to and including the end token (the causal mask makes
@@ -310,25 +316,61 @@ static size_t column_block(size_t M, size_t K)
 }
 
 /*
+ * The input of a product: M rows of K floats (f, row stride ld), and at
+ * bf16 precision the same rows rounded to bf16 (b, row stride
+ * clip_bf16_row(K)), which the product then reads instead; b is NULL at
+ * float32.
+ */
+struct opnd {
+	const float *f;
+	size_t ld;
+	const uint16_t *b;
+};
+
+/* yb[M rows, columns [n0, n1)] = y's rounded to bf16; rows of y are ldy
+ * floats apart, of yb clip_bf16_row(ldy); an odd row's pad is zeroed by
+ * the columns that end there. */
+static void round_cols(size_t M, const float *y, size_t ldy, uint16_t *yb, size_t n0, size_t n1)
+{
+	size_t ldb = clip_bf16_row(ldy);
+	for (size_t r = 0; r < M; r++) {
+		clip_bf16_round(y + r * ldy + n0, n1 - n0, yb + r * ldb + n0);
+		if (n1 == ldy && ldy % 2)
+			yb[r * ldb + ldy] = 0;
+	}
+}
+
+/*
  * Columns [n0, n1) of y[M, N] (row stride ldy) = beta * y + x[M, K] W^T + b,
  * W being [N, K] row-major (nn.Linear), then the activation; beta is 0 or 1.
- * With wp (W packed at load, gemm.h) the packed kernel computes it.
+ * With W packed at load (gemm.h) the packed kernel computes it, in bf16
+ * when x has its bf16 rows. yb (NULL: none) receives the result's columns
+ * rounded to bf16 too, for the product that reads them next.
  */
-static void linear_cols(size_t M, size_t K, const float *x, size_t ldx, const float *w, const float *wp,
-			const float *b, float *y, size_t ldy, size_t n0, size_t n1, float beta, enum act act)
+static void linear_cols(enum clip_kernel kernel, size_t M, size_t K, struct opnd x, const struct clip_weight *w,
+			const float *b, float *y, size_t ldy, size_t n0, size_t n1, float beta, enum act act,
+			uint16_t *yb)
 {
 	if (n1 <= n0 || M == 0)
 		return;
-	if (wp) {
-		clip_gemm_packed(M, K, x, ldx, wp, b, y, ldy, n0, n1, beta);
+	if (w->packed) {
+		if (x.b)
+			clip_gemm_packed_bf16(M, K, x.b, clip_bf16_row(K), w->packed, b, y, ldy, n0, n1, beta);
+		else
+			clip_gemm_packed(kernel, M, K, x.f, x.ld, w->packed, b, y, ldy, n0, n1, beta);
 		if (act != ACT_NONE)
 			for (size_t r = 0; r < M; r++)
 				act_only(y + r * ldy + n0, n1 - n0, act);
+		if (yb)
+			round_cols(M, y, ldy, yb, n0, n1);
 		return;
 	}
+	/* (nothing is packed only at float32: bf16 needs the bf16 kernel) */
+	size_t ldx = x.ld;
+	const float *xf = x.f, *wf = w->f;
 	size_t nc = column_block(M, K);
 	if (nc == SIZE_MAX) {
-		clip_gemm_tn(M, n1 - n0, K, x, ldx, w + n0 * K, K, b + n0, y + n0, ldy, beta);
+		clip_gemm_tn(kernel, M, n1 - n0, K, xf, ldx, wf + n0 * K, K, b + n0, y + n0, ldy, beta);
 		if (act != ACT_NONE)
 			for (size_t r = 0; r < M; r++)
 				act_only(y + r * ldy + n0, n1 - n0, act);
@@ -338,8 +380,8 @@ static void linear_cols(size_t M, size_t K, const float *x, size_t ldx, const fl
 		size_t c1 = n1 - c0 > nc ? c0 + nc : n1, nb = c1 - c0;
 		/* t[nb, M] = W[c0..c1) x^T, then into y */
 		float t[SMALL_MN];
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)M, (int)K, 1.0f, w + c0 * K,
-			    (int)K, x, (int)ldx, 0.0f, t, (int)M);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)M, (int)K, 1.0f, wf + c0 * K,
+			    (int)K, xf, (int)ldx, 0.0f, t, (int)M);
 		for (size_t r = 0; r < M; r++) {
 			float *yr = y + r * ldy + c0;
 			if (beta == 0.0f)
@@ -360,12 +402,17 @@ static void linear_cols(size_t M, size_t K, const float *x, size_t ldx, const fl
 struct pass {
 	const struct clip_tower_arch *A;
 	const struct clip_layer *l;
+	enum clip_kernel kernel;
 	size_t M;                       /* rows */
 	float *x, *h, *q, *k, *v, *a, *f;
+	/* at bf16 precision, h, a and f rounded to bf16 (rows of
+	 * clip_bf16_row(W or F) elements): the products' inputs; else NULL */
+	uint16_t *hb, *ab, *fb;
 	/* few rows: per thread M x W floats, where each thread normalises
 	 * every row itself inside the GEMM task that follows (no LayerNorm
-	 * step and its barrier); NULL otherwise */
+	 * step and its barrier), and their bf16 copies (hsb); NULL otherwise */
 	float *hs;
+	uint16_t *hsb;
 	size_t next;                    /* the next unit of the running task (see take_cols) */
 	/* sequences: n_seq runs of rows, seq_off[i] .. + seq_len[i] */
 	size_t n_seq;
@@ -383,6 +430,7 @@ struct pass {
 	const float *ln_w, *ln_b;
 	const float *ln_in;
 	float *ln_out;
+	uint16_t *ln_outb;              /* the output rounded to bf16, or NULL */
 	size_t ln_stride;               /* rows are ln_stride floats apart */
 };
 
@@ -394,19 +442,25 @@ static void task_ln(void *arg, int i, int n)
 	for (size_t r = lo; r < hi; r++)
 		layer_norm(p->ln_in + r * p->ln_stride, p->ln_out + r * p->ln_stride, W, p->ln_w, p->ln_b,
 			   p->A->eps);
+	if (p->ln_outb && hi > lo)
+		clip_bf16_round_rows(hi - lo, W, p->ln_out + lo * p->ln_stride, p->ln_stride,
+				     p->ln_outb + lo * clip_bf16_row(W), clip_bf16_row(W));
 }
 
 /* The LayerNorm of x that the GEMMs of thread i read: p->h (a LayerNorm
  * step filled it), or with few rows the thread's own copy, made here. */
-static const float *norm_in(struct pass *p, int i, const float *w, const float *b)
+static struct opnd norm_in(struct pass *p, int i, const float *w, const float *b)
 {
+	size_t W = (size_t)p->A->width, Wb = clip_bf16_row(W);
 	if (!p->hs)
-		return p->h;
-	size_t W = (size_t)p->A->width;
+		return (struct opnd){ p->h, W, p->hb };
 	float *h = p->hs + (size_t)i * p->M * W;
+	uint16_t *hb = p->hsb ? p->hsb + (size_t)i * p->M * Wb : NULL;
 	for (size_t r = 0; r < p->M; r++)
 		layer_norm(p->x + r * W, h + r * W, W, w, b, p->A->eps);
-	return h;
+	if (hb)
+		clip_bf16_round_rows(p->M, W, h, W, hb, Wb);
+	return (struct opnd){ h, W, hb };
 }
 
 /* Attention of sequence s, head `head`: a[rows of s, head's columns]. */
@@ -423,8 +477,8 @@ static void attn_unit(struct pass *p, float *S, size_t s, size_t head)
 	 * row (pre = 1) its key is column 0 and the sequence's own rows follow */
 	size_t pre = p->prefix_k ? 1 : 0, ls = L + pre;
 	if (pre)
-		clip_gemm_tn(L, 1, d, Q, W, p->prefix_k + head * d, d, NULL, S, ls, 0.0f);
-	clip_gemm_tn(L, L, d, Q, W, K, W, NULL, S + pre, ls, 0.0f);
+		clip_gemm_tn(p->kernel, L, 1, d, Q, W, p->prefix_k + head * d, d, NULL, S, ls, 0.0f);
+	clip_gemm_tn(p->kernel, L, L, d, Q, W, K, W, NULL, S + pre, ls, 0.0f);
 	for (size_t r = 0; r < L; r++)
 		softmax(S + r * ls, p->causal ? r + 1 + pre : ls, ls, scale);
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)L, (int)d, (int)L, 1.0f, S + pre, (int)ls, V,
@@ -432,6 +486,8 @@ static void attn_unit(struct pass *p, float *S, size_t s, size_t head)
 	if (pre)
 		for (size_t r = 0; r < L; r++)
 			cblas_saxpy((int)d, S[r * ls], p->prefix_v + head * d, 1, O + r * W, 1);
+	if (p->ab)
+		round_cols(L, p->a + off * W, W, p->ab + off * clip_bf16_row(W), head * d, head * d + d);
 }
 
 /*
@@ -469,13 +525,13 @@ static void task_qkv_attn(void *arg, int i, int n)
 	const struct clip_layer *l = p->l;
 	size_t W = (size_t)p->A->width, H = (size_t)p->A->heads, d = W / H;
 	float *S = p->scores + (size_t)i * p->scores_stride;
-	const float *h = norm_in(p, i, l->ln1_w, l->ln1_b);
+	struct opnd h = norm_in(p, i, l->ln1_w, l->ln1_b);
 	(void)n;
 	for (size_t head; (head = next_unit(&p->next)) < H;) {
 		size_t lo = head * d, hi = lo + d;
-		linear_cols(p->M, W, h, W, l->q_w, l->q_p, l->q_b, p->q, W, lo, hi, 0.0f, ACT_NONE);
-		linear_cols(p->M, W, h, W, l->k_w, l->k_p, l->k_b, p->k, W, lo, hi, 0.0f, ACT_NONE);
-		linear_cols(p->M, W, h, W, l->v_w, l->v_p, l->v_b, p->v, W, lo, hi, 0.0f, ACT_NONE);
+		linear_cols(p->kernel, p->M, W, h, &l->q, l->q_b, p->q, W, lo, hi, 0.0f, ACT_NONE, NULL);
+		linear_cols(p->kernel, p->M, W, h, &l->k, l->k_b, p->k, W, lo, hi, 0.0f, ACT_NONE, NULL);
+		linear_cols(p->kernel, p->M, W, h, &l->v, l->v_b, p->v, W, lo, hi, 0.0f, ACT_NONE, NULL);
 		for (size_t s = 0; s < p->n_seq; s++)
 			attn_unit(p, S, s, head);
 	}
@@ -487,18 +543,19 @@ static void task_out(void *arg, int i, int n)
 	size_t W = (size_t)p->A->width, part, lo, hi;
 	(void)i, (void)n;
 	while (take_cols(&p->next, 1, W, &part, &lo, &hi))
-		linear_cols(p->M, W, p->a, W, p->l->o_w, p->l->o_p, p->l->o_b, p->x, W, lo, hi, 1.0f, ACT_NONE);
+		linear_cols(p->kernel, p->M, W, (struct opnd){ p->a, W, p->ab }, &p->l->o, p->l->o_b, p->x, W, lo, hi,
+			    1.0f, ACT_NONE, NULL);
 }
 
 static void task_fc1(void *arg, int i, int n)
 {
 	struct pass *p = arg;
 	size_t W = (size_t)p->A->width, F = (size_t)p->A->mlp, part, lo, hi;
-	const float *h = norm_in(p, i, p->l->ln2_w, p->l->ln2_b);
+	struct opnd h = norm_in(p, i, p->l->ln2_w, p->l->ln2_b);
 	(void)n;
 	while (take_cols(&p->next, 1, F, &part, &lo, &hi))
-		linear_cols(p->M, W, h, W, p->l->fc1_w, p->l->fc1_p, p->l->fc1_b, p->f, F, lo, hi, 0.0f,
-			    p->A->quick_gelu ? ACT_QUICK_GELU : ACT_GELU);
+		linear_cols(p->kernel, p->M, W, h, &p->l->fc1, p->l->fc1_b, p->f, F, lo, hi, 0.0f,
+			    p->A->quick_gelu ? ACT_QUICK_GELU : ACT_GELU, p->fb);
 }
 
 static void task_fc2(void *arg, int i, int n)
@@ -507,8 +564,8 @@ static void task_fc2(void *arg, int i, int n)
 	size_t W = (size_t)p->A->width, F = (size_t)p->A->mlp, part, lo, hi;
 	(void)i, (void)n;
 	while (take_cols(&p->next, 1, W, &part, &lo, &hi))
-		linear_cols(p->M, F, p->f, F, p->l->fc2_w, p->l->fc2_p, p->l->fc2_b, p->x, W, lo, hi, 1.0f,
-			    ACT_NONE);
+		linear_cols(p->kernel, p->M, F, (struct opnd){ p->f, F, p->fb }, &p->l->fc2, p->l->fc2_b, p->x, W, lo,
+			    hi, 1.0f, ACT_NONE, NULL);
 }
 
 /* Last layer: K and V for every row, Q only for the pooled rows. */
@@ -517,14 +574,15 @@ static void task_kv_q(void *arg, int i, int n)
 	struct pass *p = arg, *pp = p->pool;
 	const struct clip_layer *l = p->l;
 	size_t W = (size_t)p->A->width, part, lo, hi;
+	struct opnd h = { p->h, W, p->hb }, ph = { pp->h, W, pp->hb };
 	(void)i, (void)n;
 	while (take_cols(&p->next, 3, W, &part, &lo, &hi)) {
 		if (part == 0)
-			linear_cols(p->M, W, p->h, W, l->k_w, l->k_p, l->k_b, p->k, W, lo, hi, 0.0f, ACT_NONE);
+			linear_cols(p->kernel, p->M, W, h, &l->k, l->k_b, p->k, W, lo, hi, 0.0f, ACT_NONE, NULL);
 		else if (part == 1)
-			linear_cols(p->M, W, p->h, W, l->v_w, l->v_p, l->v_b, p->v, W, lo, hi, 0.0f, ACT_NONE);
+			linear_cols(p->kernel, p->M, W, h, &l->v, l->v_b, p->v, W, lo, hi, 0.0f, ACT_NONE, NULL);
 		else
-			linear_cols(pp->M, W, pp->h, W, l->q_w, l->q_p, l->q_b, pp->q, W, lo, hi, 0.0f, ACT_NONE);
+			linear_cols(p->kernel, pp->M, W, ph, &l->q, l->q_b, pp->q, W, lo, hi, 0.0f, ACT_NONE, NULL);
 	}
 }
 
@@ -544,21 +602,24 @@ static void task_attn_pool(void *arg, int i, int n)
 		const float *q = pp->q + s * W + head * d;
 		float *o = pp->a + s * W + head * d;
 		if (pre)
-			clip_gemm_tn(1, 1, d, q, W, p->prefix_k + head * d, d, NULL, S, 1, 0.0f);
-		clip_gemm_tn(1, L, d, q, W, p->k + off * W + head * d, W, NULL, S + pre, L + pre, 0.0f);
+			clip_gemm_tn(p->kernel, 1, 1, d, q, W, p->prefix_k + head * d, d, NULL, S, 1, 0.0f);
+		clip_gemm_tn(p->kernel, 1, L, d, q, W, p->k + off * W + head * d, W, NULL, S + pre, L + pre, 0.0f);
 		softmax(S, L + pre, L + pre, scale);
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 1, (int)d, (int)L, 1.0f, S + pre, (int)L,
 			    p->v + off * W + head * d, (int)W, 0.0f, o, (int)W);
 		if (pre)
 			cblas_saxpy((int)d, S[0], p->prefix_v + head * d, 1, o, 1);
+		if (pp->ab)
+			round_cols(1, pp->a + s * W, W, pp->ab + s * clip_bf16_row(W), head * d, head * d + d);
 	}
 }
 
-static void run_ln(struct clip_team *team, struct pass *p, const float *in, float *out, const float *w,
-		   const float *b)
+static void run_ln(struct clip_team *team, struct pass *p, const float *in, float *out, uint16_t *outb,
+		   const float *w, const float *b)
 {
 	p->ln_in = in;
 	p->ln_out = out;
+	p->ln_outb = outb;
 	p->ln_w = w;
 	p->ln_b = b;
 	p->ln_stride = (size_t)p->A->width;
@@ -593,25 +654,28 @@ static void run_layers(struct clip_team *team, struct pass *p, const struct clip
 		p->l = &layers[li];
 		set_prefix(p, li);
 		if (!p->hs)
-			run_ln(team, p, p->x, p->h, p->l->ln1_w, p->l->ln1_b);
+			run_ln(team, p, p->x, p->h, p->hb, p->l->ln1_w, p->l->ln1_b);
 		run_units(team, task_qkv_attn, p);
 		run_units(team, task_out, p);
 		if (!p->hs)
-			run_ln(team, p, p->x, p->h, p->l->ln2_w, p->l->ln2_b);
+			run_ln(team, p, p->x, p->h, p->hb, p->l->ln2_w, p->l->ln2_b);
 		run_units(team, task_fc1, p);
 		run_units(team, task_fc2, p);
 	}
 	p->l = pp->l = &layers[last];
 	set_prefix(p, last);
-	run_ln(team, p, p->x, p->h, p->l->ln1_w, p->l->ln1_b);
+	run_ln(team, p, p->x, p->h, p->hb, p->l->ln1_w, p->l->ln1_b);
 	for (size_t s = 0; s < p->n_seq; s++) {
-		memcpy(pp->x + s * W, p->x + (size_t)p->pool_row[s] * W, W * sizeof *pp->x);
-		memcpy(pp->h + s * W, p->h + (size_t)p->pool_row[s] * W, W * sizeof *pp->h);
+		size_t r = (size_t)p->pool_row[s], Wb = clip_bf16_row(W);
+		memcpy(pp->x + s * W, p->x + r * W, W * sizeof *pp->x);
+		memcpy(pp->h + s * W, p->h + r * W, W * sizeof *pp->h);
+		if (p->hb)
+			memcpy(pp->hb + s * Wb, p->hb + r * Wb, Wb * sizeof *pp->hb);
 	}
 	run_units(team, task_kv_q, p);
 	clip_team_run(team, task_attn_pool, p);
 	run_units(team, task_out, pp);
-	run_ln(team, pp, pp->x, pp->h, pp->l->ln2_w, pp->l->ln2_b);
+	run_ln(team, pp, pp->x, pp->h, pp->hb, pp->l->ln2_w, pp->l->ln2_b);
 	run_units(team, task_fc1, pp);
 	run_units(team, task_fc2, pp);
 }
@@ -656,11 +720,20 @@ static int work_reserve(struct clip_work *w, size_t floats, size_t ints, clip_er
 	return 0;
 }
 
-/* Carve the buffers of pass p (M rows) and of its pooled pass pp (n rows)
+/* Floats that hold n bf16 values, rounded up to whole 64-byte blocks. */
+static size_t bf16_floats(size_t n)
+{
+	return round_up((n + 1) / 2);
+}
+
+/*
+ * Carve the buffers of pass p (M rows) and of its pooled pass pp (n rows)
  * out of base; returns the floats needed (and assigns pointers only when
- * base is not NULL). */
+ * base is not NULL). With fb_elems (bf16 precision: the bf16 elements of
+ * p->fb) the bf16 copies too.
+ */
 static size_t layout(struct pass *p, struct pass *pp, float *base, size_t M, size_t n, size_t W, size_t F,
-		     size_t f_floats, size_t scores, int nth)
+		     size_t f_floats, size_t fb_elems, size_t scores, int nth)
 {
 	size_t off = 0;
 	float **bufs[] = { &p->x, &p->h, &p->q, &p->k, &p->v, &p->a, &pp->x, &pp->h, &pp->q, &pp->a };
@@ -686,7 +759,20 @@ static size_t layout(struct pass *p, struct pass *pp, float *base, size_t M, siz
 			p->hs = base + off;
 		off += round_up(M * W) * (size_t)nth;
 	}
-	*pp = (struct pass){ .A = p->A, .M = n, .x = pp->x, .h = pp->h, .q = pp->q, .a = pp->a, .f = pp->f };
+	p->hb = p->ab = p->fb = p->hsb = pp->hb = pp->ab = pp->fb = NULL;
+	if (fb_elems) {
+		size_t Wb = clip_bf16_row(W), Fb = clip_bf16_row(F);
+		uint16_t **bbufs[] = { &p->hb, &p->ab, &p->fb, &pp->hb, &pp->ab, &pp->fb, &p->hsb };
+		size_t elems[] = { M * Wb, M * Wb, fb_elems, n * Wb, n * Wb, n * Fb,
+				   M <= SMALL_ROWS ? M * Wb * (size_t)nth : 0 };
+		for (size_t i = 0; i < sizeof bbufs / sizeof bbufs[0]; i++) {
+			if (base && elems[i])
+				*bbufs[i] = (uint16_t *)(void *)(base + off);
+			off += bf16_floats(elems[i]);
+		}
+	}
+	*pp = (struct pass){ .A = p->A, .kernel = p->kernel, .M = n, .x = pp->x, .h = pp->h, .q = pp->q,
+			     .a = pp->a, .f = pp->f, .hb = pp->hb, .ab = pp->ab, .fb = pp->fb };
 	p->pool = pp;
 	return off;
 }
@@ -705,6 +791,7 @@ struct vis_embed {
 	const float *pixels;    /* the chunk's images */
 	size_t B, grid, T;
 	float *patches;         /* [B * grid^2, 3 P P] */
+	uint16_t *patches_b;    /* the same in bf16 (rows of clip_bf16_row(3 P P)), or NULL */
 	float *x;               /* [B * T, W] */
 	size_t next;            /* the patch GEMM's next unit (take_cols) */
 };
@@ -729,6 +816,9 @@ static void task_unfold(void *arg, int i, int n)
 					memcpy(row + (c * P + dy) * P, img + (c * S + gy * P + dy) * S + gx * P,
 					       P * sizeof *row);
 		}
+		if (e->patches_b)
+			clip_bf16_round_rows(G, K, e->patches + (b * G + gy) * G * K, K,
+					     e->patches_b + (b * G + gy) * G * clip_bf16_row(K), clip_bf16_row(K));
 	}
 	/* positional embedding rows, split by image */
 	split(e->B, i, n, 1, &lo, &hi);
@@ -750,11 +840,16 @@ static void task_patch_gemm(void *arg, int i, int n)
 	(void)i, (void)n;
 	while (take_cols(&e->next, e->B, W, &b, &lo, &hi)) {
 		float *y = e->x + (b * e->T + 1) * W;
-		if (e->m->patch_p)
-			clip_gemm_packed(G2, K, e->patches + b * G2 * K, K, e->m->patch_p, NULL, y, W, lo, hi, 1.0f);
+		const struct clip_weight *pw = &e->m->patch;
+		if (e->patches_b)
+			clip_gemm_packed_bf16(G2, K, e->patches_b + b * G2 * clip_bf16_row(K), clip_bf16_row(K),
+					      pw->packed, NULL, y, W, lo, hi, 1.0f);
+		else if (pw->packed)
+			clip_gemm_packed(e->m->kernel, G2, K, e->patches + b * G2 * K, K, pw->packed, NULL, y, W, lo,
+					 hi, 1.0f);
 		else
-			clip_gemm_tn(G2, hi - lo, K, e->patches + b * G2 * K, K, e->m->patch_w + lo * K, K, NULL,
-				     y + lo, W, 1.0f);
+			clip_gemm_tn(e->m->kernel, G2, hi - lo, K, e->patches + b * G2 * K, K, pw->f + lo * K, K,
+				     NULL, y + lo, W, 1.0f);
 	}
 }
 
@@ -765,13 +860,17 @@ static void vision_chunk(const clip_model *m, struct clip_team *team, struct cli
 	size_t W = (size_t)a->vision.width, F = (size_t)a->vision.mlp, P = (size_t)a->patch_size;
 	size_t G = (size_t)(a->image_size / a->patch_size), T = G * G + 1, M = B * T;
 	size_t patch_floats = B * G * G * 3 * P * P;
-	size_t f_floats = M * F > patch_floats ? M * F : patch_floats;
+	size_t f_floats = M * F > patch_floats ? M * F : patch_floats, fb_elems = 0;
+	if (m->precision == CLIP_PRECISION_BF16) {
+		size_t patch_elems = B * G * G * clip_bf16_row(3 * P * P), fc = M * clip_bf16_row(F);
+		fb_elems = fc > patch_elems ? fc : patch_elems;
+	}
 	int nth = clip_team_size(team);
-	struct pass p = { .A = &a->vision, .M = M, .n_seq = B, .causal = 0 }, pp = { 0 };
-	size_t need = layout(&p, &pp, NULL, M, B, W, F, f_floats, T * T, nth);
+	struct pass p = { .A = &a->vision, .kernel = m->kernel, .M = M, .n_seq = B, .causal = 0 }, pp = { 0 };
+	size_t need = layout(&p, &pp, NULL, M, B, W, F, f_floats, fb_elems, T * T, nth);
 	if ((*rc = work_reserve(w, need, 3 * B, err)))
 		return;
-	layout(&p, &pp, w->buf, M, B, W, F, f_floats, T * T, nth);
+	layout(&p, &pp, w->buf, M, B, W, F, f_floats, fb_elems, T * T, nth);
 	int *off = w->ints, *len = w->ints + B, *pool = w->ints + 2 * B;
 	for (size_t b = 0; b < B; b++) {
 		off[b] = (int)(b * T);
@@ -782,10 +881,11 @@ static void vision_chunk(const clip_model *m, struct clip_team *team, struct cli
 	p.seq_len = len;
 	p.pool_row = pool;
 
-	struct vis_embed e = { .m = m, .pixels = pixels, .B = B, .grid = G, .T = T, .patches = p.f, .x = p.x };
+	struct vis_embed e = { .m = m, .pixels = pixels, .B = B, .grid = G, .T = T, .patches = p.f,
+			       .patches_b = p.fb, .x = p.x };
 	clip_team_run(team, task_unfold, &e);
 	clip_team_run(team, task_patch_gemm, &e);
-	run_ln(team, &p, p.x, p.x, m->ln_pre_w, m->ln_pre_b);
+	run_ln(team, &p, p.x, p.x, NULL, m->ln_pre_w, m->ln_pre_b);
 	run_layers(team, &p, m->vis_layers);
 	for (size_t b = 0; b < B; b++)
 		layer_norm(pp.x + b * W, pp.h + b * W, W, m->ln_post_w, m->ln_post_b, a->vision.eps);
@@ -849,12 +949,13 @@ static void text_chunk(const clip_model *m, struct clip_team *team, struct clip_
 	M -= skip * n;
 	for (size_t s = 0; s < n; s++)
 		Lmax = (size_t)lens[s] - skip > Lmax ? (size_t)lens[s] - skip : Lmax;
-	struct pass p = { .A = &a->text, .M = M, .n_seq = n, .causal = 1 }, pp = { 0 };
+	struct pass p = { .A = &a->text, .kernel = m->kernel, .M = M, .n_seq = n, .causal = 1 }, pp = { 0 };
 	size_t scores = Lmax * (Lmax + skip);
-	size_t need = layout(&p, &pp, NULL, M, n, W, F, M * F, scores, nth);
+	size_t fb_elems = m->precision == CLIP_PRECISION_BF16 ? M * clip_bf16_row(F) : 0;
+	size_t need = layout(&p, &pp, NULL, M, n, W, F, M * F, fb_elems, scores, nth);
 	if ((*rc = work_reserve(w, need, 3 * n, err)))
 		return;
-	layout(&p, &pp, w->buf, M, n, W, F, M * F, scores, nth);
+	layout(&p, &pp, w->buf, M, n, W, F, M * F, fb_elems, scores, nth);
 	p.prefix_kv = skip ? m->prefix_kv : NULL;
 	int *off = w->ints, *len = w->ints + n, *pool = w->ints + 2 * n;
 	size_t r = 0;
@@ -888,29 +989,42 @@ int clip_forward_prefix(clip_model *m, int32_t id, clip_error *err)
 	enum act act = A->quick_gelu ? ACT_QUICK_GELU : ACT_GELU;
 	if (id < 0 || id >= m->arch.vocab_size || L == 0)
 		return clip_fail(err, CLIP_ERR_INVALID, "prefix token %d outside the vocabulary", (int)id);
+	size_t Wb = clip_bf16_row(W), Fb = clip_bf16_row(F);
+	int bf16 = m->precision == CLIP_PRECISION_BF16;
 	float *kv = malloc(L * 2 * W * sizeof *kv), *x = malloc((2 * W + F) * sizeof *x);
-	if (!kv || !x) {
+	/* at bf16, the products' inputs: h, the value (the row's attention output) and f */
+	uint16_t *hb = bf16 ? malloc((2 * Wb + Fb) * sizeof *hb) : NULL;
+	if (!kv || !x || (bf16 && !hb)) {
 		free(kv);
 		free(x);
+		free(hb);
 		return clip_fail(err, CLIP_ERR_NOMEM, "out of memory");
 	}
 	float *h = x + W, *f = h + W;
+	uint16_t *vb = hb ? hb + Wb : NULL, *fb = hb ? vb + Wb : NULL;
+	struct opnd hx = { h, W, hb }, vx = { NULL, W, vb }, fx = { f, F, fb };
 	for (size_t c = 0; c < W; c++)
 		x[c] = m->tok_emb[(size_t)id * W + c] + m->txt_pos[c];
 	for (size_t li = 0; li < L; li++) {
 		const struct clip_layer *l = &m->txt_layers[li];
 		float *k = kv + li * 2 * W, *v = k + W;
 		layer_norm(x, h, W, l->ln1_w, l->ln1_b, A->eps);
-		linear_cols(1, W, h, W, l->k_w, l->k_p, l->k_b, k, W, 0, W, 0.0f, ACT_NONE);
-		linear_cols(1, W, h, W, l->v_w, l->v_p, l->v_b, v, W, 0, W, 0.0f, ACT_NONE);
+		if (hb)
+			clip_bf16_round_rows(1, W, h, W, hb, Wb);
+		linear_cols(m->kernel, 1, W, hx, &l->k, l->k_b, k, W, 0, W, 0.0f, ACT_NONE, NULL);
+		linear_cols(m->kernel, 1, W, hx, &l->v, l->v_b, v, W, 0, W, 0.0f, ACT_NONE, vb);
 		if (li + 1 == L)
 			break;
-		linear_cols(1, W, v, W, l->o_w, l->o_p, l->o_b, x, W, 0, W, 1.0f, ACT_NONE);
+		vx.f = v;
+		linear_cols(m->kernel, 1, W, vx, &l->o, l->o_b, x, W, 0, W, 1.0f, ACT_NONE, NULL);
 		layer_norm(x, h, W, l->ln2_w, l->ln2_b, A->eps);
-		linear_cols(1, W, h, W, l->fc1_w, l->fc1_p, l->fc1_b, f, F, 0, F, 0.0f, act);
-		linear_cols(1, F, f, F, l->fc2_w, l->fc2_p, l->fc2_b, x, W, 0, W, 1.0f, ACT_NONE);
+		if (hb)
+			clip_bf16_round_rows(1, W, h, W, hb, Wb);
+		linear_cols(m->kernel, 1, W, hx, &l->fc1, l->fc1_b, f, F, 0, F, 0.0f, act, fb);
+		linear_cols(m->kernel, 1, F, fx, &l->fc2, l->fc2_b, x, W, 0, W, 1.0f, ACT_NONE, NULL);
 	}
 	free(x);
+	free(hb);
 	m->prefix_kv = kv;
 	m->prefix_id = id;
 	return 0;

@@ -15,6 +15,19 @@
  * of 32 columns, 2 x PMR accumulators, one broadcast x value per row and
  * step, no reduction at the end; panels outside the caller's columns are
  * masked at the store.
+ *
+ * The AVX2 + FMA kernel reads the same panels half a panel (16 columns,
+ * two 8-lane vectors) at a time, in tiles of up to AMR = 6 rows: 12
+ * accumulators, 2 weight vectors and a broadcast of the 16 registers;
+ * each step of k loads two weight vectors and six x values for twelve
+ * multiply-adds, the shape of OpenBLAS's own Haswell kernel, without its
+ * copy of the weights on every call.
+ *
+ * The bf16 kernel is the AVX-512 packed kernel with k taken two at a
+ * time: vdpbf16ps multiplies each 32-bit lane's pair of bf16 weights by a
+ * broadcast pair of bf16 activations and adds both products to a float32
+ * accumulator, twice the multiply-adds of an fp32 step from the same
+ * registers, and the weights take half the bytes.
  */
 #include "gemm.h"
 
@@ -22,11 +35,13 @@
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#define HAVE_AVX512_KERNEL 1
+#define HAVE_X86_KERNELS 1
 #include <immintrin.h>
 #else
-#define HAVE_AVX512_KERNEL 0
+#define HAVE_X86_KERNELS 0
 #endif
+/* The kernels below are compiled for their instruction sets whatever the
+ * build's -march, and used only where clip_gemm_detect found them. */
 
 #define MR 6      /* rows of x per tile */
 #define NR 4      /* rows of w per tile: 24 accumulators + 4 x vectors + 1 w vector of 32 registers */
@@ -43,8 +58,9 @@
 #define PNR CLIP_GEMM_PANEL
 #define PMR 12
 #define PKC 4096
+#define AMR 6     /* rows of an AVX2 tile */
 
-#if HAVE_AVX512_KERNEL
+#if HAVE_X86_KERNELS
 
 #define TARGET __attribute__((target("avx512f")))
 
@@ -225,6 +241,31 @@ static TARGET void gemm_avx512(size_t M, size_t N, size_t K, const float *x, siz
 	}
 }
 
+/* The end of a packed tile: y[mr rows, 32 columns] (=, or += when add)
+ * the accumulators a0 (columns 0-15) and a1 (16-31) + bias (NULL: none),
+ * under the masks m0 and m1. */
+static inline TARGET __attribute__((always_inline)) void store_tile(const int mr, const __m512 *a0, const __m512 *a1,
+								    const float *bias, float *y, size_t ldy,
+								    int add, __mmask16 m0, __mmask16 m1)
+{
+	__m512 b0 = _mm512_setzero_ps(), b1 = b0;
+	if (bias) {
+		b0 = _mm512_maskz_loadu_ps(m0, bias);
+		b1 = _mm512_maskz_loadu_ps(m1, bias + 16);
+	}
+#pragma GCC unroll 16
+	for (int i = 0; i < mr; i++) {
+		float *yi = y + (size_t)i * ldy;
+		__m512 r0 = _mm512_add_ps(a0[i], b0), r1 = _mm512_add_ps(a1[i], b1);
+		if (add) {
+			r0 = _mm512_add_ps(r0, _mm512_maskz_loadu_ps(m0, yi));
+			r1 = _mm512_add_ps(r1, _mm512_maskz_loadu_ps(m1, yi + 16));
+		}
+		_mm512_mask_storeu_ps(yi, m0, r0);
+		_mm512_mask_storeu_ps(yi + 16, m1, r1);
+	}
+}
+
 /*
  * The packed kernel: y[mr rows, one panel of 32 columns] (=, or += when
  * add) x[mr, kc] times the panel's kc x 32 block, + bias on the last
@@ -249,22 +290,7 @@ static inline TARGET __attribute__((always_inline)) void ptile(const int mr, siz
 			a1[i] = _mm512_fmadd_ps(b, w1, a1[i]);
 		}
 	}
-	__m512 b0 = _mm512_setzero_ps(), b1 = b0;
-	if (bias) {
-		b0 = _mm512_maskz_loadu_ps(m0, bias);
-		b1 = _mm512_maskz_loadu_ps(m1, bias + 16);
-	}
-#pragma GCC unroll 16
-	for (int i = 0; i < mr; i++) {
-		float *yi = y + (size_t)i * ldy;
-		__m512 r0 = _mm512_add_ps(a0[i], b0), r1 = _mm512_add_ps(a1[i], b1);
-		if (add) {
-			r0 = _mm512_add_ps(r0, _mm512_maskz_loadu_ps(m0, yi));
-			r1 = _mm512_add_ps(r1, _mm512_maskz_loadu_ps(m1, yi + 16));
-		}
-		_mm512_mask_storeu_ps(yi, m0, r0);
-		_mm512_mask_storeu_ps(yi + 16, m1, r1);
-	}
+	store_tile(mr, a0, a1, bias, y, ldy, add, m0, m1);
 }
 
 #define PTILE_CASE(n)                                                        \
@@ -292,24 +318,174 @@ static __mmask16 lanes(size_t lo, size_t hi)
 	return (__mmask16)m;
 }
 
-static TARGET void packed_avx512(size_t M, size_t K, const float *x, size_t ldx, const float *p, const float *bias,
-				 float *y, size_t ldy, size_t n0, size_t n1, float beta)
+/* ---- AVX-512 BF16: vdpbf16ps on bf16 panels ------------------------------- */
+
+#define BTARGET __attribute__((target("avx512f,avx512bw,avx512bf16")))
+
+/* As ptile, with kq pairs of k: x holds bf16 pairs, p a bf16 panel's block. */
+static inline BTARGET __attribute__((always_inline)) void btile(const int mr, size_t kq, const uint16_t *x,
+								size_t ldx, const uint16_t *p, const float *bias,
+								float *y, size_t ldy, int add, __mmask16 m0,
+								__mmask16 m1)
 {
-	size_t tiles = (M + PMR - 1) / PMR;
-	for (size_t k0 = 0; k0 < K; k0 += PKC) {
-		size_t kc = K - k0 < PKC ? K - k0 : PKC;
-		int add = beta != 0.0f || k0 > 0, last = k0 + kc == K;
+	__m512 a0[PMR], a1[PMR];
+#pragma GCC unroll 16
+	for (int i = 0; i < mr; i++)
+		a0[i] = a1[i] = _mm512_setzero_ps();
+	for (size_t q = 0; q < kq; q++) {
+		__m512bh w0 = (__m512bh)_mm512_load_si512(p + q * 2 * PNR);
+		__m512bh w1 = (__m512bh)_mm512_load_si512(p + q * 2 * PNR + PNR);
+#pragma GCC unroll 16
+		for (int i = 0; i < mr; i++) {
+			int32_t pair;
+			memcpy(&pair, x + (size_t)i * ldx + 2 * q, sizeof pair);
+			__m512bh b = (__m512bh)_mm512_set1_epi32(pair);
+			a0[i] = _mm512_dpbf16_ps(a0[i], b, w0);
+			a1[i] = _mm512_dpbf16_ps(a1[i], b, w1);
+		}
+	}
+	store_tile(mr, a0, a1, bias, y, ldy, add, m0, m1);
+}
+
+#define BTILE_CASE(n)                                                        \
+	case n:                                                              \
+		btile(n, kq, x, ldx, p, bias, y, ldy, add, m0, m1);          \
+		break
+
+static BTARGET void btile_any(int mr, size_t kq, const uint16_t *x, size_t ldx, const uint16_t *p,
+			      const float *bias, float *y, size_t ldy, int add, __mmask16 m0, __mmask16 m1)
+{
+	switch (mr) {
+		BTILE_CASE(1); BTILE_CASE(2); BTILE_CASE(3); BTILE_CASE(4);
+		BTILE_CASE(5); BTILE_CASE(6); BTILE_CASE(7); BTILE_CASE(8);
+		BTILE_CASE(9); BTILE_CASE(10); BTILE_CASE(11); BTILE_CASE(12);
+	default:
+		break;
+	}
+}
+
+/*
+ * The packed products' loops, over float32 panels (bf16 = 0: x is M rows
+ * of K floats) or bf16 ones (x: rows of bf16 pairs, K taken as
+ * clip_bf16_row(K)): K in chunks of PKC, the panels that hold [n0, n1)
+ * with their columns masked, and in each tiles of balanced heights, at
+ * most PMR rows.
+ */
+static TARGET void packed_loops(int bf16, size_t M, size_t K, const void *x, size_t ldx, const void *p,
+				const float *bias, float *y, size_t ldy, size_t n0, size_t n1, float beta)
+{
+	size_t tiles = (M + PMR - 1) / PMR, Kp = bf16 ? clip_bf16_row(K) : K;
+	for (size_t k0 = 0; k0 < Kp; k0 += PKC) {
+		size_t kc = Kp - k0 < PKC ? Kp - k0 : PKC;
+		int add = beta != 0.0f || k0 > 0, last = k0 + kc == Kp;
 		for (size_t c = n0 / PNR * PNR; c < n1; c += PNR) {
 			/* the columns of this panel in [n0, n1), relative to c */
 			size_t lo = n0 > c ? n0 - c : 0, hi = n1 - c < PNR ? n1 - c : PNR;
 			__mmask16 m0 = lanes(lo < 16 ? lo : 16, hi < 16 ? hi : 16);
 			__mmask16 m1 = lanes(lo > 16 ? lo - 16 : 0, hi > 16 ? hi - 16 : 0);
-			const float *pb = p + (c * K + k0 * PNR);
+			size_t pb = c * Kp + k0 * PNR;   /* the block's first element */
 			const float *bb = bias && last ? bias + c : NULL;
-			/* tiles of balanced heights, at most PMR rows */
+			for (size_t t = 0, i0 = 0; t < tiles; t++) {
+				size_t i1 = M * (t + 1) / tiles, xo = i0 * ldx + k0;
+				float *yt = y + i0 * ldy + c;
+				if (bf16)
+					btile_any((int)(i1 - i0), kc / 2, (const uint16_t *)x + xo, ldx,
+						  (const uint16_t *)p + pb, bb, yt, ldy, add, m0, m1);
+				else
+					ptile_any((int)(i1 - i0), kc, (const float *)x + xo, ldx, (const float *)p + pb, bb,
+						  yt, ldy, add, m0, m1);
+				i0 = i1;
+			}
+		}
+	}
+}
+
+/* ---- AVX2 + FMA: the packed panels, half a panel at a time ---------------- */
+
+#define ATARGET __attribute__((target("avx2,fma")))
+
+/* Lanes [lo, hi) of 8 as a maskload/maskstore mask. */
+static inline ATARGET __m256i alanes(size_t lo, size_t hi)
+{
+	int m[8];
+	for (size_t j = 0; j < 8; j++)
+		m[j] = j >= lo && j < hi ? -1 : 0;
+	return _mm256_loadu_si256((const __m256i *)(const void *)m);
+}
+
+/*
+ * y[mr rows, 16 columns] (=, or += when add) x[mr, kc] times half a
+ * panel's kc x 16 block (p: its first weight, rows PNR floats apart), +
+ * bias on the last block; m0 and m1 mask the two 8-column halves.
+ */
+static inline ATARGET __attribute__((always_inline)) void atile(const int mr, size_t kc, const float *x, size_t ldx,
+								const float *p, const float *bias, float *y,
+								size_t ldy, int add, __m256i m0, __m256i m1)
+{
+	__m256 a0[AMR], a1[AMR];
+#pragma GCC unroll 8
+	for (int i = 0; i < mr; i++)
+		a0[i] = a1[i] = _mm256_setzero_ps();
+	for (size_t k = 0; k < kc; k++) {
+		__m256 w0 = _mm256_load_ps(p + k * PNR), w1 = _mm256_load_ps(p + k * PNR + 8);
+#pragma GCC unroll 8
+		for (int i = 0; i < mr; i++) {
+			__m256 b = _mm256_broadcast_ss(x + (size_t)i * ldx + k);
+			a0[i] = _mm256_fmadd_ps(b, w0, a0[i]);
+			a1[i] = _mm256_fmadd_ps(b, w1, a1[i]);
+		}
+	}
+	__m256 b0 = _mm256_setzero_ps(), b1 = b0;
+	if (bias) {
+		b0 = _mm256_maskload_ps(bias, m0);
+		b1 = _mm256_maskload_ps(bias + 8, m1);
+	}
+#pragma GCC unroll 8
+	for (int i = 0; i < mr; i++) {
+		float *yi = y + (size_t)i * ldy;
+		__m256 r0 = _mm256_add_ps(a0[i], b0), r1 = _mm256_add_ps(a1[i], b1);
+		if (add) {
+			r0 = _mm256_add_ps(r0, _mm256_maskload_ps(yi, m0));
+			r1 = _mm256_add_ps(r1, _mm256_maskload_ps(yi + 8, m1));
+		}
+		_mm256_maskstore_ps(yi, m0, r0);
+		_mm256_maskstore_ps(yi + 8, m1, r1);
+	}
+}
+
+#define ATILE_CASE(n)                                                        \
+	case n:                                                              \
+		atile(n, kc, x, ldx, p, bias, y, ldy, add, m0, m1);          \
+		break
+
+static ATARGET void atile_any(int mr, size_t kc, const float *x, size_t ldx, const float *p, const float *bias,
+			      float *y, size_t ldy, int add, __m256i m0, __m256i m1)
+{
+	switch (mr) {
+		ATILE_CASE(1); ATILE_CASE(2); ATILE_CASE(3);
+		ATILE_CASE(4); ATILE_CASE(5); ATILE_CASE(6);
+	default:
+		break;
+	}
+}
+
+static ATARGET void packed_avx2(size_t M, size_t K, const float *x, size_t ldx, const float *p, const float *bias,
+				float *y, size_t ldy, size_t n0, size_t n1, float beta)
+{
+	size_t tiles = (M + AMR - 1) / AMR;
+	for (size_t k0 = 0; k0 < K; k0 += PKC) {
+		size_t kc = K - k0 < PKC ? K - k0 : PKC;
+		int add = beta != 0.0f || k0 > 0, last = k0 + kc == K;
+		for (size_t c = n0 / 16 * 16; c < n1; c += 16) {
+			/* half a panel: columns [c, c + 16), of which [lo, hi) are ours */
+			size_t lo = n0 > c ? n0 - c : 0, hi = n1 - c < 16 ? n1 - c : 16;
+			__m256i m0 = alanes(lo < 8 ? lo : 8, hi < 8 ? hi : 8);
+			__m256i m1 = alanes(lo > 8 ? lo - 8 : 0, hi > 8 ? hi - 8 : 0);
+			const float *pb = p + (c / PNR * PNR * K + k0 * PNR + c % PNR);
+			const float *bb = bias && last ? bias + c : NULL;
 			for (size_t t = 0, i0 = 0; t < tiles; t++) {
 				size_t i1 = M * (t + 1) / tiles;
-				ptile_any((int)(i1 - i0), kc, x + i0 * ldx + k0, ldx, pb, bb, y + i0 * ldy + c, ldy, add,
+				atile_any((int)(i1 - i0), kc, x + i0 * ldx + k0, ldx, pb, bb, y + i0 * ldy + c, ldy, add,
 					  m0, m1);
 				i0 = i1;
 			}
@@ -318,6 +494,8 @@ static TARGET void packed_avx512(size_t M, size_t K, const float *x, size_t ldx,
 }
 
 #endif
+
+/* ---- packing, bf16 rounding, dispatch ------------------------------------- */
 
 size_t clip_gemm_packed_floats(size_t N, size_t K)
 {
@@ -341,16 +519,22 @@ void clip_gemm_pack(size_t N, size_t K, const float *w, size_t ldw, float *p)
 	}
 }
 
-void clip_gemm_packed(size_t M, size_t K, const float *x, size_t ldx, const float *p, const float *bias, float *y,
-		      size_t ldy, size_t n0, size_t n1, float beta)
+void clip_gemm_packed(enum clip_kernel kernel, size_t M, size_t K, const float *x, size_t ldx, const float *p,
+		      const float *bias, float *y, size_t ldy, size_t n0, size_t n1, float beta)
 {
 	if (M == 0 || n1 <= n0)
 		return;
-#if HAVE_AVX512_KERNEL
-	if (clip_gemm_native()) {
-		packed_avx512(M, K, x, ldx, p, bias, y, ldy, n0, n1, beta);
+#if HAVE_X86_KERNELS
+	if (kernel >= CLIP_KERNEL_AVX512) {
+		packed_loops(0, M, K, x, ldx, p, bias, y, ldy, n0, n1, beta);
 		return;
 	}
+	if (kernel == CLIP_KERNEL_AVX2) {
+		packed_avx2(M, K, x, ldx, p, bias, y, ldy, n0, n1, beta);
+		return;
+	}
+#else
+	(void)kernel;
 #endif
 	for (size_t r = 0; r < M; r++) {
 		for (size_t j = n0; j < n1; j++) {
@@ -364,25 +548,112 @@ void clip_gemm_packed(size_t M, size_t K, const float *x, size_t ldx, const floa
 	}
 }
 
-int clip_gemm_native(void)
+static inline uint16_t bf16_of(float f)
 {
-#if HAVE_AVX512_KERNEL
-	return __builtin_cpu_supports("avx512f") ? 1 : 0;
+	uint32_t u;
+	memcpy(&u, &f, sizeof u);
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return (uint16_t)(u >> 16 | 0x40);   /* a NaN stays a (quiet) NaN */
+	u += 0x7fffu + (u >> 16 & 1);            /* to nearest, ties to even */
+	return (uint16_t)(u >> 16);
+}
+
+void clip_bf16_round(const float *x, size_t n, uint16_t *out)
+{
+	for (size_t i = 0; i < n; i++)
+		out[i] = bf16_of(x[i]);
+}
+
+void clip_bf16_round_rows(size_t M, size_t K, const float *x, size_t ldx, uint16_t *out, size_t ldo)
+{
+	for (size_t r = 0; r < M; r++) {
+		clip_bf16_round(x + r * ldx, K, out + r * ldo);
+		if (K % 2)
+			out[r * ldo + K] = 0;
+	}
+}
+
+size_t clip_gemm_packed_bf16_elems(size_t N, size_t K)
+{
+	return (N + PNR - 1) / PNR * PNR * clip_bf16_row(K);
+}
+
+void clip_gemm_pack_bf16(size_t N, size_t K, const float *w, const uint16_t *wb, size_t ldw, uint16_t *p)
+{
+	size_t Kp = clip_bf16_row(K);
+	for (size_t c = 0; c < N; c += PNR) {
+		uint16_t *panel = p + c * Kp;
+		for (size_t j = 0; j < PNR; j++) {
+			for (size_t k = 0; k < Kp; k++) {
+				uint16_t v = 0;
+				if (c + j < N && k < K)
+					v = wb ? wb[(c + j) * ldw + k] : bf16_of(w[(c + j) * ldw + k]);
+				panel[(k / 2 * PNR + j) * 2 + k % 2] = v;
+			}
+		}
+	}
+}
+
+void clip_gemm_packed_bf16(size_t M, size_t K, const uint16_t *x, size_t ldx, const uint16_t *p,
+			   const float *bias, float *y, size_t ldy, size_t n0, size_t n1, float beta)
+{
+	if (M == 0 || n1 <= n0)
+		return;
+#if HAVE_X86_KERNELS
+	packed_loops(1, M, K, x, ldx, p, bias, y, ldy, n0, n1, beta);
 #else
-	return 0;
+	(void)K, (void)x, (void)ldx, (void)p, (void)bias, (void)y, (void)ldy, (void)beta;
 #endif
 }
 
-void clip_gemm_tn(size_t M, size_t N, size_t K, const float *x, size_t ldx, const float *w, size_t ldw,
-		  const float *bias, float *y, size_t ldy, float beta)
+enum clip_kernel clip_gemm_detect(void)
+{
+#if HAVE_X86_KERNELS
+	__builtin_cpu_init();
+	if (__builtin_cpu_supports("avx512f"))
+		return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw")
+			       ? CLIP_KERNEL_AVX512_BF16 : CLIP_KERNEL_AVX512;
+	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+		return CLIP_KERNEL_AVX2;
+#endif
+	return CLIP_KERNEL_BLAS;
+}
+
+static const char *const kernel_names[] = { "openblas", "avx2", "avx512", "avx512-bf16" };
+
+const char *clip_kernel_name(enum clip_kernel k)
+{
+	return (unsigned)k < sizeof kernel_names / sizeof kernel_names[0] ? kernel_names[k] : "unknown";
+}
+
+int clip_kernel_parse(const char *s, enum clip_kernel *out)
+{
+	if (!s)
+		return -1;
+	for (unsigned i = 0; i < sizeof kernel_names / sizeof kernel_names[0]; i++)
+		if (!strcmp(s, kernel_names[i])) {
+			*out = (enum clip_kernel)i;
+			return 0;
+		}
+	if (!strcmp(s, "blas")) {
+		*out = CLIP_KERNEL_BLAS;
+		return 0;
+	}
+	return -1;
+}
+
+void clip_gemm_tn(enum clip_kernel kernel, size_t M, size_t N, size_t K, const float *x, size_t ldx,
+		  const float *w, size_t ldw, const float *bias, float *y, size_t ldy, float beta)
 {
 	if (M == 0 || N == 0)
 		return;
-#if HAVE_AVX512_KERNEL
-	if (M <= NATIVE_MAX_ROWS && clip_gemm_native()) {
+#if HAVE_X86_KERNELS
+	if (M <= NATIVE_MAX_ROWS && kernel >= CLIP_KERNEL_AVX512) {
 		gemm_avx512(M, N, K, x, ldx, w, ldw, bias, y, ldy, beta);
 		return;
 	}
+#else
+	(void)kernel;
 #endif
 	/* the bias goes in first and the GEMM adds to it (with beta 1
 	 * OpenBLAS skips its own pass over y) */

@@ -446,16 +446,11 @@ static int keep_owned(clip_model *m, float *p, clip_error *err)
 	return 0;
 }
 
-/*
- * Bind tensor `name` of exactly `shape` to *out as float32: in place when it
- * is F32 and 4-byte aligned in the mapping, converted into memory the model
- * owns otherwise.
- */
-static int bind(clip_model *m, const char *name, int ndim, const int64_t *shape, const float **out,
-		clip_error *err)
+/* Tensor `name`, of dtype F32, F16 or BF16 and exactly `shape`, and its shard. */
+static int find_checked(const clip_model *m, const char *name, int ndim, const int64_t *shape,
+			const struct sft_tensor **out, size_t *shard, clip_error *err)
 {
-	size_t shard = 0;
-	const struct sft_tensor *t = find_tensor(m, name, &shard);
+	const struct sft_tensor *t = find_tensor(m, name, shard);
 	if (!t)
 		return clip_fail(err, CLIP_ERR_MODEL, "%s: missing from the weights", name);
 	if (t->dtype != SFT_F32 && t->dtype != SFT_F16 && t->dtype != SFT_BF16)
@@ -470,6 +465,15 @@ static int bind(clip_model *m, const char *name, int ndim, const int64_t *shape,
 		sft_format_shape(shape, ndim, want, sizeof want);
 		return clip_fail(err, CLIP_ERR_MODEL, "%s: got %s, expected %s", name, got, want);
 	}
+	*out = t;
+	return 0;
+}
+
+/* t (of shard) as float32: in place when it is F32 and 4-byte aligned in
+ * the mapping, converted into memory the model owns otherwise. */
+static int bind_f32(clip_model *m, const char *name, const struct sft_tensor *t, size_t shard, const float **out,
+		    clip_error *err)
+{
 	size_t n = t->nbytes / sft_dtype_size(t->dtype);
 	if (t->dtype == SFT_F32 && (uintptr_t)t->data % _Alignof(float) == 0) {
 		*out = (const float *)(const void *)t->data;
@@ -486,6 +490,38 @@ static int bind(clip_model *m, const char *name, int ndim, const int64_t *shape,
 	*out = p;
 	return 0;
 }
+
+/* Bind tensor `name` of exactly `shape` to *out as float32. */
+static int bind(clip_model *m, const char *name, int ndim, const int64_t *shape, const float **out,
+		clip_error *err)
+{
+	const struct sft_tensor *t;
+	size_t shard = 0;
+	int rc = find_checked(m, name, ndim, shape, &t, &shard, err);
+	return rc ? rc : bind_f32(m, name, t, shard, out, err);
+}
+
+/* Bind a matrix product's weight: at bf16 precision a BF16 tensor as its
+ * bf16 values in the mapping (not widened), float32 otherwise. */
+static int bind_weight(clip_model *m, const char *name, int ndim, const int64_t *shape, struct clip_weight *out,
+		       clip_error *err)
+{
+	const struct sft_tensor *t;
+	size_t shard = 0;
+	int rc = find_checked(m, name, ndim, shape, &t, &shard, err);
+	if (rc)
+		return rc;
+	if (m->precision == CLIP_PRECISION_BF16 && t->dtype == SFT_BF16 && (uintptr_t)t->data % 2 == 0) {
+		out->b = (const uint16_t *)(const void *)t->data;
+		m->shard_in_place[shard] = 1;
+		return 0;
+	}
+	return bind_f32(m, name, t, shard, &out->f, err);
+}
+
+#define WBIND(m, name, out, err, ...) \
+	bind_weight((m), (name), (int)(sizeof((int64_t[]){ __VA_ARGS__ }) / sizeof(int64_t)), \
+		    (int64_t[]){ __VA_ARGS__ }, (out), (err))
 
 #define BIND(m, name, out, err, ...) \
 	bind((m), (name), (int)(sizeof((int64_t[]){ __VA_ARGS__ }) / sizeof(int64_t)), \
@@ -513,19 +549,19 @@ static int bind_layers_hf(clip_model *m, const char *prefix, const struct clip_t
 #define P(s) nm(b, sizeof b, "%s.encoder.layers.%d.%s", prefix, i, s)
 		if ((rc = BIND(m, P("layer_norm1.weight"), &l->ln1_w, err, W)) ||
 		    (rc = BIND(m, P("layer_norm1.bias"), &l->ln1_b, err, W)) ||
-		    (rc = BIND(m, P("self_attn.q_proj.weight"), &l->q_w, err, W, W)) ||
+		    (rc = WBIND(m, P("self_attn.q_proj.weight"), &l->q, err, W, W)) ||
 		    (rc = BIND(m, P("self_attn.q_proj.bias"), &l->q_b, err, W)) ||
-		    (rc = BIND(m, P("self_attn.k_proj.weight"), &l->k_w, err, W, W)) ||
+		    (rc = WBIND(m, P("self_attn.k_proj.weight"), &l->k, err, W, W)) ||
 		    (rc = BIND(m, P("self_attn.k_proj.bias"), &l->k_b, err, W)) ||
-		    (rc = BIND(m, P("self_attn.v_proj.weight"), &l->v_w, err, W, W)) ||
+		    (rc = WBIND(m, P("self_attn.v_proj.weight"), &l->v, err, W, W)) ||
 		    (rc = BIND(m, P("self_attn.v_proj.bias"), &l->v_b, err, W)) ||
-		    (rc = BIND(m, P("self_attn.out_proj.weight"), &l->o_w, err, W, W)) ||
+		    (rc = WBIND(m, P("self_attn.out_proj.weight"), &l->o, err, W, W)) ||
 		    (rc = BIND(m, P("self_attn.out_proj.bias"), &l->o_b, err, W)) ||
 		    (rc = BIND(m, P("layer_norm2.weight"), &l->ln2_w, err, W)) ||
 		    (rc = BIND(m, P("layer_norm2.bias"), &l->ln2_b, err, W)) ||
-		    (rc = BIND(m, P("mlp.fc1.weight"), &l->fc1_w, err, F, W)) ||
+		    (rc = WBIND(m, P("mlp.fc1.weight"), &l->fc1, err, F, W)) ||
 		    (rc = BIND(m, P("mlp.fc1.bias"), &l->fc1_b, err, F)) ||
-		    (rc = BIND(m, P("mlp.fc2.weight"), &l->fc2_w, err, W, F)) ||
+		    (rc = WBIND(m, P("mlp.fc2.weight"), &l->fc2, err, W, F)) ||
 		    (rc = BIND(m, P("mlp.fc2.bias"), &l->fc2_b, err, W)))
 			break;
 #undef P
@@ -541,26 +577,29 @@ static int bind_layers_openai(clip_model *m, const char *prefix, const struct cl
 	int rc = 0;
 	for (int i = 0; i < a->layers && !rc; i++) {
 		struct clip_layer *l = &L[i];
-		const float *in_w, *in_b;
+		struct clip_weight in_w = { 0 };
+		const float *in_b;
 #define P(s) nm(b, sizeof b, "%sresblocks.%d.%s", prefix, i, s)
 		if ((rc = BIND(m, P("ln_1.weight"), &l->ln1_w, err, W)) ||
 		    (rc = BIND(m, P("ln_1.bias"), &l->ln1_b, err, W)) ||
-		    (rc = BIND(m, P("attn.in_proj_weight"), &in_w, err, 3 * W, W)) ||
+		    (rc = WBIND(m, P("attn.in_proj_weight"), &in_w, err, 3 * W, W)) ||
 		    (rc = BIND(m, P("attn.in_proj_bias"), &in_b, err, 3 * W)) ||
-		    (rc = BIND(m, P("attn.out_proj.weight"), &l->o_w, err, W, W)) ||
+		    (rc = WBIND(m, P("attn.out_proj.weight"), &l->o, err, W, W)) ||
 		    (rc = BIND(m, P("attn.out_proj.bias"), &l->o_b, err, W)) ||
 		    (rc = BIND(m, P("ln_2.weight"), &l->ln2_w, err, W)) ||
 		    (rc = BIND(m, P("ln_2.bias"), &l->ln2_b, err, W)) ||
-		    (rc = BIND(m, P("mlp.c_fc.weight"), &l->fc1_w, err, F, W)) ||
+		    (rc = WBIND(m, P("mlp.c_fc.weight"), &l->fc1, err, F, W)) ||
 		    (rc = BIND(m, P("mlp.c_fc.bias"), &l->fc1_b, err, F)) ||
-		    (rc = BIND(m, P("mlp.c_proj.weight"), &l->fc2_w, err, W, F)) ||
+		    (rc = WBIND(m, P("mlp.c_proj.weight"), &l->fc2, err, W, F)) ||
 		    (rc = BIND(m, P("mlp.c_proj.bias"), &l->fc2_b, err, W)))
 			break;
 #undef P
 		/* in_proj packs q, k, v along the output dimension */
-		l->q_w = in_w;
-		l->k_w = in_w + W * W;
-		l->v_w = in_w + 2 * W * W;
+		for (int j = 0; j < 3; j++) {
+			struct clip_weight *w = j == 0 ? &l->q : j == 1 ? &l->k : &l->v;
+			w->f = in_w.f ? in_w.f + j * W * W : NULL;
+			w->b = in_w.b ? in_w.b + j * W * W : NULL;
+		}
 		l->q_b = in_b;
 		l->k_b = in_b + W;
 		l->v_b = in_b + 2 * W;
@@ -592,7 +631,7 @@ static int bind_hf(clip_model *m, clip_error *err)
 	int64_t grid = a->image_size / a->patch_size;
 	int rc;
 	m->vis_proj_t = m->txt_proj_t = 1;
-	if ((rc = BIND(m, "vision_model.embeddings.patch_embedding.weight", &m->patch_w, err, V, 3, P, P)) ||
+	if ((rc = WBIND(m, "vision_model.embeddings.patch_embedding.weight", &m->patch, err, V, 3, P, P)) ||
 	    (rc = BIND(m, "vision_model.embeddings.class_embedding", &m->class_emb, err, V)) ||
 	    (rc = BIND(m, "vision_model.embeddings.position_embedding.weight", &m->vis_pos, err, grid * grid + 1, V)) ||
 	    (rc = BIND(m, "vision_model.pre_layrnorm.weight", &m->ln_pre_w, err, V)) ||
@@ -619,7 +658,7 @@ static int bind_openai(clip_model *m, clip_error *err)
 	int64_t grid = a->image_size / a->patch_size;
 	int rc;
 	m->vis_proj_t = m->txt_proj_t = 0;
-	if ((rc = BIND(m, "visual.conv1.weight", &m->patch_w, err, V, 3, P, P)) ||
+	if ((rc = WBIND(m, "visual.conv1.weight", &m->patch, err, V, 3, P, P)) ||
 	    (rc = BIND(m, "visual.class_embedding", &m->class_emb, err, V)) ||
 	    (rc = BIND(m, "visual.positional_embedding", &m->vis_pos, err, grid * grid + 1, V)) ||
 	    (rc = BIND(m, "visual.ln_pre.weight", &m->ln_pre_w, err, V)) ||
@@ -646,8 +685,58 @@ struct clip_params clip_default_params(void)
 	struct clip_params p = {
 		.max_pixels = (size_t)64 * 1000 * 1000,
 		.verify_shapes = 1,
+		.precision = CLIP_PRECISION_FP32,
 	};
 	return p;
+}
+
+const char *clip_precision_name(int precision)
+{
+	return precision == CLIP_PRECISION_BF16 ? "bf16" : precision == CLIP_PRECISION_FP32 ? "fp32" : "unknown";
+}
+
+int clip_precision_parse(const char *s, int *out)
+{
+	if (s && !strcmp(s, "fp32"))
+		*out = CLIP_PRECISION_FP32;
+	else if (s && !strcmp(s, "bf16"))
+		*out = CLIP_PRECISION_BF16;
+	else
+		return -1;
+	return 0;
+}
+
+/* The kernel a model loaded with params uses: the CPU's best, capped by
+ * params->cpu; fp32 never names the bf16 one. */
+static int choose_kernel(const struct clip_params *params, enum clip_kernel *out, clip_error *err)
+{
+	enum clip_kernel k = clip_gemm_detect(), cap;
+	int precision = params ? params->precision : CLIP_PRECISION_FP32;
+	const char *cpu = params ? params->cpu : NULL;
+	if (precision != CLIP_PRECISION_FP32 && precision != CLIP_PRECISION_BF16)
+		return clip_fail(err, CLIP_ERR_INVALID, "precision %d: expected fp32 or bf16", precision);
+	if (cpu && *cpu) {
+		if (clip_kernel_parse(cpu, &cap) != 0)
+			return clip_fail(err, CLIP_ERR_INVALID,
+					 "CPU override \"%.40s\": expected avx512-bf16, avx512, avx2 or openblas", cpu);
+		if (cap < k)
+			k = cap;
+	}
+	if (precision == CLIP_PRECISION_BF16 && k < CLIP_KERNEL_AVX512_BF16)
+		return clip_fail(err, CLIP_ERR_INVALID,
+				 "bf16 precision needs a CPU with AVX512_BF16 (the vdpbf16ps instruction), and this "
+				 "one %s; use fp32 precision", k == clip_gemm_detect() ? "lacks it" :
+				 "is limited to less by the CPU override");
+	if (precision == CLIP_PRECISION_FP32 && k == CLIP_KERNEL_AVX512_BF16)
+		k = CLIP_KERNEL_AVX512;
+	*out = k;
+	return 0;
+}
+
+int clip_precision_check(const struct clip_params *params, clip_error *err)
+{
+	enum clip_kernel k;
+	return choose_kernel(params, &k, err);
 }
 
 /* Which layout dir holds: Hugging Face when config.json and its weights are
@@ -714,6 +803,9 @@ int clip_model_load(const char *dir, const struct clip_params *params, clip_mode
 	if (!dir || !out)
 		return clip_fail(err, CLIP_ERR_INVALID, "clip_model_load: NULL argument");
 	*out = NULL;
+	enum clip_kernel kernel;
+	if ((rc = choose_kernel(params, &kernel, err)))
+		return rc;
 	/* The encoder drives BLAS from its own threads, one GEMM per thread
 	 * (see clip.h); OpenBLAS's thread count is process-wide. */
 	openblas_set_num_threads(1);
@@ -723,6 +815,8 @@ int clip_model_load(const char *dir, const struct clip_params *params, clip_mode
 		rc = clip_fail(err, CLIP_ERR_NOMEM, "out of memory");
 		goto out;
 	}
+	m->kernel = kernel;
+	m->precision = params ? params->precision : CLIP_PRECISION_FP32;
 	memcpy(m->arch.mean, clip_default_mean, sizeof m->arch.mean);
 	memcpy(m->arch.std, clip_default_std, sizeof m->arch.std);
 	if ((rc = load_config(m, dir, weights, sizeof weights, &sharded, err)))
@@ -810,6 +904,15 @@ int clip_model_image_size(const clip_model *m)
 	return m ? m->arch.image_size : 0;
 }
 
+struct clip_decode_params clip_model_decode_params(const clip_model *m, size_t max_pixels, int exact)
+{
+	struct clip_decode_params p = clip_decode_default_params();
+	if (max_pixels)
+		p.max_pixels = max_pixels;
+	p.min_short_side = exact || !m ? 0 : 2 * m->arch.image_size;
+	return p;
+}
+
 size_t clip_model_input_floats(const clip_model *m)
 {
 	return m ? (size_t)3 * (size_t)m->arch.image_size * (size_t)m->arch.image_size : 0;
@@ -838,6 +941,16 @@ size_t clip_model_weight_bytes(const clip_model *m)
 const char *const *clip_model_files(const clip_model *m)
 {
 	return m ? (const char *const *)m->files : NULL;
+}
+
+const char *clip_model_precision(const clip_model *m)
+{
+	return m ? clip_precision_name(m->precision) : NULL;
+}
+
+const char *clip_model_kernel(const clip_model *m)
+{
+	return m ? clip_kernel_name(m->kernel) : NULL;
 }
 
 const clip_tokenizer *clip_model_tokenizer(const clip_model *m)

@@ -10,8 +10,9 @@
  *
  * Weight layout, whatever the file layout: every linear weight is
  * [out, in] row-major (PyTorch's nn.Linear), so y = x W^T + b; on CPUs
- * with the packed GEMM kernel the layers' weights and the patch embedding
- * are used from their packed panels (gemm.h) instead. The projections are
+ * with a packed GEMM kernel (AVX2 and up) the layers' weights and the
+ * patch embedding are used from their packed panels (gemm.h) instead:
+ * float32 panels, or at bf16 precision bf16 ones. The projections are
  * [width, dim] (OpenAI's x @ proj) when proj_t is 0 and [dim, width]
  * (Hugging Face's nn.Linear) when proj_t is 1.
  */
@@ -19,8 +20,10 @@
 #define CLIP_MODEL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "clip.h"
+#include "gemm.h"
 #include "safetensors.h"
 
 /* Bounds on what a config may state: a model outside them is refused. */
@@ -47,26 +50,40 @@ struct clip_arch {
 	float mean[3], std[3];
 };
 
+/*
+ * A matrix product's weight [out, in]. Bound at load as float32 (f), or at
+ * bf16 precision from a BF16 tensor as the file's own bf16 values (b,
+ * never widened). With a packed kernel, pack.c then fills packed (float32
+ * panels for clip_gemm_packed, bf16 ones for clip_gemm_packed_bf16 at bf16
+ * precision, in the model's pack buffer or cache file) and sets f and b to
+ * NULL (their copies in the file are given back).
+ */
+struct clip_weight {
+	const float *f;
+	const uint16_t *b;
+	const void *packed;
+};
+
 struct clip_layer {
 	const float *ln1_w, *ln1_b;
-	const float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b;  /* [W, W], [W] */
-	const float *o_w, *o_b;                          /* [W, W], [W] */
+	struct clip_weight q, k, v, o;                   /* [W, W] */
+	const float *q_b, *k_b, *v_b, *o_b;              /* [W] */
 	const float *ln2_w, *ln2_b;
-	const float *fc1_w, *fc1_b;                      /* [mlp, W], [mlp] */
-	const float *fc2_w, *fc2_b;                      /* [W, mlp], [W] */
-	/* The six weights packed for clip_gemm_packed (gemm.h) in the
-	 * model's pack buffer, when the CPU has that kernel: then the
-	 * weights above are NULL (their copies in the file are given back). */
-	const float *q_p, *k_p, *v_p, *o_p, *fc1_p, *fc2_p;
+	struct clip_weight fc1, fc2;                     /* [mlp, W], [W, mlp] */
+	const float *fc1_b, *fc2_b;                      /* [mlp], [W] */
 };
 
 struct clip_model {
 	char layout[16];                /* "hf" or "openclip" */
 	struct clip_arch arch;
+	/* How the products are computed: the kernel chosen at load (the
+	 * CPU's best, capped by clip_params.cpu) and the precision (the
+	 * layers' weights and their inputs in bf16: CLIP_KERNEL_AVX512_BF16) */
+	enum clip_kernel kernel;
+	int precision;                  /* enum clip_precision */
 
 	/* vision tower */
-	const float *patch_w;           /* [W, 3 * P * P] (conv weight flattened) */
-	const float *patch_p;           /* packed (then patch_w is NULL), or NULL */
+	struct clip_weight patch;       /* [W, 3 * P * P] (conv weight flattened) */
 	const float *class_emb;         /* [W] */
 	const float *vis_pos;           /* [grid * grid + 1, W] */
 	const float *ln_pre_w, *ln_pre_b, *ln_post_w, *ln_post_b;
@@ -92,7 +109,7 @@ struct clip_model {
 	int32_t prefix_id;
 
 	/* ownership */
-	float *pack;                    /* every packed weight, one allocation, or: */
+	void *pack;                     /* every packed weight, one allocation, or: */
 	void *pack_map;                 /* the packed weights' cache file, mapped */
 	size_t pack_map_len;
 	struct sft_file **shards;
@@ -106,7 +123,7 @@ struct clip_model {
 	clip_tokenizer *tok;
 };
 
-/* Repack the layers' weights for clip_gemm_packed when the CPU has it
+/* Repack the layers' weights for the model's kernel when it has one
  * (pack.c), through the cache file in cache_dir when there is one (NULL:
  * none). */
 int clip_model_pack(clip_model *m, const char *model_dir, const char *cache_dir, clip_error *err);

@@ -1,6 +1,7 @@
 /*
- * pack.c - the layers' weights repacked for clip_gemm_packed (gemm.h),
- * once per model load, and a file cache of the result.
+ * pack.c - the layers' weights repacked for the model's kernel (gemm.h:
+ * float32 panels for clip_gemm_packed, bf16 ones for clip_gemm_packed_bf16
+ * at bf16 precision), once per model load, and a file cache of the result.
  *
  * Packing writes about as many bytes as the weights into fresh memory,
  * and on a virtual machine the first touch of fresh memory can cost
@@ -12,6 +13,8 @@
  * config and weight file and the shape of every packed product; any
  * mismatch, short file or error means packing afresh, and the cache is
  * rewritten (to a temporary name, flushed, then renamed over the old one).
+ * The two precisions have a file each; the float32 panels serve the AVX2
+ * and the AVX-512 kernels alike.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,20 +33,35 @@
 #include "team.h"
 
 /*
- * One weight to pack: *w [N, K] into dst, then *w released for its packed
- * copy: the pages of a tensor used in place from a mapping are given
- * back, a converted copy (owned[owned], or -1) is freed. Jobs of one layer run in order on one
- * thread: OpenAI's in_proj holds q, k and v in one converted buffer,
- * which goes with q (its start), packed after k and v.
+ * One weight to pack: w [N, K] (w->f or w->b) into dst, then released for
+ * its packed copy: the pages of a tensor used in place from a mapping are
+ * given back, a converted copy (owned[owned], or -1) is freed. Jobs of one
+ * layer run in order on one thread: OpenAI's in_proj holds q, k and v in
+ * one converted buffer, which goes with q (its start), packed after k and v.
  */
 struct pack_job {
-	const float **w, **p;
+	struct clip_weight *w;
 	size_t N, K;
 	int layer;      /* which thread packs it: layer mod threads */
 	int in_map;
 	ptrdiff_t owned;
-	float *dst;
+	void *dst;
 };
+
+/* Bytes of a job's packed copy: a multiple of 64 (a panel of 32 columns
+ * of float32, or of bf16 pairs), so that every packed weight stays
+ * 64-byte aligned after the one before. */
+static size_t packed_bytes(const clip_model *m, const struct pack_job *job)
+{
+	return m->precision == CLIP_PRECISION_BF16 ? clip_gemm_packed_bf16_elems(job->N, job->K) * sizeof(uint16_t)
+						   : clip_gemm_packed_floats(job->N, job->K) * sizeof(float);
+}
+
+/* The source of a job: its first byte. */
+static const char *job_src(const struct pack_job *job)
+{
+	return job->w->f ? (const char *)job->w->f : (const char *)job->w->b;
+}
 
 static size_t tower_jobs(struct clip_layer *L, const struct clip_tower_arch *a, struct pack_job *jobs)
 {
@@ -52,12 +70,12 @@ static size_t tower_jobs(struct clip_layer *L, const struct clip_tower_arch *a, 
 		struct clip_layer *l = &L[i];
 		if (!jobs)
 			continue;
-		jobs[n + 0] = (struct pack_job){ &l->k_w, &l->k_p, W, W, i, 0, -1, NULL };
-		jobs[n + 1] = (struct pack_job){ &l->v_w, &l->v_p, W, W, i, 0, -1, NULL };
-		jobs[n + 2] = (struct pack_job){ &l->q_w, &l->q_p, W, W, i, 0, -1, NULL };
-		jobs[n + 3] = (struct pack_job){ &l->o_w, &l->o_p, W, W, i, 0, -1, NULL };
-		jobs[n + 4] = (struct pack_job){ &l->fc1_w, &l->fc1_p, F, W, i, 0, -1, NULL };
-		jobs[n + 5] = (struct pack_job){ &l->fc2_w, &l->fc2_p, W, F, i, 0, -1, NULL };
+		jobs[n + 0] = (struct pack_job){ &l->k, W, W, i, 0, -1, NULL };
+		jobs[n + 1] = (struct pack_job){ &l->v, W, W, i, 0, -1, NULL };
+		jobs[n + 2] = (struct pack_job){ &l->q, W, W, i, 0, -1, NULL };
+		jobs[n + 3] = (struct pack_job){ &l->o, W, W, i, 0, -1, NULL };
+		jobs[n + 4] = (struct pack_job){ &l->fc1, F, W, i, 0, -1, NULL };
+		jobs[n + 5] = (struct pack_job){ &l->fc2, W, F, i, 0, -1, NULL };
 	}
 	return n;
 }
@@ -72,16 +90,17 @@ static void drop_pages(const void *p, size_t bytes)
 		madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
-static void release(clip_model *m, struct pack_job *job, const float *packed)
+static void release(clip_model *m, struct pack_job *job, const void *packed)
 {
 	if (job->in_map) {
-		drop_pages(*job->w, job->N * job->K * sizeof(float));
+		drop_pages(job_src(job), job->N * job->K * (job->w->f ? sizeof(float) : sizeof(uint16_t)));
 	} else if (job->owned >= 0) {
 		free(m->owned[job->owned]);
 		m->owned[job->owned] = NULL;
 	}
-	*job->p = packed;
-	*job->w = NULL;
+	job->w->packed = packed;
+	job->w->f = NULL;
+	job->w->b = NULL;
 }
 
 struct pack_run {
@@ -97,14 +116,18 @@ static void task_pack(void *arg, int i, int n)
 		struct pack_job *job = &r->jobs[j];
 		if (job->layer % n != i)
 			continue;
-		clip_gemm_pack(job->N, job->K, *job->w, job->K, job->dst);
+		if (r->m->precision == CLIP_PRECISION_BF16)
+			clip_gemm_pack_bf16(job->N, job->K, job->w->f, job->w->b, job->K, job->dst);
+		else
+			clip_gemm_pack(job->N, job->K, job->w->f, job->K, job->dst);
 		release(r->m, job, job->dst);
 	}
 }
 
 /* ---- the cache file ------------------------------------------------------ */
 
-#define CACHE_MAGIC "clipdpk1"  /* a new one for any change of the packed layout or job order */
+#define CACHE_MAGIC "clipdpk1"       /* a new one for any change of the packed layout or job order */
+#define CACHE_MAGIC_BF16 "clipdbf1"  /* the same for the bf16 panels */
 #define CACHE_DATA 4096         /* the packed floats start here (page-aligned) */
 
 struct file_id {
@@ -115,7 +138,7 @@ struct file_id {
 struct cache_key {
 	char magic[8];
 	uint32_t panel, n_files;
-	uint64_t floats, shapes;        /* total packed floats; a hash of every job's N, K */
+	uint64_t floats, shapes;        /* total packed bytes / 4; a hash of every job's N, K */
 	struct file_id files[(CACHE_DATA - 32) / sizeof(struct file_id)];
 };
 
@@ -134,7 +157,7 @@ static int make_key(const clip_model *m, const struct pack_job *jobs, size_t n, 
 		    struct cache_key *key)
 {
 	memset(key, 0, sizeof *key);
-	memcpy(key->magic, CACHE_MAGIC, sizeof key->magic);
+	memcpy(key->magic, m->precision == CLIP_PRECISION_BF16 ? CACHE_MAGIC_BF16 : CACHE_MAGIC, sizeof key->magic);
 	key->panel = CLIP_GEMM_PANEL;
 	key->floats = floats;
 	key->shapes = 14695981039346656037ull;
@@ -156,19 +179,21 @@ static int make_key(const clip_model *m, const struct pack_job *jobs, size_t n, 
 	return 0;
 }
 
-/* cache_dir/packed-<hash of the model directory's real path>.bin */
-static int cache_path(const char *cache_dir, const char *model_dir, char *out, size_t len)
+/* cache_dir/packed-<hash of the model directory's real path>.bin, or
+ * -bf16.bin for the bf16 panels */
+static int cache_path(const char *cache_dir, const char *model_dir, int precision, char *out, size_t len)
 {
 	char real[PATH_MAX];
 	if (!realpath(model_dir, real))
 		return -1;
 	uint64_t h = fnv1a(14695981039346656037ull, real, strlen(real));
-	int w = snprintf(out, len, "%s/packed-%016llx.bin", cache_dir, (unsigned long long)h);
+	int w = snprintf(out, len, "%s/packed-%016llx%s.bin", cache_dir, (unsigned long long)h,
+			 precision == CLIP_PRECISION_BF16 ? "-bf16" : "");
 	return w > 0 && (size_t)w < len ? 0 : -1;
 }
 
 /* The cache file mapped when it matches key: its data, or NULL. */
-static const float *cache_map(const char *path, const struct cache_key *key, void **map, size_t *map_len)
+static const char *cache_map(const char *path, const struct cache_key *key, void **map, size_t *map_len)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -186,7 +211,7 @@ static const float *cache_map(const char *path, const struct cache_key *key, voi
 	madvise(p, len, MADV_HUGEPAGE);
 	*map = p;
 	*map_len = len;
-	return (const float *)(const void *)((const char *)p + CACHE_DATA);
+	return (const char *)p + CACHE_DATA;
 }
 
 static int write_all(int fd, const void *p, size_t n)
@@ -226,7 +251,7 @@ static int make_dirs(const char *dir)
 
 /* Write the cache file (best effort: a cache that cannot be written is
  * only a slower next load). The directory is created if missing. */
-static void cache_write(const char *cache_dir, const char *path, const struct cache_key *key, const float *data)
+static void cache_write(const char *cache_dir, const char *path, const struct cache_key *key, const void *data)
 {
 	char tmp[PATH_MAX + 96];
 	if (make_dirs(cache_dir) != 0)
@@ -240,7 +265,7 @@ static void cache_write(const char *cache_dir, const char *path, const struct ca
 	/* on disk before it has its name: after a crash the name holds the
 	 * whole file or none (a same-sized file of zeros would pass the key) */
 	int ok = write_all(fd, key, sizeof *key) == 0 && write_all(fd, pad, CACHE_DATA - sizeof *key) == 0 &&
-		 write_all(fd, data, key->floats * sizeof *data) == 0 && fsync(fd) == 0;
+		 write_all(fd, data, key->floats * sizeof(float)) == 0 && fsync(fd) == 0;
 	/* Out of the page cache again: the next load reads it back through a
 	 * huge-page mapping, whose readahead fills the cache with 2 MiB folios
 	 * that map whole (the 4 KiB ones written here cost a few percent of
@@ -264,7 +289,7 @@ static void cache_write(const char *cache_dir, const char *path, const struct ca
 int clip_model_pack(clip_model *m, const char *model_dir, const char *cache_dir, clip_error *err)
 {
 	const struct clip_arch *a = &m->arch;
-	if (!clip_gemm_native())
+	if (m->kernel == CLIP_KERNEL_BLAS)
 		return 0;
 	size_t nv = tower_jobs(m->vis_layers, &a->vision, NULL), nt = tower_jobs(m->txt_layers, &a->text, NULL);
 	size_t n = nv + nt + 1, total = 0;
@@ -275,12 +300,12 @@ int clip_model_pack(clip_model *m, const char *model_dir, const char *cache_dir,
 	tower_jobs(m->txt_layers, &a->text, jobs + nv);
 	for (size_t j = nv; j < n - 1; j++)
 		jobs[j].layer += a->vision.layers;
-	jobs[n - 1] = (struct pack_job){ &m->patch_w, &m->patch_p, (size_t)a->vision.width,
+	jobs[n - 1] = (struct pack_job){ &m->patch, (size_t)a->vision.width,
 					 3 * (size_t)a->patch_size * (size_t)a->patch_size, 0, 0, -1, NULL };
 	for (size_t j = 0; j < n; j++)
-		total += clip_gemm_packed_floats(jobs[j].N, jobs[j].K);
+		total += packed_bytes(m, &jobs[j]) / sizeof(float);
 	for (size_t j = 0; j < n; j++) {
-		const char *c = (const char *)*jobs[j].w;
+		const char *c = job_src(&jobs[j]);
 		for (size_t i = 0; i < m->n_shards; i++) {
 			const char *map = m->shards[i]->map;
 			jobs[j].in_map |= c >= map && c < map + m->shards[i]->map_len;
@@ -294,18 +319,19 @@ int clip_model_pack(clip_model *m, const char *model_dir, const char *cache_dir,
 	char path[PATH_MAX + 64] = "";
 	int cached = 0;
 	if (cache_dir && *cache_dir && (key = malloc(sizeof *key)) &&
-	    (make_key(m, jobs, n, total, key) != 0 || cache_path(cache_dir, model_dir, path, sizeof path) != 0)) {
+	    (make_key(m, jobs, n, total, key) != 0 ||
+	     cache_path(cache_dir, model_dir, m->precision, path, sizeof path) != 0)) {
 		free(key);
 		key = NULL;
 	}
-	const float *data = key ? cache_map(path, key, &m->pack_map, &m->pack_map_len) : NULL;
+	const char *data = key ? cache_map(path, key, &m->pack_map, &m->pack_map_len) : NULL;
 	struct clip_team *team = NULL;
 	int rc = 0;
 	if (data) {
 		/* the originals were never touched: they go as they are */
 		for (size_t j = 0, off = 0; j < n; j++) {
 			release(m, &jobs[j], data + off);
-			off += clip_gemm_packed_floats(jobs[j].N, jobs[j].K);
+			off += packed_bytes(m, &jobs[j]);
 		}
 		cached = 1;
 		goto out;
@@ -322,8 +348,8 @@ int clip_model_pack(clip_model *m, const char *model_dir, const char *cache_dir,
 	madvise(buf, bytes, MADV_HUGEPAGE);
 	m->pack = buf;
 	for (size_t j = 0, off = 0; j < n; j++) {
-		jobs[j].dst = m->pack + off;
-		off += clip_gemm_packed_floats(jobs[j].N, jobs[j].K);
+		jobs[j].dst = (char *)m->pack + off;
+		off += packed_bytes(m, &jobs[j]);
 	}
 	/* on two threads: most of the cost is the kernel providing the fresh pages */
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);

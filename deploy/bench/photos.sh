@@ -13,7 +13,7 @@
 # 2.5 MB at quality 90, a quarter stored sideways with EXIF Orientation 6)
 # is made once by deploy/bench/gen-photos.py under /var/tmp/clipd-bench.
 # The upload run through HTTP (8 connections, against clipd bench --batch 8)
-# needs the server side of issue 12 and is not here yet.
+# is deploy/bench/photo-upload.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 count=${1:-200}

@@ -49,18 +49,9 @@ fi
 for tool in wrk curl cc; do command -v $tool >/dev/null || { say "needs $tool"; exit 1; }; done
 [ -x "$clipd" ] || { say "no $clipd (build first)"; exit 1; }
 mkdir -p "$work"
-# Measurements without the test-environment's OpenBLAS overrides.
-run() { env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_WAIT_POLICY=passive "$@"; }
+. "$root/deploy/bench/common.sh"
 
-if [ -z "$model" ]; then
-	model="$work/model"
-	if [ ! -f "$model/model.safetensors" ]; then
-		tool="$root/../shared/tools/clipweights.py"
-		[ -f "$tool" ] || { say "no --model and no $tool"; exit 1; }
-		say "writing the ViT-B/32-shaped benchmark checkpoint into $model"
-		/usr/bin/python3 "$tool" vit-b-32-bench "$model" "$root/encoder/data/bpe_simple_vocab_16e6.txt.gz" >&2
-	fi
-fi
+bench_model
 
 cc -O2 -o "$work/gen-corpus" "$root/deploy/bench/gen-corpus.c" -lm
 if [ "$(ls "$work/prefill" 2>/dev/null | wc -l)" -ne "$prefill" ]; then
@@ -89,19 +80,7 @@ bench_json=$(run "$clipd" bench --model "$model" --batch 8 --seconds 20)
 echo "$bench_json"
 bench_ips=$(echo "$bench_json" | sed -n 's/.*"images_per_s":\([0-9.]*\).*/\1/p')
 
-rm -rf "$work/data" "$work/port"
-# env execs clipd, so $! is the daemon itself (a shell function would put
-# a subshell in between, which a signal would not get through).
-env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_WAIT_POLICY=passive "$clipd" serve --model "$model" \
-	--data "$work/data" --listen 127.0.0.1:0 --port-file "$work/port" --log-level warn --queue-size 256 \
-	2> "$work/serve.log" &
-pid=$!
-trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
-trap 'exit 130' INT TERM
-for _ in $(seq 600); do [ -f "$work/port" ] && break; sleep 0.1; done
-port=$(cat "$work/port")
-url="http://127.0.0.1:$port"
-until curl -sf "$url/readyz" >/dev/null; do sleep 0.2; done
+bench_serve data
 
 say "prefilling $prefill images"
 t0=$(date +%s)

@@ -75,6 +75,9 @@ void srv_search_similar(struct srv_app *app, struct http_req *r);
 void srv_search_image(struct srv_app *app, struct http_req *r);
 void srv_classify(struct srv_app *app, struct http_req *r);
 void srv_embed(struct srv_app *app, struct http_req *r);
+void srv_search_json(struct srv_app *app, struct http_req *r);
+void srv_image_duplicates(struct srv_app *app, struct http_req *r);
+void srv_duplicates(struct srv_app *app, struct http_req *r);
 
 void srv_libraries_list(struct srv_app *app, struct http_req *r);
 void srv_library_scan(struct srv_app *app, struct http_req *r);
@@ -139,7 +142,8 @@ int srv_probe_image(struct srv_app *app, struct http_req *r, const void *data, s
 		    int *width, int *height, const char **mime);
 
 /* Search parameters from the query string shared by /search, /similar and
- * /search/image: k, min_score, filter.KEY, after, before, library
+ * /search/image: k, min_score, filter.KEY, after, before, taken_after,
+ * taken_before, library
  * (srv_search_params.c). Answers 400 and returns -1 on a bad one. q.filters
  * points into sp->filters, whose keys and values point into the request:
  * valid for the request's life, nothing to free. */
@@ -152,11 +156,58 @@ int srv_parse_search_params(struct srv_app *app, struct http_req *r, struct srv_
 /* The library= parameter (a library's name; borrowed from the request):
  * 0 and *library (NULL when absent), or an answer (400) and -1. */
 int srv_parse_library(struct http_req *r, const char **library);
+/* Only the selection (filter.KEY, after, before, taken_after, taken_before, library), into sel with its
+ * filters in filters (STORE_MAX_FILTERS of them): for GET /images. */
+int srv_parse_selection(struct http_req *r, struct store_selection *sel, struct store_filter *filters);
+/* Check a selection built otherwise (POST /search): 400 naming the filter
+ * with prefix before its key. */
+int srv_check_selection(struct http_req *r, const struct store_selection *sel, const char *prefix);
+/* k: 1 to --max-k, or answered 400. */
+int srv_parse_k(struct srv_app *app, struct http_req *r, const char *v, size_t *k);
+/* A search's query as the client composed it (srv_search_query.c): texts,
+ * stored images and embeddings, each weighted, added or (negative)
+ * subtracted; the query vector is the normalised weighted sum. Filled
+ * from GET /search's q, image, not, not_image, mode, rrf_k and the search
+ * parameters, or from POST /search's JSON; answered 400 (or 404 for an
+ * image) and -1 when something does not fit. Free with srv_query_clear. */
+#define SRV_MAX_QUERY_PARTS 16
+enum srv_part_kind { SRV_PART_TEXT, SRV_PART_IMAGE, SRV_PART_EMBEDDING };
+struct srv_query_part {
+	enum srv_part_kind kind;
+	int negative;
+	double weight;          /* (0, 100] */
+	char *text;             /* TEXT: valid UTF-8, malloc'd */
+	int64_t image_id;       /* IMAGE */
+	float *vec;             /* IMAGE: its stored vector; EMBEDDING: the given one, unit length (dim, malloc'd) */
+};
+struct srv_query {
+	struct srv_query_part parts[SRV_MAX_QUERY_PARTS];
+	size_t n;
+	struct srv_search_params sp;   /* k, min_score, the selection, mode, rrf_k, keywords */
+	char *keywords, *not_keywords; /* the positive and negative texts joined (keyword, hybrid) */
+	char *owned[2 * STORE_MAX_FILTERS];   /* POST /search's filter keys and values */
+	size_t n_owned;
+};
+int srv_query_from_params(struct srv_app *app, struct http_req *r, struct srv_query *q);
+int srv_query_from_json(struct srv_app *app, struct http_req *r, const cJSON *j, struct srv_query *q);
+void srv_query_clear(struct srv_query *q);
+/* The texts to encode, in part order (*texts malloc'd, the strings borrowed). */
+size_t srv_query_texts(const struct srv_query *q, char ***texts);
+/* The weighted sum (not normalised) into out (dim); text_vecs in srv_query_texts' order. */
+void srv_query_compose(const struct srv_query *q, const float *text_vecs, size_t dim, float *out);
+/* {"text": [{"q", "weight"}], "images": [{"id" | "embedding", "weight"}], "not": [...], "mode", "rrf_k"} */
+cJSON *srv_query_json(const struct srv_query *q);
+const char *srv_query_first_text(const struct srv_query *q);
+/* One positive text, semantic: its index search may run with its text batch. */
+int srv_query_plain_text(const struct srv_query *q);
+
 /* srv_encode_params.after_text_batch for the server (ud: the srv_app). */
 void srv_search_after_text_batch(void *ud, void *const *jobs, size_t n);
-/* The search response: {"query", "k", "model", "took_ms", "exhaustive", "results"}.
- * query is taken (cJSON). */
-void srv_reply_results(struct srv_app *app, struct http_req *r, cJSON *query, size_t k,
-		       const struct catalog_results *res);
+/* The search response: {"query", "k", "model", "took_ms", "exhaustive",
+ * "results"}, and "composition" when given; each result with its "score"
+ * and the "sources" it came from ("semantic", "keyword"; with "ranks").
+ * query and composition (may be NULL) are taken (cJSON). */
+void srv_reply_results(struct srv_app *app, struct http_req *r, cJSON *query, cJSON *composition, size_t k,
+		       enum catalog_mode mode, const struct catalog_results *res);
 
 #endif

@@ -8,12 +8,14 @@
 
 static char default_listen[] = "127.0.0.1:8080";
 static char default_log_level[] = "info";
+static char default_precision[] = "fp32";
 
 void srv_config_defaults(struct srv_config *c)
 {
 	memset(c, 0, sizeof *c);
 	c->listen = default_listen;
 	c->log_level = default_log_level;
+	c->precision = default_precision;
 	c->threads = 4;
 	c->encoder_threads = 0;
 	c->decode_threads = 2;
@@ -116,10 +118,12 @@ int srv_config_parse(const struct cli_command *info, int argc, char **argv, stru
 		{ "model-name", CLI_STRING, &c->model_name, "NAME", "model name shown in /info (the model directory's name)", 0, 0 },
 		{ "model-warning", CLI_STRING, &c->model_warning, "TEXT", "a warning about the model, logged and shown in /info", 0, 0 },
 		{ "weights-cache", CLI_STRING, &c->weights_cache, "DIR", "where the weights repacked for this CPU are kept between starts; off: repack at every start ($XDG_CACHE_HOME/clipd or ~/.cache/clipd)", 0, 0 },
+		{ "precision", CLI_STRING, &c->precision, "P", "fp32, or bf16: twice the speed on CPUs with AVX512_BF16, vectors at cosine ~0.9999 of fp32's, and a collection of their own (fp32)", 0, 0 },
 		{ "log-level", CLI_STRING, &c->log_level, "LEVEL", "error, warn, info or debug (info)", 0, 0 },
-		{ "threads", CLI_INT, &c->threads, "N", "HTTP threads (4)", 1, 256 },
+		{ "http-threads", CLI_INT, &c->threads, "N", "HTTP threads (4)", 1, 256 },
 		{ "encoder-threads", CLI_INT, &c->encoder_threads, "N", "threads per encoder context, image and text each (0: CPUs)", 0, 256 },
 		{ "decode-threads", CLI_INT, &c->decode_threads, "N", "threads decoding uploads and making thumbnails (2)", 1, 64 },
+		{ "exact-decode", CLI_FLAG, &c->exact_decode, NULL, "decode JPEGs at full size, bit-faithful to Pillow (off: large JPEGs are decoded DCT-scaled to at least twice the model's input side)", 0, 0 },
 		{ "api-key-file", CLI_STRING, &c->api_key_file, "FILE", "API keys, one per line with an optional read/write scope (none: open)", 0, 0 },
 		{ "cors-origin", CLI_LIST, &c->cors_origins, "ORIGIN", "an origin allowed by CORS, e.g. https://app.example (repeatable; * for any)", 0, 0 },
 		{ "rate-limit", CLI_DOUBLE, &c->rate_limit, "N", "requests per second per API key or client address (0: off)", 0, 0 },
@@ -171,6 +175,10 @@ int srv_config_parse(const struct cli_command *info, int argc, char **argv, stru
 	}
 	if (!c->data || !*c->data) {
 		cli_usage_error(info, "--data DIR is required");
+		goto fail;
+	}
+	if (strcmp(c->precision, "fp32") && strcmp(c->precision, "bf16")) {
+		cli_usage_error(info, "--precision: '%s' is not fp32 or bf16", c->precision);
 		goto fail;
 	}
 	if (log_level_parse(c->log_level) < 0) {

@@ -39,11 +39,13 @@ struct srv_config {
 	char *model_name;          /* shown in /info; default: the model directory's name */
 	char *model_warning;       /* shown in the log and /info (deploy/run.sh's fallback model) */
 	char *weights_cache;       /* packed-weights cache directory; NULL: the default; "off": none */
+	char *precision;           /* "fp32" or "bf16" (checked by srv_config_parse) */
 	char *log_level;
 	/* threads */
 	long long threads;         /* HTTP threads (libmicrohttpd's pool) */
 	long long encoder_threads; /* per encoder context (image and text each have one) */
 	long long decode_threads;  /* workers decoding uploads and making thumbnails */
+	int exact_decode;          /* JPEGs decoded at full size: no DCT-scaled fast path */
 	/* security */
 	char *api_key_file;
 	struct cli_list cors_origins, trusted_proxies;

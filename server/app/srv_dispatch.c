@@ -1,6 +1,9 @@
 /*
  * The dispatch from a matched route to its handler (srv_app.h).
  */
+#include <stdio.h>
+#include <string.h>
+
 #include "srv_app.h"
 
 struct srv_app *srv_app_of(struct http_req *r)
@@ -14,9 +17,49 @@ int srv_ready(void *ud)
 	return atomic_load(&app->ready);
 }
 
+struct param_check {
+	const char *const *known;
+	const char *unknown;
+};
+
+static void check_param(void *ud, const char *key, const char *value)
+{
+	(void)value;
+	struct param_check *pc = ud;
+	if (pc->unknown)
+		return;
+	for (const char *const *k = pc->known; *k; k++)
+		if (!strcmp(*k, key) || (!strcmp(*k, SRV_FILTER_PARAM) && !strncmp(key, "filter.", 7)))
+			return;
+	pc->unknown = key;
+}
+
+/* A parameter the route does not take: 400 naming it and the known ones. */
+static int unknown_param(struct http_req *r)
+{
+	int id = r->match.route->id;
+	struct param_check pc = { .known = srv_route_params[id] };
+	http_query_each(r, check_param, &pc);
+	if (!pc.unknown)
+		return 0;
+	char known[256] = "";
+	for (const char *const *k = pc.known; *k; k++) {
+		if (strlen(known) + strlen(*k) + 3 >= sizeof known)
+			break;
+		if (*known)
+			strcat(known, ", ");
+		strcat(known, *k);
+	}
+	http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "%.100s: unknown parameter (%s %s takes %s)", pc.unknown,
+			 r->match.route->method, r->match.route->path, *known ? known : "none");
+	return 1;
+}
+
 void srv_handle(struct http_req *r)
 {
 	struct srv_app *app = srv_app_of(r);
+	if (unknown_param(r))
+		return;
 	/* Readiness was checked at the headers (the HTTP layer): a request
 	 * that began before a shutdown is finished, one after it gets 503. */
 	switch (r->match.route->id) {
@@ -37,6 +80,9 @@ void srv_handle(struct http_req *r)
 	case ROUTE_SEARCH_IMAGE: srv_search_image(app, r); break;
 	case ROUTE_CLASSIFY: srv_classify(app, r); break;
 	case ROUTE_EMBED: srv_embed(app, r); break;
+	case ROUTE_SEARCH_JSON: srv_search_json(app, r); break;
+	case ROUTE_IMAGE_DUPLICATES: srv_image_duplicates(app, r); break;
+	case ROUTE_DUPLICATES: srv_duplicates(app, r); break;
 	case ROUTE_LIBRARIES: srv_libraries_list(app, r); break;
 	case ROUTE_LIBRARY_SCAN: srv_library_scan(app, r); break;
 	case ROUTE_LIBRARY_ERRORS: srv_library_errors(app, r); break;

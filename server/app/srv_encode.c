@@ -95,8 +95,10 @@ static void decode_task(void *arg)
 	clip_image img = { 0 };
 	clip_error err = { 0 };
 	srv_encoder_budget_take(e, share);
-	int rc = clip_image_decode(job->data, job->len, e->p.max_pixels, &img, &err);
+	struct clip_decode_params dp = clip_model_decode_params(e->model, e->p.max_pixels, e->p.exact_decode);
+	int rc = clip_image_decode_with(job->data, job->len, &dp, &img, &err);
 	if (rc == 0) {
+		memcpy(job->taken_at, img.taken_at, sizeof job->taken_at);
 		job->pixels = malloc(e->input_floats * sizeof *job->pixels);
 		if (!job->pixels)
 			rc = nomem(&err);
@@ -169,6 +171,7 @@ void srv_encode_image_now(struct srv_encoder *e, struct srv_image_job *job)
 	job->pixels = NULL;
 	job->status = 0;
 	job->msg[0] = 0;
+	job->taken_at[0] = 0;
 	decode_task(job);
 }
 
@@ -180,6 +183,7 @@ int srv_encode_image(struct srv_encoder *e, struct srv_image_job *job)
 	job->pixels = NULL;
 	job->status = 0;
 	job->msg[0] = 0;
+	job->taken_at[0] = 0;
 	job->queued_at = clock_mono_s();
 	return srv_pool_submit(e->decode_pool, decode_task, job, 0);
 }

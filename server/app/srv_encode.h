@@ -37,6 +37,7 @@ struct srv_encode_params {
 	int threads;                 /* per clip_ctx (0: CPUs) */
 	size_t decode_threads;
 	size_t max_pixels, decode_budget;
+	int exact_decode;            /* 1: JPEGs at full size (no DCT-scaled fast path) */
 	size_t image_batch, image_queue;
 	unsigned image_wait_ms;
 	size_t text_batch, text_queue;
@@ -63,6 +64,7 @@ struct srv_image_job {
 	/* out */
 	int status;                  /* 0, a clip_status or SRV_ENC_OVERLOADED */
 	char msg[256];
+	char taken_at[CLIP_TAKEN_AT_LEN];  /* the capture time the file states (RFC 3339), or "" */
 	/* internal */
 	float *pixels;
 	struct srv_encoder *enc;

@@ -49,6 +49,7 @@ struct upload_item {
 	char msg[300];
 	struct store_image img;
 	int duplicate;
+	int metadata_applied;          /* the upload's metadata is in img's */
 };
 
 struct upload {
@@ -56,6 +57,7 @@ struct upload {
 	struct http_req *r;
 	int multipart;
 	char *metadata;                /* compact JSON, or NULL */
+	int merge;                     /* on_duplicate=merge: a duplicate takes the metadata (RFC 7396) */
 	struct upload_item *items;
 	size_t n;
 	struct srv_parts parts;
@@ -91,6 +93,34 @@ static void item_finished(struct upload_item *it)
 	srv_parts_done(&it->up->parts);
 }
 
+/* A duplicate of a stored image: with on_duplicate=merge, the upload's
+ * metadata merged into the stored one (the configured limits hold for the
+ * result). 0, or the item's error set. */
+static int merge_duplicate(struct upload_item *it)
+{
+	struct upload *up = it->up;
+	it->duplicate = 1;
+	if (!up->metadata || !up->merge)
+		return 0;
+	struct store_image img;
+	store_error err = { 0 };
+	const struct srv_config *cfg = up->app->cfg;
+	if (catalog_patch_metadata(up->app->cat, it->img.id, up->metadata, strlen(up->metadata),
+				   (size_t)cfg->max_metadata, (int)cfg->max_metadata_depth, &img, &err) != 0) {
+		enum http_err code = err.code == STORE_ERR_INVALID || err.code == STORE_ERR_TOO_LARGE
+			? HTTP_ERR_BAD_PARAMETER : srv_store_http_error(err.code);
+		char msg[sizeof it->msg];
+		snprintf(msg, sizeof msg, "metadata: %.280s", err.msg);
+		store_image_clear(&it->img);
+		item_error(it, code, msg);
+		return -1;
+	}
+	store_image_clear(&it->img);
+	it->img = img;
+	it->metadata_applied = 1;
+	return 0;
+}
+
 static void commit_task(void *arg)
 {
 	struct upload_item *it = arg;
@@ -101,13 +131,17 @@ static void commit_task(void *arg)
 		.width = it->width, .height = it->height, .filename = it->filename,
 		.metadata = up->metadata, .metadata_len = 0, .vec = it->vec, .dim = up->app->dim,
 	};
+	srv_taken_at(it->job.taken_at, &in.taken);
 	if (catalog_add(up->app->cat, &in, &it->img, &it->duplicate, &err) != 0) {
 		enum http_err code = srv_store_http_error(err.code);
 		if (code != HTTP_ERR_BAD_PARAMETER)
 			log_error("rid=%s: storing an upload: %s", up->r->request_id, err.msg);
 		item_error(it, code, err.msg);
-	} else {
-		it->status = it->duplicate ? 200 : 201;
+	} else if (!it->duplicate) {
+		it->status = 201;
+		it->metadata_applied = up->metadata != NULL;
+	} else if (merge_duplicate(it) == 0) {
+		it->status = 200;
 	}
 	item_finished(it);
 }
@@ -137,8 +171,8 @@ static void prepare_task(void *arg)
 	store_error err = { 0 };
 	int rc = catalog_get_by_sha256(up->app->cat, it->sha, &it->img, &err);
 	if (rc == 0) {
-		it->duplicate = 1;
-		it->status = 200;
+		if (merge_duplicate(it) == 0)
+			it->status = 200;
 		item_finished(it);
 		return;
 	}
@@ -167,6 +201,8 @@ static cJSON *item_json(const struct upload_item *it, int with_status)
 		if (!o)
 			return NULL;
 		cJSON_AddBoolToObject(o, "duplicate", it->duplicate);
+		if (it->up->metadata)
+			cJSON_AddBoolToObject(o, "metadata_applied", it->metadata_applied);
 	} else {
 		o = cJSON_CreateObject();
 		if (it->filename)
@@ -207,14 +243,43 @@ static void upload_answer(struct http_req *r)
 		http_reply_owned(r, it->status, "application/json", text, strlen(text), headers);
 		return;
 	}
+	/* 201: every file new; 200: every file stored, some already were;
+	 * 207: some failed; all failed: their error (the first server-side
+	 * one, or the one they share, else bad_parameter), the files listed. */
+	size_t failed = 0, created = 0;
+	const struct upload_item *first_failure = NULL, *server_failure = NULL;
+	int shared = 1;
+	for (size_t i = 0; i < up->n; i++) {
+		const struct upload_item *it = &up->items[i];
+		if (it->status == 201) {
+			created++;
+		} else if (it->status != 200) {
+			failed++;
+			if (!first_failure)
+				first_failure = it;
+			else if (it->err != first_failure->err)
+				shared = 0;
+			if (!server_failure && it->status >= 500)
+				server_failure = it;
+		}
+	}
 	cJSON *root = cJSON_CreateObject();
+	unsigned status = created == up->n ? 201 : failed == 0 ? 200 : 207;
+	if (failed == up->n) {
+		const struct upload_item *it = server_failure ? server_failure : shared ? first_failure : NULL;
+		enum http_err code = it ? it->err : HTTP_ERR_BAD_PARAMETER;
+		status = http_error_status(code);
+		cJSON *e = cJSON_AddObjectToObject(root, "error");
+		cJSON_AddStringToObject(e, "code", http_error_name(code));
+		cJSON_AddStringToObject(e, "message", it ? it->msg : "no file could be stored (each file's error is in items)");
+	}
 	cJSON *items = cJSON_AddArrayToObject(root, "items");
 	for (size_t i = 0; i < up->n; i++) {
 		cJSON *o = item_json(&up->items[i], 1);
 		if (o)
 			cJSON_AddItemToArray(items, o);
 	}
-	srv_reply_cjson(r, 200, root);
+	srv_reply_cjson(r, status, root);
 }
 
 /* A filename from a client: valid UTF-8, at most CATALOG_MAX_FILENAME bytes
@@ -283,6 +348,12 @@ void srv_images_create(struct srv_app *app, struct http_req *r)
 	up->app = app;
 	up->r = r;
 	up->multipart = r->multipart;
+	const char *od = http_query(r, "on_duplicate");
+	if (od && strcmp(od, "merge") && strcmp(od, "ignore")) {
+		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "on_duplicate: must be ignore (the default) or merge");
+		return;
+	}
+	up->merge = od && !strcmp(od, "merge");
 
 	if (!r->multipart) {
 		const void *data;
@@ -407,14 +478,14 @@ void srv_images_list(struct srv_app *app, struct http_req *r)
 		return;
 	}
 	struct store_selection sel;
-	memset(&sel, 0, sizeof sel);
-	if (srv_parse_library(r, &sel.library) != 0)
+	struct store_filter filters[STORE_MAX_FILTERS];
+	if (srv_parse_selection(r, &sel, filters) != 0)
 		return;
 	struct store_image *items = NULL;
 	size_t n = 0;
 	int64_t next = 0;
 	store_error err = { 0 };
-	if (catalog_list(app->cat, sel.library ? &sel : NULL, cursor, (size_t)limit, &items, &n, &next, &err) != 0) {
+	if (catalog_list(app->cat, &sel, cursor, (size_t)limit, &items, &n, &next, &err) != 0) {
 		srv_reply_store_error(r, &err);
 		return;
 	}
@@ -426,13 +497,7 @@ void srv_images_list(struct srv_app *app, struct http_req *r)
 			cJSON_AddItemToArray(arr, o);
 	}
 	store_images_free(items, n);
-	if (next) {
-		char buf[32];
-		snprintf(buf, sizeof buf, "%lld", (long long)next);
-		cJSON_AddStringToObject(root, "next_cursor", buf);
-	} else {
-		cJSON_AddNullToObject(root, "next_cursor");
-	}
+	srv_add_cursor(root, next);
 	srv_reply_cjson(r, 200, root);
 }
 
@@ -553,6 +618,37 @@ static int open_original(struct srv_app *app, struct http_req *r, const struct s
 	return fd;
 }
 
+/* "Content-Disposition: inline; filename*=UTF-8''..." (RFC 6266, RFC 5987):
+ * the stored filename's last path segment, percent-encoded except for
+ * RFC 5987's attr-chars; without one, "image-ID" and the type's extension. */
+static void content_disposition(const struct store_image *img, char *buf, size_t len)
+{
+	static const char attr_chars[] = "!#$&+-.^_`|~";
+	char fallback[64];
+	const char *name = img->filename;
+	if (name) {
+		const char *slash = strrchr(name, '/'), *back = strrchr(name, '\\');
+		if (back && (!slash || back > slash))
+			slash = back;
+		if (slash)
+			name = slash + 1;
+	}
+	if (!name || !*name || !strcmp(name, ".") || !strcmp(name, "..")) {
+		const char *sub = strchr(img->mime, '/');
+		snprintf(fallback, sizeof fallback, "image-%lld.%s", (long long)img->id, sub ? sub + 1 : "bin");
+		name = fallback;
+	}
+	size_t at = (size_t)snprintf(buf, len, "Content-Disposition: inline; filename*=UTF-8''");
+	for (const unsigned char *p = (const unsigned char *)name; *p && at + 4 < len; p++) {
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')
+		    || (*p && strchr(attr_chars, *p)))
+			buf[at++] = (char)*p;
+		else
+			at += (size_t)snprintf(buf + at, len - at, "%%%02X", *p);
+	}
+	buf[at] = 0;
+}
+
 void srv_image_file(struct srv_app *app, struct http_req *r)
 {
 	struct store_image img;
@@ -563,7 +659,10 @@ void srv_image_file(struct srv_app *app, struct http_req *r)
 	}
 	char etag[96];
 	snprintf(etag, sizeof etag, "ETag: \"%s\"", img.sha256);
-	const char *headers[] = { etag, "Cache-Control: private, max-age=31536000, immutable", NULL };
+	/* 255 bytes of filename, each at most three when encoded */
+	char disposition[64 + 3 * CATALOG_MAX_FILENAME];
+	content_disposition(&img, disposition, sizeof disposition);
+	const char *headers[] = { etag, "Cache-Control: private, max-age=31536000, immutable", disposition, NULL };
 	if (http_etag_matches(r, etag + 6)) {
 		store_image_clear(&img);
 		http_reply_empty(r, 304, headers);
@@ -605,7 +704,8 @@ static void thumb_free(void *p)
 
 static void thumb_headers(const struct thumb *t, char *etag, size_t len, const char **headers)
 {
-	snprintf(etag, len, "ETag: \"%s-%d\"", t->img.sha256, t->size);
+	/* v2: transparent pixels over white (the cache file's name says the same) */
+	snprintf(etag, len, "ETag: \"%s-%d-v2\"", t->img.sha256, t->size);
 	headers[0] = etag;
 	headers[1] = "Cache-Control: private, max-age=31536000, immutable";
 	headers[2] = NULL;
@@ -670,10 +770,19 @@ static void thumb_task(void *arg)
 		goto out;
 	}
 	clip_error err = { 0 };
+	/* Decoded at the smallest DCT scale that still covers the size (a
+	 * JPEG), transparent pixels over white (JPEG has no alpha). */
+	struct clip_decode_params dp = clip_decode_default_params();
+	dp.max_pixels = (size_t)app->cfg->max_pixels;
+	dp.min_long_side = t->size;
+	dp.keep_alpha = 1;
 	srv_encoder_budget_take(app->enc, share);
-	int rc = clip_image_decode(bytes, len, (size_t)app->cfg->max_pixels, &img, &err);
-	if (rc == 0 && srv_thumb_make(img.rgb, img.width, img.height, t->size, &t->jpeg, &t->len) != 0)
-		thumb_fail(t, HTTP_ERR_INTERNAL, "out of memory making the thumbnail");
+	int rc = clip_image_decode_with(bytes, len, &dp, &img, &err);
+	if (rc == 0) {
+		clip_image_flatten(&img);
+		if (srv_thumb_make(img.rgb, img.width, img.height, t->size, &t->jpeg, &t->len) != 0)
+			thumb_fail(t, HTTP_ERR_INTERNAL, "out of memory making the thumbnail");
+	}
 	clip_image_free(&img);
 	srv_encoder_budget_give(app->enc, share);
 	if (rc != 0) {

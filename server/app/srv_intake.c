@@ -34,10 +34,11 @@ int srv_request_image(struct http_req *r, const void **data, size_t *len, const 
 		return 0;
 	}
 	if (!raw_image_type(r->content_type)) {
+		/* The type is decided by the bytes: any image/ type will do. */
 		http_reply_error(r, HTTP_ERR_UNSUPPORTED_MEDIA_TYPE,
-				 "Content-Type %.60s is not accepted: send the image's bytes (image/jpeg, image/png, "
-				 "image/gif, image/bmp or application/octet-stream) or multipart/form-data with a "
-				 "\"file\" part", r->content_type);
+				 "Content-Type %.60s is not accepted: send the image's bytes (%s) as image/* or "
+				 "application/octet-stream, or multipart/form-data with a \"file\" part",
+				 r->content_type, clip_image_types_text());
 		return -1;
 	}
 	*data = r->body.data ? r->body.data : "";

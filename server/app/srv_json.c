@@ -222,6 +222,10 @@ cJSON *srv_image_json(const struct store_image *img)
 		cJSON_AddNullToObject(o, "filename");
 	srv_time_format(img->created_at, buf);
 	cJSON_AddStringToObject(o, "created_at", buf);
+	if (img->taken.text[0])
+		cJSON_AddStringToObject(o, "taken_at", img->taken.text);
+	else
+		cJSON_AddNullToObject(o, "taken_at");
 	cJSON *meta = img->metadata ? cJSON_Parse(img->metadata) : NULL;
 	if (!meta || !cJSON_IsObject(meta)) {
 		cJSON_Delete(meta);
@@ -241,4 +245,25 @@ cJSON *srv_image_json(const struct store_image *img)
 	snprintf(buf, sizeof buf, "/images/%lld/thumbnail", (long long)img->id);
 	cJSON_AddStringToObject(links, "thumbnail", buf);
 	return o;
+}
+
+void srv_taken_at(const char *text, struct store_taken_at *out)
+{
+	memset(out, 0, sizeof *out);
+	if (!text || strlen(text) >= sizeof out->text || srv_time_parse(text, &out->us) != 0) {
+		out->us = 0;
+		return;
+	}
+	snprintf(out->text, sizeof out->text, "%s", text);
+}
+
+void srv_add_cursor(cJSON *root, int64_t next)
+{
+	if (next) {
+		char buf[32];
+		snprintf(buf, sizeof buf, "%lld", (long long)next);
+		cJSON_AddStringToObject(root, "next_cursor", buf);
+	} else {
+		cJSON_AddNullToObject(root, "next_cursor");
+	}
 }

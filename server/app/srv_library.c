@@ -21,6 +21,7 @@
 #include "log.h"
 #include "sha256.h"
 #include "srv_app.h"
+#include "srv_json.h"
 #include "srv_library.h"
 #include "text.h"
 
@@ -312,6 +313,8 @@ static void collect(struct scan *s)
 		s->batch.items[i] = j->item;
 		s->batch.paths[i] = NULL;   /* the job owns the path */
 		s->batch.jobs[i] = j;
+		if (j->job.status == 0)
+			srv_taken_at(j->job.taken_at, &s->batch.items[i].taken);
 		if (j->job.status != 0) {
 			enum http_err code = srv_clip_http_error(j->job.status);
 			struct catalog_lib_item *it = &s->batch.items[i];

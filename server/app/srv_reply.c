@@ -87,22 +87,42 @@ cJSON *srv_model_json(const struct srv_app *app)
 	return m;
 }
 
-void srv_reply_results(struct srv_app *app, struct http_req *r, cJSON *query, size_t k,
-		       const struct catalog_results *res)
+void srv_reply_results(struct srv_app *app, struct http_req *r, cJSON *query, cJSON *composition, size_t k,
+		       enum catalog_mode mode, const struct catalog_results *res)
 {
 	cJSON *root = cJSON_CreateObject();
 	cJSON_AddItemToObject(root, "query", query ? query : cJSON_CreateNull());
+	if (composition)
+		cJSON_AddItemToObject(root, "composition", composition);
 	cJSON_AddNumberToObject(root, "k", (double)k);
 	cJSON_AddItemToObject(root, "model", srv_model_json(app));
 	cJSON *took = cJSON_AddNumberToObject(root, "took_ms", 0);
 	cJSON_AddBoolToObject(root, "exhaustive", res->exhaustive);
 	cJSON *results = cJSON_AddArrayToObject(root, "results");
 	for (size_t i = 0; i < res->n; i++) {
-		cJSON *o = srv_image_json(&res->hits[i].image);
+		const struct catalog_hit *h = &res->hits[i];
+		cJSON *o = srv_image_json(&h->image);
 		if (!o)
 			continue;
-		/* Scores rounded to what a float holds: 1e-7 noise helps nobody. */
-		cJSON_AddNumberToObject(o, "score", round((double)res->hits[i].score * 1e7) / 1e7);
+		/* Scores rounded to what a float holds: 1e-7 noise helps nobody.
+		 * Hybrid: the fusion score as it is (sums of 1/(k + rank)). */
+		if (mode == CATALOG_HYBRID) {
+			cJSON_AddNumberToObject(o, "score", h->fused);
+			if (h->semantic_rank)
+				cJSON_AddNumberToObject(o, "cosine", round((double)h->score * 1e7) / 1e7);
+		} else {
+			cJSON_AddNumberToObject(o, "score", round((double)h->score * 1e7) / 1e7);
+		}
+		cJSON *sources = cJSON_AddArrayToObject(o, "sources");
+		cJSON *ranks = cJSON_AddObjectToObject(o, "ranks");
+		if (h->semantic_rank) {
+			cJSON_AddItemToArray(sources, cJSON_CreateString("semantic"));
+			cJSON_AddNumberToObject(ranks, "semantic", h->semantic_rank);
+		}
+		if (h->keyword_rank) {
+			cJSON_AddItemToArray(sources, cJSON_CreateString("keyword"));
+			cJSON_AddNumberToObject(ranks, "keyword", h->keyword_rank);
+		}
 		cJSON_AddItemToArray(results, o);
 	}
 	if (took)

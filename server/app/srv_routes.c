@@ -22,7 +22,50 @@ const struct http_route srv_routes[ROUTE_COUNT] = {
 	{ ROUTE_SEARCH_IMAGE, "POST", "/search/image", "search_image", HTTP_ACCESS_READ, 1, 0 },
 	{ ROUTE_CLASSIFY, "POST", "/classify", "classify", HTTP_ACCESS_READ, 1, 0 },
 	{ ROUTE_EMBED, "POST", "/embed", "embed", HTTP_ACCESS_READ, 1, 0 },
+	{ ROUTE_SEARCH_JSON, "POST", "/search", "search_json", HTTP_ACCESS_READ, 1, 0 },
+	{ ROUTE_IMAGE_DUPLICATES, "GET", "/images/{id}/duplicates", "image_duplicates", HTTP_ACCESS_READ, 0, 0 },
+	{ ROUTE_DUPLICATES, "GET", "/duplicates", "duplicates", HTTP_ACCESS_READ, 0, 0 },
 	{ ROUTE_LIBRARIES, "GET", "/libraries", "libraries", HTTP_ACCESS_READ, 0, 0 },
 	{ ROUTE_LIBRARY_SCAN, "POST", "/libraries/{name}/scan", "library_scan", HTTP_ACCESS_WRITE, 0, 0 },
 	{ ROUTE_LIBRARY_ERRORS, "GET", "/libraries/{name}/errors", "library_errors", HTTP_ACCESS_READ, 0, 0 },
+};
+
+static const char *const none[] = { NULL };
+static const char *const upload[] = { "filename", "metadata", "on_duplicate", NULL };
+static const char *const listing[] = { "limit", "cursor", SRV_FILTER_PARAM, "after", "before", "taken_after", "taken_before",
+					"library", "sha256", NULL };
+static const char *const thumbnail[] = { "size", NULL };
+static const char *const searching[] = { "k", "min_score", SRV_FILTER_PARAM, "after", "before", "taken_after", "taken_before",
+					  "library", NULL };
+static const char *const text_search[] = { "q", "image", "not", "not_image", "mode", "rrf_k", "k", "min_score",
+					   SRV_FILTER_PARAM, "after", "before", "taken_after", "taken_before", "library", NULL };
+static const char *const image_duplicates[] = { "min_score", "k", NULL };
+static const char *const duplicates[] = { "min_score", "limit", "cursor", NULL };
+static const char *const library_errors[] = { "limit", "cursor", NULL };
+
+const char *const *const srv_route_params[ROUTE_COUNT] = {
+	[ROUTE_WEB_INDEX] = none,
+	[ROUTE_HEALTHZ] = none,
+	[ROUTE_READYZ] = none,
+	[ROUTE_INFO] = none,
+	[ROUTE_METRICS] = none,
+	[ROUTE_OPENAPI] = none,
+	[ROUTE_IMAGES_CREATE] = upload,
+	[ROUTE_IMAGES_LIST] = listing,
+	[ROUTE_IMAGE_GET] = none,
+	[ROUTE_IMAGE_PATCH] = none,
+	[ROUTE_IMAGE_DELETE] = none,
+	[ROUTE_IMAGE_FILE] = none,
+	[ROUTE_IMAGE_THUMBNAIL] = thumbnail,
+	[ROUTE_IMAGE_SIMILAR] = searching,
+	[ROUTE_SEARCH] = text_search,
+	[ROUTE_SEARCH_IMAGE] = searching,
+	[ROUTE_CLASSIFY] = none,
+	[ROUTE_EMBED] = none,
+	[ROUTE_SEARCH_JSON] = none,
+	[ROUTE_IMAGE_DUPLICATES] = image_duplicates,
+	[ROUTE_DUPLICATES] = duplicates,
+	[ROUTE_LIBRARIES] = none,
+	[ROUTE_LIBRARY_SCAN] = none,
+	[ROUTE_LIBRARY_ERRORS] = library_errors,
 };

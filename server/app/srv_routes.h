@@ -27,6 +27,9 @@ enum srv_route_id {
 	ROUTE_SEARCH_IMAGE,
 	ROUTE_CLASSIFY,
 	ROUTE_EMBED,
+	ROUTE_SEARCH_JSON,
+	ROUTE_IMAGE_DUPLICATES,
+	ROUTE_DUPLICATES,
 	ROUTE_LIBRARIES,
 	ROUTE_LIBRARY_SCAN,
 	ROUTE_LIBRARY_ERRORS,
@@ -35,5 +38,12 @@ enum srv_route_id {
 
 /* ROUTE_COUNT entries, in enum order. */
 extern const struct http_route srv_routes[ROUTE_COUNT];
+
+/* The query parameters each route takes, a NULL-terminated list per route
+ * (in enum order); "filter.KEY" stands for every parameter whose name
+ * starts with "filter.". srv_handle answers any other with 400 naming it;
+ * a test compares the lists with openapi.json's. */
+#define SRV_FILTER_PARAM "filter.KEY"
+extern const char *const *const srv_route_params[ROUTE_COUNT];
 
 #endif

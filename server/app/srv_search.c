@@ -42,6 +42,7 @@ struct enc_ctx {
 	int embed_texts;
 	int text_search;                    /* GET /search: the index part may come with the batch */
 	struct catalog_prefetch pre;
+	struct srv_query *query;            /* /search: the composed query */
 };
 
 static void enc_free(void *p)
@@ -49,6 +50,12 @@ static void enc_free(void *p)
 	struct enc_ctx *c = p;
 	if (!c)
 		return;
+	if (c->query) {
+		/* the texts are the query's */
+		srv_query_clear(c->query);
+		free(c->query);
+		c->n_texts = 0;
+	}
 	for (size_t i = 0; i < c->n_texts; i++)
 		free(c->texts[i]);
 	free(c->texts);
@@ -191,35 +198,45 @@ static char *text_param(struct http_req *r, const char *name, const char *value,
 	return clean;
 }
 
-/* ---- search by text ----------------------------------------------------------- */
+/* ---- search by text, images and embeddings ------------------------------------------ */
 
-/* Search the catalog with an encoded query vector and reply; the query's
- * JSON description is made only once the search has succeeded. */
-static void search_reply(struct http_req *r, struct enc_ctx *c, const float *vec,
-			 cJSON *(*describe)(const struct enc_ctx *c))
+/* Search the catalog with a query vector (NULL: keyword mode) and reply. */
+static void search_reply(struct http_req *r, struct enc_ctx *c, const float *vec, cJSON *query, cJSON *composition)
 {
 	c->sp.q.vec = vec;
 	c->sp.q.dim = c->app->dim;
 	struct catalog_results res = { 0 };
 	store_error err = { 0 };
 	if (catalog_search(c->app->cat, &c->sp.q, &res, &err) != 0) {
-		srv_reply_store_error(r, &err);
+		cJSON_Delete(query);
+		cJSON_Delete(composition);
+		if (err.code == STORE_ERR_INVALID && vec)
+			http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "q: the composed query vector is %s", err.msg);
+		else
+			srv_reply_store_error(r, &err);
 		return;
 	}
-	srv_reply_results(c->app, r, describe(c), c->sp.k, &res);
+	srv_reply_results(c->app, r, query, composition, c->sp.k, c->sp.q.mode, &res);
 	catalog_results_free(&res);
-}
-
-static cJSON *text_query_json(const struct enc_ctx *c)
-{
-	return cJSON_CreateString(c->texts[0]);
 }
 
 static void search_finish(struct http_req *r)
 {
 	struct enc_ctx *c = r->app;
-	if (enc_check(c) == 0)
-		search_reply(r, c, c->text_vecs, text_query_json);
+	if (enc_check(c) != 0)
+		return;
+	struct srv_query *q = c->query;
+	float *vec = NULL;
+	if (q->sp.q.mode != CATALOG_KEYWORD) {
+		if (!(vec = malloc(c->app->dim * sizeof *vec))) {
+			http_reply_error(r, HTTP_ERR_INTERNAL, "out of memory");
+			return;
+		}
+		srv_query_compose(q, c->text_vecs, c->app->dim, vec);
+	}
+	const char *first = srv_query_first_text(q);
+	search_reply(r, c, vec, first ? cJSON_CreateString(first) : cJSON_CreateNull(), srv_query_json(q));
+	free(vec);
 }
 
 /* After a text-encoder pass: the index search of the pass's text searches,
@@ -262,32 +279,44 @@ out:
 	free(pre);
 }
 
-void srv_search_text(struct srv_app *app, struct http_req *r)
+/* Encode the composed query's texts (not in keyword mode) and search. */
+static void search_start(struct enc_ctx *c)
 {
-	const char *q = http_query(r, "q");
-	if (!q) {
-		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "q: required (the text to search for)");
-		return;
+	struct srv_query *q = c->query;
+	c->sp = q->sp;
+	c->sp.q.sel.filters = c->sp.q.sel.n_filters ? q->sp.filters : NULL;
+	if (q->sp.q.mode != CATALOG_KEYWORD) {
+		size_t texts = 0;
+		for (size_t i = 0; i < q->n; i++)
+			texts += q->parts[i].kind == SRV_PART_TEXT;
+		c->n_texts = srv_query_texts(q, &c->texts);
+		if (c->n_texts != texts) {
+			http_reply_error(c->r, HTTP_ERR_INTERNAL, "out of memory");
+			return;
+		}
 	}
+	c->text_search = srv_query_plain_text(q);
+	if (enc_start(c, 0, NULL, 0, search_finish) == 1)
+		search_finish(c->r);
+}
+
+static struct enc_ctx *search_ctx(struct srv_app *app, struct http_req *r)
+{
 	struct enc_ctx *c = enc_new(app, r);
 	if (!c)
-		return;
-	if (srv_parse_search_params(app, r, &c->sp) != 0)
-		return;
-	char *text = text_param(r, "q", q, strlen(q), 1, app->cfg->max_query);
-	if (!text)
-		return;
-	c->texts = malloc(sizeof *c->texts);
-	if (!c->texts) {
-		free(text);
+		return NULL;
+	if (!(c->query = calloc(1, sizeof *c->query))) {
 		http_reply_error(r, HTTP_ERR_INTERNAL, "out of memory");
-		return;
+		return NULL;
 	}
-	c->texts[0] = text;
-	c->n_texts = 1;
-	c->text_search = 1;
-	if (enc_start(c, 0, NULL, 0, search_finish) == 1)
-		search_finish(r);
+	return c;
+}
+
+void srv_search_text(struct srv_app *app, struct http_req *r)
+{
+	struct enc_ctx *c = search_ctx(app, r);
+	if (c && srv_query_from_params(app, r, c->query) == 0)
+		search_start(c);
 }
 
 /* ---- similar images ---------------------------------------------------------------- */
@@ -305,7 +334,7 @@ void srv_search_similar(struct srv_app *app, struct http_req *r)
 	}
 	cJSON *query = cJSON_CreateObject();
 	cJSON_AddNumberToObject(query, "image_id", (double)r->match.id);
-	srv_reply_results(app, r, query, sp.k, &res);
+	srv_reply_results(app, r, query, NULL, sp.k, CATALOG_SEMANTIC, &res);
 	catalog_results_free(&res);
 }
 
@@ -326,7 +355,7 @@ static void search_image_finish(struct http_req *r)
 {
 	struct enc_ctx *c = r->app;
 	if (enc_check(c) == 0)
-		search_reply(r, c, c->image_vec, image_query_json);
+		search_reply(r, c, c->image_vec, image_query_json(c), NULL);
 }
 
 /* The uploaded image of a request, checked; 0 or answered -1. */
@@ -510,6 +539,44 @@ static int id_value(const cJSON *v, int64_t *id)
 	return -1;
 }
 
+/* The labels of a multipart request: one "labels" part holding a JSON
+ * array, or any number of "labels" parts, each one label as plain text. */
+static cJSON *form_labels(struct http_req *r)
+{
+	size_t n = 0;
+	const struct http_form_part *only = NULL;
+	for (size_t i = 0; i < r->n_parts; i++)
+		if (!strcmp(r->parts[i].head.name, "labels")) {
+			n++;
+			only = &r->parts[i];
+		}
+	if (n == 0)
+		return NULL;
+	if (n == 1) {
+		const char *d = only->data.data ? only->data.data : "";
+		size_t len = only->data.len, at = 0;
+		while (at < len && (d[at] == ' ' || d[at] == '\t' || d[at] == '\r' || d[at] == '\n'))
+			at++;
+		if (at < len && d[at] == '[')
+			return cJSON_ParseWithLength(d, len);   /* not an array: set_labels says so */
+	}
+	cJSON *arr = cJSON_CreateArray();
+	for (size_t i = 0; arr && i < r->n_parts; i++) {
+		const struct http_form_part *p = &r->parts[i];
+		if (strcmp(p->head.name, "labels"))
+			continue;
+		char *text = strndup(p->data.data ? p->data.data : "", p->data.len);
+		cJSON *item = text ? cJSON_CreateString(text) : NULL;
+		free(text);
+		if (!item) {
+			cJSON_Delete(arr);
+			return NULL;
+		}
+		cJSON_AddItemToArray(arr, item);
+	}
+	return arr;
+}
+
 void srv_classify(struct srv_app *app, struct http_req *r)
 {
 	struct enc_ctx *c = enc_new(app, r);
@@ -519,10 +586,9 @@ void srv_classify(struct srv_app *app, struct http_req *r)
 	const void *data = NULL;
 	size_t len = 0;
 	if (r->multipart) {
-		struct http_form_part *lp = http_form_get(r, "labels");
 		struct http_form_part *tp = http_form_get(r, "template");
 		struct http_form_part *ip = http_form_get(r, "image_id");
-		cJSON *labels = lp ? cJSON_ParseWithLength(lp->data.data ? lp->data.data : "", lp->data.len) : NULL;
+		cJSON *labels = form_labels(r);
 		char *tmpl = tp ? strndup(tp->data.data ? tp->data.data : "", tp->data.len) : NULL;
 		int rc = set_labels(c, labels, tmpl);
 		cJSON_Delete(labels);
@@ -657,4 +723,106 @@ void srv_embed(struct srv_app *app, struct http_req *r)
 	if (take_image(c, &data, &len) != 0)
 		return;
 	enc_start(c, 1, data, len, embed_finish);
+}
+
+/* ---- POST /search ------------------------------------------------------------------------- */
+
+void srv_search_json(struct srv_app *app, struct http_req *r)
+{
+	if (r->multipart) {
+		http_reply_error(r, HTTP_ERR_UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json");
+		return;
+	}
+	struct enc_ctx *c = search_ctx(app, r);
+	if (!c)
+		return;
+	cJSON *j = json_body(r);
+	if (!j)
+		return;
+	int rc = srv_query_from_json(app, r, j, c->query);
+	cJSON_Delete(j);
+	if (rc == 0)
+		search_start(c);
+}
+
+/* ---- near-duplicates ------------------------------------------------------------------------ */
+
+static int dup_min_score(struct http_req *r, float *min)
+{
+	const char *v = http_query(r, "min_score");
+	double ms = CATALOG_DUP_MIN_SCORE;
+	if (v && srv_parse_double(v, -1.0, 1.0, &ms) != 0) {
+		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "min_score: must be a number from -1 to 1");
+		return -1;
+	}
+	*min = (float)ms;
+	return 0;
+}
+
+void srv_image_duplicates(struct srv_app *app, struct http_req *r)
+{
+	struct catalog_query q = catalog_default_query();
+	float min;
+	size_t k = 100;
+	const char *v = http_query(r, "k");
+	if (dup_min_score(r, &min) != 0 || (v && srv_parse_k(app, r, v, &k) != 0))
+		return;
+	q.k = k;
+	q.has_min_score = 1;
+	q.min_score = min;
+	struct catalog_results res = { 0 };
+	store_error err = { 0 };
+	if (catalog_similar(app->cat, r->match.id, &q, &res, &err) != 0) {
+		srv_reply_store_error(r, &err);
+		return;
+	}
+	cJSON *query = cJSON_CreateObject();
+	cJSON_AddNumberToObject(query, "image_id", (double)r->match.id);
+	cJSON_AddNumberToObject(query, "min_score", round((double)min * 1e7) / 1e7);
+	srv_reply_results(app, r, query, NULL, k, CATALOG_SEMANTIC, &res);
+	catalog_results_free(&res);
+}
+
+void srv_duplicates(struct srv_app *app, struct http_req *r)
+{
+	float min;
+	long long limit = 20, cursor = 0;
+	if (dup_min_score(r, &min) != 0)
+		return;
+	const char *v = http_query(r, "limit");
+	if (v && srv_parse_int(v, 1, app->cfg->max_list, &limit) != 0) {
+		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "limit: must be a whole number from 1 to %lld", app->cfg->max_list);
+		return;
+	}
+	v = http_query(r, "cursor");
+	if (v && *v && srv_parse_int(v, 1, HTTP_ID_MAX, &cursor) != 0) {
+		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "cursor: not a cursor this server gave out");
+		return;
+	}
+	struct catalog_groups groups = { 0 };
+	int64_t next = 0;
+	store_error err = { 0 };
+	if (catalog_duplicate_groups(app->cat, min, cursor, (size_t)limit, &groups, &next, &err) != 0) {
+		srv_reply_store_error(r, &err);
+		return;
+	}
+	cJSON *root = cJSON_CreateObject();
+	cJSON_AddNumberToObject(root, "min_score", round((double)min * 1e7) / 1e7);
+	cJSON *arr = cJSON_AddArrayToObject(root, "groups");
+	for (size_t g = 0; g < groups.n; g++) {
+		cJSON *group = cJSON_CreateObject();
+		cJSON *images = cJSON_AddArrayToObject(group, "images");
+		for (size_t i = 0; i < groups.groups[g].n; i++) {
+			const struct catalog_hit *h = &groups.groups[g].hits[i];
+			cJSON *o = srv_image_json(&h->image);
+			if (!o)
+				continue;
+			cJSON_AddNumberToObject(o, "score", round((double)h->score * 1e7) / 1e7);
+			cJSON_AddItemToArray(images, o);
+		}
+		cJSON_AddItemToArray(arr, group);
+	}
+	catalog_groups_free(&groups);
+	srv_add_cursor(root, next);
+	srv_reply_cjson(r, 200, root);
 }

@@ -60,6 +60,8 @@ void srv_status_info(struct srv_app *app, struct http_req *r)
 		cJSON_AddNumberToObject(model, "image_size", clip_model_image_size(app->model));
 		cJSON_AddNumberToObject(model, "context_length", clip_model_context_length(app->model));
 		cJSON_AddNumberToObject(model, "logit_scale", clip_model_logit_scale(app->model));
+		cJSON_AddStringToObject(model, "precision", clip_model_precision(app->model));
+		cJSON_AddStringToObject(model, "kernel", clip_model_kernel(app->model));
 	}
 	if (atomic_load(&app->ready)) {
 		struct catalog_stats st;
@@ -93,6 +95,11 @@ void srv_status_info(struct srv_app *app, struct http_req *r)
 		cJSON_AddNullToObject(root, "images");
 		cJSON_AddNullToObject(root, "index");
 	}
+	/* What uploads may be (the 415's list), and how JPEGs are decoded. */
+	cJSON *types = cJSON_AddArrayToObject(root, "image_types");
+	for (const char *const *t = clip_image_types(); *t; t++)
+		cJSON_AddItemToArray(types, cJSON_CreateString(*t));
+	cJSON_AddBoolToObject(root, "exact_decode", cfg->exact_decode);
 	cJSON *lim = cJSON_AddObjectToObject(root, "limits");
 	cJSON_AddNumberToObject(lim, "max_body", (double)cfg->max_body);
 	cJSON_AddNumberToObject(lim, "max_pixels", (double)cfg->max_pixels);

@@ -1,5 +1,5 @@
 /*
- * clipd check --data DIR
+ * clipd check --data DIR [--repair]
  *
  * Verifies a data directory: SQLite's integrity_check and foreign-key
  * check, every image row has its original file (of the stored size) and a
@@ -7,11 +7,21 @@
  * the change log, holds exactly the rows. Prints one line per problem on
  * stdout and exits 1, or prints a summary on stderr and exits 0. Reads
  * only: it may run beside a serving clipd.
+ *
+ * --repair first reads every original's capture time again (EXIF
+ * DateTimeOriginal: rows stored before clipd kept it have none) and
+ * stores what changed, then checks. It writes, so it takes the data
+ * directory's lock: stop clipd serve first.
  */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "catalog.h"
 #include "commands.h"
+#include "srv_json.h"
+
+#define REPAIR_PAGE 256
 
 static void print_problem(void *ud, const char *line)
 {
@@ -19,11 +29,95 @@ static void print_problem(void *ud, const char *line)
 	printf("%s\n", line);
 }
 
+/* The capture time of one stored image, read from its original: 0, or -1
+ * after printing the problem. A JPEG is decoded at 1/8 scale (the date
+ * is in its EXIF; the pixels are only proof that the file is whole). */
+static int read_taken(catalog *c, int64_t id, struct store_taken_at *out)
+{
+	struct store_image row;
+	unsigned char *bytes = NULL;
+	size_t len = 0;
+	store_error err = { 0 };
+	if (cmd_read_original(c, id, &row, &bytes, &len, &err) != 0) {
+		printf("image %lld: %s\n", (long long)id, err.msg);
+		return -1;
+	}
+	struct clip_decode_params dp = clip_decode_default_params();
+	/* it was stored, so its size was accepted then */
+	size_t pixels = (size_t)row.width * (size_t)row.height;
+	if (pixels > dp.max_pixels)
+		dp.max_pixels = pixels;
+	dp.min_long_side = 1;
+	clip_image img = { 0 };
+	clip_error ce = { 0 };
+	int rc = clip_image_decode_with(bytes, len, &dp, &img, &ce);
+	if (rc != 0)
+		printf("image %lld (%s): its original does not decode: %s\n", (long long)id, row.sha256, ce.msg);
+	else
+		srv_taken_at(img.taken_at, out);
+	clip_image_free(&img);
+	store_image_clear(&row);
+	free(bytes);
+	return rc == 0 ? 0 : -1;
+}
+
+/* --repair: every image's capture time from its original, the changes
+ * stored a page at a time. Returns the originals that could not be read
+ * (each printed), or -1 when the directory could not be opened or written. */
+static int repair(const char *data_dir)
+{
+	struct catalog_params p = catalog_default_params();
+	p.data_dir = data_dir;
+	p.no_index = 1;
+	catalog *c = NULL;
+	store_error err = { 0 };
+	if (catalog_open(&p, &c, NULL, &err) != 0) {
+		printf("%s: %s\n", data_dir, err.msg);
+		return -1;
+	}
+	int64_t cursor = 0, ids[REPAIR_PAGE];
+	struct store_taken_at taken[REPAIR_PAGE];
+	size_t read = 0, changed = 0;
+	int bad = 0;
+	do {
+		struct store_image *rows = NULL;
+		size_t n = 0, k = 0, ch = 0;
+		if (catalog_list(c, NULL, cursor, REPAIR_PAGE, &rows, &n, &cursor, &err) != 0)
+			goto fail;
+		for (size_t i = 0; i < n; i++) {
+			struct store_taken_at t;
+			if (read_taken(c, rows[i].id, &t) != 0) {
+				bad++;
+				continue;
+			}
+			read++;
+			if (strcmp(t.text, rows[i].taken.text)) {
+				ids[k] = rows[i].id;
+				taken[k++] = t;
+			}
+		}
+		store_images_free(rows, n);
+		if (catalog_set_taken_at(c, ids, taken, k, &ch, &err) != 0)
+			goto fail;
+		changed += ch;
+	} while (cursor);
+	fprintf(stderr, "clipd check --repair: %s: read the capture time of %zu originals, %zu changed\n",
+		data_dir, read, changed);
+	catalog_close(c);
+	return bad;
+fail:
+	printf("%s: the repair could not finish: %s\n", data_dir, err.msg);
+	catalog_close(c);
+	return -1;
+}
+
 static int run_check(const struct cli_command *info, int argc, char **argv)
 {
 	char *data_dir = NULL;
+	int do_repair = 0;
 	const struct cli_option opts[] = {
 		{ "data", CLI_STRING, &data_dir, "DIR", "the data directory", 0, 0 },
+		{ "repair", CLI_FLAG, &do_repair, NULL, "first read each original's capture time (taken_at) again and store it (writes: stop clipd serve first)", 0, 0 },
 		{ 0 },
 	};
 	struct cli_args args;
@@ -37,6 +131,11 @@ static int run_check(const struct cli_command *info, int argc, char **argv)
 	}
 	if (!data_dir) {
 		cli_usage_error(info, "--data is required");
+		goto out;
+	}
+	int unreadable = 0;
+	if (do_repair && (unreadable = repair(data_dir)) < 0) {
+		rc = 1;
 		goto out;
 	}
 	struct catalog_params p = catalog_default_params();
@@ -54,7 +153,7 @@ static int run_check(const struct cli_command *info, int argc, char **argv)
 	if (problems < 0) {
 		printf("%s: the check could not finish: %s\n", data_dir, err.msg);
 		rc = 1;
-	} else if (problems > 0) {
+	} else if (problems > 0 || unreadable > 0) {
 		rc = 1;
 	} else {
 		struct catalog_stats st;
@@ -71,6 +170,7 @@ out:
 }
 
 const struct clipd_command cmd_check = {
-	{ "check", "verify a data directory: database, files, vectors, index", "--data DIR",
-	  "One line per problem on stdout and exit status 1; exit status 0 when consistent." },
+	{ "check", "verify a data directory: database, files, vectors, index", "--data DIR [--repair]",
+	  "One line per problem on stdout and exit status 1; exit status 0 when consistent. --repair "
+	  "first reads each original's capture time (taken_at) again and stores what changed." },
 	run_check };

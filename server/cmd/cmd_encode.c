@@ -123,8 +123,8 @@ static int set_error(clip_error *err, int code, const char *fmt, ...)
 }
 
 /* Read an image file and preprocess it into px; fills err on failure. */
-static int load_image(const clip_model *model, const char *path, size_t max_pixels, float *px, size_t n_px,
-		      clip_error *err)
+static int load_image(const clip_model *model, const char *path, const struct clip_decode_params *dp,
+		      float *px, size_t n_px, clip_error *err)
 {
 	unsigned char *bytes = NULL;
 	size_t len = 0;
@@ -136,7 +136,7 @@ static int load_image(const clip_model *model, const char *path, size_t max_pixe
 				    : rc == FILES_ERR_NOMEM ? CLIP_ERR_NOMEM : CLIP_ERR_IO, "%s", msg);
 		goto out;
 	}
-	if ((rc = clip_image_decode(bytes, len, max_pixels, &img, err)))
+	if ((rc = clip_image_decode_with(bytes, len, dp, &img, err)))
 		goto out;
 	rc = clip_image_preprocess(model, &img, px, n_px, err);
 out:
@@ -146,7 +146,7 @@ out:
 }
 
 /* Encode and print the images, ENCODE_GROUP at a time; returns failures. */
-static size_t encode_images(const clip_model *model, clip_ctx *ctx, const struct clip_params *params,
+static size_t encode_images(const clip_model *model, clip_ctx *ctx, const struct clip_decode_params *dp,
 			    char **paths, size_t n)
 {
 	size_t per = clip_model_input_floats(model), dim = clip_model_dim(model), failed = 0;
@@ -165,7 +165,7 @@ static size_t encode_images(const clip_model *model, clip_ctx *ctx, const struct
 		for (size_t i = 0; i < m; i++) {
 			memset(&errs[i], 0, sizeof errs[i]);
 			slot[i] = SIZE_MAX;
-			if (load_image(model, paths[g + i], params->max_pixels, px + ok * per, per, &errs[i]) == 0)
+			if (load_image(model, paths[g + i], dp, px + ok * per, per, &errs[i]) == 0)
 				slot[i] = ok++;
 		}
 		clip_error batch_err = { 0 };
@@ -220,14 +220,18 @@ static size_t encode_texts(const clip_model *model, clip_ctx *ctx, char **texts,
 
 static int run_encode(const struct cli_command *info, int argc, char **argv)
 {
-	char *model_dir = NULL;
+	char *model_dir = NULL, *precision_arg = NULL;
 	struct cli_list images = { 0 }, texts = { 0 };
 	long long threads = 0;
+	int precision = CLIP_PRECISION_FP32;
+	int exact_decode = 0;
 	const struct cli_option opts[] = {
 		{ "model", CLI_STRING, &model_dir, "DIR", "model directory", 0, 0 },
+		{ "precision", CLI_STRING, &precision_arg, "P", CMD_PRECISION_HELP, 0, 0 },
 		{ "image", CLI_LIST, &images, "FILE", "an image to encode (repeatable)", 0, 0 },
 		{ "text", CLI_LIST, &texts, "TEXT", "a text to encode (repeatable)", 0, 0 },
 		{ "threads", CLI_INT, &threads, "N", "encoder threads (0: one per CPU)", 0, 256 },
+		{ "exact-decode", CLI_FLAG, &exact_decode, NULL, "decode JPEGs at full size, bit-faithful to Pillow (off: large JPEGs DCT-scaled)", 0, 0 },
 		{ 0 },
 	};
 	struct cli_args args;
@@ -247,8 +251,10 @@ static int run_encode(const struct cli_command *info, int argc, char **argv)
 		cli_usage_error(info, "--model is required");
 		goto out;
 	}
+	if (cmd_precision(info, precision_arg, &precision) != 0)
+		goto out;
 	struct clip_params params = clip_default_params();
-	if (cmd_model_load(model_dir, NULL, params.max_pixels, &model, &err) != 0) {
+	if (cmd_model_load(model_dir, NULL, params.max_pixels, precision, &model, &err) != 0) {
 		fprintf(stderr, "clipd encode: cannot load model %s: %s\n", model_dir, err.msg);
 		goto out;
 	}
@@ -256,7 +262,8 @@ static int run_encode(const struct cli_command *info, int argc, char **argv)
 		fprintf(stderr, "clipd encode: %s\n", err.msg);
 		goto out;
 	}
-	size_t failed = encode_images(model, ctx, &params, images.items, images.n);
+	struct clip_decode_params dp = clip_model_decode_params(model, params.max_pixels, exact_decode);
+	size_t failed = encode_images(model, ctx, &dp, images.items, images.n);
 	failed += encode_texts(model, ctx, texts.items, texts.n);
 	fflush(stdout);
 	status = failed ? 1 : 0;
@@ -271,7 +278,7 @@ out:
 
 const struct clipd_command cmd_encode = {
 	{ "encode", "print CLIP embeddings of images and texts",
-	  "--model DIR [--image FILE]... [--text TEXT]...",
+	  "--model DIR [--precision fp32|bf16] [--image FILE]... [--text TEXT]... [--exact-decode]",
 	  "Prints one JSON object per input, images first, then texts, each in argument "
 	  "order: {\"kind\", \"input\", \"embedding\"} with the L2-normalised embedding, or "
 	  "{\"kind\", \"input\", \"error\": {\"code\", \"message\"}} for an input that fails. "

@@ -1,6 +1,7 @@
 /*
  * What every command that encodes does to load its model: the packed-
- * weights cache location and the decode limit. See commands.h.
+ * weights cache location, the decode limit, the precision and the CPU
+ * override. See commands.h.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,13 +26,33 @@ const char *clipd_weights_cache(const char *value, char *buf, size_t len)
 	return w > 0 && (size_t)w < len ? buf : NULL;
 }
 
-int cmd_model_load(const char *dir, const char *weights_cache, size_t max_pixels, clip_model **out,
-		   clip_error *err)
+int cmd_precision(const struct cli_command *info, const char *value, int *out)
+{
+	if (!value) {
+		*out = CLIP_PRECISION_FP32;
+		return 0;
+	}
+	if (clip_precision_parse(value, out) == 0)
+		return 0;
+	cli_usage_error(info, "--precision: '%s' is not fp32 or bf16", value);
+	return -1;
+}
+
+struct clip_params cmd_model_params(size_t max_pixels, int precision)
 {
 	struct clip_params params = clip_default_params();
-	char cache[4096];
 	if (max_pixels)
 		params.max_pixels = max_pixels;
+	params.precision = precision;
+	params.cpu = getenv("CLIPD_CPU");
+	return params;
+}
+
+int cmd_model_load(const char *dir, const char *weights_cache, size_t max_pixels, int precision,
+		   clip_model **out, clip_error *err)
+{
+	struct clip_params params = cmd_model_params(max_pixels, precision);
+	char cache[4096];
 	params.weights_cache = clipd_weights_cache(weights_cache, cache, sizeof cache);
 	return clip_model_load(dir, &params, out, err);
 }

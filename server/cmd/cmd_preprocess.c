@@ -73,10 +73,12 @@ static int write_png(const char *path, const unsigned char *rgb, int side)
 static int run_preprocess(const struct cli_command *info, int argc, char **argv)
 {
 	char *model_dir = NULL, *image_path = NULL, *out_path = NULL;
+	int exact_decode = 0;
 	const struct cli_option opts[] = {
 		{ "model", CLI_STRING, &model_dir, "DIR", "model directory (for its input size)", 0, 0 },
-		{ "image", CLI_STRING, &image_path, "FILE", "a JPEG, PNG, GIF or BMP image", 0, 0 },
+		{ "image", CLI_STRING, &image_path, "FILE", "a JPEG, PNG, GIF, BMP, WebP, HEIC, AVIF or TIFF image", 0, 0 },
 		{ "out", CLI_STRING, &out_path, "OUT.png", "where to write the crop", 0, 0 },
+		{ "exact-decode", CLI_FLAG, &exact_decode, NULL, "decode JPEGs at full size, bit-faithful to Pillow (off: large JPEGs DCT-scaled)", 0, 0 },
 		{ 0 },
 	};
 	struct cli_args args;
@@ -102,7 +104,7 @@ static int run_preprocess(const struct cli_command *info, int argc, char **argv)
 	}
 
 	struct clip_params params = clip_default_params();
-	if (cmd_model_load(model_dir, NULL, params.max_pixels, &model, &err) != 0) {
+	if (cmd_model_load(model_dir, NULL, params.max_pixels, CLIP_PRECISION_FP32, &model, &err) != 0) {
 		fprintf(stderr, "clipd preprocess: cannot load model %s: %s\n", model_dir, err.msg);
 		return 2;
 	}
@@ -113,7 +115,8 @@ static int run_preprocess(const struct cli_command *info, int argc, char **argv)
 		fprintf(stderr, "clipd preprocess: %s\n", msg);
 		goto out;
 	}
-	if (clip_image_decode(bytes, len, params.max_pixels, &img, &err) != 0) {
+	struct clip_decode_params dp = clip_model_decode_params(model, params.max_pixels, exact_decode);
+	if (clip_image_decode_with(bytes, len, &dp, &img, &err) != 0) {
 		fprintf(stderr, "clipd preprocess: %s: %s (%s)\n", image_path, err.msg,
 			clip_status_name(err.code));
 		goto out;
@@ -142,9 +145,12 @@ out:
 
 const struct clipd_command cmd_preprocess = {
 	{ "preprocess", "write the model's input crop of an image as PNG",
-	  "--model DIR --image FILE --out OUT.png",
-	  "Decodes the image (JPEG, PNG, GIF or BMP; the first frame of a GIF), resizes\n"
-	  "its shorter side to the model's input size with Pillow's bicubic filter and\n"
-	  "writes the centre crop, before normalisation, as an 8-bit RGB PNG. Exit\n"
-	  "status 1 when the image cannot be used, 2 when the model cannot be loaded." },
+	  "--model DIR --image FILE --out OUT.png [--exact-decode]",
+	  "Decodes the image (JPEG, PNG, GIF, BMP, WebP, HEIC, AVIF or TIFF; the first\n"
+	  "frame or page), turns it upright by its EXIF orientation, resizes its shorter\n"
+	  "side to the model's input size with Pillow's bicubic filter and writes the\n"
+	  "centre crop, before normalisation, as an 8-bit RGB PNG. A JPEG whose shorter\n"
+	  "side is at least 4 x the input side is decoded DCT-scaled (to at least twice\n"
+	  "the input side) unless --exact-decode. Exit status 1 when the image cannot be\n"
+	  "used, 2 when the model cannot be loaded." },
 	run_preprocess };

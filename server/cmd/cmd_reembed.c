@@ -1,12 +1,15 @@
 /*
- * clipd reembed --model DIR --data DIR [--batch N] [--threads N] [--max-images N]
+ * clipd reembed --model DIR --data DIR [--precision P] [--batch N] [--threads N] [--max-images N]
  *
  * Moves a collection to another model: re-encodes every stored original
- * with the model in DIR, stores the new vectors beside the old ones (a
- * transaction per batch), and when every image has one, makes the new
+ * with the model in DIR (with the JPEG fast path unless --exact-decode),
+ * stores the new vectors beside the old ones (a transaction per batch)
+ * and each image's capture time as its original states it, and when every image has one, makes the new
  * model the data directory's model in one transaction, drops the old
  * vectors and rebuilds and saves the index. clipd serve then takes the new
- * model (and refuses the old one).
+ * model (and refuses the old one). The precision is part of the model:
+ * reembed --precision bf16 with the same model directory converts a
+ * collection to bf16 vectors (and --precision fp32 back).
  *
  * Resumable: an interrupted run keeps the batches it committed, and the
  * next run encodes only the images still missing a vector. Until the
@@ -32,9 +35,9 @@
 #include "clock.h"
 #include "clip.h"
 #include "commands.h"
+#include "srv_json.h"
 
 #define REEMBED_MAX_BATCH 256
-#define REEMBED_MAX_FILE ((size_t)1 << 30)   /* originals are far below this (body cap) */
 
 struct progress {
 	int tty;
@@ -68,42 +71,39 @@ static void progress_show(struct progress *p, int64_t done, int final)
 	}
 }
 
-/* Encode one batch of images (ids) and store their vectors under fp. */
-static int encode_batch(catalog *c, clip_model *m, clip_ctx *ctx, const char *fp, const int64_t *ids,
-			size_t n, float *pixels, float *vecs)
+/* Encode one batch of images (ids) and store their vectors under fp; the
+ * capture time read from each original is stored first (a run stopped
+ * between the two redoes the batch). */
+static int encode_batch(catalog *c, clip_model *m, clip_ctx *ctx, const struct clip_decode_params *dp,
+			const char *fp, const int64_t *ids, size_t n, float *pixels, float *vecs,
+			struct store_taken_at *taken)
 {
 	size_t nf = clip_model_input_floats(m), dim = clip_model_dim(m);
-	struct clip_params cp = clip_default_params();
 	store_error err = { 0 };
 	clip_error ce;
 	for (size_t i = 0; i < n; i++) {
 		struct store_image img;
-		char path[4200], why[FILES_MSG_MAX];
 		unsigned char *bytes = NULL;
 		size_t len = 0;
-		if (catalog_get(c, ids[i], &img, &err) != 0) {
-			fprintf(stderr, "\nclipd reembed: image %lld: %s\n", (long long)ids[i], err.msg);
-			return -1;
-		}
-		int rc = catalog_blob_path(c, img.sha256, path, sizeof path, &err);
-		store_image_clear(&img);
-		if (rc != 0 || files_read_all(path, REEMBED_MAX_FILE, &bytes, &len, why, sizeof why) != 0) {
-			fprintf(stderr, "\nclipd reembed: image %lld: cannot read its original: %s; restore the "
-				"file or delete the image, then run clipd reembed again\n", (long long)ids[i],
-				rc ? err.msg : why);
+		if (cmd_read_original(c, ids[i], &img, &bytes, &len, &err) != 0) {
+			fprintf(stderr, "\nclipd reembed: image %lld: %s; restore the file or delete the image, "
+				"then run clipd reembed again\n", (long long)ids[i], err.msg);
 			return -1;
 		}
 		clip_image decoded = { 0 };
-		rc = clip_image_decode(bytes, len, cp.max_pixels, &decoded, &ce);
+		int rc = clip_image_decode_with(bytes, len, dp, &decoded, &ce);
 		free(bytes);
 		if (rc == 0)
 			rc = clip_image_preprocess(m, &decoded, pixels + i * nf, nf, &ce);
+		srv_taken_at(decoded.taken_at, &taken[i]);
 		clip_image_free(&decoded);
 		if (rc != 0) {
 			fprintf(stderr, "\nclipd reembed: image %lld (%s): %s; delete the image, then run clipd "
-				"reembed again\n", (long long)ids[i], path, ce.msg);
+				"reembed again\n", (long long)ids[i], img.sha256, ce.msg);
+			store_image_clear(&img);
 			return -1;
 		}
+		store_image_clear(&img);
 	}
 	if (clip_encode_images(ctx, pixels, n, vecs, n * dim, &ce) != 0) {
 		fprintf(stderr, "\nclipd reembed: encoding failed: %s\n", ce.msg);
@@ -111,14 +111,16 @@ static int encode_batch(catalog *c, clip_model *m, clip_ctx *ctx, const char *fp
 	}
 	for (size_t i = 0; i < n; i++)
 		clip_l2_normalize(vecs + i * dim, dim);
-	if (catalog_put_vectors(c, ids, n, fp, vecs, dim, &err) != 0) {
+	if (catalog_set_taken_at(c, ids, taken, n, NULL, &err) != 0 ||
+	    catalog_put_vectors(c, ids, n, fp, vecs, dim, &err) != 0) {
 		fprintf(stderr, "\nclipd reembed: storing vectors: %s\n", err.msg);
 		return -1;
 	}
 	return 0;
 }
 
-static int reembed(const char *model_dir, const char *data_dir, size_t batch, int threads, long long max_images)
+static int reembed(const char *model_dir, const char *data_dir, int precision, size_t batch, int threads,
+		   long long max_images, int exact_decode)
 {
 	struct catalog_params p = catalog_default_params();
 	struct clip_params cp = clip_default_params();
@@ -129,6 +131,7 @@ static int reembed(const char *model_dir, const char *data_dir, size_t batch, in
 	clip_error ce;
 	int64_t *ids = NULL;
 	float *pixels = NULL, *vecs = NULL;
+	struct store_taken_at *taken = NULL;
 	int rc = 1;
 
 	p.data_dir = data_dir;
@@ -137,14 +140,15 @@ static int reembed(const char *model_dir, const char *data_dir, size_t batch, in
 		fprintf(stderr, "clipd reembed: %s\n", err.msg);
 		return 1;
 	}
-	if (cmd_model_load(model_dir, NULL, cp.max_pixels, &m, &ce) != 0) {
+	if (cmd_model_load(model_dir, NULL, cp.max_pixels, precision, &m, &ce) != 0) {
 		fprintf(stderr, "clipd reembed: %s: %s\n", model_dir, ce.msg);
 		goto out;
 	}
 	struct store_model target;
 	memset(&target, 0, sizeof target);
 	double hash_ms = 0;
-	if (catalog_fingerprint(c, clip_model_files(m), target.fingerprint, &hash_ms, &err) != 0) {
+	if (catalog_fingerprint(c, clip_model_files(m), clip_model_precision(m), target.fingerprint, &hash_ms,
+				&err) != 0) {
 		fprintf(stderr, "clipd reembed: %s\n", err.msg);
 		goto out;
 	}
@@ -176,10 +180,12 @@ static int reembed(const char *model_dir, const char *data_dir, size_t batch, in
 		goto out;
 	}
 	size_t nf = clip_model_input_floats(m);
+	struct clip_decode_params dp = clip_model_decode_params(m, cp.max_pixels, exact_decode);
 	ids = malloc(batch * sizeof *ids);
 	pixels = malloc(batch * nf * sizeof *pixels);
 	vecs = malloc(batch * target.dim * sizeof *vecs);
-	if (!ids || !pixels || !vecs) {
+	taken = malloc(batch * sizeof *taken);
+	if (!ids || !pixels || !vecs || !taken) {
 		fprintf(stderr, "clipd reembed: out of memory\n");
 		goto out;
 	}
@@ -198,7 +204,7 @@ static int reembed(const char *model_dir, const char *data_dir, size_t batch, in
 		}
 		if (n == 0)
 			break;
-		if (encode_batch(c, m, ctx, target.fingerprint, ids, n, pixels, vecs) != 0)
+		if (encode_batch(c, m, ctx, &dp, target.fingerprint, ids, n, pixels, vecs, taken) != 0)
 			goto out;
 		after = ids[n - 1];
 		done += (int64_t)n;
@@ -228,12 +234,14 @@ static int reembed(const char *model_dir, const char *data_dir, size_t batch, in
 		goto out;
 	}
 	fprintf(stderr, "clipd reembed: %s now holds vectors of %s (%.12s) only; index rebuilt in %.1f s. "
-		"Start clipd serve --model %s\n", data_dir, target.name, target.fingerprint, clock_mono_s() - t0, model_dir);
+		"Start clipd serve --model %s --precision %s\n", data_dir, target.name, target.fingerprint,
+		clock_mono_s() - t0, model_dir, clip_model_precision(m));
 	rc = 0;
 out:
 	free(ids);
 	free(pixels);
 	free(vecs);
+	free(taken);
 	clip_ctx_free(ctx);
 	clip_model_free(m);
 	catalog_close(c);
@@ -242,15 +250,19 @@ out:
 
 static int run_reembed(const struct cli_command *info, int argc, char **argv)
 {
-	char *model_dir = NULL, *data_dir = NULL;
+	char *model_dir = NULL, *data_dir = NULL, *precision_arg = NULL;
 	long long batch = 16, threads = 0, max_images = 0;
+	int precision = CLIP_PRECISION_FP32;
+	int exact_decode = 0;
 	const struct cli_option opts[] = {
 		{ "model", CLI_STRING, &model_dir, "DIR", "the new model's directory", 0, 0 },
+		{ "precision", CLI_STRING, &precision_arg, "P", "the new vectors' precision: " CMD_PRECISION_HELP, 0, 0 },
 		{ "data", CLI_STRING, &data_dir, "DIR", "the data directory", 0, 0 },
 		{ "batch", CLI_INT, &batch, "N", "images encoded (and committed) together", 1, REEMBED_MAX_BATCH },
 		{ "threads", CLI_INT, &threads, "N", "encoder threads (0: one per CPU)", 0, 256 },
 		{ "max-images", CLI_INT, &max_images, "N", "stop after N images (0: all); run again to continue",
 		  0, 1LL << 40 },
+		{ "exact-decode", CLI_FLAG, &exact_decode, NULL, "decode JPEGs at full size, bit-faithful to Pillow (off: large JPEGs DCT-scaled)", 0, 0 },
 		{ 0 },
 	};
 	struct cli_args args;
@@ -262,15 +274,16 @@ static int run_reembed(const struct cli_command *info, int argc, char **argv)
 		cli_usage_error(info, "unexpected argument '%s'", args.positional[0]);
 	else if (!model_dir || !data_dir)
 		cli_usage_error(info, "--model and --data are required");
-	else
-		rc = reembed(model_dir, data_dir, (size_t)batch, (int)threads, max_images);
+	else if (cmd_precision(info, precision_arg, &precision) == 0)
+		rc = reembed(model_dir, data_dir, precision, (size_t)batch, (int)threads, max_images, exact_decode);
 	cli_args_free(&args);
 	return rc;
 }
 
 const struct clipd_command cmd_reembed = {
-	{ "reembed", "re-encode every stored image with a new model", "--model DIR --data DIR",
+	{ "reembed", "re-encode every stored image with a new model", "--model DIR --data DIR [--precision fp32|bf16]",
 	  "Stores the new vectors beside the old ones, a batch at a time (an interrupted run resumes "
-	  "where it stopped), then switches the data directory to the new model and rebuilds its index. "
+	  "where it stopped), and each image's capture time (taken_at) as its original states it, then switches the data directory to the new model and rebuilds its index. "
+	  "The same model at another --precision is another model: reembed converts between them. "
 	  "Exit status 3: stopped early by --max-images." },
 	run_reembed };

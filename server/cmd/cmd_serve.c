@@ -164,6 +164,26 @@ static void listen_text(const struct srv_config *cfg, unsigned port, char *out, 
 		snprintf(out, len, "%s:%u", host, port);
 }
 
+/* The address a person opens in a browser: the listening address, or the
+ * loopback one when clipd listens on every address (0.0.0.0, ::). */
+static void browse_url(const struct srv_config *cfg, unsigned port, char *out, size_t len)
+{
+	char host[HTTP_ADDR_MAX];
+	int v6 = cfg->listen_addr.ss_family == AF_INET6;
+	http_addr_text((const struct sockaddr *)&cfg->listen_addr, host);
+	if (!strcmp(host, "0.0.0.0"))
+		snprintf(host, sizeof host, "127.0.0.1");
+	else if (!strcmp(host, "::"))
+		snprintf(host, sizeof host, "::1");
+	snprintf(out, len, v6 ? "http://[%s]:%u/" : "http://%s:%u/", host, port);
+}
+
+/* --precision (checked by srv_config_parse) as enum clip_precision. */
+static int precision(const struct srv_config *cfg)
+{
+	return strcmp(cfg->precision, "bf16") ? CLIP_PRECISION_FP32 : CLIP_PRECISION_BF16;
+}
+
 /* Load the model, open the data directory, start the encoder. */
 static int load(struct srv_app *app, const struct srv_config *cfg)
 {
@@ -171,14 +191,16 @@ static int load(struct srv_app *app, const struct srv_config *cfg)
 	clip_error cerr = { 0 };
 	store_error serr = { 0 };
 	double t0 = clock_mono_s();
-	if (cmd_model_load(cfg->model, cfg->weights_cache, (size_t)cfg->max_pixels, &app->model, &cerr) != 0) {
+	if (cmd_model_load(cfg->model, cfg->weights_cache, (size_t)cfg->max_pixels, precision(cfg), &app->model,
+			   &cerr) != 0) {
 		log_error("cannot load the model %s: %s", cfg->model, cerr.msg);
 		return -1;
 	}
 	app->dim = clip_model_dim(app->model);
 	app->logit_scale = clip_model_logit_scale(app->model);
-	log_info("model %s loaded (%s layout, %zu dimensions, %d px) in %.0f ms", cfg->model,
-		 clip_model_layout(app->model), app->dim, clip_model_image_size(app->model), (clock_mono_s() - t0) * 1e3);
+	log_info("model %s loaded (%s layout, %zu dimensions, %d px, %s on the %s kernel) in %.0f ms", cfg->model,
+		 clip_model_layout(app->model), app->dim, clip_model_image_size(app->model),
+		 clip_model_precision(app->model), clip_model_kernel(app->model), (clock_mono_s() - t0) * 1e3);
 	if (stopping())
 		return -1;
 
@@ -190,6 +212,7 @@ static int load(struct srv_app *app, const struct srv_config *cfg)
 	p.model_name = cfg->model_name && *cfg->model_name ? cfg->model_name : model_base;
 	p.model_dir = cfg->model;
 	p.model_layout = clip_model_layout(app->model);
+	p.model_precision = clip_model_precision(app->model);
 	p.index.dim = app->dim;
 	if (cfg->index_factory && *cfg->index_factory) {
 		idx_error ierr = { 0 };
@@ -228,6 +251,7 @@ static int load(struct srv_app *app, const struct srv_config *cfg)
 		.decode_threads = (size_t)cfg->decode_threads,
 		.max_pixels = (size_t)cfg->max_pixels,
 		.decode_budget = (size_t)cfg->decode_budget,
+		.exact_decode = cfg->exact_decode,
 		.image_batch = (size_t)cfg->batch_size,
 		.image_queue = (size_t)cfg->queue_size,
 		.image_wait_ms = (unsigned)cfg->batch_wait_ms,
@@ -282,6 +306,14 @@ static int run_serve(const struct cli_command *info, int argc, char **argv)
 	app.cfg = &cfg;
 	app.started = clock_mono_s();
 	app.warning = cfg.model_warning && *cfg.model_warning ? cfg.model_warning : NULL;
+
+	/* a precision this CPU cannot run fails now, before anything starts */
+	struct clip_params cp = cmd_model_params((size_t)cfg.max_pixels, precision(&cfg));
+	clip_error cerr = { 0 };
+	if (clip_precision_check(&cp, &cerr) != 0) {
+		log_error("--precision %s: %s", cfg.precision, cerr.msg);
+		goto out;
+	}
 
 	if (start_signal_thread() != 0) {
 		log_error("cannot set up signal handling: %s", strerror(errno));
@@ -350,7 +382,10 @@ static int run_serve(const struct cli_command *info, int argc, char **argv)
 		goto shutdown;
 	}
 	atomic_store(&app.ready, 1);
-	log_info("ready (clipd %s, %lld HTTP threads, %zu libraries)", CLIPD_VERSION, cfg.threads, cfg.n_libraries);
+	char url[HTTP_ADDR_MAX + 32];
+	browse_url(&cfg, http_server_port(app.http), url, sizeof url);
+	log_info("ready (clipd %s, %lld HTTP threads, %zu libraries): open %s in a browser", CLIPD_VERSION, cfg.threads,
+		 cfg.n_libraries, url);
 
 	double last_save = clock_mono_s();
 	while (!wait_stop(1.0)) {

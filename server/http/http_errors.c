@@ -16,7 +16,7 @@ const struct http_error_info http_errors[HTTP_ERR_COUNT] = {
 	{ HTTP_ERR_BODY_TOO_LARGE, "body_too_large", 413, "the request body is larger than allowed" },
 	{ HTTP_ERR_IMAGE_TOO_LARGE, "image_too_large", 413, "the image has more pixels than allowed" },
 	{ HTTP_ERR_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", 415,
-	  "unsupported media type; images must be JPEG, PNG, GIF or BMP" },
+	  "unsupported media type; images must be JPEG, PNG, GIF, BMP, WebP, HEIC, AVIF or TIFF" },
 	{ HTTP_ERR_IMAGE_UNDECODABLE, "image_undecodable", 422, "the image cannot be decoded" },
 	{ HTTP_ERR_RATE_LIMITED, "rate_limited", 429, "too many requests; retry later" },
 	{ HTTP_ERR_INTERNAL, "internal_error", 500, "internal error" },

@@ -232,7 +232,8 @@ static int resolve_model(catalog *c, const struct catalog_params *p, struct cata
 
 	struct store_model m;
 	memset(&m, 0, sizeof m);
-	if ((rc = store_fingerprint(c->st, p->model_files, m.fingerprint, &rep->fingerprint_ms, err)) != 0)
+	if ((rc = store_fingerprint(c->st, p->model_files, p->model_precision, m.fingerprint, &rep->fingerprint_ms,
+				    err)) != 0)
 		return rc;
 	/* The name: given, else the model directory's, else the directory of
 	 * the first file's. */
@@ -266,12 +267,16 @@ static int resolve_model(catalog *c, const struct catalog_params *p, struct cata
 	int64_t images = 0;
 	if (have && (rc = store_count(c->st, &images, err)) != 0)
 		return rc;
+	/* a precision other than fp32 is named: the same files at two
+	 * precisions are two models */
+	int other = p->model_precision && strcmp(p->model_precision, "fp32");
 	if (have && images > 0)
 		return store_fail(err, STORE_ERR_MODEL,
-				"%s holds vectors of model %s (%.12s), not of %s (%.12s): re-encode them with "
-				"`clipd reembed --model %s --data %s`, or serve with %s",
-				c->dir, active.name, active.fingerprint, m.name, m.fingerprint,
-				p->model_dir ? p->model_dir : "DIR", c->dir, active.name);
+				"%s holds vectors of model %s (%.12s), not of %s%s%s (%.12s): re-encode them with "
+				"`clipd reembed --model %s%s%s --data %s`, or serve with %s",
+				c->dir, active.name, active.fingerprint, m.name, other ? " at precision " : "",
+				other ? p->model_precision : "", m.fingerprint, p->model_dir ? p->model_dir : "DIR",
+				other ? " --precision " : "", other ? p->model_precision : "", c->dir, active.name);
 	if (c->readonly)
 		return store_fail(err, STORE_ERR_MODEL, "data directory %s has no vectors of model %s",
 				c->dir, m.name);
@@ -520,10 +525,10 @@ int catalog_stats(catalog *c, struct catalog_stats *out, store_error *err)
 
 /* ---- another model (clipd reembed) -------------------------------------------------------- */
 
-int catalog_fingerprint(catalog *c, const char *const *files, char hex[STORE_FINGERPRINT_HEX],
+int catalog_fingerprint(catalog *c, const char *const *files, const char *precision, char hex[STORE_FINGERPRINT_HEX],
 			double *hash_ms, store_error *err)
 {
-	return store_fingerprint(c ? c->st : NULL, files, hex, hash_ms, err);
+	return store_fingerprint(c ? c->st : NULL, files, precision, hex, hash_ms, err);
 }
 
 int catalog_put_model(catalog *c, const struct store_model *m, store_error *err)

@@ -105,6 +105,7 @@ struct catalog_params {
 	const char *model_name;        /* NULL: the base name of model_dir */
 	const char *model_dir;         /* for messages (the reembed hint); may be NULL */
 	const char *model_layout;      /* "hf" or "openclip" */
+	const char *model_precision;   /* "fp32" (or NULL) or "bf16": part of the fingerprint */
 
 	/* index.dim is the model's embedding size (ignored with model_files NULL:
 	 * the stored model's); factory, ivf_threshold, nprobe as in idx.h. */
@@ -162,6 +163,7 @@ struct catalog_new_image {
 	size_t metadata_len;    /* 0: strlen(metadata) */
 	const float *vec;       /* the image embedding; normalised here (a copy) */
 	size_t dim;             /* must equal the model's */
+	struct store_taken_at taken;  /* the capture time (text "" for none) */
 };
 
 /*
@@ -195,11 +197,18 @@ int catalog_put_thumb(catalog *c, const char *sha256, int size, const void *jpeg
 		      store_error *err);
 
 /* Newest first, stable under concurrent inserts: the rows sel selects
- * (NULL: all); pass cursor 0 for the first page, then the *next_cursor
+ * (NULL: every image; its exclude_id too); pass cursor 0 for the first page, then the *next_cursor
  * returned (0 when there are no more). limit 1..CATALOG_MAX_LIST. *items
  * freed with store_images_free. */
 int catalog_list(catalog *c, const struct store_selection *sel, int64_t cursor, size_t limit,
 		 struct store_image **items, size_t *n, int64_t *next_cursor, store_error *err);
+
+/* Set the capture time of images ids[0..n) (text "" clears it) in one
+ * transaction, skipping rows that are gone; *changed (may be NULL) counts
+ * the rows whose value changed. For `clipd check --repair` and `clipd
+ * reembed`, which read it again from the originals. */
+int catalog_set_taken_at(catalog *c, const int64_t *ids, const struct store_taken_at *taken, size_t n,
+			 size_t *changed, store_error *err);
 
 /* RFC 7396 merge patch of the metadata: patch is a JSON object (null
  * removes a key); the result, checked inside the write, must stay within
@@ -277,6 +286,7 @@ struct catalog_lib_item {
 	const char *mime;                   /* NEW, REPLACE */
 	int width, height;
 	const float *vec;                   /* the model's dim floats (normalised here) */
+	struct store_taken_at taken;        /* NEW, REPLACE: the capture time (text "" for none) */
 	int64_t replace_id;
 	const char *err_code, *err_msg;
 	int err_status;
@@ -303,6 +313,16 @@ int catalog_library_errors(catalog *c, const char *lib, const char *after, size_
 
 /* ---- search -------------------------------------------------------------- */
 
+/* How a search ranks: by the query vector (semantic, the default), by
+ * keywords alone (FTS5 BM25 over filenames and metadata strings), or both
+ * merged by reciprocal rank fusion: an image's score is the sum over the
+ * rankings it is in of 1 / (rrf_k + rank), rank counted from 1, each
+ * ranking contributing its top CATALOG_HYBRID_DEPTH(k); ties by id. */
+enum catalog_mode { CATALOG_SEMANTIC = 0, CATALOG_KEYWORD, CATALOG_HYBRID };
+#define CATALOG_RRF_K 60
+#define CATALOG_MAX_RRF_K 10000
+#define CATALOG_HYBRID_DEPTH(k) ((k) < 100 ? 100 : (k))
+
 struct catalog_query {
 	const float *vec;      /* the query embedding (normalised here, a copy) */
 	size_t dim;
@@ -313,6 +333,10 @@ struct catalog_query {
 	/* the index's answer for this query, computed ahead by catalog_prefetch
 	 * (with other queries, in one pass); NULL: ask the index now */
 	const struct catalog_prefetch *prefetched;
+	enum catalog_mode mode;
+	const char *keywords;      /* keyword, hybrid: whitespace-separated words, any of which may match */
+	const char *not_keywords;  /* keyword, hybrid: words no keyword match may hold (NULL: none) */
+	unsigned rrf_k;            /* hybrid: 1..CATALOG_MAX_RRF_K (0: CATALOG_RRF_K) */
 };
 struct catalog_query catalog_default_query(void);
 /* Check q's filters and date range (count, key and value sizes and
@@ -321,7 +345,9 @@ int catalog_check_filters(const struct catalog_query *q, store_error *err);
 
 struct catalog_hit {
 	struct store_image image;
-	float score;           /* cosine */
+	float score;           /* semantic: cosine; keyword: -bm25 (higher is better) */
+	double fused;          /* hybrid: the reciprocal rank fusion score (score is then the cosine, or 0) */
+	unsigned semantic_rank, keyword_rank;   /* 1-based place in each ranking; 0: not in it */
 };
 struct catalog_results {
 	struct catalog_hit *hits;   /* best first, n of them, malloc'd */
@@ -335,7 +361,7 @@ struct catalog_results {
 void catalog_results_free(struct catalog_results *r);
 
 /*
- * Search by vector. Without filters or a date range: the index. With them:
+ * Search (q->mode says how; keyword needs no vector). By vector: without filters or a date range: the index. With them:
  * when at most exact_filter_limit images match, every match is scored from
  * its stored vector (k results whenever k match; exhaustive); otherwise the
  * index is asked for many more than k and its results filtered (exhaustive
@@ -366,6 +392,32 @@ void catalog_prefetch_clear(struct catalog_prefetch *p);
 /* Images like image id (itself excluded): q's vec and dim are ignored. */
 int catalog_similar(catalog *c, int64_t id, const struct catalog_query *q,
 		    struct catalog_results *out, store_error *err);
+
+/* ---- near-duplicates ------------------------------------------------------------ */
+
+/* Groups of images whose vectors are within min_score (cosine) of each
+ * other: starting from each image in id order (after after_id), its
+ * neighbours at or above min_score among the index's nearest
+ * CATALOG_DUP_NEIGHBOURS, theirs, and so on (at most CATALOG_DUP_GROUP_MAX
+ * images); a group is reported once, by its smallest id, which comes first
+ * (each hit's score is its cosine with that first image). At most limit
+ * groups, after looking at at most CATALOG_DUP_SCAN images; *next_cursor
+ * is the id to continue after (0: done). */
+#define CATALOG_DUP_NEIGHBOURS 64
+#define CATALOG_DUP_GROUP_MAX 256
+#define CATALOG_DUP_SCAN 2000
+#define CATALOG_DUP_MIN_SCORE 0.95
+struct catalog_group {
+	struct catalog_hit *hits;
+	size_t n;
+};
+struct catalog_groups {
+	struct catalog_group *groups;
+	size_t n;
+};
+int catalog_duplicate_groups(catalog *c, float min_score, int64_t after_id, size_t limit,
+			     struct catalog_groups *out, int64_t *next_cursor, store_error *err);
+void catalog_groups_free(struct catalog_groups *g);
 
 /* ---- state, persistence, maintenance ---------------------------------------- */
 
@@ -407,9 +459,10 @@ int catalog_check(catalog *c, store_problem_fn fn, void *ud, store_error *err);
 
 /* Model fingerprint: SHA-256 over the base names and contents of the
  * files (weights and configs), in name order, the per-file hashes cached
- * in the catalog (c may be NULL: no cache). hex receives 64 hex digits. */
-int catalog_fingerprint(catalog *c, const char *const *files, char hex[STORE_FINGERPRINT_HEX],
-			double *hash_ms, store_error *err);
+ * in the catalog (c may be NULL: no cache), and a precision other than
+ * fp32 (NULL: fp32). hex receives 64 hex digits. */
+int catalog_fingerprint(catalog *c, const char *const *files, const char *precision,
+			char hex[STORE_FINGERPRINT_HEX], double *hash_ms, store_error *err);
 
 /* Record a model without making it the one served (reembed's target). */
 int catalog_put_model(catalog *c, const struct store_model *m, store_error *err);

@@ -111,7 +111,7 @@ int catalog_add(catalog *c, const struct catalog_new_image *in, struct store_ima
 	struct store_new_image row = {
 		.sha256 = sha, .mime = in->mime, .width = in->width, .height = in->height,
 		.bytes = (int64_t)in->len, .filename = in->filename, .metadata = meta,
-		.created_at = clock_wall_us(),
+		.created_at = clock_wall_us(), .taken = in->taken,
 	};
 	int64_t id = 0;
 	uint64_t seq = 0;
@@ -167,6 +167,7 @@ int catalog_add(catalog *c, const struct catalog_new_image *in, struct store_ima
 		out->height = in->height;
 		out->bytes = (int64_t)in->len;
 		out->created_at = row.created_at;
+		out->taken = row.taken;
 		out->filename = in->filename ? strdup(in->filename) : NULL;
 		out->metadata = meta ? meta : strdup("{}");
 		meta = NULL;
@@ -182,6 +183,14 @@ out_free:
 	free(meta);
 	free(vec);
 	return rc;
+}
+
+int catalog_set_taken_at(catalog *c, const int64_t *ids, const struct store_taken_at *taken, size_t n,
+			 size_t *changed, store_error *err)
+{
+	if (c->readonly)
+		return store_fail(err, STORE_ERR_INVALID, "the catalog is open read-only");
+	return store_set_taken_at(c->st, ids, taken, n, changed, err);
 }
 
 int catalog_get(catalog *c, int64_t id, struct store_image *out, store_error *err)

@@ -45,4 +45,9 @@ int cat_clean_utf8(const char *s);
 /* Start a background index build if the index wants one. */
 void cat_maybe_retrain(catalog *c);
 
+/* Fill out->hits (out zeroed by the caller) from candidate ids and their
+ * scores, in their order, dropping rows that are gone (catalog_search.c). */
+int cat_fetch_rows(catalog *c, const int64_t *ids, const float *scores, size_t n,
+		   struct catalog_results *out, store_error *err);
+
 #endif

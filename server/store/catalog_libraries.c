@@ -161,6 +161,7 @@ int catalog_library_commit(catalog *c, const char *lib, struct catalog_lib_item 
 		rows[i] = (struct store_new_image){
 			.sha256 = it->sha256, .mime = it->mime, .width = it->width, .height = it->height,
 			.bytes = it->size, .filename = file_name_of(it->path), .metadata = NULL, .created_at = now,
+			.taken = it->taken,
 		};
 		o[i].img = &rows[i];
 		o[i].vec = vecs + i * dim;

@@ -109,8 +109,7 @@ static void heap_sort_desc(struct topk *t)
 
 /* ---- search ------------------------------------------------------------------------ */
 
-/* Fill out->hits from candidate ids (best first), dropping rows that are gone. */
-static int fetch_rows(catalog *c, const int64_t *ids, const float *scores, size_t n,
+int cat_fetch_rows(catalog *c, const int64_t *ids, const float *scores, size_t n,
 		      struct catalog_results *out, store_error *err)
 {
 	if (n == 0)
@@ -145,7 +144,8 @@ out:
 /* Filters on metadata or time: the exact scan or an over-fetch, not a plain top k. */
 static int is_filtered(const struct catalog_query *q)
 {
-	return q->sel.n_filters > 0 || q->sel.has_after || q->sel.has_before || q->sel.library;
+	return q->sel.n_filters > 0 || q->sel.has_after || q->sel.has_before || q->sel.has_taken_after ||
+	       q->sel.has_taken_before || q->sel.library;
 }
 
 static int index_search(catalog *c, const float *q, size_t kk, float *scores, int64_t *ids,
@@ -166,8 +166,8 @@ int catalog_check_filters(const struct catalog_query *q, store_error *err)
 	return store_check_selection(&q->sel, err);
 }
 
-int catalog_search(catalog *c, const struct catalog_query *q, struct catalog_results *out,
-		   store_error *err)
+static int semantic_search(catalog *c, const struct catalog_query *q, struct catalog_results *out,
+			   store_error *err)
 {
 	float *qv = NULL, *scores = NULL;
 	int64_t *ids = NULL;
@@ -217,7 +217,7 @@ int catalog_search(catalog *c, const struct catalog_query *q, struct catalog_res
 			taken = t.n;
 			out->exhaustive = 1;
 			out->exact_scan = 1;
-			rc = fetch_rows(c, ids, scores, taken, out, err);
+			rc = cat_fetch_rows(c, ids, scores, taken, out, err);
 			goto out;
 		}
 		/* Too many matches to score one by one: ask the index for many
@@ -268,14 +268,125 @@ int catalog_search(catalog *c, const struct catalog_query *q, struct catalog_res
 		}
 		out->exhaustive = exact;
 	}
-	rc = fetch_rows(c, ids, scores, taken, out, err);
+	rc = cat_fetch_rows(c, ids, scores, taken, out, err);
 out:
 	if (rc != 0)
 		catalog_results_free(out);
+	for (size_t i = 0; rc == 0 && i < out->n; i++)
+		out->hits[i].semantic_rank = (unsigned)i + 1;
 	free(qv);
 	free(scores);
 	free(ids);
 	return rc;
+}
+
+static int keyword_search(catalog *c, const struct catalog_query *q, size_t k, struct catalog_results *out,
+			  store_error *err)
+{
+	int64_t *ids = malloc(k * sizeof *ids);
+	float *scores = malloc(k * sizeof *scores);
+	size_t n = 0;
+	int rc;
+	if (!ids || !scores) {
+		rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	rc = store_keyword_search(c->st, q->keywords, q->not_keywords, &q->sel, k, ids, scores, &n, err);
+	if (rc == 0)
+		rc = cat_fetch_rows(c, ids, scores, n, out, err);
+	for (size_t i = 0; rc == 0 && i < out->n; i++)
+		out->hits[i].keyword_rank = (unsigned)i + 1;
+	out->exhaustive = 1;
+out:
+	if (rc != 0)
+		catalog_results_free(out);
+	free(ids);
+	free(scores);
+	return rc;
+}
+
+static int by_fused(const void *a, const void *b)
+{
+	const struct catalog_hit *x = a, *y = b;
+	if (x->fused != y->fused)
+		return x->fused > y->fused ? -1 : 1;
+	return x->image.id < y->image.id ? -1 : x->image.id > y->image.id;
+}
+
+/* Reciprocal rank fusion of the semantic and keyword rankings (catalog.h). */
+static int hybrid_search(catalog *c, const struct catalog_query *q, struct catalog_results *out, store_error *err)
+{
+	struct catalog_query deep = *q;
+	size_t depth = CATALOG_HYBRID_DEPTH(q->k);
+	double rrf = q->rrf_k ? q->rrf_k : CATALOG_RRF_K;
+	struct catalog_results sem = { 0 }, key = { 0 };
+	deep.k = depth;
+	deep.mode = CATALOG_SEMANTIC;
+	int rc = semantic_search(c, &deep, &sem, err);
+	if (rc == 0)
+		rc = keyword_search(c, q, depth, &key, err);
+	if (rc != 0)
+		goto out;
+	out->hits = calloc(sem.n + key.n + 1, sizeof *out->hits);
+	if (!out->hits) {
+		rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < sem.n; i++) {
+		struct catalog_hit *h = &out->hits[out->n++];
+		*h = sem.hits[i];
+		memset(&sem.hits[i].image, 0, sizeof sem.hits[i].image);
+		h->fused = 1.0 / (rrf + h->semantic_rank);
+	}
+	size_t from_sem = out->n;
+	for (size_t i = 0; i < key.n; i++) {
+		struct catalog_hit *h = NULL;
+		for (size_t j = 0; j < from_sem && !h; j++)
+			if (out->hits[j].image.id == key.hits[i].image.id)
+				h = &out->hits[j];
+		if (!h) {
+			h = &out->hits[out->n++];
+			h->image = key.hits[i].image;
+			memset(&key.hits[i].image, 0, sizeof key.hits[i].image);
+			h->score = 0;
+		}
+		h->keyword_rank = key.hits[i].keyword_rank;
+		h->fused += 1.0 / (rrf + h->keyword_rank);
+	}
+	qsort(out->hits, out->n, sizeof *out->hits, by_fused);
+	while (out->n > q->k)
+		store_image_clear(&out->hits[--out->n].image);
+	out->exhaustive = sem.exhaustive;
+	out->exact_scan = sem.exact_scan;
+out:
+	catalog_results_free(&sem);
+	catalog_results_free(&key);
+	if (rc != 0)
+		catalog_results_free(out);
+	return rc;
+}
+
+int catalog_search(catalog *c, const struct catalog_query *q, struct catalog_results *out,
+		   store_error *err)
+{
+	memset(out, 0, sizeof *out);
+	if (!q)
+		return store_fail(err, STORE_ERR_INVALID, "no query");
+	if (q->rrf_k > CATALOG_MAX_RRF_K)
+		return store_fail(err, STORE_ERR_INVALID, "rrf_k must be 1 to %d", CATALOG_MAX_RRF_K);
+	switch (q->mode) {
+	case CATALOG_SEMANTIC:
+		return semantic_search(c, q, out, err);
+	case CATALOG_KEYWORD:
+		if (q->k < 1 || q->k > CATALOG_MAX_K)
+			return store_fail(err, STORE_ERR_INVALID, "k must be 1 to %d", CATALOG_MAX_K);
+		return keyword_search(c, q, q->k, out, err);
+	case CATALOG_HYBRID:
+		if (q->k < 1 || q->k > CATALOG_MAX_K)
+			return store_fail(err, STORE_ERR_INVALID, "k must be 1 to %d", CATALOG_MAX_K);
+		return hybrid_search(c, q, out, err);
+	}
+	return store_fail(err, STORE_ERR_INVALID, "unknown search mode");
 }
 
 void catalog_prefetch_clear(struct catalog_prefetch *p)

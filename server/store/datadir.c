@@ -28,6 +28,9 @@ static const char *const names[] = {
 	[DATADIR_CLEAN] = "clean",
 };
 #define THUMBS_DIR "cache/thumbs"
+/* In each thumbnail's name: thumbnails of another version (v1: transparent
+ * pixels over black) are never served; catalog_delete removes them too. */
+#define THUMBS_VERSION "v2"
 
 int datadir_fmt(char *buf, size_t len, const char *fmt, ...)
 {
@@ -277,7 +280,7 @@ int datadir_thumb_path(const char *dir, const char *sha256, int size, char *buf,
 		return rc;
 	if (size <= 0)
 		return store_fail(err, STORE_ERR_INVALID, "bad thumbnail size %d", size);
-	if (datadir_fmt(buf, len, "%s/%s-%d.jpg", sub, sha256, size) != 0)
+	if (datadir_fmt(buf, len, "%s/%s-%d-" THUMBS_VERSION ".jpg", sub, sha256, size) != 0)
 		return store_fail(err, STORE_ERR_INVALID, "thumbnail path too long");
 	return 0;
 }

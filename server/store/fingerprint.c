@@ -61,8 +61,8 @@ static int cmp_base(const void *a, const void *b)
 	return strcmp(((const struct fp_file *)a)->base, ((const struct fp_file *)b)->base);
 }
 
-int store_fingerprint(store *st, const char *const *files, char hex[STORE_FINGERPRINT_HEX],
-		      double *hash_ms, store_error *err)
+int store_fingerprint(store *st, const char *const *files, const char *precision,
+		      char hex[STORE_FINGERPRINT_HEX], double *hash_ms, store_error *err)
 {
 	store_error local;
 	if (!err)
@@ -121,6 +121,11 @@ int store_fingerprint(store *st, const char *const *files, char hex[STORE_FINGER
 	sha256_init(&c);
 	static const char tag[] = "clipd model fingerprint v1\n";
 	sha256_update(&c, tag, sizeof tag - 1);
+	/* the same weights at another precision make other vectors */
+	if (precision && *precision && strcmp(precision, "fp32")) {
+		sha256_update(&c, "precision ", 10);
+		sha256_update(&c, precision, strlen(precision) + 1);
+	}
 	for (size_t i = 0; i < n; i++) {
 		sha256_update(&c, list[i].base, strlen(list[i].base) + 1);
 		sha256_update(&c, list[i].hex, 64);

@@ -61,6 +61,7 @@ struct store_new_image {
 	const char *filename;   /* may be NULL */
 	const char *metadata;   /* a JSON object already validated (store_check_metadata); NULL for {} */
 	int64_t created_at;     /* microseconds; 0 means now */
+	struct store_taken_at taken;   /* the capture time; text "" for none */
 };
 
 /* ---- opening ---------------------------------------------------------- */
@@ -111,9 +112,11 @@ int store_file_hash_put(store *s, const char *path, int64_t size, int64_t mtime_
 
 /* Model fingerprint: SHA-256 over the base names and contents of the
  * files (weights and configs), in name order, the per-file hashes cached
- * in s (may be NULL: no cache). hex receives 64 hex digits. (fingerprint.c) */
-int store_fingerprint(store *s, const char *const *files, char hex[STORE_FINGERPRINT_HEX],
-		      double *hash_ms, store_error *err);
+ * in s (may be NULL: no cache), and the precision the vectors are computed
+ * in unless it is the default (NULL or "fp32": the files alone, as before
+ * precisions existed). hex receives 64 hex digits. (fingerprint.c) */
+int store_fingerprint(store *s, const char *const *files, const char *precision,
+		      char hex[STORE_FINGERPRINT_HEX], double *hash_ms, store_error *err);
 
 /* ---- images ----------------------------------------------------------- */
 
@@ -142,6 +145,12 @@ int store_delete(store *s, int64_t id, char sha256[STORE_SHA256_HEX], uint64_t *
 int store_patch_metadata(store *s, int64_t id, const char *patch, size_t len,
 			 size_t max_bytes, int max_depth, store_error *err);
 
+/* Set the capture time of images ids[0..n) (text "" clears it), in one
+ * transaction; rows that are gone are skipped. *changed (may be NULL):
+ * rows whose value changed. */
+int store_set_taken_at(store *s, const int64_t *ids, const struct store_taken_at *taken, size_t n,
+		       size_t *changed, store_error *err);
+
 int store_get(store *s, int64_t id, struct store_image *out, store_error *err);
 int store_get_by_sha256(store *s, const char *sha256, struct store_image *out, store_error *err);
 /* Rows ids[0..n) in one read transaction: out[i] filled and found[i] = 1,
@@ -151,8 +160,8 @@ int store_get_many(store *s, const int64_t *ids, size_t n, struct store_image *o
 /* 1 if a row has this sha256, 0 if not, negative on error. */
 int store_sha256_exists(store *s, const char *sha256, store_error *err);
 
-/* Newest first: rows with id < before_id (0: from the newest) that sel
- * selects (NULL: all), at most limit. *items malloc'd (free with
+/* Newest first: rows matching sel (NULL: all) with id < before_id (0:
+ * from the newest), at most limit. *items malloc'd (free with
  * store_images_free), *n set. */
 int store_list(store *s, const struct store_selection *sel, int64_t before_id, size_t limit,
 	       struct store_image **items, size_t *n, store_error *err);
@@ -303,6 +312,14 @@ int store_lib_source(store *s, int64_t id, char **root, char **path, int64_t *si
 
 /* ---- maintenance ---------------------------------------------------------- */
 
+/* Keyword search (store_keywords.c): up to k images within sel whose
+ * filename or metadata strings hold any of the whitespace-separated words
+ * (each a phrase of FTS5's unicode61 tokens; no FTS5 syntax) and none of
+ * not_words (may be NULL), best BM25 first, ties by id. ids and scores
+ * hold k; scores are -bm25 (higher is better); *n set. */
+int store_keyword_search(store *s, const char *words, const char *not_words, const struct store_selection *sel,
+			 size_t k, int64_t *ids, float *scores, size_t *n, store_error *err);
+
 /* PRAGMA integrity_check and foreign_key_check, every row has a vector of
  * the active model of the right size. Returns the number of problems (>= 0)
  * or a negative status. */
@@ -315,6 +332,9 @@ int store_foreach_image(store *s, store_image_fn fn, void *ud, store_error *err)
 
 /* Ids (ascending, > after_id) of images without a vector under fingerprint,
  * at most max; *n set. For reembed. */
+/* Ids ascending (> after_id) of the images with a vector under fingerprint. */
+int store_vector_ids(store *s, const char *fingerprint, int64_t after_id, int64_t *ids,
+		     size_t max, size_t *n, store_error *err);
 int store_missing_vectors(store *s, const char *fingerprint, int64_t after_id, int64_t *ids,
 			  size_t max, size_t *n, store_error *err);
 /* Number of images with a vector under fingerprint. */

@@ -13,6 +13,7 @@
 #include "store_internal.h"
 
 #define IMAGE_COLS "i.id, i.sha256, i.mime, i.width, i.height, i.bytes, i.filename, i.created_at, i.metadata, " \
+	"i.taken_at, i.taken_at_us, " \
 	"(SELECT l.library FROM library_images l WHERE l.image_id = i.id), " \
 	"(SELECT l.path FROM library_images l WHERE l.image_id = i.id)"
 
@@ -29,8 +30,13 @@ static int row_fill(sqlite3_stmt *st, struct store_image *out, store_error *err)
 	const char *fn = (const char *)sqlite3_column_text(st, 6);
 	out->created_at = sqlite3_column_int64(st, 7);
 	const char *md = (const char *)sqlite3_column_text(st, 8);
-	const char *lib = (const char *)sqlite3_column_text(st, 9);
-	const char *path = (const char *)sqlite3_column_text(st, 10);
+	const char *taken = (const char *)sqlite3_column_text(st, 9);
+	if (taken) {
+		snprintf(out->taken.text, sizeof out->taken.text, "%s", taken);
+		out->taken.us = sqlite3_column_int64(st, 10);
+	}
+	const char *lib = (const char *)sqlite3_column_text(st, 11);
+	const char *path = (const char *)sqlite3_column_text(st, 12);
 	out->metadata = strdup(md ? md : "{}");
 	if (fn)
 		out->filename = strdup(fn);
@@ -136,13 +142,25 @@ int store_check_metadata(store *s, const char *json, size_t len, size_t max_byte
 
 /* ---- writes ------------------------------------------------------------------ */
 
+/* A capture time to store: none (text ""), or RFC 3339 text that fits. The
+ * text is the caller's (the server parsed it into us). */
+static int st_check_taken(const struct store_taken_at *t, store_error *err)
+{
+	size_t n = strnlen(t->text, sizeof t->text);
+	if (n == sizeof t->text)
+		return store_fail(err, STORE_ERR_INVALID, "taken_at is not terminated");
+	if (n && (n < 20 || t->text[4] != '-' || t->text[10] != 'T'))
+		return store_fail(err, STORE_ERR_INVALID, "taken_at '%s' is not an RFC 3339 time", t->text);
+	return 0;
+}
+
 int st_insert_image(store *s, const struct store_new_image *img, const void *vec_le, size_t dim,
 		    int64_t *id, uint64_t *seq, store_error *err)
 {
 	static const char find_sql[] = "SELECT id FROM images WHERE sha256 = ?1";
 	static const char ins_sql[] =
-		"INSERT INTO images (sha256, mime, width, height, bytes, filename, created_at, metadata) "
-		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+		"INSERT INTO images (sha256, mime, width, height, bytes, filename, created_at, metadata, "
+		"taken_at, taken_at_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 	static const char vec_sql[] = "INSERT INTO vectors (image_id, model, vec) VALUES (?1, ?2, ?3)";
 	static const char log_sql[] = "INSERT INTO changes (op, image_id) VALUES ('add', ?1)";
 	struct store_model m;
@@ -179,6 +197,10 @@ int st_insert_image(store *s, const struct store_new_image *img, const void *vec
 		sqlite3_bind_text(st, 6, img->filename, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 7, img->created_at ? img->created_at : clock_wall_us());
 	sqlite3_bind_text(st, 8, img->metadata ? img->metadata : "{}", -1, SQLITE_STATIC);
+	if (img->taken.text[0]) {
+		sqlite3_bind_text(st, 9, img->taken.text, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 10, img->taken.us);
+	}
 	rc = sqlite3_step(st);
 	rc = rc == SQLITE_DONE ? 0 : st_dberr(c->db, rc, err, "insert image");
 	st_done(st);
@@ -210,7 +232,7 @@ int st_check_new_image(const struct store_new_image *img, const float *vec, stor
 	    strlen(img->mime) >= STORE_MIME_MAX || img->width <= 0 || img->height <= 0 ||
 	    img->bytes < 0 || !vec)
 		return store_fail(err, STORE_ERR_INVALID, "bad image record");
-	return 0;
+	return st_check_taken(&img->taken, err);
 }
 
 int store_insert(store *s, const struct store_new_image *img, const float *vec, size_t dim,
@@ -342,6 +364,49 @@ out_free:
 	return rc;
 }
 
+int store_set_taken_at(store *s, const int64_t *ids, const struct store_taken_at *taken, size_t n,
+		       size_t *changed, store_error *err)
+{
+	static const char sql[] = "UPDATE images SET taken_at = ?2, taken_at_us = ?3 WHERE id = ?1 "
+				  "AND taken_at IS NOT ?2";
+	size_t count = 0;
+	int rc = 0;
+	if (changed)
+		*changed = 0;
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = st_check_taken(&taken[i], err);
+	if (rc != 0 || n == 0)
+		return rc;
+	if ((rc = st_write_begin(s, err)) != 0)
+		return rc;
+	struct store_conn *c = s->writer;
+	sqlite3_stmt *st = st_prepare(c, sql, err);
+	if (!st) {
+		rc = STMT_FAIL(err);
+		goto out;
+	}
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+		sqlite3_bind_int64(st, 1, ids[i]);
+		if (taken[i].text[0]) {
+			sqlite3_bind_text(st, 2, taken[i].text, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(st, 3, taken[i].us);
+		}
+		int r = sqlite3_step(st);
+		if (r == SQLITE_DONE)
+			count += (size_t)sqlite3_changes(c->db);
+		else
+			rc = st_dberr(c->db, r, err, "set taken_at");
+	}
+	st_done(st);
+out:
+	rc = st_write_end(s, rc, err);
+	if (rc == 0 && changed)
+		*changed = count;
+	return rc;
+}
+
 /* ---- reads -------------------------------------------------------------------- */
 
 static int get_one(store *s, const char *sql, int64_t id, const char *text, struct store_image *out,
@@ -434,37 +499,30 @@ int store_sha256_exists(store *s, const char *sha256, store_error *err)
 int store_list(store *s, const struct store_selection *sel, int64_t before_id, size_t limit,
 	       struct store_image **items, size_t *n, store_error *err)
 {
-	char sql[8192] = "SELECT " IMAGE_COLS " FROM images i WHERE i.id < ?1";
+	char tail[64];
 	struct store_conn *c = NULL;
+	struct st_selection_plan *plan = NULL;
 	sqlite3_stmt *st = NULL;
 	*items = NULL;
 	*n = 0;
 	if (limit == 0 || limit > 100000)
 		return store_fail(err, STORE_ERR_INVALID, "limit must be 1 to 100000");
-	int rc = sel ? store_check_selection(sel, err) : 0;
-	if (rc != 0)
-		return rc;
-	if ((sel && st_selection_sql(sel, sql, sizeof sql) != 0) ||
-	    st_appendf(sql, sizeof sql, " ORDER BY i.id DESC LIMIT ?%d", ST_P_LIMIT) != 0)
-		return store_fail(err, STORE_ERR_INVALID, "selection too complex");
 	struct store_image *out = calloc(limit, sizeof *out);
 	if (!out)
 		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
-	if ((rc = st_reader_get(s, &c, err)) != 0) {
+	int rc = st_read_begin(s, &c, err);
+	if (rc != 0) {
 		free(out);
 		return rc;
 	}
 	size_t got = 0;
-	int r = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL);
-	if (r != SQLITE_OK) {
-		rc = st_dberr(c->db, r, err, "prepare list");
+	snprintf(tail, sizeof tail, " ORDER BY i.id DESC LIMIT ?%d", ST_SEL_FIRST_FREE);
+	rc = st_selection_prepare(c, "SELECT " IMAGE_COLS " FROM images i WHERE i.id < ?1", sel, tail, &st, &plan, err);
+	if (rc != 0)
 		goto out;
-	}
 	sqlite3_bind_int64(st, 1, before_id > 0 ? before_id : INT64_MAX);
-	sqlite3_bind_int64(st, ST_P_LIMIT, (sqlite3_int64)limit);
-	if (sel && (rc = st_selection_bind(st, sel, err)) != 0)
-		goto out;
-	r = SQLITE_DONE;
+	sqlite3_bind_int64(st, ST_SEL_FIRST_FREE, (sqlite3_int64)limit);
+	int r = SQLITE_DONE;
 	while (got < limit && (r = sqlite3_step(st)) == SQLITE_ROW) {
 		if ((rc = row_fill(st, &out[got], err)) != 0)
 			break;
@@ -473,8 +531,8 @@ int store_list(store *s, const struct store_selection *sel, int64_t before_id, s
 	if (rc == 0 && got < limit && r != SQLITE_DONE)
 		rc = st_dberr(c->db, r, err, "list images");
 out:
-	sqlite3_finalize(st);
-	st_reader_put(s, c);
+	st_selection_finish(st, plan);
+	st_read_end(s, c);
 	if (rc != 0) {
 		store_images_free(out, got);
 		return rc;

@@ -107,13 +107,6 @@ int st_insert_image(store *s, const struct store_new_image *img, const void *vec
 int st_check_new_image(const struct store_new_image *img, const float *vec, store_error *err);
 int st_delete_image(store *s, int64_t id, char sha256[STORE_SHA256_HEX], uint64_t *seq, store_error *err);
 
-/* A selection in SQL over "images i" (store_select.c): st_selection_sql
- * appends its WHERE conditions (each starting with " AND "; -1 if buf is
- * too small), st_selection_bind binds them. Statements that use it bind
- * their own limit, if any, as ?ST_P_LIMIT. */
-#define ST_P_LIMIT (5 + 2 * STORE_MAX_FILTERS)
-int st_selection_sql(const struct store_selection *sel, char *buf, size_t len);
-int st_selection_bind(sqlite3_stmt *st, const struct store_selection *sel, store_error *err);
 
 /* float32 little-endian conversion of a vector. */
 void st_vec_to_le(const float *v, size_t dim, void *out);
@@ -122,5 +115,15 @@ void st_vec_from_le(const void *in, size_t dim, float *out);
 /* Append formatted text to the NUL-terminated buf of size len; -1 if it
  * did not fit (buf then holds a truncated string). */
 int st_appendf(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* A statement over "images i": head (ending in a WHERE clause), the
+ * selection's conditions (" AND ..."), then tail; the selection's
+ * parameters are bound (?2 to ?6 and from ?7 on: the statement's own are ?1
+ * and ST_SEL_FIRST_FREE onwards). Finish with st_selection_finish. */
+struct st_selection_plan;
+int st_selection_prepare(struct store_conn *c, const char *head, const struct store_selection *sel,
+			 const char *tail, sqlite3_stmt **out, struct st_selection_plan **plan, store_error *err);
+void st_selection_finish(sqlite3_stmt *st, struct st_selection_plan *plan);
+#define ST_SEL_FIRST_FREE (8 + 2 * STORE_MAX_FILTERS)
 
 #endif

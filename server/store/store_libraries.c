@@ -312,8 +312,8 @@ static int replace_image(store *s, struct store_lib_outcome *o, size_t dim, cons
 			 store_error *err)
 {
 	static const char old_sql[] = "SELECT sha256 FROM images WHERE id = ?1";
-	static const char upd_sql[] = "UPDATE images SET sha256 = ?2, mime = ?3, width = ?4, height = ?5, bytes = ?6 "
-				      "WHERE id = ?1";
+	static const char upd_sql[] = "UPDATE images SET sha256 = ?2, mime = ?3, width = ?4, height = ?5, bytes = ?6, "
+				      "taken_at = ?7, taken_at_us = ?8 WHERE id = ?1";
 	static const char vec_sql[] = "INSERT INTO vectors (image_id, model, vec) VALUES (?1, ?2, ?3) "
 				      "ON CONFLICT (image_id, model) DO UPDATE SET vec = excluded.vec";
 	static const char oldvec_sql[] = "DELETE FROM vectors WHERE image_id = ?1 AND model != ?2";
@@ -347,6 +347,10 @@ static int replace_image(store *s, struct store_lib_outcome *o, size_t dim, cons
 	sqlite3_bind_int(st, 4, o->img->width);
 	sqlite3_bind_int(st, 5, o->img->height);
 	sqlite3_bind_int64(st, 6, o->img->bytes);
+	if (o->img->taken.text[0]) {
+		sqlite3_bind_text(st, 7, o->img->taken.text, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 8, o->img->taken.us);
+	}
 	r = sqlite3_step(st);
 	st_done(st);
 	if (r != SQLITE_DONE)

@@ -1,9 +1,13 @@
 /*
- * The SQLite store's selections: the rows a filtered search considers
- * (metadata equality filters, a date range, an excluded image), scanned
- * with their vectors or checked against a list of ids. See store.h.
+ * The SQLite store's selections: the rows a filtered search or listing
+ * considers (metadata filters, a date range, an excluded image), scanned
+ * with their vectors, checked against a list of ids, or given to another
+ * statement as WHERE conditions (st_selection_prepare). The filter syntax
+ * is described in store_types.h. See store.h.
  */
+#include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,80 +16,358 @@
 /* ---- selections --------------------------------------------------------------------- */
 
 /* Parameter numbers in selection SQL: ?1 is the statement's own (model or
- * id), then the fixed ones, then two per filter (path, value), then limit
- * (ST_P_LIMIT, store_internal.h), then the library. */
-enum { P_AFTER = 2, P_BEFORE = 3, P_EXCLUDE = 4, P_FILTER0 = 5,
-       P_LIMIT = P_FILTER0 + 2 * STORE_MAX_FILTERS, P_LIBRARY };
-_Static_assert(P_LIMIT == ST_P_LIMIT, "ST_P_LIMIT follows the selection's parameters");
+ * id), then the fixed ones, then two per filter key (path, values), then
+ * the statement's others (the limit of a scan). */
+enum { P_AFTER = 2, P_BEFORE = 3, P_EXCLUDE = 4, P_TAKEN_AFTER = 5, P_TAKEN_BEFORE = 6, P_LIBRARY = 7, P_FILTER0 = 8,
+       P_LIMIT = P_FILTER0 + 2 * STORE_MAX_FILTERS };
+_Static_assert(P_LIMIT == ST_SEL_FIRST_FREE, "ST_SEL_FIRST_FREE follows the selection's parameters");
 
-int store_check_selection(const struct store_selection *sel, store_error *err)
+enum sel_op { OP_EQ, OP_GTE, OP_LTE, OP_GT, OP_LT, OP_EXISTS };
+static const char *const op_names[] = { "", "gte", "lte", "gt", "lt", "exists" };
+static const char *const op_sql[] = { "=", ">=", "<=", ">", "<", "" };
+
+/* A JSON path of STORE_MAX_FILTER_DEPTH quoted segments: at most the key's
+ * bytes plus four per segment. */
+#define PATH_MAX_BYTES (STORE_MAX_FILTER_KEY + 4 * STORE_MAX_FILTER_DEPTH + 8)
+
+/* One key of a selection and every value given for it. */
+struct sel_group {
+	const char *key;                 /* as written (the first filter's) */
+	char path[PATH_MAX_BYTES];       /* $."a"."b" */
+	enum sel_op op;
+	struct dbuf_json { char *s; size_t len, cap; } values;   /* a JSON array */
+};
+
+struct st_selection_plan {
+	struct sel_group g[STORE_MAX_FILTERS];
+	size_t n;
+};
+
+static void plan_free(struct st_selection_plan *p)
 {
-	if (!sel)
-		return 0;
-	if (sel->n_filters > STORE_MAX_FILTERS)
-		return store_fail(err, STORE_ERR_INVALID, "at most %d metadata filters", STORE_MAX_FILTERS);
-	if (sel->n_filters && !sel->filters)
-		return store_fail(err, STORE_ERR_INVALID, "filters missing");
-	for (size_t i = 0; i < sel->n_filters; i++) {
-		const char *k = sel->filters[i].key, *v = sel->filters[i].value;
-		if (!k || !*k || strlen(k) > STORE_MAX_FILTER_KEY)
-			return store_fail(err, STORE_ERR_INVALID, "a filter key must be 1 to %d bytes",
-				       STORE_MAX_FILTER_KEY);
-		for (const unsigned char *p = (const unsigned char *)k; *p; p++)
-			if (*p < 0x20 || *p == '"' || *p == '\\' || *p == 0x7f)
-				return store_fail(err, STORE_ERR_INVALID,
-					       "a filter key may not contain quotes, backslashes or control characters");
-		if (!v || strlen(v) > STORE_MAX_FILTER_VALUE)
-			return store_fail(err, STORE_ERR_INVALID, "a filter value must be at most %d bytes",
-				       STORE_MAX_FILTER_VALUE);
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->n; i++)
+		free(p->g[i].values.s);
+	free(p);
+}
+
+/* Parse "a.b\.c.gte" into the path $."a"."b.c" and the operator. */
+static int parse_key(const char *key, char *path, size_t len, enum sel_op *op, store_error *err)
+{
+	/* the path's segments and room for an operator segment after them */
+	char seg[STORE_MAX_FILTER_DEPTH + 1][STORE_MAX_FILTER_KEY + 1];
+	size_t nseg = 0, sl = 0;
+	size_t klen = strlen(key);
+	if (klen == 0 || klen > STORE_MAX_FILTER_KEY)
+		return store_fail(err, STORE_ERR_INVALID, "%.*s: a filter key must be 1 to %d bytes",
+				  STORE_MAX_FILTER_KEY, key, STORE_MAX_FILTER_KEY);
+	for (const char *p = key;; p++) {
+		unsigned char ch = (unsigned char)*p;
+		if (ch == '.' || ch == 0) {
+			if (sl == 0)
+				return store_fail(err, STORE_ERR_INVALID, "%s: an empty path segment (write a dot in a key as \\.)", key);
+			seg[nseg++][sl] = 0;
+			sl = 0;
+			if (ch == 0)
+				break;
+			continue;
+		}
+		if (ch == '\\') {
+			p++;
+			if (*p != '.' && *p != '\\')
+				return store_fail(err, STORE_ERR_INVALID, "%s: a backslash must be followed by . or \\", key);
+			ch = (unsigned char)*p;
+		} else if (ch < 0x20 || ch == 0x7f || ch == '"') {
+			return store_fail(err, STORE_ERR_INVALID, "%s: a filter key may not contain quotes or control characters", key);
+		}
+		if (nseg > STORE_MAX_FILTER_DEPTH)
+			return store_fail(err, STORE_ERR_INVALID, "%s: at most %d path segments", key, STORE_MAX_FILTER_DEPTH);
+		seg[nseg][sl++] = (char)ch;
 	}
-	if (sel->library && (!*sel->library || strlen(sel->library) > STORE_LIBRARY_NAME_MAX))
-		return store_fail(err, STORE_ERR_INVALID, "a library name must be 1 to %d bytes",
-			       STORE_LIBRARY_NAME_MAX);
+	*op = OP_EQ;
+	if (nseg >= 2) {
+		for (int o = OP_GTE; o <= OP_EXISTS; o++)
+			if (!strcmp(seg[nseg - 1], op_names[o])) {
+				*op = (enum sel_op)o;
+				nseg--;
+				break;
+			}
+	}
+	if (nseg > STORE_MAX_FILTER_DEPTH)
+		return store_fail(err, STORE_ERR_INVALID, "%s: at most %d path segments", key, STORE_MAX_FILTER_DEPTH);
+	path[0] = 0;
+	if (st_appendf(path, len, "$") != 0)
+		return store_fail(err, STORE_ERR_INVALID, "%s: path too long", key);
+	for (size_t i = 0; i < nseg; i++)
+		if (st_appendf(path, len, ".\"%s\"", seg[i]) != 0)
+			return store_fail(err, STORE_ERR_INVALID, "%s: path too long", key);
 	return 0;
 }
 
-int st_selection_sql(const struct store_selection *sel, char *buf, size_t len)
+static int json_put(struct dbuf_json *b, const char *s, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 64;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		char *t = realloc(b->s, cap);
+		if (!t)
+			return -1;
+		b->s = t;
+		b->cap = cap;
+	}
+	memcpy(b->s + b->len, s, n);
+	b->len += n;
+	b->s[b->len] = 0;
+	return 0;
+}
+
+static int json_put_string(struct dbuf_json *b, const char *v)
+{
+	int rc = json_put(b, "\"", 1);
+	for (const unsigned char *p = (const unsigned char *)v; *p && rc == 0; p++) {
+		char esc[8];
+		if (*p == '"' || *p == '\\') {
+			esc[0] = '\\';
+			esc[1] = (char)*p;
+			rc = json_put(b, esc, 2);
+		} else if (*p < 0x20) {
+			snprintf(esc, sizeof esc, "\\u%04x", *p);
+			rc = json_put(b, esc, 6);
+		} else {
+			rc = json_put(b, (const char *)p, 1);
+		}
+	}
+	return rc ? rc : json_put(b, "\"", 1);
+}
+
+/* A JSON number as RFC 8259 writes one (and finite): then the value also
+ * compares with stored numbers. */
+static int is_json_number(const char *v)
+{
+	const char *p = v;
+	if (*p == '-')
+		p++;
+	if (*p == '0')
+		p++;
+	else if (*p >= '1' && *p <= '9')
+		while (*p >= '0' && *p <= '9')
+			p++;
+	else
+		return 0;
+	if (*p == '.') {
+		p++;
+		if (!(*p >= '0' && *p <= '9'))
+			return 0;
+		while (*p >= '0' && *p <= '9')
+			p++;
+	}
+	if (*p == 'e' || *p == 'E') {
+		p++;
+		if (*p == '+' || *p == '-')
+			p++;
+		if (!(*p >= '0' && *p <= '9'))
+			return 0;
+		while (*p >= '0' && *p <= '9')
+			p++;
+	}
+	if (*p)
+		return 0;
+	return isfinite(strtod(v, NULL));
+}
+
+/* Add one value to a group's JSON array: equality compares strings with
+ * the text and numbers with the number it spells; a range compares the
+ * one or the other; exists takes true or false. */
+static int add_value(struct sel_group *g, const char *v, store_error *err)
+{
+	struct dbuf_json *b = &g->values;
+	int rc = json_put(b, b->len ? "," : "[", 1);
+	int num = is_json_number(v);
+	switch (g->op) {
+	case OP_EQ:
+		rc |= json_put_string(b, v);
+		if (num)
+			rc |= json_put(b, ",", 1) | json_put(b, v, strlen(v));
+		break;
+	case OP_EXISTS:
+		if (strcmp(v, "true") && strcmp(v, "false"))
+			return store_fail(err, STORE_ERR_INVALID, "%s: must be true or false", g->key);
+		rc |= json_put(b, v[0] == 't' ? "1" : "0", 1);
+		break;
+	default:
+		rc |= num ? json_put(b, v, strlen(v)) : json_put_string(b, v);
+		break;
+	}
+	return rc ? store_fail(err, STORE_ERR_NOMEM, "out of memory") : 0;
+}
+
+/* The groups of a selection's filters (same key: any value), checked. */
+static int plan_selection(const struct store_selection *sel, struct st_selection_plan **out, store_error *err)
+{
+	*out = NULL;
+	if (!sel || sel->n_filters == 0)
+		return 0;
+	if (sel->n_filters > STORE_MAX_FILTERS)
+		return store_fail(err, STORE_ERR_INVALID, "at most %d metadata filters", STORE_MAX_FILTERS);
+	if (!sel->filters)
+		return store_fail(err, STORE_ERR_INVALID, "filters missing");
+	if (sel->library && (!*sel->library || strlen(sel->library) > STORE_LIBRARY_NAME_MAX))
+		return store_fail(err, STORE_ERR_INVALID, "a library name must be 1 to %d bytes", STORE_LIBRARY_NAME_MAX);
+	struct st_selection_plan *p = calloc(1, sizeof *p);
+	if (!p)
+		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
+	int rc = 0;
+	for (size_t i = 0; i < sel->n_filters && rc == 0; i++) {
+		const char *k = sel->filters[i].key, *v = sel->filters[i].value;
+		if (!k)
+			k = "";
+		if (!v || strlen(v) > STORE_MAX_FILTER_VALUE) {
+			rc = store_fail(err, STORE_ERR_INVALID, "%.*s: a filter value must be at most %d bytes",
+					STORE_MAX_FILTER_KEY, k, STORE_MAX_FILTER_VALUE);
+			break;
+		}
+		struct sel_group *g = NULL;
+		for (size_t j = 0; j < p->n && !g; j++)
+			if (!strcmp(p->g[j].key, k))
+				g = &p->g[j];
+		if (!g) {
+			g = &p->g[p->n];
+			g->key = k;
+			if ((rc = parse_key(k, g->path, sizeof g->path, &g->op, err)) != 0)
+				break;
+			p->n++;
+		}
+		rc = add_value(g, v, err);
+	}
+	for (size_t j = 0; j < p->n && rc == 0; j++)
+		if (json_put(&p->g[j].values, "]", 1) != 0)
+			rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
+	if (rc != 0) {
+		plan_free(p);
+		return rc;
+	}
+	*out = p;
+	return 0;
+}
+
+int store_check_selection(const struct store_selection *sel, store_error *err)
+{
+	struct st_selection_plan *p = NULL;
+	int rc = plan_selection(sel, &p, err);
+	plan_free(p);
+	return rc;
+}
+
+/* Append the WHERE conditions of sel (each starting with " AND ") over the
+ * images table aliased i; -1 if buf is too small. */
+static int selection_sql(const struct store_selection *sel, const struct st_selection_plan *p,
+			 char *buf, size_t len)
 {
 	int rc = 0;
-	if (sel->library)
-		rc |= st_appendf(buf, len, " AND EXISTS (SELECT 1 FROM library_files lf WHERE lf.image_id = i.id "
-				 "AND lf.library = ?%d AND lf.ignored = 0)", P_LIBRARY);
 	if (sel->has_after)
 		rc |= st_appendf(buf, len, " AND i.created_at > ?%d", P_AFTER);
 	if (sel->has_before)
 		rc |= st_appendf(buf, len, " AND i.created_at < ?%d", P_BEFORE);
 	if (sel->exclude_id)
 		rc |= st_appendf(buf, len, " AND i.id != ?%d", P_EXCLUDE);
-	for (size_t f = 0; f < sel->n_filters; f++) {
-		int p = P_FILTER0 + 2 * (int)f, v = p + 1;
+	if (sel->has_taken_after)
+		rc |= st_appendf(buf, len, " AND i.taken_at_us > ?%d", P_TAKEN_AFTER);
+	if (sel->has_taken_before)
+		rc |= st_appendf(buf, len, " AND i.taken_at_us < ?%d", P_TAKEN_BEFORE);
+	if (sel->library)
+		rc |= st_appendf(buf, len, " AND EXISTS (SELECT 1 FROM library_files lf WHERE lf.image_id = i.id "
+				 "AND lf.library = ?%d AND lf.ignored = 0)", P_LIBRARY);
+	for (size_t f = 0; p && f < p->n; f++) {
+		int path = P_FILTER0 + 2 * (int)f, vals = path + 1;
+		const struct sel_group *g = &p->g[f];
+		if (g->op == OP_EXISTS) {
+			rc |= st_appendf(buf, len, " AND (json_type(i.metadata, ?%d) IS NOT NULL) IN "
+					 "(SELECT value FROM json_each(?%d))", path, vals);
+			continue;
+		}
+		/* The value at the path, or each element when it is an array
+		 * (json_each gives both); an object matches nothing. */
 		rc |= st_appendf(buf, len,
-				 " AND (CASE json_type(i.metadata, ?%d) WHEN 'text' THEN i.metadata ->> ?%d = ?%d "
-				 "WHEN 'integer' THEN i.metadata -> ?%d = ?%d WHEN 'real' THEN i.metadata -> ?%d = ?%d "
-				 "WHEN 'true' THEN ?%d = 'true' WHEN 'false' THEN ?%d = 'false' ELSE 0 END)",
-				 p, p, v, p, v, p, v, v, v);
+				 " AND EXISTS (SELECT 1 FROM json_each(i.metadata, ?%d) e, json_each(?%d) v"
+				 " WHERE json_type(i.metadata, ?%d) <> 'object' AND (", path, vals, path);
+		if (g->op == OP_EQ)
+			rc |= st_appendf(buf, len,
+					 "(e.type = 'text' AND v.type = 'text' AND e.atom = v.value)"
+					 " OR (e.type IN ('integer', 'real') AND v.type IN ('integer', 'real') AND e.atom = v.value)"
+					 " OR (e.type IN ('true', 'false') AND v.type = 'text' AND v.value = e.type)))");
+		else
+			rc |= st_appendf(buf, len,
+					 "((e.type IN ('integer', 'real') AND v.type IN ('integer', 'real'))"
+					 " OR (e.type = 'text' AND v.type = 'text')) AND e.atom %s v.value))",
+					 op_sql[g->op]);
 	}
 	return rc;
 }
 
-int st_selection_bind(sqlite3_stmt *st, const struct store_selection *sel, store_error *err)
+static void selection_bind(sqlite3_stmt *st, const struct store_selection *sel, const struct st_selection_plan *p)
 {
-	if (sel->library)
-		sqlite3_bind_text(st, P_LIBRARY, sel->library, -1, SQLITE_STATIC);
 	if (sel->has_after)
 		sqlite3_bind_int64(st, P_AFTER, sel->created_after);
 	if (sel->has_before)
 		sqlite3_bind_int64(st, P_BEFORE, sel->created_before);
 	if (sel->exclude_id)
 		sqlite3_bind_int64(st, P_EXCLUDE, sel->exclude_id);
-	for (size_t f = 0; f < sel->n_filters; f++) {
-		char *path = sqlite3_mprintf("$.\"%s\"", sel->filters[f].key);
-		if (!path)
-			return store_fail(err, STORE_ERR_NOMEM, "out of memory");
-		sqlite3_bind_text(st, P_FILTER0 + 2 * (int)f, path, -1, sqlite3_free);
-		sqlite3_bind_text(st, P_FILTER0 + 2 * (int)f + 1, sel->filters[f].value, -1, SQLITE_STATIC);
+	if (sel->has_taken_after)
+		sqlite3_bind_int64(st, P_TAKEN_AFTER, sel->taken_after);
+	if (sel->has_taken_before)
+		sqlite3_bind_int64(st, P_TAKEN_BEFORE, sel->taken_before);
+	if (sel->library)
+		sqlite3_bind_text(st, P_LIBRARY, sel->library, -1, SQLITE_STATIC);
+	for (size_t f = 0; p && f < p->n; f++) {
+		sqlite3_bind_text(st, P_FILTER0 + 2 * (int)f, p->g[f].path, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, P_FILTER0 + 2 * (int)f + 1, p->g[f].values.s, -1, SQLITE_STATIC);
 	}
-	return 0;
+}
+
+/* Room for the SQL of a selection of STORE_MAX_FILTERS filters. */
+#define SEL_SQL_MAX (STORE_MAX_FILTERS * 512 + 4096)
+
+int st_selection_prepare(struct store_conn *c, const char *head, const struct store_selection *sel,
+			 const char *tail, sqlite3_stmt **out, struct st_selection_plan **plan, store_error *err)
+{
+	*out = NULL;
+	*plan = NULL;
+	int rc = plan_selection(sel, plan, err);
+	if (rc != 0)
+		return rc;
+	char *sql = malloc(SEL_SQL_MAX);
+	if (!sql) {
+		rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	sql[0] = 0;
+	if (st_appendf(sql, SEL_SQL_MAX, "%s", head) != 0 || (sel && selection_sql(sel, *plan, sql, SEL_SQL_MAX) != 0)
+	    || st_appendf(sql, SEL_SQL_MAX, "%s", tail ? tail : "") != 0) {
+		rc = store_fail(err, STORE_ERR_INVALID, "selection too complex");
+		goto out;
+	}
+	int r = sqlite3_prepare_v2(c->db, sql, -1, out, NULL);
+	if (r != SQLITE_OK) {
+		rc = st_dberr(c->db, r, err, "prepare selection");
+		goto out;
+	}
+	if (sel)
+		selection_bind(*out, sel, *plan);
+out:
+	free(sql);
+	if (rc != 0) {
+		plan_free(*plan);
+		*plan = NULL;
+	}
+	return rc;
+}
+
+void st_selection_finish(sqlite3_stmt *st, struct st_selection_plan *plan)
+{
+	sqlite3_finalize(st);
+	plan_free(plan);
 }
 
 int store_scan_selection(store *s, const struct store_selection *sel, size_t dim, size_t limit,
@@ -93,33 +375,28 @@ int store_scan_selection(store *s, const struct store_selection *sel, size_t dim
 {
 	struct store_model m;
 	int have, rc;
-	char sql[8192] = "SELECT i.id, v.vec FROM images i JOIN vectors v ON v.image_id = i.id "
-			 "AND v.model = ?1 WHERE 1";
+	char tail[32];
 	sqlite3_stmt *st = NULL;
+	struct st_selection_plan *plan = NULL;
 	float *vec = NULL;
 	*truncated = 0;
-	if ((rc = store_check_selection(sel, err)) != 0)
-		return rc;
 	st_active(s, &m, &have);
 	if (!have || m.dim != dim)
 		return store_fail(err, STORE_ERR_MODEL, "no active model of dimension %zu", dim);
-	if (st_selection_sql(sel, sql, sizeof sql) != 0 || st_appendf(sql, sizeof sql, " LIMIT ?%d", P_LIMIT) != 0)
-		return store_fail(err, STORE_ERR_INVALID, "selection too complex");
+	snprintf(tail, sizeof tail, " LIMIT ?%d", P_LIMIT);
 	if (!(vec = malloc(dim * sizeof *vec)))
 		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
 	struct store_conn *c = NULL;
 	if ((rc = st_read_begin(s, &c, err)) != 0)
 		goto out_free;
-	int r = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL);
-	if (r != SQLITE_OK) {
-		rc = st_dberr(c->db, r, err, "prepare selection");
+	rc = st_selection_prepare(c, "SELECT i.id, v.vec FROM images i JOIN vectors v ON v.image_id = i.id "
+				  "AND v.model = ?1 WHERE 1", sel, tail, &st, &plan, err);
+	if (rc != 0)
 		goto out;
-	}
-	sqlite3_bind_text(st, 1, m.fingerprint, -1, SQLITE_STATIC);
-	if ((rc = st_selection_bind(st, sel, err)) != 0)
-		goto out;
+	sqlite3_bind_text(st, 1, m.fingerprint, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(st, P_LIMIT, limit >= (size_t)INT64_MAX ? INT64_MAX : (sqlite3_int64)limit + 1);
 	size_t seen = 0;
+	int r;
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
 		if (++seen > limit) {
 			*truncated = 1;
@@ -135,7 +412,7 @@ int store_scan_selection(store *s, const struct store_selection *sel, size_t dim
 	if (r != SQLITE_ROW && r != SQLITE_DONE)
 		rc = st_dberr(c->db, r, err, "scan selection");
 out:
-	sqlite3_finalize(st);
+	st_selection_finish(st, plan);
 	st_read_end(s, c);
 out_free:
 	free(vec);
@@ -145,27 +422,20 @@ out_free:
 int store_filter_ids(store *s, const struct store_selection *sel, const int64_t *ids, size_t n,
 		     unsigned char *keep, store_error *err)
 {
-	char sql[8192] = "SELECT 1 FROM images i WHERE i.id = ?1";
 	sqlite3_stmt *st = NULL;
+	struct st_selection_plan *plan = NULL;
 	int rc;
 	memset(keep, 0, n);
 	if ((rc = store_check_selection(sel, err)) != 0 || n == 0)
 		return rc;
-	if (st_selection_sql(sel, sql, sizeof sql) != 0)
-		return store_fail(err, STORE_ERR_INVALID, "selection too complex");
 	struct store_conn *c = NULL;
 	if ((rc = st_read_begin(s, &c, err)) != 0)
 		return rc;
-	int r = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL);
-	if (r != SQLITE_OK) {
-		rc = st_dberr(c->db, r, err, "prepare selection");
-		goto out;
-	}
-	if ((rc = st_selection_bind(st, sel, err)) != 0)
+	if ((rc = st_selection_prepare(c, "SELECT 1 FROM images i WHERE i.id = ?1", sel, NULL, &st, &plan, err)) != 0)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
 		sqlite3_bind_int64(st, 1, ids[i]);
-		r = sqlite3_step(st);
+		int r = sqlite3_step(st);
 		if (r == SQLITE_ROW) {
 			keep[i] = 1;
 		} else if (r != SQLITE_DONE) {
@@ -175,7 +445,7 @@ int store_filter_ids(store *s, const struct store_selection *sel, const int64_t 
 		sqlite3_reset(st);
 	}
 out:
-	sqlite3_finalize(st);
+	st_selection_finish(st, plan);
 	st_read_end(s, c);
 	return rc;
 }

@@ -58,6 +58,16 @@ const char *store_status_name(int status);
 #define STORE_MIME_MAX 64
 #define STORE_FINGERPRINT_HEX 65
 
+/* When a photo was taken: the RFC 3339 text as the file states it
+ * ("2023-06-17T14:03:22+02:00"; "-00:00" when the camera stated no
+ * offset) and the same instant in microseconds since the epoch, UTC (what
+ * filters compare). text "" is none (us is then 0). */
+#define STORE_TAKEN_AT_MAX 40
+struct store_taken_at {
+	char text[STORE_TAKEN_AT_MAX];
+	int64_t us;
+};
+
 /* One image row. filename and metadata are malloc'd and owned by the struct. */
 struct store_image {
 	int64_t id;                      /* rowid, never reused */
@@ -68,6 +78,7 @@ struct store_image {
 	char *filename;                  /* the client's filename, or NULL */
 	int64_t created_at;              /* microseconds since the Unix epoch, UTC */
 	char *metadata;                  /* compact JSON object text, never NULL once filled */
+	struct store_taken_at taken;     /* the capture time, text "" when unknown */
 	/* A library image (its original is a file in a library, not a copy
 	 * in the data directory): the library's name and the file's path
 	 * relative to its root. Both NULL for an uploaded image. */
@@ -87,25 +98,45 @@ struct store_model {
 
 /* ---- filters ------------------------------------------------------------- */
 
-/* An equality filter on a top-level metadata key: matches the string
- * value, or a number or boolean whose JSON text equals value. */
+/* A metadata filter as a client writes it: filter.KEY=VALUE without the
+ * "filter." prefix. KEY is a path of segments separated by dots (a dot
+ * inside a segment is written "\.", a backslash "\\"), optionally ending
+ * in an operator segment:
+ *
+ *     album=Paris               the value at album is the string "Paris", or the
+ *                               number or boolean whose text is given, or an
+ *                               array holding such a value
+ *     people.alice=true         a dotted path into nested objects
+ *     year.gte=2020             .gte .lte .gt .lt: numbers numerically when the
+ *                               value is a JSON number, else strings by byte
+ *                               order (UTF-8, as memcmp); an array matches when
+ *                               one of its elements does
+ *     tags.exists=false         the path is present (any type, null too) or not
+ *
+ * Filters with the same KEY (operator included) are alternatives: any of
+ * their values may match; different KEYs must all match. */
 struct store_filter {
 	const char *key;
 	const char *value;
 };
-#define STORE_MAX_FILTERS 16
-#define STORE_MAX_FILTER_KEY 128
-#define STORE_MAX_FILTER_VALUE 1024
+#define STORE_MAX_FILTERS 32        /* key=value pairs of one selection */
+#define STORE_MAX_FILTER_KEY 128    /* bytes of a key as written */
+#define STORE_MAX_FILTER_VALUE 1024 /* bytes of a value */
+#define STORE_MAX_FILTER_DEPTH 8    /* segments of a path (metadata nests at most 8 deep) */
 
 /* The rows a search or a listing considers: the one description of a
  * selection, from the query string (server/app) down to the SQL
  * (store_select.c). created_after / created_before (microseconds,
- * exclusive bounds) are used when has_after / has_before. */
+ * exclusive bounds) are used when has_after / has_before; taken_after /
+ * taken_before (the same, on the capture time: rows without one never
+ * match) when has_taken_after / has_taken_before. */
 struct store_selection {
 	const struct store_filter *filters;   /* n_filters, at most STORE_MAX_FILTERS */
 	size_t n_filters;
 	int has_after, has_before;
 	int64_t created_after, created_before;
+	int has_taken_after, has_taken_before;
+	int64_t taken_after, taken_before;
 	int64_t exclude_id;   /* 0: none (similar-to-image excludes the image itself) */
 	const char *library;  /* NULL: any; else only images found in this library */
 };

@@ -390,16 +390,20 @@ int store_count_vectors(store *s, const char *fingerprint, int64_t *n, store_err
 	return rc < 0 ? rc : 0;
 }
 
-int store_missing_vectors(store *s, const char *fingerprint, int64_t after_id, int64_t *ids,
-			  size_t max, size_t *n, store_error *err)
+/* Ids ascending after after_id of the images with (or, missing, without)
+ * a vector under fingerprint. */
+static int vector_ids(store *s, const char *fingerprint, int missing, int64_t after_id, int64_t *ids,
+		      size_t max, size_t *n, store_error *err)
 {
-	static const char sql[] =
+	static const char sql_missing[] =
 		"SELECT i.id FROM images i WHERE i.id > ?2 AND NOT EXISTS "
 		"(SELECT 1 FROM vectors v WHERE v.image_id = i.id AND v.model = ?1) ORDER BY i.id LIMIT ?3";
+	static const char sql_with[] =
+		"SELECT v.image_id FROM vectors v WHERE v.model = ?1 AND v.image_id > ?2 ORDER BY v.image_id LIMIT ?3";
 	struct store_conn *c = NULL;
 	sqlite3_stmt *st = NULL;
 	*n = 0;
-	int rc = st_reader_prepare(s, sql, &c, &st, err);
+	int rc = st_reader_prepare(s, missing ? sql_missing : sql_with, &c, &st, err);
 	if (rc != 0)
 		return rc;
 	sqlite3_bind_text(st, 1, fingerprint, -1, SQLITE_STATIC);
@@ -409,7 +413,19 @@ int store_missing_vectors(store *s, const char *fingerprint, int64_t after_id, i
 	while (*n < max && (r = sqlite3_step(st)) == SQLITE_ROW)
 		ids[(*n)++] = sqlite3_column_int64(st, 0);
 	if (*n < max && r != SQLITE_DONE)
-		rc = st_dberr(c->db, r, err, "find images without vectors");
+		rc = st_dberr(c->db, r, err, "list image ids");
 	st_reader_end(s, c, st);
 	return rc;
+}
+
+int store_missing_vectors(store *s, const char *fingerprint, int64_t after_id, int64_t *ids,
+			  size_t max, size_t *n, store_error *err)
+{
+	return vector_ids(s, fingerprint, 1, after_id, ids, max, n, err);
+}
+
+int store_vector_ids(store *s, const char *fingerprint, int64_t after_id, int64_t *ids,
+		     size_t max, size_t *n, store_error *err)
+{
+	return vector_ids(s, fingerprint, 0, after_id, ids, max, n, err);
 }

@@ -7,7 +7,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from helpers import CLIPD, Server  # noqa: E402
+from helpers import CLIPD, Server, load_openapi  # noqa: E402
 
 
 def pytest_addoption(parser):
@@ -49,3 +49,9 @@ def make_server(tmp_path):
     for s in started:
         if s.proc is not None:
             s.stop()
+
+
+@pytest.fixture(scope="module")
+def doc(server):
+    """The daemon's /openapi.json (modules may define their own)."""
+    return load_openapi(server)

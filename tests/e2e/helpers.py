@@ -8,6 +8,7 @@ import json
 import os
 import random
 import re
+import shlex
 import signal
 import socket
 import struct
@@ -28,6 +29,31 @@ GOLDEN = os.path.join(MODEL, "golden.json")
 # Under a sanitizer everything is slower: conftest sets this from
 # --slow-factor (or CLIPD_E2E_SLOW).
 SLOW = float(os.environ.get("CLIPD_E2E_SLOW", "1"))
+
+# Extra `clipd serve` arguments for every daemon the suite starts: the
+# whole suite against another configuration, e.g.
+#   CLIPD_E2E_SERVE_ARGS="--precision bf16" meson test -C build e2e
+SERVE_ARGS = shlex.split(os.environ.get("CLIPD_E2E_SERVE_ARGS", ""))
+# The precision those daemons compute in (what tolerances against the
+# fp32 reference goldens depend on).
+PRECISION = "fp32"
+for _i, _a in enumerate(SERVE_ARGS):
+    if _a == "--precision" and _i + 1 < len(SERVE_ARGS):
+        PRECISION = SERVE_ARGS[_i + 1]
+    elif _a.startswith("--precision="):
+        PRECISION = _a.split("=", 1)[1]
+
+
+def cpu_has(flag):
+    """Whether /proc/cpuinfo lists flag (e.g. avx512_bf16)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return flag in line.split()
+    except OSError:
+        pass
+    return False
 
 
 def fixture(name):
@@ -78,7 +104,7 @@ class Server:
         if os.path.exists(self.port_file):
             os.unlink(self.port_file)
         cmd = [CLIPD, "serve", "--model", self.model, "--data", self.data,
-               "--listen", "127.0.0.1:0", "--port-file", self.port_file] + self.args
+               "--listen", "127.0.0.1:0", "--port-file", self.port_file] + SERVE_ARGS + self.args
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=self.logf, stderr=self.logf, env=self.env)
         deadline = time.time() + timeout * SLOW

@@ -19,7 +19,7 @@ def run_parallel(n, fn):
 
 
 def test_concurrent_uploads_are_batched(make_server):
-    s = make_server("--batch-size", "8", "--batch-wait-ms", "250", "--decode-threads", "2", "--threads", "8").start()
+    s = make_server("--batch-size", "8", "--batch-wait-ms", "250", "--decode-threads", "2", "--http-threads", "8").start()
     before = s.get("/info").json()["encoder"]["image"]
     assert before["items"] == 0
     images = [make_png(48, 48, seed=700 + i) for i in range(16)]
@@ -37,7 +37,7 @@ def test_concurrent_uploads_are_batched(make_server):
 
 
 def test_concurrent_queries_are_batched(make_server):
-    s = make_server("--text-batch-size", "16", "--text-batch-wait-ms", "250", "--threads", "8").start()
+    s = make_server("--text-batch-size", "16", "--text-batch-wait-ms", "250", "--http-threads", "8").start()
     results = run_parallel(8, lambda i: s.search("query number %d" % i, k=1))
     assert all(r.status == 200 for r in results)
     text = s.get("/info").json()["encoder"]["text"]
@@ -58,7 +58,7 @@ def metric(s, name):
 def test_batched_queries_share_one_index_search(make_server):
     """The text searches of one encoder pass are searched in the index
     together (one pass over the vectors); each gets what it would alone."""
-    s = make_server("--text-batch-size", "16", "--text-batch-wait-ms", "250", "--threads", "8").start()
+    s = make_server("--text-batch-size", "16", "--text-batch-wait-ms", "250", "--http-threads", "8").start()
     for i in range(12):
         assert s.upload(make_png(40, 40, seed=900 + i)).status == 201
     queries = ["picture %d of something" % i for i in range(8)]
@@ -83,7 +83,7 @@ def test_batched_queries_share_one_index_search(make_server):
 
 
 def test_searches_do_not_wait_for_upload_batches(make_server):
-    s = make_server("--batch-size", "64", "--batch-wait-ms", "1500", "--threads", "8").start()
+    s = make_server("--batch-size", "64", "--batch-wait-ms", "1500", "--http-threads", "8").start()
     s.upload(make_png(20, 20, seed=1))   # something to find
     uploads = []
     t = threading.Thread(target=lambda: uploads.extend(run_parallel(3, lambda i: s.upload(make_png(30, 30, seed=60 + i)))))

@@ -112,7 +112,7 @@ def test_bad_search_parameters(server, doc):
     assert expect_error(server.get("/search?q=a&after=yesterday"), 400, "bad_parameter").startswith("after")
     assert expect_error(server.get("/search?q=a&before=2024-02-30T00:00:00Z"), 400, "bad_parameter").startswith("before")
     assert expect_error(server.get("/search?q=a&filter.=x"), 400, "bad_parameter").startswith("filter")
-    many = "&".join("filter.k%d=v" % i for i in range(17))
+    many = "&".join("filter.k%d=v" % i for i in range(33))
     assert expect_error(server.get("/search?q=a&" + many), 400, "bad_parameter").startswith("filter")
     assert expect_error(server.get("/images?limit=0"), 400, "bad_parameter").startswith("limit")
     assert expect_error(server.get("/images?cursor=abc"), 400, "bad_parameter").startswith("cursor")
@@ -139,7 +139,8 @@ def test_unknown_route(server):
 def test_wrong_method(server):
     for method, path, allow in [("PUT", "/images/1", "GET, HEAD, PATCH, DELETE, OPTIONS"),
                                 ("DELETE", "/images", "POST, GET, HEAD, OPTIONS"),
-                                ("POST", "/search", "GET, HEAD, OPTIONS"),
+                                ("PUT", "/search", "GET, HEAD, POST, OPTIONS"),
+                                ("POST", "/duplicates", "GET, HEAD, OPTIONS"),
                                 ("GET", "/classify", "POST, OPTIONS"),
                                 ("POST", "/healthz", "GET, HEAD, OPTIONS"),
                                 ("DELETE", "/", "GET, HEAD, OPTIONS")]:

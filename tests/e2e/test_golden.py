@@ -1,7 +1,10 @@
 """Search results agree with the reference: for the golden texts over the
 lossless fixture images, every score is within 1e-3 of the cosine of the
 golden text and image embeddings, and the order agrees wherever two golden
-cosines differ by more than 2e-3."""
+cosines differ by more than 2e-3. Against a daemon computing in bf16
+(CLIPD_E2E_SERVE_ARGS="--precision bf16") the bounds are those of its
+fidelity to the fp32 reference: scores within 1e-2, the order wherever
+golden cosines differ by more than 2e-2."""
 
 import json
 import math
@@ -9,7 +12,10 @@ import os
 
 import pytest
 
-from helpers import DATA, GOLDEN, Server
+from helpers import DATA, GOLDEN, PRECISION, Server
+
+# (score tolerance, order margin) against the fp32 reference
+SCORE_TOL, ORDER_MARGIN = (1e-2, 2e-2) if PRECISION == "bf16" else (1e-3, 2e-3)
 
 
 def normalise(v):
@@ -55,11 +61,11 @@ def test_golden_search(loaded, golden):
         for x in results:
             err = abs(x["score"] - want[x["id"]])
             worst = max(worst, err)
-            assert err <= 1e-3, (t["text"], x["id"], x["score"], want[x["id"]])
+            assert err <= SCORE_TOL, (t["text"], x["id"], x["score"], want[x["id"]])
         order = [x["id"] for x in results]
         for a in range(len(order)):
             for b in range(a + 1, len(order)):
-                if want[order[a]] - want[order[b]] < -2e-3:
+                if want[order[a]] - want[order[b]] < -ORDER_MARGIN:
                     raise AssertionError("%r: %d ranked above %d but golden cosines are %.5f < %.5f"
                                          % (t["text"], order[a], order[b], want[order[a]], want[order[b]]))
                 checked_pairs += 1
@@ -77,4 +83,4 @@ def test_golden_similar_and_image_search(loaded):
         assert i not in [x["id"] for x in results] and len(results) == len(ids) - 1
         for x in results:
             want = sum(a * b for a, b in zip(images[i], images[x["id"]]))
-            assert abs(x["score"] - want) <= 1e-3
+            assert abs(x["score"] - want) <= SCORE_TOL

@@ -27,6 +27,13 @@ def all_images(s):
 def test_listening_port_file_and_environment(make_server):
     s = make_server(env={"OMP_WAIT_POLICY": None}).start()
     assert re.search(r"listening on 127\.0\.0\.1:%d\b" % s.port, s.log())
+    # once ready, the log says which address to open in a browser (the
+    # line follows readiness by moments: poll for it)
+    want = r"ready \(clipd [^)]*\): open http://127\.0\.0\.1:%d/ in a browser" % s.port
+    deadline = time.monotonic() + 10
+    while not re.search(want, s.log()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert re.search(want, s.log()), s.log()[-2000:]
     # serve re-executed itself with OpenMP's passive wait policy.
     with open("/proc/%d/environ" % s.proc.pid, "rb") as f:
         env = f.read().split(b"\0")

@@ -109,7 +109,7 @@ def test_body_size(small):
 def test_files_per_upload(small):
     body, ctype = multipart([("file", "%d.png" % i, "image/png", make_png(8, 8, seed=40 + i)) for i in range(2)])
     r = small.request("POST", "/images", body=body, headers={"Content-Type": ctype})
-    assert r.status == 200 and [i["status"] for i in r.json()["items"]] == [201, 201]
+    assert r.status == 201 and [i["status"] for i in r.json()["items"]] == [201, 201]
     body, ctype = multipart([("file", "%d.png" % i, "image/png", make_png(8, 8, seed=50 + i)) for i in range(3)])
     r = small.request("POST", "/images", body=body, headers={"Content-Type": ctype})
     assert r.status == 400 and r.json()["error"]["message"].startswith("file")

@@ -187,7 +187,7 @@ def test_filenames_are_only_metadata(make_server):
     from helpers import multipart
     body, ctype = multipart([("file", "..\\..\\x\u00e9.png".encode().decode("latin-1"), "image/png", make_png(9, 9, seed=4))])
     r = s.request("POST", "/images", body=body, headers={"Content-Type": ctype})
-    assert r.status == 200 and r.json()["items"][0]["status"] == 201
+    assert r.status == 201 and r.json()["items"][0]["status"] == 201
     import os
     for root, dirs, files in os.walk(s.data):
         for f in files:

@@ -227,7 +227,7 @@ window.addEventListener('drop', (e) => {
 	e.preventDefault();
 	dragDepth = 0;
 	$('drop-overlay').hidden = true;
-	const files = Array.from(e.dataTransfer.files).filter((f) => !f.type || f.type.startsWith('image/') || /\.(jpe?g|png|gif|bmp)$/i.test(f.name));
+	const files = Array.from(e.dataTransfer.files).filter((f) => !f.type || f.type.startsWith('image/') || /\.(jpe?g|png|gif|bmp|webp|hei[cf]|avif|tiff?)$/i.test(f.name));
 	uploader.add(files);
 });
 

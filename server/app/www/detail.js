@@ -2,7 +2,7 @@
 // key/value pairs (saved as a JSON merge patch), zero-shot classification
 // against the user's labels, "more like this", and delete.
 
-import { $, h, altText, displayName, formatBytes, formatDate, plural, announce, busy, isBusy } from './dom.js';
+import { $, h, altText, displayName, formatBytes, formatDate, formatTaken, plural, announce, busy, isBusy } from './dom.js';
 import { apiJson, paths, ImageLoader } from './api.js';
 import { renderTile } from './grid.js';
 
@@ -143,6 +143,7 @@ export class Detail {
 		if (img.width && img.height)
 			add('Size', `${img.width} × ${img.height} px`);
 		add('File', [img.mime, formatBytes(img.bytes)].filter(Boolean).join(' · '));
+		add('Taken', img.taken_at ? formatTaken(img.taken_at) : '');
 		add('Added', img.created_at ? formatDate(img.created_at) : '');
 		if (img.source)
 			add('Library', `${img.source.library}: ${img.source.path}`);

@@ -47,6 +47,16 @@ export function formatDate(s) {
 	return d.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
 }
 
+// A capture time as the camera's clock showed it ("2023-06-17 14:03"), with
+// its UTC offset when the file states one ("-00:00": none stated).
+export function formatTaken(s) {
+	const m = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})(?::\d{2}(?:\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.exec(s || '');
+	if (!m)
+		return s || '';
+	const offset = m[3] === '-00:00' ? '' : m[3] === 'Z' ? ' UTC' : ` UTC${m[3]}`;
+	return `${m[1]} ${m[2]}${offset}`;
+}
+
 export function formatAge(s) {
 	const d = new Date(s);
 	if (isNaN(d))

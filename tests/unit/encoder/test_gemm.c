@@ -6,13 +6,22 @@
  * (mmapped safetensors are), beta 0 and 1, with and without a bias, the
  * padding between rows of y left alone, and for the packed product column
  * ranges that start and end inside panels, with the columns outside them
- * untouched.
+ * untouched. Each kernel this CPU runs is tested (AVX-512, AVX2 + FMA, the
+ * portable fallback), and the bf16 kernel (clip_gemm_packed_bf16) against
+ * the double-precision product of the bf16-rounded operands, from float32
+ * and from bf16 weights, odd K included.
  */
 #include "harness.h"
 
 #include <stdint.h>
 
 #include "gemm.h"
+
+/* The kernels the product under test uses (check_product). */
+static enum clip_kernel kernel;
+#define MODE_TN 0
+#define MODE_PACKED 1
+#define MODE_BF16 2
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 
@@ -26,10 +35,19 @@ static float frand(void)
 
 #define SENTINEL 12345.0f
 
+static float bf16_value(float f)
+{
+	uint16_t h;
+	clip_bf16_round(&f, 1, &h);
+	uint32_t u = (uint32_t)h << 16;
+	memcpy(&f, &u, sizeof f);
+	return f;
+}
+
 /* One product of the given shape, columns [n0, n1) (all of them for
- * clip_gemm_tn); 0 if every output is within tolerance and every other
- * value of y, padding included, is untouched. */
-static int check_product(int packed, size_t M, size_t N, size_t K, int beta, int with_bias, size_t off, size_t n0,
+ * clip_gemm_tn), with `kernel`; 0 if every output is within tolerance and
+ * every other value of y, padding included, is untouched. */
+static int check_product(int mode, size_t M, size_t N, size_t K, int beta, int with_bias, size_t off, size_t n0,
 			 size_t n1)
 {
 	size_t ldx = K + 3, ldw = K + 1, ldy = N + 2;
@@ -51,17 +69,46 @@ static int check_product(int packed, size_t M, size_t N, size_t K, int beta, int
 	for (size_t r = 0; r < M; r++)
 		for (size_t j = 0; j < ldy; j++)
 			y[r * ldy + j] = y0[r * ldy + j] = j < N ? frand() : SENTINEL;
-	if (packed) {
+	if (mode == MODE_PACKED) {
 		float *p = aligned_alloc(64, clip_gemm_packed_floats(N, K) * sizeof *p);
 		if (!p) {
 			HARNESS_FAIL("out of memory");
 			return -1;
 		}
 		clip_gemm_pack(N, K, w, ldw, p);
-		clip_gemm_packed(M, K, x, ldx, p, with_bias ? bias : NULL, y, ldy, n0, n1, beta ? 1.0f : 0.0f);
+		clip_gemm_packed(kernel, M, K, x, ldx, p, with_bias ? bias : NULL, y, ldy, n0, n1, beta ? 1.0f : 0.0f);
 		free(p);
+	} else if (mode == MODE_BF16) {
+		/* x in bf16 rows; the weights packed from float32 (rounded) and,
+		 * for odd M, from their bf16 values: the same panels */
+		size_t Kb = clip_bf16_row(K), ldxb = Kb + 2, elems = clip_gemm_packed_bf16_elems(N, K);
+		uint16_t *xb = malloc(M * ldxb * sizeof *xb), *wb = malloc(N * ldw * sizeof *wb);
+		uint16_t *p = aligned_alloc(64, elems * sizeof *p), *p2 = aligned_alloc(64, elems * sizeof *p2);
+		if (!xb || !wb || !p || !p2) {
+			HARNESS_FAIL("out of memory");
+			return -1;
+		}
+		for (size_t i = 0; i < M * ldxb; i++)
+			xb[i] = 0x7fc0;   /* NaN: the pad must be written, the gap never read */
+		clip_bf16_round_rows(M, K, x, ldx, xb, ldxb);
+		clip_bf16_round(w, N * ldw, wb);
+		clip_gemm_pack_bf16(N, K, w, NULL, ldw, p);
+		clip_gemm_pack_bf16(N, K, NULL, wb, ldw, p2);
+		if (memcmp(p, p2, elems * sizeof *p) != 0)
+			HARNESS_FAIL("N=%zu K=%zu: packing bf16 weights differs from packing their floats", N, K);
+		clip_gemm_packed_bf16(M, K, xb, ldxb, M % 2 ? p2 : p, with_bias ? bias : NULL, y, ldy, n0, n1,
+				      beta ? 1.0f : 0.0f);
+		free(xb);
+		free(wb);
+		free(p);
+		free(p2);
+		/* the reference below multiplies the rounded values */
+		for (size_t i = 0; i < M * ldx; i++)
+			x[i] = bf16_value(x[i]);
+		for (size_t i = 0; i < N * ldw; i++)
+			w[i] = bf16_value(w[i]);
 	} else {
-		clip_gemm_tn(M, N, K, x, ldx, w, ldw, with_bias ? bias : NULL, y, ldy, beta ? 1.0f : 0.0f);
+		clip_gemm_tn(kernel, M, N, K, x, ldx, w, ldw, with_bias ? bias : NULL, y, ldy, beta ? 1.0f : 0.0f);
 	}
 	int bad = 0;
 	for (size_t r = 0; r < M && !bad; r++) {
@@ -87,9 +134,10 @@ static int check_product(int packed, size_t M, size_t N, size_t K, int beta, int
 			}
 			double got = y[r * ldy + j];
 			if (!(fabs(got - ref) <= 1e-6 * mag + 1e-6)) {
-				HARNESS_FAIL("%s M=%zu N=%zu K=%zu beta=%d bias=%d off=%zu: y[%zu,%zu] = %.9g, "
-					     "expected %.9g", packed ? "packed" : "tn", M, N, K, beta, with_bias, off, r,
-					     j, got, ref);
+				HARNESS_FAIL("%s %s M=%zu N=%zu K=%zu beta=%d bias=%d off=%zu: y[%zu,%zu] = %.9g, "
+					     "expected %.9g", clip_kernel_name(kernel),
+					     mode == MODE_PACKED ? "packed" : mode == MODE_BF16 ? "bf16" : "tn", M, N, K,
+					     beta, with_bias, off, r, j, got, ref);
 				bad = 1;
 				break;
 			}
@@ -112,23 +160,57 @@ static int check_product(int packed, size_t M, size_t N, size_t K, int beta, int
 
 static int check_case(size_t M, size_t N, size_t K, int beta, int with_bias, size_t off)
 {
-	return check_product(0, M, N, K, beta, with_bias, off, 0, N);
+	return check_product(MODE_TN, M, N, K, beta, with_bias, off, 0, N);
 }
+
+static int packed_mode = MODE_PACKED;
 
 static int check_packed(size_t M, size_t N, size_t K, int beta, int with_bias, size_t n0, size_t n1)
 {
-	return check_product(1, M, N, K, beta, with_bias, (M + K) % 3, n0, n1);
+	return check_product(packed_mode, M, N, K, beta, with_bias, (M + K) % 3, n0, n1);
 }
 
-/* The kernel's own code path is the one tested on a CPU that has it. */
-static void test_native_kernel_used_where_available(void)
+/* The best kernel is the CPU's: the one tested first. */
+static void test_kernel_detection(void)
 {
+	enum clip_kernel k;
 #if defined(__x86_64__) && defined(__GNUC__)
 	__builtin_cpu_init();
-	CHECK_EQ_INT(clip_gemm_native(), __builtin_cpu_supports("avx512f") ? 1 : 0);
+	enum clip_kernel want = !__builtin_cpu_supports("avx512f")
+					? __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? CLIP_KERNEL_AVX2
+													   : CLIP_KERNEL_BLAS
+				: __builtin_cpu_supports("avx512bf16") ? CLIP_KERNEL_AVX512_BF16 : CLIP_KERNEL_AVX512;
+	CHECK_EQ_INT(clip_gemm_detect(), want);
 #else
-	CHECK_EQ_INT(clip_gemm_native(), 0);
+	CHECK_EQ_INT(clip_gemm_detect(), CLIP_KERNEL_BLAS);
 #endif
+	CHECK_EQ_STR(clip_kernel_name(CLIP_KERNEL_AVX512_BF16), "avx512-bf16");
+	CHECK(clip_kernel_parse("avx2", &k) == 0 && k == CLIP_KERNEL_AVX2);
+	CHECK(clip_kernel_parse("openblas", &k) == 0 && k == CLIP_KERNEL_BLAS);
+	CHECK(clip_kernel_parse("avx512", &k) == 0 && k == CLIP_KERNEL_AVX512);
+	CHECK(clip_kernel_parse("sse2", &k) == -1);
+}
+
+/* Round to nearest, ties to even; NaN stays NaN; the pad of odd rows is zero. */
+static void test_bf16_rounding(void)
+{
+	const uint32_t in[] = { 0x3f800000u, 0x3f808000u, 0x3f818000u, 0x3f80ffffu, 0x3f807fffu, 0xbf808001u,
+				0x7f7fffffu, 0x7fc00001u, 0x00000001u };
+	const uint16_t want[] = { 0x3f80, 0x3f80, 0x3f82, 0x3f81, 0x3f80, 0xbf81, 0x7f80, 0x7fc0, 0x0000 };
+	for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) {
+		float f;
+		uint16_t h;
+		memcpy(&f, &in[i], sizeof f);
+		clip_bf16_round(&f, 1, &h);
+		if (h != want[i])
+			HARNESS_FAIL("bf16(0x%08x) = 0x%04x, expected 0x%04x", in[i], h, want[i]);
+	}
+	float x[6] = { 1, 2, 3, 4, 5, 6 };
+	uint16_t out[8] = { 9, 9, 9, 9, 9, 9, 9, 9 };
+	clip_bf16_round_rows(2, 3, x, 3, out, 4);
+	CHECK(out[0] == 0x3f80 && out[2] == 0x4040 && out[3] == 0 && out[4] == 0x4080 && out[7] == 0);
+	CHECK_EQ_INT(clip_bf16_row(3), 4);
+	CHECK_EQ_INT(clip_bf16_row(768), 768);
 }
 
 static void test_tile_edges(void)
@@ -206,20 +288,54 @@ static void test_packed_long_k(void)
 static void test_empty_is_a_no_op(void)
 {
 	float y[4] = { 1, 2, 3, 4 };
-	clip_gemm_tn(0, 4, 8, NULL, 8, NULL, 8, NULL, y, 4, 0.0f);
-	clip_gemm_tn(1, 0, 8, NULL, 8, NULL, 8, NULL, y, 4, 0.0f);
+	clip_gemm_tn(clip_gemm_detect(), 0, 4, 8, NULL, 8, NULL, 8, NULL, y, 4, 0.0f);
+	clip_gemm_tn(clip_gemm_detect(), 1, 0, 8, NULL, 8, NULL, 8, NULL, y, 4, 0.0f);
 	CHECK(y[0] == 1 && y[3] == 4);
+}
+
+/* The products with every kernel the CPU runs: clip_gemm_tn has its own
+ * tiles from AVX-512 up (BLAS below), clip_gemm_packed a kernel for
+ * AVX2, one for AVX-512 and a portable loop. */
+static void test_every_kernel(void)
+{
+	enum clip_kernel best = clip_gemm_detect();
+	for (int k = CLIP_KERNEL_BLAS; k <= (int)best && k <= CLIP_KERNEL_AVX512; k++) {
+		kernel = (enum clip_kernel)k;
+		printf("     kernel %s\n", clip_kernel_name(kernel));
+		if (k != CLIP_KERNEL_AVX2) {   /* tn: BLAS below AVX-512 */
+			test_tile_edges();
+			test_long_k();
+			test_model_shapes();
+		}
+		packed_mode = MODE_PACKED;
+		test_packed_edges();
+		test_packed_model_shapes();
+		test_packed_long_k();
+	}
+}
+
+/* bf16 panels and activations, vdpbf16ps with float32 accumulation: the
+ * packed tests' shapes, odd K among them. */
+static void test_bf16_kernel(void)
+{
+	if (clip_gemm_detect() < CLIP_KERNEL_AVX512_BF16) {
+		printf("     this CPU has no AVX512_BF16: the bf16 kernel is refused at load, not tested here\n");
+		return;
+	}
+	kernel = CLIP_KERNEL_AVX512_BF16;
+	packed_mode = MODE_BF16;
+	test_packed_edges();
+	test_packed_model_shapes();
+	test_packed_long_k();
+	packed_mode = MODE_PACKED;
 }
 
 int main(void)
 {
-	RUN(test_native_kernel_used_where_available);
-	RUN(test_tile_edges);
-	RUN(test_long_k);
-	RUN(test_model_shapes);
-	RUN(test_packed_edges);
-	RUN(test_packed_model_shapes);
-	RUN(test_packed_long_k);
+	RUN(test_kernel_detection);
+	RUN(test_bf16_rounding);
+	RUN(test_every_kernel);
+	RUN(test_bf16_kernel);
 	RUN(test_empty_is_a_no_op);
 	return harness_done();
 }

@@ -29,6 +29,7 @@ static void clear_env(void)
 	unsetenv("CLIPD_TRUSTED_PROXY");
 	unsetenv("CLIPD_MAX_BODY");
 	unsetenv("CLIPD_BATCH_SIZE");
+	unsetenv("CLIPD_PRECISION");
 }
 
 static void test_defaults(void)
@@ -49,6 +50,7 @@ static void test_defaults(void)
 	CHECK_EQ_INT(c.batch_size, 8);
 	CHECK_EQ_INT(c.rate_limit, 0);
 	CHECK_EQ_INT(c.n_proxies, 0);
+	CHECK_EQ_STR(c.precision, "fp32");
 	srv_config_free(&c);
 }
 
@@ -73,6 +75,11 @@ static void test_flags_and_environment(void)
 	CHECK_EQ_INT(c.rate_burst, 5);
 	CHECK_EQ_INT(c.listen_addr.ss_family, AF_INET6);
 	srv_config_free(&c);
+	setenv("CLIPD_PRECISION", "bf16", 1);
+	REQUIRE(parse(&c, 1) == CLI_OK);
+	CHECK_EQ_STR(c.precision, "bf16");
+	srv_config_free(&c);
+	unsetenv("CLIPD_PRECISION");
 	/* The command line wins over the environment. */
 	REQUIRE(parse(&c, 3, "--model", "flag-model") == CLI_OK);
 	CHECK_EQ_STR(c.model, "flag-model");
@@ -93,6 +100,7 @@ static void test_usage_errors(void)
 	CHECK_EQ_INT(parse(&c, 7, "--model", "m", "--data", "d", "--max-k", "1001"), CLI_USAGE_ERROR);
 	CHECK_EQ_INT(parse(&c, 7, "--model", "m", "--data", "d", "--max-metadata", "17K"), CLI_USAGE_ERROR);
 	CHECK_EQ_INT(parse(&c, 7, "--model", "m", "--data", "d", "--log-level", "loud"), CLI_USAGE_ERROR);
+	CHECK_EQ_INT(parse(&c, 7, "--model", "m", "--data", "d", "--precision", "fp16"), CLI_USAGE_ERROR);
 	CHECK_EQ_INT(parse(&c, 9, "--model", "m", "--data", "d", "--max-pixels", "100", "--decode-budget", "99"),
 		     CLI_USAGE_ERROR);
 	CHECK_EQ_INT(parse(&c, 6, "--model", "m", "--data", "d", "extra"), CLI_USAGE_ERROR);

@@ -4,6 +4,7 @@
 
 #include "clip.h"
 #include "harness.h"
+#include "http_errors.h"
 #include "srv_json.h"
 #include "srv_thumb.h"
 
@@ -99,8 +100,8 @@ static void test_image_object(void)
 	char *text = cJSON_PrintUnformatted(o);
 	CHECK_EQ_STR(text, "{\"id\":42,\"sha256\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\","
 			   "\"mime\":\"image/png\",\"width\":3,\"height\":4,\"bytes\":99,\"filename\":null,"
-			   "\"created_at\":\"2024-05-01T12:00:00.000001Z\",\"metadata\":{\"album\":\"x\",\"n\":[1,2]},"
-			   "\"source\":null,"
+			   "\"created_at\":\"2024-05-01T12:00:00.000001Z\",\"taken_at\":null,"
+			   "\"metadata\":{\"album\":\"x\",\"n\":[1,2]},\"source\":null,"
 			   "\"links\":{\"file\":\"/images/42/file\",\"thumbnail\":\"/images/42/thumbnail\"}}");
 	free(text);
 	cJSON_Delete(o);
@@ -115,6 +116,40 @@ static void test_image_object(void)
 	CHECK_EQ_STR(cJSON_GetStringValue(cJSON_GetObjectItem(src, "library")), "photos");
 	CHECK_EQ_STR(cJSON_GetStringValue(cJSON_GetObjectItem(src, "path")), "2023/ski\xef\xbf\xbd.jpg");
 	cJSON_Delete(o);
+	/* A capture time is shown as the file states it. */
+	srv_taken_at("2023-06-17T14:03:22+02:00", &img.taken);
+	o = srv_image_json(&img);
+	REQUIRE(o);
+	CHECK_EQ_STR(cJSON_GetStringValue(cJSON_GetObjectItem(o, "taken_at")), "2023-06-17T14:03:22+02:00");
+	cJSON_Delete(o);
+}
+
+/* The encoder's capture time into the row's form: text and instant. */
+static void test_taken_at(void)
+{
+	struct store_taken_at t;
+	srv_taken_at("2023-06-17T14:03:22+02:00", &t);
+	CHECK_EQ_STR(t.text, "2023-06-17T14:03:22+02:00");
+	CHECK(t.us == 1687003402LL * 1000000);
+	/* No offset stated: the camera's clock, compared as UTC. */
+	srv_taken_at("2023-06-17T14:03:22-00:00", &t);
+	CHECK(t.us == 1687010602LL * 1000000);
+	srv_taken_at("", &t);
+	CHECK_EQ_STR(t.text, "");
+	CHECK(t.us == 0);
+	srv_taken_at(NULL, &t);
+	CHECK_EQ_STR(t.text, "");
+	srv_taken_at("2023-02-30T00:00:00Z", &t);
+	CHECK_EQ_STR(t.text, "");
+	CHECK(t.us == 0);
+	srv_taken_at("2023-06-17T14:03:22+02:00 and a very long tail past the row's room", &t);
+	CHECK_EQ_STR(t.text, "");
+}
+
+/* The 415's default message names every type the decoder takes. */
+static void test_unsupported_message(void)
+{
+	CHECK_CONTAINS(http_errors[HTTP_ERR_UNSUPPORTED_MEDIA_TYPE].message, clip_image_types_text());
 }
 
 static void test_thumbnails(void)
@@ -170,6 +205,8 @@ int main(void)
 	RUN(test_utf8);
 	RUN(test_numbers);
 	RUN(test_image_object);
+	RUN(test_taken_at);
+	RUN(test_unsupported_message);
 	RUN(test_thumbnails);
 	return harness_done();
 }

@@ -66,7 +66,9 @@ static void test_unknown_and_wrong_method(void)
 	CHECK_EQ_STR(m.allow, "GET, HEAD, PATCH, DELETE, OPTIONS");
 	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "DELETE", "/images", &m), HTTP_MATCH_METHOD);
 	CHECK_EQ_STR(m.allow, "POST, GET, HEAD, OPTIONS");
-	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "POST", "/search", &m), HTTP_MATCH_METHOD);
+	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "PUT", "/search", &m), HTTP_MATCH_METHOD);
+	CHECK_EQ_STR(m.allow, "GET, HEAD, POST, OPTIONS");
+	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "POST", "/duplicates", &m), HTTP_MATCH_METHOD);
 	CHECK_EQ_STR(m.allow, "GET, HEAD, OPTIONS");
 	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "HEAD", "/healthz", &m), HTTP_MATCH_FOUND);
 	CHECK_EQ_INT(m.route->id, ROUTE_HEALTHZ);
@@ -148,14 +150,28 @@ static void test_error_json(void)
 	free(body);
 }
 
-/* openapi.json lists exactly the router's routes and the error table. */
-static void test_openapi_agrees(void)
+static cJSON *load_openapi(void)
 {
 	size_t len = 0;
 	char *text = (char *)harness_read_file(TEST_DATA_DIR "/../../server/app/openapi.json", &len);
-	REQUIRE(text);
-	cJSON *doc = cJSON_ParseWithLength(text, len);
+	cJSON *doc = text ? cJSON_ParseWithLength(text, len) : NULL;
 	free(text);
+	return doc;
+}
+
+/* "GET" -> "get", as openapi.json spells a method */
+static void lower_method(const char *m, char *out, size_t len)
+{
+	size_t k = 0;
+	for (; m[k] && k < len - 1; k++)
+		out[k] = (char)(m[k] | 0x20);
+	out[k] = 0;
+}
+
+/* openapi.json lists exactly the router's routes and the error table. */
+static void test_openapi_agrees(void)
+{
+	cJSON *doc = load_openapi();
 	REQUIRE(doc);
 	cJSON *paths = cJSON_GetObjectItemCaseSensitive(doc, "paths");
 	REQUIRE(cJSON_IsObject(paths));
@@ -175,10 +191,7 @@ static void test_openapi_agrees(void)
 		}
 	for (size_t i = 0; i < ROUTE_COUNT; i++) {
 		char method[16];
-		size_t k = 0;
-		for (; srv_routes[i].method[k] && k < sizeof method - 1; k++)
-			method[k] = (char)(srv_routes[i].method[k] | 0x20);
-		method[k] = 0;
+		lower_method(srv_routes[i].method, method, sizeof method);
 		cJSON *item = cJSON_GetObjectItemCaseSensitive(paths, srv_routes[i].path);
 		if (!cJSON_GetObjectItemCaseSensitive(item, method))
 			HARNESS_FAIL("the router has %s %s, openapi.json does not", srv_routes[i].method, srv_routes[i].path);
@@ -198,6 +211,42 @@ static void test_openapi_agrees(void)
 	cJSON_Delete(doc);
 }
 
+/* Each route's query parameters in openapi.json are exactly the ones the
+ * dispatcher lets through (srv_route_params): an undocumented parameter
+ * would be refused, a documented one missing from the table too. */
+static void test_openapi_parameters_agree(void)
+{
+	cJSON *doc = load_openapi();
+	REQUIRE(doc);
+	cJSON *paths = cJSON_GetObjectItemCaseSensitive(doc, "paths");
+	for (size_t i = 0; i < ROUTE_COUNT; i++) {
+		char method[16];
+		lower_method(srv_routes[i].method, method, sizeof method);
+		cJSON *op = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(paths, srv_routes[i].path), method);
+		size_t documented = 0;
+		cJSON *p;
+		cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(op, "parameters")) {
+			if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "in")), "query"))
+				continue;
+			const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "name"));
+			documented++;
+			int known = 0;
+			for (const char *const *q = srv_route_params[i]; *q; q++)
+				known |= !strcmp(*q, name);
+			if (!known)
+				HARNESS_FAIL("openapi.json documents %s for %s %s; the route refuses it", name,
+					     srv_routes[i].method, srv_routes[i].path);
+		}
+		size_t taken = 0;
+		for (const char *const *q = srv_route_params[i]; *q; q++)
+			taken++;
+		if (taken != documented)
+			HARNESS_FAIL("%s %s takes %zu query parameters, openapi.json documents %zu",
+				     srv_routes[i].method, srv_routes[i].path, taken, documented);
+	}
+	cJSON_Delete(doc);
+}
+
 int main(void)
 {
 	RUN(test_every_route_matches_itself);
@@ -208,5 +257,6 @@ int main(void)
 	RUN(test_error_table);
 	RUN(test_error_json);
 	RUN(test_openapi_agrees);
+	RUN(test_openapi_parameters_agree);
 	return harness_done();
 }

@@ -597,6 +597,15 @@ static void test_other_model_refused(void)
 	/* Same files, different dimension: refused too. */
 	CHECK(fx_open(dir, model_x.files, DIM + 1, &rep, &err) == NULL);
 	CHECK_EQ_INT(err.code, STORE_ERR_MODEL);
+	/* Same files at bf16 precision: another model, named so, and the
+	 * advice converts with the precision. */
+	p.model_files = model_x.files;
+	p.model_dir = model_x.dir;
+	p.model_precision = "bf16";
+	CHECK_EQ_INT(catalog_open(&p, &c, &rep, &err), STORE_ERR_MODEL);
+	CHECK_CONTAINS(err.msg, "not of model-x at precision bf16");
+	snprintf(advice, sizeof advice, "`clipd reembed --model %s --precision bf16 --data %s`", model_x.dir, dir);
+	CHECK(strstr(err.msg, advice) != NULL);
 
 	/* An empty data directory simply takes the new model. */
 	const char *empty = new_dir("empty");
@@ -626,22 +635,28 @@ static void test_real_checkpoints_fingerprint_apart(void)
 	store *st = NULL;
 	struct store_params sp = store_default_params();
 	REQUIRE(store_open(db, &sp, &st, NULL, &err) == 0);
-	REQUIRE(store_fingerprint(st, hf, a, &ms, &err) == 0);
+	REQUIRE(store_fingerprint(st, hf, NULL, a, &ms, &err) == 0);
 	CHECK(ms > 0);
-	REQUIRE(store_fingerprint(st, oc, b, NULL, &err) == 0);
+	REQUIRE(store_fingerprint(st, oc, NULL, b, NULL, &err) == 0);
 	CHECK(strcmp(a, b) != 0);
-	REQUIRE(store_fingerprint(st, hf, a2, &ms, &err) == 0);
+	REQUIRE(store_fingerprint(st, hf, NULL, a2, &ms, &err) == 0);
 	CHECK_EQ_STR(a2, a);
 	CHECK(ms == 0);   /* every file hash came from the cache */
 	/* Without a cache, the same answer. */
-	REQUIRE(catalog_fingerprint(NULL, hf, a2, NULL, &err) == 0);
+	REQUIRE(catalog_fingerprint(NULL, hf, NULL, a2, NULL, &err) == 0);
 	CHECK_EQ_STR(a2, a);
+	/* fp32 is the files alone (as before precisions); bf16 vectors are
+	 * another model's */
+	REQUIRE(store_fingerprint(st, hf, "fp32", a2, NULL, &err) == 0);
+	CHECK_EQ_STR(a2, a);
+	REQUIRE(store_fingerprint(st, hf, "bf16", a2, NULL, &err) == 0);
+	CHECK(strcmp(a2, a) != 0);
 	/* Order of files does not matter; a missing file is an error. */
 	const char *hf_rev[] = { hf[1], hf[0], NULL };
-	REQUIRE(store_fingerprint(st, hf_rev, a2, NULL, &err) == 0);
+	REQUIRE(store_fingerprint(st, hf_rev, NULL, a2, NULL, &err) == 0);
 	CHECK_EQ_STR(a2, a);
 	const char *missing[] = { TEST_DATA_DIR "/nope.json", NULL };
-	CHECK_EQ_INT(store_fingerprint(st, missing, a2, NULL, &err), STORE_ERR_IO);
+	CHECK_EQ_INT(store_fingerprint(st, missing, NULL, a2, NULL, &err), STORE_ERR_IO);
 	store_close(st);
 }
 
@@ -658,7 +673,7 @@ static void test_fingerprint_follows_content(void)
 	struct store_params sp = store_default_params();
 	REQUIRE(store_open(db, &sp, &st, NULL, &err) == 0);
 	char a[STORE_FINGERPRINT_HEX], b[STORE_FINGERPRINT_HEX];
-	REQUIRE(store_fingerprint(st, m.files, a, NULL, &err) == 0);
+	REQUIRE(store_fingerprint(st, m.files, NULL, a, NULL, &err) == 0);
 	/* Same size, same mtime, new bytes at the same inode: a fine-tune with
 	 * identical headers. The cache keys include mtime, so rewrite and
 	 * bump the mtime as any writer would. */
@@ -668,7 +683,7 @@ static void test_fingerprint_follows_content(void)
 	fclose(f);
 	struct timespec ts[2] = { { 0, UTIME_NOW }, { time(NULL) + 5, 0 } };
 	utimensat(AT_FDCWD, m.weights, ts, 0);
-	REQUIRE(store_fingerprint(st, m.files, b, NULL, &err) == 0);
+	REQUIRE(store_fingerprint(st, m.files, NULL, b, NULL, &err) == 0);
 	CHECK(strcmp(a, b) != 0);
 	store_close(st);
 }
@@ -1078,7 +1093,7 @@ static void test_thumbnail_store(void)
 	int64_t id = fx_add(c, 8, 100, NULL, sha, &err);
 	REQUIRE(id > 0);
 	REQUIRE(catalog_thumb_path(c, sha, 128, path, sizeof path, &err) == 0);
-	snprintf(want, sizeof want, "%s/cache/thumbs/%.2s/%s-128.jpg", dir, sha, sha);
+	snprintf(want, sizeof want, "%s/cache/thumbs/%.2s/%s-128-v2.jpg", dir, sha, sha);
 	CHECK_EQ_STR(path, want);
 	CHECK(!file_exists(path));
 	REQUIRE(catalog_put_thumb(c, sha, 128, "jpegbytes", 9, &err) == 0);

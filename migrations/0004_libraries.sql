@@ -1,4 +1,4 @@
--- clipd schema, version 3: photo libraries indexed in place (issue 13).
+-- clipd schema, version 4: photo libraries indexed in place (issue 13).
 -- Applied by store_open in one transaction; PRAGMA user_version is set by
 -- the migration runner (which also applies a lower-numbered migration that
 -- arrives later: see server/store/store.c).

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# The photo upload benchmark (issue 12), figures side by side in one run
+# (a command, not a test; run it on a quiet machine):
+#
+#   deploy/bench/photo-upload.sh [--count N] [--prep N] [--connections C]
+#                                [--model DIR] [--work DIR] [--perf SECONDS]
+#
+# 1. The corpus: N (default 200) distinct 12-megapixel JPEGs of about
+#    2.5 MB, a quarter stored sideways with EXIF Orientation 6
+#    (deploy/bench/gen-photos.py, made once under /var/tmp/clipd-bench).
+# 2. clipd bench --batch 8: the encoder alone (images/s), the reference.
+# 3. On one core (taskset -c 0), over the first --prep files (default 30):
+#    CPU ms per image to decode and preprocess, clipd --exact-decode,
+#    clipd with the JPEG fast path (build/deploy/bench/photo-prep) and
+#    Debian's Pillow doing the reference preprocessing (pillow-prep.py).
+# 4. clipd serve (fast path, the default) on a fresh data directory and
+#    wrk with C connections (default 8) posting the corpus, each photo
+#    once, until it runs out or 60 s pass.
+#    --perf SECONDS: perf record -g on the daemon for the first SECONDS of
+#    the upload run, then perf report by shared object and by symbol:
+#    where an upload's CPU goes at batch 8 (perf.data stays in WORK).
+#
+# The model defaults to the ViT-B/32-shaped random checkpoint of
+# ../shared/tools/clipweights.py (as deploy/bench/run.sh makes it).
+# Prints one JSON line per measurement, then the bars: uploads >= 60% of
+# clipd bench's batch-8 images/s with no errors; clipd --exact-decode's CPU
+# per photo <= Pillow's.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+count=200 nprep=30 conns=8 model="" work="$root/build/bench" perf_secs=0
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--count) count=$2; shift 2 ;;
+	--prep) nprep=$2; shift 2 ;;
+	--connections) conns=$2; shift 2 ;;
+	--model) model=$2; shift 2 ;;
+	--work) work=$2; shift 2 ;;
+	--perf) perf_secs=$2; shift 2 ;;
+	-h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	*) echo "photo-upload: unknown argument '$1'" >&2; exit 2 ;;
+	esac
+done
+clipd=${CLIPD_BIN:-$root/build/clipd}
+corpus=/var/tmp/clipd-bench/photos
+say() { echo "photo-upload: $*" >&2; }
+sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
+command -v wrk >/dev/null || $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null
+[ "$perf_secs" = 0 ] || command -v perf >/dev/null ||
+	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q linux-perf >/dev/null
+/usr/bin/python3 -c 'import numpy, PIL' 2>/dev/null ||
+	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-numpy python3-pil >/dev/null
+[ -x "$clipd" ] || { say "no $clipd (build first)"; exit 1; }
+ninja -C build deploy/bench/photo-prep >/dev/null
+mkdir -p "$work"
+. "$root/deploy/bench/common.sh"
+
+bench_model
+
+echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+say "corpus: $count photos in $corpus"
+/usr/bin/python3 deploy/bench/gen-photos.py "$corpus" "$count" >&2
+files=()
+for i in $(seq 0 $((count - 1))); do files+=("$(printf '%s/photo-%04d.jpg' "$corpus" "$i")"); done
+printf '%s\n' "${files[@]}" > "$work/photos.txt"
+echo "# mean file size: $(du -cb "${files[@]}" | tail -1 | awk -v n="$count" '{printf "%.2f MB", $1 / n / 1e6}')"
+
+say "clipd bench --batch 8 (the encoder alone)"
+bench_json=$(run "$clipd" bench --model "$model" --batch 8 --seconds 20)
+echo "$bench_json"
+bench_ips=$(echo "$bench_json" | sed -n 's/.*"images_per_s":\([0-9.]*\).*/\1/p')
+
+[ "$nprep" -le "$count" ] || nprep=$count
+say "decode + preprocess on one core: clipd (exact and fast) and Pillow, $nprep photos"
+taskset -c 0 build/deploy/bench/photo-prep --repeat 1 "${files[@]:0:$nprep}" > "$work/photo-prep.jsonl"
+taskset -c 0 /usr/bin/python3 deploy/bench/pillow-prep.py --repeat 1 "${files[@]:0:$nprep}" > "$work/pillow-prep.jsonl"
+prep_json=$(/usr/bin/python3 - "$work/photo-prep.jsonl" "$work/pillow-prep.jsonl" <<'PY'
+import json, statistics, sys
+c = [json.loads(l) for l in open(sys.argv[1])]
+p = [json.loads(l) for l in open(sys.argv[2])]
+m = statistics.median
+print(json.dumps({"bench": "prep", "photos": len(c), "clipd_exact_ms": round(m([r["exact_ms"] for r in c]), 1),
+                  "clipd_fast_ms": round(m([r["fast_ms"] for r in c]), 1),
+                  "pillow_ms": round(m([r["pillow_ms"] for r in p]), 1)}, separators=(",", ":")))
+PY
+)
+echo "$prep_json"
+
+bench_serve photo-data
+
+# About as long as the photos last at 80% of the encoder's speed (each is
+# posted once), 5 to 60 s: a thread that runs out of photos stops, and the
+# requests it still has in flight are not counted (a few of a large corpus).
+up_secs=$(awk -v n="$count" -v r="$bench_ips" 'BEGIN { s = int(n / (0.8 * (r > 0 ? r : 1))); if (s > 60) s = 60; if (s < 5) s = 5; print s }')
+say "upload: $conns connections, up to ${up_secs} s"
+perf_pid=""
+if [ "$perf_secs" != 0 ]; then
+	perf record -g -o "$work/perf.data" -p "$pid" -- sleep "$perf_secs" 2> "$work/perf.log" &
+	perf_pid=$!
+fi
+upload_json=$(wrk -t2 -c"$conns" -d"${up_secs}s" --timeout 30s --latency -s "$root/deploy/bench/upload.lua" "$url" -- \
+	"$work/photos.txt" 2 | grep '^{')
+echo "$upload_json"
+curl -s "$url/info" | sed -n 's/.*"encoder":{"image":\({[^}]*}\).*/{"encoder_image_counters":\1}/p'
+if [ -n "$perf_pid" ]; then
+	wait "$perf_pid" || true
+	echo "# perf: CPU of the daemon by shared object, then the top symbols"
+	perf report -i "$work/perf.data" --no-children --sort dso --stdio 2>/dev/null | grep -v '^#' | grep . | head -15
+	perf report -i "$work/perf.data" --no-children --sort sym --stdio 2>/dev/null | grep -v '^#' | grep '%' | head -30
+fi
+
+awk -v u="$upload_json" -v b="$bench_ips" -v p="$prep_json" 'function get(j, k,   m) {
+		if (match(j, "\"" k "\":[0-9.]+")) return substr(j, RSTART + length(k) + 3, RLENGTH - length(k) - 3) + 0; return -1 }
+	BEGIN {
+		ips = get(u, "images_per_s"); ue = get(u, "not_201") + get(u, "socket_errors")
+		ex = get(p, "clipd_exact_ms"); pil = get(p, "pillow_ms")
+		printf "bars: upload %.1f photos/s = %.0f%% of bench %.1f (>= 60%%: %s), errors %d (0: %s); clipd --exact-decode %.1f ms <= Pillow %.1f ms: %s\n",
+			ips, (b > 0 ? 100 * ips / b : 0), b, ((b > 0 && ips >= 0.6 * b) ? "yes" : "NO"), ue,
+			(ue == 0 ? "yes" : "NO"), ex, pil, ((ex >= 0 && ex <= pil) ? "yes" : "NO")
+	}'
