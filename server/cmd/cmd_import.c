@@ -559,7 +559,7 @@ static int run_import(const struct cli_command *info, int argc, char **argv)
 	int dry_run = 0;
 	const struct cli_option opts[] = {
 		{ "url", CLI_STRING, &url, "URL", "the clipd server (http://127.0.0.1:8080)", 0, 0 },
-		{ "api-key-file", CLI_STRING, &key_file, "FILE", "a file whose first key is sent (a write key)", 0, 0 },
+		{ "api-key-file", CLI_STRING, &key_file, "FILE", "API keys, one per line as serve reads them: the first is sent (a write key)", 0, 0 },
 		{ "metadata", CLI_STRING, &metadata, "JSON", "a JSON object stored with every image (with source_path)", 0, 0 },
 		{ "jobs", CLI_INT, &jobs, "N", "uploads at once, each on its own connection (4)", 1, 64 },
 		{ "dry-run", CLI_FLAG, &dry_run, NULL, "say what would be uploaded; send nothing", 0, 0 },

@@ -23,6 +23,7 @@ MEANINGS = {
     "CLIPD_IVF_THRESHOLD": "vectors",
     "CLIPD_EXACT_DECODE": "decode",
     "CLIPD_PRECISION": "bf16",
+    "CLIPD_API_KEY_FILE": "API keys, one per line",
 }
 
 
