@@ -19,6 +19,7 @@ static const struct clipd_command *const commands[] = {
 	&cmd_check,
 	&cmd_reembed,
 	&cmd_export,
+	&cmd_import,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

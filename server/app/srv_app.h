@@ -1,7 +1,8 @@
 /*
  * srv_app.h - the daemon's state shared by its request handlers, and the
  * handlers themselves (one file per family: srv_images.c, srv_search.c,
- * srv_status.c), dispatched by route from srv_handle (srv_dispatch.c).
+ * srv_status.c, srv_libraries_http.c), dispatched by route from
+ * srv_handle (srv_dispatch.c).
  * What they share: replies and error translation (srv_reply.c), an
  * upload's intake checks (srv_intake.c), search parameters
  * (srv_search_params.c).
@@ -27,6 +28,7 @@
 #include "http.h"
 #include "srv_config.h"
 #include "srv_encode.h"
+#include "srv_library.h"
 #include "http_metrics.h"
 #include "srv_queue.h"
 #include "srv_routes.h"
@@ -37,6 +39,7 @@ struct srv_app {
 	catalog *cat;                 /* NULL until opened */
 	struct srv_encoder *enc;      /* NULL until started */
 	struct srv_pool *commits;     /* stores uploads (blob, row, index): disk waits off the decoders */
+	struct srv_libraries *libraries;  /* --library folders and their scanner; NULL until ready */
 	struct http_metrics *metrics;
 	struct http_server *http;
 	const struct http_keys *keys;
@@ -81,6 +84,12 @@ void srv_image_duplicates(struct srv_app *app, struct http_req *r);
 void srv_duplicates(struct srv_app *app, struct http_req *r);
 /* GET /export: the collection as a tar of srv_export.h's files (srv_export.c). */
 void srv_export(struct srv_app *app, struct http_req *r);
+
+void srv_libraries_list(struct srv_app *app, struct http_req *r);
+void srv_library_scan(struct srv_app *app, struct http_req *r);
+void srv_library_errors(struct srv_app *app, struct http_req *r);
+/* The libraries' lines of /metrics (srv_libraries_http.c). */
+void srv_libraries_metrics(struct srv_app *app, struct dbuf *b);
 
 void srv_status_healthz(struct srv_app *app, struct http_req *r);
 void srv_status_readyz(struct srv_app *app, struct http_req *r);
@@ -140,7 +149,7 @@ int srv_probe_image(struct srv_app *app, struct http_req *r, const void *data, s
 
 /* Search parameters from the query string shared by /search, /similar and
  * /search/image: k, min_score, filter.KEY, after, before, taken_after,
- * taken_before
+ * taken_before, library
  * (srv_search_params.c). Answers 400 and returns -1 on a bad one. q.filters
  * points into sp->filters, whose keys and values point into the request:
  * valid for the request's life, nothing to free. */
@@ -150,7 +159,10 @@ struct srv_search_params {
 	size_t k;
 };
 int srv_parse_search_params(struct srv_app *app, struct http_req *r, struct srv_search_params *sp);
-/* Only the selection (filter.KEY, after, before, taken_after, taken_before), into sel with its
+/* The library= parameter (a library's name; borrowed from the request):
+ * 0 and *library (NULL when absent), or an answer (400) and -1. */
+int srv_parse_library(struct http_req *r, const char **library);
+/* Only the selection (filter.KEY, after, before, taken_after, taken_before, library), into sel with its
  * filters in filters (STORE_MAX_FILTERS of them): for GET /images. */
 int srv_parse_selection(struct http_req *r, struct store_selection *sel, struct store_filter *filters);
 /* Check a selection built otherwise (POST /search): 400 naming the filter

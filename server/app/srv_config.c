@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "catalog.h"
@@ -48,6 +49,65 @@ void srv_config_defaults(struct srv_config *c)
 	c->ivf_threshold = 0;
 	c->save_interval = 60;
 	c->save_changes = 1000;
+	c->library_rescan = 3600;
+	c->library_settle = 2;
+}
+
+static int name_char(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
+	       ch == '_' || ch == '-';
+}
+
+int srv_library_spec_parse(const char *arg, struct srv_library_spec *spec, char *msg, size_t msglen)
+{
+	memset(spec, 0, sizeof *spec);
+	const char *eq = strchr(arg, '=');
+	const char *dir = arg;
+	size_t nl = 0;
+	if (eq && eq != arg && eq[1]) {
+		/* NAME=DIR when everything before '=' could be a name */
+		size_t k = (size_t)(eq - arg);
+		int ok = k <= SRV_LIBRARY_NAME_MAX;
+		for (size_t i = 0; ok && i < k; i++)
+			ok = name_char(arg[i]);
+		if (ok && arg[0] != '.') {
+			memcpy(spec->name, arg, k);
+			nl = k;
+			dir = eq + 1;
+		}
+	}
+	if (!*dir) {
+		snprintf(msg, msglen, "'%s': no folder", arg);
+		return -1;
+	}
+	char cwd[4096] = "";
+	if (dir[0] != '/' && !getcwd(cwd, sizeof cwd)) {
+		snprintf(msg, msglen, "'%s': cannot tell the current directory", arg);
+		return -1;
+	}
+	int w = cwd[0] ? snprintf(spec->root, sizeof spec->root, "%s/%s", cwd, dir)
+		       : snprintf(spec->root, sizeof spec->root, "%s", dir);
+	if (w < 0 || (size_t)w >= sizeof spec->root) {
+		snprintf(msg, msglen, "'%.80s...': the path is too long", arg);
+		return -1;
+	}
+	size_t rl = strlen(spec->root);
+	while (rl > 1 && spec->root[rl - 1] == '/')
+		spec->root[--rl] = 0;
+	if (nl == 0) {
+		/* the folder's base name, other characters as '_' */
+		const char *base = strrchr(spec->root, '/');
+		base = base ? base + 1 : spec->root;
+		while (*base == '.')
+			base++;
+		for (; *base && nl < SRV_LIBRARY_NAME_MAX; base++)
+			spec->name[nl++] = name_char(*base) ? *base : '_';
+		spec->name[nl] = 0;
+		if (nl == 0)
+			snprintf(spec->name, sizeof spec->name, "library");
+	}
+	return 0;
 }
 
 int srv_config_parse(const struct cli_command *info, int argc, char **argv, struct srv_config *c)
@@ -93,6 +153,9 @@ int srv_config_parse(const struct cli_command *info, int argc, char **argv, stru
 		{ "text-batch-wait-ms", CLI_INT, &c->text_batch_wait_ms, "MS", "longest wait for a fuller text batch (2)", 0, 10000 },
 		{ "text-queue-size", CLI_INT, &c->text_queue_size, "N", "texts waiting for the text encoder before 503 (1024)", 1, 1000000 },
 		{ "text-cache", CLI_INT, &c->text_cache, "N", "text embeddings kept (LRU; 4096; 0: none)", 0, 10000000 },
+		{ "library", CLI_LIST, &c->library_args, "[NAME=]DIR", "a folder of photos indexed in place, named NAME (its base name) (repeatable)", 0, 0 },
+		{ "library-rescan", CLI_INT, &c->library_rescan, "SECONDS", "scan the libraries this often (3600; 0: at start and on request only)", 0, 31536000 },
+		{ "library-settle", CLI_INT, &c->library_settle, "SECONDS", "a file modified more recently than this waits for the next scan (2)", 0, 3600 },
 		{ "index", CLI_STRING, &c->index_factory, "FACTORY", "FAISS factory string of a supported family (automatic)", 0, 0 },
 		{ "nprobe", CLI_INT, &c->nprobe, "N", "IVF lists probed per search (0: the index's default)", 0, 65536 },
 		{ "ivf-threshold", CLI_INT, &c->ivf_threshold, "N", "vectors before an approximate index is built (0: the default)", 0, 1LL << 40 },
@@ -162,6 +225,24 @@ int srv_config_parse(const struct cli_command *info, int argc, char **argv, stru
 				c->decode_budget, c->max_pixels);
 		goto fail;
 	}
+	if (c->library_args.n > SRV_MAX_LIBRARIES) {
+		cli_usage_error(info, "at most %d libraries", SRV_MAX_LIBRARIES);
+		goto fail;
+	}
+	for (size_t i = 0; i < c->library_args.n; i++) {
+		struct srv_library_spec *l = &c->libraries[c->n_libraries];
+		if (srv_library_spec_parse(c->library_args.items[i], l, msg, sizeof msg) != 0) {
+			cli_usage_error(info, "--library: %s", msg);
+			goto fail;
+		}
+		for (size_t j = 0; j < c->n_libraries; j++)
+			if (!strcmp(c->libraries[j].name, l->name)) {
+				cli_usage_error(info, "--library: two libraries are named '%s' (name one: --library NAME=DIR)",
+						l->name);
+				goto fail;
+			}
+		c->n_libraries++;
+	}
 	if (c->max_connections_per_ip > c->max_connections)
 		c->max_connections_per_ip = c->max_connections;
 	cli_args_free(&args);
@@ -178,6 +259,7 @@ void srv_config_free(struct srv_config *c)
 		return;
 	cli_list_free(&c->cors_origins);
 	cli_list_free(&c->trusted_proxies);
+	cli_list_free(&c->library_args);
 }
 
 size_t srv_config_max_uri(const struct srv_config *cfg)

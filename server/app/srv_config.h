@@ -23,6 +23,15 @@
 
 #define SRV_MAX_PROXIES 64
 #define SRV_MAX_ORIGINS 64
+#define SRV_MAX_LIBRARIES 64
+#define SRV_LIBRARY_NAME_MAX 64   /* STORE_LIBRARY_NAME_MAX */
+
+/* A --library: a name (given as NAME=DIR, or the folder's base name) and
+ * its root, made absolute. */
+struct srv_library_spec {
+	char name[SRV_LIBRARY_NAME_MAX + 1];
+	char root[4096];
+};
 
 struct srv_config {
 	/* where */
@@ -49,6 +58,10 @@ struct srv_config {
 	/* batching and caching */
 	long long batch_size, batch_wait_ms, queue_size, text_batch_size, text_batch_wait_ms,
 		text_queue_size, text_cache;
+	/* libraries */
+	struct cli_list library_args;
+	long long library_rescan;  /* seconds between scans; 0: at start and on request only */
+	long long library_settle;  /* a file modified this recently waits for the next scan */
 	/* index */
 	char *index_factory;
 	long long nprobe, ivf_threshold, save_interval, save_changes;
@@ -58,7 +71,13 @@ struct srv_config {
 	socklen_t listen_len;
 	struct http_cidr proxies[SRV_MAX_PROXIES];
 	size_t n_proxies;
+	struct srv_library_spec libraries[SRV_MAX_LIBRARIES];
+	size_t n_libraries;
 };
+
+/* Parse one --library value ("DIR" or "NAME=DIR") into spec: 0, or -1 with
+ * a message. */
+int srv_library_spec_parse(const char *arg, struct srv_library_spec *spec, char *msg, size_t msglen);
 
 /* Fills cfg with the defaults, then the command line and environment.
  * CLI_OK, CLI_HELP (printed) or CLI_USAGE_ERROR (printed). */

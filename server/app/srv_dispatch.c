@@ -84,6 +84,9 @@ void srv_handle(struct http_req *r)
 	case ROUTE_IMAGE_DUPLICATES: srv_image_duplicates(app, r); break;
 	case ROUTE_DUPLICATES: srv_duplicates(app, r); break;
 	case ROUTE_EXPORT: srv_export(app, r); break;
+	case ROUTE_LIBRARIES: srv_libraries_list(app, r); break;
+	case ROUTE_LIBRARY_SCAN: srv_library_scan(app, r); break;
+	case ROUTE_LIBRARY_ERRORS: srv_library_errors(app, r); break;
 	case ROUTE_WEB_INDEX: /* served by the HTTP layer */
 	case ROUTE_COUNT:
 		http_reply_error(r, HTTP_ERR_NOT_FOUND, NULL);

@@ -434,10 +434,46 @@ void srv_images_create(struct srv_app *app, struct http_req *r)
 
 /* ---- reading ------------------------------------------------------------------- */
 
+/* GET /images?sha256=HEX: the image with these bytes, as a one-item page
+ * (no items when none): a client's check before it sends a file. */
+static void images_by_sha256(struct srv_app *app, struct http_req *r, const char *hex)
+{
+	char sha[SHA256_HEX];
+	size_t n = strlen(hex);
+	for (size_t i = 0; i < n && n == 64; i++)
+		sha[i] = (char)(hex[i] >= 'A' && hex[i] <= 'F' ? hex[i] - 'A' + 'a' : hex[i]);
+	if (n != 64 || (sha[64] = 0, !sha256_is_hex(sha))) {
+		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "sha256: must be 64 hexadecimal digits");
+		return;
+	}
+	struct store_image img;
+	store_error err = { 0 };
+	int rc = catalog_get_by_sha256(app->cat, sha, &img, &err);
+	if (rc != 0 && rc != STORE_ERR_NOT_FOUND) {
+		srv_reply_store_error(r, &err);
+		return;
+	}
+	cJSON *root = cJSON_CreateObject();
+	cJSON *arr = cJSON_AddArrayToObject(root, "items");
+	if (rc == 0) {
+		cJSON *o = srv_image_json(&img);
+		if (o)
+			cJSON_AddItemToArray(arr, o);
+		store_image_clear(&img);
+	}
+	cJSON_AddNullToObject(root, "next_cursor");
+	srv_reply_cjson(r, 200, root);
+}
+
 void srv_images_list(struct srv_app *app, struct http_req *r)
 {
 	long long limit = 50, cursor = 0;
-	const char *v = http_query(r, "limit");
+	const char *v = http_query(r, "sha256");
+	if (v) {
+		images_by_sha256(app, r, v);
+		return;
+	}
+	v = http_query(r, "limit");
 	if (v && srv_parse_int(v, 1, app->cfg->max_list, &limit) != 0) {
 		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "limit: must be a whole number from 1 to %lld", app->cfg->max_list);
 		return;
@@ -534,24 +570,57 @@ void srv_image_delete(struct srv_app *app, struct http_req *r)
 	http_reply_empty(r, 204, NULL);
 }
 
-static int open_original(struct srv_app *app, struct http_req *r, const struct store_image *img, uint64_t *size)
+/* Open an image's original: its blob, or its library file, which must
+ * still have the size and mtime it was indexed with. The descriptor and
+ * its size, or -1 with the error's code and message. */
+static int original_fd(struct srv_app *app, const struct store_image *img, uint64_t *size, enum http_err *code,
+		       char *msg, size_t msglen)
 {
-	char path[4096];
+	char path[8192];
+	int64_t want_size = 0, want_mtime = -1;
 	store_error err = { 0 };
-	if (catalog_blob_path(app->cat, img->sha256, path, sizeof path, &err) != 0) {
-		srv_reply_store_error(r, &err);
+	int rc = catalog_original(app->cat, img, path, sizeof path, &want_size, &want_mtime, &err);
+	if (rc != 0) {
+		*code = rc == STORE_ERR_NOT_FOUND ? HTTP_ERR_SOURCE_MISSING : srv_store_http_error(rc);
+		text_copy(msg, msglen, err.msg);
 		return -1;
 	}
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int lib = img->source_library != NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | (lib ? O_NOFOLLOW : 0));
 	struct stat st;
-	if (fd < 0 || fstat(fd, &st) != 0) {
-		/* Deleted between the row read and the open. */
+	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		/* A blob deleted between the row read and the open; a library
+		 * file moved or removed since the last scan. */
 		if (fd >= 0)
 			close(fd);
-		http_reply_error(r, HTTP_ERR_NOT_FOUND, "image %lld is gone", (long long)img->id);
+		*code = lib ? HTTP_ERR_SOURCE_MISSING : HTTP_ERR_NOT_FOUND;
+		if (lib)
+			snprintf(msg, msglen, "image %lld: its file %s/%s is gone since the last scan of library %s",
+				 (long long)img->id, img->source_library, img->source_path, img->source_library);
+		else
+			snprintf(msg, msglen, "image %lld is gone", (long long)img->id);
+		return -1;
+	}
+	int64_t mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	if (lib && (st.st_size != want_size || mtime != want_mtime)) {
+		close(fd);
+		*code = HTTP_ERR_SOURCE_MISSING;
+		snprintf(msg, msglen, "image %lld: its file %s/%s changed since it was indexed; the next scan of "
+			 "library %s re-indexes it", (long long)img->id, img->source_library, img->source_path,
+			 img->source_library);
 		return -1;
 	}
 	*size = (uint64_t)st.st_size;
+	return fd;
+}
+
+static int open_original(struct srv_app *app, struct http_req *r, const struct store_image *img, uint64_t *size)
+{
+	enum http_err code;
+	char msg[512];
+	int fd = original_fd(app, img, size, &code, msg, sizeof msg);
+	if (fd < 0)
+		http_reply_error(r, code, "%s", msg);
 	return fd;
 }
 
@@ -675,25 +744,34 @@ static void thumb_task(void *arg)
 {
 	struct thumb *t = arg;
 	struct srv_app *app = t->app;
-	char path[4096];
 	unsigned char *bytes = NULL;
 	clip_image img = { 0 };
 	size_t share = (size_t)t->img.width * (size_t)t->img.height;
-	store_error serr = { 0 };
-	if (catalog_blob_path(app->cat, t->img.sha256, path, sizeof path, &serr) != 0) {
-		thumb_fail(t, HTTP_ERR_INTERNAL, serr.msg);
+	/* The original is read whole: exactly the size it was stored (or
+	 * indexed) with. */
+	uint64_t size = 0;
+	enum http_err code;
+	char why[512];
+	int fd = original_fd(app, &t->img, &size, &code, why, sizeof why);
+	if (fd < 0) {
+		thumb_fail(t, code, why);
 		goto out;
 	}
-	/* The original is read whole, at most the size it was stored with. */
-	size_t len = 0;
-	char why[FILES_MSG_MAX];
-	int frc = files_read_all(path, (size_t)(t->img.bytes > 0 ? t->img.bytes : 0), &bytes, &len, why, sizeof why);
-	if (frc == FILES_ERR_OPEN) {
-		thumb_fail(t, HTTP_ERR_NOT_FOUND, "the image is gone");
-		goto out;
+	size_t len = (size_t)size;
+	bytes = malloc(len ? len : 1);
+	size_t got = 0;
+	while (bytes && got < len) {
+		ssize_t n = read(fd, bytes + got, len - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
 	}
-	if (frc != FILES_OK) {
-		log_error("rid=%s: thumbnail: %s", t->r->request_id, why);
+	close(fd);
+	if (!bytes || got != len) {
+		log_error("rid=%s: thumbnail: cannot read the original of image %lld", t->r->request_id,
+			  (long long)t->img.id);
 		thumb_fail(t, HTTP_ERR_INTERNAL, "cannot read the original");
 		goto out;
 	}

@@ -205,6 +205,13 @@ int srv_parse_double(const char *s, double min, double max, double *out)
 	return 0;
 }
 
+void srv_add_path_string(cJSON *o, const char *key, const char *path)
+{
+	char *clean = srv_utf8_clean(path, strlen(path));
+	cJSON_AddStringToObject(o, key, clean ? clean : "");
+	free(clean);
+}
+
 cJSON *srv_image_json(const struct store_image *img)
 {
 	char buf[96];
@@ -232,6 +239,13 @@ cJSON *srv_image_json(const struct store_image *img)
 	 * is exactly what filters compare. */
 	cJSON_AddItemToObject(o, "metadata", cJSON_CreateRaw(img->metadata && img->metadata[0] == '{'
 								     ? img->metadata : "{}"));
+	if (img->source_library && img->source_path) {
+		cJSON *src = cJSON_AddObjectToObject(o, "source");
+		cJSON_AddStringToObject(src, "library", img->source_library);
+		srv_add_path_string(src, "path", img->source_path);
+	} else {
+		cJSON_AddNullToObject(o, "source");
+	}
 	cJSON *links = cJSON_AddObjectToObject(o, "links");
 	snprintf(buf, sizeof buf, "/images/%lld/file", (long long)img->id);
 	cJSON_AddStringToObject(links, "file", buf);

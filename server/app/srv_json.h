@@ -20,6 +20,9 @@
 cJSON *srv_image_json(const struct store_image *img);
 /* "next_cursor": the id as a string, or null for 0 (no more pages). */
 void srv_add_cursor(cJSON *root, int64_t next);
+/* Add a file path (bytes a file system gave) as a JSON string: invalid
+ * UTF-8 shown as U+FFFD (srv_utf8_clean). */
+void srv_add_path_string(cJSON *o, const char *key, const char *path);
 
 /* RFC 3339 in UTC with microseconds: "2024-05-01T12:00:00.000123Z". */
 #define SRV_TIME_MAX 96

@@ -26,17 +26,23 @@ const struct http_route srv_routes[ROUTE_COUNT] = {
 	{ ROUTE_IMAGE_DUPLICATES, "GET", "/images/{id}/duplicates", "image_duplicates", HTTP_ACCESS_READ, 0, 0 },
 	{ ROUTE_DUPLICATES, "GET", "/duplicates", "duplicates", HTTP_ACCESS_READ, 0, 0 },
 	{ ROUTE_EXPORT, "GET", "/export", "export", HTTP_ACCESS_WRITE, 0, 0 },
+	{ ROUTE_LIBRARIES, "GET", "/libraries", "libraries", HTTP_ACCESS_READ, 0, 0 },
+	{ ROUTE_LIBRARY_SCAN, "POST", "/libraries/{name}/scan", "library_scan", HTTP_ACCESS_WRITE, 0, 0 },
+	{ ROUTE_LIBRARY_ERRORS, "GET", "/libraries/{name}/errors", "library_errors", HTTP_ACCESS_READ, 0, 0 },
 };
 
 static const char *const none[] = { NULL };
 static const char *const upload[] = { "filename", "metadata", "on_duplicate", NULL };
-static const char *const listing[] = { "limit", "cursor", SRV_FILTER_PARAM, "after", "before", "taken_after", "taken_before", NULL };
+static const char *const listing[] = { "limit", "cursor", SRV_FILTER_PARAM, "after", "before", "taken_after", "taken_before",
+					"library", "sha256", NULL };
 static const char *const thumbnail[] = { "size", NULL };
-static const char *const searching[] = { "k", "min_score", SRV_FILTER_PARAM, "after", "before", "taken_after", "taken_before", NULL };
+static const char *const searching[] = { "k", "min_score", SRV_FILTER_PARAM, "after", "before", "taken_after", "taken_before",
+					  "library", NULL };
 static const char *const text_search[] = { "q", "image", "not", "not_image", "mode", "rrf_k", "k", "min_score",
-					   SRV_FILTER_PARAM, "after", "before", "taken_after", "taken_before", NULL };
+					   SRV_FILTER_PARAM, "after", "before", "taken_after", "taken_before", "library", NULL };
 static const char *const image_duplicates[] = { "min_score", "k", NULL };
 static const char *const duplicates[] = { "min_score", "limit", "cursor", NULL };
+static const char *const library_errors[] = { "limit", "cursor", NULL };
 
 const char *const *const srv_route_params[ROUTE_COUNT] = {
 	[ROUTE_WEB_INDEX] = none,
@@ -61,4 +67,7 @@ const char *const *const srv_route_params[ROUTE_COUNT] = {
 	[ROUTE_IMAGE_DUPLICATES] = image_duplicates,
 	[ROUTE_DUPLICATES] = duplicates,
 	[ROUTE_EXPORT] = none,
+	[ROUTE_LIBRARIES] = none,
+	[ROUTE_LIBRARY_SCAN] = none,
+	[ROUTE_LIBRARY_ERRORS] = library_errors,
 };

@@ -68,7 +68,8 @@ int srv_parse_selection(struct http_req *r, struct store_selection *sel, struct 
 	if (parse_time_param(r, "after", &sel->has_after, &sel->created_after) != 0
 	    || parse_time_param(r, "before", &sel->has_before, &sel->created_before) != 0
 	    || parse_time_param(r, "taken_after", &sel->has_taken_after, &sel->taken_after) != 0
-	    || parse_time_param(r, "taken_before", &sel->has_taken_before, &sel->taken_before) != 0)
+	    || parse_time_param(r, "taken_before", &sel->has_taken_before, &sel->taken_before) != 0
+	    || srv_parse_library(r, &sel->library) != 0)
 		return -1;
 	struct filter_collect fc = { .sel = sel, .filters = filters };
 	http_query_each(r, collect_filter, &fc);
@@ -111,4 +112,24 @@ int srv_parse_search_params(struct srv_app *app, struct http_req *r, struct srv_
 		sp->q.min_score = (float)ms;
 	}
 	return srv_parse_selection(r, &sp->q.sel, sp->filters);
+}
+
+int srv_parse_library(struct http_req *r, const char **library)
+{
+	const char *v = http_query(r, "library");
+	*library = NULL;
+	if (!v)
+		return 0;
+	size_t n = strlen(v);
+	int ok = n >= 1 && n <= STORE_LIBRARY_NAME_MAX && v[0] != '.';
+	for (size_t i = 0; ok && i < n; i++)
+		ok = (v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' && v[i] <= 'Z') || (v[i] >= '0' && v[i] <= '9') ||
+		     v[i] == '.' || v[i] == '_' || v[i] == '-';
+	if (!ok) {
+		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "library: a library's name (letters, digits, '.', '_', '-'; "
+				 "at most %d)", STORE_LIBRARY_NAME_MAX);
+		return -1;
+	}
+	*library = v;
+	return 0;
 }

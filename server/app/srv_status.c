@@ -218,6 +218,7 @@ void srv_status_metrics(struct srv_app *app, struct http_req *r)
 		counter(&b, "clipd_search_index_batched_total",
 			"Text searches whose index search ran in one pass with others of their encoder batch.",
 			(double)atomic_load(&app->searches_batched));
+		srv_libraries_metrics(app, &b);
 	}
 	if (b.failed) {
 		dbuf_free(&b);

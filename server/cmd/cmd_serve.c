@@ -4,8 +4,9 @@
  * Start-up: the HTTP server first (so /healthz answers at once and /readyz
  * says 503 while loading), then the model, the data directory (catalog:
  * lock, migrations, index load or rebuild) and the encoder's two paths;
- * then ready. SIGTERM or SIGINT: stop accepting, let requests in flight
- * finish, save the index, exit 0; a second signal exits at once.
+ * then the libraries' scanner; then ready. SIGTERM or SIGINT: stop
+ * accepting, let requests in flight finish, stop the scanner between
+ * files, save the index, exit 0; a second signal exits at once.
  *
  * OMP_WAIT_POLICY: FAISS's OpenMP runtime reads it once, when the library
  * loads, and its default (active) makes idle threads spin for a while
@@ -378,10 +379,15 @@ static int run_serve(const struct cli_command *info, int argc, char **argv)
 		status = 0;
 		goto shutdown;
 	}
+	if (srv_libraries_start(&app, cfg.libraries, cfg.n_libraries, &app.libraries, msg, sizeof msg) != 0) {
+		log_error("%s", msg);
+		goto shutdown;
+	}
 	atomic_store(&app.ready, 1);
 	char url[HTTP_ADDR_MAX + 32];
 	browse_url(&cfg, http_server_port(app.http), url, sizeof url);
-	log_info("ready (clipd %s, %lld HTTP threads): open %s in a browser", CLIPD_VERSION, cfg.threads, url);
+	log_info("ready (clipd %s, %lld HTTP threads, %zu libraries): open %s in a browser", CLIPD_VERSION, cfg.threads,
+		 cfg.n_libraries, url);
 
 	double last_save = clock_mono_s();
 	while (!wait_stop(1.0)) {
@@ -402,6 +408,9 @@ shutdown:
 	atomic_store(&app.ready, 0);
 	if (http_server_wait_idle(app.http, (double)cfg.timeout) != 0)
 		log_warn("requests still in flight after %lld s", cfg.timeout);
+	/* A scan stops between files, its images in the encoder committed. */
+	srv_libraries_stop(app.libraries);
+	app.libraries = NULL;
 	/* Every queued job runs to its end (and resumes its request): the
 	 * encoder's callbacks feed the commit pool, so it stops last. */
 	srv_encoder_free(app.enc);
@@ -424,6 +433,7 @@ out:
 		http_server_quiesce(app.http);
 		http_server_stop(app.http);
 	}
+	srv_libraries_stop(app.libraries);
 	srv_encoder_free(app.enc);
 	srv_pool_stop(app.commits);
 	catalog_close(app.cat);

@@ -806,6 +806,7 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
 	int route = r->match.route ? (int)r->match.route->id
 				   : r->web ? HTTP_METRIC_ROUTE_STATIC : HTTP_METRIC_ROUTE_NONE;
 	http_metrics_request(srv->p.metrics, route, r->status, ms / 1e3, r->bytes_out);
+	http_metrics_request_body(srv->p.metrics, route, r->body_received);
 	const char *how = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted";
 	char key[24] = "";
 	if (r->key_index >= 0)

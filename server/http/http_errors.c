@@ -10,6 +10,8 @@ const struct http_error_info http_errors[HTTP_ERR_COUNT] = {
 	{ HTTP_ERR_UNAUTHORIZED, "unauthorized", 401, "a valid API key is required (Authorization: Bearer KEY)" },
 	{ HTTP_ERR_FORBIDDEN, "forbidden", 403, "this API key may not do that" },
 	{ HTTP_ERR_NOT_FOUND, "not_found", 404, "no such resource" },
+	{ HTTP_ERR_SOURCE_MISSING, "source_missing", 404,
+	  "the image's file in its library changed or vanished since it was indexed; the next scan updates it" },
 	{ HTTP_ERR_METHOD_NOT_ALLOWED, "method_not_allowed", 405, "method not allowed on this resource" },
 	{ HTTP_ERR_BODY_TOO_LARGE, "body_too_large", 413, "the request body is larger than allowed" },
 	{ HTTP_ERR_IMAGE_TOO_LARGE, "image_too_large", 413, "the image has more pixels than allowed" },

@@ -20,6 +20,7 @@ enum http_err {
 	HTTP_ERR_UNAUTHORIZED,           /* 401 */
 	HTTP_ERR_FORBIDDEN,              /* 403 */
 	HTTP_ERR_NOT_FOUND,              /* 404 */
+	HTTP_ERR_SOURCE_MISSING,         /* 404, a library image's file changed or vanished */
 	HTTP_ERR_METHOD_NOT_ALLOWED,     /* 405, with Allow */
 	HTTP_ERR_BODY_TOO_LARGE,         /* 413 */
 	HTTP_ERR_IMAGE_TOO_LARGE,        /* 413, the pixel limit */

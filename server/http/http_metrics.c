@@ -18,6 +18,7 @@ struct route_metrics {
 	atomic_uint_fast64_t hist[N_BUCKETS + 1];    /* non-cumulative; last is +Inf */
 	atomic_uint_fast64_t micros_sum;
 	atomic_uint_fast64_t bytes;
+	atomic_uint_fast64_t bytes_in;
 };
 
 struct http_metrics {
@@ -82,6 +83,12 @@ void http_metrics_request(struct http_metrics *m, int route, unsigned status, do
 	atomic_fetch_add(&m->total, 1);
 }
 
+void http_metrics_request_body(struct http_metrics *m, int route, uint64_t bytes)
+{
+	if (m && bytes)
+		atomic_fetch_add(&m->routes[route_slot(m, route)].bytes_in, bytes);
+}
+
 uint64_t http_metrics_requests(struct http_metrics *m)
 {
 	return m ? atomic_load(&m->total) : 0;
@@ -142,5 +149,12 @@ void http_metrics_render(struct http_metrics *m, struct dbuf *out)
 			continue;
 		snprintf(labels, sizeof labels, "route=\"%s\"", route_label(m, r));
 		http_metrics_sample(out, "clipd_http_response_bytes_total", labels, (double)v);
+	}
+	http_metrics_family(out, "clipd_http_request_bytes_total", "counter", "Request body bytes received, by route.");
+	for (size_t r = 0; r < m->n_slots; r++) {
+		uint64_t v = atomic_load(&m->routes[r].bytes_in);
+		snprintf(labels, sizeof labels, "route=\"%s\"", route_label(m, r));
+		if (v || (r < m->n_routes && m->table[r].body))
+			http_metrics_sample(out, "clipd_http_request_bytes_total", labels, (double)v);
 	}
 }

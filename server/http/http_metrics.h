@@ -36,10 +36,12 @@ struct http_metrics *http_metrics_new(const struct http_route *routes, size_t n_
 void http_metrics_free(struct http_metrics *m);
 
 void http_metrics_request(struct http_metrics *m, int route, unsigned status, double seconds, uint64_t bytes);
+/* Request body bytes received (read or discarded), by route. */
+void http_metrics_request_body(struct http_metrics *m, int route, uint64_t bytes);
 uint64_t http_metrics_requests(struct http_metrics *m);
 
 /* clipd_http_requests_total{route,status}, clipd_http_request_duration_seconds{route},
- * clipd_http_response_bytes_total{route}. */
+ * clipd_http_response_bytes_total{route}, clipd_http_request_bytes_total{route}. */
 void http_metrics_render(struct http_metrics *m, struct dbuf *out);
 
 /* "# HELP name help\n# TYPE name type\n" */

@@ -4,11 +4,34 @@
 #include <string.h>
 
 
-/* Match one pattern against a path; fills *id for "{id}". */
-static int path_matches(const char *pattern, const char *path, int64_t *id)
+/* 1 if c may be in a "{name}" segment. */
+static int name_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+	       c == '-';
+}
+
+/* Match one pattern against a path; fills *id for "{id}" and name for "{name}". */
+static int path_matches(const char *pattern, const char *path, int64_t *id, char name[HTTP_NAME_MAX + 1])
 {
 	*id = 0;
+	name[0] = 0;
 	while (*pattern && *path) {
+		if (!strncmp(pattern, "{name}", 6)) {
+			size_t n = 0;
+			while (name_char(path[n])) {
+				if (n >= HTTP_NAME_MAX)
+					return 0;
+				name[n] = path[n];
+				n++;
+			}
+			name[n] = 0;
+			if (n == 0 || path[0] == '.')
+				return 0;
+			pattern += 6;
+			path += n;
+			continue;
+		}
 		if (!strncmp(pattern, "{id}", 4)) {
 			int64_t v = 0;
 			size_t n = 0;
@@ -50,7 +73,8 @@ enum http_match_result http_route_match(const struct http_route *routes, size_t 
 	size_t used = 0;
 	for (size_t i = 0; i < n; i++) {
 		int64_t id = 0;
-		if (!path_matches(routes[i].path, path, &id))
+		char name[HTTP_NAME_MAX + 1];
+		if (!path_matches(routes[i].path, path, &id, name))
 			continue;
 		const char *verb = routes[i].method;
 		int w = snprintf(m->allow + used, sizeof m->allow - used, "%s%s%s",
@@ -61,6 +85,7 @@ enum http_match_result http_route_match(const struct http_route *routes, size_t 
 		if (!m->route && method_equals(verb, method)) {
 			m->route = &routes[i];
 			m->id = id;
+			memcpy(m->name, name, sizeof m->name);
 		}
 	}
 	if (path_known && used + 9 < sizeof m->allow)

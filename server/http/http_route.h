@@ -18,7 +18,8 @@
  * say all the HTTP layer needs to know (who may call, whether a body is
  * read, whether the route answers before the application is ready); the
  * layer never names a route. Paths are written as OpenAPI writes them;
- * "{id}" matches a decimal image id from 1 to 2^53.
+ * "{id}" matches a decimal image id from 1 to 2^53, "{name}" a name of 1
+ * to HTTP_NAME_MAX letters, digits, '.', '_' and '-' (not starting with '.').
  */
 #ifndef CLIPD_HTTP_ROUTE_H
 #define CLIPD_HTTP_ROUTE_H
@@ -54,10 +55,12 @@ enum http_match_result { HTTP_MATCH_NONE = 0, HTTP_MATCH_FOUND, HTTP_MATCH_METHO
 
 #define HTTP_ID_MAX ((int64_t)1 << 53)
 #define HTTP_MAX_PATH 2048   /* bytes of a request path */
+#define HTTP_NAME_MAX 64     /* bytes of a {name} segment */
 
 struct http_match {
 	const struct http_route *route;   /* HTTP_MATCH_FOUND */
 	int64_t id;                       /* the {id} segment, 0 when none */
+	char name[HTTP_NAME_MAX + 1];     /* the {name} segment, "" when none */
 	char allow[64];                   /* HTTP_MATCH_METHOD (and FOUND): "GET, HEAD, PATCH, DELETE" */
 };
 

@@ -69,7 +69,8 @@
  * Files: catalog.c (open, close, the index: load, replay, save, rebuild;
  * reembed's model and vectors, the model switch), catalog_images.c (adds,
  * reads, counts, patches, deletes, thumbnails), catalog_search.c,
- * catalog_check.c; catalog_internal.h is what they share. Underneath:
+ * catalog_check.c, catalog_libraries.c (libraries, the original of a
+ * library image); catalog_internal.h is what they share. Underneath:
  * store*.c and fingerprint.c (SQLite, store.h) and datadir.c (every name
  * inside a data directory, datadir.h).
  */
@@ -243,6 +244,84 @@ int catalog_tmp_dir(const catalog *c, char *buf, size_t len, store_error *err);
  * text, malloc'd. catalog_add checks again. */
 int catalog_check_metadata(catalog *c, const char *json, size_t len, size_t max_bytes, int max_depth,
 			   char **compact, store_error *err);
+
+/* Where an image's original is, to open read-only: its blob in the data
+ * directory, or for a library image the file in the library (path written
+ * into buf). *size and *mtime_ns are what the bytes must still have
+ * (*mtime_ns -1: no check, a blob never changes); a library file that
+ * differs has changed since it was indexed. */
+int catalog_original(catalog *c, const struct store_image *img, char *buf, size_t len, int64_t *size,
+		     int64_t *mtime_ns, store_error *err);
+
+/* ---- libraries: folders indexed in place (catalog_libraries.c) ----------------
+ *
+ * The server's scanner (server/app/srv_library.c) drives these; the
+ * catalog keeps what it learns (store_types.h's structs) and applies each
+ * outcome to rows, vectors and the index together. A library image has
+ * no copy in the data directory: catalog_original names its file.
+ *
+ *     catalog_library_put(cat, "photos", "/home/me/Pictures", &err);
+ *     catalog_library_scan_begin(cat, "photos", &scan, &err);
+ *     // walk: each file either unchanged (mark seen) or pending
+ *     catalog_library_mark(cat, "photos", scan, marks, n, &err);
+ *     // index the pending ones, a few at a time
+ *     catalog_library_pending(cat, "photos", after, 64, &files, &n, &err);
+ *     catalog_library_commit(cat, "photos", items, n, &err);
+ *     // the whole tree was walked: forget what is gone
+ *     catalog_library_finish(cat, "photos", scan, NULL, 0, &fig, &err);
+ */
+int catalog_library_put(catalog *c, const char *name, const char *root, store_error *err);
+int catalog_library_get(catalog *c, const char *name, struct store_library *out, store_error *err);
+int catalog_library_scan_begin(catalog *c, const char *name, int64_t *scan, store_error *err);
+/* A path's record (STORE_ERR_NOT_FOUND when never met); out->path unset. */
+int catalog_library_file(catalog *c, const char *lib, const char *path, struct store_lib_file *out,
+			 store_error *err);
+int catalog_library_mark(catalog *c, const char *lib, int64_t scan, const struct store_lib_mark *m, size_t n,
+			 store_error *err);
+/* Pending paths after `after` in path order, at most max (store_lib_files_free). */
+int catalog_library_pending(catalog *c, const char *lib, const char *after, size_t max,
+			    struct store_lib_file **out, size_t *n, store_error *err);
+
+/* What indexing a pending file came to. */
+enum catalog_lib_kind {
+	CATALOG_LIB_NEW,       /* new bytes: a new image (mime, width, height, vec) */
+	CATALOG_LIB_REPLACE,   /* image replace_id's file has new bytes: same id, new pixels */
+	CATALOG_LIB_LINK,      /* the bytes are a stored image (sha256): a move, or a copy */
+	CATALOG_LIB_FAILED,    /* err_code ("image_undecodable", ...), err_status, err_msg */
+	CATALOG_LIB_GONE,      /* the file vanished since it was found */
+};
+struct catalog_lib_item {
+	const char *path;                   /* relative to the root */
+	int64_t dev, ino, size, mtime_ns;   /* the identity of the bytes read */
+	enum catalog_lib_kind kind;
+	const char *sha256;                 /* NEW, REPLACE, LINK */
+	const char *mime;                   /* NEW, REPLACE */
+	int width, height;
+	const float *vec;                   /* the model's dim floats (normalised here) */
+	struct store_taken_at taken;        /* NEW, REPLACE: the capture time (text "" for none) */
+	int64_t replace_id;
+	const char *err_code, *err_msg;
+	int err_status;
+	/* out */
+	int64_t image_id;                   /* the image the path is now (0: none) */
+	int added;                          /* 1: a new image was stored */
+	int replaced;                       /* 1: replace_id got the new pixels */
+};
+/* Apply n outcomes in one transaction, then the index. */
+int catalog_library_commit(catalog *c, const char *lib, struct catalog_lib_item *v, size_t n, store_error *err);
+/* 1 if image id's original is a library file, 0 if not; *refs: its
+ * library paths. Negative on error. */
+int catalog_library_image_refs(catalog *c, int64_t id, int64_t *refs, store_error *err);
+/* The end of a scan that walked the whole tree (store_lib_finish): paths
+ * not seen are forgotten except under keep[0..n_keep) (directories that
+ * could not be read), images left without a path are moved or deleted
+ * (fig->moved, fig->removed added to), fig recorded. */
+int catalog_library_finish(catalog *c, const char *lib, int64_t scan, const char *const *keep, size_t n_keep,
+			   struct store_lib_scan_figures *fig, store_error *err);
+int catalog_library_counts(catalog *c, const char *lib, struct store_lib_counts *out, store_error *err);
+/* Failed files after `after` in path order, at most max (store_lib_errors_free). */
+int catalog_library_errors(catalog *c, const char *lib, const char *after, size_t max,
+			   struct store_lib_error **out, size_t *n, store_error *err);
 
 /* ---- search -------------------------------------------------------------- */
 

@@ -13,8 +13,7 @@
 #include "datadir.h"
 #include "sha256.h"
 
-/* 1 if s is valid UTF-8 without control characters other than tab. */
-static int clean_utf8(const char *s)
+int cat_clean_utf8(const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	while (*p) {
@@ -67,7 +66,7 @@ int catalog_add(catalog *c, const struct catalog_new_image *in, struct store_ima
 		return store_fail(err, STORE_ERR_INVALID, "bad MIME type");
 	if (in->width <= 0 || in->height <= 0)
 		return store_fail(err, STORE_ERR_INVALID, "bad image size %dx%d", in->width, in->height);
-	if (in->filename && (strlen(in->filename) > CATALOG_MAX_FILENAME || !clean_utf8(in->filename)))
+	if (in->filename && (strlen(in->filename) > CATALOG_MAX_FILENAME || !cat_clean_utf8(in->filename)))
 		return store_fail(err, STORE_ERR_INVALID, "the filename must be at most %d bytes of UTF-8 "
 				"without control characters", CATALOG_MAX_FILENAME);
 	if (!in->vec || in->dim != c->model.dim)

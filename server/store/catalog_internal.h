@@ -1,6 +1,6 @@
 /*
  * catalog_internal.h - shared by catalog.c, catalog_images.c,
- * catalog_search.c and catalog_check.c only.
+ * catalog_search.c, catalog_check.c and catalog_libraries.c only.
  */
 #ifndef CLIPD_CATALOG_INTERNAL_H
 #define CLIPD_CATALOG_INTERNAL_H
@@ -39,6 +39,9 @@ struct catalog {
 int cat_idx_fail(store_error *err, const idx_error *ie, const char *what);
 /* out = v / |v|; STORE_ERR_INVALID for a zero or non-finite vector. */
 int cat_normalize(const float *v, size_t dim, float *out, store_error *err);
+/* 1 if s is valid UTF-8 without control characters other than tab
+ * (catalog_images.c). */
+int cat_clean_utf8(const char *s);
 /* Start a background index build if the index wants one. */
 void cat_maybe_retrain(catalog *c);
 

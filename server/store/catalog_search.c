@@ -145,7 +145,7 @@ out:
 static int is_filtered(const struct catalog_query *q)
 {
 	return q->sel.n_filters > 0 || q->sel.has_after || q->sel.has_before || q->sel.has_taken_after ||
-	       q->sel.has_taken_before;
+	       q->sel.has_taken_before || q->sel.library;
 }
 
 static int index_search(catalog *c, const float *q, size_t kk, float *scores, int64_t *ids,

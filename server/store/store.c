@@ -63,9 +63,79 @@ static int user_version(struct store_conn *c, int *v, store_error *err)
 	return rc;
 }
 
+/* The versions of migrations skipped because this build lacked them when
+ * a later one was applied (settings 'migrations_skipped': "2,5"). A
+ * migration that arrives after a higher-numbered one (two branches
+ * numbered theirs apart) is applied at the next open; such migrations
+ * must not depend on each other's order. */
+#define MAX_SKIPPED 32
+
+static int skipped_read(struct store_conn *c, int v, int *out, int *n, store_error *err)
+{
+	*n = 0;
+	if (v < 1)
+		return 0;   /* no settings table yet */
+	char *text = NULL;
+	int rc = st_setting_get(c, "migrations_skipped", &text, err);
+	if (rc != 0 || !text)
+		return rc;
+	for (char *p = text; *p && *n < MAX_SKIPPED;) {
+		char *end;
+		long x = strtol(p, &end, 10);
+		if (end == p || x < 1 || x > 9999)
+			break;
+		out[(*n)++] = (int)x;
+		p = *end == ',' ? end + 1 : end;
+	}
+	free(text);
+	return 0;
+}
+
+static int skipped_has(const int *list, int n, int version)
+{
+	for (int i = 0; i < n; i++)
+		if (list[i] == version)
+			return 1;
+	return 0;
+}
+
+/* Run migration m in a transaction; then user_version is new_version and
+ * the skipped list is list[0..n). */
+static int apply_migration(struct store_conn *c, const struct clipd_asset *m, int new_version,
+			   const int *list, int n, store_error *err)
+{
+	int rc = st_exec(c, "BEGIN IMMEDIATE", err);
+	if (rc != 0)
+		return rc;
+	int r = sqlite3_exec(c->db, (const char *)m->data, NULL, NULL, NULL);
+	if (r != SQLITE_OK) {
+		char what[128];
+		snprintf(what, sizeof what, "migration %s", m->name);
+		rc = st_dberr(c->db, r, err, what);
+	}
+	if (rc == 0 && (n > 0 || new_version > 1)) {
+		char text[MAX_SKIPPED * 6 + 1] = "";
+		for (int i = 0; i < n; i++)
+			st_appendf(text, sizeof text, "%s%d", i ? "," : "", list[i]);
+		rc = n ? st_setting_set(c, "migrations_skipped", text, err)
+		       : st_exec(c, "DELETE FROM settings WHERE key = 'migrations_skipped'", err);
+	}
+	if (rc == 0) {
+		char pragma[64];
+		snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", new_version);
+		rc = st_exec(c, pragma, err);
+	}
+	if (rc == 0 && (r = sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL)) != SQLITE_OK)
+		rc = st_dberr(c->db, r, err, "commit migration");
+	if (rc != 0 && !sqlite3_get_autocommit(c->db))
+		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
 static int migrate(store *s, struct store_conn *c, struct store_open_report *rep, store_error *err)
 {
 	int latest = store_schema_latest(), v = 0, rc;
+	int skipped[MAX_SKIPPED], n_skipped = 0;
 	if ((rc = user_version(c, &v, err)) != 0)
 		return rc;
 	rep->version_before = rep->version_after = v;
@@ -73,42 +143,41 @@ static int migrate(store *s, struct store_conn *c, struct store_open_report *rep
 		return store_fail(err, STORE_ERR_SCHEMA,
 			       "the database %s has schema version %d, newer than this clipd knows (%d): "
 			       "use the clipd that wrote it, or a newer one", s->path, v, latest);
-	if (v == latest)
+	if ((rc = skipped_read(c, v, skipped, &n_skipped, err)) != 0)
+		return rc;
+	int late = 0;   /* skipped earlier, embedded now */
+	for (int i = 0; i < n_skipped; i++)
+		late += migration_find(skipped[i]) != NULL;
+	if (v == latest && !late)
 		return 0;
 	if (!s->writer)
 		return store_fail(err, STORE_ERR_SCHEMA,
 			       "the database %s has schema version %d and needs migrating to %d: "
 			       "start clipd serve (or clipd index rebuild) on it once", s->path, v, latest);
-	for (int next = v + 1; next <= latest; next++) {
+	for (int next = 1; next <= latest; next++) {
+		int was_skipped = skipped_has(skipped, n_skipped, next);
+		if (next <= v && !was_skipped)
+			continue;
 		const struct clipd_asset *m = migration_find(next);
-		if (!m)
-			return store_fail(err, STORE_ERR_SCHEMA, "migration %04d is missing from this build", next);
-		if ((rc = st_exec(c, "BEGIN IMMEDIATE", err)) != 0)
+		if (!m) {
+			if (was_skipped)
+				continue;
+			if (n_skipped == MAX_SKIPPED)
+				return store_fail(err, STORE_ERR_SCHEMA, "migration %04d is missing from this build", next);
+			skipped[n_skipped++] = next;   /* recorded with the next one applied */
+			continue;
+		}
+		int list[MAX_SKIPPED], n = 0;
+		for (int i = 0; i < n_skipped; i++)
+			if (skipped[i] != next)
+				list[n++] = skipped[i];
+		int now = next > v ? next : v;
+		if ((rc = apply_migration(c, m, now, list, n, err)) != 0)
 			return rc;
-		int now = 0;
-		if ((rc = user_version(c, &now, err)) == 0 && now < next) {
-			char pragma[64];
-			snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", next);
-			int r = sqlite3_exec(c->db, (const char *)m->data, NULL, NULL, NULL);
-			if (r != SQLITE_OK) {
-				char what[128];
-				snprintf(what, sizeof what, "migration %s", m->name);
-				rc = st_dberr(c->db, r, err, what);
-			} else {
-				rc = st_exec(c, pragma, err);
-			}
-		}
-		if (rc == 0) {
-			int r = sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
-			if (r != SQLITE_OK)
-				rc = st_dberr(c->db, r, err, "commit migration");
-		}
-		if (rc != 0) {
-			if (!sqlite3_get_autocommit(c->db))
-				sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
-			return rc;
-		}
-		rep->version_after = next;
+		memcpy(skipped, list, (size_t)n * sizeof *list);
+		n_skipped = n;
+		v = now;
+		rep->version_after = now;
 	}
 	return 0;
 }

@@ -13,7 +13,7 @@
  * statements, transactions), store_settings.c, store_models.c (models, the
  * file-hash cache), store_images.c (image rows: metadata, writes, reads,
  * iteration), store_vectors.c (vectors, the change log), store_select.c
- * (filtered selections), store_check.c; store_internal.h is what they share.
+ * (filtered selections), store_check.c, store_libraries.c (libraries: their files, scans' outcomes and ends); store_internal.h is what they share.
  *
  *     struct store_params sp = store_default_params();
  *     store *st = NULL;
@@ -223,6 +223,92 @@ int store_scan_selection(store *s, const struct store_selection *sel, size_t dim
 /* keep[i] = 1 if row ids[i] exists and matches sel, else 0 (one read transaction). */
 int store_filter_ids(store *s, const struct store_selection *sel, const int64_t *ids, size_t n,
 		     unsigned char *keep, store_error *err);
+
+/* ---- libraries (store_libraries.c; the shared structs are in store_types.h) ---- */
+
+/* Record a library (insert, or update its root). */
+int store_library_put(store *s, const char *name, const char *root, store_error *err);
+int store_library_get(store *s, const char *name, struct store_library *out, store_error *err);
+/* A scan begins: scan_seq + 1 into *scan. */
+int store_library_scan_begin(store *s, const char *name, int64_t *scan, store_error *err);
+
+/* The file's row (STORE_ERR_NOT_FOUND). out->path is not filled. */
+int store_lib_file_get(store *s, const char *lib, const char *path, struct store_lib_file *out,
+		       store_error *err);
+
+/* Seen by scan: pending 0 only marks a recorded path as seen; pending 1
+ * also records it as to be indexed (inserting the row if new). One
+ * transaction for the n. */
+int store_lib_mark(store *s, const char *lib, int64_t scan, const struct store_lib_mark *m, size_t n,
+		   store_error *err);
+/* Pending paths after `after` ("" from the start), in path order, at most
+ * max. *out malloc'd (store_lib_files_free). */
+int store_lib_pending(store *s, const char *lib, const char *after, size_t max, struct store_lib_file **out,
+		      size_t *n, store_error *err);
+
+/* What indexing one pending file came to, applied with others in one
+ * transaction by store_lib_commit. */
+enum store_lib_kind {
+	STORE_LIB_NEW,       /* a new image (img, vec): row, vector, "add", its path */
+	STORE_LIB_REPLACE,   /* image replace_id gets new bytes (img, vec) under its id */
+	STORE_LIB_LINK,      /* the path is the stored image with sha256 */
+	STORE_LIB_FAILED,    /* err_code, err_status, err_msg */
+	STORE_LIB_GONE,      /* the file vanished: the path is forgotten */
+};
+struct store_lib_outcome {
+	const char *path;
+	int64_t dev, ino, size, mtime_ns;
+	enum store_lib_kind kind;
+	const char *sha256;                  /* NEW, REPLACE, LINK */
+	const struct store_new_image *img;   /* NEW, REPLACE */
+	const float *vec;                    /* NEW, REPLACE: dim floats, normalised */
+	int64_t replace_id;
+	const char *err_code, *err_msg;
+	int err_status;
+	/* out */
+	int64_t image_id;                    /* what the path now is (0: none) */
+	uint64_t seq;                        /* NEW, REPLACE: the "add" change (0: none made) */
+	uint64_t remove_seq;                 /* REPLACE: the "remove" change */
+	char old_sha256[STORE_SHA256_HEX];   /* REPLACE: the digest the image had */
+};
+/* In one transaction. NEW whose bytes were stored meanwhile, and REPLACE
+ * whose new bytes are another image's, become links (seq 0). */
+int store_lib_commit(store *s, const char *lib, struct store_lib_outcome *v, size_t n, size_t dim,
+		     store_error *err);
+
+/* 1 if image id's original is a library file (library_images), and in
+ * *refs how many library paths (not ignored) are this image. */
+int store_lib_image_refs(store *s, int64_t id, int64_t *refs, store_error *err);
+
+/* The end of a scan that walked the whole tree: paths not seen by scan are
+ * forgotten (except under keep[0..n_keep), directories the scan could not
+ * read), library images left without a path move to another path of the
+ * same bytes (*moved) or are deleted (their ids, digests and "remove"
+ * changes in *gone: malloc'd arrays, n_gone), and the scan's figures are
+ * recorded. One transaction. */
+struct store_lib_gone {
+	int64_t *ids;
+	char (*sha256)[STORE_SHA256_HEX];
+	uint64_t *seqs;
+	size_t n;
+};
+void store_lib_gone_clear(struct store_lib_gone *g);
+int store_lib_finish(store *s, const char *lib, int64_t scan, const char *const *keep, size_t n_keep,
+		     struct store_lib_scan_figures *fig, struct store_lib_gone *gone, store_error *err);
+
+/* Figures of a library's files now. */
+int store_lib_counts(store *s, const char *lib, struct store_lib_counts *out, store_error *err);
+
+/* Failed files, in path order after `after` ("" from the start), at most
+ * max. Strings malloc'd (store_lib_errors_free). */
+int store_lib_errors(store *s, const char *lib, const char *after, size_t max, struct store_lib_error **out,
+		     size_t *n, store_error *err);
+
+/* Where a library image's original is: the library's root and the file's
+ * path (malloc'd), with the size and mtime it had when read
+ * (STORE_ERR_NOT_FOUND: an uploaded image, or gone). */
+int store_lib_source(store *s, int64_t id, char **root, char **path, int64_t *size, int64_t *mtime_ns,
+		     store_error *err);
 
 /* ---- maintenance ---------------------------------------------------------- */
 

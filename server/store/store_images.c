@@ -13,7 +13,9 @@
 #include "store_internal.h"
 
 #define IMAGE_COLS "i.id, i.sha256, i.mime, i.width, i.height, i.bytes, i.filename, i.created_at, i.metadata, " \
-	"i.taken_at, i.taken_at_us"
+	"i.taken_at, i.taken_at_us, " \
+	"(SELECT l.library FROM library_images l WHERE l.image_id = i.id), " \
+	"(SELECT l.path FROM library_images l WHERE l.image_id = i.id)"
 
 /* Fill out from a row of IMAGE_COLS starting at column 0. */
 static int row_fill(sqlite3_stmt *st, struct store_image *out, store_error *err)
@@ -33,10 +35,16 @@ static int row_fill(sqlite3_stmt *st, struct store_image *out, store_error *err)
 		snprintf(out->taken.text, sizeof out->taken.text, "%s", taken);
 		out->taken.us = sqlite3_column_int64(st, 10);
 	}
+	const char *lib = (const char *)sqlite3_column_text(st, 11);
+	const char *path = (const char *)sqlite3_column_text(st, 12);
 	out->metadata = strdup(md ? md : "{}");
 	if (fn)
 		out->filename = strdup(fn);
-	if (!out->metadata || (fn && !out->filename)) {
+	if (lib && path) {
+		out->source_library = strdup(lib);
+		out->source_path = strdup(path);
+	}
+	if (!out->metadata || (fn && !out->filename) || (lib && path && (!out->source_library || !out->source_path))) {
 		store_image_clear(out);
 		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
 	}
@@ -99,8 +107,9 @@ static int st_check_taken(const struct store_taken_at *t, store_error *err)
 	return 0;
 }
 
-int store_insert(store *s, const struct store_new_image *img, const float *vec, size_t dim,
-		 int64_t *id, uint64_t *seq, store_error *err)
+/* st_insert_image with the metadata already in canonical form. */
+static int insert_canonical(store *s, const struct store_new_image *img, const char *canon, const void *vec_le,
+			    size_t dim, int64_t *id, uint64_t *seq, store_error *err)
 {
 	static const char find_sql[] = "SELECT id FROM images WHERE sha256 = ?1";
 	static const char ins_sql[] =
@@ -110,42 +119,15 @@ int store_insert(store *s, const struct store_new_image *img, const float *vec, 
 	static const char log_sql[] = "INSERT INTO changes (op, image_id) VALUES ('add', ?1)";
 	struct store_model m;
 	int have, rc;
-	void *blob = NULL;
-
-	if (!img || !sha256_is_hex(img->sha256) || !img->mime || !*img->mime ||
-	    strlen(img->mime) >= STORE_MIME_MAX || img->width <= 0 || img->height <= 0 ||
-	    img->bytes < 0 || !vec)
-		return store_fail(err, STORE_ERR_INVALID, "bad image record");
-	if ((rc = st_check_taken(&img->taken, err)) != 0)
-		return rc;
 	st_active(s, &m, &have);
 	if (!have)
 		return store_fail(err, STORE_ERR_MODEL, "the store has no active model");
 	if (dim != m.dim)
 		return store_fail(err, STORE_ERR_INVALID, "vector has %zu dimensions, the model %zu", dim, m.dim);
-	/* Whatever the caller checked, the row gets the canonical form. */
-	char *canon = NULL;
-	const char *md = img->metadata ? img->metadata : "{}";
-	if ((rc = st_json_canonical(md, strlen(md), ST_JSON_MAX_DEPTH, 0, "metadata", &canon, NULL, err)) != 0)
-		return rc;
-	if (canon[0] != '{') {
-		free(canon);
-		return store_fail(err, STORE_ERR_INVALID, "metadata must be a JSON object");
-	}
-	if (!(blob = malloc(dim * 4))) {
-		free(canon);
-		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
-	}
-	st_vec_to_le(vec, dim, blob);
-
-	if ((rc = st_write_begin(s, err)) != 0)
-		goto out_free;
 	struct store_conn *c = s->writer;
 	sqlite3_stmt *st = st_prepare(c, find_sql, err);
-	if (!st) {
-		rc = STMT_FAIL(err);
-		goto out;
-	}
+	if (!st)
+		return STMT_FAIL(err);
 	sqlite3_bind_text(st, 1, img->sha256, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
@@ -156,12 +138,10 @@ int store_insert(store *s, const struct store_new_image *img, const float *vec, 
 	}
 	st_done(st);
 	if (rc != 0)
-		goto out;
+		return rc;
 
-	if (!(st = st_prepare(c, ins_sql, err))) {
-		rc = STMT_FAIL(err);
-		goto out;
-	}
+	if (!(st = st_prepare(c, ins_sql, err)))
+		return STMT_FAIL(err);
 	sqlite3_bind_text(st, 1, img->sha256, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, img->mime, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 3, img->width);
@@ -179,50 +159,86 @@ int store_insert(store *s, const struct store_new_image *img, const float *vec, 
 	rc = rc == SQLITE_DONE ? 0 : st_dberr(c->db, rc, err, "insert image");
 	st_done(st);
 	if (rc != 0)
-		goto out;
+		return rc;
 	int64_t new_id = sqlite3_last_insert_rowid(c->db);
 
-	if (!(st = st_prepare(c, vec_sql, err))) {
-		rc = STMT_FAIL(err);
-		goto out;
-	}
+	if (!(st = st_prepare(c, vec_sql, err)))
+		return STMT_FAIL(err);
 	sqlite3_bind_int64(st, 1, new_id);
 	sqlite3_bind_text(st, 2, m.fingerprint, -1, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 3, blob, (int)(dim * 4), SQLITE_STATIC);
+	sqlite3_bind_blob(st, 3, vec_le, (int)(dim * 4), SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	rc = rc == SQLITE_DONE ? 0 : st_dberr(c->db, rc, err, "insert vector");
 	st_done(st);
 	if (rc != 0)
-		goto out;
+		return rc;
 
 	if ((rc = st_exec_id(c, log_sql, new_id, "log change", err)) != 0)
-		goto out;
+		return rc;
 	*id = new_id;
 	*seq = (uint64_t)sqlite3_last_insert_rowid(c->db);
-out:
-	rc = st_write_end(s, rc, err);
-out_free:
-	free(blob);
+	return 0;
+}
+
+int st_insert_image(store *s, const struct store_new_image *img, const void *vec_le, size_t dim,
+		    int64_t *id, uint64_t *seq, store_error *err)
+{
+	/* Whatever the caller checked, the row gets the canonical form. */
+	char *canon = NULL;
+	const char *md = img->metadata ? img->metadata : "{}";
+	int rc = st_json_canonical(md, strlen(md), ST_JSON_MAX_DEPTH, 0, "metadata", &canon, NULL, err);
+	if (rc != 0)
+		return rc;
+	if (canon[0] != '{')
+		rc = store_fail(err, STORE_ERR_INVALID, "metadata must be a JSON object");
+	else
+		rc = insert_canonical(s, img, canon, vec_le, dim, id, seq, err);
 	free(canon);
 	return rc;
 }
 
-int store_delete(store *s, int64_t id, char sha256[STORE_SHA256_HEX], uint64_t *seq, store_error *err)
+int st_check_new_image(const struct store_new_image *img, const float *vec, store_error *err)
+{
+	if (!img || !sha256_is_hex(img->sha256) || !img->mime || !*img->mime ||
+	    strlen(img->mime) >= STORE_MIME_MAX || img->width <= 0 || img->height <= 0 ||
+	    img->bytes < 0 || !vec)
+		return store_fail(err, STORE_ERR_INVALID, "bad image record");
+	return st_check_taken(&img->taken, err);
+}
+
+int store_insert(store *s, const struct store_new_image *img, const float *vec, size_t dim,
+		 int64_t *id, uint64_t *seq, store_error *err)
+{
+	int rc;
+	void *blob = NULL;
+	if ((rc = st_check_new_image(img, vec, err)) != 0)
+		return rc;
+	if (!(blob = malloc(dim * 4)))
+		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
+	st_vec_to_le(vec, dim, blob);
+	if ((rc = st_write_begin(s, err)) == 0) {
+		rc = st_insert_image(s, img, blob, dim, id, seq, err);
+		rc = st_write_end(s, rc, err);
+	}
+	free(blob);
+	return rc;
+}
+
+int st_delete_image(store *s, int64_t id, char sha256[STORE_SHA256_HEX], uint64_t *seq, store_error *err)
 {
 	static const char find_sql[] = "SELECT sha256 FROM images WHERE id = ?1";
+	/* A library's paths of the image are ignored from now on (the files
+	 * stay; a rescan does not bring the image back). */
+	static const char ignore_sql[] = "UPDATE library_files SET ignored = 1, pending = 0, image_id = NULL "
+					 "WHERE image_id = ?1";
 	static const char del_sql[] = "DELETE FROM images WHERE id = ?1";
 	static const char log_sql[] = "INSERT INTO changes (op, image_id) VALUES ('remove', ?1)";
-	int rc = st_write_begin(s, err);
-	if (rc != 0)
-		return rc;
 	struct store_conn *c = s->writer;
 	sqlite3_stmt *st = st_prepare(c, find_sql, err);
-	if (!st) {
-		rc = STMT_FAIL(err);
-		goto out;
-	}
+	if (!st)
+		return STMT_FAIL(err);
 	sqlite3_bind_int64(st, 1, id);
-	rc = sqlite3_step(st);
+	int rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		if (sha256)
 			snprintf(sha256, STORE_SHA256_HEX, "%s", (const char *)sqlite3_column_text(st, 0));
@@ -234,22 +250,22 @@ int store_delete(store *s, int64_t id, char sha256[STORE_SHA256_HEX], uint64_t *
 	}
 	st_done(st);
 	if (rc != 0)
-		goto out;
-
-	if ((rc = st_exec_id(c, del_sql, id, "delete image", err)) != 0)
-		goto out;
-
-	if (!(st = st_prepare(c, log_sql, err))) {
-		rc = STMT_FAIL(err);
-		goto out;
-	}
-	sqlite3_bind_int64(st, 1, id);
-	rc = sqlite3_step(st);
-	rc = rc == SQLITE_DONE ? 0 : st_dberr(c->db, rc, err, "log change");
-	st_done(st);
-	if (rc == 0 && seq)
+		return rc;
+	if ((rc = st_exec_id(c, ignore_sql, id, "ignore library paths", err)) != 0 ||
+	    (rc = st_exec_id(c, del_sql, id, "delete image", err)) != 0 ||
+	    (rc = st_exec_id(c, log_sql, id, "log change", err)) != 0)
+		return rc;
+	if (seq)
 		*seq = (uint64_t)sqlite3_last_insert_rowid(c->db);
-out:
+	return 0;
+}
+
+int store_delete(store *s, int64_t id, char sha256[STORE_SHA256_HEX], uint64_t *seq, store_error *err)
+{
+	int rc = st_write_begin(s, err);
+	if (rc != 0)
+		return rc;
+	rc = st_delete_image(s, id, sha256, seq, err);
 	return st_write_end(s, rc, err);
 }
 

@@ -97,6 +97,17 @@ int st_load_active(store *s, store_error *err);
 /* The active model (cached); *found = 0 when none. */
 void st_active(store *s, struct store_model *out, int *found);
 
+/* Inside a write transaction (st_write_begin): insert an image row, its
+ * vector (dim floats, float32 LE, under the active model) and an "add"
+ * change (STORE_ERR_EXISTS with *id when the sha256 is stored); delete one
+ * with its vectors, ignore its library paths and append a "remove" change
+ * (store_images.c). st_check_new_image checks a row's fields. */
+int st_insert_image(store *s, const struct store_new_image *img, const void *vec_le, size_t dim,
+		    int64_t *id, uint64_t *seq, store_error *err);
+int st_check_new_image(const struct store_new_image *img, const float *vec, store_error *err);
+int st_delete_image(store *s, int64_t id, char sha256[STORE_SHA256_HEX], uint64_t *seq, store_error *err);
+
+
 /* float32 little-endian conversion of a vector. */
 void st_vec_to_le(const float *v, size_t dim, void *out);
 void st_vec_from_le(const void *in, size_t dim, float *out);
@@ -113,7 +124,7 @@ struct st_selection_plan;
 int st_selection_prepare(struct store_conn *c, const char *head, const struct store_selection *sel,
 			 const char *tail, sqlite3_stmt **out, struct st_selection_plan **plan, store_error *err);
 void st_selection_finish(sqlite3_stmt *st, struct st_selection_plan *plan);
-#define ST_SEL_FIRST_FREE (7 + 2 * STORE_MAX_FILTERS)
+#define ST_SEL_FIRST_FREE (8 + 2 * STORE_MAX_FILTERS)
 
 /* store_json.c: the canonical form of stored metadata (see the file's
  * comment). st_json_canonical rewrites JSON text in (len bytes) into it:

@@ -18,7 +18,7 @@
 /* Parameter numbers in selection SQL: ?1 is the statement's own (model or
  * id), then the fixed ones, then two per filter key (path, values), then
  * the statement's others (the limit of a scan). */
-enum { P_AFTER = 2, P_BEFORE = 3, P_EXCLUDE = 4, P_TAKEN_AFTER = 5, P_TAKEN_BEFORE = 6, P_FILTER0 = 7,
+enum { P_AFTER = 2, P_BEFORE = 3, P_EXCLUDE = 4, P_TAKEN_AFTER = 5, P_TAKEN_BEFORE = 6, P_LIBRARY = 7, P_FILTER0 = 8,
        P_LIMIT = P_FILTER0 + 2 * STORE_MAX_FILTERS };
 _Static_assert(P_LIMIT == ST_SEL_FIRST_FREE, "ST_SEL_FIRST_FREE follows the selection's parameters");
 
@@ -213,6 +213,8 @@ static int plan_selection(const struct store_selection *sel, struct st_selection
 		return store_fail(err, STORE_ERR_INVALID, "at most %d metadata filters", STORE_MAX_FILTERS);
 	if (!sel->filters)
 		return store_fail(err, STORE_ERR_INVALID, "filters missing");
+	if (sel->library && (!*sel->library || strlen(sel->library) > STORE_LIBRARY_NAME_MAX))
+		return store_fail(err, STORE_ERR_INVALID, "a library name must be 1 to %d bytes", STORE_LIBRARY_NAME_MAX);
 	struct st_selection_plan *p = calloc(1, sizeof *p);
 	if (!p)
 		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
@@ -274,6 +276,9 @@ static int selection_sql(const struct store_selection *sel, const struct st_sele
 		rc |= st_appendf(buf, len, " AND i.taken_at_us > ?%d", P_TAKEN_AFTER);
 	if (sel->has_taken_before)
 		rc |= st_appendf(buf, len, " AND i.taken_at_us < ?%d", P_TAKEN_BEFORE);
+	if (sel->library)
+		rc |= st_appendf(buf, len, " AND EXISTS (SELECT 1 FROM library_files lf WHERE lf.image_id = i.id "
+				 "AND lf.library = ?%d AND lf.ignored = 0)", P_LIBRARY);
 	for (size_t f = 0; p && f < p->n; f++) {
 		int path = P_FILTER0 + 2 * (int)f, vals = path + 1;
 		const struct sel_group *g = &p->g[f];
@@ -313,6 +318,8 @@ static void selection_bind(sqlite3_stmt *st, const struct store_selection *sel, 
 		sqlite3_bind_int64(st, P_TAKEN_AFTER, sel->taken_after);
 	if (sel->has_taken_before)
 		sqlite3_bind_int64(st, P_TAKEN_BEFORE, sel->taken_before);
+	if (sel->library)
+		sqlite3_bind_text(st, P_LIBRARY, sel->library, -1, SQLITE_STATIC);
 	for (size_t f = 0; p && f < p->n; f++) {
 		sqlite3_bind_text(st, P_FILTER0 + 2 * (int)f, p->g[f].path, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, P_FILTER0 + 2 * (int)f + 1, p->g[f].values.s, -1, SQLITE_STATIC);

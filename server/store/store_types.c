@@ -47,6 +47,8 @@ void store_image_clear(struct store_image *img)
 		return;
 	free(img->filename);
 	free(img->metadata);
+	free(img->source_library);
+	free(img->source_path);
 	memset(img, 0, sizeof *img);
 }
 
@@ -57,4 +59,33 @@ void store_images_free(struct store_image *imgs, size_t n)
 	for (size_t i = 0; i < n; i++)
 		store_image_clear(&imgs[i]);
 	free(imgs);
+}
+
+void store_library_clear(struct store_library *l)
+{
+	if (!l)
+		return;
+	free(l->root);
+	memset(l, 0, sizeof *l);
+}
+
+void store_lib_files_free(struct store_lib_file *f, size_t n)
+{
+	if (!f)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(f[i].path);
+	free(f);
+}
+
+void store_lib_errors_free(struct store_lib_error *e, size_t n)
+{
+	if (!e)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		free(e[i].path);
+		free(e[i].code);
+		free(e[i].msg);
+	}
+	free(e);
 }

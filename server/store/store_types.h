@@ -79,6 +79,11 @@ struct store_image {
 	int64_t created_at;              /* microseconds since the Unix epoch, UTC */
 	char *metadata;                  /* compact JSON object text, never NULL once filled */
 	struct store_taken_at taken;     /* the capture time, text "" when unknown */
+	/* A library image (its original is a file in a library, not a copy
+	 * in the data directory): the library's name and the file's path
+	 * relative to its root. Both NULL for an uploaded image. */
+	char *source_library;
+	char *source_path;
 };
 void store_image_clear(struct store_image *img);            /* frees the strings, zeroes */
 void store_images_free(struct store_image *imgs, size_t n); /* clears each, frees the array */
@@ -133,9 +138,60 @@ struct store_selection {
 	int has_taken_after, has_taken_before;
 	int64_t taken_after, taken_before;
 	int64_t exclude_id;   /* 0: none (similar-to-image excludes the image itself) */
+	const char *library;  /* NULL: any; else only images found in this library */
 };
+
+/* ---- libraries ----------------------------------------------------------- */
+
+#define STORE_LIBRARY_NAME_MAX 64   /* bytes of a library's name: [A-Za-z0-9._-] */
+
+/* A library's row: its root and the last finished scan. root malloc'd. */
+struct store_library {
+	char name[STORE_LIBRARY_NAME_MAX + 1];
+	char *root;
+	int64_t scan_seq;              /* scans begun */
+	int64_t last_started_at, last_finished_at;   /* microseconds; 0: none */
+	int64_t added, changed, moved, removed, failed;   /* of the last finished scan */
+};
+
+/* A file of a library as last recorded. path malloc'd. */
+struct store_lib_file {
+	char *path;
+	int64_t dev, ino, size, mtime_ns;    /* 0 when never read */
+	char sha256[STORE_SHA256_HEX];        /* "" when none */
+	int64_t image_id;                     /* 0: none */
+	int ignored, pending, failed;
+	int64_t seen_scan;
+};
+
+/* A path a scan met: pending 1 when it is to be indexed (new or changed). */
+struct store_lib_mark {
+	const char *path;
+	int pending;
+};
+
+/* What a scan did (recorded when it finishes). Microseconds for the times. */
+struct store_lib_scan_figures {
+	int64_t started_at, finished_at, added, changed, moved, removed, failed;
+};
+
+/* Figures of a library's files now. */
+struct store_lib_counts {
+	int64_t files, images, failed, pending, ignored, bytes;
+};
+
+/* A file that failed: why. Strings malloc'd. */
+struct store_lib_error {
+	char *path, *code, *msg;
+	int status;
+};
+
 
 /* Each problem a check finds, as one line without a newline. */
 typedef void (*store_problem_fn)(void *ud, const char *line);
+
+void store_library_clear(struct store_library *l);
+void store_lib_files_free(struct store_lib_file *f, size_t n);
+void store_lib_errors_free(struct store_lib_error *e, size_t n);
 
 #endif

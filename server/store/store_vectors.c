@@ -241,12 +241,17 @@ int store_changes_since(store *s, uint64_t seq, size_t dim, struct store_changes
 			store_error *err)
 {
 	static const char reset_sql[] = "SELECT seq FROM changes WHERE seq > ?1 AND op = 'reset' LIMIT 1";
+	/* An image whose pixels changed in place (a library file edited:
+	 * store_lib_commit) logs a remove and then an add under its id: the
+	 * remove counts when no add of the id came between seq and it, and
+	 * the id is added once, with the vector it has now. */
 	static const char add_sql[] =
 		"SELECT c.image_id, v.vec FROM changes c JOIN vectors v ON v.image_id = c.image_id "
-		"AND v.model = ?2 WHERE c.seq > ?1 AND c.op = 'add' ORDER BY c.seq";
+		"AND v.model = ?2 WHERE c.seq > ?1 AND c.op = 'add' GROUP BY c.image_id ORDER BY MIN(c.seq)";
 	static const char rm_sql[] =
-		"SELECT image_id FROM changes WHERE seq > ?1 AND op = 'remove' AND image_id NOT IN "
-		"(SELECT image_id FROM changes WHERE seq > ?1 AND op = 'add') ORDER BY seq";
+		"SELECT r.image_id FROM changes r WHERE r.seq > ?1 AND r.op = 'remove' AND NOT EXISTS "
+		"(SELECT 1 FROM changes a WHERE a.image_id = r.image_id AND a.op = 'add' AND a.seq > ?1 "
+		"AND a.seq < r.seq) GROUP BY r.image_id ORDER BY MIN(r.seq)";
 	struct store_model m;
 	int rc, r;
 	char *pruned_text = NULL;

@@ -24,6 +24,7 @@ MEANINGS = {
     "CLIPD_EXACT_DECODE": "decode",
     "CLIPD_PRECISION": "bf16",
     "CLIPD_OUT": "where to write",
+    "CLIPD_API_KEY_FILE": "API keys, one per line",
 }
 
 

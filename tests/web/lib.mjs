@@ -28,8 +28,9 @@ export function tmpdir(prefix) {
 }
 
 // A real daemon on an ephemeral loopback port with a fresh data directory.
-// keys: API keys to require (written to an --api-key-file), or none.
-export async function startDaemon({ keys = null } = {}) {
+// keys: API keys to require (written to an --api-key-file), or none;
+// args: more options for clipd serve.
+export async function startDaemon({ keys = null, args: extra = [] } = {}) {
 	const dir = tmpdir('clipd-web-');
 	const data = path.join(dir, 'data');
 	fs.mkdirSync(data);
@@ -40,6 +41,7 @@ export async function startDaemon({ keys = null } = {}) {
 		fs.writeFileSync(keyFile, keys.join('\n') + '\n', { mode: 0o600 });
 		args.push('--api-key-file', keyFile);
 	}
+	args.push(...extra);
 	const proc = spawn(CLIPD_BIN, args, { stdio: ['ignore', 'ignore', 'pipe'] });
 	const log = [];
 	proc.stderr.setEncoding('utf8');

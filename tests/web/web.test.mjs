@@ -523,6 +523,51 @@ check('static files: content types, ETags, 304s, CSP, no key needed', async () =
 	}
 });
 
+// A library scan shows as a progress bar, which goes when the scan ends.
+check('photo library: the scan progress bar appears and disappears', async () => {
+	const lib = tmpdir('clipd-web-library-');
+	const daemon = await startDaemon({ args: ['--library', `photos=${lib}`, '--library-settle', '0',
+		'--library-rescan', '0', '--batch-size', '1'] });
+	const api = apiClient(daemon.base);
+	const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, reducedMotion: 'reduce' });
+	const page = await context.newPage();
+	const errors = watchConsole(page);
+	try {
+		// The first scan finds an empty folder: offline, and the page says so.
+		await page.goto(`${daemon.base}/`);
+		await page.waitForSelector('#libraries:not([hidden]) .library[data-state="offline"]', { timeout: 30000 });
+		await checkA11y(page, 'library offline');
+		// Photos arrive (copies of the fixtures, re-encoded as many distinct PNGs).
+		const src = fs.readFileSync(path.join(IMAGES, 'small_50x40.bmp'));
+		for (let i = 0; i < 400; i++) {
+			const b = Buffer.from(src);
+			b.writeUInt32LE(i, b.length - 4);   // the last pixels differ: distinct bytes, distinct images
+			fs.mkdirSync(path.join(lib, `roll${i % 5}`), { recursive: true });
+			fs.writeFileSync(path.join(lib, `roll${i % 5}`, `p${i}.bmp`), b);
+		}
+		await page.click('#libraries .library[data-library="photos"] button:has-text("Scan now")');
+		await page.waitForSelector('#libraries .library[data-state="scanning"] progress', { timeout: 30000 });
+		await checkA11y(page, 'library scanning');
+		await screenshot(page, 'library-scanning');
+		const status = await page.textContent('#libraries .library-status');
+		assert.match(status, /Looking for photos|indexed/);
+		// The bar goes when the scan ends, and the new images show.
+		await page.waitForSelector('#libraries progress', { state: 'detached', timeout: 120000 });
+		assert.equal(await page.isHidden('#libraries'), true);
+		const libs = (await api.json('/libraries')).libraries;
+		assert.equal(libs[0].state, 'idle');
+		assert.equal(libs[0].images, 400);
+		await page.waitForFunction(() => document.querySelectorAll('#grid > .tile[data-id]').length > 0);
+		await screenshot(page, 'library-done');
+		assert.deepEqual([...errors], []);
+	} finally {
+		await context.close();
+		fs.rmSync(lib, { recursive: true, force: true });
+		const exit = await daemon.stop();
+		assert.deepEqual(exit, { code: 0, signal: null }, `clipd serve did not exit cleanly:\n${daemon.tail()}`);
+	}
+});
+
 check('mouse, desktop: upload, search, detail, classify, metadata, delete', () =>
 	flow({ name: 'desktop' }));
 

@@ -140,6 +140,9 @@ export const paths = {
 	search: (q, k) => `/search${query({ q, k })}`,
 	upload: (filename) => `/images${query({ filename })}`,
 	classify: () => '/classify',
+	libraries: () => '/libraries',
+	libraryScan: (name) => `/libraries/${encodeURIComponent(name)}/scan`,
+	libraryErrors: (name, limit) => `/libraries/${encodeURIComponent(name)}/errors${query({ limit })}`,
 };
 
 // Images for <img> elements. Without a key an <img src> loads the URL

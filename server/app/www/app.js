@@ -6,6 +6,7 @@ import { apiJson, paths, setKeyPrompt, setKey, currentKey, onKeyChange } from '.
 import { Results } from './grid.js';
 import { Uploader } from './upload.js';
 import { Detail } from './detail.js';
+import { Libraries } from './library.js';
 
 const SEARCH_DELAY_MS = 250;
 
@@ -240,3 +241,5 @@ function reload() {
 const initial = new URLSearchParams(location.hash.slice(1)).get('q') || '';
 search.value = initial;
 results.show(initial).then(loadInfo);
+// A scan that ends brings new images: show them when the view is the newest.
+new Libraries({ onScanned: () => { if (!search.value) reload(); } }).start();

@@ -99,7 +99,9 @@ export class Detail {
 		$('delete-confirm').hidden = true;
 		$('delete-ask').hidden = false;
 		$('delete-status').textContent = '';
-		$('delete-question').textContent = `Delete “${displayName(img)}” permanently?`;
+		$('delete-question').textContent = img.source
+			? `Remove “${displayName(img)}” from clipd? Its file stays in library ${img.source.library}, and later scans leave it out.`
+			: `Delete “${displayName(img)}” permanently?`;
 		this.loadSimilar(img.id, gen);
 	}
 
@@ -143,6 +145,8 @@ export class Detail {
 		add('File', [img.mime, formatBytes(img.bytes)].filter(Boolean).join(' · '));
 		add('Taken', img.taken_at ? formatTaken(img.taken_at) : '');
 		add('Added', img.created_at ? formatDate(img.created_at) : '');
+		if (img.source)
+			add('Library', `${img.source.library}: ${img.source.path}`);
 		if (typeof img.score === 'number')
 			add('Score', img.score.toFixed(4));
 		add('SHA-256', img.sha256, 'mono');

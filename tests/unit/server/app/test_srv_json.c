@@ -116,9 +116,20 @@ static void test_image_object(void)
 	CHECK_EQ_STR(text, "{\"id\":42,\"sha256\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\","
 			   "\"mime\":\"image/png\",\"width\":3,\"height\":4,\"bytes\":99,\"filename\":null,"
 			   "\"created_at\":\"2024-05-01T12:00:00.000001Z\",\"taken_at\":null,"
-			   "\"metadata\":{\"album\":\"x\",\"n\":[1,2]},"
+			   "\"metadata\":{\"album\":\"x\",\"n\":[1,2]},\"source\":null,"
 			   "\"links\":{\"file\":\"/images/42/file\",\"thumbnail\":\"/images/42/thumbnail\"}}");
 	free(text);
+	cJSON_Delete(o);
+
+	/* a library image: where its file is (a path that is not UTF-8 shown with U+FFFD) */
+	char lib[] = "photos", path[] = "2023/ski\xff.jpg";
+	img.source_library = lib;
+	img.source_path = path;
+	o = srv_image_json(&img);
+	REQUIRE(o);
+	cJSON *src = cJSON_GetObjectItem(o, "source");
+	CHECK_EQ_STR(cJSON_GetStringValue(cJSON_GetObjectItem(src, "library")), "photos");
+	CHECK_EQ_STR(cJSON_GetStringValue(cJSON_GetObjectItem(src, "path")), "2023/ski\xef\xbf\xbd.jpg");
 	cJSON_Delete(o);
 	/* A capture time is shown as the file states it. */
 	srv_taken_at("2023-06-17T14:03:22+02:00", &img.taken);

@@ -14,8 +14,8 @@ static void test_every_route_matches_itself(void)
 	for (size_t i = 0; i < ROUTE_COUNT; i++) {
 		char path[128];
 		const char *pat = srv_routes[i].path;
-		/* Replace {id} with 42. */
-		const char *brace = strstr(pat, "{id}");
+		/* Replace {id} with 42 and {name} with photos. */
+		const char *brace = strstr(pat, "{id}"), *named = strstr(pat, "{name}");
 		snprintf(path, sizeof path, "%s", pat);
 		if (brace) {
 			size_t pre = (size_t)(brace - pat);
@@ -23,11 +23,18 @@ static void test_every_route_matches_itself(void)
 			strcat(path, "42");
 			strcat(path, brace + 4);
 		}
+		if (named) {
+			size_t pre = (size_t)(named - pat);
+			path[pre] = 0;
+			strcat(path, "photos");
+			strcat(path, named + 6);
+		}
 		struct http_match m;
 		CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, srv_routes[i].method, path, &m), HTTP_MATCH_FOUND);
 		REQUIRE(m.route);
 		CHECK_EQ_INT(m.route->id, srv_routes[i].id);
 		CHECK_EQ_INT(m.id, brace ? 42 : 0);
+		CHECK_EQ_STR(m.name, named ? "photos" : "");
 		CHECK_EQ_INT(srv_routes[i].id, (int)i);
 	}
 }
@@ -69,6 +76,29 @@ static void test_unknown_and_wrong_method(void)
 	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "get", "/healthz", &m), HTTP_MATCH_METHOD);
 }
 
+static void test_names(void)
+{
+	struct http_match m;
+	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "POST", "/libraries/my-Photos_2.0/scan", &m), HTTP_MATCH_FOUND);
+	CHECK_EQ_INT(m.route->id, ROUTE_LIBRARY_SCAN);
+	CHECK_EQ_STR(m.name, "my-Photos_2.0");
+	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "GET", "/libraries/x/errors", &m), HTTP_MATCH_FOUND);
+	CHECK_EQ_INT(m.route->id, ROUTE_LIBRARY_ERRORS);
+	/* what a name may not be: empty, hidden, a path, too long, odd bytes */
+	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "POST", "/libraries//scan", &m), HTTP_MATCH_NONE);
+	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "POST", "/libraries/.x/scan", &m), HTTP_MATCH_NONE);
+	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "POST", "/libraries/a/b/scan", &m), HTTP_MATCH_NONE);
+	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "POST", "/libraries/a%2fb/scan", &m), HTTP_MATCH_NONE);
+	char longer[128] = "/libraries/";
+	memset(longer + 11, 'a', HTTP_NAME_MAX + 1);
+	strcpy(longer + 11 + HTTP_NAME_MAX + 1, "/scan");
+	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "POST", longer, &m), HTTP_MATCH_NONE);
+	longer[11 + HTTP_NAME_MAX] = 0;
+	strcat(longer, "/scan");
+	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "POST", longer, &m), HTTP_MATCH_FOUND);
+	CHECK_EQ_INT(http_route_match(srv_routes, ROUTE_COUNT, "GET", "/libraries/x/scan", &m), HTTP_MATCH_METHOD);
+}
+
 static void test_long_path(void)
 {
 	static char path[HTTP_MAX_PATH + 10];
@@ -83,7 +113,7 @@ static void test_error_table(void)
 {
 	static const struct { const char *name; unsigned status; } want[] = {
 		{ "bad_parameter", 400 }, { "unauthorized", 401 }, { "forbidden", 403 },
-		{ "not_found", 404 }, { "method_not_allowed", 405 }, { "body_too_large", 413 },
+		{ "not_found", 404 }, { "source_missing", 404 }, { "method_not_allowed", 405 }, { "body_too_large", 413 },
 		{ "image_too_large", 413 }, { "uri_too_long", 414 }, { "unsupported_media_type", 415 },
 		{ "image_undecodable", 422 }, { "rate_limited", 429 }, { "headers_too_large", 431 },
 		{ "internal_error", 500 },
@@ -223,6 +253,7 @@ int main(void)
 	RUN(test_every_route_matches_itself);
 	RUN(test_ids);
 	RUN(test_unknown_and_wrong_method);
+	RUN(test_names);
 	RUN(test_long_path);
 	RUN(test_error_table);
 	RUN(test_error_json);

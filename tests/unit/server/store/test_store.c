@@ -734,6 +734,137 @@ static void test_status_names(void)
 	CHECK_EQ_STR(store_status_name(12345), "internal_error");
 }
 
+/* A migration numbered below the database's version (two branches that
+ * numbered theirs apart) is applied at the next open, once. */
+static void test_late_migration(void)
+{
+	char *path = db_in_tmp();
+	store *s = open_store(path);
+	REQUIRE(s);
+	store_close(s);
+	exec_sql(path, "DROP TABLE library_images; DROP TABLE library_files; DROP TABLE libraries; "
+		       "INSERT INTO settings (key, value) VALUES ('migrations_skipped', '4') "
+		       "ON CONFLICT (key) DO UPDATE SET value = value || ',4'");
+	/* read-only: refused, it needs migrating */
+	struct store_params p = store_default_params();
+	p.readonly = 1;
+	store_error err = { 0 };
+	CHECK_EQ_INT(store_open(path, &p, &s, NULL, &err), STORE_ERR_SCHEMA);
+	struct store_open_report rep;
+	p.readonly = 0;
+	REQUIRE(store_open(path, &p, &s, &rep, &err) == 0);
+	CHECK_EQ_INT(rep.version_after, store_schema_latest());
+	CHECK_EQ_INT(store_library_put(s, "photos", "/p", &err), 0);
+	char *v = NULL;   /* 4 is off the list; a number this build lacks stays on it */
+	CHECK_EQ_INT(store_setting_get(s, "migrations_skipped", &v, &err), 0);
+	CHECK(v == NULL || !strchr(v, '4'));
+	free(v);
+	store_close(s);
+	CHECK_EQ_INT(pragma_int(path, "PRAGMA user_version"), store_schema_latest());
+}
+
+static struct store_lib_outcome lib_item(const char *path, enum store_lib_kind kind, const char *sha,
+					 const struct store_new_image *img, const float *vec)
+{
+	struct store_lib_outcome o = { .path = path, .dev = 1, .ino = 2, .size = 3, .mtime_ns = 4, .kind = kind,
+				       .sha256 = sha, .img = img, .vec = vec };
+	return o;
+}
+
+/* A library file whose pixels change keeps its image id; the change log
+ * replays that as a remove and an add, the add once, with the new vector;
+ * the end of a scan removes what has no file left. */
+static void test_library_files(void)
+{
+	store *s = open_store(db_in_tmp());
+	REQUIRE(s);
+	store_error err = { 0 };
+	REQUIRE(store_set_active_model(s, &model_a, &err) == 0);
+	REQUIRE(store_library_put(s, "photos", "/p", &err) == 0);
+	int64_t scan = 0;
+	REQUIRE(store_library_scan_begin(s, "photos", &scan, &err) == 0);
+	CHECK_EQ_INT(scan, 1);
+	struct store_lib_mark marks[] = { { "a.png", 1 }, { "b.png", 1 } };
+	REQUIRE(store_lib_mark(s, "photos", scan, marks, 2, &err) == 0);
+	struct store_lib_file *pend = NULL;
+	size_t n = 0;
+	REQUIRE(store_lib_pending(s, "photos", "", 10, &pend, &n, &err) == 0);
+	CHECK_EQ_INT(n, 2);
+	CHECK_EQ_STR(n ? pend[0].path : "", "a.png");
+	store_lib_files_free(pend, n);
+
+	char sha1[SHA256_HEX], sha2[SHA256_HEX];
+	sha256_hex("one", 3, sha1);
+	sha256_hex("two", 3, sha2);
+	float v1[DIM], v2[DIM];
+	vec_for(1, v1);
+	vec_for(2, v2);
+	struct store_new_image img1 = { .sha256 = sha1, .mime = "image/png", .width = 1, .height = 1, .bytes = 3 };
+	struct store_new_image img2 = { .sha256 = sha2, .mime = "image/png", .width = 2, .height = 2, .bytes = 3 };
+	struct store_lib_outcome o[2] = { lib_item("a.png", STORE_LIB_NEW, sha1, &img1, v1),
+					  lib_item("b.png", STORE_LIB_LINK, sha1, NULL, NULL) };
+	REQUIRE(store_lib_commit(s, "photos", o, 2, DIM, &err) == 0);
+	int64_t id = o[0].image_id;
+	CHECK(id > 0 && o[0].seq > 0);
+	CHECK_EQ_INT(o[1].image_id, id);   /* a copy is the same image */
+	struct store_image got;
+	REQUIRE(store_get(s, id, &got, &err) == 0);
+	CHECK_EQ_STR(got.source_library, "photos");
+	CHECK_EQ_STR(got.source_path, "a.png");
+	store_image_clear(&got);
+	int64_t refs = 0;
+	CHECK_EQ_INT(store_lib_image_refs(s, id, &refs, &err), 1);
+	CHECK_EQ_INT(refs, 2);
+
+	uint64_t mid = 0;
+	store_seq(s, &mid, &err);
+	struct store_lib_outcome r = lib_item("a.png", STORE_LIB_REPLACE, sha2, &img2, v2);
+	r.replace_id = id;
+	REQUIRE(store_lib_commit(s, "photos", &r, 1, DIM, &err) == 0);
+	CHECK_EQ_INT(r.image_id, id);
+	CHECK(r.remove_seq > mid && r.seq > r.remove_seq);
+	CHECK_EQ_STR(r.old_sha256, sha1);
+	struct store_changes ch;
+	REQUIRE(store_changes_since(s, mid, DIM, &ch, &err) == 0);
+	CHECK_EQ_INT(ch.n_remove, 1);
+	CHECK_EQ_INT(ch.n_add, 1);
+	CHECK(ch.n_add && ch.add_ids[0] == id && memcmp(ch.add_vecs, v2, sizeof v2) == 0);
+	store_changes_clear(&ch);
+	REQUIRE(store_changes_since(s, 0, DIM, &ch, &err) == 0);
+	CHECK_EQ_INT(ch.n_add, 1);   /* added after 0 and replaced: added once, nothing to remove */
+	CHECK_EQ_INT(ch.n_remove, 0);
+	store_changes_clear(&ch);
+
+	/* scan 2 sees b.png only: a.png is forgotten; the image moves to b.png?
+	 * No: b.png holds the old bytes (sha1, not stored any more), so it is
+	 * pending; once it is gone the image has no file and is removed. */
+	REQUIRE(store_library_scan_begin(s, "photos", &scan, &err) == 0);
+	struct store_lib_outcome gone = lib_item("b.png", STORE_LIB_GONE, NULL, NULL, NULL);
+	REQUIRE(store_lib_commit(s, "photos", &gone, 1, DIM, &err) == 0);
+	struct store_lib_mark keep_a = { "a.png", 0 };
+	REQUIRE(store_lib_mark(s, "photos", scan, &keep_a, 1, &err) == 0);
+	struct store_lib_scan_figures fig = { 0 };
+	struct store_lib_gone g;
+	REQUIRE(store_lib_finish(s, "photos", scan, NULL, 0, &fig, &g, &err) == 0);
+	CHECK_EQ_INT(g.n, 0);   /* a.png still is the image */
+	store_lib_gone_clear(&g);
+	/* scan 3 sees nothing (outside the kept folder "x"): the image goes */
+	REQUIRE(store_library_scan_begin(s, "photos", &scan, &err) == 0);
+	const char *keep[] = { "x" };
+	REQUIRE(store_lib_finish(s, "photos", scan, keep, 1, &fig, &g, &err) == 0);
+	CHECK_EQ_INT(g.n, 1);
+	CHECK(g.n && g.ids[0] == id && !strcmp(g.sha256[0], sha2) && g.seqs[0] > r.seq);
+	CHECK_EQ_INT(fig.removed, 1);
+	store_lib_gone_clear(&g);
+	CHECK_EQ_INT(store_get(s, id, &got, &err), STORE_ERR_NOT_FOUND);
+	struct store_library lib;
+	REQUIRE(store_library_get(s, "photos", &lib, &err) == 0);
+	CHECK_EQ_INT(lib.removed, 1);
+	CHECK(lib.last_finished_at > 0);
+	store_library_clear(&lib);
+	store_close(s);
+}
+
 int main(void)
 {
 	RUN(test_migrations_and_version_guard);
@@ -749,5 +880,7 @@ int main(void)
 	RUN(test_file_hash_cache);
 	RUN(test_check_finds_problems);
 	RUN(test_status_names);
+	RUN(test_late_migration);
+	RUN(test_library_files);
 	return harness_done();
 }

@@ -1,0 +1,345 @@
+"""Photo libraries (clipd serve --library): a generated tree indexed in
+place with every failure reported, rescans that keep ids through moves
+and edits, an unmounted-like root that changes nothing, and a scan killed
+with SIGKILL that resumes without re-encoding what it had committed."""
+
+import io
+import os
+import random
+import sqlite3
+import subprocess
+import time
+
+import pytest
+from PIL import Image
+
+from helpers import CLIPD, SLOW, load_openapi, make_png, validate
+
+
+def tiny(fmt, seed, size=8):
+    """An 8x8 image of random pixels in format fmt (png, jpg, bmp, gif)."""
+    if fmt == "png":
+        return make_png(size, size, seed=seed)
+    rnd = random.Random(seed)
+    img = Image.frombytes("RGB", (size, size), bytes(rnd.randrange(256) for _ in range(size * size * 3)))
+    out = io.BytesIO()
+    img.save(out, {"jpg": "JPEG", "bmp": "BMP", "gif": "GIF"}[fmt], **({"quality": 95} if fmt == "jpg" else {}))
+    return out.getvalue()
+
+
+def write(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def library(server, name):
+    r = server.get("/libraries")
+    assert r.status == 200, r
+    for lib in r.json()["libraries"]:
+        if lib["name"] == name:
+            return lib
+    raise AssertionError("no library %s in %r" % (name, r.json()))
+
+
+def wait_scanned(server, name, scans_before=None, timeout=120):
+    """Wait until the library is idle after a scan that began after
+    scans_before finished scans (its last_scan.finished_at changed)."""
+    deadline = time.time() + timeout * SLOW
+    while True:
+        lib = library(server, name)
+        last = (lib["last_scan"] or {}).get("finished_at")
+        if lib["state"] != "scanning" and last and last != scans_before:
+            return lib
+        if lib["state"] == "offline" and scans_before == "offline":
+            return lib
+        assert time.time() < deadline, lib
+        time.sleep(0.05)
+
+
+def rescan(server, name):
+    before = (library(server, name)["last_scan"] or {}).get("finished_at")
+    r = server.request("POST", "/libraries/%s/scan" % name)
+    assert r.status == 202, r
+    return wait_scanned(server, name, before)
+
+
+def pages(server, path):
+    """Every item of a paged list (path ends with its query string)."""
+    items, cursor = [], None
+    while True:
+        r = server.get(path + ("&cursor=" + cursor if cursor else ""))
+        assert r.status == 200, r
+        items += r.json()["items"]
+        cursor = r.json()["next_cursor"]
+        if not cursor:
+            return items
+
+
+def all_images(server, query=""):
+    return pages(server, "/images?limit=1000" + query)
+
+
+def metric(server, name):
+    total = 0.0
+    for line in server.get("/metrics").body.decode().splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def errors(server, name):
+    return {e["path"]: e for e in pages(server, "/libraries/%s/errors?limit=7" % name)}
+
+
+def test_tree_of_2000_files(make_server, tmp_path):
+    root = str(tmp_path / "Pictures")
+    fmts = ["png", "jpg", "bmp", "gif"]
+    good = {}
+    # 1,990 images over ten levels of folders
+    for i in range(1990):
+        depth = i % 11
+        folder = os.path.join(root, *["d%d_%d" % (lvl, (i // 11) % 3) for lvl in range(depth)])
+        fmt = fmts[i % 4]
+        path = os.path.join(folder, "img%04d.%s" % (i, fmt))
+        write(path, tiny(fmt, i + 1))
+        good[os.path.relpath(path, root)] = True
+    # two copies of one photo under other names: one image
+    write(os.path.join(root, "copies", "same-a.png"), tiny("png", 777777))
+    write(os.path.join(root, "copies", "same-b.png"), tiny("png", 777777))
+    bad = {}
+    for i in range(8):   # corrupt: a PNG or JPEG cut short
+        p = "broken/cut%d.%s" % (i, "png" if i % 2 else "jpg")
+        write(os.path.join(root, p), tiny("png" if i % 2 else "jpg", 5000 + i)[:40])
+        bad[p] = "image_undecodable"
+    for i in range(4):   # unsupported
+        p = "docs/note%d.txt" % i
+        write(os.path.join(root, p), b"not a photo %d\n" % i)
+        bad[p] = "unsupported_media_type"
+    write(os.path.join(root, "docs", "empty.jpg"), b"")
+    bad["docs/empty.jpg"] = "image_undecodable"
+    # unreadable: a FIFO (fails for root too), and a file without permissions
+    os.mkfifo(os.path.join(root, "docs", "pipe.jpg"))
+    bad["docs/pipe.jpg"] = "unsupported_media_type"
+    if os.geteuid() != 0:
+        write(os.path.join(root, "docs", "secret.png"), tiny("png", 7777))
+        os.chmod(os.path.join(root, "docs", "secret.png"), 0)
+        bad["docs/secret.png"] = "unreadable"
+    # a symbolic link loop (a folder linking to its ancestor) and hidden files
+    os.symlink("..", os.path.join(root, "d0_0", "loop"))
+    os.symlink(os.path.join(root, "copies", "same-a.png"), os.path.join(root, "link-to-file.png"))
+    write(os.path.join(root, ".thumbnails", "hidden.png"), tiny("png", 90001))
+    write(os.path.join(root, "d0_1", ".hidden.png"), tiny("png", 90002))
+    assert len(good) + 2 + len(bad) >= 2000
+
+    s = make_server("--library", root, "--library-settle", "0").start()
+    lib = wait_scanned(s, "Pictures")
+    validate(lib, {"$ref": "#/components/schemas/Library"}, load_openapi(s))
+    distinct = len(good) + 1
+    assert lib["state"] == "idle" and lib["offline_reason"] is None
+    assert lib["images"] == distinct, lib
+    assert lib["files_seen"] == len(good) + 2 + len(bad), lib
+    assert lib["failed"] == len(bad) and lib["failed_this_scan"] == len(bad), lib
+    assert lib["indexed_this_scan"] == len(good) + 2, lib
+    assert lib["files_seen"] == lib["indexed_this_scan"] + lib["failed_this_scan"] + lib["unchanged"] + lib["waiting"]
+    assert lib["symlinks_skipped"] == 2, lib
+    assert lib["last_scan"]["added"] == distinct and lib["last_scan"]["failed"] == len(bad)
+    assert lib["last_scan"]["removed"] == 0
+    # every failure listed, with its reason
+    errs = errors(s, "Pictures")
+    assert {p: e["code"] for p, e in errs.items()} == bad
+    assert errs["docs/note0.txt"]["status"] == 415 and errs["broken/cut1.png"]["status"] == 422
+    assert "FIFO" in errs["docs/pipe.jpg"]["message"]
+    # each image once, in the catalog, with its source; hidden files absent
+    imgs = all_images(s, "&library=Pictures")
+    assert len(imgs) == distinct
+    paths = {i["source"]["path"] for i in imgs}
+    assert not any("/." in "/" + p for p in paths) and not any("loop" in p for p in paths)
+    assert paths - {"copies/same-a.png", "copies/same-b.png"} == set(good)
+    assert s.get("/images?library=nosuch").json()["items"] == []
+    # the library's figures in /metrics; the encoder saw each distinct image once or so
+    assert metric(s, "clipd_library_images") == distinct
+    assert metric(s, "clipd_library_files_failed") == len(bad)
+    # a rescan of an unchanged tree reads nothing again
+    encoded = metric(s, 'clipd_encoder_items_total{path="image"}')
+    lib = rescan(s, "Pictures")
+    assert lib["unchanged"] == lib["files_seen"] and lib["indexed_this_scan"] == 0, lib
+    assert metric(s, 'clipd_encoder_items_total{path="image"}') == encoded
+    assert s.stop() == 0
+
+
+@pytest.fixture
+def small_library(tmp_path):
+    root = str(tmp_path / "photos")
+    for i in range(12):
+        write(os.path.join(root, "a" if i < 6 else "b", "p%02d.png" % i), tiny("png", 100 + i, size=12))
+    return root
+
+
+def by_path(server):
+    return {i["source"]["path"]: i for i in all_images(server, "&library=photos")}
+
+
+def test_rescan_follows_moves_edits_deletes_and_additions(make_server, small_library):
+    root = small_library
+    s = make_server("--library", root, "--library-settle", "0", "--library-rescan", "0").start()
+    wait_scanned(s, "photos")
+    before = by_path(s)
+    assert len(before) == 12
+    for p in ("a/p00.png", "a/p01.png", "b/p06.png"):
+        r = s.request("PATCH", "/images/%d" % before[p]["id"], body=b'{"album": "%s"}' % p.encode(),
+                      headers={"Content-Type": "application/merge-patch+json"})
+        assert r.status == 200, r
+    # the original comes from the library itself
+    r = s.get("/images/%d/file" % before["a/p02.png"]["id"])
+    assert r.status == 200 and r.body == open(os.path.join(root, "a/p02.png"), "rb").read()
+    assert s.get("/images/%d/thumbnail?size=128" % before["a/p02.png"]["id"]).status == 200
+    # nothing was copied into the data directory
+    assert not os.path.exists(os.path.join(s.data, "blobs")) or not any(
+        files for _, _, files in os.walk(os.path.join(s.data, "blobs")))
+
+    os.rename(os.path.join(root, "a/p00.png"), os.path.join(root, "a/renamed.png"))
+    os.makedirs(os.path.join(root, "b/sub"))
+    os.rename(os.path.join(root, "a/p01.png"), os.path.join(root, "b/sub/p01.png"))
+    write(os.path.join(root, "b/p06.png"), tiny("png", 9999, size=12))        # new pixels
+    os.utime(os.path.join(root, "b/p06.png"), (time.time() - 60, time.time() - 60))
+    os.unlink(os.path.join(root, "b/p07.png"))
+    for i in range(10):
+        write(os.path.join(root, "new", "n%d.png" % i), tiny("png", 500 + i, size=12))
+    # a changed file is not served until it is indexed again
+    r = s.get("/images/%d/file" % before["b/p06.png"]["id"])
+    assert r.status == 404 and r.error_code() == "source_missing", r
+
+    lib = rescan(s, "photos")
+    assert lib["last_scan"]["added"] == 10 and lib["last_scan"]["changed"] == 1, lib
+    assert lib["last_scan"]["moved"] == 2 and lib["last_scan"]["removed"] == 1, lib
+    after = by_path(s)
+    assert len(after) == 12 - 1 + 10
+    assert after["a/renamed.png"]["id"] == before["a/p00.png"]["id"]
+    assert after["a/renamed.png"]["metadata"] == {"album": "a/p00.png"}
+    assert after["b/sub/p01.png"]["id"] == before["a/p01.png"]["id"]
+    assert after["b/sub/p01.png"]["metadata"] == {"album": "a/p01.png"}
+    edited = after["b/p06.png"]
+    assert edited["id"] == before["b/p06.png"]["id"] and edited["metadata"] == {"album": "b/p06.png"}
+    assert edited["sha256"] != before["b/p06.png"]["sha256"]
+    assert s.get("/images/%d/file" % edited["id"]).status == 200
+    assert s.get("/images/%d" % before["b/p07.png"]["id"]).status == 404
+    # the edited image is found by its new pixels
+    r = s.request("POST", "/search/image?k=1", body=tiny("png", 9999, size=12), headers={"Content-Type": "image/png"})
+    assert r.json()["results"][0]["id"] == edited["id"], r
+
+    # DELETE removes the image and ignores its path; the file stays
+    gone = after["a/p03.png"]["id"]
+    assert s.request("DELETE", "/images/%d" % gone).status == 204
+    lib = rescan(s, "photos")
+    assert s.get("/images/%d" % gone).status == 404
+    assert "a/p03.png" not in by_path(s) and os.path.exists(os.path.join(root, "a/p03.png"))
+    assert lib["images"] == 20
+    assert s.stop() == 0
+
+
+def test_offline_roots_remove_nothing(make_server, small_library, tmp_path):
+    root = small_library
+    s = make_server("--library", "photos=" + root, "--library-settle", "0", "--library-rescan", "0").start()
+    wait_scanned(s, "photos")
+    ids = sorted(i["id"] for i in all_images(s))
+    assert len(ids) == 12
+
+    def offline_scan(why):
+        assert s.request("POST", "/libraries/photos/scan").status == 202
+        deadline = time.time() + 30 * SLOW
+        while True:
+            lib = library(s, "photos")
+            if lib["state"] == "offline" and why in lib["offline_reason"]:
+                break
+            assert time.time() < deadline, lib
+            time.sleep(0.05)
+        assert sorted(i["id"] for i in all_images(s)) == ids
+        assert lib["images"] == 12
+        return lib
+
+    # renamed away (an unmounted disk)
+    os.rename(root, root + ".away")
+    offline_scan("No such file")
+    # emptied (the bare mount point)
+    os.mkdir(root)
+    offline_scan("is empty")
+    os.rmdir(root)
+    # unusable: not a folder any more (and, when not root, a folder without permissions)
+    write(root, b"not a folder")
+    offline_scan("not a folder")
+    os.unlink(root)
+    if os.geteuid() != 0:
+        os.rename(root + ".away", root)
+        os.chmod(root, 0)
+        try:
+            offline_scan("Permission denied")
+        finally:
+            os.chmod(root, 0o755)
+    else:
+        os.rename(root + ".away", root)
+    # back: everything is still there, nothing re-encoded
+    encoded = metric(s, 'clipd_encoder_items_total{path="image"}')
+    lib = rescan(s, "photos")
+    assert lib["state"] == "idle" and lib["unchanged"] == 12 and lib["last_scan"]["removed"] == 0
+    assert metric(s, 'clipd_encoder_items_total{path="image"}') == encoded
+    assert s.stop() == 0
+
+
+def test_kill_during_scan_resumes_without_reencoding(make_server, tmp_path):
+    root = str(tmp_path / "big")
+    n = 400
+    for i in range(n):
+        write(os.path.join(root, "f%02d" % (i % 20), "p%03d.jpg" % i), tiny("jpg", 20000 + i, size=64))
+    data = str(tmp_path / "data")
+    args = ("--library", root, "--library-settle", "0", "--batch-size", "2")
+    s = make_server(*args, data_dir=data).start()
+    deadline = time.time() + 60 * SLOW
+    while True:
+        lib = library(s, "big")
+        if lib["state"] == "scanning" and lib["indexed_this_scan"] >= 40:
+            break
+        assert lib["last_scan"] is None, "the scan finished before it could be killed: %r" % lib
+        assert time.time() < deadline, lib
+        time.sleep(0.01)
+    s.kill()
+    db = sqlite3.connect(os.path.join(data, "clipd.db"))
+    committed = db.execute("SELECT COUNT(*) FROM library_images").fetchone()[0]
+    pending = db.execute("SELECT COUNT(*) FROM library_files WHERE pending = 1").fetchone()[0]
+    db.close()
+    assert 40 <= committed < n, committed
+    assert pending > 0
+
+    s2 = make_server(*args, data_dir=data).start()
+    lib = wait_scanned(s2, "big")
+    assert lib["images"] == n and lib["last_scan"]["removed"] == 0, lib
+    # only the files not committed before the kill went through the encoder
+    assert metric(s2, 'clipd_encoder_items_total{path="image"}') == n - committed
+    assert lib["unchanged"] == committed, lib
+    assert s2.stop() == 0
+    r = subprocess.run([CLIPD, "check", "--data", data], capture_output=True, text=True, timeout=120 * SLOW)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_library_options_and_errors(make_server, small_library, tmp_path):
+    # a name given, two folders of the same base name refused, bad names refused
+    r = subprocess.run([CLIPD, "serve", "--model", "x", "--data", str(tmp_path / "d"), "--library", small_library,
+                        "--library", small_library], capture_output=True, text=True)
+    assert r.returncode == 2 and "two libraries are named 'photos'" in r.stderr
+    s = make_server(env={"CLIPD_LIBRARY": "pics=%s,%s" % (small_library, str(tmp_path / "missing"))},
+                    *("--library-settle", "0")).start()
+    wait_scanned(s, "pics")
+    assert library(s, "missing")["state"] in ("offline", "idle")
+    assert s.request("POST", "/libraries/nosuch/scan").error_code() == "not_found"
+    assert s.get("/libraries/nosuch/errors").status == 404
+    assert s.get("/libraries/pics/errors?limit=0").error_code() == "bad_parameter"
+    assert s.get("/libraries/pics/errors?cursor=zz").error_code() == "bad_parameter"
+    assert s.get("/images?library=..").error_code() == "bad_parameter"
+    assert s.get("/search?q=x&library=" + "a" * 65).error_code() == "bad_parameter"
+    assert s.get("/images?sha256=abc").error_code() == "bad_parameter"
+    assert len(s.get("/search?q=photo&k=50&library=pics").json()["results"]) == 12
+    assert s.get("/search?q=photo&library=missing").json()["results"] == []
+    img = all_images(s)[0]
+    assert s.get("/images?sha256=" + img["sha256"].upper()).json()["items"][0]["id"] == img["id"]
+    assert s.get("/images?sha256=" + "0" * 64).json()["items"] == []
+    assert s.stop() == 0
