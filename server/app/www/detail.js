@@ -13,7 +13,10 @@ function valueText(v) {
 }
 
 export class Detail {
-	constructor({ onDeleted, onUpdated }) {
+	// onOpen(img): how a "more like this" tile opens (the app gives it an
+	// address); by default in this dialog directly.
+	constructor({ onDeleted, onUpdated, onOpen }) {
+		this.onOpen = onOpen || ((img) => this.open(img));
 		this.onDeleted = onDeleted;
 		this.onUpdated = onUpdated;
 		this.dialog = $('detail');
@@ -35,7 +38,14 @@ export class Detail {
 			if (e.clientX < r.left || e.clientX > r.right || e.clientY < r.top || e.clientY > r.bottom)
 				this.close();
 		});
-		$('detail-image').addEventListener('load', () => $('detail-figure').classList.remove('loading'));
+		$('detail-image').addEventListener('load', () => {
+			$('detail-figure').classList.remove('loading');
+			// With an API key the image came through a blob: URL (a link
+			// cannot send the key); the link opens those same bytes.
+			const src = $('detail-image').src;
+			if (src.startsWith('blob:'))
+				$('detail-original').href = src;
+		});
 		$('detail-image').addEventListener('error', () => $('detail-figure').classList.remove('loading'));
 		$('meta-add').addEventListener('click', () => {
 			const row = this.metaRow('', '');
@@ -127,6 +137,7 @@ export class Detail {
 		this.loader.clear();
 		el.removeAttribute('src');
 		el.alt = altText(img);
+		$('detail-original').href = paths.file(img.id);
 		this.loader.load(el, paths.file(img.id), { lazy: false });
 	}
 
@@ -314,7 +325,7 @@ export class Detail {
 			grid.replaceChildren(...items.map((img) => renderTile(img, {
 				loader: this.similarLoader,
 				score: img.score,
-				onOpen: (other) => this.open(other),
+				onOpen: (other) => this.onOpen(other),
 			})));
 			$('similar-status').textContent = items.length ? '' : 'No other images yet.';
 		} catch (e) {
