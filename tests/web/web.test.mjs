@@ -725,6 +725,20 @@ check('addresses, the original, more results, filters, taken dates, -words', asy
 		await page.waitForSelector('#detail:not([open])', { state: 'attached' });
 		await page.waitForFunction((h) => location.hash === h, `#q=${encodeURIComponent(GOLDEN_QUERY)}`);
 		await waitGrid(full.slice(0, 3));
+		// Closing and opening again in one go (a fast user): the going back
+		// of the close does not close the image opened again.
+		await page.click('#grid > .tile:first-child .thumb');
+		await page.waitForSelector('#detail[open]');
+		await page.evaluate(() => {
+			document.getElementById('detail-close').click();
+			document.querySelector('#grid > .tile:first-child .thumb').click();
+		});
+		await page.waitForTimeout(500);
+		assert.deepEqual(await page.evaluate(() => [location.hash, document.getElementById('detail').open]),
+			[`#/images/${first}`, true], 'closing and reopening at once');
+		await page.keyboard.press('Escape');
+		await page.waitForFunction((h) => location.hash === h && !document.getElementById('detail').open,
+			`#q=${encodeURIComponent(GOLDEN_QUERY)}`);
 
 		// Opening an address directly: the capture time is shown.
 		await page.goto(`${daemon.base}/#/images/${datedId}`);

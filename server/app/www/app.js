@@ -147,6 +147,7 @@ const detail = new Detail({
 	},
 	onUpdated: (img) => results.update(img),
 	onOpen: (img) => openImage(img),
+	onClose: () => leaveImageRoute(),
 });
 
 const uploader = new Uploader({
@@ -245,7 +246,16 @@ function searchHash(q) {
 	return q ? `#q=${encodeURIComponent(q)}` : location.pathname + location.search;
 }
 
+// While closing the dialog goes back in history (asynchronously), an image
+// opened meanwhile waits for that to finish, so the going back does not
+// close it again.
+let goingBack = null;
+
 function openImage(img) {
+	if (goingBack) {
+		goingBack.then(() => openImage(img));
+		return;
+	}
 	const target = `#/images/${img.id}`;
 	if (location.hash !== target) {
 		const depth = IMAGE_ROUTE.test(location.hash) ? ((history.state && history.state.depth) || 0) + 1 : 1;
@@ -275,15 +285,26 @@ function route() {
 window.addEventListener('popstate', route);
 window.addEventListener('hashchange', route);
 
-$('detail').addEventListener('close', () => {
-	if (!IMAGE_ROUTE.test(location.hash))
+function leaveImageRoute() {
+	if (!IMAGE_ROUTE.test(location.hash) || goingBack)
 		return;     // closed by back/forward: the address is already right
 	const depth = (history.state && history.state.depth) || 0;
-	if (depth > 0)
+	if (depth > 0) {
+		goingBack = new Promise((resolve) => {
+			const done = () => {
+				window.removeEventListener('popstate', done);
+				clearTimeout(timer);
+				goingBack = null;
+				resolve();
+			};
+			const timer = setTimeout(done, 2000);
+			window.addEventListener('popstate', done);
+		});
 		history.go(-depth);
-	else
+	} else
 		history.replaceState(null, '', searchHash(results.query));
-});
+}
+
 
 // --- the filter bar -------------------------------------------------------
 

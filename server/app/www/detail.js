@@ -14,9 +14,12 @@ function valueText(v) {
 
 export class Detail {
 	// onOpen(img): how a "more like this" tile opens (the app gives it an
-	// address); by default in this dialog directly.
-	constructor({ onDeleted, onUpdated, onOpen }) {
+	// address); by default in this dialog directly. onClose(): called as
+	// the dialog closes (the close button, the backdrop, a delete, Escape),
+	// before its close event.
+	constructor({ onDeleted, onUpdated, onOpen, onClose }) {
 		this.onOpen = onOpen || ((img) => this.open(img));
+		this.onClose = onClose || (() => {});
 		this.onDeleted = onDeleted;
 		this.onUpdated = onUpdated;
 		this.dialog = $('detail');
@@ -30,6 +33,7 @@ export class Detail {
 
 		$('detail-close').addEventListener('click', () => this.close());
 		this.dialog.addEventListener('close', () => this.closed());
+		this.dialog.addEventListener('cancel', () => this.onClose());
 		// A click on the backdrop (outside the dialog's box) closes it.
 		this.dialog.addEventListener('click', (e) => {
 			if (e.target !== this.dialog)
@@ -365,8 +369,10 @@ export class Detail {
 	}
 
 	close() {
-		if (this.dialog.open)
+		if (this.dialog.open) {
 			this.dialog.close();
+			this.onClose();
+		}
 	}
 
 	closed() {
