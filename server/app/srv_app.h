@@ -41,6 +41,10 @@ struct srv_app {
 	struct http_server *http;
 	const struct http_keys *keys;
 	atomic_int ready;
+	/* 1 once model, dim, logit_scale, model_name and fingerprint are set
+	 * (the data directory is open); /info answers before ready and reads
+	 * them only then (a race ThreadSanitizer found). */
+	atomic_int model_known;
 	atomic_uint_fast64_t searches_batched;  /* text searches whose index part ran with others (one pass) */
 	double started;               /* clock_mono_s() at start-up */
 	char model_name[128];

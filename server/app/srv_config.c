@@ -4,6 +4,9 @@
 #include <string.h>
 
 #include "log.h"
+#include "catalog.h"
+#include "http.h"
+#include "srv_app.h"
 
 static char default_listen[] = "127.0.0.1:8080";
 static char default_log_level[] = "info";
@@ -175,4 +178,15 @@ void srv_config_free(struct srv_config *c)
 		return;
 	cli_list_free(&c->cors_origins);
 	cli_list_free(&c->trusted_proxies);
+}
+
+size_t srv_config_max_uri(const struct srv_config *cfg)
+{
+	/* 3 bytes a byte percent-encoded, 4 bytes a character of UTF-8; a
+	 * query part may carry a weight ("100:") */
+	size_t filter = sizeof "&filter.=" + 3 * (STORE_MAX_FILTER_KEY + STORE_MAX_FILTER_VALUE);
+	size_t part = sizeof "&not_image=100%3A" + 12 * (size_t)cfg->max_query;
+	size_t search = SRV_MAX_QUERY_PARTS * part + STORE_MAX_FILTERS * filter;
+	size_t upload = sizeof "&metadata=" + 3 * (size_t)cfg->max_metadata + sizeof "&filename=" + 3 * 1024;
+	return HTTP_MAX_PATH + (search > upload ? search : upload) + 4096;
 }

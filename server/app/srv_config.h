@@ -64,6 +64,12 @@ struct srv_config {
  * CLI_OK, CLI_HELP (printed) or CLI_USAGE_ERROR (printed). */
 int srv_config_parse(const struct cli_command *info, int argc, char **argv, struct srv_config *cfg);
 void srv_config_free(struct srv_config *cfg);
+/* The longest request target the limits allow: a path, a q of max_query
+ * characters, every metadata filter at its limits and a metadata parameter
+ * of max_metadata bytes, all percent-encoded (3 bytes for each byte of
+ * UTF-8), with room for the other parameters. The HTTP layer answers 414
+ * past it and sizes each connection's memory from it. */
+size_t srv_config_max_uri(const struct srv_config *cfg);
 
 /* The defaults alone (tests). */
 void srv_config_defaults(struct srv_config *cfg);

@@ -302,6 +302,12 @@ static char *clean_filename(const char *name)
 	return clean;
 }
 
+/* The store's message about metadata, named as the parameter is. */
+static const char *metadata_prefix(const char *msg)
+{
+	return strncmp(msg, "metadata", 8) ? "metadata: " : "";
+}
+
 /* Check metadata JSON text (a parameter or a part): 0 and *compact
  * (malloc'd, may stay NULL for none), or an answer and -1. */
 static int check_metadata(struct srv_app *app, struct http_req *r, const char *text, size_t len, char **compact)
@@ -312,7 +318,7 @@ static int check_metadata(struct srv_app *app, struct http_req *r, const char *t
 	store_error err = { 0 };
 	if (catalog_check_metadata(app->cat, text, len, (size_t)app->cfg->max_metadata,
 				   (int)app->cfg->max_metadata_depth, compact, &err) != 0) {
-		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "metadata: %s", err.msg);
+		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "%s%s", metadata_prefix(err.msg), err.msg);
 		return -1;
 	}
 	return 0;
@@ -501,7 +507,7 @@ void srv_image_patch(struct srv_app *app, struct http_req *r)
 	if (catalog_patch_metadata(app->cat, r->match.id, r->body.data, r->body.len, (size_t)app->cfg->max_metadata,
 				   (int)app->cfg->max_metadata_depth, &img, &err) != 0) {
 		if (err.code == STORE_ERR_INVALID || err.code == STORE_ERR_TOO_LARGE)
-			http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "metadata: %s", err.msg);
+			http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "%s%s", metadata_prefix(err.msg), err.msg);
 		else
 			srv_reply_store_error(r, &err);
 		return;

@@ -1,4 +1,5 @@
 #include "srv_json.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <math.h>
@@ -104,34 +105,8 @@ int srv_time_parse(const char *s, int64_t *micros)
 /* Length of the valid UTF-8 sequence at p (at most n bytes), or 0. */
 static size_t utf8_seq(const unsigned char *p, size_t n)
 {
-	unsigned c = p[0];
-	if (c < 0x80)
-		return 1;
-	size_t len;
-	unsigned min;
-	if (c >= 0xC2 && c <= 0xDF) {
-		len = 2;
-		min = 0x80;
-	} else if (c >= 0xE0 && c <= 0xEF) {
-		len = 3;
-		min = 0x800;
-	} else if (c >= 0xF0 && c <= 0xF4) {
-		len = 4;
-		min = 0x10000;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	unsigned cp = c & (0x7F >> len);
-	for (size_t i = 1; i < len; i++) {
-		if ((p[i] & 0xC0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (p[i] & 0x3F);
-	}
-	if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-		return 0;
-	return len;
+	unsigned cp;
+	return utf8_decode(p, n, &cp);
 }
 
 long srv_utf8_chars(const char *s, size_t len)
@@ -171,14 +146,47 @@ char *srv_utf8_clean(const char *s, size_t len)
 	return out;
 }
 
+/* 1 if s is a JSON number (RFC 8259's grammar, no white space). strtoll
+ * and strtod alone would also take leading white space (a tab: "k=%095"),
+ * a '+', hexadecimal, "inf" and "nan" (found by tests/fuzz/fuzz_request). */
+static int json_number(const char *s, int integer)
+{
+	const char *p = s;
+	if (*p == '-')
+		p++;
+	if (*p < '0' || *p > '9')
+		return 0;
+	while (*p >= '0' && *p <= '9')
+		p++;
+	if (integer)
+		return *p == 0;
+	if (*p == '.') {
+		p++;
+		if (*p < '0' || *p > '9')
+			return 0;
+		while (*p >= '0' && *p <= '9')
+			p++;
+	}
+	if (*p == 'e' || *p == 'E') {
+		p++;
+		if (*p == '+' || *p == '-')
+			p++;
+		if (*p < '0' || *p > '9')
+			return 0;
+		while (*p >= '0' && *p <= '9')
+			p++;
+	}
+	return *p == 0;
+}
+
 int srv_parse_int(const char *s, long long min, long long max, long long *out)
 {
-	if (!s || !*s)
+	if (!s || !json_number(s, 1))
 		return -1;
 	char *end = NULL;
 	errno = 0;
 	long long v = strtoll(s, &end, 10);
-	if (errno || *end || end == s || v < min || v > max || s[0] == ' ' || s[0] == '+')
+	if (errno || *end || end == s || v < min || v > max)
 		return -1;
 	*out = v;
 	return 0;
@@ -186,7 +194,7 @@ int srv_parse_int(const char *s, long long min, long long max, long long *out)
 
 int srv_parse_double(const char *s, double min, double max, double *out)
 {
-	if (!s || !*s || s[0] == ' ')
+	if (!s || !json_number(s, 0))
 		return -1;
 	char *end = NULL;
 	errno = 0;
@@ -219,12 +227,11 @@ cJSON *srv_image_json(const struct store_image *img)
 		cJSON_AddStringToObject(o, "taken_at", img->taken.text);
 	else
 		cJSON_AddNullToObject(o, "taken_at");
-	cJSON *meta = img->metadata ? cJSON_Parse(img->metadata) : NULL;
-	if (!meta || !cJSON_IsObject(meta)) {
-		cJSON_Delete(meta);
-		meta = cJSON_CreateObject();
-	}
-	cJSON_AddItemToObject(o, "metadata", meta);
+	/* The stored text, verbatim: the store keeps metadata in one canonical
+	 * form (strict JSON, valid UTF-8, numbers as stored), so what is shown
+	 * is exactly what filters compare. */
+	cJSON_AddItemToObject(o, "metadata", cJSON_CreateRaw(img->metadata && img->metadata[0] == '{'
+								     ? img->metadata : "{}"));
 	cJSON *links = cJSON_AddObjectToObject(o, "links");
 	snprintf(buf, sizeof buf, "/images/%lld/file", (long long)img->id);
 	cJSON_AddStringToObject(links, "file", buf);

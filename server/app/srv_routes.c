@@ -5,8 +5,8 @@
  * on the server itself (HTTP_ROUTE_UNGATED); open routes always do. */
 const struct http_route srv_routes[ROUTE_COUNT] = {
 	{ ROUTE_WEB_INDEX, "GET", "/", "web", HTTP_ACCESS_OPEN, 0, HTTP_ROUTE_WEB },
-	{ ROUTE_HEALTHZ, "GET", "/healthz", "healthz", HTTP_ACCESS_OPEN, 0, 0 },
-	{ ROUTE_READYZ, "GET", "/readyz", "readyz", HTTP_ACCESS_OPEN, 0, 0 },
+	{ ROUTE_HEALTHZ, "GET", "/healthz", "healthz", HTTP_ACCESS_OPEN, 0, HTTP_ROUTE_PROBE },
+	{ ROUTE_READYZ, "GET", "/readyz", "readyz", HTTP_ACCESS_OPEN, 0, HTTP_ROUTE_PROBE },
 	{ ROUTE_INFO, "GET", "/info", "info", HTTP_ACCESS_READ, 0, HTTP_ROUTE_UNGATED },
 	{ ROUTE_METRICS, "GET", "/metrics", "metrics", HTTP_ACCESS_READ, 0, HTTP_ROUTE_UNGATED },
 	{ ROUTE_OPENAPI, "GET", "/openapi.json", "openapi", HTTP_ACCESS_READ, 0, HTTP_ROUTE_UNGATED },

@@ -522,9 +522,13 @@ static cJSON *json_body(struct http_req *r)
 	return j;
 }
 
+/* An image id: a JSON number with an integer value below 2^53 (cJSON
+ * reads numbers as doubles, and every integer literal from 2^53 up reads
+ * as a double of at least 2^53, so below it the value is the literal's),
+ * or a decimal string up to 2^53. */
 static int id_value(const cJSON *v, int64_t *id)
 {
-	if (cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble <= (double)HTTP_ID_MAX
+	if (cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble < (double)HTTP_ID_MAX
 	    && v->valuedouble == floor(v->valuedouble)) {
 		*id = (int64_t)v->valuedouble;
 		return 0;
@@ -626,8 +630,10 @@ void srv_classify(struct srv_app *app, struct http_req *r)
 		if (rc != 0)
 			return;
 		if (bad_id) {
-			http_reply_error(r, HTTP_ERR_BAD_PARAMETER,
-					 "image_id: required with a JSON body (or send multipart/form-data with a file)");
+			http_reply_error(r, HTTP_ERR_BAD_PARAMETER, iv ? "image_id: must be an integer from 1 below 2^53 "
+								      "(9007199254740992), or a decimal string up to it"
+								    : "image_id: required with a JSON body (or send "
+								      "multipart/form-data with a file)");
 			return;
 		}
 	}

@@ -53,9 +53,11 @@ void srv_status_info(struct srv_app *app, struct http_req *r)
 		cJSON_AddStringToObject(root, "warning", app->warning);
 	else
 		cJSON_AddNullToObject(root, "warning");
-	cJSON *model = srv_model_json(app);
-	cJSON_AddItemToObject(root, "model", model);
-	if (app->model) {
+	if (!atomic_load(&app->model_known)) {
+		cJSON_AddNullToObject(root, "model");   /* still loading */
+	} else {
+		cJSON *model = srv_model_json(app);
+		cJSON_AddItemToObject(root, "model", model);
 		cJSON_AddStringToObject(model, "layout", clip_model_layout(app->model));
 		cJSON_AddNumberToObject(model, "image_size", clip_model_image_size(app->model));
 		cJSON_AddNumberToObject(model, "context_length", clip_model_context_length(app->model));

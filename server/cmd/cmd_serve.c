@@ -236,6 +236,7 @@ static int load(struct srv_app *app, const struct srv_config *cfg)
 	snprintf(app->model_name, sizeof app->model_name, "%s", m->name);
 	snprintf(app->fingerprint, sizeof app->fingerprint, "%s", m->fingerprint);
 	snprintf(app->index_message, sizeof app->index_message, "%s", rep.index_message);
+	atomic_store(&app->model_known, 1);   /* publishes the fields above to /info */
 	if (rep.schema_before != rep.schema_after)
 		log_info("database migrated from schema %d to %d", rep.schema_before, rep.schema_after);
 	if (rep.tmp_removed || rep.orphans_removed)
@@ -345,6 +346,7 @@ static int run_serve(const struct cli_command *info, int argc, char **argv)
 	hp.timeout_s = (unsigned)cfg.timeout;
 	hp.max_body = (size_t)cfg.max_body;
 	hp.max_files = (size_t)cfg.max_files;
+	hp.max_uri = srv_config_max_uri(&cfg);
 	hp.keys = keys;
 	hp.rate_limit = cfg.rate_limit;
 	hp.rate_burst = (double)cfg.rate_burst;

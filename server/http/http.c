@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -464,13 +465,155 @@ static int reply_static(struct http_req *r, const struct http_static_file *f)
 	return queue(r, 200, resp, f->len, f->content_type, headers);
 }
 
+static struct http_req *new_request(struct http_server *srv, struct MHD_Connection *conn)
+{
+	struct http_req *r = calloc(1, sizeof *r);
+	if (!r)
+		return NULL;
+	atomic_fetch_add(&srv->inflight, 1);
+	r->srv = srv;
+	r->conn = conn;
+	r->method = "-";
+	r->start = clock_mono_s();
+	r->key_index = -1;
+	r->body_error = -1;
+	r->body.max = 1;   /* nothing kept unless the route reads bodies */
+	return r;
+}
+
+static const char *reason_phrase(unsigned status)
+{
+	return status == 414 ? "URI Too Long" : status == 431 ? "Request Header Fields Too Large" : "Error";
+}
+
+/*
+ * Answer straight on the socket, before libmicrohttpd has parsed the
+ * query string. libmicrohttpd 0.9.75 keeps a record per query parameter in
+ * the connection's memory pool; when they do not fit, it means to answer
+ * 431 but has no memory left to, and the connection idles until its
+ * timeout with no answer (issue 17). So a request line over the limits is
+ * answered here, the write side is closed (the answer is all the client
+ * gets), and libmicrohttpd is left to fail on its own and close.
+ */
+static void answer_raw(struct http_req *r, enum http_err code, const char *msg)
+{
+	size_t blen = 0;
+	char *body = http_error_json(code, msg, &blen);
+	unsigned status = http_error_status(code);
+	char head[384];
+	int hn = snprintf(head, sizeof head,
+			  "HTTP/1.1 %u %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+			  "Connection: close\r\nX-Content-Type-Options: nosniff\r\nX-Request-Id: %s\r\n"
+			  "Cache-Control: no-store\r\n\r\n",
+			  status, reason_phrase(status), body ? blen : 0, r->request_id);
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (ci && hn > 0 && (size_t)hn < sizeof head) {
+		int fd = ci->connect_fd;
+		/* Small enough for any socket's send buffer: one try each. */
+		(void)!send(fd, head, (size_t)hn, MSG_NOSIGNAL | MSG_DONTWAIT | (body ? MSG_MORE : 0));
+		if (body)
+			(void)!send(fd, body, blen, MSG_NOSIGNAL | MSG_DONTWAIT);
+		shutdown(fd, SHUT_WR);
+	}
+	free(body);
+	r->status = status;
+	r->bytes_out = blen;
+	r->state = ST_ANSWERED;
+	r->close_after = 1;
+	log_warn("%s %s %u: %s rid=%s client=%s", r->method, r->path, status, msg, r->request_id, r->client);
+}
+
+/*
+ * libmicrohttpd's first look at a request: the raw request target (before
+ * percent-decoding and before the query string is split), so the limits of
+ * the request line are checked here, and a %00 is seen before decoding
+ * turns it into an end of string. The http_req made here is the one the
+ * access handler gets.
+ */
+static void *uri_logged(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	struct http_server *srv = cls;
+	struct http_req *r = new_request(srv, conn);
+	if (!r)
+		return NULL;
+	size_t n = strlen(uri), params = 0;
+	const char *q = strchr(uri, '?');
+	if (q)
+		for (params = 1, q++; *q; q++)
+			params += *q == '&';
+	q = strchr(uri, '?');
+	size_t path_len = q ? (size_t)(q - uri) : n;
+	snprintf(r->path, sizeof r->path, "%.*s", (int)(path_len < HTTP_MAX_PATH ? path_len : HTTP_MAX_PATH), uri);
+	make_request_id(srv, r);
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	http_client_address(ci ? ci->client_addr : NULL, NULL, NULL, 0, r->client);
+	size_t max_uri = srv->p.max_uri ? srv->p.max_uri : HTTP_DEFAULT_MAX_URI;
+	char msg[160];
+	if (n > max_uri) {
+		snprintf(msg, sizeof msg, "the request target is %zu bytes, more than the limit of %zu", n, max_uri);
+		answer_raw(r, HTTP_ERR_URI_TOO_LONG, msg);
+	} else if (params > HTTP_MAX_PARAMS) {
+		snprintf(msg, sizeof msg, "the query has %zu parameters, more than the limit of %d", params,
+			 HTTP_MAX_PARAMS);
+		answer_raw(r, HTTP_ERR_URI_TOO_LONG, msg);
+	} else {
+		for (const char *p = strchr(uri, '%'); p && !r->nul_in_target; p = strchr(p + 1, '%'))
+			r->nul_in_target = p[1] == '0' && p[2] == '0';
+	}
+	return r;
+}
+
+struct header_count {
+	size_t n, bytes;
+};
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	(void)kind;
+	struct header_count *c = cls;
+	c->n++;
+	c->bytes += strlen(key) + (value ? strlen(value) : 0);
+	return MHD_YES;
+}
+
+/* Per connection (libmicrohttpd's socket context). */
+struct conn_ctx {
+	char addr[HTTP_ADDR_MAX];
+	int probe_only;   /* over the per-address cap: health probes only */
+};
+
 /* The checks made as soon as the headers are in. Returns 1 when the
  * request was answered, 0 to go on to the body. */
 static int first_call(struct http_req *r, const char *url)
 {
 	struct http_server *srv = r->srv;
+	struct header_count hc = { 0, 0 };
+	MHD_get_connection_values(r->conn, MHD_HEADER_KIND, count_header, &hc);
+	if (hc.n > HTTP_MAX_HEADERS || hc.bytes > HTTP_MAX_HEADER_BYTES) {
+		r->close_after = 1;
+		log_warn("%s %s: %zu header fields, %zu bytes: over the limits (%d, %u) rid=%s client=%s", r->method,
+			 r->path, hc.n, hc.bytes, HTTP_MAX_HEADERS, HTTP_MAX_HEADER_BYTES, r->request_id, r->client);
+		return http_reply_error(r, HTTP_ERR_HEADERS_TOO_LARGE,
+					"%zu header fields of %zu bytes; the limits are %d fields and %u bytes", hc.n,
+					hc.bytes, HTTP_MAX_HEADERS, HTTP_MAX_HEADER_BYTES), 1;
+	}
 	enum http_match_result m = http_route_match(srv->p.routes, srv->p.n_routes, r->method, url, &r->match);
 	int is_options = !strcmp(r->method, "OPTIONS");
+
+	const union MHD_ConnectionInfo *sc = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	const struct conn_ctx *cc = sc ? sc->socket_context : NULL;
+	if (cc && cc->probe_only && !(m == HTTP_MATCH_FOUND && (r->match.route->flags & HTTP_ROUTE_PROBE))) {
+		r->close_after = 1;
+		memset(&r->match, 0, sizeof r->match);
+		return http_reply_error_retry(r, HTTP_ERR_RATE_LIMITED, 1,
+					      "more than %u connections are open from %s; this one may only "
+					      "ask /healthz or /readyz", srv->p.max_connections_per_ip, cc->addr), 1;
+	}
+	if (r->nul_in_target) {
+		memset(&r->match, 0, sizeof r->match);
+		return http_reply_error(r, HTTP_ERR_BAD_PARAMETER,
+					"the path or a parameter contains %%00 (a NUL byte)"), 1;
+	}
 
 	if (m == HTTP_MATCH_NONE || (m == HTTP_MATCH_FOUND && (r->match.route->flags & HTTP_ROUTE_WEB))) {
 		const struct http_static_file *f = http_static_find(srv->statics, url);
@@ -573,19 +716,13 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
 	(void)version;
 	struct http_server *srv = cls;
 	struct http_req *r = *con_cls;
-	if (!r) {
-		r = calloc(1, sizeof *r);
-		if (!r)
-			return MHD_NO;
-		*con_cls = r;
-		atomic_fetch_add(&srv->inflight, 1);
-		r->srv = srv;
-		r->conn = conn;
+	if (!r && !(r = *con_cls = new_request(srv, conn)))
+		return MHD_NO;
+	if (!r->begun) {
+		r->begun = 1;
 		r->method = method;
-		r->start = clock_mono_s();
-		r->key_index = -1;
-		r->body_error = -1;
-		r->body.max = 1;   /* nothing kept unless the route reads bodies */
+		if (r->state == ST_ANSWERED)
+			return MHD_YES;   /* answered from the request line (uri_logged) */
 		snprintf(r->path, sizeof r->path, "%s", url);
 		make_request_id(srv, r);
 		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
@@ -652,10 +789,10 @@ static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, soc
 		return MHD_YES;
 	char text[HTTP_ADDR_MAX];
 	http_addr_text(addr, text);
-	if (http_conncount_allowed(srv->conns, text))
+	if (http_conncount_allowed(srv->conns, text, HTTP_PROBE_SLOTS))
 		return MHD_YES;
-	log_warn("refused a connection from %s: %u connections already open from there",
-		 text, srv->p.max_connections_per_ip);
+	log_warn("refused a connection from %s: %u connections already open from there (and %d for probes)",
+		 text, srv->p.max_connections_per_ip, HTTP_PROBE_SLOTS);
 	return MHD_NO;
 }
 
@@ -668,18 +805,24 @@ static void connection_notify(void *cls, struct MHD_Connection *conn, void **soc
 		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 		if (!srv->conns || !ci || http_cidr_match_any(srv->p.proxies, srv->p.n_proxies, ci->client_addr))
 			return;
-		char *text = malloc(HTTP_ADDR_MAX);
-		if (!text)
+		struct conn_ctx *cc = calloc(1, sizeof *cc);
+		if (!cc)
 			return;
-		http_addr_text(ci->client_addr, text);
-		http_conncount_add(srv->conns, text);
-		*socket_context = text;
+		http_addr_text(ci->client_addr, cc->addr);
+		size_t n = http_conncount_add(srv->conns, cc->addr);
+		if (n > srv->p.max_connections_per_ip) {
+			/* One of the probe slots: a short idle timeout, and only the
+			 * health probes are answered on it (first_call). */
+			cc->probe_only = 1;
+			MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)HTTP_PROBE_TIMEOUT_S);
+		}
+		*socket_context = cc;
 	} else {
 		atomic_fetch_sub(&srv->connections, 1);
-		char *text = *socket_context;
-		if (text) {
-			http_conncount_remove(srv->conns, text);
-			free(text);
+		struct conn_ctx *cc = *socket_context;
+		if (cc) {
+			http_conncount_remove(srv->conns, cc->addr);
+			free(cc);
 			*socket_context = NULL;
 		}
 	}
@@ -693,7 +836,17 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	size_t n = strlen(line);
 	while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
 		line[--n] = 0;
-	log_debug("libmicrohttpd: %s", line);
+	/* libmicrohttpd's own answers to a request over its memory (414, 431)
+	 * are worth a line; the rest of what it says is detail. */
+	if (strstr(line, "Error processing request") || strstr(line, "Not enough memory")
+	    || strstr(line, "too big") || strstr(line, "too long")) {
+		char *html = strstr(line, " ('<html>");
+		if (html)
+			strcpy(html, ")");
+		log_warn("libmicrohttpd: %s", line);
+	} else {
+		log_debug("libmicrohttpd: %s", line);
+	}
 }
 
 static int open_listener(const struct http_server_params *p, unsigned *port, char *msg, size_t msglen)
@@ -758,14 +911,16 @@ int http_server_start(const struct http_server_params *p, struct http_server **o
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME
 			 | MHD_USE_ERROR_LOG;
 	srv->daemon = MHD_start_daemon(flags, 0, accept_policy, srv, access_handler, srv,
+				       MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
 				       MHD_OPTION_LISTEN_SOCKET, srv->listen_fd,
 				       MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(p->threads ? p->threads : 1),
 				       MHD_OPTION_CONNECTION_LIMIT, (unsigned)p->max_connections,
 				       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)p->timeout_s,
 				       MHD_OPTION_NOTIFY_COMPLETED, request_completed, srv,
 				       MHD_OPTION_NOTIFY_CONNECTION, connection_notify, srv,
-				       MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
-				       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+				       MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+				       http_connection_memory(p->max_uri ? p->max_uri : HTTP_DEFAULT_MAX_URI),
+				       MHD_OPTION_URI_LOG_CALLBACK, uri_logged, srv,
 				       MHD_OPTION_LISTEN_BACKLOG_SIZE, 512u,
 				       MHD_OPTION_END);
 	if (!srv->daemon) {
@@ -782,6 +937,17 @@ fail:
 	http_static_free(srv->statics);
 	free(srv);
 	return -1;
+}
+
+size_t http_connection_memory(size_t max_uri)
+{
+	/* libmicrohttpd keeps in one pool per connection: the read buffer
+	 * (request line, headers, then body pieces), a record of about 64
+	 * bytes for every header and query parameter, and the response's
+	 * headers. Half again on top for its own growth steps. */
+	size_t need = max_uri + HTTP_MAX_HEADER_BYTES + (HTTP_MAX_PARAMS + HTTP_MAX_HEADERS) * 64 + (16u << 10);
+	need += need / 2;
+	return (need + 4095) & ~(size_t)4095;
 }
 
 unsigned http_server_port(const struct http_server *srv)

@@ -53,6 +53,21 @@ struct MHD_Connection;
 
 typedef void (*http_handler_fn)(struct http_req *r);
 
+/* The request line and headers. A request over these is answered 414
+ * (uri_too_long) or 431 (headers_too_large) and logged; the connection's
+ * memory (libmicrohttpd's pool) is sized from them, so that every request
+ * within them fits (http.c). The request target's limit is the server's
+ * max_uri (the application sizes it from its own limits). */
+#define HTTP_MAX_PARAMS 128                /* query parameters */
+#define HTTP_MAX_HEADERS 100               /* header fields */
+#define HTTP_MAX_HEADER_BYTES (32u << 10)  /* header names and values together */
+#define HTTP_DEFAULT_MAX_URI (64u << 10)   /* bytes of the request target, when max_uri is 0 */
+/* Connections kept, above the per-address cap, for that address's health
+ * probes (routes with HTTP_ROUTE_PROBE); any other request on them is
+ * answered 429 and the connection closed. */
+#define HTTP_PROBE_SLOTS 4
+#define HTTP_PROBE_TIMEOUT_S 10
+
 /* A multipart part, kept whole (data capped: files by the body limit,
  * other parts by HTTP_MAX_FIELD). */
 #define HTTP_MAX_FIELD (1 << 20)
@@ -96,6 +111,8 @@ struct http_req {
 	int suspended;
 	int close_after;
 	int web;                          /* a web asset */
+	int begun;                        /* the access handler has seen it */
+	int nul_in_target;                /* %00 in the path or the query */
 };
 
 struct http_server_params {
@@ -106,6 +123,7 @@ struct http_server_params {
 	unsigned timeout_s;               /* idle connection timeout */
 	size_t max_body;
 	size_t max_files;                 /* multipart parts per request */
+	size_t max_uri;                   /* bytes of a request target (0: HTTP_DEFAULT_MAX_URI) */
 	const struct http_keys *keys;      /* NULL: no authentication */
 	double rate_limit, rate_burst;    /* 0: off */
 	const struct http_cidr *proxies;   /* trusted proxies */
@@ -134,6 +152,9 @@ void http_server_quiesce(struct http_server *srv);
 int http_server_wait_idle(struct http_server *srv, double timeout);
 /* Close every connection and free the server. No request may be suspended. */
 void http_server_stop(struct http_server *srv);
+/* The memory libmicrohttpd gets per connection for a request target of
+ * max_uri bytes and the header limits above. */
+size_t http_connection_memory(size_t max_uri);
 /* Requests in flight, connections open. */
 size_t http_server_inflight(const struct http_server *srv);
 size_t http_server_connections(const struct http_server *srv);

@@ -23,9 +23,11 @@ enum http_err {
 	HTTP_ERR_METHOD_NOT_ALLOWED,     /* 405, with Allow */
 	HTTP_ERR_BODY_TOO_LARGE,         /* 413 */
 	HTTP_ERR_IMAGE_TOO_LARGE,        /* 413, the pixel limit */
+	HTTP_ERR_URI_TOO_LONG,           /* 414, the request line's limits */
 	HTTP_ERR_UNSUPPORTED_MEDIA_TYPE, /* 415 */
 	HTTP_ERR_IMAGE_UNDECODABLE,      /* 422 */
 	HTTP_ERR_RATE_LIMITED,           /* 429, with Retry-After */
+	HTTP_ERR_HEADERS_TOO_LARGE,      /* 431 */
 	HTTP_ERR_INTERNAL,               /* 500 */
 	HTTP_ERR_NOT_READY,              /* 503 */
 	HTTP_ERR_OVERLOADED,             /* 503, with Retry-After */

@@ -301,15 +301,16 @@ size_t http_conncount_get(struct http_conncount *cc, const char *address)
 	return n;
 }
 
-int http_conncount_allowed(struct http_conncount *cc, const char *address)
+int http_conncount_allowed(struct http_conncount *cc, const char *address, size_t extra)
 {
-	return !cc || cc->limit == 0 || http_conncount_get(cc, address) < cc->limit;
+	return !cc || cc->limit == 0 || http_conncount_get(cc, address) < cc->limit + extra;
 }
 
-void http_conncount_add(struct http_conncount *cc, const char *address)
+size_t http_conncount_add(struct http_conncount *cc, const char *address)
 {
+	size_t n = 0;
 	if (!cc)
-		return;
+		return 0;
 	pthread_mutex_lock(&cc->lock);
 	struct cc_entry **pp = cc_find(cc, address);
 	if (!*pp) {
@@ -320,8 +321,9 @@ void http_conncount_add(struct http_conncount *cc, const char *address)
 		}
 	}
 	if (*pp)
-		(*pp)->count++;
+		n = ++(*pp)->count;
 	pthread_mutex_unlock(&cc->lock);
+	return n;
 }
 
 void http_conncount_remove(struct http_conncount *cc, const char *address)

@@ -53,9 +53,10 @@ void http_client_address(const struct sockaddr *peer, const char *xff, const str
 struct http_conncount;
 struct http_conncount *http_conncount_new(size_t limit_per_address);
 void http_conncount_free(struct http_conncount *cc);
-/* 1 if address has fewer than the limit open. */
-int http_conncount_allowed(struct http_conncount *cc, const char *address);
-void http_conncount_add(struct http_conncount *cc, const char *address);
+/* 1 if address has fewer than the limit + extra open. */
+int http_conncount_allowed(struct http_conncount *cc, const char *address, size_t extra);
+/* Count one more connection from address: the count now (0 when out of memory). */
+size_t http_conncount_add(struct http_conncount *cc, const char *address);
 void http_conncount_remove(struct http_conncount *cc, const char *address);
 size_t http_conncount_get(struct http_conncount *cc, const char *address);
 

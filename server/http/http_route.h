@@ -36,6 +36,8 @@ enum http_access {
 /* Flags of a route. */
 #define HTTP_ROUTE_UNGATED 0x1   /* answers before the application is ready (status, metrics) */
 #define HTTP_ROUTE_WEB     0x2   /* a web front-end file at this path wins over the route */
+#define HTTP_ROUTE_PROBE   0x4   /* a health probe: answered on the connections kept for probes
+				  * above the per-address cap (http.h) */
 
 struct http_route {
 	int id;                 /* the application's own number; also the route's metrics slot */

@@ -166,6 +166,8 @@ int store_open(const char *path, const struct store_params *p, store **out,
 			goto fail;
 		if ((rc = migrate(s, s->writer, &rep, err)) != 0)
 			goto fail;
+		if ((rc = st_metadata_upgrade(s, err)) != 0)
+			goto fail;
 	}
 	if ((rc = st_load_active(s, err)) != 0)
 		goto fail;

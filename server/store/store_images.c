@@ -45,91 +45,44 @@ static int row_fill(sqlite3_stmt *st, struct store_image *out, store_error *err)
 
 /* ---- metadata ---------------------------------------------------------------- */
 
-/* Deepest nesting of objects and arrays in JSON text (the outermost value
- * counts 1). Works on any text; strings are skipped. */
-static int json_depth(const char *s, size_t len)
+/* Check a metadata object and rewrite it in the canonical form
+ * (store_json.c): 0 and *compact (malloc'd, when compact is not NULL). */
+static int check_object(const char *json, size_t len, size_t max_bytes, int max_depth, const char *what,
+			char **compact, store_error *err)
 {
-	int depth = 0, max = 0, in_str = 0;
-	for (size_t i = 0; i < len; i++) {
-		char c = s[i];
-		if (in_str) {
-			if (c == '\\')
-				i++;
-			else if (c == '"')
-				in_str = 0;
-			continue;
-		}
-		if (c == '"') {
-			in_str = 1;
-		} else if (c == '{' || c == '[') {
-			if (++depth > max)
-				max = depth;
-		} else if (c == '}' || c == ']') {
-			depth--;
-		}
-	}
-	return max;
-}
-
-static int check_object(struct store_conn *c, const char *json, size_t len, size_t max_bytes,
-			int max_depth, const char *what, char **compact, store_error *err)
-{
-	static const char sql[] = "SELECT CASE WHEN json_valid(?1) THEN json_type(?1) END, "
-				  "CASE WHEN json_valid(?1) THEN json(?1) END";
+	char *canon = NULL;
+	size_t n = 0;
 	if (compact)
 		*compact = NULL;
 	if (!json || len == 0)
 		return store_fail(err, STORE_ERR_INVALID, "%s is empty", what);
-	if (memchr(json, 0, len))
-		return store_fail(err, STORE_ERR_INVALID, "%s contains a NUL byte", what);
 	if (len > 4 * max_bytes + 1024)
 		return store_fail(err, STORE_ERR_TOO_LARGE, "%s is %zu bytes, more than the limit of %zu",
 			       what, len, max_bytes);
-	int depth = json_depth(json, len);
-	if (depth > max_depth)
-		return store_fail(err, STORE_ERR_TOO_LARGE, "%s nests %d levels deep, more than the limit of %d",
-			       what, depth, max_depth);
-	sqlite3_stmt *st = st_prepare(c, sql, err);
-	if (!st)
-		return STMT_FAIL(err);
-	sqlite3_bind_text(st, 1, json, (int)len, SQLITE_STATIC);
-	int rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW) {
-		rc = st_dberr(c->db, rc, err, "check JSON");
-		goto out;
-	}
-	const char *type = (const char *)sqlite3_column_text(st, 0);
-	if (!type) {
-		rc = store_fail(err, STORE_ERR_INVALID, "%s is not valid JSON", what);
-		goto out;
-	}
-	if (strcmp(type, "object") != 0) {
+	int rc = st_json_canonical(json, len, max_depth, 0, what, &canon, &n, err);
+	if (rc != 0)
+		return rc;
+	if (canon[0] != '{') {
+		const char *type = canon[0] == '[' ? "array" : canon[0] == '"' ? "string"
+				   : canon[0] == 't' || canon[0] == 'f' ? "boolean" : canon[0] == 'n' ? "null" : "number";
 		rc = store_fail(err, STORE_ERR_INVALID, "%s must be a JSON object, not %s", what, type);
-		goto out;
-	}
-	size_t n = (size_t)sqlite3_column_bytes(st, 1);
-	if (n > max_bytes) {
+	} else if (n > max_bytes) {
 		rc = store_fail(err, STORE_ERR_TOO_LARGE, "%s is %zu bytes, more than the limit of %zu",
 			     what, n, max_bytes);
-		goto out;
 	}
-	rc = 0;
-	if (compact && !(*compact = strdup((const char *)sqlite3_column_text(st, 1))))
-		rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
-out:
-	st_done(st);
+	if (rc == 0 && compact) {
+		*compact = canon;
+		canon = NULL;
+	}
+	free(canon);
 	return rc;
 }
 
 int store_check_metadata(store *s, const char *json, size_t len, size_t max_bytes,
 			 int max_depth, char **compact, store_error *err)
 {
-	struct store_conn *c = NULL;
-	int rc = st_reader_get(s, &c, err);
-	if (rc == 0)
-		rc = check_object(c, json, len, max_bytes, max_depth, "metadata", compact, err);
-	st_reader_put(s, c);
-	return rc;
+	(void)s;
+	return check_object(json, len, max_bytes, max_depth, "metadata", compact, err);
 }
 
 /* ---- writes ------------------------------------------------------------------ */
@@ -170,8 +123,19 @@ int store_insert(store *s, const struct store_new_image *img, const float *vec, 
 		return store_fail(err, STORE_ERR_MODEL, "the store has no active model");
 	if (dim != m.dim)
 		return store_fail(err, STORE_ERR_INVALID, "vector has %zu dimensions, the model %zu", dim, m.dim);
-	if (!(blob = malloc(dim * 4)))
+	/* Whatever the caller checked, the row gets the canonical form. */
+	char *canon = NULL;
+	const char *md = img->metadata ? img->metadata : "{}";
+	if ((rc = st_json_canonical(md, strlen(md), ST_JSON_MAX_DEPTH, 0, "metadata", &canon, NULL, err)) != 0)
+		return rc;
+	if (canon[0] != '{') {
+		free(canon);
+		return store_fail(err, STORE_ERR_INVALID, "metadata must be a JSON object");
+	}
+	if (!(blob = malloc(dim * 4))) {
+		free(canon);
 		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
+	}
 	st_vec_to_le(vec, dim, blob);
 
 	if ((rc = st_write_begin(s, err)) != 0)
@@ -206,7 +170,7 @@ int store_insert(store *s, const struct store_new_image *img, const float *vec, 
 	if (img->filename)
 		sqlite3_bind_text(st, 6, img->filename, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 7, img->created_at ? img->created_at : clock_wall_us());
-	sqlite3_bind_text(st, 8, img->metadata ? img->metadata : "{}", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 8, canon, -1, SQLITE_STATIC);
 	if (img->taken.text[0]) {
 		sqlite3_bind_text(st, 9, img->taken.text, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 10, img->taken.us);
@@ -239,6 +203,7 @@ out:
 	rc = st_write_end(s, rc, err);
 out_free:
 	free(blob);
+	free(canon);
 	return rc;
 }
 
@@ -291,14 +256,10 @@ out:
 int store_patch_metadata(store *s, int64_t id, const char *patch, size_t len,
 			 size_t max_bytes, int max_depth, store_error *err)
 {
-	static const char sel_sql[] = "SELECT json_patch(metadata, json(?2)) FROM images WHERE id = ?1";
+	static const char sel_sql[] = "SELECT json_patch(metadata, ?2) FROM images WHERE id = ?1";
 	static const char upd_sql[] = "UPDATE images SET metadata = ?2 WHERE id = ?1";
-	struct store_conn *r = NULL;
-	char *compact = NULL, *merged = NULL;
-	int rc = st_reader_get(s, &r, err);
-	if (rc == 0)
-		rc = check_object(r, patch, len, 4 * max_bytes, max_depth, "metadata patch", &compact, err);
-	st_reader_put(s, r);
+	char *compact = NULL, *merged = NULL, *canon = NULL;
+	int rc = check_object(patch, len, 4 * max_bytes, max_depth, "metadata patch", &compact, err);
 	if (rc != 0)
 		return rc;
 
@@ -325,16 +286,15 @@ int store_patch_metadata(store *s, int64_t id, const char *patch, size_t len,
 	st_done(st);
 	if (rc != 0)
 		goto out;
-	size_t n = strlen(merged);
-	int depth = json_depth(merged, n);
+	/* json_patch keeps each value's text as it was: the result is put
+	 * in the canonical form again (and the limits apply to it). */
+	size_t n = 0;
+	if ((rc = st_json_canonical(merged, strlen(merged), max_depth, 0, "the merged metadata", &canon, &n,
+				    err)) != 0)
+		goto out;
 	if (n > max_bytes) {
 		rc = store_fail(err, STORE_ERR_TOO_LARGE, "metadata would be %zu bytes, more than the limit of %zu",
 			     n, max_bytes);
-		goto out;
-	}
-	if (depth > max_depth) {
-		rc = store_fail(err, STORE_ERR_TOO_LARGE, "metadata would nest %d levels deep, more than the limit of %d",
-			     depth, max_depth);
 		goto out;
 	}
 	if (!(st = st_prepare(c, upd_sql, err))) {
@@ -342,7 +302,7 @@ int store_patch_metadata(store *s, int64_t id, const char *patch, size_t len,
 		goto out;
 	}
 	sqlite3_bind_int64(st, 1, id);
-	sqlite3_bind_text(st, 2, merged, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, canon, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	rc = rc == SQLITE_DONE ? 0 : st_dberr(c->db, rc, err, "update metadata");
 	st_done(st);
@@ -351,6 +311,7 @@ out:
 out_free:
 	free(compact);
 	free(merged);
+	free(canon);
 	return rc;
 }
 
@@ -580,4 +541,63 @@ int store_foreach_image(store *s, store_image_fn fn, void *ud, store_error *err)
 		if (stop || n < 512)
 			return 0;
 	}
+}
+
+/* ---- the canonical form for rows written before it ------------------------------ */
+
+#define METADATA_FORM "1"
+
+int st_metadata_upgrade(store *s, store_error *err)
+{
+	static const char sel_sql[] = "SELECT id, metadata FROM images";
+	static const char upd_sql[] = "UPDATE images SET metadata = ?2 WHERE id = ?1";
+	char *form = NULL;
+	int rc = st_setting_get(s->writer, "metadata_form", &form, err);
+	int done = rc == 0 && form && !strcmp(form, METADATA_FORM);
+	free(form);
+	if (rc != 0 || done)
+		return rc;
+	if ((rc = st_write_begin(s, err)) != 0)
+		return rc;
+	struct store_conn *c = s->writer;
+	sqlite3_stmt *sel = NULL, *upd = NULL;
+	int r = sqlite3_prepare_v2(c->db, sel_sql, -1, &sel, NULL);
+	if (r == SQLITE_OK)
+		r = sqlite3_prepare_v2(c->db, upd_sql, -1, &upd, NULL);
+	if (r != SQLITE_OK) {
+		rc = st_dberr(c->db, r, err, "prepare the metadata upgrade");
+		goto out;
+	}
+	while (rc == 0 && (r = sqlite3_step(sel)) == SQLITE_ROW) {
+		const char *md = (const char *)sqlite3_column_text(sel, 1);
+		size_t n = (size_t)sqlite3_column_bytes(sel, 1);
+		char *canon = NULL;
+		store_error e2;
+		if (!md || st_json_canonical(md, n, 1 << 20, 1, "metadata", &canon, NULL, &e2) != 0
+		    || canon[0] != '{') {
+			free(canon);
+			canon = strdup("{}");   /* not JSON at all: nothing a reader could see */
+			if (!canon) {
+				rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
+				break;
+			}
+		}
+		if (!md || strcmp(md, canon) != 0) {
+			sqlite3_bind_int64(upd, 1, sqlite3_column_int64(sel, 0));
+			sqlite3_bind_text(upd, 2, canon, -1, SQLITE_STATIC);
+			r = sqlite3_step(upd);
+			if (r != SQLITE_DONE)
+				rc = st_dberr(c->db, r, err, "upgrade metadata");
+			sqlite3_reset(upd);
+		}
+		free(canon);
+	}
+	if (rc == 0 && r != SQLITE_DONE)
+		rc = st_dberr(c->db, r, err, "read metadata");
+	if (rc == 0)
+		rc = st_setting_set(c, "metadata_form", METADATA_FORM, err);
+out:
+	sqlite3_finalize(sel);
+	sqlite3_finalize(upd);
+	return st_write_end(s, rc, err);
 }

@@ -115,4 +115,21 @@ int st_selection_prepare(struct store_conn *c, const char *head, const struct st
 void st_selection_finish(sqlite3_stmt *st, struct st_selection_plan *plan);
 #define ST_SEL_FIRST_FREE (7 + 2 * STORE_MAX_FILTERS)
 
+/* store_json.c: the canonical form of stored metadata (see the file's
+ * comment). st_json_canonical rewrites JSON text in (len bytes) into it:
+ * 0 and *out (malloc'd, NUL-terminated, *out_len bytes), or
+ * STORE_ERR_INVALID naming the problem and its byte (what names the
+ * text: "metadata", "metadata patch"), STORE_ERR_TOO_LARGE past max_depth
+ * levels of nesting, STORE_ERR_NOMEM. repair: refuse nothing but
+ * structure (rows stored before the canonical form). */
+int st_json_canonical(const char *in, size_t len, int max_depth, int repair, const char *what,
+		      char **out, size_t *out_len, store_error *err);
+/* The canonical text of a number (-1 if it is not finite). */
+#define ST_JSON_NUMBER_MAX 32
+#define ST_JSON_MAX_DEPTH 64   /* nesting any stored text may have; callers apply their own limit */
+/* Rewrite every row's metadata in the canonical form, once per database
+ * (the setting metadata_form records it; store_images.c). */
+int st_metadata_upgrade(store *s, store_error *err);
+int st_json_number_text(double v, char out[ST_JSON_NUMBER_MAX]);
+
 #endif

@@ -79,6 +79,21 @@ static void test_numbers(void)
 	CHECK_EQ_INT(srv_parse_double("nan", -1, 1, &d), -1);
 	CHECK_EQ_INT(srv_parse_double("inf", -1, 1, &d), -1);
 	CHECK_EQ_INT(srv_parse_double("0.5x", -1, 1, &d), -1);
+	/* white space, '+' and other spellings strto* would take (issue 17:
+	 * the request fuzz target found "k=%09%095" accepted as 5) */
+	CHECK_EQ_INT(srv_parse_int("\t\t5", 1, 1000, &v), -1);
+	CHECK_EQ_INT(srv_parse_int("\n5", 1, 1000, &v), -1);
+	CHECK_EQ_INT(srv_parse_int("-", -10, 10, &v), -1);
+	CHECK_EQ_INT(srv_parse_int("-5", -10, 10, &v), 0);
+	CHECK_EQ_INT(v, -5);
+	CHECK_EQ_INT(srv_parse_int("007", 1, 10, &v), 0);
+	CHECK_EQ_INT(v, 7);
+	CHECK_EQ_INT(srv_parse_double("\t0.5", -1, 1, &d), -1);
+	CHECK_EQ_INT(srv_parse_double("+0.5", -1, 1, &d), -1);
+	CHECK_EQ_INT(srv_parse_double("0x1p-2", -1, 1, &d), -1);
+	CHECK_EQ_INT(srv_parse_double(".5", -1, 1, &d), -1);
+	CHECK_EQ_INT(srv_parse_double("5e-1", -1, 1, &d), 0);
+	CHECK_NEAR(d, 0.5, 0);
 }
 
 static void test_image_object(void)

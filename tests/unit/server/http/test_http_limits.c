@@ -154,13 +154,15 @@ static void test_connection_counts(void)
 {
 	struct http_conncount *cc = http_conncount_new(2);
 	REQUIRE(cc);
-	CHECK_EQ_INT(http_conncount_allowed(cc, "1.2.3.4"), 1);
-	http_conncount_add(cc, "1.2.3.4");
-	http_conncount_add(cc, "1.2.3.4");
-	CHECK_EQ_INT(http_conncount_allowed(cc, "1.2.3.4"), 0);
-	CHECK_EQ_INT(http_conncount_allowed(cc, "5.6.7.8"), 1);
+	CHECK_EQ_INT(http_conncount_allowed(cc, "1.2.3.4", 0), 1);
+	CHECK_EQ_INT(http_conncount_add(cc, "1.2.3.4"), 1);
+	CHECK_EQ_INT(http_conncount_add(cc, "1.2.3.4"), 2);
+	CHECK_EQ_INT(http_conncount_allowed(cc, "1.2.3.4", 0), 0);
+	/* the slots kept for health probes above the cap */
+	CHECK_EQ_INT(http_conncount_allowed(cc, "1.2.3.4", 1), 1);
+	CHECK_EQ_INT(http_conncount_allowed(cc, "5.6.7.8", 0), 1);
 	http_conncount_remove(cc, "1.2.3.4");
-	CHECK_EQ_INT(http_conncount_allowed(cc, "1.2.3.4"), 1);
+	CHECK_EQ_INT(http_conncount_allowed(cc, "1.2.3.4", 0), 1);
 	CHECK_EQ_INT(http_conncount_get(cc, "1.2.3.4"), 1);
 	http_conncount_remove(cc, "1.2.3.4");
 	CHECK_EQ_INT(http_conncount_get(cc, "1.2.3.4"), 0);

@@ -84,8 +84,9 @@ static void test_error_table(void)
 	static const struct { const char *name; unsigned status; } want[] = {
 		{ "bad_parameter", 400 }, { "unauthorized", 401 }, { "forbidden", 403 },
 		{ "not_found", 404 }, { "method_not_allowed", 405 }, { "body_too_large", 413 },
-		{ "image_too_large", 413 }, { "unsupported_media_type", 415 },
-		{ "image_undecodable", 422 }, { "rate_limited", 429 }, { "internal_error", 500 },
+		{ "image_too_large", 413 }, { "uri_too_long", 414 }, { "unsupported_media_type", 415 },
+		{ "image_undecodable", 422 }, { "rate_limited", 429 }, { "headers_too_large", 431 },
+		{ "internal_error", 500 },
 		{ "not_ready", 503 }, { "overloaded", 503 }, { "insufficient_storage", 507 },
 	};
 	CHECK_EQ_INT(sizeof want / sizeof want[0], HTTP_ERR_COUNT);

@@ -429,13 +429,22 @@ static void test_filters(void)
 	CHECK_EQ_INT(got[1], c);
 	CHECK_EQ_INT(got[2], d);
 
-	/* Numbers match by their JSON text; strings by value. */
+	/* Numbers match by value (both sides in the canonical form: the
+	 * stored 1.50 is 1.5); strings by their text. */
 	struct store_filter f2[] = { { "n", "2" } };
 	sel.filters = f2;
 	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 2);   /* b (number 2), c (string "2") */
+	struct store_filter f2b[] = { { "n", "2.0" } };
+	sel.filters = f2b;
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 1);   /* b only: the string "2" is not "2.0" */
+	CHECK_EQ_INT(got[0], b);
 	struct store_filter f3[] = { { "n", "1.50" } };
 	sel.filters = f3;
 	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 1);
+	struct store_filter f3b[] = { { "n", "1.5" } };
+	sel.filters = f3b;
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 1);
+	CHECK_EQ_INT(got[0], a);
 	struct store_filter f4[] = { { "ok", "true" } };
 	sel.filters = f4;
 	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 1);
