@@ -15,13 +15,19 @@
 // result (more like this == API), classify (bars == API), edit metadata
 // (PATCH seen through the API), delete (gone from the grid and the API).
 // axe-core on every view, no console errors, a screenshot of every state.
+//
+// A second flow covers the page's ways through a collection: an image's
+// address (#/images/ID, back and forward), the link to the original and the
+// capture time, "Load more" for browsing (cursor) and search (a larger k),
+// the filter bar (metadata chips, the taken-date range) on both, and -words
+// in the search box sent as not=.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-	CHROMIUM, CLIPD_BIN, IMAGES, WWW, ARTIFACTS, tmpdir,
+	CHROMIUM, CLIPD_BIN, IMAGES, TEST_DATA_DIR, WWW, ARTIFACTS, tmpdir,
 	startDaemon, apiClient, launchBrowser, watchConsole, checkA11y, screenshot,
 } from './lib.mjs';
 
@@ -579,3 +585,225 @@ check('keyboard only', () =>
 
 check('375-pixel-wide viewport', () =>
 	flow({ name: 'phone', viewport: { width: 375, height: 740 }, mobile: true }));
+
+// --- addresses, the original, more results, filters, -words ----------------------
+
+const METADATA = {
+	'horse.png': { album: 'Paris', tags: ['animal', 'farm'] },
+	'chelsea.png': { album: 'Paris', tags: ['animal', 'pet'] },
+	'coffee.png': { album: 'Paris' },
+	'rocket.jpg': { album: 'Rome' },
+	'camera.png': { album: 'Rome', tags: ['pet'] },
+};
+const DATED = path.join(TEST_DATA_DIR, 'photos', 'datetime.jpg');   // taken 2023-06-17T14:03:22+02:00
+
+check('addresses, the original, more results, filters, taken dates, -words', async () => {
+	const daemon = await startDaemon();
+	const api = apiClient(daemon.base);
+	const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+	const page = await context.newPage();
+	const errors = watchConsole(page, [404]);
+	const requests = [];
+	page.on('request', (r) => {
+		const u = new URL(r.url());
+		if (u.pathname === '/images' || u.pathname === '/search')
+			requests.push(u.pathname + u.search);
+	});
+	let step = 0;
+	const view = async (label) => {
+		await checkA11y(page, `paths: ${label}`);
+		await screenshot(page, `paths-${String(++step).padStart(2, '0')}-${label}`);
+	};
+	const waitGrid = (ids) => page.waitForFunction((want) =>
+		document.getElementById('grid').getAttribute('aria-busy') === 'false' &&
+		!document.querySelector('#grid .skeleton') &&
+		[...document.querySelectorAll('#grid > .tile[data-id]')].map((e) => e.dataset.id).join() === want.join(),
+	ids, { timeout: 30000 }).catch(async (e) => {
+		e.message += `\ngrid: ${(await gridIds(page)).join()} want: ${ids.join()}\nrequests: ${requests.slice(-6).join(' ')}`;
+		throw e;
+	});
+	const searchIds = async (q) => (await api.json(`/search?${q}`)).results.map((r) => String(r.id));
+	const listIds = async (q) => {
+		const ids = [];
+		let cursor = null;
+		do {
+			const r = await api.json(`/images?limit=100&${q}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+			ids.push(...r.items.map((i) => String(i.id)));
+			cursor = r.next_cursor;
+		} while (cursor);
+		return ids;
+	};
+	try {
+		const byName = {};
+		for (const f of GOOD) {
+			const meta = METADATA[f] ? `&metadata=${encodeURIComponent(JSON.stringify(METADATA[f]))}` : '';
+			const r = await api.call(`/images?filename=${encodeURIComponent(f)}${meta}`, {
+				method: 'POST', body: fs.readFileSync(path.join(IMAGES, f)),
+				headers: { 'Content-Type': f.endsWith('.jpg') ? 'image/jpeg' : 'image/png' },
+			});
+			assert.equal(r.status, 201, `${f}: ${JSON.stringify(r.body)}`);
+			byName[f] = r.body;
+		}
+		const dated = await api.upload(DATED, 'image/jpeg');
+		assert.equal(dated.status, 201);
+		assert.equal(dated.body.taken_at, '2023-06-17T14:03:22+02:00');
+		const datedId = String(dated.body.id);
+		const total = GOOD.length + 1;
+
+		// Browsing two at a time: "Load more" pages with the cursor.
+		await page.goto(`${daemon.base}/?limit=2&k=3`);
+		await waitIdle(page, 'Newest images');
+		const all = await listIds('');
+		assert.equal(all.length, total);
+		await page.waitForFunction((n) => document.querySelectorAll('#grid > .tile[data-id]').length === n &&
+			document.getElementById('load-more').hidden, total);
+		assert.deepEqual(await gridIds(page), all);
+
+		// A metadata chip: browsing the album, page after page.
+		requests.length = 0;
+		await page.fill('#filter-key', 'album');
+		await page.fill('#filter-value', 'Paris');
+		await page.click('#filter-add');
+		const paris = await listIds('filter.album=Paris');
+		assert.equal(paris.length, 3);
+		await waitGrid(paris);
+		assert.equal(await page.textContent('#filter-chips'), 'album = Paris×');
+		assert.ok(requests.some((q) => q.includes('filter.album=Paris') && q.includes('cursor=')),
+			`the filtered browse did not page with its cursor: ${requests.join(' ')}`);
+		await view('browse-album');
+
+		// The chip applies to search as well; -words become not=.
+		requests.length = 0;
+		await page.fill('#q', 'a photo of a cat -horse');
+		const parisSearch = await searchIds('q=a+photo+of+a+cat&not=horse&filter.album=Paris&k=3');
+		await waitGrid(parisSearch);
+		assert.ok(requests.some((q) => /^\/search\?q=a\+photo\+of\+a\+cat&k=3&not=horse&filter\.album=Paris$/.test(q)),
+			`search with a chip and -horse: ${requests.join(' ')}`);
+		assert.ok(!parisSearch.includes(String(byName['rocket.jpg'].id)));
+
+		// A second chip on another key narrows it (array values match an element).
+		await page.fill('#filter-key', 'tags');
+		await page.fill('#filter-value', 'pet');
+		await page.press('#filter-value', 'Enter');
+		await waitGrid([String(byName['chelsea.png'].id)]);
+		assert.deepEqual(await searchIds('q=a+photo+of+a+cat&not=horse&filter.album=Paris&filter.tags=pet&k=3'),
+			[String(byName['chelsea.png'].id)]);
+		await view('search-two-chips');
+		// Removing both chips: the whole collection again.
+		await page.click('#filter-chips > li:first-child button');
+		await waitGrid(await searchIds('q=a+photo+of+a+cat&not=horse&filter.tags=pet&k=3'));
+		await page.click('#filter-chips > li:first-child button');
+		assert.equal(await page.$$eval('#filter-chips > li', (els) => els.length), 0);
+
+		// Negative terms, one of them quoted: the page's order is the API's with not=.
+		requests.length = 0;
+		await page.fill('#q', 'a photo of a cat -horse -"cup of coffee"');
+		const negative = await searchIds('q=a+photo+of+a+cat&not=horse&not=cup+of+coffee&k=3');
+		await waitGrid(negative);
+		assert.ok(requests.includes('/search?q=a+photo+of+a+cat&k=3&not=horse&not=cup+of+coffee'),
+			`negative terms: ${requests.join(' ')}`);
+
+		// More search results: the same query with a larger k each time.
+		requests.length = 0;
+		await page.fill('#q', GOLDEN_QUERY);
+		const full = await searchIds(`q=${encodeURIComponent(GOLDEN_QUERY)}&k=48`);
+		assert.equal(full.length, total);
+		await waitGrid(full.slice(0, 3));
+		assert.equal(await page.isVisible('#load-more'), true);
+		await page.click('#load-more');
+		await waitGrid(full.slice(0, 6));
+		await page.click('#load-more');
+		await waitGrid(full);
+		await page.waitForSelector('#load-more', { state: 'hidden' });
+		assert.deepEqual(requests.map((q) => /k=(\d+)/.exec(q)[1]), ['3', '6', '12']);
+		assert.match(await page.textContent('#results-meta'), new RegExp(`^${total} results`));
+
+		// The taken-date range: the day of the dated photo, then the day after.
+		await page.fill('#q', '');
+		await waitGrid(all);
+		await page.fill('#taken-from', '2023-06-17');
+		await page.fill('#taken-to', '2023-06-17');
+		await waitGrid([datedId]);
+		assert.ok(requests.some((q) => q.includes('taken_after=2023-06-16T23%3A59%3A59Z') && q.includes('taken_before=2023-06-18T00%3A00%3A00Z')),
+			`taken range: ${requests.slice(-3).join(' ')}`);
+		await view('taken-range');
+		await page.fill('#taken-from', '2023-06-18');
+		await page.fill('#taken-to', '');
+		await page.waitForSelector('#empty:not([hidden])');
+		assert.equal(await page.textContent('#empty-title'), 'No images match the filters');
+		await page.fill('#taken-from', '');
+		await waitGrid(all);
+
+		// An image's address: a click pushes it, back and forward work.
+		await page.fill('#q', GOLDEN_QUERY);
+		await waitGrid(full.slice(0, 3));
+		const first = full[0];
+		await page.click('#grid > .tile:first-child .thumb');
+		await page.waitForSelector('#detail[open]');
+		assert.equal(await page.evaluate(() => location.hash), `#/images/${first}`);
+		const img = await api.json(`/images/${first}`);
+		const href = await page.getAttribute('#detail-original', 'href');
+		assert.equal(href, `/images/${first}/file`);
+		const original = await page.evaluate(async (u) => {
+			const r = await fetch(u);
+			return { status: r.status, bytes: (await r.arrayBuffer()).byteLength };
+		}, href);
+		assert.deepEqual(original, { status: 200, bytes: img.bytes });
+		await page.goBack();
+		await page.waitForSelector('#detail:not([open])', { state: 'attached' });
+		assert.equal(await page.evaluate(() => location.hash), `#q=${encodeURIComponent(GOLDEN_QUERY)}`);
+		await page.goForward();
+		await page.waitForFunction((id) => document.getElementById('detail').open &&
+			document.getElementById('detail').dataset.id === id, first);
+		// A similar image gets its own address; back returns to the first.
+		await page.waitForFunction(() => document.getElementById('similar-grid').getAttribute('aria-busy') === 'false' &&
+			document.querySelector('#similar-grid > .tile'));
+		const other = await page.getAttribute('#similar-grid > .tile:first-child', 'data-id');
+		await page.click('#similar-grid > .tile:first-child .thumb');
+		await page.waitForFunction((id) => location.hash === `#/images/${id}` &&
+			document.getElementById('detail').dataset.id === id, other);
+		await page.goBack();
+		await page.waitForFunction((id) => location.hash === `#/images/${id}` &&
+			document.getElementById('detail').dataset.id === id, first);
+		// Closing goes back to the results, and their address.
+		await page.click('#detail-close');
+		await page.waitForSelector('#detail:not([open])', { state: 'attached' });
+		await page.waitForFunction((h) => location.hash === h, `#q=${encodeURIComponent(GOLDEN_QUERY)}`);
+		await waitGrid(full.slice(0, 3));
+		// Closing and opening again in one go (a fast user): the going back
+		// of the close does not close the image opened again.
+		await page.click('#grid > .tile:first-child .thumb');
+		await page.waitForSelector('#detail[open]');
+		await page.evaluate(() => {
+			document.getElementById('detail-close').click();
+			document.querySelector('#grid > .tile:first-child .thumb').click();
+		});
+		await page.waitForTimeout(500);
+		assert.deepEqual(await page.evaluate(() => [location.hash, document.getElementById('detail').open]),
+			[`#/images/${first}`, true], 'closing and reopening at once');
+		await page.keyboard.press('Escape');
+		await page.waitForFunction((h) => location.hash === h && !document.getElementById('detail').open,
+			`#q=${encodeURIComponent(GOLDEN_QUERY)}`);
+
+		// Opening an address directly: the capture time is shown.
+		await page.goto(`${daemon.base}/#/images/${datedId}`);
+		await page.waitForFunction((id) => document.getElementById('detail').open &&
+			document.getElementById('detail').dataset.id === id &&
+			/Taken2023-06-17 14:03 UTC\+02:00/.test(document.getElementById('detail-facts').textContent), datedId);
+		assert.equal(await page.getAttribute('#detail-original', 'href'), `/images/${datedId}/file`);
+		await view('detail-by-address');
+		await page.click('#detail-close');
+		await page.waitForSelector('#detail:not([open])', { state: 'attached' });
+		assert.equal(await page.evaluate(() => location.hash), '');
+
+		assert.deepEqual([...errors], [], 'console errors');
+	} catch (e) {
+		await screenshot(page, 'paths-failed').catch(() => {});
+		e.message += `\n--- clipd serve log (tail) ---\n${daemon.tail()}`;
+		throw e;
+	} finally {
+		await context.close();
+		const exit = await daemon.stop();
+		assert.deepEqual(exit, { code: 0, signal: null }, `clipd serve did not exit cleanly:\n${daemon.tail()}`);
+	}
+});

@@ -121,23 +121,43 @@ export async function apiJson(path, opts) {
 	return res.json();
 }
 
-export const query = (params) => {
+// params: an object (one value per name) and, optionally, a list of
+// [name, value] pairs appended after it (repeated names: filters, not=).
+export const query = (params, pairs = []) => {
 	const q = new URLSearchParams();
 	for (const [k, v] of Object.entries(params))
 		if (v !== undefined && v !== null && v !== '')
 			q.set(k, String(v));
+	for (const [k, v] of pairs)
+		q.append(k, String(v));
 	const s = q.toString();
 	return s ? `?${s}` : '';
 };
 
+// The filter bar's state as query pairs: filter.KEY=VALUE for each chip
+// (KEY as the API reads it: dots walk into nested objects), then
+// taken_after/taken_before for the date range.
+export function filterPairs(filters) {
+	if (!filters)
+		return [];
+	const out = (filters.chips || []).map(({ key, value }) =>
+		[`filter.${key}`, value]);
+	if (filters.takenAfter)
+		out.push(['taken_after', filters.takenAfter]);
+	if (filters.takenBefore)
+		out.push(['taken_before', filters.takenBefore]);
+	return out;
+}
+
 export const paths = {
 	info: () => '/info',
-	list: (limit, cursor) => `/images${query({ limit, cursor })}`,
+	list: (limit, cursor, filters) => `/images${query({ limit, cursor }, filterPairs(filters))}`,
 	image: (id) => `/images/${encodeURIComponent(id)}`,
 	file: (id) => `/images/${encodeURIComponent(id)}/file`,
 	thumb: (id, size = 256) => `/images/${encodeURIComponent(id)}/thumbnail?size=${size}`,
 	similar: (id, k) => `/images/${encodeURIComponent(id)}/similar${query({ k })}`,
-	search: (q, k) => `/search${query({ q, k })}`,
+	search: (q, k, filters, nots = []) =>
+		`/search${query({ q, k }, [...nots.map((t) => ['not', t]), ...filterPairs(filters)])}`,
 	upload: (filename) => `/images${query({ filename })}`,
 	classify: () => '/classify',
 	libraries: () => '/libraries',

@@ -1,7 +1,7 @@
 // clipd web front-end: the entry point. Wires the search box, the results
 // grid, uploads, the detail dialog and the API-key dialog together.
 
-import { $, debounce, plural } from './dom.js';
+import { $, h, debounce, plural } from './dom.js';
 import { apiJson, paths, setKeyPrompt, setKey, currentKey, onKeyChange } from './api.js';
 import { Results } from './grid.js';
 import { Uploader } from './upload.js';
@@ -116,6 +116,8 @@ async function loadInfo() {
 		$('notice-text').textContent = info.warning ? String(info.warning) : '';
 		$('notice').hidden = !info.warning;
 		uploader.limits = info.limits || {};
+		if (info.limits && info.limits.max_k)
+			results.maxK = info.limits.max_k;
 		if (info.limits && info.limits.max_labels)
 			detail.maxLabels = info.limits.max_labels;
 		results.setTotal(n);
@@ -127,7 +129,7 @@ async function loadInfo() {
 // --- results, uploads, detail --------------------------------------------
 
 const results = new Results({
-	onOpen: (img) => detail.open(img),
+	onOpen: (img) => openImage(img),
 	onError: showError,
 	onUpload: () => $('file-input').click(),
 });
@@ -145,6 +147,8 @@ const detail = new Detail({
 			$('results').focus();
 	},
 	onUpdated: (img) => results.update(img),
+	onOpen: (img) => openImage(img),
+	onClose: () => leaveImageRoute(),
 });
 
 const uploader = new Uploader({
@@ -160,7 +164,7 @@ const runSearch = debounce(() => {
 	const q = search.value.trim();
 	if (q === results.query)
 		return;
-	history.replaceState(null, '', q ? `#q=${encodeURIComponent(q)}` : location.pathname + location.search);
+	history.replaceState(null, '', searchHash(q));
 	results.show(q);
 }, SEARCH_DELAY_MS);
 
@@ -170,7 +174,7 @@ $('search-form').addEventListener('submit', (e) => {
 	runSearch();
 	runSearch.cancel();
 	const q = search.value.trim();
-	history.replaceState(null, '', q ? `#q=${encodeURIComponent(q)}` : location.pathname + location.search);
+	history.replaceState(null, '', searchHash(q));
 	results.show(q);
 });
 document.addEventListener('keydown', (e) => {
@@ -231,6 +235,152 @@ window.addEventListener('drop', (e) => {
 	uploader.add(files);
 });
 
+// --- addresses: #q=TEXT is a search, #/images/ID an image's detail view ------
+//
+// Opening an image pushes its address (history.state.depth counts the
+// detail views pushed since the results); closing the dialog goes back that
+// many entries, so back/forward move between the results and the images.
+
+const IMAGE_ROUTE = /^#\/images\/(\d{1,18})$/;
+
+function searchHash(q) {
+	return q ? `#q=${encodeURIComponent(q)}` : location.pathname + location.search;
+}
+
+// While closing the dialog goes back in history (asynchronously), an image
+// opened meanwhile waits for that to finish, so the going back does not
+// close it again.
+let goingBack = null;
+
+function openImage(img) {
+	if (goingBack) {
+		goingBack.then(() => openImage(img));
+		return;
+	}
+	const target = `#/images/${img.id}`;
+	if (location.hash !== target) {
+		const depth = IMAGE_ROUTE.test(location.hash) ? ((history.state && history.state.depth) || 0) + 1 : 1;
+		history.pushState({ depth }, '', target);
+	}
+	detail.open(img);
+}
+
+function route() {
+	const m = IMAGE_ROUTE.exec(location.hash);
+	if (m) {
+		if (!$('detail').open || String(detail.img && detail.img.id) !== m[1]) {
+			const known = results.items.find((i) => String(i.id) === m[1]);
+			detail.open(known || { id: Number(m[1]) });
+		}
+		return;
+	}
+	if ($('detail').open)
+		detail.close();
+	const q = new URLSearchParams(location.hash.slice(1)).get('q') || '';
+	if (q !== results.query) {
+		search.value = q;
+		runSearch.cancel();
+		results.show(q);
+	}
+}
+window.addEventListener('popstate', route);
+window.addEventListener('hashchange', route);
+
+function leaveImageRoute() {
+	if (!IMAGE_ROUTE.test(location.hash) || goingBack)
+		return;     // closed by back/forward: the address is already right
+	const depth = (history.state && history.state.depth) || 0;
+	if (depth > 0) {
+		goingBack = new Promise((resolve) => {
+			const done = () => {
+				window.removeEventListener('popstate', done);
+				clearTimeout(timer);
+				goingBack = null;
+				resolve();
+			};
+			const timer = setTimeout(done, 2000);
+			window.addEventListener('popstate', done);
+		});
+		history.go(-depth);
+	} else
+		history.replaceState(null, '', searchHash(results.query));
+}
+
+
+// --- the filter bar -------------------------------------------------------
+
+const chips = [];
+
+function filterStatus(text, kind = '') {
+	$('filter-status').textContent = text;
+	$('filter-status').className = `form-status ${kind}`.trim();
+}
+
+// A day from an <input type=date> as the exclusive RFC 3339 bounds the API
+// takes: "from D" is after the last second of the day before, "until D"
+// before the first second of the day after.
+function dayBound(day, edge) {
+	if (!/^\d{4}-\d{2}-\d{2}$/.test(day))
+		return '';
+	const t = Date.parse(`${day}T00:00:00Z`);
+	if (isNaN(t))
+		return '';
+	const at = edge === 'from' ? t - 1000 : t + 86400000;
+	return new Date(at).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+function applyFilters() {
+	const from = $('taken-from').value, to = $('taken-to').value;
+	if (from && to && from > to) {
+		filterStatus('“Taken from” is after “Taken until”.', 'error');
+		return;
+	}
+	results.filters = {
+		chips: chips.map((c) => ({ ...c })),
+		takenAfter: dayBound(from, 'from'),
+		takenBefore: dayBound(to, 'until'),
+	};
+	const n = chips.length + (from ? 1 : 0) + (to ? 1 : 0);
+	filterStatus(n ? `${plural(n, 'filter')} applied` : 'No filters');
+	results.show(search.value);
+}
+
+function renderChips() {
+	$('filter-chips').replaceChildren(...chips.map((c, i) => {
+		const text = `${c.key} = ${c.value}`;
+		return h('li', { class: 'chip', dataset: { key: c.key, value: c.value } },
+			h('span', { class: 'chip-text', text }),
+			h('button', {
+				class: 'button icon small', type: 'button', 'aria-label': `Remove filter ${text}`, title: 'Remove filter',
+				onclick: () => {
+					chips.splice(i, 1);
+					renderChips();
+					const left = $('filter-chips').querySelectorAll('button');
+					(left[Math.min(i, left.length - 1)] || $('filter-key')).focus();
+					applyFilters();
+				},
+			}, '×'));
+	}));
+}
+
+$('filter-form').addEventListener('submit', (e) => {
+	e.preventDefault();
+	const key = $('filter-key').value.trim(), value = $('filter-value').value.trim();
+	if (!key || !value) {
+		filterStatus('A filter needs a key and a value.', 'error');
+		(key ? $('filter-value') : $('filter-key')).focus();
+		return;
+	}
+	if (!chips.some((c) => c.key === key && c.value === value))
+		chips.push({ key, value });
+	$('filter-key').value = '';
+	$('filter-value').value = '';
+	renderChips();
+	applyFilters();
+});
+$('taken-from').addEventListener('change', applyFilters);
+$('taken-to').addEventListener('change', applyFilters);
+
 function reload() {
 	results.show(search.value);
 	loadInfo();
@@ -238,8 +388,10 @@ function reload() {
 
 // --- start ----------------------------------------------------------------
 
-const initial = new URLSearchParams(location.hash.slice(1)).get('q') || '';
+const initial = IMAGE_ROUTE.test(location.hash) ? '' : new URLSearchParams(location.hash.slice(1)).get('q') || '';
 search.value = initial;
 results.show(initial).then(loadInfo);
 // A scan that ends brings new images: show them when the view is the newest.
 new Libraries({ onScanned: () => { if (!search.value) reload(); } }).start();
+if (IMAGE_ROUTE.test(location.hash))
+	route();

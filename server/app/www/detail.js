@@ -13,7 +13,13 @@ function valueText(v) {
 }
 
 export class Detail {
-	constructor({ onDeleted, onUpdated }) {
+	// onOpen(img): how a "more like this" tile opens (the app gives it an
+	// address); by default in this dialog directly. onClose(): called as
+	// the dialog closes (the close button, the backdrop, a delete, Escape),
+	// before its close event.
+	constructor({ onDeleted, onUpdated, onOpen, onClose }) {
+		this.onOpen = onOpen || ((img) => this.open(img));
+		this.onClose = onClose || (() => {});
 		this.onDeleted = onDeleted;
 		this.onUpdated = onUpdated;
 		this.dialog = $('detail');
@@ -27,6 +33,7 @@ export class Detail {
 
 		$('detail-close').addEventListener('click', () => this.close());
 		this.dialog.addEventListener('close', () => this.closed());
+		this.dialog.addEventListener('cancel', () => this.onClose());
 		// A click on the backdrop (outside the dialog's box) closes it.
 		this.dialog.addEventListener('click', (e) => {
 			if (e.target !== this.dialog)
@@ -35,7 +42,14 @@ export class Detail {
 			if (e.clientX < r.left || e.clientX > r.right || e.clientY < r.top || e.clientY > r.bottom)
 				this.close();
 		});
-		$('detail-image').addEventListener('load', () => $('detail-figure').classList.remove('loading'));
+		$('detail-image').addEventListener('load', () => {
+			$('detail-figure').classList.remove('loading');
+			// With an API key the image came through a blob: URL (a link
+			// cannot send the key); the link opens those same bytes.
+			const src = $('detail-image').src;
+			if (src.startsWith('blob:'))
+				$('detail-original').href = src;
+		});
 		$('detail-image').addEventListener('error', () => $('detail-figure').classList.remove('loading'));
 		$('meta-add').addEventListener('click', () => {
 			const row = this.metaRow('', '');
@@ -129,6 +143,7 @@ export class Detail {
 		this.loader.clear();
 		el.removeAttribute('src');
 		el.alt = altText(img);
+		$('detail-original').href = paths.file(img.id);
 		this.loader.load(el, paths.file(img.id), { lazy: false });
 	}
 
@@ -318,7 +333,7 @@ export class Detail {
 			grid.replaceChildren(...items.map((img) => renderTile(img, {
 				loader: this.similarLoader,
 				score: img.score,
-				onOpen: (other) => this.open(other),
+				onOpen: (other) => this.onOpen(other),
 			})));
 			$('similar-status').textContent = items.length ? '' : 'No other images yet.';
 		} catch (e) {
@@ -358,8 +373,10 @@ export class Detail {
 	}
 
 	close() {
-		if (this.dialog.open)
+		if (this.dialog.open) {
 			this.dialog.close();
+			this.onClose();
+		}
 	}
 
 	closed() {

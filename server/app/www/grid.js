@@ -1,5 +1,7 @@
 // The results view: the newest images (cursor pagination, infinite scroll)
-// when the search box is empty, text search results as the user types.
+// when the search box is empty, text search results as the user types
+// ("More results" asks again with a larger k, up to the server's max_k).
+// The filter bar's chips and date range apply to both.
 
 import { $, h, altText, displayName, formatScore, formatAge, formatMs, plural, announce, busy } from './dom.js';
 import { apiJson, paths, ImageLoader } from './api.js';
@@ -13,6 +15,7 @@ const clampInt = (v, lo, hi, def) => {
 export const PAGE_SIZE = clampInt(params.get('limit'), 1, 200, 30);
 export const SEARCH_K = clampInt(params.get('k'), 1, 1000, 48);
 const SKELETONS = 8;
+export const MAX_K_DEFAULT = 1000;   // the server's --max-k default; GET /info's limits.max_k when known
 const SCROLL_MARGIN = 600;
 
 // One tile: <li class="tile" data-id="ID"> with a button around the
@@ -29,6 +32,19 @@ export function renderTile(img, { loader, onOpen, score, showAge = false }) {
 	return h('li', { class: 'tile', dataset: { id: img.id } },
 		h('button', { class: 'thumb', type: 'button', onclick: () => onOpen(img) }, picture),
 		caption);
+}
+
+// The search box's text: words written -word (or -"two words") are
+// negative terms, sent as not=; the rest is the query.
+export function parseQuery(input) {
+	const nots = [];
+	const text = (input || '').replace(/(^|\s)-(?:"([^"]*)"|(\S+))/g, (all, lead, quoted, word) => {
+		const t = (quoted !== undefined ? quoted : word).trim();
+		if (t)
+			nots.push(t);
+		return lead;
+	}).replace(/\s+/g, ' ').trim();
+	return { text, nots };
 }
 
 function skeletonTiles(n) {
@@ -53,6 +69,10 @@ export class Results {
 		this.ctrl = null;
 		this.loadingMore = false;
 		this.total = null;
+		this.filters = { chips: [], takenAfter: '', takenBefore: '' };
+		this.k = SEARCH_K;
+		this.maxK = MAX_K_DEFAULT;
+		this.more = false;
 
 		$('load-more').addEventListener('click', () => this.loadMore());
 		$('empty-action').addEventListener('click', () => this.emptyAction && this.emptyAction());
@@ -61,7 +81,7 @@ export class Results {
 		// added and the end is still in view).
 		if ('IntersectionObserver' in window) {
 			new IntersectionObserver((entries) => {
-				if (entries.some((e) => e.isIntersecting))
+				if (entries.some((e) => e.isIntersecting) && this.mode === 'newest')
 					this.loadMore();
 			}, { rootMargin: `${SCROLL_MARGIN}px` }).observe($('more'));
 		}
@@ -83,11 +103,20 @@ export class Results {
 		this.renderMeta();
 	}
 
+	hasFilters() {
+		const f = this.filters;
+		return f.chips.length > 0 || !!f.takenAfter || !!f.takenBefore;
+	}
+
 	// Starts a new view: the newest images for an empty query, a search
-	// otherwise. Older requests still running are cancelled.
+	// otherwise, both under the filters. Older requests still running are
+	// cancelled.
 	async show(query) {
 		this.query = (query || '').trim();
+		const parsed = parseQuery(this.query);
 		const gen = ++this.gen;
+		this.k = Math.min(SEARCH_K, this.maxK);
+		this.more = false;
 		if (this.ctrl)
 			this.ctrl.abort();
 		this.ctrl = new AbortController();
@@ -103,16 +132,24 @@ export class Results {
 		$('empty').hidden = true;
 		$('load-more').hidden = true;
 		try {
-			if (this.query) {
-				const r = await apiJson(paths.search(this.query, SEARCH_K), { signal });
+			if (this.query && !parsed.text) {
+				// Only -words: nothing to search for, nothing to ask.
+				this.mode = 'search';
+				this.took = undefined;
+				this.items = [];
+				this.next = null;
+			} else if (this.query) {
+				const r = await apiJson(paths.search(parsed.text, this.k, this.filters, parsed.nots), { signal });
 				if (gen !== this.gen)
 					return;
 				this.mode = 'search';
 				this.took = r.took_ms;
 				this.items = r.results || [];
 				this.next = null;
+				// A full page may have more behind it.
+				this.more = this.items.length >= this.k && this.k < this.maxK;
 			} else {
-				const r = await apiJson(paths.list(PAGE_SIZE), { signal });
+				const r = await apiJson(paths.list(PAGE_SIZE, undefined, this.filters), { signal });
 				if (gen !== this.gen)
 					return;
 				this.mode = 'newest';
@@ -145,25 +182,46 @@ export class Results {
 		return this.show(this.query);
 	}
 
+	hasMore() {
+		return this.mode === 'newest' ? !!this.next : this.mode === 'search' && this.more;
+	}
+
+	// The next page: the cursor's for the newest images; for a search the
+	// same query again with k doubled (at most max_k), of which the results
+	// not yet shown are appended.
 	async loadMore() {
-		if (this.mode !== 'newest' || !this.next || this.loadingMore)
+		if (!this.hasMore() || this.loadingMore)
 			return;
-		const gen = this.gen, cursor = this.next;
+		const gen = this.gen, cursor = this.next, mode = this.mode;
 		this.loadingMore = true;
 		this.setBusy(true);
 		busy($('load-more'), true);
 		try {
-			const r = await apiJson(paths.list(PAGE_SIZE, cursor), { signal: this.ctrl.signal });
-			if (gen !== this.gen)
-				return;
+			let got;
+			if (mode === 'search') {
+				const k = Math.min(this.maxK, this.k * 2);
+				const parsed = parseQuery(this.query);
+				const r = await apiJson(paths.search(parsed.text, k, this.filters, parsed.nots), { signal: this.ctrl.signal });
+				if (gen !== this.gen)
+					return;
+				got = r.results || [];
+				this.k = k;
+				this.took = r.took_ms;
+				this.more = got.length >= k && k < this.maxK;
+			} else {
+				const r = await apiJson(paths.list(PAGE_SIZE, cursor, this.filters), { signal: this.ctrl.signal });
+				if (gen !== this.gen)
+					return;
+				got = r.items || [];
+				this.next = r.next_cursor || null;
+			}
 			const known = new Set(this.items.map((i) => String(i.id)));
-			const fresh = (r.items || []).filter((i) => !known.has(String(i.id)));
+			const fresh = got.filter((i) => !known.has(String(i.id)));
 			this.items.push(...fresh);
-			this.next = r.next_cursor || null;
 			this.grid.append(...fresh.map((img) => this.tile(img)));
 			this.renderMeta();
-			$('load-more').hidden = !this.next;
-			announce(`Loaded ${plural(fresh.length, 'more image')}`);
+			$('load-more').hidden = !this.hasMore();
+			announce(`Loaded ${plural(fresh.length, mode === 'search' ? 'more result' : 'more image')}`);
 			this.autoMore();
 		} catch (e) {
 			if (e.name !== 'AbortError' && gen === this.gen)
@@ -190,10 +248,14 @@ export class Results {
 		this.loader.clear();
 		this.grid.replaceChildren(...this.items.map((img) => this.tile(img)));
 		this.renderMeta();
-		$('load-more').hidden = !(this.mode === 'newest' && this.next);
+		$('load-more').hidden = !this.hasMore();
 		if (!this.items.length) {
-			if (this.mode === 'search')
+			if (this.mode === 'search' && !parseQuery(this.query).text)
+				this.showEmpty('Nothing to search for', 'Words written -word leave out what they name; type what to look for too.');
+			else if (this.mode === 'search')
 				this.showEmpty(`No images match “${this.query}”`, 'Try other words, or upload more images.');
+			else if (this.hasFilters())
+				this.showEmpty('No images match the filters', 'Remove a filter or change the dates.');
 			else
 				this.showEmpty('No images yet', 'Drop images anywhere on this page, or choose some to upload.',
 					{ action: 'Choose images…', onAction: this.onUpload });
@@ -210,7 +272,7 @@ export class Results {
 				(typeof this.took === 'number' ? ` · ${formatMs(this.took)}` : '');
 		} else if (this.mode === 'newest') {
 			const n = this.items.length;
-			meta.textContent = this.total !== null && this.total >= n && n
+			meta.textContent = this.total !== null && this.total >= n && n && !this.hasFilters()
 				? `${n} of ${plural(this.total, 'image')}`
 				: plural(n, 'image');
 		}
