@@ -159,12 +159,16 @@ struct srv_search_params {
 	size_t k;
 };
 int srv_parse_search_params(struct srv_app *app, struct http_req *r, struct srv_search_params *sp);
-/* The library= parameter (a library's name; borrowed from the request):
- * 0 and *library (NULL when absent), or an answer (400) and -1. */
-int srv_parse_library(struct http_req *r, const char **library);
+/* A library's name as a selection takes it (library= in a query string,
+ * "library" in POST /search's body; v NULL when absent): 0 and *library
+ * (v itself, borrowed; NULL when absent), or an answer and -1: 400
+ * bad_parameter when v is not a library's name or names no library the
+ * catalog knows (one served with --library now or before). */
+int srv_parse_library(struct srv_app *app, struct http_req *r, const char *v, const char **library);
 /* Only the selection (filter.KEY, after, before, taken_after, taken_before, library), into sel with its
  * filters in filters (STORE_MAX_FILTERS of them): for GET /images. */
-int srv_parse_selection(struct http_req *r, struct store_selection *sel, struct store_filter *filters);
+int srv_parse_selection(struct srv_app *app, struct http_req *r, struct store_selection *sel,
+			struct store_filter *filters);
 /* Check a selection built otherwise (POST /search): 400 naming the filter
  * with prefix before its key. */
 int srv_check_selection(struct http_req *r, const struct store_selection *sel, const char *prefix);
@@ -191,7 +195,7 @@ struct srv_query {
 	size_t n;
 	struct srv_search_params sp;   /* k, min_score, the selection, mode, rrf_k, keywords */
 	char *keywords, *not_keywords; /* the positive and negative texts joined (keyword, hybrid) */
-	char *owned[2 * STORE_MAX_FILTERS];   /* POST /search's filter keys and values */
+	char *owned[2 * STORE_MAX_FILTERS + 1];   /* POST /search's filter keys and values, its library */
 	size_t n_owned;
 };
 int srv_query_from_params(struct srv_app *app, struct http_req *r, struct srv_query *q);

@@ -485,7 +485,7 @@ void srv_images_list(struct srv_app *app, struct http_req *r)
 	}
 	struct store_selection sel;
 	struct store_filter filters[STORE_MAX_FILTERS];
-	if (srv_parse_selection(r, &sel, filters) != 0)
+	if (srv_parse_selection(app, r, &sel, filters) != 0)
 		return;
 	struct store_image *items = NULL;
 	size_t n = 0;

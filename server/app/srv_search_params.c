@@ -1,7 +1,7 @@
 /*
  * The query parameters searches and listings share: k, min_score,
- * filter.KEY, after, before, taken_after, taken_before
- * (srv_parse_search_params, srv_parse_selection),
+ * filter.KEY, after, before, taken_after, taken_before, library
+ * (srv_parse_search_params, srv_parse_selection, srv_parse_library),
  * and the JSON body's equivalents for POST /search (srv_selection_json).
  * See srv_app.h.
  */
@@ -62,14 +62,15 @@ static int parse_time_param(struct http_req *r, const char *name, int *has, int6
 	return 0;
 }
 
-int srv_parse_selection(struct http_req *r, struct store_selection *sel, struct store_filter *filters)
+int srv_parse_selection(struct srv_app *app, struct http_req *r, struct store_selection *sel,
+			struct store_filter *filters)
 {
 	memset(sel, 0, sizeof *sel);
 	if (parse_time_param(r, "after", &sel->has_after, &sel->created_after) != 0
 	    || parse_time_param(r, "before", &sel->has_before, &sel->created_before) != 0
 	    || parse_time_param(r, "taken_after", &sel->has_taken_after, &sel->taken_after) != 0
 	    || parse_time_param(r, "taken_before", &sel->has_taken_before, &sel->taken_before) != 0
-	    || srv_parse_library(r, &sel->library) != 0)
+	    || srv_parse_library(app, r, http_query(r, "library"), &sel->library) != 0)
 		return -1;
 	struct filter_collect fc = { .sel = sel, .filters = filters };
 	http_query_each(r, collect_filter, &fc);
@@ -111,12 +112,11 @@ int srv_parse_search_params(struct srv_app *app, struct http_req *r, struct srv_
 		sp->q.has_min_score = 1;
 		sp->q.min_score = (float)ms;
 	}
-	return srv_parse_selection(r, &sp->q.sel, sp->filters);
+	return srv_parse_selection(app, r, &sp->q.sel, sp->filters);
 }
 
-int srv_parse_library(struct http_req *r, const char **library)
+int srv_parse_library(struct srv_app *app, struct http_req *r, const char *v, const char **library)
 {
-	const char *v = http_query(r, "library");
 	*library = NULL;
 	if (!v)
 		return 0;
@@ -128,6 +128,20 @@ int srv_parse_library(struct http_req *r, const char **library)
 	if (!ok) {
 		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "library: a library's name (letters, digits, '.', '_', '-'; "
 				 "at most %d)", STORE_LIBRARY_NAME_MAX);
+		return -1;
+	}
+	/* A name the catalog knows: a typo answers 400 rather than an empty
+	 * result that looks like a library without matches. */
+	struct store_library lib;
+	store_error err = { 0 };
+	int rc = catalog_library_get(app->cat, v, &lib, &err);
+	store_library_clear(&lib);
+	if (rc == STORE_ERR_NOT_FOUND) {
+		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "library: no library named '%s' (GET /libraries lists them)", v);
+		return -1;
+	}
+	if (rc != 0) {
+		srv_reply_store_error(r, &err);
 		return -1;
 	}
 	*library = v;

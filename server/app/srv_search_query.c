@@ -422,7 +422,7 @@ static int json_time(struct http_req *r, const cJSON *j, const char *name, int *
 int srv_query_from_json(struct srv_app *app, struct http_req *r, const cJSON *j, struct srv_query *q)
 {
 	static const char *const fields[] = { "text", "images", "not", "k", "min_score", "filters", "after", "before",
-					      "mode", "rrf_k", NULL };
+					      "taken_after", "taken_before", "library", "mode", "rrf_k", NULL };
 	if (only_fields(r, "body", j, fields) != 0)
 		return -1;
 	struct catalog_query *cq = &q->sp.q;
@@ -461,8 +461,23 @@ int srv_query_from_json(struct srv_app *app, struct http_req *r, const cJSON *j,
 		cq->rrf_k = (unsigned)x;
 	}
 	if (json_time(r, j, "after", &cq->sel.has_after, &cq->sel.created_after) != 0
-	    || json_time(r, j, "before", &cq->sel.has_before, &cq->sel.created_before) != 0)
+	    || json_time(r, j, "before", &cq->sel.has_before, &cq->sel.created_before) != 0
+	    || json_time(r, j, "taken_after", &cq->sel.has_taken_after, &cq->sel.taken_after) != 0
+	    || json_time(r, j, "taken_before", &cq->sel.has_taken_before, &cq->sel.taken_before) != 0)
 		return -1;
+	if ((v = cJSON_GetObjectItemCaseSensitive(j, "library"))) {
+		const char *name = NULL;
+		if (!cJSON_IsString(v)) {
+			http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "library: must be a library's name (a string)");
+			return -1;
+		}
+		if (srv_parse_library(app, r, v->valuestring, &name) != 0)
+			return -1;
+		if (!(cq->sel.library = own(q, strdup(name)))) {
+			http_reply_error(r, HTTP_ERR_INTERNAL, "out of memory");
+			return -1;
+		}
+	}
 	if ((v = cJSON_GetObjectItemCaseSensitive(j, "filters")) && json_filters(r, q, v) != 0)
 		return -1;
 	static const char *const lists[] = { "text", "images", "not" };

@@ -4,6 +4,7 @@ and edits, an unmounted-like root that changes nothing, and a scan killed
 with SIGKILL that resumes without re-encoding what it had committed."""
 
 import io
+import json
 import os
 import random
 import sqlite3
@@ -156,7 +157,7 @@ def test_tree_of_2000_files(make_server, tmp_path):
     paths = {i["source"]["path"] for i in imgs}
     assert not any("/." in "/" + p for p in paths) and not any("loop" in p for p in paths)
     assert paths - {"copies/same-a.png", "copies/same-b.png"} == set(good)
-    assert s.get("/images?library=nosuch").json()["items"] == []
+    assert s.get("/images?library=nosuch").error_code() == "bad_parameter"
     # the library's figures in /metrics; the encoder saw each distinct image once or so
     assert metric(s, "clipd_library_images") == distinct
     assert metric(s, "clipd_library_files_failed") == len(bad)
@@ -338,8 +339,80 @@ def test_library_options_and_errors(make_server, small_library, tmp_path):
     assert s.get("/search?q=x&library=" + "a" * 65).error_code() == "bad_parameter"
     assert s.get("/images?sha256=abc").error_code() == "bad_parameter"
     assert len(s.get("/search?q=photo&k=50&library=pics").json()["results"]) == 12
-    assert s.get("/search?q=photo&library=missing").json()["results"] == []
+    assert s.get("/search?q=photo&library=missing").json()["results"] == []   # offline: a library all the same
     img = all_images(s)[0]
     assert s.get("/images?sha256=" + img["sha256"].upper()).json()["items"][0]["id"] == img["id"]
     assert s.get("/images?sha256=" + "0" * 64).json()["items"] == []
+    assert s.stop() == 0
+
+
+def test_library_restricts_every_search_entry_point(make_server, small_library, tmp_path):
+    """library=NAME keeps one library's images on GET /images, GET and
+    POST /search (every mode), /images/{id}/similar and /search/image; a
+    name no library has is 400 naming it on each."""
+    other = str(tmp_path / "other")
+    for i in range(3):
+        write(os.path.join(other, "o%d.png" % i), tiny("png", 700 + i, size=12))
+    s = make_server("--library", small_library, "--library", other, "--library-settle", "0",
+                    "--library-rescan", "0").start()
+    wait_scanned(s, "photos")
+    wait_scanned(s, "other")
+    uploads = []
+    for i in range(4):
+        r = s.upload(make_png(12, 12, seed=800 + i), query="?filename=up%d.png" % i)
+        assert r.status == 201, r
+        uploads.append(r.json()["id"])
+    photos = {i["id"] for i in all_images(s, "&library=photos")}
+    others = {i["id"] for i in all_images(s, "&library=other")}
+    assert len(photos) == 12 and len(others) == 3 and not photos & others
+    assert {i["id"] for i in all_images(s)} == photos | others | set(uploads)
+    # one word every image of both libraries and one upload holds, for the keyword modes
+    for i in list(photos)[:2] + list(others)[:1] + uploads[:1]:
+        r = s.request("PATCH", "/images/%d" % i, body=b'{"album": "harbour"}',
+                      headers={"Content-Type": "application/merge-patch+json"})
+        assert r.status == 200, r
+
+    def ids(r):
+        assert r.status == 200, r
+        return {x["id"] for x in r.json()["results"]}
+
+    def post(body):
+        return s.request("POST", "/search", body=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+
+    def get_search(lib, **extra):
+        return ids(s.search("photo", k=50, **dict(extra, **({"library": lib} if lib else {}))))
+
+    assert get_search(None) == photos | others | set(uploads)
+    assert get_search("photos") == photos and get_search("other") == others
+    # POST /search: the JSON body's "library", every mode, with embeddings and stored images
+    assert ids(post({"text": ["photo"], "k": 50})) == photos | others | set(uploads)
+    assert ids(post({"text": ["photo"], "k": 50, "library": "photos"})) == photos
+    assert ids(post({"images": [{"id": uploads[0]}], "k": 50, "library": "other"})) == others
+    emb = s.request("POST", "/embed", body=b'{"texts": ["a photo"]}',
+                    headers={"Content-Type": "application/json"}).json()["embeddings"][0]
+    assert ids(post({"images": [{"embedding": emb}], "k": 50, "library": "photos"})) == photos
+    kw = ids(post({"text": ["harbour"], "k": 50, "mode": "keyword", "library": "photos"}))
+    assert kw == set(list(photos)[:2])
+    assert ids(s.search("harbour", k=50, mode="keyword", library="other")) == set(list(others)[:1])
+    hy = ids(post({"text": ["harbour"], "k": 50, "mode": "hybrid", "library": "other"}))
+    assert hy == others
+    # the other entry points
+    assert ids(s.get("/images/%d/similar?k=50&library=photos" % uploads[0])) == photos
+    r = s.request("POST", "/search/image?k=50&library=other", body=make_png(12, 12, seed=900),
+                  headers={"Content-Type": "image/png"})
+    assert ids(r) == others
+    # a library filter together with the others
+    assert ids(post({"text": ["photo"], "k": 50, "library": "photos", "filters": {"album": "harbour"}})) \
+        == set(list(photos)[:2])
+    # a name no library has: 400 naming it, everywhere
+    for r in (s.get("/images?library=nosuch"), s.search("photo", library="nosuch"),
+              post({"text": ["photo"], "library": "nosuch"}),
+              s.get("/images/%d/similar?library=nosuch" % uploads[0]),
+              s.request("POST", "/search/image?library=nosuch", body=make_png(12, 12, seed=900),
+                        headers={"Content-Type": "image/png"})):
+        assert r.status == 400 and r.error_code() == "bad_parameter", r
+        assert "no library named 'nosuch'" in r.json()["error"]["message"], r
+    for bad in (7, "..", "a" * 65, None):
+        r = post({"text": ["photo"], "library": bad})
+        assert r.error_code() == "bad_parameter" and "library" in r.json()["error"]["message"], r
     assert s.stop() == 0
