@@ -20,8 +20,14 @@ bench_model() {
 # $work/NAME.port, log $work/NAME.log) and wait until it is ready: sets $pid
 # and $url; the daemon is stopped when the script exits.
 bench_serve() {
+	rm -rf "${work:?}/$1"
+	bench_start "$1"
+}
+
+# The same on the data directory $work/NAME as it is (kept, or new).
+bench_start() {
 	local name=$1
-	rm -rf "${work:?}/$name" "$work/$name.port"
+	rm -f "$work/$name.port"
 	# env execs clipd, so $! is the daemon itself (a shell function would
 	# put a subshell in between, which a signal would not get through).
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_WAIT_POLICY=passive "$clipd" serve --model "$model" \
@@ -31,6 +37,10 @@ bench_serve() {
 	trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
 	trap 'exit 130' INT TERM
 	for _ in $(seq 600); do [ -f "$work/$name.port" ] && break; sleep 0.1; done
+	[ -f "$work/$name.port" ] || { say "clipd serve did not listen: $work/$name.log"; exit 1; }
 	url="http://127.0.0.1:$(cat "$work/$name.port")"
-	until curl -sf "$url/readyz" >/dev/null; do sleep 0.2; done
+	until curl -sf "$url/readyz" >/dev/null; do
+		kill -0 $pid 2>/dev/null || { say "clipd serve exited: $work/$name.log"; exit 1; }
+		sleep 0.2
+	done
 }

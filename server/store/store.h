@@ -2,7 +2,8 @@
  * store.h - the SQLite store: image rows, user metadata, vectors, models,
  * the change log. The source of truth; the vector index is derived from it.
  *
- * Only the catalog (server/store/catalog*.c) calls it: code above
+ * Only the catalog (server/store/catalog*.c) calls it (and the benchmark's
+ * bulk loader, deploy/bench/bench-fill.c): code above
  * server/store/ uses catalog.h (store + blob files + vector index), the
  * interface a second backend would implement. This layer is SQL only: it
  * knows no files but the database, and no index. The values it shares with
@@ -134,6 +135,14 @@ int store_check_metadata(store *s, const char *json, size_t len, size_t max_byte
  * or dim differs from it. */
 int store_insert(store *s, const struct store_new_image *img, const float *vec, size_t dim,
 		 int64_t *id, uint64_t *seq, store_error *err);
+/* n rows and their vectors (vecs: n * dim floats) as store_insert makes
+ * one, in one transaction: all are committed or none (STORE_ERR_EXISTS
+ * when a sha256 is stored already, or twice among them). ids (n, may be
+ * NULL) receive the ids, *seq (may be NULL) the last change. For bulk
+ * loads (deploy/bench/bench-fill): one fsync for the lot instead of one
+ * per image. */
+int store_insert_many(store *s, const struct store_new_image *imgs, const float *vecs, size_t n, size_t dim,
+		      int64_t *ids, uint64_t *seq, store_error *err);
 
 /* Delete the row and its vectors and append a "remove" change, in one
  * transaction. sha256 (may be NULL) receives the row's digest, *seq the

@@ -206,22 +206,48 @@ int st_check_new_image(const struct store_new_image *img, const float *vec, stor
 	return st_check_taken(&img->taken, err);
 }
 
-int store_insert(store *s, const struct store_new_image *img, const float *vec, size_t dim,
-		 int64_t *id, uint64_t *seq, store_error *err)
+/* n rows in one transaction: each checked, then all committed or none
+ * (ids[i] the new row's, or the stored one's on STORE_ERR_EXISTS). */
+static int insert_rows(store *s, const struct store_new_image *imgs, const float *vecs, size_t n, size_t dim,
+		       int64_t *ids, uint64_t *seq, store_error *err)
 {
-	int rc;
+	int rc = 0;
 	void *blob = NULL;
-	if ((rc = st_check_new_image(img, vec, err)) != 0)
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = st_check_new_image(&imgs[i], vecs ? vecs + i * dim : NULL, err);
+	if (rc != 0)
 		return rc;
 	if (!(blob = malloc(dim * 4)))
 		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
-	st_vec_to_le(vec, dim, blob);
 	if ((rc = st_write_begin(s, err)) == 0) {
-		rc = st_insert_image(s, img, blob, dim, id, seq, err);
+		for (size_t i = 0; i < n && rc == 0; i++) {
+			int64_t id = 0;
+			uint64_t sq = 0;
+			st_vec_to_le(vecs + i * dim, dim, blob);
+			rc = st_insert_image(s, &imgs[i], blob, dim, &id, &sq, err);
+			if (ids)
+				ids[i] = id;   /* on STORE_ERR_EXISTS: the stored image */
+			if (seq && rc == 0)
+				*seq = sq;
+		}
 		rc = st_write_end(s, rc, err);
 	}
 	free(blob);
 	return rc;
+}
+
+int store_insert(store *s, const struct store_new_image *img, const float *vec, size_t dim,
+		 int64_t *id, uint64_t *seq, store_error *err)
+{
+	return insert_rows(s, img, vec, 1, dim, id, seq, err);
+}
+
+int store_insert_many(store *s, const struct store_new_image *imgs, const float *vecs, size_t n, size_t dim,
+		      int64_t *ids, uint64_t *seq, store_error *err)
+{
+	if (n == 0)
+		return 0;
+	return insert_rows(s, imgs, vecs, n, dim, ids, seq, err);
 }
 
 int st_delete_image(store *s, int64_t id, char sha256[STORE_SHA256_HEX], uint64_t *seq, store_error *err)

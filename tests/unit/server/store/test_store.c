@@ -209,6 +209,68 @@ static void test_insert_get_duplicate_delete(void)
 	store_close(s);
 }
 
+/* store_insert_many: n rows in one transaction, all or none. */
+static void test_insert_many(void)
+{
+	store *s = open_store(db_in_tmp());
+	REQUIRE(s);
+	store_error err = { 0 };
+	REQUIRE(store_set_active_model(s, &model_a, &err) == 0);
+	int64_t first = insert(s, 0, NULL, NULL);
+	REQUIRE(first > 0);
+	enum { N = 5 };
+	char sha[N][SHA256_HEX], data[N][32];
+	struct store_new_image imgs[N];
+	float vecs[N * DIM];
+	for (int i = 0; i < N; i++) {
+		snprintf(data[i], sizeof data[i], "image-%d", 10 + i);
+		sha256_hex(data[i], strlen(data[i]), sha[i]);
+		imgs[i] = (struct store_new_image){ .sha256 = sha[i], .mime = "image/jpeg", .width = 3, .height = 4,
+						    .bytes = 7, .metadata = i % 2 ? "{\"g\":true}" : NULL };
+		vec_for(10 + i, vecs + i * DIM);
+	}
+	/* One of them already stored (image 0's bytes): nothing is committed. */
+	char dup[SHA256_HEX];
+	sha256_hex("image-0", 7, dup);
+	imgs[3].sha256 = dup;
+	int64_t ids[N] = { 0 };
+	uint64_t seq = 0;
+	CHECK_EQ_INT(store_insert_many(s, imgs, vecs, N, DIM, ids, &seq, &err), STORE_ERR_EXISTS);
+	CHECK_EQ_INT(ids[3], first);
+	int64_t n = 0;
+	store_count(s, &n, &err);
+	CHECK_EQ_INT(n, 1);
+	/* A bad record is refused before anything is written. */
+	imgs[3].sha256 = sha[3];
+	imgs[2].width = 0;
+	CHECK_EQ_INT(store_insert_many(s, imgs, vecs, N, DIM, ids, &seq, &err), STORE_ERR_INVALID);
+	imgs[2].width = 3;
+	/* All of them: rows, vectors, metadata and changes as store_insert makes them. */
+	REQUIRE(store_insert_many(s, imgs, vecs, N, DIM, ids, &seq, &err) == 0);
+	store_count(s, &n, &err);
+	CHECK_EQ_INT(n, 1 + N);
+	uint64_t last = 0;
+	store_seq(s, &last, &err);
+	CHECK(seq == last && seq > 0);
+	for (int i = 0; i < N; i++) {
+		CHECK(ids[i] > (i ? ids[i - 1] : first));
+		struct store_image got;
+		REQUIRE(store_get(s, ids[i], &got, &err) == 0);
+		CHECK_EQ_STR(got.sha256, sha[i]);
+		CHECK_EQ_STR(got.metadata, i % 2 ? "{\"g\":true}" : "{}");
+		store_image_clear(&got);
+		float back[DIM];
+		REQUIRE(store_get_vector(s, ids[i], NULL, back, DIM, &err) == 0);
+		CHECK(memcmp(back, vecs + i * DIM, sizeof back) == 0);
+	}
+	struct store_changes ch;
+	REQUIRE(store_changes_since(s, 0, DIM, &ch, &err) == 0);
+	CHECK_EQ_INT(ch.n_add, 1 + N);
+	store_changes_clear(&ch);
+	CHECK_EQ_INT(store_insert_many(s, imgs, vecs, 0, DIM, NULL, NULL, &err), 0);
+	store_close(s);
+}
+
 static void test_list_pages_newest_first(void)
 {
 	store *s = open_store(db_in_tmp());
@@ -870,6 +932,7 @@ int main(void)
 	RUN(test_migrations_and_version_guard);
 	RUN(test_readonly_refuses_unmigrated);
 	RUN(test_insert_get_duplicate_delete);
+	RUN(test_insert_many);
 	RUN(test_list_pages_newest_first);
 	RUN(test_metadata_limits_and_patch);
 	RUN(test_patch_is_rfc7396);
