@@ -416,3 +416,54 @@ def test_library_restricts_every_search_entry_point(make_server, small_library, 
         r = post({"text": ["photo"], "library": bad})
         assert r.error_code() == "bad_parameter" and "library" in r.json()["error"]["message"], r
     assert s.stop() == 0
+
+
+def test_library_paths_are_keywords(make_server, tmp_path):
+    """A library image's path (its folders' names too) is in the keyword
+    index as its filename is, and follows moves, edits and deletes."""
+    root = str(tmp_path / "Pictures")
+    write(os.path.join(root, "Paris 2019", "beach", "IMG_0042.png"), tiny("png", 501, size=12))
+    write(os.path.join(root, "Paris 2019", "museum", "IMG_0043.png"), tiny("png", 502, size=12))
+    write(os.path.join(root, "Lisbon", "tram_ride.png"), tiny("png", 503, size=12))
+    s = make_server("--library", root, "--library-settle", "0", "--library-rescan", "0").start()
+    wait_scanned(s, "Pictures")
+    ids = {i["source"]["path"]: i["id"] for i in all_images(s, "&library=Pictures")}
+    up = s.upload(make_png(12, 12, seed=504), query="?filename=paris-notes.png")
+    assert up.status == 201, up
+
+    def kw(q, **extra):
+        r = s.search(q, mode="keyword", k=50, **extra)
+        assert r.status == 200, r
+        return {x["id"] for x in r.json()["results"]}
+
+    paris = {ids["Paris 2019/beach/IMG_0042.png"], ids["Paris 2019/museum/IMG_0043.png"]}
+    assert kw("paris") == paris | {up.json()["id"]}
+    assert kw("paris", library="Pictures") == paris
+    assert kw("beach") == {ids["Paris 2019/beach/IMG_0042.png"]}
+    assert kw("2019 museum") == paris
+    assert kw("tram") == {ids["Lisbon/tram_ride.png"]}
+    assert kw("lisbon") == {ids["Lisbon/tram_ride.png"]}
+    assert kw("paris", **{"not": "museum"}) == {ids["Paris 2019/beach/IMG_0042.png"], up.json()["id"]}
+    # hybrid: the keyword ranking lists the path's image first
+    r = s.search("beach", mode="hybrid", k=1)
+    assert r.json()["results"][0]["id"] == ids["Paris 2019/beach/IMG_0042.png"]
+    assert "keyword" in r.json()["results"][0]["sources"]
+    # a move: the same image, found by its new folder only
+    os.makedirs(os.path.join(root, "Rome 2021"))
+    os.rename(os.path.join(root, "Paris 2019", "beach", "IMG_0042.png"), os.path.join(root, "Rome 2021", "IMG_0042.png"))
+    rescan(s, "Pictures")
+    assert kw("rome") == {ids["Paris 2019/beach/IMG_0042.png"]}
+    assert kw("beach") == set()
+    assert kw("paris") == {ids["Paris 2019/museum/IMG_0043.png"], up.json()["id"]}
+    # a second copy of the same bytes: both paths find the one image
+    write(os.path.join(root, "Backup", "copy.png"), tiny("png", 503, size=12))
+    rescan(s, "Pictures")
+    assert kw("backup") == {ids["Lisbon/tram_ride.png"]} and kw("lisbon") == {ids["Lisbon/tram_ride.png"]}
+    # metadata and paths together; a delete takes the image out
+    r = s.request("PATCH", "/images/%d" % ids["Lisbon/tram_ride.png"], body=b'{"note": "yellow"}',
+                  headers={"Content-Type": "application/merge-patch+json"})
+    assert r.status == 200, r
+    assert kw("yellow") == {ids["Lisbon/tram_ride.png"]} and kw("tram") == {ids["Lisbon/tram_ride.png"]}
+    assert s.request("DELETE", "/images/%d" % ids["Lisbon/tram_ride.png"]).status == 204
+    assert kw("tram") == set() and kw("backup") == set() and kw("yellow") == set()
+    assert s.stop() == 0
