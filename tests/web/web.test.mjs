@@ -673,6 +673,15 @@ check('addresses, the original, more results, filters, taken dates, -words', asy
 		assert.ok(requests.some((q) => q.includes('filter.album=Paris') && q.includes('cursor=')),
 			`the filtered browse did not page with its cursor: ${requests.join(' ')}`);
 		await view('browse-album');
+		// The filters are in the page's address: a reload keeps them.
+		assert.equal(await page.evaluate(() => location.hash), '#filter.album=Paris');
+		requests.length = 0;
+		await page.reload();
+		await waitGrid(paris);
+		assert.equal(await page.textContent('#filter-chips'), 'album = Paris×');
+		assert.match(await page.textContent('#filter-status'), /^1 filter applied$/);
+		assert.ok(requests.length && requests.every((q) => q.includes('filter.album=Paris')),
+			`after a reload: ${requests.join(' ')}`);
 
 		// The chip applies to search as well; -words become not=.
 		requests.length = 0;
@@ -691,11 +700,39 @@ check('addresses, the original, more results, filters, taken dates, -words', asy
 		assert.deepEqual(await searchIds('q=a+photo+of+a+cat&not=horse&filter.album=Paris&filter.tags=pet&k=3'),
 			[String(byName['chelsea.png'].id)]);
 		await view('search-two-chips');
+		// Search text and chips in the address; back from an image keeps
+		// them, and the address opened elsewhere shows the same view.
+		const chelsea = String(byName['chelsea.png'].id);
+		const twoChips = `#q=${encodeURIComponent('a photo of a cat -horse')}&filter.album=Paris&filter.tags=pet`;
+		assert.equal(await page.evaluate(() => location.hash), twoChips);
+		await page.click('#grid > .tile:first-child .thumb');
+		await page.waitForFunction((id) => location.hash === `#/images/${id}`, chelsea);
+		await page.goBack();
+		await page.waitForSelector('#detail:not([open])', { state: 'attached' });
+		assert.equal(await page.evaluate(() => location.hash), twoChips);
+		assert.equal(await page.textContent('#filter-chips'), 'album = Paris×tags = pet×');
+		await waitGrid([chelsea]);
+		const shared = await context.newPage();
+		const sharedRequests = [];
+		shared.on('request', (r) => {
+			const u = new URL(r.url());
+			if (u.pathname === '/search')
+				sharedRequests.push(u.pathname + u.search);
+		});
+		await shared.goto(`${daemon.base}/${twoChips}`);
+		await shared.waitForFunction((id) => document.getElementById('grid').getAttribute('aria-busy') === 'false' &&
+			[...document.querySelectorAll('#grid > .tile[data-id]')].map((e) => e.dataset.id).join() === id, chelsea);
+		assert.equal(await shared.inputValue('#q'), 'a photo of a cat -horse');
+		assert.equal(await shared.textContent('#filter-chips'), 'album = Paris×tags = pet×');
+		assert.ok(sharedRequests.some((q) => q.includes('not=horse&filter.album=Paris&filter.tags=pet')),
+			`the shared address's search: ${sharedRequests.join(' ')}`);
+		await shared.close();
 		// Removing both chips: the whole collection again.
 		await page.click('#filter-chips > li:first-child button');
 		await waitGrid(await searchIds('q=a+photo+of+a+cat&not=horse&filter.tags=pet&k=3'));
 		await page.click('#filter-chips > li:first-child button');
 		assert.equal(await page.$$eval('#filter-chips > li', (els) => els.length), 0);
+		assert.equal(await page.evaluate(() => location.hash), `#q=${encodeURIComponent('a photo of a cat -horse')}`);
 
 		// Negative terms, one of them quoted: the page's order is the API's with not=.
 		requests.length = 0;
@@ -729,6 +766,12 @@ check('addresses, the original, more results, filters, taken dates, -words', asy
 		assert.ok(requests.some((q) => q.includes('taken_after=2023-06-16T23%3A59%3A59Z') && q.includes('taken_before=2023-06-18T00%3A00%3A00Z')),
 			`taken range: ${requests.slice(-3).join(' ')}`);
 		await view('taken-range');
+		// The days are in the address too, and come back with a reload.
+		assert.equal(await page.evaluate(() => location.hash), '#taken_from=2023-06-17&taken_until=2023-06-17');
+		await page.reload();
+		await waitGrid([datedId]);
+		assert.deepEqual([await page.inputValue('#taken-from'), await page.inputValue('#taken-to')],
+			['2023-06-17', '2023-06-17']);
 		await page.fill('#taken-from', '2023-06-18');
 		await page.fill('#taken-to', '');
 		await page.waitForSelector('#empty:not([hidden])');
@@ -797,6 +840,14 @@ check('addresses, the original, more results, filters, taken dates, -words', asy
 		await page.click('#detail-close');
 		await page.waitForSelector('#detail:not([open])', { state: 'attached' });
 		assert.equal(await page.evaluate(() => location.hash), '');
+		// A photo that states no capture time has no "Taken" line.
+		const plain = String(byName['horse.png'].id);
+		await page.goto(`${daemon.base}/#/images/${plain}`);
+		await page.waitForFunction((id) => document.getElementById('detail').open &&
+			document.getElementById('detail').dataset.id === id &&
+			/Added/.test(document.getElementById('detail-facts').textContent), plain);
+		assert.deepEqual(await page.$$eval('#detail-facts dt', (els) => els.map((e) => e.textContent).filter((t) => t === 'Taken')), []);
+		await page.click('#detail-close');
 
 		assert.deepEqual([...errors], [], 'console errors');
 	} catch (e) {

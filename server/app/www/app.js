@@ -164,7 +164,7 @@ const runSearch = debounce(() => {
 	const q = search.value.trim();
 	if (q === results.query)
 		return;
-	history.replaceState(null, '', searchHash(q));
+	history.replaceState(null, '', resultsHash(q));
 	results.show(q);
 }, SEARCH_DELAY_MS);
 
@@ -174,7 +174,7 @@ $('search-form').addEventListener('submit', (e) => {
 	runSearch();
 	runSearch.cancel();
 	const q = search.value.trim();
-	history.replaceState(null, '', searchHash(q));
+	history.replaceState(null, '', resultsHash(q));
 	results.show(q);
 });
 document.addEventListener('keydown', (e) => {
@@ -191,7 +191,7 @@ document.querySelector('.brand').addEventListener('click', (e) => {
 	e.preventDefault();
 	search.value = '';
 	runSearch.cancel();
-	history.replaceState(null, '', location.pathname + location.search);
+	history.replaceState(null, '', resultsHash(''));
 	results.show('');
 	search.focus();
 });
@@ -235,16 +235,63 @@ window.addEventListener('drop', (e) => {
 	uploader.add(files);
 });
 
-// --- addresses: #q=TEXT is a search, #/images/ID an image's detail view ------
+// --- addresses --------------------------------------------------------------
 //
-// Opening an image pushes its address (history.state.depth counts the
-// detail views pushed since the results); closing the dialog goes back that
-// many entries, so back/forward move between the results and the images.
+// #q=TEXT&filter.KEY=VALUE&taken_from=DAY&taken_until=DAY is a view of the
+// results: the search text (none: the newest images) and the filter bar's
+// chips and days, so a reload, back and forward and a shared address keep
+// them; #/images/ID is an image's detail view. Opening an image pushes its
+// address (history.state.depth counts the detail views pushed since the
+// results); closing the dialog goes back that many entries, so back/forward
+// move between the results and the images.
 
 const IMAGE_ROUTE = /^#\/images\/(\d{1,18})$/;
+const DAY = /^\d{4}-\d{2}-\d{2}$/;
+const MAX_ADDRESS_CHIPS = 32;   // the API's filters per request
 
-function searchHash(q) {
-	return q ? `#q=${encodeURIComponent(q)}` : location.pathname + location.search;
+function hashOf({ q, chips: cs, from, to }) {
+	const pairs = [];
+	if (q)
+		pairs.push(['q', q]);
+	for (const c of cs)
+		pairs.push([`filter.${c.key}`, c.value]);
+	if (from)
+		pairs.push(['taken_from', from]);
+	if (to)
+		pairs.push(['taken_until', to]);
+	const text = pairs.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&');
+	return text ? `#${text}` : location.pathname + location.search;
+}
+
+// The results' address for query q under the filter bar as it stands.
+function resultsHash(q = results.query) {
+	return hashOf({ q, chips, from: $('taken-from').value, to: $('taken-to').value });
+}
+
+// What a results address asks for (anything else in it is ignored).
+function readAddress() {
+	const p = new URLSearchParams(IMAGE_ROUTE.test(location.hash) ? '' : location.hash.slice(1));
+	const out = { q: (p.get('q') || '').trim(), chips: [], from: '', to: '' };
+	for (const [k, v] of p) {
+		const key = k.startsWith('filter.') ? k.slice(7).trim() : '', value = v.trim();
+		if (key && value && out.chips.length < MAX_ADDRESS_CHIPS &&
+		    !out.chips.some((c) => c.key === key && c.value === value))
+			out.chips.push({ key, value });
+	}
+	out.from = DAY.test(p.get('taken_from') || '') ? p.get('taken_from') : '';
+	out.to = DAY.test(p.get('taken_until') || '') ? p.get('taken_until') : '';
+	return out;
+}
+
+// Put an address's search text and filters into the page (not shown yet).
+function takeAddress(a) {
+	search.value = a.q;
+	runSearch.cancel();
+	chips.splice(0, chips.length, ...a.chips);
+	renderChips();
+	$('taken-from').value = a.from;
+	$('taken-to').value = a.to;
+	setFilters();
 }
 
 // While closing the dialog goes back in history (asynchronously), an image
@@ -276,11 +323,10 @@ function route() {
 	}
 	if ($('detail').open)
 		detail.close();
-	const q = new URLSearchParams(location.hash.slice(1)).get('q') || '';
-	if (q !== results.query) {
-		search.value = q;
-		runSearch.cancel();
-		results.show(q);
+	const a = readAddress();
+	if (hashOf(a) !== resultsHash()) {
+		takeAddress(a);
+		results.show(a.q);
 	}
 }
 window.addEventListener('popstate', route);
@@ -303,7 +349,7 @@ function leaveImageRoute() {
 		});
 		history.go(-depth);
 	} else
-		history.replaceState(null, '', searchHash(results.query));
+		history.replaceState(null, '', resultsHash());
 }
 
 
@@ -329,11 +375,13 @@ function dayBound(day, edge) {
 	return new Date(at).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
-function applyFilters() {
+// The filter bar into the results' filters: false (and said) when the
+// days are the wrong way round.
+function setFilters() {
 	const from = $('taken-from').value, to = $('taken-to').value;
 	if (from && to && from > to) {
 		filterStatus('“Taken from” is after “Taken until”.', 'error');
-		return;
+		return false;
 	}
 	results.filters = {
 		chips: chips.map((c) => ({ ...c })),
@@ -342,7 +390,15 @@ function applyFilters() {
 	};
 	const n = chips.length + (from ? 1 : 0) + (to ? 1 : 0);
 	filterStatus(n ? `${plural(n, 'filter')} applied` : 'No filters');
-	results.show(search.value);
+	return true;
+}
+
+function applyFilters() {
+	if (!setFilters())
+		return;
+	const q = search.value.trim();
+	history.replaceState(null, '', resultsHash(q));
+	results.show(q);
 }
 
 function renderChips() {
@@ -388,9 +444,9 @@ function reload() {
 
 // --- start ----------------------------------------------------------------
 
-const initial = IMAGE_ROUTE.test(location.hash) ? '' : new URLSearchParams(location.hash.slice(1)).get('q') || '';
-search.value = initial;
-results.show(initial).then(loadInfo);
+const initial = readAddress();
+takeAddress(initial);
+results.show(initial.q).then(loadInfo);
 // A scan that ends brings new images: show them when the view is the newest.
 new Libraries({ onScanned: () => { if (!search.value) reload(); } }).start();
 if (IMAGE_ROUTE.test(location.hash))
