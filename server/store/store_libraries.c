@@ -5,6 +5,7 @@
  * failures and where a library image's original is. See store.h; the
  * scan itself is the server's (server/app/srv_library.c).
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,43 @@ static char *dup_col(sqlite3_stmt *st, int col)
 {
 	const char *t = (const char *)sqlite3_column_text(st, col);
 	return strdup(t ? t : "");
+}
+
+/* One row of a read: fill what ud points to from st (row i of the read);
+ * 0, or a status that ends the read. */
+typedef int (*row_fn)(void *ud, sqlite3_stmt *st, size_t i, store_error *err);
+
+/* Read the rows of sql on a read connection, its parameters ?1, ?2, ...
+ * bound from the arguments after binds, which spells their types ('t' a
+ * text, borrowed; 'i' an int64_t): row() for each row, at most max,
+ * until one returns nonzero (that status is returned). *n: the rows
+ * handed to row(), the failing one included. A database error is
+ * reported as what failed. */
+static int read_rows(store *s, const char *sql, size_t max, row_fn row, void *ud, size_t *n, const char *what,
+		     store_error *err, const char *binds, ...)
+{
+	struct store_conn *c = NULL;
+	sqlite3_stmt *st = NULL;
+	*n = 0;
+	int rc = st_reader_prepare(s, sql, &c, &st, err);
+	if (rc != 0)
+		return rc;
+	va_list ap;
+	va_start(ap, binds);
+	for (int i = 0; binds[i]; i++) {
+		if (binds[i] == 't')
+			sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1, SQLITE_STATIC);
+		else
+			sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
+	}
+	va_end(ap);
+	int r = SQLITE_DONE;
+	while (rc == 0 && *n < max && (r = sqlite3_step(st)) == SQLITE_ROW)
+		rc = row(ud, st, (*n)++, err);
+	if (rc == 0 && *n < max && r != SQLITE_DONE)
+		rc = st_dberr(c->db, r, err, what);
+	st_reader_end(s, c, st);
+	return rc;
 }
 
 /* ---- libraries ------------------------------------------------------------- */
@@ -53,36 +91,33 @@ int store_library_put(store *s, const char *name, const char *root, store_error 
 	return st_write_end(s, rc, err);
 }
 
+static int library_row(void *ud, sqlite3_stmt *st, size_t i, store_error *err)
+{
+	struct store_library *out = ud;
+	(void)i;
+	out->root = dup_col(st, 0);
+	out->scan_seq = sqlite3_column_int64(st, 1);
+	out->last_started_at = sqlite3_column_int64(st, 2);
+	out->last_finished_at = sqlite3_column_int64(st, 3);
+	out->added = sqlite3_column_int64(st, 4);
+	out->changed = sqlite3_column_int64(st, 5);
+	out->moved = sqlite3_column_int64(st, 6);
+	out->removed = sqlite3_column_int64(st, 7);
+	out->failed = sqlite3_column_int64(st, 8);
+	return out->root ? 0 : store_fail(err, STORE_ERR_NOMEM, "out of memory");
+}
+
 int store_library_get(store *s, const char *name, struct store_library *out, store_error *err)
 {
 	static const char sql[] = "SELECT root, scan_seq, last_started_at, last_finished_at, last_added, "
 				  "last_changed, last_moved, last_removed, last_failed FROM libraries WHERE name = ?1";
-	struct store_conn *c = NULL;
-	sqlite3_stmt *st = NULL;
+	size_t n = 0;
 	memset(out, 0, sizeof *out);
-	int rc = st_reader_prepare(s, sql, &c, &st, err);
-	if (rc != 0)
-		return rc;
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	int r = sqlite3_step(st);
-	if (r == SQLITE_ROW) {
-		snprintf(out->name, sizeof out->name, "%s", name);
-		out->root = dup_col(st, 0);
-		out->scan_seq = sqlite3_column_int64(st, 1);
-		out->last_started_at = sqlite3_column_int64(st, 2);
-		out->last_finished_at = sqlite3_column_int64(st, 3);
-		out->added = sqlite3_column_int64(st, 4);
-		out->changed = sqlite3_column_int64(st, 5);
-		out->moved = sqlite3_column_int64(st, 6);
-		out->removed = sqlite3_column_int64(st, 7);
-		out->failed = sqlite3_column_int64(st, 8);
-		rc = out->root ? 0 : store_fail(err, STORE_ERR_NOMEM, "out of memory");
-	} else if (r == SQLITE_DONE) {
+	int rc = read_rows(s, sql, 1, library_row, out, &n, "read library", err, "t", name);
+	if (rc == 0 && n == 0)
 		rc = store_fail(err, STORE_ERR_NOT_FOUND, "no library '%s'", name);
-	} else {
-		rc = st_dberr(c->db, r, err, "read library");
-	}
-	st_reader_end(s, c, st);
+	if (rc == 0)
+		snprintf(out->name, sizeof out->name, "%s", name);
 	return rc;
 }
 
@@ -114,8 +149,10 @@ int store_library_scan_begin(store *s, const char *name, int64_t *scan, store_er
 
 #define FILE_COLS "path, dev, ino, size, mtime_ns, sha256, image_id, ignored, pending, err_code IS NOT NULL, seen_scan"
 
-static void file_fill(sqlite3_stmt *st, struct store_lib_file *f)
+static int file_row(void *ud, sqlite3_stmt *st, size_t i, store_error *err)
 {
+	struct store_lib_file *f = (struct store_lib_file *)ud + i;
+	(void)err;
 	f->dev = sqlite3_column_int64(st, 1);
 	f->ino = sqlite3_column_int64(st, 2);
 	f->size = sqlite3_column_int64(st, 3);
@@ -127,28 +164,26 @@ static void file_fill(sqlite3_stmt *st, struct store_lib_file *f)
 	f->pending = sqlite3_column_int(st, 8);
 	f->failed = sqlite3_column_int(st, 9);
 	f->seen_scan = sqlite3_column_int64(st, 10);
+	return 0;
+}
+
+/* A row of a page of files: the file and its path. */
+static int file_path_row(void *ud, sqlite3_stmt *st, size_t i, store_error *err)
+{
+	struct store_lib_file *f = (struct store_lib_file *)ud + i;
+	file_row(ud, st, i, err);
+	return (f->path = dup_col(st, 0)) ? 0 : store_fail(err, STORE_ERR_NOMEM, "out of memory");
 }
 
 int store_lib_file_get(store *s, const char *lib, const char *path, struct store_lib_file *out,
 		       store_error *err)
 {
 	static const char sql[] = "SELECT " FILE_COLS " FROM library_files WHERE library = ?1 AND path = ?2";
-	struct store_conn *c = NULL;
-	sqlite3_stmt *st = NULL;
+	size_t n = 0;
 	memset(out, 0, sizeof *out);
-	int rc = st_reader_prepare(s, sql, &c, &st, err);
-	if (rc != 0)
-		return rc;
-	sqlite3_bind_text(st, 1, lib, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, path, -1, SQLITE_STATIC);
-	int r = sqlite3_step(st);
-	if (r == SQLITE_ROW)
-		file_fill(st, out);
-	else
-		rc = r == SQLITE_DONE ? STORE_ERR_NOT_FOUND : st_dberr(c->db, r, err, "read library file");
-	if (rc == STORE_ERR_NOT_FOUND)
-		store_fail(err, rc, "no such library file");
-	st_reader_end(s, c, st);
+	int rc = read_rows(s, sql, 1, file_row, out, &n, "read library file", err, "tt", lib, path);
+	if (rc == 0 && n == 0)
+		rc = store_fail(err, STORE_ERR_NOT_FOUND, "no such library file");
 	return rc;
 }
 
@@ -182,25 +217,17 @@ int store_lib_mark(store *s, const char *lib, int64_t scan, const struct store_l
 
 /* A page of a library's rows in path order: sql takes the library (?1),
  * the path to start after (?2) and the page size (?3); *rows gets room for
- * max rows of elem bytes (zeroed). 0 with the statement ready to step, or
- * a status (nothing held). */
-static int page_prepare(store *s, const char *sql, const char *lib, const char *after, size_t max,
-			size_t elem, void **rows, struct store_conn **c, sqlite3_stmt **st, store_error *err)
+ * max rows of elem bytes (zeroed), which row() fills. On failure *rows
+ * stays for the caller to free with its *n rows. */
+static int read_page(store *s, const char *sql, const char *lib, const char *after, size_t max, size_t elem,
+		     void **rows, row_fn row, size_t *n, const char *what, store_error *err)
 {
+	*n = 0;
 	if (max == 0 || max > 100000)
 		return store_fail(err, STORE_ERR_INVALID, "max must be 1 to 100000");
 	if (!(*rows = calloc(max, elem)))
 		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
-	int rc = st_reader_prepare(s, sql, c, st, err);
-	if (rc != 0) {
-		free(*rows);
-		*rows = NULL;
-		return rc;
-	}
-	sqlite3_bind_text(*st, 1, lib, -1, SQLITE_STATIC);
-	sqlite3_bind_text(*st, 2, after ? after : "", -1, SQLITE_STATIC);
-	sqlite3_bind_int64(*st, 3, (sqlite3_int64)max);
-	return 0;
+	return read_rows(s, sql, max, row, *rows, n, what, err, "tti", lib, after ? after : "", (int64_t)max);
 }
 
 int store_lib_pending(store *s, const char *lib, const char *after, size_t max, struct store_lib_file **out,
@@ -208,34 +235,14 @@ int store_lib_pending(store *s, const char *lib, const char *after, size_t max, 
 {
 	static const char sql[] = "SELECT " FILE_COLS " FROM library_files WHERE library = ?1 AND pending = 1 "
 				  "AND path > ?2 ORDER BY path LIMIT ?3";
-	struct store_conn *c = NULL;
-	sqlite3_stmt *st = NULL;
 	*out = NULL;
-	*n = 0;
-	struct store_lib_file *f = NULL;
-	int rc = page_prepare(s, sql, lib, after, max, sizeof *f, (void **)&f, &c, &st, err);
-	if (rc != 0)
-		return rc;
-	size_t got = 0;
-	int r;
-	while (got < max && (r = sqlite3_step(st)) == SQLITE_ROW) {
-		file_fill(st, &f[got]);
-		if (!(f[got].path = dup_col(st, 0))) {
-			rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
-			break;
-		}
-		got++;
-	}
-	if (rc == 0 && got < max && r != SQLITE_DONE)
-		rc = st_dberr(c->db, r, err, "read pending files");
-	st_reader_end(s, c, st);
+	int rc = read_page(s, sql, lib, after, max, sizeof **out, (void **)out, file_path_row, n, "read pending files", err);
 	if (rc != 0) {
-		store_lib_files_free(f, got);
-		return rc;
+		store_lib_files_free(*out, *n);
+		*out = NULL;
+		*n = 0;
 	}
-	*out = f;
-	*n = got;
-	return 0;
+	return rc;
 }
 
 /* ---- outcomes ----------------------------------------------------------------- */
@@ -659,31 +666,38 @@ out:
 
 /* ---- reads ---------------------------------------------------------------------- */
 
+static int counts_row(void *ud, sqlite3_stmt *st, size_t i, store_error *err)
+{
+	struct store_lib_counts *out = ud;
+	(void)i;
+	(void)err;
+	out->files = sqlite3_column_int64(st, 0);
+	out->images = sqlite3_column_int64(st, 1);
+	out->failed = (int64_t)sqlite3_column_double(st, 2);
+	out->pending = (int64_t)sqlite3_column_double(st, 3);
+	out->ignored = (int64_t)sqlite3_column_double(st, 4);
+	out->bytes = (int64_t)sqlite3_column_double(st, 5);
+	return 0;
+}
+
 int store_lib_counts(store *s, const char *lib, struct store_lib_counts *out, store_error *err)
 {
 	static const char sql[] =
 		"SELECT COUNT(*), COUNT(DISTINCT image_id), TOTAL(err_code IS NOT NULL), TOTAL(pending), TOTAL(ignored), "
 		"TOTAL(CASE WHEN image_id IS NOT NULL THEN size ELSE 0 END) FROM library_files WHERE library = ?1";
-	struct store_conn *c = NULL;
-	sqlite3_stmt *st = NULL;
+	size_t n = 0;
 	memset(out, 0, sizeof *out);
-	int rc = st_reader_prepare(s, sql, &c, &st, err);
-	if (rc != 0)
-		return rc;
-	sqlite3_bind_text(st, 1, lib, -1, SQLITE_STATIC);
-	int r = sqlite3_step(st);
-	if (r == SQLITE_ROW) {
-		out->files = sqlite3_column_int64(st, 0);
-		out->images = sqlite3_column_int64(st, 1);
-		out->failed = (int64_t)sqlite3_column_double(st, 2);
-		out->pending = (int64_t)sqlite3_column_double(st, 3);
-		out->ignored = (int64_t)sqlite3_column_double(st, 4);
-		out->bytes = (int64_t)sqlite3_column_double(st, 5);
-	} else {
-		rc = st_dberr(c->db, r, err, "count library files");
-	}
-	st_reader_end(s, c, st);
-	return rc;
+	return read_rows(s, sql, 1, counts_row, out, &n, "count library files", err, "t", lib);
+}
+
+static int error_row(void *ud, sqlite3_stmt *st, size_t i, store_error *err)
+{
+	struct store_lib_error *e = (struct store_lib_error *)ud + i;
+	e->path = dup_col(st, 0);
+	e->code = dup_col(st, 1);
+	e->status = sqlite3_column_int(st, 2);
+	e->msg = dup_col(st, 3);
+	return e->path && e->code && e->msg ? 0 : store_fail(err, STORE_ERR_NOMEM, "out of memory");
 }
 
 int store_lib_errors(store *s, const char *lib, const char *after, size_t max, struct store_lib_error **out,
@@ -691,37 +705,35 @@ int store_lib_errors(store *s, const char *lib, const char *after, size_t max, s
 {
 	static const char sql[] = "SELECT path, err_code, err_status, err_msg FROM library_files WHERE library = ?1 "
 				  "AND err_code IS NOT NULL AND path > ?2 ORDER BY path LIMIT ?3";
-	struct store_conn *c = NULL;
-	sqlite3_stmt *st = NULL;
 	*out = NULL;
-	*n = 0;
-	struct store_lib_error *e = NULL;
-	int rc = page_prepare(s, sql, lib, after, max, sizeof *e, (void **)&e, &c, &st, err);
-	if (rc != 0)
-		return rc;
-	size_t got = 0;
-	int r;
-	while (got < max && (r = sqlite3_step(st)) == SQLITE_ROW) {
-		e[got].path = dup_col(st, 0);
-		e[got].code = dup_col(st, 1);
-		e[got].status = sqlite3_column_int(st, 2);
-		e[got].msg = dup_col(st, 3);
-		got++;
-		if (!e[got - 1].path || !e[got - 1].code || !e[got - 1].msg) {
-			rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
-			break;
-		}
-	}
-	if (rc == 0 && got < max && r != SQLITE_DONE)
-		rc = st_dberr(c->db, r, err, "read library failures");
-	st_reader_end(s, c, st);
+	int rc = read_page(s, sql, lib, after, max, sizeof **out, (void **)out, error_row, n, "read library failures", err);
 	if (rc != 0) {
-		store_lib_errors_free(e, got);
-		return rc;
+		store_lib_errors_free(*out, *n);
+		*out = NULL;
+		*n = 0;
 	}
-	*out = e;
-	*n = got;
-	return 0;
+	return rc;
+}
+
+struct source_row {
+	char **root, **path;
+	int64_t *size, *mtime_ns;
+};
+
+static int source_row(void *ud, sqlite3_stmt *st, size_t i, store_error *err)
+{
+	struct source_row *o = ud;
+	(void)i;
+	*o->root = dup_col(st, 0);
+	*o->path = dup_col(st, 1);
+	*o->size = sqlite3_column_int64(st, 2);
+	*o->mtime_ns = sqlite3_column_int64(st, 3);
+	if (*o->root && *o->path)
+		return 0;
+	free(*o->root);
+	free(*o->path);
+	*o->root = *o->path = NULL;
+	return store_fail(err, STORE_ERR_NOMEM, "out of memory");
 }
 
 int store_lib_source(store *s, int64_t id, char **root, char **path, int64_t *size, int64_t *mtime_ns,
@@ -730,30 +742,11 @@ int store_lib_source(store *s, int64_t id, char **root, char **path, int64_t *si
 	static const char sql[] =
 		"SELECT l.root, li.path, f.size, f.mtime_ns FROM library_images li JOIN libraries l ON l.name = li.library "
 		"JOIN library_files f ON f.library = li.library AND f.path = li.path WHERE li.image_id = ?1";
-	struct store_conn *c = NULL;
-	sqlite3_stmt *st = NULL;
+	struct source_row o = { root, path, size, mtime_ns };
+	size_t n = 0;
 	*root = *path = NULL;
-	int rc = st_reader_prepare(s, sql, &c, &st, err);
-	if (rc != 0)
-		return rc;
-	sqlite3_bind_int64(st, 1, id);
-	int r = sqlite3_step(st);
-	if (r == SQLITE_ROW) {
-		*root = dup_col(st, 0);
-		*path = dup_col(st, 1);
-		*size = sqlite3_column_int64(st, 2);
-		*mtime_ns = sqlite3_column_int64(st, 3);
-		if (!*root || !*path) {
-			free(*root);
-			free(*path);
-			*root = *path = NULL;
-			rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
-		}
-	} else if (r == SQLITE_DONE) {
+	int rc = read_rows(s, sql, 1, source_row, &o, &n, "read image source", err, "i", id);
+	if (rc == 0 && n == 0)
 		rc = store_fail(err, STORE_ERR_NOT_FOUND, "image %lld is not a library image", (long long)id);
-	} else {
-		rc = st_dberr(c->db, r, err, "read image source");
-	}
-	st_reader_end(s, c, st);
 	return rc;
 }
