@@ -1,4 +1,5 @@
 #include "srv_json.h"
+#include "text.h"
 #include "utf8.h"
 
 #include <errno.h>
@@ -146,42 +147,12 @@ char *srv_utf8_clean(const char *s, size_t len)
 	return out;
 }
 
-/* 1 if s is a JSON number (RFC 8259's grammar, no white space). strtoll
- * and strtod alone would also take leading white space (a tab: "k=%095"),
- * a '+', hexadecimal, "inf" and "nan" (found by tests/fuzz/fuzz_request). */
-static int json_number(const char *s, int integer)
-{
-	const char *p = s;
-	if (*p == '-')
-		p++;
-	if (*p < '0' || *p > '9')
-		return 0;
-	while (*p >= '0' && *p <= '9')
-		p++;
-	if (integer)
-		return *p == 0;
-	if (*p == '.') {
-		p++;
-		if (*p < '0' || *p > '9')
-			return 0;
-		while (*p >= '0' && *p <= '9')
-			p++;
-	}
-	if (*p == 'e' || *p == 'E') {
-		p++;
-		if (*p == '+' || *p == '-')
-			p++;
-		if (*p < '0' || *p > '9')
-			return 0;
-		while (*p >= '0' && *p <= '9')
-			p++;
-	}
-	return *p == 0;
-}
-
 int srv_parse_int(const char *s, long long min, long long max, long long *out)
 {
-	if (!s || !json_number(s, 1))
+	/* JSON's grammar (text_is_number), leading zeros allowed: strtoll and
+	 * strtod alone would also take leading white space (a tab: "k=%095"), a
+	 * '+', hexadecimal, "inf" and "nan" (found by tests/fuzz/fuzz_request). */
+	if (!s || !text_is_number(s, TEXT_NUMBER_INTEGER | TEXT_NUMBER_LEADING_ZEROS))
 		return -1;
 	char *end = NULL;
 	errno = 0;
@@ -194,7 +165,7 @@ int srv_parse_int(const char *s, long long min, long long max, long long *out)
 
 int srv_parse_double(const char *s, double min, double max, double *out)
 {
-	if (!s || !json_number(s, 0))
+	if (!s || !text_is_number(s, TEXT_NUMBER_LEADING_ZEROS))
 		return -1;
 	char *end = NULL;
 	errno = 0;

@@ -1,4 +1,4 @@
-/* Copying a message into a smaller buffer. See text.h. */
+/* Copying a message into a smaller buffer; JSON's numbers. See text.h. */
 #include "text.h"
 
 #include <string.h>
@@ -16,4 +16,33 @@ size_t text_copy(char *dst, size_t len, const char *src)
 	memcpy(dst, src, n);
 	dst[n] = 0;
 	return n;
+}
+
+static const char *digits(const char *p)
+{
+	while (*p >= '0' && *p <= '9')
+		p++;
+	return p;
+}
+
+int text_is_number(const char *s, unsigned flags)
+{
+	const char *p = s + (*s == '-');
+	if (*p < '0' || *p > '9')
+		return 0;
+	p = *p == '0' && !(flags & TEXT_NUMBER_LEADING_ZEROS) ? p + 1 : digits(p);
+	if (flags & TEXT_NUMBER_INTEGER)
+		return *p == 0;
+	if (*p == '.') {
+		if (p[1] < '0' || p[1] > '9')
+			return 0;
+		p = digits(p + 1);
+	}
+	if (*p == 'e' || *p == 'E') {
+		p += 1 + (p[1] == '+' || p[1] == '-');
+		if (*p < '0' || *p > '9')
+			return 0;
+		p = digits(p);
+	}
+	return *p == 0;
 }

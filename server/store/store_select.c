@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "store_internal.h"
+#include "text.h"
 
 /* ---- selections --------------------------------------------------------------------- */
 
@@ -142,41 +143,6 @@ static int json_put_string(struct dbuf_json *b, const char *v)
 	return rc ? rc : json_put(b, "\"", 1);
 }
 
-/* A JSON number as RFC 8259 writes one (and finite): then the value also
- * compares with stored numbers. */
-static int is_json_number(const char *v)
-{
-	const char *p = v;
-	if (*p == '-')
-		p++;
-	if (*p == '0')
-		p++;
-	else if (*p >= '1' && *p <= '9')
-		while (*p >= '0' && *p <= '9')
-			p++;
-	else
-		return 0;
-	if (*p == '.') {
-		p++;
-		if (!(*p >= '0' && *p <= '9'))
-			return 0;
-		while (*p >= '0' && *p <= '9')
-			p++;
-	}
-	if (*p == 'e' || *p == 'E') {
-		p++;
-		if (*p == '+' || *p == '-')
-			p++;
-		if (!(*p >= '0' && *p <= '9'))
-			return 0;
-		while (*p >= '0' && *p <= '9')
-			p++;
-	}
-	if (*p)
-		return 0;
-	return isfinite(strtod(v, NULL));
-}
-
 /* Add one value to a group's JSON array: equality compares strings with
  * the text and numbers with the number it spells; a range compares the
  * one or the other; exists takes true or false. */
@@ -184,7 +150,9 @@ static int add_value(struct sel_group *g, const char *v, store_error *err)
 {
 	struct dbuf_json *b = &g->values;
 	int rc = json_put(b, b->len ? "," : "[", 1);
-	int num = is_json_number(v);
+	/* A JSON number as RFC 8259 writes one (and finite): then the value
+	 * also compares with stored numbers. */
+	int num = text_is_number(v, 0) && isfinite(strtod(v, NULL));
 	switch (g->op) {
 	case OP_EQ:
 		rc |= json_put_string(b, v);

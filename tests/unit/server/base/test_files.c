@@ -122,6 +122,30 @@ static void test_text_copy(void)
 	CHECK_EQ_INT(text_copy(out, 0, "x"), 0);
 }
 
+static void test_text_is_number(void)
+{
+	static const char *const json[] = { "0", "-0", "7", "-12", "0.5", "1e3", "1E+3", "2.5e-7", "-0.0", NULL };
+	static const char *const not_json[] = { "", "-", "+1", " 1", "1 ", "\t1", ".5", "1.", "1e", "1e+", "0x1", "inf",
+						"nan", "1.5.2", "--1", "1a", NULL };
+	for (int i = 0; json[i]; i++)
+		CHECK_EQ_INT(text_is_number(json[i], 0), 1);
+	for (int i = 0; not_json[i]; i++) {
+		CHECK_EQ_INT(text_is_number(not_json[i], 0), 0);
+		CHECK_EQ_INT(text_is_number(not_json[i], TEXT_NUMBER_LEADING_ZEROS), 0);
+	}
+	/* leading zeros: only when asked for */
+	CHECK_EQ_INT(text_is_number("007", 0), 0);
+	CHECK_EQ_INT(text_is_number("00.5", 0), 0);
+	CHECK_EQ_INT(text_is_number("007", TEXT_NUMBER_LEADING_ZEROS), 1);
+	CHECK_EQ_INT(text_is_number("-00.5e1", TEXT_NUMBER_LEADING_ZEROS), 1);
+	/* integers: digits only */
+	CHECK_EQ_INT(text_is_number("-42", TEXT_NUMBER_INTEGER), 1);
+	CHECK_EQ_INT(text_is_number("4.2", TEXT_NUMBER_INTEGER), 0);
+	CHECK_EQ_INT(text_is_number("4e2", TEXT_NUMBER_INTEGER), 0);
+	CHECK_EQ_INT(text_is_number("042", TEXT_NUMBER_INTEGER), 0);
+	CHECK_EQ_INT(text_is_number("042", TEXT_NUMBER_INTEGER | TEXT_NUMBER_LEADING_ZEROS), 1);
+}
+
 int main(void)
 {
 	RUN(test_read_all);
@@ -130,5 +154,6 @@ int main(void)
 	RUN(test_base_name);
 	RUN(test_clocks);
 	RUN(test_text_copy);
+	RUN(test_text_is_number);
 	return harness_done();
 }
