@@ -9,29 +9,15 @@
 -- latency percentiles, and how many answers said "exhaustive": true and
 -- false.
 
--- THREADS must equal wrk's -t: each thread's init() runs before the next
--- thread exists, so the count is passed in.
-local threads = {}
-local next_id = 0
-
-function setup(thread)
-   thread:set("id", next_id)
-   next_id = next_id + 1
-   table.insert(threads, thread)
-end
+-- THREADS must equal wrk's -t (see wrk-threads.lua).
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "wrk-threads.lua")
 
 function init(args)
    local thread_count = tonumber(args[2] or "1")
    local fields = args[3] or ""
    bodies = {}
-   local i = 0
-   for line in io.lines(args[1]) do
-      if #line > 0 then
-         if i % thread_count == id then
-            bodies[#bodies + 1] = '{"k":10,"images":[{"embedding":' .. line .. '}]' .. fields .. '}'
-         end
-         i = i + 1
-      end
+   for _, line in ipairs(thread_lines(args[1], thread_count)) do
+      bodies[#bodies + 1] = '{"k":10,"images":[{"embedding":' .. line .. '}]' .. fields .. '}'
    end
    next_body = 0
    errors, exhaustive, partial = 0, 0, 0
@@ -54,12 +40,7 @@ function response(status, hdrs, body)
 end
 
 function done(summary, latency, requests)
-   local errs, ex, part = 0, 0, 0
-   for _, t in ipairs(threads) do
-      errs = errs + (t:get("errors") or 0)
-      ex = ex + (t:get("exhaustive") or 0)
-      part = part + (t:get("partial") or 0)
-   end
+   local errs, ex, part = total("errors"), total("exhaustive"), total("partial")
    local e = summary.errors
    io.write(string.format(
       '{"requests":%d,"seconds":%.2f,"requests_per_s":%.1f,' ..

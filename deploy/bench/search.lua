@@ -8,16 +8,8 @@
 -- the server's text cache holds, every search encodes its text.
 -- Prints one JSON line at the end.
 
--- THREADS must equal wrk's -t: each thread's init() runs before the next
--- thread exists, so the count is passed in.
-local threads = {}
-local next_id = 0
-
-function setup(thread)
-   thread:set("id", next_id)
-   next_id = next_id + 1
-   table.insert(threads, thread)
-end
+-- THREADS must equal wrk's -t (see wrk-threads.lua).
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "wrk-threads.lua")
 
 local function urlencode(s)
    return (s:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", string.byte(c)) end))
@@ -26,14 +18,8 @@ end
 function init(args)
    local thread_count = tonumber(args[2] or "1")
    local path = args[1] or "queries.txt"
-   local all = {}
-   for line in io.lines(path) do
-      if #line > 0 then all[#all + 1] = urlencode(line) end
-   end
    queries = {}
-   for i = 1, #all do
-      if (i - 1) % thread_count == id then queries[#queries + 1] = all[i] end
-   end
+   for _, line in ipairs(thread_lines(path, thread_count)) do queries[#queries + 1] = urlencode(line) end
    next_query = 0
    errors = 0
    headers = {}
@@ -50,8 +36,7 @@ function response(status, hdrs, body)
 end
 
 function done(summary, latency, requests)
-   local errs = 0
-   for _, t in ipairs(threads) do errs = errs + (t:get("errors") or 0) end
+   local errs = total("errors")
    local e = summary.errors
    io.write(string.format(
       '{"bench":"search","requests":%d,"seconds":%.2f,"requests_per_s":%.1f,"p50_ms":%.2f,"p90_ms":%.2f,' ..

@@ -6,16 +6,8 @@
 -- i+T, i+2T, ... each once, then stops, so every request carries bytes the
 -- server has never seen. Prints one JSON line (images_per_s counts 201s).
 
--- THREADS must equal wrk's -t: each thread's init() runs before the next
--- thread exists, so the count is passed in.
-local threads = {}
-local next_id = 0
-
-function setup(thread)
-   thread:set("id", next_id)
-   next_id = next_id + 1
-   table.insert(threads, thread)
-end
+-- THREADS must equal wrk's -t (see wrk-threads.lua).
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "wrk-threads.lua")
 
 local function slurp(path)
    local f = assert(io.open(path, "rb"))
@@ -27,14 +19,7 @@ end
 function init(args)
    local thread_count = tonumber(args[2] or "1")
    local manifest = args[1] or "manifest.txt"
-   files = {}
-   local i = 0
-   for line in io.lines(manifest) do
-      if #line > 0 then
-         if i % thread_count == id then files[#files + 1] = line end
-         i = i + 1
-      end
-   end
+   files = thread_lines(manifest, thread_count)
    next_file = 0
    created, other, sent = 0, 0, 0
    headers = { ["Content-Type"] = "image/jpeg" }
@@ -57,11 +42,7 @@ function response(status, hdrs, body)
 end
 
 function done(summary, latency, requests)
-   local c, o = 0, 0
-   for _, t in ipairs(threads) do
-      c = c + (t:get("created") or 0)
-      o = o + (t:get("other") or 0)
-   end
+   local c, o = total("created"), total("other")
    local e = summary.errors
    local secs = summary.duration / 1e6
    io.write(string.format(
