@@ -202,6 +202,14 @@ def test_taken_at_and_its_filters(make_server, doc):
                   headers={"Content-Type": "image/jpeg"})
     check_response(doc, "/search/image", "POST", r)
     assert ids(r) == [dated["id"]]
+    # POST /search takes them as fields
+    def post(body):
+        return s.request("POST", "/search", body=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    assert ids(post({"text": ["a photo"], "taken_after": "2023-06-17T12:03:21Z"})) == [dated["id"]]
+    assert ids(post({"text": ["a photo"], "taken_before": "2023-06-17T12:03:23Z"})) == [dated["id"]]
+    assert ids(post({"text": ["a photo"], "taken_before": instant})) == []
+    r = post({"text": ["a photo"], "taken_after": "June"})
+    assert r.status == 400 and r.json()["error"]["message"].startswith("taken_after: "), r
     # combined with the upload time
     assert ids(s.get("/images?taken_after=2000-01-01T00:00:00Z")) == [dated["id"]]
     assert ids(s.search("a photo", taken_after="2000-01-01T00:00:00Z", after="2000-01-01T00:00:00Z")) == [dated["id"]]
