@@ -567,6 +567,40 @@ check('photo library: the scan progress bar appears and disappears', async () =>
 		assert.equal(libs[0].images, 400);
 		await page.waitForFunction(() => document.querySelectorAll('#grid > .tile[data-id]').length > 0);
 		await screenshot(page, 'library-done');
+		// The filter bar's library choice: only the library's images, kept
+		// in the address. An upload (newest, so first) is not in it.
+		const up = await api.upload(path.join(IMAGES, 'horse.png'), 'image/png');
+		assert.equal(up.status, 201);
+		const uploaded = String(up.body.id);
+		const firstTile = () => page.evaluate(() => document.querySelector('#grid > .tile[data-id]')?.dataset.id);
+		const settled = () => page.waitForFunction(() => document.getElementById('grid').getAttribute('aria-busy') === 'false' &&
+			!document.querySelector('#grid .skeleton') && document.querySelector('#grid > .tile[data-id]'));
+		await page.reload();
+		await page.waitForSelector('#library-field:not([hidden])');
+		await settled();
+		assert.equal(await firstTile(), uploaded);
+		const requests = [];
+		page.on('request', (r) => {
+			const u = new URL(r.url());
+			if (u.pathname === '/images')
+				requests.push(u.search);
+		});
+		await page.selectOption('#filter-library', 'photos');
+		await page.waitForFunction((id) => location.hash === '#library=photos' &&
+			document.querySelector('#grid > .tile[data-id]')?.dataset.id !== id, uploaded);
+		await settled();
+		assert.ok(requests.some((q) => q.includes('library=photos')), requests.join(' '));
+		assert.match(await page.textContent('#filter-status'), /^1 filter applied$/);
+		await checkA11y(page, 'library filter');
+		await screenshot(page, 'library-filter');
+		// A reload keeps it, and "All images" brings the upload back.
+		await page.reload();
+		await settled();
+		assert.equal(await page.inputValue('#filter-library'), 'photos');
+		assert.notEqual(await firstTile(), uploaded);
+		await page.selectOption('#filter-library', '');
+		await page.waitForFunction((id) => location.hash === '' &&
+			document.querySelector('#grid > .tile[data-id]')?.dataset.id === id, uploaded);
 		assert.deepEqual([...errors], []);
 	} finally {
 		await context.close();

@@ -136,7 +136,7 @@ export const query = (params, pairs = []) => {
 
 // The filter bar's state as query pairs: filter.KEY=VALUE for each chip
 // (KEY as the API reads it: dots walk into nested objects), then
-// taken_after/taken_before for the date range.
+// taken_after/taken_before for the date range and library=NAME.
 export function filterPairs(filters) {
 	if (!filters)
 		return [];
@@ -146,6 +146,8 @@ export function filterPairs(filters) {
 		out.push(['taken_after', filters.takenAfter]);
 	if (filters.takenBefore)
 		out.push(['taken_before', filters.takenBefore]);
+	if (filters.library)
+		out.push(['library', filters.library]);
 	return out;
 }
 

@@ -237,9 +237,9 @@ window.addEventListener('drop', (e) => {
 
 // --- addresses --------------------------------------------------------------
 //
-// #q=TEXT&filter.KEY=VALUE&taken_from=DAY&taken_until=DAY is a view of the
-// results: the search text (none: the newest images) and the filter bar's
-// chips and days, so a reload, back and forward and a shared address keep
+// #q=TEXT&filter.KEY=VALUE&taken_from=DAY&taken_until=DAY&library=NAME is a
+// view of the results: the search text (none: the newest images) and the
+// filter bar's chips, days and library, so a reload, back and forward and a shared address keep
 // them; #/images/ID is an image's detail view. Opening an image pushes its
 // address (history.state.depth counts the detail views pushed since the
 // results); closing the dialog goes back that many entries, so back/forward
@@ -248,8 +248,9 @@ window.addEventListener('drop', (e) => {
 const IMAGE_ROUTE = /^#\/images\/(\d{1,18})$/;
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
 const MAX_ADDRESS_CHIPS = 32;   // the API's filters per request
+const LIBRARY_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$/;
 
-function hashOf({ q, chips: cs, from, to }) {
+function hashOf({ q, chips: cs, from, to, library }) {
 	const pairs = [];
 	if (q)
 		pairs.push(['q', q]);
@@ -259,19 +260,21 @@ function hashOf({ q, chips: cs, from, to }) {
 		pairs.push(['taken_from', from]);
 	if (to)
 		pairs.push(['taken_until', to]);
+	if (library)
+		pairs.push(['library', library]);
 	const text = pairs.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&');
 	return text ? `#${text}` : location.pathname + location.search;
 }
 
 // The results' address for query q under the filter bar as it stands.
 function resultsHash(q = results.query) {
-	return hashOf({ q, chips, from: $('taken-from').value, to: $('taken-to').value });
+	return hashOf({ q, chips, from: $('taken-from').value, to: $('taken-to').value, library: $('filter-library').value });
 }
 
 // What a results address asks for (anything else in it is ignored).
 function readAddress() {
 	const p = new URLSearchParams(IMAGE_ROUTE.test(location.hash) ? '' : location.hash.slice(1));
-	const out = { q: (p.get('q') || '').trim(), chips: [], from: '', to: '' };
+	const out = { q: (p.get('q') || '').trim(), chips: [], from: '', to: '', library: '' };
 	for (const [k, v] of p) {
 		const key = k.startsWith('filter.') ? k.slice(7).trim() : '', value = v.trim();
 		if (key && value && out.chips.length < MAX_ADDRESS_CHIPS &&
@@ -280,6 +283,7 @@ function readAddress() {
 	}
 	out.from = DAY.test(p.get('taken_from') || '') ? p.get('taken_from') : '';
 	out.to = DAY.test(p.get('taken_until') || '') ? p.get('taken_until') : '';
+	out.library = LIBRARY_NAME.test(p.get('library') || '') ? p.get('library') : '';
 	return out;
 }
 
@@ -291,6 +295,7 @@ function takeAddress(a) {
 	renderChips();
 	$('taken-from').value = a.from;
 	$('taken-to').value = a.to;
+	setLibraryOptions(null, a.library);
 	setFilters();
 }
 
@@ -383,12 +388,14 @@ function setFilters() {
 		filterStatus('“Taken from” is after “Taken until”.', 'error');
 		return false;
 	}
+	const library = $('filter-library').value;
 	results.filters = {
 		chips: chips.map((c) => ({ ...c })),
 		takenAfter: dayBound(from, 'from'),
 		takenBefore: dayBound(to, 'until'),
+		library,
 	};
-	const n = chips.length + (from ? 1 : 0) + (to ? 1 : 0);
+	const n = chips.length + (from ? 1 : 0) + (to ? 1 : 0) + (library ? 1 : 0);
 	filterStatus(n ? `${plural(n, 'filter')} applied` : 'No filters');
 	return true;
 }
@@ -436,6 +443,24 @@ $('filter-form').addEventListener('submit', (e) => {
 });
 $('taken-from').addEventListener('change', applyFilters);
 $('taken-to').addEventListener('change', applyFilters);
+$('filter-library').addEventListener('change', applyFilters);
+
+// The library choice: "All images" and each library GET /libraries lists
+// (libs; null: as they are), with selected (undefined: the current
+// choice) kept even when it is not listed (an address naming it: the
+// server says whether it exists). Shown once there is a library.
+let libraryNames = [];
+function setLibraryOptions(libs, selected) {
+	const sel = $('filter-library');
+	const want = selected === undefined ? sel.value : selected;
+	if (libs)
+		libraryNames = libs.map((l) => l.name).sort();
+	const names = want && !libraryNames.includes(want) ? [...libraryNames, want] : libraryNames;
+	if ([...sel.options].slice(1).map((o) => o.value).join('/') !== names.join('/'))
+		sel.replaceChildren(sel.options[0], ...names.map((n) => h('option', { value: n, text: n })));
+	sel.value = want;
+	$('library-field').hidden = names.length === 0;
+}
 
 function reload() {
 	results.show(search.value);
@@ -448,6 +473,6 @@ const initial = readAddress();
 takeAddress(initial);
 results.show(initial.q).then(loadInfo);
 // A scan that ends brings new images: show them when the view is the newest.
-new Libraries({ onScanned: () => { if (!search.value) reload(); } }).start();
+new Libraries({ onScanned: () => { if (!search.value) reload(); }, onList: (libs) => setLibraryOptions(libs) }).start();
 if (IMAGE_ROUTE.test(location.hash))
 	route();

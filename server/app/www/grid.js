@@ -69,7 +69,7 @@ export class Results {
 		this.ctrl = null;
 		this.loadingMore = false;
 		this.total = null;
-		this.filters = { chips: [], takenAfter: '', takenBefore: '' };
+		this.filters = { chips: [], takenAfter: '', takenBefore: '', library: '' };
 		this.k = SEARCH_K;
 		this.maxK = MAX_K_DEFAULT;
 		this.more = false;
@@ -105,7 +105,7 @@ export class Results {
 
 	hasFilters() {
 		const f = this.filters;
-		return f.chips.length > 0 || !!f.takenAfter || !!f.takenBefore;
+		return f.chips.length > 0 || !!f.takenAfter || !!f.takenBefore || !!f.library;
 	}
 
 	// Starts a new view: the newest images for an empty query, a search

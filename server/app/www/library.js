@@ -23,8 +23,9 @@ function duration(s) {
 }
 
 export class Libraries {
-	constructor({ onScanned } = {}) {
+	constructor({ onScanned, onList } = {}) {
 		this.onScanned = onScanned || (() => {});
+		this.onList = onList || (() => {});   // each poll's list of libraries
 		this.timer = null;
 		this.scanning = new Set();
 		this.open = new Set();   // libraries whose errors are shown
@@ -40,6 +41,7 @@ export class Libraries {
 		let libs = [];
 		try {
 			libs = (await apiJson(paths.libraries())).libraries || [];
+			this.onList(libs);
 		} catch {
 			libs = [];   /* the results view reports errors */
 		}
