@@ -877,6 +877,7 @@ static void scan_library(struct srv_libraries *set, struct lib *lib)
 static void *scanner_main(void *arg)
 {
 	struct srv_libraries *set = arg;
+	pthread_setname_np(pthread_self(), "library-scan");
 	/* scans are background work: the CPU goes to requests first */
 	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0)
 		log_debug("library scanner: cannot lower its priority: %s", strerror(errno));
