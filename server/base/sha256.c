@@ -52,6 +52,7 @@ static void compress(uint32_t h[8], const unsigned char *p)
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
 #include <immintrin.h>
 #define HAVE_SHA_NI 1
 
@@ -99,6 +100,23 @@ static void compress_shani(uint32_t h[8], const unsigned char *p, size_t n)
 	_mm_storeu_si128((__m128i *)(void *)h, _mm_blend_epi16(t, cdgh, 0xF0));
 	_mm_storeu_si128((__m128i *)(void *)(h + 4), _mm_alignr_epi8(cdgh, t, 8));
 }
+
+/* The SHA extensions and the SSE levels the code above uses, from CPUID
+ * (clang's __builtin_cpu_supports does not know "sha"); asked once: in a
+ * virtual machine CPUID traps to the hypervisor. */
+static int have_sha_ni(void)
+{
+	static int known = -1;   /* -1: not asked yet; benign race, same answer */
+	int v = __atomic_load_n(&known, __ATOMIC_RELAXED);
+	if (v < 0) {
+		unsigned a, b, c, d;
+		v = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_SSSE3) && (c & bit_SSE4_1) &&
+		    __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & bit_SHA);
+		__atomic_store_n(&known, v, __ATOMIC_RELAXED);
+	}
+	return v;
+}
+
 #else
 #define HAVE_SHA_NI 0
 #endif
@@ -107,7 +125,7 @@ static void compress_shani(uint32_t h[8], const unsigned char *p, size_t n)
 static void compress_blocks(uint32_t h[8], const unsigned char *p, size_t n)
 {
 #if HAVE_SHA_NI
-	if (__builtin_cpu_supports("sha")) {
+	if (have_sha_ni()) {
 		compress_shani(h, p, n);
 		return;
 	}
