@@ -113,6 +113,9 @@ struct http_req {
 	int web;                          /* a web asset */
 	int begun;                        /* the access handler has seen it */
 	int nul_in_target;                /* %00 in the path or the query */
+	int resumed;                      /* http_resume called, on_resume not yet run */
+	int raw;                          /* the answer is written on the socket by us (http.c) */
+	int raw_sent;                     /* ... and the client took it all */
 };
 
 struct http_server_params {
