@@ -62,6 +62,9 @@ typedef void (*http_handler_fn)(struct http_req *r);
 #define HTTP_MAX_HEADERS 100               /* header fields */
 #define HTTP_MAX_HEADER_BYTES (32u << 10)  /* header names and values together */
 #define HTTP_DEFAULT_MAX_URI (64u << 10)   /* bytes of the request target, when max_uri is 0 */
+/* An Origin longer than this (a scheme, a host name and a port take far
+ * less) is never allowed by CORS, so never echoed in an answer. */
+#define HTTP_MAX_ORIGIN 512
 /* Connections kept, above the per-address cap, for that address's health
  * probes (routes with HTTP_ROUTE_PROBE); any other request on them is
  * answered 429 and the connection closed. */

@@ -4,6 +4,7 @@ integers, requests over libmicrohttpd's limits, and health probes above the
 per-address connection cap (test_security.py)."""
 
 import json
+import re
 import os
 import socket
 import time
@@ -351,3 +352,47 @@ def test_half_closed_clients_get_large_answers(server):
         doc = json.loads(data)
         again = server.request("POST", "/embed", body=body, headers={"Content-Type": "application/json"})
         assert again.status == 200 and again.json()["embeddings"] == doc["embeddings"]
+
+
+def test_every_request_limit_at_once_fits(server):
+    """A request at all of its limits together (a request target of the
+    server's limit with the most query parameters, the most header fields
+    with the most header bytes) fits the connection's memory: the handler
+    answers it, twice on one keep-alive connection."""
+    max_uri = server.get("/info").json()["limits"]["max_request_target"]
+    assert max_uri > 290000
+    over = raw_request(server, b"GET /search?q=" + b"a" * (max_uri - 9) + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert over.startswith(b"HTTP/1.1 414 ") and b"uri_too_long" in over, over[:300]
+    # 128 parameters (the limit), padded to exactly max_uri bytes
+    head = b"/search?q=x&k=5"
+    params = [b"&p%03d=" % i for i in range(126)]
+    pad = max_uri - len(head) - sum(len(p) for p in params)
+    target = head + b"".join(p + b"v" * (pad // 126 + (1 if i < pad % 126 else 0)) for i, p in enumerate(params))
+    assert len(target) == max_uri and target.count(b"&") + 1 == 128
+    # 100 header fields (the limit) of 32 KiB of names and values in all
+    fields = [(b"Host", b"x")] + [(b"X-P%02d" % i, b"") for i in range(99)]
+    room = 32 * 1024 - sum(len(k) + len(v) for k, v in fields)
+    fields = fields[:1] + [(k, b"h" * (room // 99 + (1 if i < room % 99 else 0)))
+                           for i, (k, _) in enumerate(fields[1:])]
+    assert sum(len(k) + len(v) for k, v in fields) == 32 * 1024
+    request = b"GET " + target + b" HTTP/1.1\r\n" + b"".join(k + b": " + v + b"\r\n" for k, v in fields) + b"\r\n"
+    c = socket.create_connection(("127.0.0.1", server.port), timeout=30 * SLOW)
+    try:
+        for _ in range(2):
+            c.sendall(request)
+            got = b""
+            while b"\r\n\r\n" not in got:
+                d = c.recv(65536)
+                assert d, got
+                got += d
+            head_, _, body = got.partition(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head_).group(1))
+            while len(body) < length:
+                d = c.recv(65536)
+                assert d
+                body += d
+            # the handler saw it: the strict parameters refuse p000
+            assert head_.startswith(b"HTTP/1.1 400 "), head_[:300]
+            assert json.loads(body)["error"]["code"] == "bad_parameter", body
+    finally:
+        c.close()
