@@ -439,8 +439,9 @@ void http_suspend(struct http_req *r)
 {
 	if (r->raw) {
 		/* on_resume after a half-close (answer_half_closed) cannot wait
-		 * again: the connection is closing. Left unanswered, the request
-		 * gets a 500. */
+		 * again: the connection is closing (no on_resume suspends; this
+		 * says so if one ever does). Left unanswered, the request gets
+		 * a 500. */
 		log_error("rid=%s: %s %s: suspended again after its connection closed", r->request_id, r->method,
 			  r->path);
 		return;

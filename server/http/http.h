@@ -27,9 +27,12 @@
  * A request is answered exactly once, by one http_reply_* call from the
  * handler or from on_resume, always on an HTTP thread. Between
  * http_suspend and http_resume the request belongs to the worker; after
- * http_resume the worker must not touch it. Per-request memory (r->app,
- * freed by r->app_free) is released when libmicrohttpd reports the request
- * complete, aborted ones included.
+ * http_resume the worker must not touch it. on_resume runs even when the
+ * client shut down its write side meanwhile (libmicrohttpd then closes
+ * the connection; its answer is written on the socket directly, see
+ * answer_half_closed in http.c); it must not suspend again. Per-request
+ * memory (r->app, freed by r->app_free) is released when libmicrohttpd
+ * reports the request complete, aborted ones included.
  */
 #ifndef CLIPD_HTTP_H
 #define CLIPD_HTTP_H
