@@ -208,6 +208,7 @@ static int load(struct srv_app *app, const struct srv_config *cfg)
 	files_base_name(cfg->model, model_base, sizeof model_base);
 	struct catalog_params p = catalog_default_params();
 	p.data_dir = cfg->data;
+	p.catalog_uri = cfg->catalog;
 	p.model_files = clip_model_files(app->model);
 	p.model_name = cfg->model_name && *cfg->model_name ? cfg->model_name : model_base;
 	p.model_dir = cfg->model;
@@ -230,7 +231,10 @@ static int load(struct srv_app *app, const struct srv_config *cfg)
 	memset(&rep, 0, sizeof rep);
 	t0 = clock_mono_s();
 	if (catalog_open(&p, &app->cat, &rep, &serr) != 0) {
-		log_error("cannot open the data directory %s: %s", cfg->data, serr.msg);
+		if (cfg->catalog)
+			log_error("cannot open the PostgreSQL catalog (data directory %s): %s", cfg->data, serr.msg);
+		else
+			log_error("cannot open the data directory %s: %s", cfg->data, serr.msg);
 		return -1;
 	}
 	const struct store_model *m = catalog_model(app->cat);

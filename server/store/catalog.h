@@ -111,6 +111,13 @@ struct catalog_params {
 	 * the stored model's); factory, ivf_threshold, nprobe as in idx.h. */
 	struct idx_params index;
 
+	/* The catalog in PostgreSQL (a libpq connection URI) instead of the
+	 * data directory's SQLite database; the data directory then holds
+	 * only caches (index snapshot, thumbnails, originals fetched to be
+	 * served). NULL: SQLite. catalog_pool: connections at most (0: 8). */
+	const char *catalog_uri;
+	int catalog_pool;
+
 	size_t exact_filter_limit;     /* CATALOG_EXACT_FILTER_LIMIT */
 	int busy_timeout_ms;           /* SQLite busy timeout (5000) */
 };

@@ -259,6 +259,31 @@ int datadir_write_blob(const char *dir, const char *sha256, const void *data, si
 	return write_atomic(dir, "blob-", final, d2, data, len, 1, err);
 }
 
+int datadir_adopt_blob(const char *dir, const char *sha256, const char *tmp, int64_t len, store_error *err)
+{
+	char blobs[4096], d1[4096], d2[4096], final[4096];
+	struct stat st;
+	int rc;
+	if (!sha256_is_hex(sha256))
+		return store_fail(err, STORE_ERR_INVALID, "not a SHA-256 hex digest");
+	if ((rc = datadir_path(dir, DATADIR_BLOBS, blobs, sizeof blobs, err)) != 0)
+		return rc;
+	if (datadir_fmt(d1, sizeof d1, "%s/%.2s", blobs, sha256) != 0 ||
+	    datadir_fmt(d2, sizeof d2, "%s/%.2s", d1, sha256 + 2) != 0 ||
+	    datadir_fmt(final, sizeof final, "%s/%s", d2, sha256) != 0)
+		return store_fail(err, STORE_ERR_INVALID, "data directory path too long");
+	if (stat(tmp, &st) != 0)
+		return datadir_errno(err, errno, "stat", tmp);
+	if (st.st_size != len)
+		return store_fail(err, STORE_ERR_IO, "original %s: %lld bytes read, %lld expected", sha256,
+				  (long long)st.st_size, (long long)len);
+	if ((rc = datadir_mkdirs(d2, err)) != 0)
+		return rc;
+	if (rename(tmp, final) != 0)
+		return datadir_errno(err, errno, "rename", final);
+	return 0;
+}
+
 /* ---- thumbnails ------------------------------------------------------------ */
 
 /* DATA/cache/thumbs/ab into buf. */
