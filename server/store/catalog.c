@@ -220,6 +220,59 @@ static int open_index(catalog *c, struct catalog_open_report *rep, store_error *
 	return 0;
 }
 
+static int rebuild(catalog *c, int save, store_error *err);
+
+/* ---- following the change sequence ------------------------------------------------ */
+
+int cat_catch_up_locked(catalog *c, size_t *applied, store_error *err)
+{
+	struct store_changes ch;
+	idx_error ie;
+	if (applied)
+		*applied = 0;
+	pthread_rwlock_rdlock(&c->ixlock);
+	uint64_t from = idx_seq(c->ix);
+	int rc = c->be->changes_since(c->db, from, c->model.dim, &ch, err);
+	if (rc == 0) {
+		if (ch.last > from &&
+		    (idx_remove(c->ix, ch.remove_ids, ch.n_remove, ch.last, &ie) != 0 ||
+		     idx_add(c->ix, ch.add_ids, ch.add_vecs, ch.n_add, ch.last, &ie) != 0))
+			rc = cat_idx_fail(err, &ie, "apply the catalog's changes to the index");
+		if (rc == 0 && applied)
+			*applied = ch.n_add + ch.n_remove;
+		store_changes_clear(&ch);
+	}
+	pthread_rwlock_unlock(&c->ixlock);
+	return rc;
+}
+
+int catalog_catch_up(catalog *c, size_t *applied, store_error *err)
+{
+	if (applied)
+		*applied = 0;
+	if (!c->ix)
+		return store_fail(err, STORE_ERR_INVALID, "the catalog has no index");
+	pthread_mutex_lock(&c->wlock);
+	int rc = cat_catch_up_locked(c, applied, err);
+	pthread_mutex_unlock(&c->wlock);
+	/* The sequence no longer covers the index (a model switch): start over. */
+	if (rc == STORE_ERR_NOT_FOUND)
+		rc = rebuild(c, 0, err);
+	if (rc == 0)
+		cat_maybe_retrain(c);
+	return rc;
+}
+
+uint64_t catalog_applied_seq(catalog *c)
+{
+	if (!c->ix)
+		return 0;
+	pthread_rwlock_rdlock(&c->ixlock);
+	uint64_t seq = c->ix ? idx_seq(c->ix) : 0;
+	pthread_rwlock_unlock(&c->ixlock);
+	return seq;
+}
+
 /* ---- the model at open -------------------------------------------------------- */
 
 static int resolve_model(catalog *c, const struct catalog_params *p, struct catalog_open_report *rep,

@@ -466,6 +466,15 @@ uint64_t catalog_unsaved_changes(catalog *c);
 int catalog_save_index(catalog *c, store_error *err);
 /* Rebuild the index from the stored vectors and save it (clipd index rebuild). */
 int catalog_rebuild_index(catalog *c, store_error *err);
+/* Bring the index up to date with the changes committed to the catalog
+ * after its sequence, by this process or (PostgreSQL) by other nodes:
+ * *applied (may be NULL) adds and removes. Rebuilds from the stored vectors
+ * when the sequence cannot be replayed (the model changed). Numbers are
+ * given in commit order, so a change is never skipped. */
+int catalog_catch_up(catalog *c, size_t *applied, store_error *err);
+/* The highest change sequence the index has applied. */
+uint64_t catalog_applied_seq(catalog *c);
+
 /* Wait for a background index build (tests, shutdown). */
 void catalog_wait_index(catalog *c);
 

@@ -144,18 +144,26 @@ int catalog_add(catalog *c, const struct catalog_new_image *in, struct store_ima
 		pthread_mutex_unlock(&c->wlock);
 		goto out_free;
 	}
-	pthread_rwlock_rdlock(&c->ixlock);
-	int irc = idx_add(c->ix, &id, vec, 1, seq, &ie);
-	pthread_rwlock_unlock(&c->ixlock);
+	int irc;
+	if (blobs) {
+		pthread_rwlock_rdlock(&c->ixlock);
+		irc = idx_add(c->ix, &id, vec, 1, seq, &ie);
+		pthread_rwlock_unlock(&c->ixlock);
+		if (irc != 0)
+			rc = cat_idx_fail(err, &ie, "add to the index");
+	} else {
+		/* A shared catalog: this change and every one before it. */
+		irc = rc = cat_catch_up_locked(c, NULL, err);
+	}
 	if (irc != 0) {
 		/* Not searchable, so not acknowledged: take the row back out. */
-		rc = cat_idx_fail(err, &ie, "add to the index");
 		uint64_t seq2;
-		if (c->be->delete_image(c->db, id, NULL, &seq2, NULL) == 0) {
+		/* (a shared catalog's index takes the remove at its next catch-up) */
+		if (c->be->delete_image(c->db, id, NULL, &seq2, NULL) == 0 && blobs) {
 			pthread_rwlock_rdlock(&c->ixlock);
 			idx_remove(c->ix, &id, 1, seq2, NULL);
 			pthread_rwlock_unlock(&c->ixlock);
-			if (blobs && datadir_remove_blob(c->dir, sha, NULL) != 0)
+			if (datadir_remove_blob(c->dir, sha, NULL) != 0)
 				c->orphan_risk = 1;
 		}
 		pthread_mutex_unlock(&c->wlock);
@@ -291,10 +299,16 @@ int catalog_delete(catalog *c, int64_t id, store_error *err)
 		/* A failure here leaves a ghost vector whose row is gone:
 		 * searches skip it, and the count check at the next open
 		 * rebuilds the index. The delete itself is durable. */
-		pthread_rwlock_rdlock(&c->ixlock);
-		if (idx_remove(c->ix, &id, 1, seq, NULL) != 0)
-			c->index_stale = 1;
-		pthread_rwlock_unlock(&c->ixlock);
+		if (c->be->stores_originals) {
+			/* a shared catalog: this change and every one before it */
+			if (cat_catch_up_locked(c, NULL, NULL) != 0)
+				c->index_stale = 1;
+		} else {
+			pthread_rwlock_rdlock(&c->ixlock);
+			if (idx_remove(c->ix, &id, 1, seq, NULL) != 0)
+				c->index_stale = 1;
+			pthread_rwlock_unlock(&c->ixlock);
+		}
 		/* Under the writer lock: an upload of the same bytes re-checks
 		 * the blob under this lock before it commits. */
 		if (datadir_remove_blob(c->dir, sha, NULL) != 0)

@@ -54,6 +54,12 @@ int cat_clean_utf8(const char *s);
  * cache of originals, fetched from the backend when it is not there yet
  * (backends that store originals; catalog_images.c). */
 int cat_cache_original(catalog *c, const char *sha256, int64_t bytes, char *buf, size_t len, store_error *err);
+/* Apply the changes committed after the index's sequence to the index
+ * (caller holds c->wlock): with several nodes on one catalog, the only way
+ * a node's index takes changes, its own included, so that it never claims
+ * a sequence number whose change it has not applied. STORE_ERR_NOT_FOUND:
+ * the sequence cannot be replayed (rebuild). *applied may be NULL. */
+int cat_catch_up_locked(catalog *c, size_t *applied, store_error *err);
 /* Start a background index build if the index wants one. */
 void cat_maybe_retrain(catalog *c);
 
