@@ -85,6 +85,10 @@ struct backend_ops {
 	int (*keyword_search)(void *db, const char *words, const char *not_words, const struct store_selection *sel,
 			      size_t k, int64_t *ids, float *scores, size_t *n, store_error *err);
 	int (*check)(void *db, store_problem_fn fn, void *ud, store_error *err);
+	/* A shared catalog (other writers): wait up to timeout_ms for word of
+	 * a change committed by anyone: 1 when some came, 0 when none, negative
+	 * when the wait itself failed (then poll). NULL: a catalog of one writer. */
+	int (*wait_changes)(void *db, int timeout_ms, store_error *err);
 	int (*db_bytes)(void *db, int64_t *bytes, store_error *err);
 
 	/* libraries */

@@ -263,6 +263,18 @@ int catalog_catch_up(catalog *c, size_t *applied, store_error *err)
 	return rc;
 }
 
+int catalog_shared(const catalog *c)
+{
+	return c->be->wait_changes != NULL;
+}
+
+int catalog_wait_changes(catalog *c, int timeout_ms, store_error *err)
+{
+	if (!c->be->wait_changes)
+		return store_fail(err, STORE_ERR_INVALID, "the %s catalog has one writer: nothing to wait for", c->be->name);
+	return c->be->wait_changes(c->db, timeout_ms, err);
+}
+
 uint64_t catalog_applied_seq(catalog *c)
 {
 	if (!c->ix)

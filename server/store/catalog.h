@@ -472,6 +472,13 @@ int catalog_rebuild_index(catalog *c, store_error *err);
  * when the sequence cannot be replayed (the model changed). Numbers are
  * given in commit order, so a change is never skipped. */
 int catalog_catch_up(catalog *c, size_t *applied, store_error *err);
+/* 1 when other processes write to this catalog too (PostgreSQL): the
+ * server then follows it, catalog_wait_changes to wake (LISTEN/NOTIFY),
+ * catalog_catch_up to apply. catalog_wait_changes waits up to timeout_ms
+ * for word of a commit: 1 when some came (or the wait just started
+ * listening), 0 when none, negative when it failed (poll instead). */
+int catalog_shared(const catalog *c);
+int catalog_wait_changes(catalog *c, int timeout_ms, store_error *err);
 /* The highest change sequence the index has applied. */
 uint64_t catalog_applied_seq(catalog *c);
 

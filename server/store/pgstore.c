@@ -3,6 +3,8 @@
  * results checked, migrations under an advisory lock, models, settings and
  * the operations table. The rows are in pgstore_rows.c. See pgstore.h.
  */
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -356,6 +358,8 @@ void pgstore_close(void *db)
 		PQfinish(c->pc);
 		free(c);
 	}
+	PQfinish(s->listener);
+	pthread_mutex_destroy(&s->listen_lock);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cond);
 	free(s->uri);
@@ -385,6 +389,7 @@ int pgstore_open(const char *uri, const struct pgstore_params *p, pgstore **out,
 		s->p.lock_timeout_ms = 0;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
+	pthread_mutex_init(&s->listen_lock, NULL);
 	int rc = migrate(s, &rep, err);
 	if (rc != 0) {
 		pgstore_close(s);
@@ -541,4 +546,71 @@ store *pgs_hash_cache(void *db)
 {
 	(void)db;
 	return NULL;
+}
+
+/* ---- word of changes ------------------------------------------------------------------ */
+
+/* Drain the notifications that arrived; 1 if there were any. */
+static int drain(PGconn *pc)
+{
+	int got = 0;
+	PGnotify *n;
+	while ((n = PQnotifies(pc)) != NULL) {
+		got = 1;
+		PQfreemem(n);
+	}
+	return got;
+}
+
+int pgs_wait_changes(void *db, int timeout_ms, store_error *err)
+{
+	pgstore *s = db;
+	int rc = 0;
+	pthread_mutex_lock(&s->listen_lock);
+	if (s->listener && PQstatus(s->listener) != CONNECTION_OK) {
+		PQfinish(s->listener);
+		s->listener = NULL;
+	}
+	if (!s->listener) {
+		struct pg_conn *c = NULL;
+		if ((rc = conn_open(s, &c, err)) != 0)
+			goto out;
+		s->listener = c->pc;
+		free(c);
+		PGresult *r = PQexec(s->listener, "LISTEN " PGSTORE_CHANNEL);
+		if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
+			const char *m = PQerrorMessage(s->listener);
+			rc = store_fail(err, STORE_ERR_DB, "catalog database: LISTEN: %.*s", (int)strcspn(m, "\n"), m);
+			PQclear(r);
+			PQfinish(s->listener);
+			s->listener = NULL;
+			goto out;
+		}
+		PQclear(r);
+		rc = 1;   /* newly listening: whatever came before is for the caller to catch up on */
+		goto out;
+	}
+	if (PQconsumeInput(s->listener) && drain(s->listener)) {
+		rc = 1;
+		goto out;
+	}
+	struct pollfd pfd = { .fd = PQsocket(s->listener), .events = POLLIN };
+	if (pfd.fd < 0) {
+		rc = store_fail(err, STORE_ERR_DB, "catalog database: the LISTEN connection has no socket");
+		goto out;
+	}
+	int pr = poll(&pfd, 1, timeout_ms);
+	if (pr < 0 && errno != EINTR) {
+		rc = store_fail(err, STORE_ERR_IO, "poll: %s", strerror(errno));
+	} else if (pr > 0) {
+		if (!PQconsumeInput(s->listener)) {
+			const char *m = PQerrorMessage(s->listener);
+			rc = store_fail(err, STORE_ERR_DB, "catalog database: %.*s", (int)strcspn(m, "\n"), m);
+		} else {
+			rc = drain(s->listener);
+		}
+	}
+out:
+	pthread_mutex_unlock(&s->listen_lock);
+	return rc;
 }

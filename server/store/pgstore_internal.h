@@ -24,6 +24,8 @@ struct pgstore {
 	pthread_cond_t cond;
 	struct pg_conn *free_list;
 	int n_open;
+	pthread_mutex_t listen_lock;   /* the LISTEN connection, apart from the pool */
+	PGconn *listener;
 };
 
 /* Take a connection from the pool (opening or resetting one as needed);
@@ -65,6 +67,7 @@ int pgs_switch_model(void *db, const char *fingerprint, store_error *err);
 int pgs_db_bytes(void *db, int64_t *bytes, store_error *err);
 int pgs_prune_changes(void *db, uint64_t seq, store_error *err);
 store *pgs_hash_cache(void *db);
+int pgs_wait_changes(void *db, int timeout_ms, store_error *err);
 
 /* pgstore_rows.c: the rows' operations, for pgstore_ops. */
 int pgr_insert(void *db, const struct store_new_image *img, const void *data, size_t len, const float *vec,

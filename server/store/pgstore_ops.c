@@ -39,5 +39,6 @@ const struct backend_ops pgstore_ops = {
 	.filter_ids = pgr_filter_ids,
 	.check = pgr_check,
 	.db_bytes = pgs_db_bytes,
+	.wait_changes = pgs_wait_changes,
 	/* not on PostgreSQL yet: keyword search, libraries (NULL) */
 };
