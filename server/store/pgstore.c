@@ -223,22 +223,12 @@ int pg_col_bin_i64(const PGresult *r, int row, int col, int64_t *out, store_erro
 
 /* ---- migrations ---------------------------------------------------------------------- */
 
-static int migration_version(const char *name)
-{
-	int v = 0, digits = 0;
-	for (; name[digits] >= '0' && name[digits] <= '9'; digits++)
-		v = v * 10 + (name[digits] - '0');
-	if (digits != 4 || name[4] != '_' || !strstr(name, ".sql"))
-		return -1;
-	return v;
-}
-
 int pgstore_schema_latest(void)
 {
 	int latest = 0;
 	for (const struct clipd_asset *a = clipd_pg_migrations; a->name; a++)
-		if (migration_version(a->name) > latest)
-			latest = migration_version(a->name);
+		if (clipd_migration_version(a->name) > latest)
+			latest = clipd_migration_version(a->name);
 	return latest;
 }
 
@@ -327,7 +317,7 @@ static int migrate(pgstore *s, struct pgstore_open_report *rep, store_error *err
 	for (int next = v + 1; next <= latest && rc == 0; next++) {
 		const struct clipd_asset *a = NULL;
 		for (const struct clipd_asset *m = clipd_pg_migrations; m->name && !a; m++)
-			if (migration_version(m->name) == next)
+			if (clipd_migration_version(m->name) == next)
 				a = m;
 		rc = a ? apply(c, a, next, err)
 		       : store_fail(err, STORE_ERR_SCHEMA, "no PostgreSQL migration %04d in this build", next);

@@ -1011,12 +1011,32 @@ out:
 	return rc;
 }
 
+/* Open a read-only snapshot on c (REPEATABLE READ) in which the active
+ * model has dimension dim: the model into *m and the change counter into
+ * *counter. On failure the transaction is rolled back. */
+static int snapshot_begin(struct pg_conn *c, size_t dim, struct store_model *m, int64_t *counter, store_error *err)
+{
+	int found = 0;
+	int rc = pg_cmd(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", err);
+	if (rc != 0)
+		return rc;
+	if ((rc = pg_active_model(c, m, &found, err)) == 0 && (!found || m->dim != dim))
+		rc = store_fail(err, STORE_ERR_MODEL, "the catalog has no active model of dimension %zu", dim);
+	if (rc == 0) {
+		PGresult *r = pg_run(c, "SELECT seq FROM clipd_counter WHERE id = 1", 0, NULL, NULL, NULL, 0,
+				     PGRES_TUPLES_OK, 1, "read the change sequence", err);
+		rc = r ? pg_col_i64(r, 0, 0, 0, counter, err) : RUN_FAIL(err);
+		PQclear(r);
+	}
+	return rc ? pg_end(c, rc, err) : 0;
+}
+
 int pgr_load_vectors(void *db, size_t dim, int64_t **ids, float **vecs, size_t *n, uint64_t *seq, store_error *err)
 {
 	struct pg_conn *c = NULL;
 	struct vec_acc a = { .dim = dim };
 	struct store_model m;
-	int found = 0, more = 0;
+	int more = 0;
 	int64_t counter = 0;
 	*ids = NULL;
 	*vecs = NULL;
@@ -1026,26 +1046,13 @@ int pgr_load_vectors(void *db, size_t dim, int64_t **ids, float **vecs, size_t *
 	if (rc != 0)
 		return rc;
 	/* one snapshot: the vectors and the sequence they cover agree */
-	if ((rc = pg_cmd(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", err)) != 0)
+	if ((rc = snapshot_begin(c, dim, &m, &counter, err)) != 0)
 		goto out;
-	if ((rc = pg_active_model(c, &m, &found, err)) != 0)
-		goto end;
-	if (!found || m.dim != dim) {
-		rc = store_fail(err, STORE_ERR_MODEL, "the catalog has no active model of dimension %zu", dim);
-		goto end;
-	}
-	PGresult *r = pg_run(c, "SELECT seq FROM clipd_counter WHERE id = 1", 0, NULL, NULL, NULL, 0, PGRES_TUPLES_OK, 1,
-			     "read the change sequence", err);
-	rc = r ? pg_col_i64(r, 0, 0, 0, &counter, err) : RUN_FAIL(err);
-	PQclear(r);
-	if (rc != 0)
-		goto end;
 	const char *vals[] = { m.fingerprint };
 	rc = cursor_rows(c, "SELECT image_id, vec FROM vectors WHERE model = $1 ORDER BY image_id", 1, vals, dim, 0,
 			 acc_add, &a, &more, err);
 	if (rc == 0 && a.failed)
 		rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
-end:
 	rc = pg_end(c, rc, err);
 out:
 	pg_give(db, c);
@@ -1074,28 +1081,17 @@ int pgr_changes_since(void *db, uint64_t seq, size_t dim, struct store_changes *
 	struct pg_conn *c = NULL;
 	struct vec_acc a = { .dim = dim };
 	struct store_model m;
-	int found = 0, more = 0;
+	int more = 0;
 	int64_t last = 0, *rm = NULL;
 	size_t n_rm = 0;
 	char s[24];
+	PGresult *r = NULL;
 	memset(out, 0, sizeof *out);
 	int rc = pg_take(db, &c, err);
 	if (rc != 0)
 		return rc;
-	if ((rc = pg_cmd(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", err)) != 0)
+	if ((rc = snapshot_begin(c, dim, &m, &last, err)) != 0)
 		goto out;
-	if ((rc = pg_active_model(c, &m, &found, err)) != 0)
-		goto end;
-	if (!found || m.dim != dim) {
-		rc = store_fail(err, STORE_ERR_MODEL, "the catalog has no active model of dimension %zu", dim);
-		goto end;
-	}
-	PGresult *r = pg_run(c, "SELECT seq FROM clipd_counter WHERE id = 1", 0, NULL, NULL, NULL, 0, PGRES_TUPLES_OK, 1,
-			     "read the change sequence", err);
-	rc = r ? pg_col_i64(r, 0, 0, 0, &last, err) : RUN_FAIL(err);
-	PQclear(r);
-	if (rc != 0)
-		goto end;
 	if (seq > (uint64_t)last) {
 		rc = store_fail(err, STORE_ERR_NOT_FOUND, "the index is at change %llu, ahead of the catalog (%lld)",
 				(unsigned long long)seq, (long long)last);
