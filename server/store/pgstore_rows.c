@@ -14,6 +14,7 @@
 #include "dbuf.h"
 #include "pgstore_internal.h"
 #include "sha256.h"
+#include "utf8.h"
 
 #define COLS "i.id, i.sha256, i.mime, i.width, i.height, i.bytes, i.filename, i.created_at, i.metadata, " \
 	     "i.taken_at, i.taken_at_us"
@@ -257,6 +258,16 @@ static int path_expr(struct stmt *q, const char *path, struct dbuf *out)
 
 static const char *const op_sql[] = { "=", ">=", "<=", ">", "<" };
 
+static int valid_utf8(const char *s)
+{
+	size_t n = strlen(s);
+	unsigned cp;
+	for (size_t at = 0, k; at < n; at += k)
+		if ((k = utf8_decode((const unsigned char *)s + at, n - at, &cp)) == 0)
+			return 0;
+	return 1;
+}
+
 /* Append sel's conditions (" AND ...") over images i. */
 static int selection_sql(struct stmt *q, const struct store_selection *sel, store_error *err)
 {
@@ -270,6 +281,14 @@ static int selection_sql(struct stmt *q, const struct store_selection *sel, stor
 	int rc = store_selection_plan(sel, &plan, err);
 	if (rc != 0)
 		return rc;
+	/* PostgreSQL's text is UTF-8: a key or value that is not cannot be a
+	 * parameter (SQLite's catalog would compare its bytes) */
+	for (size_t i = 0; i < sel->n_filters; i++)
+		if (!valid_utf8(sel->filters[i].key) || !valid_utf8(sel->filters[i].value)) {
+			store_selection_plan_free(plan);
+			return store_fail(err, STORE_ERR_INVALID, "%.*s: a filter must be UTF-8 with the PostgreSQL catalog",
+					  STORE_MAX_FILTER_KEY, valid_utf8(sel->filters[i].key) ? sel->filters[i].key : "a key");
+		}
 	struct dbuf *b = &q->sql;
 	int k = 0;
 	if (sel->has_after && (k = param_i64(q, sel->created_after)) > 0)

@@ -20,7 +20,7 @@
 
 #define DIM 16
 
-static char base[600];
+static char base[512];
 static struct fake_model model_x, model_y;
 static int n_dbs;
 
@@ -179,6 +179,18 @@ static void test_rows_filters_patch_delete(void)
 	CHECK_EQ_INT(count_matching(c, f14, 1), 0);
 	struct store_filter f15[] = { { "album", "x' OR '1'='1" } };            /* values are parameters */
 	CHECK_EQ_INT(count_matching(c, f15, 1), 0);
+	/* bytes that are not UTF-8 cannot be PostgreSQL text: refused, saying why */
+	struct store_filter f16[] = { { "album", "caf\xe9" } };
+	struct store_selection bad;
+	memset(&bad, 0, sizeof bad);
+	bad.filters = f16;
+	bad.n_filters = 1;
+	struct store_image *items = NULL;
+	size_t got = 0;
+	int64_t next = 0;
+	CHECK_EQ_INT(catalog_list(c, &bad, 0, 10, &items, &got, &next, &err), STORE_ERR_INVALID);
+	CHECK_CONTAINS(err.msg, "must be UTF-8");
+	CHECK(!items && got == 0);
 
 	/* a filtered search scores the matching set exactly */
 	float v[DIM];
