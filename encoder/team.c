@@ -85,6 +85,7 @@ static void *worker_main(void *p)
 	struct clip_team *team = ws->team;
 	int index = ws->index;
 	free(ws);
+	pthread_setname_np(pthread_self(), "encoder");
 	uint32_t seen = 0;
 	for (;;) {
 		if (!spin_while_equal(&team->gen, seen)) {

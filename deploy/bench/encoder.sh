@@ -9,8 +9,10 @@
 # Per round, batch 8 and batch 1 (2 threads each):
 #   fp32          clipd bench (the CPU's own kernel: AVX-512 here)
 #   bf16          clipd bench --precision bf16 (vdpbf16ps)
-#   avx2          CLIPD_CPU=avx2: clipd's AVX2 + FMA kernel, as on a CPU
-#                 without AVX-512
+#   avx2          CLIPD_CPU=avx2 OPENBLAS_CORETYPE=Haswell: clipd's AVX2 +
+#                 FMA kernel, as on a CPU without AVX-512 (OpenBLAS, which
+#                 still does attention's small products, on its AVX2 kernel
+#                 too)
 #   blas-haswell  CLIPD_CPU=openblas OPENBLAS_CORETYPE=Haswell: the products
 #                 through OpenBLAS's Haswell kernel, what an AVX2 machine ran
 #                 before clipd had a kernel for it (the same shapes, the
@@ -22,8 +24,8 @@
 # Debian's python3-numpy). ONNX Runtime is measured by ../shared/tools/
 # ort-baseline.sh (installs python3-torch and onnxruntime-node on first use).
 # OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are unset for these commands alone
-# (but for blas-haswell's core type), so OpenBLAS picks its kernel for this
-# CPU; the kernel is reported. A quick check that the script works, not a
+# (but for the Haswell core type of avx2 and blas-haswell), so OpenBLAS
+# picks its kernel for this CPU; the kernel is reported. A quick check that the script works, not a
 # measurement: CLIPD_BENCH_SECONDS=0.5 CLIPD_BENCH_ORT=0 \
 #   deploy/bench/encoder.sh tests/data/tiny-clip-hf 1
 set -euo pipefail
@@ -46,7 +48,7 @@ clean=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE -u CLIPD_CPU -u CLIPD_PRECIS
 declare -A how=(
 	[fp32]=""
 	[bf16]="--precision bf16"
-	[avx2]="CLIPD_CPU=avx2"
+	[avx2]="CLIPD_CPU=avx2 OPENBLAS_CORETYPE=Haswell"
 	[blas-haswell]="CLIPD_CPU=openblas OPENBLAS_CORETYPE=Haswell"
 )
 configs=(fp32 bf16 avx2 blas-haswell)

@@ -5,7 +5,7 @@
  * difference between the two crops. Built by meson as
  * build/deploy/bench/photo-prep; deploy/bench/photos.sh runs it.
  *
- *     photo-prep [--side 224] [--repeat N] FILE...
+ *     photo-prep [--side 224] [--min-short N] [--repeat N] FILE...
  *
  * One line of JSON per file: {"file", "exact_ms", "fast_ms", "scale",
  * "rms", "max"}; the times are the smallest of N runs of CPU time
@@ -66,21 +66,25 @@ static double prep(const unsigned char *buf, size_t len, int min_short, int side
 
 int main(int argc, char **argv)
 {
-	int side = 224, repeat = 3, first = 1;
+	int side = 224, repeat = 3, first = 1, min_short = -1;
 
 	while (first < argc && !strncmp(argv[first], "--", 2)) {
 		if (!strcmp(argv[first], "--side") && first + 1 < argc)
 			side = atoi(argv[first + 1]);
 		else if (!strcmp(argv[first], "--repeat") && first + 1 < argc)
 			repeat = atoi(argv[first + 1]);
+		else if (!strcmp(argv[first], "--min-short") && first + 1 < argc)
+			min_short = atoi(argv[first + 1]);
 		else {
-			fprintf(stderr, "usage: photo-prep [--side N] [--repeat N] FILE...\n");
+			fprintf(stderr, "usage: photo-prep [--side N] [--min-short N] [--repeat N] FILE...\n");
 			return 2;
 		}
 		first += 2;
 	}
-	if (side < 16 || side > 1024 || repeat < 1 || first >= argc) {
-		fprintf(stderr, "usage: photo-prep [--side N] [--repeat N] FILE...\n");
+	if (min_short < 0)
+		min_short = 2 * side;
+	if (side < 16 || side > 1024 || repeat < 1 || min_short < side || first >= argc) {
+		fprintf(stderr, "usage: photo-prep [--side N] [--min-short N] [--repeat N] FILE...\n");
 		return 2;
 	}
 	const size_t n = (size_t)side * side * 3;
@@ -101,7 +105,7 @@ int main(int argc, char **argv)
 		int scale_exact = 0, scale_fast = 0;
 		for (int r = 0; r < repeat; r++) {
 			double te = prep(buf, len, 0, side, exact, &scale_exact, &err);
-			double tf = te < 0 ? -1 : prep(buf, len, 2 * side, side, fast, &scale_fast, &err);
+			double tf = te < 0 ? -1 : prep(buf, len, min_short, side, fast, &scale_fast, &err);
 			if (te < 0 || tf < 0) {
 				fprintf(stderr, "photo-prep: %s: %s\n", argv[i], err.msg);
 				failed = 1;

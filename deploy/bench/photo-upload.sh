@@ -98,9 +98,34 @@ if [ "$perf_secs" != 0 ]; then
 	perf record -g -o "$work/perf.data" -p "$pid" -- sleep "$perf_secs" 2> "$work/perf.log" &
 	perf_pid=$!
 fi
+# CPU time of the daemon's threads by name (decode, encoder, commit,
+# MHD-worker, ...), before and after: where an upload's CPU goes.
+thread_cpu() {
+	for t in /proc/"$pid"/task/*; do
+		printf '%s\t%s\n' "$(cat "$t/comm" 2>/dev/null)" "$(cut -d')' -f2 "$t/stat" 2>/dev/null | awk '{print $12 + $13}')"
+	done
+}
+thread_cpu > "$work/threads-before.tsv"
 upload_json=$(wrk -t2 -c"$conns" -d"${up_secs}s" --timeout 30s --latency -s "$root/deploy/bench/upload.lua" "$url" -- \
 	"$work/photos.txt" 2 | grep '^{')
 echo "$upload_json"
+thread_cpu > "$work/threads-after.tsv"
+/usr/bin/python3 - "$work/threads-before.tsv" "$work/threads-after.tsv" "$upload_json" "$(getconf CLK_TCK)" <<'PY'
+import collections, json, sys
+def load(path):
+    d = collections.Counter()
+    for line in open(path):
+        name, _, ticks = line.rstrip("\n").partition("\t")
+        if ticks.strip():
+            d[name] += int(ticks)
+    return d
+before, after = load(sys.argv[1]), load(sys.argv[2])
+up, hz = json.loads(sys.argv[3]), int(sys.argv[4])
+n = max(up.get("created", 0), 1)
+ms = {k: round((after[k] - before.get(k, 0)) * 1000 / hz / n, 1) for k in after}
+print(json.dumps({"bench": "upload_cpu_ms_per_photo", "total": round(sum(ms.values()), 1),
+                  "by_thread": dict(sorted(ms.items(), key=lambda kv: -kv[1]))}, separators=(",", ":")))
+PY
 curl -s "$url/info" | sed -n 's/.*"encoder":{"image":\({[^}]*}\).*/{"encoder_image_counters":\1}/p'
 if [ -n "$perf_pid" ]; then
 	wait "$perf_pid" || true

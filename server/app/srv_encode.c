@@ -314,9 +314,9 @@ int srv_encoder_new(const clip_model *model, const struct srv_encode_params *p,
 	}
 	e->cache = srv_lru_new(p->text_cache, e->dim);
 	e->decode_pool = srv_pool_new(p->decode_threads ? p->decode_threads : 1,
-				      p->image_queue ? p->image_queue : 1);
-	struct srv_batcher_params ib = { p->image_batch, p->image_wait_ms, p->image_queue };
-	struct srv_batcher_params tb = { p->text_batch, p->text_wait_ms, p->text_queue };
+				      p->image_queue ? p->image_queue : 1, "decode");
+	struct srv_batcher_params ib = { p->image_batch, p->image_wait_ms, p->image_queue, "image-batch" };
+	struct srv_batcher_params tb = { p->text_batch, p->text_wait_ms, p->text_queue, "text-batch" };
 	e->image_batcher = srv_batcher_new(&ib, image_batch, e);
 	e->text_batcher = srv_batcher_new(&tb, text_batch, e);
 	if (!e->cache || !e->decode_pool || !e->image_batcher || !e->text_batcher) {

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "text.h"
 #include "files.h"
+#include "libpath.h"
 #include "sha256.h"
 #include "srv_app.h"
 #include "srv_json.h"
@@ -586,15 +587,22 @@ static int original_fd(struct srv_app *app, const struct store_image *img, uint6
 {
 	char path[8192];
 	int64_t want_size = 0, want_mtime = -1;
+	size_t rel_at = 0;
 	store_error err = { 0 };
-	int rc = catalog_original(app->cat, img, path, sizeof path, &want_size, &want_mtime, &err);
+	int rc = catalog_original(app->cat, img, path, sizeof path, &rel_at, &want_size, &want_mtime, &err);
 	if (rc != 0) {
 		*code = rc == STORE_ERR_NOT_FOUND ? HTTP_ERR_SOURCE_MISSING : srv_store_http_error(rc);
 		text_copy(msg, msglen, err.msg);
 		return -1;
 	}
-	int lib = img->source_library != NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | (lib ? O_NOFOLLOW : 0));
+	int lib = rel_at > 0;
+	int fd;
+	if (lib) {
+		path[rel_at - 1] = 0;   /* the root, and the path inside it */
+		fd = libpath_open(path, path + rel_at, O_RDONLY | O_NONBLOCK);
+	} else {
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	}
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
 		/* A blob deleted between the row read and the open; a library

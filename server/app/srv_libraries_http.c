@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "libpath.h"
 #include "srv_app.h"
 #include "srv_json.h"
 
@@ -116,48 +117,6 @@ void srv_library_scan(struct srv_app *app, struct http_req *r)
 	srv_reply_cjson(r, 202, o);
 }
 
-/* A cursor is the last path of the page before, in hex (paths are bytes). */
-static char *cursor_decode(const char *hex)
-{
-	size_t n = strlen(hex);
-	if (n == 0 || n % 2 || n > 2 * 8192)
-		return NULL;
-	char *out = malloc(n / 2 + 1);
-	if (!out)
-		return NULL;
-	for (size_t i = 0; i < n / 2; i++) {
-		unsigned v = 0;
-		for (int k = 0; k < 2; k++) {
-			char c = hex[2 * i + (size_t)k];
-			unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0') : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10) : 16;
-			if (d == 16) {
-				free(out);
-				return NULL;
-			}
-			v = v * 16 + d;
-		}
-		if (v == 0) {
-			free(out);
-			return NULL;
-		}
-		out[i] = (char)v;
-	}
-	out[n / 2] = 0;
-	return out;
-}
-
-static char *cursor_encode(const char *path)
-{
-	size_t n = strlen(path);
-	char *out = malloc(2 * n + 1);
-	if (!out)
-		return NULL;
-	for (size_t i = 0; i < n; i++)
-		snprintf(out + 2 * i, 3, "%02x", (unsigned char)path[i]);
-	out[2 * n] = 0;
-	return out;
-}
-
 void srv_library_errors(struct srv_app *app, struct http_req *r)
 {
 	int li = library_of(app, r);
@@ -171,7 +130,7 @@ void srv_library_errors(struct srv_app *app, struct http_req *r)
 	}
 	char *after = NULL;
 	v = http_query(r, "cursor");
-	if (v && *v && !(after = cursor_decode(v))) {
+	if (v && *v && !(after = libpath_cursor_decode(v))) {
 		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "cursor: not a cursor this server gave out");
 		return;
 	}
@@ -196,7 +155,7 @@ void srv_library_errors(struct srv_app *app, struct http_req *r)
 		srv_add_path_string(o, "message", items[i].msg);
 		cJSON_AddItemToArray(arr, o);
 	}
-	char *next = n > shown ? cursor_encode(items[shown - 1].path) : NULL;
+	char *next = n > shown ? libpath_cursor_encode(items[shown - 1].path) : NULL;
 	if (next)
 		cJSON_AddStringToObject(root, "next_cursor", next);
 	else

@@ -23,6 +23,7 @@
 #include "srv_app.h"
 #include "srv_json.h"
 #include "srv_library.h"
+#include "libpath.h"
 #include "text.h"
 
 #define MARK_BATCH 256          /* paths marked per transaction */
@@ -31,7 +32,6 @@
 #define WINDOW_BYTES (64u << 20) /* bytes of files held by images in the encoder */
 #define MAX_KEEP 64             /* unreadable directories remembered per scan */
 #define MAX_RETRIES 3           /* an image the encoder refused (queue full) */
-#define PATH_MAX_REL 4000       /* bytes of a path inside a library */
 #define LOG_SYMLINKS 20         /* symbolic links named in the log per scan */
 
 struct lib {
@@ -424,21 +424,21 @@ static void index_file(struct scan *s, const struct store_lib_file *f)
 	struct srv_libraries *set = s->set;
 	struct srv_app *app = set->app;
 	const struct srv_config *cfg = app->cfg;
-	char full[8192];
 	struct stat sb;
 	memset(&sb, 0, sizeof sb);
-	if ((size_t)snprintf(full, sizeof full, "%s/%s", s->lib->spec.root, f->path) >= sizeof full) {
-		add_failure(s, f->path, NULL, HTTP_ERR_BAD_PARAMETER, "unreadable", "the path is too long");
-		return;
-	}
-	int fd = open(full, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	/* No link below the root is followed: a folder that became a link
+	 * since the walk makes the file gone, not a way out of the root. */
+	int fd = libpath_open(s->lib->spec.root, f->path, O_RDONLY | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0) {
 		int e = errno;
-		if (e == ENOENT || e == ENOTDIR || e == ELOOP) {
+		if (e == ENOENT || e == ENOTDIR || e == ELOOP || e == EINVAL) {
 			file_gone(s, f->path);
 			return;
 		}
-		if (lstat(full, &sb) != 0)
+		/* its identity, so that the next walk knows it unchanged */
+		char full[8192];
+		if ((size_t)snprintf(full, sizeof full, "%s/%s", s->lib->spec.root, f->path) >= sizeof full
+		    || lstat(full, &sb) != 0)
 			memset(&sb, 0, sizeof sb);
 		add_failure(s, f->path, &sb, HTTP_ERR_FORBIDDEN, "unreadable", "cannot open the file: %s", strerror(e));
 		return;
@@ -648,7 +648,7 @@ static int walk(struct scan *s)
 {
 	struct dirstack stack = { 0 };
 	const char *root = s->lib->spec.root;
-	char rel[PATH_MAX_REL + 1], full[8192], child[PATH_MAX_REL + 512];
+	char rel[LIBPATH_MAX + 1], full[8192], child[LIBPATH_MAX + 1];
 	int rc = push(&stack, "");
 	int symlinks_logged = 0;
 	while (rc == 0 && stack.n > 0 && !s->failed) {
@@ -657,7 +657,7 @@ static int walk(struct scan *s)
 			break;
 		}
 		char *top = stack.items[--stack.n];
-		snprintf(rel, sizeof rel, "%.*s", PATH_MAX_REL, top);
+		snprintf(rel, sizeof rel, "%s", top);   /* each one from libpath_join */
 		free(top);
 		snprintf(full, sizeof full, "%s%s%s", root, rel[0] ? "/" : "", rel);
 		/* the root may be a link (a mount point's alias); nothing under it is followed */
@@ -675,10 +675,9 @@ static int walk(struct scan *s)
 		struct dirent *e;
 		while ((e = readdir(d)) != NULL && !s->failed) {
 			const char *name = e->d_name;
-			if (name[0] == '.')
+			if (libpath_hidden(name))
 				continue;   /* ".", "..", and hidden files and folders */
-			snprintf(child, sizeof child, "%s%s%s", rel, rel[0] ? "/" : "", name);
-			if (strlen(child) > PATH_MAX_REL) {
+			if (libpath_join(rel, name, child, sizeof child) != 0) {
 				log_warn("library %s: %s/%s: the path is too long, skipped", s->lib->spec.name, full, name);
 				continue;
 			}
@@ -877,6 +876,7 @@ static void scan_library(struct srv_libraries *set, struct lib *lib)
 static void *scanner_main(void *arg)
 {
 	struct srv_libraries *set = arg;
+	pthread_setname_np(pthread_self(), "library-scan");
 	/* scans are background work: the CPU goes to requests first */
 	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0)
 		log_debug("library scanner: cannot lower its priority: %s", strerror(errno));

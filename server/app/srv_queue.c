@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -21,11 +22,13 @@ struct srv_pool {
 	int stopping;
 	size_t n_threads;
 	pthread_t *threads;
+	char name[16];            /* the threads' name (top -H, perf --sort comm) */
 };
 
 static void *pool_main(void *arg)
 {
 	struct srv_pool *p = arg;
+	pthread_setname_np(pthread_self(), p->name);
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		while (p->n == 0 && !p->stopping)
@@ -43,7 +46,7 @@ static void *pool_main(void *arg)
 	return NULL;
 }
 
-struct srv_pool *srv_pool_new(size_t threads, size_t capacity)
+struct srv_pool *srv_pool_new(size_t threads, size_t capacity, const char *name)
 {
 	if (threads == 0 || capacity == 0)
 		return NULL;
@@ -56,6 +59,7 @@ struct srv_pool *srv_pool_new(size_t threads, size_t capacity)
 	if (!p->ring || !p->threads)
 		goto fail;
 	p->capacity = capacity;
+	snprintf(p->name, sizeof p->name, "%s", name ? name : "clipd-pool");
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
 	for (; p->n_threads < threads; p->n_threads++)
@@ -166,6 +170,9 @@ static void *batcher_main(void *arg)
 {
 	struct srv_batcher *b = arg;
 	void **items = b->items;
+	char name[16];
+	snprintf(name, sizeof name, "%s", b->params.name ? b->params.name : "clipd-batch");
+	pthread_setname_np(pthread_self(), name);
 	pthread_mutex_lock(&b->lock);
 	for (;;) {
 		while (b->n == 0 && !b->stopping)

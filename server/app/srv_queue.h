@@ -2,7 +2,7 @@
  * srv_queue.h - work off the HTTP threads: a pool of worker threads with a
  * bounded queue, and a batcher that gathers items for one batched pass.
  *
- *     struct srv_pool *pool = srv_pool_new(2, 256);
+ *     struct srv_pool *pool = srv_pool_new(2, 256, "decode");
  *     if (srv_pool_submit(pool, decode_upload, job, 0) != 0)
  *             reply_503_overloaded();
  *
@@ -26,8 +26,9 @@
 
 struct srv_pool;
 
-/* threads >= 1; capacity tasks waiting at most. NULL on failure. */
-struct srv_pool *srv_pool_new(size_t threads, size_t capacity);
+/* threads >= 1; capacity tasks waiting at most; name: the threads' name
+ * (15 bytes kept; NULL: "clipd-pool"). NULL on failure. */
+struct srv_pool *srv_pool_new(size_t threads, size_t capacity, const char *name);
 /* Queue fn(arg). force: queue even when full (for continuations whose
  * admission was already counted elsewhere). 0, or -1 when full or stopped. */
 int srv_pool_submit(struct srv_pool *p, void (*fn)(void *arg), void *arg, int force);
@@ -44,6 +45,7 @@ struct srv_batcher_params {
 	unsigned max_wait_ms;    /* how long the first item waits for company */
 	size_t capacity;         /* queued weight at most (one item is always admitted
 	                          * into an empty queue, whatever its weight) */
+	const char *name;        /* the thread's name (15 bytes kept; NULL: "clipd-batch") */
 };
 
 /* Called in the batcher's thread; it owns the items' outcome (it must

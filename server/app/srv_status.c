@@ -107,6 +107,7 @@ void srv_status_info(struct srv_app *app, struct http_req *r)
 	cJSON_AddNumberToObject(lim, "max_pixels", (double)cfg->max_pixels);
 	cJSON_AddNumberToObject(lim, "decode_budget", (double)cfg->decode_budget);
 	cJSON_AddNumberToObject(lim, "max_query", (double)cfg->max_query);
+	cJSON_AddNumberToObject(lim, "max_request_target", (double)srv_config_max_uri(cfg));
 	cJSON_AddNumberToObject(lim, "max_k", (double)cfg->max_k);
 	cJSON_AddNumberToObject(lim, "max_labels", (double)cfg->max_labels);
 	cJSON_AddNumberToObject(lim, "max_texts", (double)cfg->max_texts);

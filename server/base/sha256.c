@@ -51,6 +51,89 @@ static void compress(uint32_t h[8], const unsigned char *p)
 	h[4] += e; h[5] += f; h[6] += g; h[7] += hh;
 }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#include <immintrin.h>
+#define HAVE_SHA_NI 1
+
+/*
+ * n blocks with the SHA extensions (sha256rnds2 does two rounds on the
+ * state split as ABEF and CDGH; sha256msg1/msg2 compute the message
+ * schedule's sigma terms four words at a time). The same function as
+ * compress(), about five times faster: an upload's digest is on every
+ * upload's path.
+ */
+__attribute__((target("sha,sse4.1,ssse3")))
+static void compress_shani(uint32_t h[8], const unsigned char *p, size_t n)
+{
+	const __m128i bswap = _mm_set_epi8(12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3);
+	/* (A, B, C, D), (E, F, G, H) -> ABEF and CDGH, high lane first */
+	__m128i t = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)(const void *)h), 0xB1);
+	__m128i efgh = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)(const void *)(h + 4)), 0x1B);
+	__m128i abef = _mm_alignr_epi8(t, efgh, 8);
+	__m128i cdgh = _mm_blend_epi16(efgh, t, 0xF0);
+
+	for (; n; n--, p += 64) {
+		__m128i abef0 = abef, cdgh0 = cdgh, m[4];
+		for (int g = 0; g < 16; g++) {
+			__m128i *w = &m[g % 4];
+			if (g < 4) {
+				*w = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(const void *)(p + 16 * g)),
+						      bswap);
+			} else {
+				/* W[i..i+3] from W[i-16..], W[i-15..], W[i-7..] and W[i-2..] */
+				__m128i a = _mm_sha256msg1_epu32(*w, m[(g + 1) % 4]);
+				a = _mm_add_epi32(a, _mm_alignr_epi8(m[(g + 3) % 4], m[(g + 2) % 4], 4));
+				*w = _mm_sha256msg2_epu32(a, m[(g + 3) % 4]);
+			}
+			__m128i wk = _mm_add_epi32(*w, _mm_loadu_si128((const __m128i *)(const void *)(K + 4 * g)));
+			/* two rounds: the new ABEF, and the old ABEF is the new CDGH;
+			 * written so that the names are right again after four */
+			cdgh = _mm_sha256rnds2_epu32(cdgh, abef, wk);
+			abef = _mm_sha256rnds2_epu32(abef, cdgh, _mm_shuffle_epi32(wk, 0x0E));
+		}
+		abef = _mm_add_epi32(abef, abef0);
+		cdgh = _mm_add_epi32(cdgh, cdgh0);
+	}
+	t = _mm_shuffle_epi32(abef, 0x1B);           /* (F, E, B, A) -> (A, B, E, F) */
+	cdgh = _mm_shuffle_epi32(cdgh, 0xB1);        /* (H, G, D, C) -> (G, H, C, D) */
+	_mm_storeu_si128((__m128i *)(void *)h, _mm_blend_epi16(t, cdgh, 0xF0));
+	_mm_storeu_si128((__m128i *)(void *)(h + 4), _mm_alignr_epi8(cdgh, t, 8));
+}
+
+/* The SHA extensions and the SSE levels the code above uses, from CPUID
+ * (clang's __builtin_cpu_supports does not know "sha"); asked once: in a
+ * virtual machine CPUID traps to the hypervisor. */
+static int have_sha_ni(void)
+{
+	static int known = -1;   /* -1: not asked yet; benign race, same answer */
+	int v = __atomic_load_n(&known, __ATOMIC_RELAXED);
+	if (v < 0) {
+		unsigned a, b, c, d;
+		v = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_SSSE3) && (c & bit_SSE4_1) &&
+		    __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & bit_SHA);
+		__atomic_store_n(&known, v, __ATOMIC_RELAXED);
+	}
+	return v;
+}
+
+#else
+#define HAVE_SHA_NI 0
+#endif
+
+/* n blocks of 64 bytes */
+static void compress_blocks(uint32_t h[8], const unsigned char *p, size_t n)
+{
+#if HAVE_SHA_NI
+	if (have_sha_ni()) {
+		compress_shani(h, p, n);
+		return;
+	}
+#endif
+	for (; n; n--, p += 64)
+		compress(h, p);
+}
+
 void sha256_init(struct sha256_ctx *c)
 {
 	static const uint32_t init[8] = {
@@ -74,11 +157,12 @@ void sha256_update(struct sha256_ctx *c, const void *data, size_t len)
 		len -= take;
 		if (c->used < 64)
 			return;
-		compress(c->h, c->buf);
+		compress_blocks(c->h, c->buf, 1);
 		c->used = 0;
 	}
-	for (; len >= 64; p += 64, len -= 64)
-		compress(c->h, p);
+	compress_blocks(c->h, p, len / 64);
+	p += len / 64 * 64;
+	len %= 64;
 	if (len) {
 		memcpy(c->buf, p, len);
 		c->used = len;

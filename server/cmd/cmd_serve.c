@@ -274,7 +274,7 @@ static int load(struct srv_app *app, const struct srv_config *cfg)
 	}
 	/* Commits wait on fsync: two threads, so one's disk wait overlaps the
 	 * other's work (the catalog serialises the transactions). */
-	app->commits = srv_pool_new(2, (size_t)cfg->queue_size);
+	app->commits = srv_pool_new(2, (size_t)cfg->queue_size, "commit");
 	if (!app->commits) {
 		log_error("cannot start the commit threads");
 		return -1;

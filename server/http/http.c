@@ -16,9 +16,16 @@
 
 #include <microhttpd.h>
 
+#include "http_raw.h"
 #include "http_static.h"
 #include "log.h"
 #include "http_ratelimit.h"
+
+/* r->raw: why the answer is written on the socket by us (http_raw.h). */
+enum {
+	HTTP_RAW_REQUEST_LINE = 1,   /* over the request line's limits (answer_raw) */
+	HTTP_RAW_HALF_CLOSED,        /* a resumed request, its client's input ended (answer_half_closed) */
+};
 
 enum req_state {
 	ST_BODY = 0,     /* headers seen; the body (if any) is arriving */
@@ -63,7 +70,7 @@ struct http_server_params http_default_params(void)
 
 static int origin_allowed(const struct http_server *srv, const char *origin)
 {
-	if (!origin || !*origin)
+	if (!origin || !*origin || strlen(origin) > HTTP_MAX_ORIGIN)
 		return 0;
 	for (size_t i = 0; i < srv->p.n_cors_origins; i++)
 		if (!strcmp(srv->p.cors_origins[i], "*") || !strcasecmp(srv->p.cors_origins[i], origin))
@@ -80,45 +87,166 @@ static int has_header(const char *const *headers, const char *name)
 	return 0;
 }
 
-static void add_headers(struct MHD_Response *resp, const char *const *headers)
+/* Call add(ud, name, value) for every header an answer carries: the
+ * content type, the ones every answer has, the caller's (headers), CORS
+ * when the origin is allowed, and Connection: close when asked to. */
+static void each_header(struct http_req *r, const char *content_type, const char *const *headers, int close,
+			void (*add)(void *ud, const char *name, const char *value), void *ud)
 {
+	if (content_type)
+		add(ud, "Content-Type", content_type);
+	add(ud, "X-Content-Type-Options", "nosniff");
+	add(ud, "X-Request-Id", r->request_id);
 	char name[64];
-	for (; headers && *headers; headers++) {
-		const char *colon = strchr(*headers, ':');
-		if (!colon || (size_t)(colon - *headers) >= sizeof name)
+	for (const char *const *h = headers; h && *h; h++) {
+		const char *colon = strchr(*h, ':');
+		if (!colon || (size_t)(colon - *h) >= sizeof name)
 			continue;
-		memcpy(name, *headers, (size_t)(colon - *headers));
-		name[colon - *headers] = 0;
+		memcpy(name, *h, (size_t)(colon - *h));
+		name[colon - *h] = 0;
 		const char *value = colon + 1;
 		while (*value == ' ')
 			value++;
-		MHD_add_response_header(resp, name, value);
+		add(ud, name, value);
 	}
+	if (!has_header(headers, "Cache-Control"))
+		add(ud, "Cache-Control", "no-store");
+	const char *origin = http_header(r, "Origin");
+	if (origin_allowed(r->srv, origin)) {
+		add(ud, "Access-Control-Allow-Origin", origin);
+		add(ud, "Vary", "Origin");
+		add(ud, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After, ETag, Location, Content-Length");
+	}
+	if (close)
+		add(ud, "Connection", "close");
 }
 
-static int queue(struct http_req *r, unsigned status, struct MHD_Response *resp, uint64_t len,
-		 const char *content_type, const char *const *headers)
+/* A response's body as a reply function gives it: libmicrohttpd's to
+ * send, or written on the socket by us (r->raw). */
+enum body_kind {
+	BODY_COPY,     /* data: the caller's, copied */
+	BODY_OWNED,    /* data: malloc'd, freed after */
+	BODY_STATIC,   /* data: lives as long as the program */
+	BODY_FD,       /* fd: read from offset 0, closed after */
+	BODY_STREAM,   /* st: produced as it is sent, freed after */
+};
+struct stream;
+struct body {
+	enum body_kind kind;
+	const void *data;
+	uint64_t len;
+	int fd;
+	struct stream *st;
+};
+static void stream_free(void *cls);
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max);
+
+static void body_release(struct body *b)
 {
+	if (b->kind == BODY_OWNED)
+		free((void *)(uintptr_t)b->data);
+	else if (b->kind == BODY_FD)
+		close(b->fd);
+	else if (b->kind == BODY_STREAM)
+		stream_free(b->st);
+}
+
+/* libmicrohttpd's response for b, which it then owns (released on failure). */
+static struct MHD_Response *body_response(struct body *b)
+{
+	struct MHD_Response *resp = NULL;
+	void *data = (void *)(uintptr_t)b->data;
+	switch (b->kind) {
+	case BODY_COPY:
+		return MHD_create_response_from_buffer((size_t)b->len, data, MHD_RESPMEM_MUST_COPY);
+	case BODY_STATIC:
+		return MHD_create_response_from_buffer((size_t)b->len, data, MHD_RESPMEM_PERSISTENT);
+	case BODY_OWNED:
+		resp = MHD_create_response_from_buffer_with_free_callback((size_t)b->len, data, free);
+		break;
+	case BODY_FD:
+		resp = MHD_create_response_from_fd64(b->len, b->fd);
+		break;
+	case BODY_STREAM:
+		resp = MHD_create_response_from_callback(b->len, 64 * 1024, stream_read, b->st, stream_free);
+		break;
+	}
+	if (!resp)
+		body_release(b);
+	return resp;
+}
+
+static long body_read(void *ud, uint64_t pos, char *buf, size_t max)
+{
+	struct body *b = ud;
+	if (b->kind == BODY_FD) {
+		ssize_t got;
+		do
+			got = pread(b->fd, buf, max, (off_t)pos);
+		while (got < 0 && errno == EINTR);
+		return got > 0 ? (long)got : -1;
+	}
+	ssize_t got = stream_read(b->st, pos, buf, max);
+	return got > 0 ? (long)got : -1;
+}
+
+static void add_raw_header(void *ud, const char *name, const char *value)
+{
+	dbuf_printf(ud, "%s: %s\r\n", name, value);
+}
+
+/* Write the answer on the socket ourselves (http_raw.h); the connection
+ * closes after it. A HEAD request gets the head alone. */
+static int queue_raw(struct http_req *r, unsigned status, struct body *b, const char *content_type,
+		     const char *const *headers)
+{
+	const char *reason = MHD_get_reason_phrase_for(status);
+	char date[64];
+	time_t now = time(NULL);
+	struct tm tm;
+	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", gmtime_r(&now, &tm));
+	struct dbuf head = DBUF_INIT(HTTP_MAX_HEADER_BYTES);
+	dbuf_printf(&head, "HTTP/1.1 %u %s\r\nDate: %s\r\nContent-Length: %llu\r\n", status,
+		    reason && *reason ? reason : "Unknown", date, (unsigned long long)b->len);
+	each_header(r, content_type, headers, 1, add_raw_header, &head);
+	dbuf_puts(&head, "\r\n");
+	int head_only = !strcmp(r->method, "HEAD");
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	int rc = -1;
+	if (ci && !head.failed) {
+		int direct = b->kind == BODY_COPY || b->kind == BODY_OWNED || b->kind == BODY_STATIC;
+		rc = http_raw_send(ci->connect_fd, head.data, head.len, head_only ? 0 : b->len,
+				   direct ? NULL : body_read, direct ? (void *)(uintptr_t)b->data : (void *)b,
+				   HTTP_RAW_SEND_TIMEOUT_S);
+	}
+	dbuf_free(&head);
+	body_release(b);
+	r->status = status;
+	r->bytes_out = b->len;
+	r->state = ST_ANSWERED;
+	r->close_after = 1;
+	r->raw_sent = rc == 0;
+	return 0;
+}
+
+static void add_mhd_header(void *ud, const char *name, const char *value)
+{
+	MHD_add_response_header(ud, name, value);
+}
+
+static int queue(struct http_req *r, unsigned status, struct body *b, const char *content_type,
+		 const char *const *headers)
+{
+	if (r->raw)
+		return queue_raw(r, status, b, content_type, headers);
+	uint64_t len = b->len;
+	struct MHD_Response *resp = body_response(b);
 	if (!resp) {
 		log_error("rid=%s: cannot create a response (out of memory)", r->request_id);
 		return -1;
 	}
-	if (content_type)
-		MHD_add_response_header(resp, "Content-Type", content_type);
-	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-	MHD_add_response_header(resp, "X-Request-Id", r->request_id);
-	add_headers(resp, headers);
-	if (!has_header(headers, "Cache-Control"))
-		MHD_add_response_header(resp, "Cache-Control", "no-store");
-	const char *origin = http_header(r, "Origin");
-	if (origin_allowed(r->srv, origin)) {
-		MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
-		MHD_add_response_header(resp, "Vary", "Origin");
-		MHD_add_response_header(resp, "Access-Control-Expose-Headers",
-					"X-Request-Id, Retry-After, ETag, Location, Content-Length");
-	}
-	if (r->close_after || atomic_load(&r->srv->quiescing))
-		MHD_add_response_header(resp, "Connection", "close");
+	each_header(r, content_type, headers, r->close_after || atomic_load(&r->srv->quiescing), add_mhd_header,
+		    resp);
 	enum MHD_Result ok = MHD_queue_response(r->conn, status, resp);
 	MHD_destroy_response(resp);
 	if (ok != MHD_YES) {
@@ -134,18 +262,15 @@ static int queue(struct http_req *r, unsigned status, struct MHD_Response *resp,
 int http_reply_bytes(struct http_req *r, unsigned status, const char *content_type,
 		     const void *data, size_t len, const char *const *headers)
 {
-	struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)(uintptr_t)data,
-								    MHD_RESPMEM_MUST_COPY);
-	return queue(r, status, resp, len, content_type, headers);
+	struct body b = { .kind = BODY_COPY, .data = data, .len = len };
+	return queue(r, status, &b, content_type, headers);
 }
 
 int http_reply_owned(struct http_req *r, unsigned status, const char *content_type,
 		     void *data, size_t len, const char *const *headers)
 {
-	struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback(len, data, free);
-	if (!resp)
-		free(data);
-	return queue(r, status, resp, len, content_type, headers);
+	struct body b = { .kind = BODY_OWNED, .data = data, .len = len };
+	return queue(r, status, &b, content_type, headers);
 }
 
 int http_reply_text(struct http_req *r, unsigned status, const char *content_type, const char *text)
@@ -209,10 +334,8 @@ int http_reply_error_retry(struct http_req *r, enum http_err code, unsigned retr
 int http_reply_fd(struct http_req *r, unsigned status, const char *content_type, int fd,
 		  uint64_t size, const char *const *headers)
 {
-	struct MHD_Response *resp = MHD_create_response_from_fd64(size, fd);
-	if (!resp)
-		close(fd);
-	return queue(r, status, resp, size, content_type, headers);
+	struct body b = { .kind = BODY_FD, .len = size, .fd = fd };
+	return queue(r, status, &b, content_type, headers);
 }
 
 struct stream {
@@ -247,17 +370,14 @@ int http_reply_stream(struct http_req *r, unsigned status, const char *content_t
 		return -1;
 	}
 	*st = (struct stream){ read, done, ud };
-	struct MHD_Response *resp = MHD_create_response_from_callback(size, 64 * 1024, stream_read, st,
-								     stream_free);
-	if (!resp)
-		stream_free(st);
-	return queue(r, status, resp, size, content_type, headers);
+	struct body b = { .kind = BODY_STREAM, .len = size, .st = st };
+	return queue(r, status, &b, content_type, headers);
 }
 
 int http_reply_empty(struct http_req *r, unsigned status, const char *const *headers)
 {
-	struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-	return queue(r, status, resp, 0, NULL, headers);
+	struct body b = { .kind = BODY_STATIC, .data = "", .len = 0 };
+	return queue(r, status, &b, NULL, headers);
 }
 
 int http_etag_matches(struct http_req *r, const char *etag)
@@ -317,6 +437,15 @@ struct http_form_part *http_form_get(struct http_req *r, const char *name)
 
 void http_suspend(struct http_req *r)
 {
+	if (r->raw) {
+		/* on_resume after a half-close (answer_half_closed) cannot wait
+		 * again: the connection is closing (no on_resume suspends; this
+		 * says so if one ever does). Left unanswered, the request gets
+		 * a 500. */
+		log_error("rid=%s: %s %s: suspended again after its connection closed", r->request_id, r->method,
+			  r->path);
+		return;
+	}
 	r->state = ST_SUSPENDED;
 	r->suspended = 1;
 	MHD_suspend_connection(r->conn);
@@ -326,6 +455,7 @@ void http_resume(struct http_req *r)
 {
 	/* The last touch of r by the worker: libmicrohttpd's lock orders our
 	 * writes before the HTTP thread's reads. */
+	r->resumed = 1;
 	MHD_resume_connection(r->conn);
 }
 
@@ -499,9 +629,8 @@ static int reply_static(struct http_req *r, const struct http_static_file *f)
 	headers[4] = etag;
 	if (http_etag_matches(r, f->etag))
 		return http_reply_empty(r, 304, headers);
-	struct MHD_Response *resp = MHD_create_response_from_buffer(f->len, (void *)(uintptr_t)f->data,
-								    MHD_RESPMEM_PERSISTENT);
-	return queue(r, 200, resp, f->len, f->content_type, headers);
+	struct body b = { .kind = BODY_STATIC, .data = f->data, .len = f->len };
+	return queue(r, 200, &b, f->content_type, headers);
 }
 
 static struct http_req *new_request(struct http_server *srv, struct MHD_Connection *conn)
@@ -520,11 +649,6 @@ static struct http_req *new_request(struct http_server *srv, struct MHD_Connecti
 	return r;
 }
 
-static const char *reason_phrase(unsigned status)
-{
-	return status == 414 ? "URI Too Long" : status == 431 ? "Request Header Fields Too Large" : "Error";
-}
-
 /*
  * Answer straight on the socket, before libmicrohttpd has parsed the
  * query string. libmicrohttpd 0.9.75 keeps a record per query parameter in
@@ -536,30 +660,12 @@ static const char *reason_phrase(unsigned status)
  */
 static void answer_raw(struct http_req *r, enum http_err code, const char *msg)
 {
-	size_t blen = 0;
-	char *body = http_error_json(code, msg, &blen);
-	unsigned status = http_error_status(code);
-	char head[384];
-	int hn = snprintf(head, sizeof head,
-			  "HTTP/1.1 %u %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-			  "Connection: close\r\nX-Content-Type-Options: nosniff\r\nX-Request-Id: %s\r\n"
-			  "Cache-Control: no-store\r\n\r\n",
-			  status, reason_phrase(status), body ? blen : 0, r->request_id);
+	r->raw = HTTP_RAW_REQUEST_LINE;
+	http_reply_error(r, code, "%s", msg);
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-	if (ci && hn > 0 && (size_t)hn < sizeof head) {
-		int fd = ci->connect_fd;
-		/* Small enough for any socket's send buffer: one try each. */
-		(void)!send(fd, head, (size_t)hn, MSG_NOSIGNAL | MSG_DONTWAIT | (body ? MSG_MORE : 0));
-		if (body)
-			(void)!send(fd, body, blen, MSG_NOSIGNAL | MSG_DONTWAIT);
-		shutdown(fd, SHUT_WR);
-	}
-	free(body);
-	r->status = status;
-	r->bytes_out = blen;
-	r->state = ST_ANSWERED;
-	r->close_after = 1;
-	log_warn("%s %s %u: %s rid=%s client=%s", r->method, r->path, status, msg, r->request_id, r->client);
+	if (ci)
+		shutdown(ci->connect_fd, SHUT_WR);
+	log_warn("%s %s %u: %s rid=%s client=%s", r->method, r->path, r->status, msg, r->request_id, r->client);
 }
 
 /*
@@ -782,6 +888,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
 	} else if (r->state == ST_SUSPENDED) {
 		/* Resumed by a worker. */
 		r->suspended = 0;
+		r->resumed = 0;
 		r->state = ST_HANDLING;
 		if (r->on_resume)
 			r->on_resume(r);
@@ -793,6 +900,30 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
 	return MHD_YES;
 }
 
+/*
+ * A resumed request whose connection libmicrohttpd closes before its
+ * answer. libmicrohttpd 0.9.75 reads a resumed connection before it calls
+ * the access handler again, and takes the end of input there (a client
+ * that shut down its write side after a complete request, as it may) as
+ * an error: it closes the connection, and calls request_completed first,
+ * while the socket is still open and not yet shut down. So the answer
+ * on_resume gives is written on the socket here (queue_raw), whatever the
+ * moment the client's FIN arrived: before the worker finished, between
+ * its resume and the HTTP thread's read, or with the request itself.
+ */
+static void answer_half_closed(struct http_req *r)
+{
+	r->raw = HTTP_RAW_HALF_CLOSED;
+	r->suspended = 0;
+	r->state = ST_HANDLING;
+	if (r->on_resume)
+		r->on_resume(r);
+	if (r->state != ST_ANSWERED) {
+		log_error("rid=%s: %s %s: the handler gave no answer", r->request_id, r->method, r->path);
+		http_reply_error(r, HTTP_ERR_INTERNAL, NULL);
+	}
+}
+
 static void request_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 			      enum MHD_RequestTerminationCode toe)
 {
@@ -802,12 +933,15 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
 	if (!r)
 		return;
 	*con_cls = NULL;
+	if (r->state == ST_SUSPENDED && r->resumed && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+		answer_half_closed(r);
 	double ms = (clock_mono_s() - r->start) * 1e3;
 	int route = r->match.route ? (int)r->match.route->id
 				   : r->web ? HTTP_METRIC_ROUTE_STATIC : HTTP_METRIC_ROUTE_NONE;
 	http_metrics_request(srv->p.metrics, route, r->status, ms / 1e3, r->bytes_out);
 	http_metrics_request_body(srv->p.metrics, route, r->body_received);
-	const char *how = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted";
+	const char *how = r->raw ? (!r->raw_sent ? " aborted" : r->raw == HTTP_RAW_HALF_CLOSED ? " half-closed" : "")
+				 : toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted";
 	char key[24] = "";
 	if (r->key_index >= 0)
 		snprintf(key, sizeof key, " key=#%d", r->key_index);
@@ -981,12 +1115,19 @@ fail:
 
 size_t http_connection_memory(size_t max_uri)
 {
-	/* libmicrohttpd keeps in one pool per connection: the read buffer
-	 * (request line, headers, then body pieces), a record of about 64
-	 * bytes for every header and query parameter, and the response's
-	 * headers. Half again on top for its own growth steps. */
-	size_t need = max_uri + HTTP_MAX_HEADER_BYTES + (HTTP_MAX_PARAMS + HTTP_MAX_HEADERS) * 64 + (16u << 10);
-	need += need / 2;
+	/* libmicrohttpd 0.9.75 keeps in one pool per connection: the read
+	 * buffer (the request line and header lines as they came, ": " and
+	 * CRLF included; then body pieces), a record of under 64 bytes for
+	 * every header field and query parameter, and, once the request is
+	 * answered, the response's header block (our headers, an allowed
+	 * Origin of at most HTTP_MAX_ORIGIN bytes echoed among them: under
+	 * 4 KiB). It zeroes the whole pool after every request, so a
+	 * keep-alive connection holds all of it: nothing on top but that
+	 * block's room (e2e test_every_request_limit_at_once_fits: a request
+	 * at every limit at once fits, and one with 18 KiB less room does
+	 * not). */
+	size_t need = max_uri + HTTP_MAX_HEADER_BYTES + HTTP_MAX_HEADERS * 4
+		      + (HTTP_MAX_PARAMS + HTTP_MAX_HEADERS) * 64 + (16u << 10);
 	return (need + 4095) & ~(size_t)4095;
 }
 

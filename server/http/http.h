@@ -27,9 +27,12 @@
  * A request is answered exactly once, by one http_reply_* call from the
  * handler or from on_resume, always on an HTTP thread. Between
  * http_suspend and http_resume the request belongs to the worker; after
- * http_resume the worker must not touch it. Per-request memory (r->app,
- * freed by r->app_free) is released when libmicrohttpd reports the request
- * complete, aborted ones included.
+ * http_resume the worker must not touch it. on_resume runs even when the
+ * client shut down its write side meanwhile (libmicrohttpd then closes
+ * the connection; its answer is written on the socket directly, see
+ * answer_half_closed in http.c); it must not suspend again. Per-request
+ * memory (r->app, freed by r->app_free) is released when libmicrohttpd
+ * reports the request complete, aborted ones included.
  */
 #ifndef CLIPD_HTTP_H
 #define CLIPD_HTTP_H
@@ -62,6 +65,9 @@ typedef void (*http_handler_fn)(struct http_req *r);
 #define HTTP_MAX_HEADERS 100               /* header fields */
 #define HTTP_MAX_HEADER_BYTES (32u << 10)  /* header names and values together */
 #define HTTP_DEFAULT_MAX_URI (64u << 10)   /* bytes of the request target, when max_uri is 0 */
+/* An Origin longer than this (a scheme, a host name and a port take far
+ * less) is never allowed by CORS, so never echoed in an answer. */
+#define HTTP_MAX_ORIGIN 512
 /* Connections kept, above the per-address cap, for that address's health
  * probes (routes with HTTP_ROUTE_PROBE); any other request on them is
  * answered 429 and the connection closed. */
@@ -113,6 +119,9 @@ struct http_req {
 	int web;                          /* a web asset */
 	int begun;                        /* the access handler has seen it */
 	int nul_in_target;                /* %00 in the path or the query */
+	int resumed;                      /* http_resume called, on_resume not yet run */
+	int raw;                          /* the answer is written on the socket by us (http.c) */
+	int raw_sent;                     /* ... and the client took it all */
 };
 
 struct http_server_params {

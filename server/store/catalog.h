@@ -254,11 +254,14 @@ int catalog_check_metadata(catalog *c, const char *json, size_t len, size_t max_
 
 /* Where an image's original is, to open read-only: its blob in the data
  * directory, or for a library image the file in the library (path written
- * into buf). *size and *mtime_ns are what the bytes must still have
- * (*mtime_ns -1: no check, a blob never changes); a library file that
- * differs has changed since it was indexed. */
-int catalog_original(catalog *c, const struct store_image *img, char *buf, size_t len, int64_t *size,
-		     int64_t *mtime_ns, store_error *err);
+ * into buf: the root, '/', and from buf + *rel_at the path inside the
+ * library, which is libpath_valid or the image's original is not found;
+ * *rel_at 0 for a blob). Open a library file with libpath_open, which
+ * follows no link below the root. *size and *mtime_ns are what the bytes
+ * must still have (*mtime_ns -1: no check, a blob never changes); a
+ * library file that differs has changed since it was indexed. */
+int catalog_original(catalog *c, const struct store_image *img, char *buf, size_t len, size_t *rel_at,
+		     int64_t *size, int64_t *mtime_ns, store_error *err);
 
 /* ---- libraries: folders indexed in place (catalog_libraries.c) ----------------
  *

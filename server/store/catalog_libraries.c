@@ -11,11 +11,13 @@
 #include "catalog_internal.h"
 #include "clock.h"
 #include "datadir.h"
+#include "libpath.h"
 #include "sha256.h"
 
-int catalog_original(catalog *c, const struct store_image *img, char *buf, size_t len, int64_t *size,
-		     int64_t *mtime_ns, store_error *err)
+int catalog_original(catalog *c, const struct store_image *img, char *buf, size_t len, size_t *rel_at,
+		     int64_t *size, int64_t *mtime_ns, store_error *err)
 {
+	*rel_at = 0;
 	if (!img->source_library) {
 		*size = img->bytes;
 		*mtime_ns = -1;
@@ -27,8 +29,14 @@ int catalog_original(catalog *c, const struct store_image *img, char *buf, size_
 	int rc = CAT_DB(c, lib_source, img->id, &root, &path, size, mtime_ns, err);
 	if (rc != 0)
 		return rc;
-	if ((size_t)snprintf(buf, len, "%s/%s", root, path) >= len)
+	int n = snprintf(buf, len, "%s/%s", root, path);
+	if (!libpath_valid(path, strlen(path)))
+		rc = store_fail(err, STORE_ERR_NOT_FOUND, "image %lld: its library path is not a path inside the library",
+				(long long)img->id);
+	else if (n < 0 || (size_t)n >= len)
 		rc = store_fail(err, STORE_ERR_INVALID, "the library path of image %lld is too long", (long long)img->id);
+	else
+		*rel_at = strlen(root) + 1;
 	free(root);
 	free(path);
 	return rc;

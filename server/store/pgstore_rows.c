@@ -236,7 +236,8 @@ static int param_i64(struct stmt *q, int64_t v)
 }
 
 /* The jsonb at a path "$."a"."b"" of i.meta: i.meta -> $n -> $m (a text
- * key on an array gives NULL, as SQLite's quoted path segments do). */
+ * key on an array gives NULL, as SQLite's quoted path segments do). A
+ * label spells a backslash of the key as two (store_select.c). */
 static int path_expr(struct stmt *q, const char *path, struct dbuf *out)
 {
 	int rc = dbuf_puts(out, "(i.meta");
@@ -245,7 +246,16 @@ static int path_expr(struct stmt *q, const char *path, struct dbuf *out)
 		const char *end = strchr(p + 2, '"');
 		if (!end)
 			return -1;
-		int k = param(q, p + 2, (size_t)(end - (p + 2)));
+		char key[STORE_MAX_FILTER_KEY + 1];
+		size_t n = 0;
+		for (const char *c = p + 2; c < end; c++) {
+			if (*c == '\\' && c + 1 < end && c[1] == '\\')
+				c++;
+			if (n >= STORE_MAX_FILTER_KEY)
+				return -1;
+			key[n++] = *c;
+		}
+		int k = param(q, key, n);
 		if (k < 0)
 			return -1;
 		rc = dbuf_printf(out, " -> $%d::text", k);

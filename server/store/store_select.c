@@ -100,9 +100,21 @@ static int parse_key(const char *key, char *path, size_t len, enum sel_op *op, s
 	path[0] = 0;
 	if (st_appendf(path, len, "$") != 0)
 		return store_fail(err, STORE_ERR_INVALID, "%s: path too long", key);
-	for (size_t i = 0; i < nseg; i++)
-		if (st_appendf(path, len, ".\"%s\"", seg[i]) != 0)
+	/* SQLite (3.40) matches a quoted path label against the key as the
+	 * stored JSON text spells it, where a backslash is written \\: so is
+	 * it in the label (quotes and control characters never get here). */
+	for (size_t i = 0; i < nseg; i++) {
+		char label[2 * STORE_MAX_FILTER_KEY + 1];
+		size_t n = 0;
+		for (const char *c = seg[i]; *c; c++) {
+			if (*c == '\\')
+				label[n++] = '\\';
+			label[n++] = *c;
+		}
+		label[n] = 0;
+		if (st_appendf(path, len, ".\"%s\"", label) != 0)
 			return store_fail(err, STORE_ERR_INVALID, "%s: path too long", key);
+	}
 	return 0;
 }
 

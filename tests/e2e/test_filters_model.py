@@ -46,6 +46,8 @@ def make_meta(rnd, i):
                                                      rnd.randrange(1, 29), rnd.randrange(0, 24))
     if rnd.random() < 0.2:
         m["k.dot"] = rnd.choice(["v", "w"])
+    if rnd.random() < 0.2:
+        m["k\\back"] = rnd.choice(["v", "w"])    # a backslash in a key: filter.k\\back
     if rnd.random() < 0.1:
         m["nothing"] = None
     if rnd.random() < 0.4:
@@ -173,12 +175,12 @@ def list_all(s, filters, limit=37):
 
 
 KEYS = ["album", "tags", "people.alice", "people.bob.age", "year", "rating", "taken", "note", "k\\.dot",
-        "nothing", "absent", "people"]
+        "k\\\\back", "nothing", "absent", "people"]
 VALUES = {"album": ["Paris", "paris", "Rome", "Q"], "tags": ["beach", "snow", "zzz"],
           "people.alice": ["true", "false"], "people.bob.age": ["30", "30.0", "45"],
           "year": ["2020", "2018", "2019.5"], "rating": ["2.5", "4", "0"],
           "taken": ["2020-06-01T00:00:00Z", "2018-01-15T12:00:00Z"], "note": ["beach city", "m"],
-          "k\\.dot": ["v", "w"], "nothing": ["null", "x"], "absent": ["x"], "people": ["x"]}
+          "k\\.dot": ["v", "w"], "k\\\\back": ["v", "w"], "nothing": ["null", "x"], "absent": ["x"], "people": ["x"]}
 
 
 def every_filter():

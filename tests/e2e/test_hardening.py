@@ -4,6 +4,7 @@ integers, requests over libmicrohttpd's limits, and health probes above the
 per-address connection cap (test_security.py)."""
 
 import json
+import re
 import os
 import socket
 import time
@@ -184,3 +185,203 @@ def test_request_at_the_documented_limits_fits(server):
                       query="?filename=x.png&metadata=" + "".join("%%%02X" % b for b in meta))
     assert r.status == 201, r
     assert r.json()["metadata"]["k"] == "\u00e9" * 8000
+
+
+def half_closed(server, request, timeout=30, delay=0):
+    """Send request, shut the write side (shutdown(SHUT_WR)), wait delay
+    seconds and read the answer until the server closes: (status, headers,
+    body) or None."""
+    c = socket.create_connection(("127.0.0.1", server.port), timeout=timeout * SLOW)
+    try:
+        c.sendall(request)
+        c.shutdown(socket.SHUT_WR)
+        time.sleep(delay)
+        out = b""
+        while True:
+            try:
+                d = c.recv(65536)
+            except (ConnectionResetError, socket.timeout):
+                break
+            if not d:
+                break
+            out += d
+    finally:
+        c.close()
+    head, sep, body = out.partition(b"\r\n\r\n")
+    if not sep:
+        return None
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_half_closed_clients_get_their_answers(server):
+    """Issue 17: a client that half-closes right after a request that waits
+    for the encoder (upload, search, embed) still gets its whole answer,
+    while other clients keep the server busy."""
+    import threading
+
+    def upload(i):
+        png = make_png(9, 9, seed=880000 + i)
+        return (b"POST /images?filename=half%d.png HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                b"Content-Length: %d\r\n\r\n" % (i, len(png)) + png), 201
+
+    def search(i):
+        # a query the text cache has not seen, so it waits for the encoder
+        return b"GET /search?q=half+closed+%d+bicycle&k=5 HTTP/1.1\r\nHost: x\r\n\r\n" % i, 200
+
+    def embed(i):
+        body = json.dumps({"texts": ["half closed %d" % i, "text %d" % (i * 7)]}).encode()
+        return (b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body) + body), 200
+
+    stop = threading.Event()
+    load_errors = []
+
+    def load(n):
+        # ordinary clients on keep-alive connections, uploads and searches
+        i = 0
+        while not stop.is_set():
+            i += 1
+            try:
+                r = server.upload(make_png(7, 7, seed=990000 + n * 10000 + i))
+                s = server.search("load %d %d" % (n, i))
+                if r.status != 201 or s.status != 200:
+                    load_errors.append((r, s))
+            except OSError as e:
+                load_errors.append(e)
+
+    loaders = [threading.Thread(target=load, args=(n,)) for n in range(3)]
+    for t in loaders:
+        t.start()
+    failures = []
+    answered = [0]
+    uploaded = {}
+    lock = threading.Lock()
+
+    def client(make, i):
+        req, want = make(i)
+        try:
+            got = half_closed(server, req)
+        except OSError as e:
+            got = e
+        ok = isinstance(got, tuple) and got[0] == want
+        if ok:
+            status, headers, body = got
+            ok = int(headers.get("content-length", -1)) == len(body)
+            try:
+                doc = json.loads(body)
+                ok = ok and ("id" in doc if make is upload else
+                             "results" in doc if make is search else "embeddings" in doc)
+            except ValueError:
+                ok = False
+        with lock:
+            if ok:
+                answered[0] += 1
+                if make is upload:
+                    uploaded[i] = doc["id"]
+            else:
+                failures.append((make.__name__, i, got if not isinstance(got, tuple) else got[:2] + (got[2][:200],)))
+
+    try:
+        n = 0
+        for _ in range(4):   # waves of 30 concurrent half-closing clients
+            threads = []
+            for make in (upload, search, embed):
+                for _ in range(10):
+                    n += 1
+                    threads.append(threading.Thread(target=client, args=(make, n)))
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+    finally:
+        stop.set()
+        for t in loaders:
+            t.join()
+    assert not failures, "%d of %d half-closed clients got no whole answer: %r" % (
+        len(failures), n, failures[:5])
+    assert answered[0] == n
+    assert not load_errors, load_errors[:3]
+    # the half-closed uploads are all stored, each under its own name
+    assert len(uploaded) == 40
+    for i, iid in uploaded.items():
+        r = server.get("/images/%d" % iid)
+        assert r.status == 200 and r.json()["filename"] == "half%d.png" % i, r
+
+
+def test_half_closed_clients_get_large_answers(server):
+    """Answers far larger than a socket's first send buffer (256 text
+    embeddings each, 1,024 texts: what the text queue takes) reach
+    half-closed clients that only start reading a while later."""
+    import threading
+
+    def client(n, out):
+        texts = ["large answer %d %d" % (n, i) for i in range(256)]
+        body = json.dumps({"texts": texts}).encode()
+        try:
+            out[n] = (body, half_closed(server, b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                                        b"application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body,
+                                        delay=0.5))
+        except OSError as e:
+            out[n] = (body, e)
+
+    out = {}
+    threads = [threading.Thread(target=client, args=(n, out)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for n in range(4):
+        body, got = out[n]
+        assert isinstance(got, tuple), got
+        status, headers, data = got
+        assert status == 200, (n, status, data[:200])
+        assert int(headers["content-length"]) == len(data) > 100000
+        doc = json.loads(data)
+        again = server.request("POST", "/embed", body=body, headers={"Content-Type": "application/json"})
+        assert again.status == 200 and again.json()["embeddings"] == doc["embeddings"]
+
+
+def test_every_request_limit_at_once_fits(server):
+    """A request at all of its limits together (a request target of the
+    server's limit with the most query parameters, the most header fields
+    with the most header bytes) fits the connection's memory: the handler
+    answers it, twice on one keep-alive connection."""
+    max_uri = server.get("/info").json()["limits"]["max_request_target"]
+    assert max_uri > 290000
+    over = raw_request(server, b"GET /search?q=" + b"a" * (max_uri - 9) + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert over.startswith(b"HTTP/1.1 414 ") and b"uri_too_long" in over, over[:300]
+    # 128 parameters (the limit), padded to exactly max_uri bytes
+    head = b"/search?q=x&k=5"
+    params = [b"&p%03d=" % i for i in range(126)]
+    pad = max_uri - len(head) - sum(len(p) for p in params)
+    target = head + b"".join(p + b"v" * (pad // 126 + (1 if i < pad % 126 else 0)) for i, p in enumerate(params))
+    assert len(target) == max_uri and target.count(b"&") + 1 == 128
+    # 100 header fields (the limit) of 32 KiB of names and values in all
+    fields = [(b"Host", b"x")] + [(b"X-P%02d" % i, b"") for i in range(99)]
+    room = 32 * 1024 - sum(len(k) + len(v) for k, v in fields)
+    fields = fields[:1] + [(k, b"h" * (room // 99 + (1 if i < room % 99 else 0)))
+                           for i, (k, _) in enumerate(fields[1:])]
+    assert sum(len(k) + len(v) for k, v in fields) == 32 * 1024
+    request = b"GET " + target + b" HTTP/1.1\r\n" + b"".join(k + b": " + v + b"\r\n" for k, v in fields) + b"\r\n"
+    c = socket.create_connection(("127.0.0.1", server.port), timeout=30 * SLOW)
+    try:
+        for _ in range(2):
+            c.sendall(request)
+            got = b""
+            while b"\r\n\r\n" not in got:
+                d = c.recv(65536)
+                assert d, got
+                got += d
+            head_, _, body = got.partition(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head_).group(1))
+            while len(body) < length:
+                d = c.recv(65536)
+                assert d
+                body += d
+            # the handler saw it: the strict parameters refuse p000
+            assert head_.startswith(b"HTTP/1.1 400 "), head_[:300]
+            assert json.loads(body)["error"]["code"] == "bad_parameter", body
+    finally:
+        c.close()

@@ -343,3 +343,33 @@ def test_library_options_and_errors(make_server, small_library, tmp_path):
     assert s.get("/images?sha256=" + img["sha256"].upper()).json()["items"][0]["id"] == img["id"]
     assert s.get("/images?sha256=" + "0" * 64).json()["items"] == []
     assert s.stop() == 0
+
+
+def test_no_link_below_the_root_is_followed(make_server, small_library, tmp_path):
+    """A folder of the library replaced by a link to a folder outside it,
+    holding a file of the same name, size and modification time: the
+    image's original is missing, never the outside file, and the next scan
+    forgets the image rather than index what the link points at."""
+    root = small_library
+    s = make_server("--library", root, "--library-settle", "0", "--library-rescan", "0").start()
+    wait_scanned(s, "photos")
+    img = by_path(s)["a/p02.png"]
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = tiny("png", 999, size=12)
+    inside = os.path.join(root, "a", "p02.png")
+    assert len(secret) == os.path.getsize(inside)
+    st = os.stat(inside)
+    (outside / "p02.png").write_bytes(secret)
+    os.utime(outside / "p02.png", ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.rename(os.path.join(root, "a"), str(tmp_path / "a-moved"))
+    os.symlink(str(outside), os.path.join(root, "a"))
+    r = s.get("/images/%d/file" % img["id"])
+    assert r.status == 404 and r.error_code() == "source_missing", r
+    assert secret not in r.body
+    assert s.get("/images/%d/thumbnail?size=128" % img["id"]).status == 404
+    rescan(s, "photos")
+    paths = by_path(s)
+    assert "a/p02.png" not in paths and len(paths) == 6
+    assert library(s, "photos")["symlinks_skipped"] == 1
+    assert s.stop() == 0

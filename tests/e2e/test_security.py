@@ -210,3 +210,17 @@ def test_filenames_are_only_metadata(make_server):
     for root, dirs, files in os.walk(s.data):
         for f in files:
             assert "passwd" not in f and ".png" not in f
+
+
+def test_cors_any_origin_echoes_no_long_origin(make_server):
+    """With --cors-origin '*' any Origin is echoed, but not one over 512
+    bytes (no real origin is that long; the connection's memory leaves
+    room for the answer's headers with one of at most that)."""
+    s = make_server("--cors-origin", "*").start()
+    short = "https://" + "a" * 490 + ".example"   # 506 bytes
+    r = s.get("/search?q=a", headers={"Origin": short})
+    assert r.status == 200 and r.headers["access-control-allow-origin"] == short
+    long = "https://" + "a" * 30000 + ".example"
+    r = s.get("/search?q=a", headers={"Origin": long})
+    assert r.status == 200 and "access-control-allow-origin" not in r.headers
+    assert s.stop() == 0

@@ -123,11 +123,10 @@ static void check_filters(int64_t id, const char *shown)
 
 static void check_list(const uint8_t *data, size_t size)
 {
-	int64_t cursor = 0;
+	uint64_t bits = 0;
 	for (size_t i = 0; i < 8 && i < size; i++)
-		cursor = (int64_t)(((uint64_t)cursor << 8) | data[i]);
-	if (cursor < 0)
-		cursor = -cursor;
+		bits = bits << 8 | data[i];
+	int64_t cursor = (int64_t)(bits & INT64_MAX);   /* any cursor a client may send */
 	struct store_image *items = NULL;
 	size_t n = 0;
 	store_error err = { 0 };

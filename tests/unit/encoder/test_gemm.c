@@ -205,6 +205,28 @@ static void test_bf16_rounding(void)
 		if (h != want[i])
 			HARNESS_FAIL("bf16(0x%08x) = 0x%04x, expected 0x%04x", in[i], h, want[i]);
 	}
+	/* Many at once (16 lanes at a time where the CPU has AVX-512, then
+	 * the rest one by one): the same bits as one at a time. */
+	enum { NV = 53 };
+	uint32_t bits[NV];
+	float v[NV];
+	uint16_t many[NV];
+	uint64_t seed = 12345;
+	for (size_t i = 0; i < NV; i++) {
+		seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+		bits[i] = i % 3 == 0 ? in[(i / 3) % (sizeof in / sizeof in[0])] : (uint32_t)(seed >> 32);
+		memcpy(&v[i], &bits[i], sizeof v[i]);
+	}
+	clip_bf16_round(v, NV, many);
+	for (size_t i = 0; i < NV; i++) {
+		uint16_t one;
+		clip_bf16_round(&v[i], 1, &one);
+		if (many[i] != one)
+			HARNESS_FAIL("bf16(0x%08x) at %zu of %d = 0x%04x, one at a time 0x%04x", bits[i], i, NV,
+				     many[i], one);
+		if (i % 3 == 0 && i / 3 < sizeof in / sizeof in[0] && many[i] != want[i / 3])
+			HARNESS_FAIL("bf16(0x%08x) = 0x%04x, expected 0x%04x", bits[i], many[i], want[i / 3]);
+	}
 	float x[6] = { 1, 2, 3, 4, 5, 6 };
 	uint16_t out[8] = { 9, 9, 9, 9, 9, 9, 9, 9 };
 	clip_bf16_round_rows(2, 3, x, 3, out, 4);

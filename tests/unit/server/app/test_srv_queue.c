@@ -32,7 +32,7 @@ static void count_task(void *arg)
 static void test_pool_runs_everything(void)
 {
 	atomic_store(&ran, 0);
-	struct srv_pool *p = srv_pool_new(2, 1000);
+	struct srv_pool *p = srv_pool_new(2, 1000, "test");
 	REQUIRE(p);
 	for (int i = 0; i < 100; i++)
 		CHECK_EQ_INT(srv_pool_submit(p, count_task, NULL, 0), 0);
@@ -53,7 +53,7 @@ static void blocked_task(void *arg)
 static void test_pool_is_bounded(void)
 {
 	atomic_store(&ran, 0);
-	struct srv_pool *p = srv_pool_new(1, 3);
+	struct srv_pool *p = srv_pool_new(1, 3, NULL);
 	REQUIRE(p);
 	pthread_mutex_lock(&gate);
 	CHECK_EQ_INT(srv_pool_submit(p, blocked_task, NULL, 0), 0);   /* taken by the thread */

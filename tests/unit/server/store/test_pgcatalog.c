@@ -129,7 +129,7 @@ static void test_rows_filters_patch_delete(void)
 		"{\"album\":\"paris\",\"year\":2019,\"tags\":[\"sea\",\"sun\"],\"people\":{\"alice\":true}}",
 		"{\"album\":\"rome\",\"year\":2021.0,\"tags\":[\"sun\"],\"n\":null}",
 		"{\"album\":\"paris\",\"year\":\"2021\",\"a.b\":1}",
-		"{\"year\":2020}",
+		"{\"year\":2020,\"k\\\\back\":\"x\"}",
 	};
 	int64_t ids[4];
 	char shas[4][SHA256_HEX];
@@ -171,6 +171,8 @@ static void test_rows_filters_patch_delete(void)
 	CHECK_EQ_INT(count_matching(c, f10, 2), 1);
 	struct store_filter f11[] = { { "a\\.b", "1" } };                       /* a dot inside a key */
 	CHECK_EQ_INT(count_matching(c, f11, 1), 1);
+	struct store_filter f17[] = { { "k\\\\back", "x" } };                  /* the key k\back */
+	CHECK_EQ_INT(count_matching(c, f17, 1), 1);
 	struct store_filter f12[] = { { "album.gt", "q" } };                    /* strings by byte order */
 	CHECK_EQ_INT(count_matching(c, f12, 1), 1);
 	struct store_filter f13[] = { { "people", "true" } };                   /* an object matches nothing */
@@ -262,7 +264,9 @@ static void test_original_streams_in_pieces(void)
 	REQUIRE(catalog_get(c, id, &img, &err) == 0);
 	char path[4096];
 	int64_t size = 0, mtime = 0;
-	REQUIRE(catalog_original(c, &img, path, sizeof path, &size, &mtime, &err) == 0);
+	size_t rel_at = 99;
+	REQUIRE(catalog_original(c, &img, path, sizeof path, &rel_at, &size, &mtime, &err) == 0);
+	CHECK_EQ_INT(rel_at, 0);
 	CHECK_EQ_INT(size, (long long)len);
 	FILE *f = fopen(path, "rb");
 	REQUIRE(f);
@@ -279,7 +283,7 @@ static void test_original_streams_in_pieces(void)
 	free(want);
 	/* a second ask is served from the cache, the same file */
 	char again[4096];
-	REQUIRE(catalog_original(c, &img, again, sizeof again, &size, &mtime, &err) == 0);
+	REQUIRE(catalog_original(c, &img, again, sizeof again, &rel_at, &size, &mtime, &err) == 0);
 	CHECK_EQ_STR(again, path);
 	store_image_clear(&img);
 	catalog_close(c);
