@@ -33,7 +33,7 @@ fi
 
 # Build and run dependencies (Debian 12 package names).
 packages=(gcc g++ meson ninja-build pkg-config dpkg-dev
-	libmicrohttpd-dev libfaiss-dev libopenblas-dev libsqlite3-dev libcjson-dev
+	libmicrohttpd-dev libfaiss-dev libopenblas-dev libsqlite3-dev libcjson-dev libpq-dev
 	libstb-dev libutf8proc-dev zlib1g-dev libcurl4-openssl-dev
 	libjpeg62-turbo-dev libwebp-dev libheif-dev libtiff-dev
 	curl ca-certificates python3)

@@ -116,6 +116,7 @@ int srv_config_parse(const struct cli_command *info, int argc, char **argv, stru
 	const struct cli_option opts[] = {
 		{ "model", CLI_STRING, &c->model, "DIR", "model directory (Hugging Face or OpenCLIP layout; required)", 0, 0 },
 		{ "data", CLI_STRING, &c->data, "DIR", "data directory (created when missing; required)", 0, 0 },
+		{ "catalog", CLI_STRING, &c->catalog, "URI", "keep the catalog in PostgreSQL (a libpq URI, postgresql://...) instead of the data directory, which then holds only caches", 0, 0 },
 		{ "listen", CLI_STRING, &c->listen, "HOST:PORT", "address to listen on; port 0 picks a free one (127.0.0.1:8080)", 0, 0 },
 		{ "port-file", CLI_STRING, &c->port_file, "FILE", "write the port listened on into FILE", 0, 0 },
 		{ "model-name", CLI_STRING, &c->model_name, "NAME", "model name shown in /info (the model directory's name)", 0, 0 },
@@ -242,6 +243,12 @@ int srv_config_parse(const struct cli_command *info, int argc, char **argv, stru
 				goto fail;
 			}
 		c->n_libraries++;
+	}
+	if (c->catalog && !*c->catalog)
+		c->catalog = NULL;
+	if (c->catalog && c->n_libraries) {
+		cli_usage_error(info, "--library: photo libraries are not available with --catalog (PostgreSQL) yet");
+		goto fail;
 	}
 	if (c->max_connections_per_ip > c->max_connections)
 		c->max_connections_per_ip = c->max_connections;

@@ -36,6 +36,7 @@ struct srv_library_spec {
 struct srv_config {
 	/* where */
 	char *model, *data, *listen, *port_file;
+	char *catalog;         /* --catalog: a PostgreSQL URI, or NULL (the data directory's SQLite) */
 	char *model_name;          /* shown in /info; default: the model directory's name */
 	char *model_warning;       /* shown in the log and /info (deploy/run.sh's fallback model) */
 	char *weights_cache;       /* packed-weights cache directory; NULL: the default; "off": none */

@@ -240,7 +240,12 @@ static void upload_answer(struct http_req *r)
 			http_reply_error(r, HTTP_ERR_INTERNAL, "out of memory");
 			return;
 		}
-		const char *headers[] = { loc, NULL };
+		/* the change sequence this node's index has applied, this upload
+		 * included: a client reads its own write through another node by
+		 * waiting for it there */
+		char seq[48];
+		snprintf(seq, sizeof seq, "X-Clipd-Seq: %llu", (unsigned long long)catalog_applied_seq(up->app->cat));
+		const char *headers[] = { loc, seq, NULL };
 		http_reply_owned(r, it->status, "application/json", text, strlen(text), headers);
 		return;
 	}
@@ -568,7 +573,10 @@ void srv_image_delete(struct srv_app *app, struct http_req *r)
 		return;
 	}
 	store_image_clear(&img);
-	http_reply_empty(r, 204, NULL);
+	char seq[48];
+	snprintf(seq, sizeof seq, "X-Clipd-Seq: %llu", (unsigned long long)catalog_applied_seq(app->cat));
+	const char *headers[] = { seq, NULL };
+	http_reply_empty(r, 204, headers);
 }
 
 /* Open an image's original: its blob, or its library file, which must

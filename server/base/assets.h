@@ -20,4 +20,7 @@ struct clipd_asset {
 
 const struct clipd_asset *clipd_asset_find(const struct clipd_asset *table, const char *name);
 
+/* The version of a migration file named "NNNN_name.sql" (four digits), or -1. */
+int clipd_migration_version(const char *name);
+
 #endif

@@ -208,6 +208,7 @@ static int load(struct srv_app *app, const struct srv_config *cfg)
 	files_base_name(cfg->model, model_base, sizeof model_base);
 	struct catalog_params p = catalog_default_params();
 	p.data_dir = cfg->data;
+	p.catalog_uri = cfg->catalog;
 	p.model_files = clip_model_files(app->model);
 	p.model_name = cfg->model_name && *cfg->model_name ? cfg->model_name : model_base;
 	p.model_dir = cfg->model;
@@ -230,7 +231,10 @@ static int load(struct srv_app *app, const struct srv_config *cfg)
 	memset(&rep, 0, sizeof rep);
 	t0 = clock_mono_s();
 	if (catalog_open(&p, &app->cat, &rep, &serr) != 0) {
-		log_error("cannot open the data directory %s: %s", cfg->data, serr.msg);
+		if (cfg->catalog)
+			log_error("cannot open the PostgreSQL catalog (data directory %s): %s", cfg->data, serr.msg);
+		else
+			log_error("cannot open the data directory %s: %s", cfg->data, serr.msg);
 		return -1;
 	}
 	const struct store_model *m = catalog_model(app->cat);
@@ -278,6 +282,57 @@ static int load(struct srv_app *app, const struct srv_config *cfg)
 	return 0;
 }
 
+/* A node of a shared catalog (PostgreSQL) follows its change sequence:
+ * woken by NOTIFY, and at least once a second when none comes (a lost
+ * connection, a missed notification), it applies what others committed to
+ * its index. Failures are logged at most every 30 s and retried. */
+struct follower {
+	catalog *cat;
+	pthread_t thread;
+	atomic_int stop;
+	int running;
+};
+
+static void *follow_main(void *ud)
+{
+	struct follower *f = ud;
+	double last_warn = -1e9;
+	while (!atomic_load(&f->stop)) {
+		store_error err = { 0 };
+		int w = catalog_wait_changes(f->cat, 1000, &err);
+		if (atomic_load(&f->stop))
+			break;
+		if (w < 0) {
+			if (clock_mono_s() - last_warn >= 30) {
+				log_warn("following the catalog: %s (polling every second)", err.msg);
+				last_warn = clock_mono_s();
+			}
+			struct timespec ts = { 1, 0 };
+			nanosleep(&ts, NULL);
+		}
+		size_t applied = 0;
+		if (catalog_catch_up(f->cat, &applied, &err) != 0) {
+			if (clock_mono_s() - last_warn >= 30) {
+				log_warn("following the catalog: %s", err.msg);
+				last_warn = clock_mono_s();
+			}
+		} else if (applied) {
+			log_debug("applied %zu changes from the catalog (now at change %llu)", applied,
+				  (unsigned long long)catalog_applied_seq(f->cat));
+		}
+	}
+	return NULL;
+}
+
+static void follow_stop(struct follower *f)
+{
+	if (!f->running)
+		return;
+	atomic_store(&f->stop, 1);
+	pthread_join(f->thread, NULL);
+	f->running = 0;
+}
+
 static void save_index(struct srv_app *app, const char *why)
 {
 	store_error err = { 0 };
@@ -303,6 +358,8 @@ static int run_serve(const struct cli_command *info, int argc, char **argv)
 	int status = 1;
 	struct srv_app app;
 	memset(&app, 0, sizeof app);
+	struct follower follower;
+	memset(&follower, 0, sizeof follower);
 	struct http_keys *keys = NULL;
 	app.cfg = &cfg;
 	app.started = clock_mono_s();
@@ -383,6 +440,15 @@ static int run_serve(const struct cli_command *info, int argc, char **argv)
 		log_error("%s", msg);
 		goto shutdown;
 	}
+	if (catalog_shared(app.cat)) {
+		follower.cat = app.cat;
+		atomic_init(&follower.stop, 0);
+		if (pthread_create(&follower.thread, NULL, follow_main, &follower) != 0) {
+			log_error("cannot start the thread that follows the catalog");
+			goto shutdown;
+		}
+		follower.running = 1;
+	}
 	atomic_store(&app.ready, 1);
 	char url[HTTP_ADDR_MAX + 32];
 	browse_url(&cfg, http_server_port(app.http), url, sizeof url);
@@ -420,6 +486,7 @@ shutdown:
 	http_server_wait_idle(app.http, 5.0);
 	http_server_stop(app.http);
 	app.http = NULL;
+	follow_stop(&follower);
 	if (app.cat) {
 		if (catalog_unsaved_changes(app.cat))
 			save_index(&app, "shutdown");

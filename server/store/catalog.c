@@ -19,6 +19,7 @@
 #include "clock.h"
 #include "datadir.h"
 #include "files.h"
+#include "pgstore.h"
 
 int cat_idx_fail(store_error *err, const idx_error *ie, const char *what)
 {
@@ -26,6 +27,13 @@ int cat_idx_fail(store_error *err, const idx_error *ie, const char *what)
 		   : ie->code == IDX_ERR_NOSPACE ? STORE_ERR_NOSPACE
 						 : STORE_ERR_INDEX;
 	return store_fail(err, code, "%s: %s", what, ie->msg);
+}
+
+int cat_unavailable(const catalog *c, const char *op, store_error *err)
+{
+	const char *what = !strcmp(op, "keyword_search") ? "keyword search (mode=keyword or hybrid)"
+			   : !strncmp(op, "lib", 3) ? "photo libraries" : op;
+	return store_fail(err, STORE_ERR_INVALID, "%s: not available with the %s catalog yet", what, c->be->name);
 }
 
 int cat_normalize(const float *v, size_t dim, float *out, store_error *err)
@@ -69,7 +77,7 @@ struct catalog_query catalog_default_query(void)
 static int retrain_source(void *ud, int64_t **ids, float **vecs, size_t *n, uint64_t *seq)
 {
 	catalog *c = ud;
-	return store_load_vectors(c->st, c->model.dim, ids, vecs, n, seq, NULL) == 0 ? 0 : -1;
+	return c->be->load_vectors(c->db, c->model.dim, ids, vecs, n, seq, NULL) == 0 ? 0 : -1;
 }
 
 void cat_maybe_retrain(catalog *c)
@@ -90,7 +98,7 @@ static int build_from_store(catalog *c, idx **out, size_t *n_out, store_error *e
 	size_t n = 0;
 	uint64_t seq = 0;
 	idx_error ie;
-	int rc = store_load_vectors(c->st, c->model.dim, &ids, &vecs, &n, &seq, err);
+	int rc = c->be->load_vectors(c->db, c->model.dim, &ids, &vecs, &n, &seq, err);
 	if (rc != 0)
 		return rc;
 	struct idx_params ip = c->ip;
@@ -113,7 +121,7 @@ static int save_and_prune(catalog *c, idx *ix, store_error *err)
 		return cat_idx_fail(err, &ie, "save the index");
 	atomic_store(&c->saved_seq, seq);
 	/* Pruning is housekeeping: failing at it (a full disk) loses nothing. */
-	store_prune_changes(c->st, seq, NULL);
+	c->be->prune_changes(c->db, seq, NULL);
 	return 0;
 }
 
@@ -127,7 +135,7 @@ static int replay(catalog *c, idx *ix, struct catalog_open_report *rep, char *wh
 	store_error se;
 	idx_error ie;
 	uint64_t from = idx_seq(ix);
-	int rc = store_changes_since(c->st, from, c->model.dim, &ch, &se);
+	int rc = c->be->changes_since(c->db, from, c->model.dim, &ch, &se);
 	if (rc == STORE_ERR_NOT_FOUND) {
 		datadir_fmt(why, why_len, "%s", se.msg);
 		return 0;
@@ -148,7 +156,7 @@ static int replay(catalog *c, idx *ix, struct catalog_open_report *rep, char *wh
 	if (*why)
 		return 0;
 	int64_t images = 0;
-	if ((rc = store_count(c->st, &images, err)) != 0)
+	if ((rc = c->be->count(c->db, &images, err)) != 0)
 		return rc;
 	if ((int64_t)idx_count(ix) != images)
 		snprintf(why, why_len, "the index holds %zu vectors but the database %lld images",
@@ -212,6 +220,71 @@ static int open_index(catalog *c, struct catalog_open_report *rep, store_error *
 	return 0;
 }
 
+static int rebuild(catalog *c, int save, store_error *err);
+
+/* ---- following the change sequence ------------------------------------------------ */
+
+int cat_catch_up_locked(catalog *c, size_t *applied, store_error *err)
+{
+	struct store_changes ch;
+	idx_error ie;
+	if (applied)
+		*applied = 0;
+	pthread_rwlock_rdlock(&c->ixlock);
+	uint64_t from = idx_seq(c->ix);
+	int rc = c->be->changes_since(c->db, from, c->model.dim, &ch, err);
+	if (rc == 0) {
+		if (ch.last > from &&
+		    (idx_remove(c->ix, ch.remove_ids, ch.n_remove, ch.last, &ie) != 0 ||
+		     idx_add(c->ix, ch.add_ids, ch.add_vecs, ch.n_add, ch.last, &ie) != 0))
+			rc = cat_idx_fail(err, &ie, "apply the catalog's changes to the index");
+		if (rc == 0 && applied)
+			*applied = ch.n_add + ch.n_remove;
+		store_changes_clear(&ch);
+	}
+	pthread_rwlock_unlock(&c->ixlock);
+	return rc;
+}
+
+int catalog_catch_up(catalog *c, size_t *applied, store_error *err)
+{
+	if (applied)
+		*applied = 0;
+	if (!c->ix)
+		return store_fail(err, STORE_ERR_INVALID, "the catalog has no index");
+	pthread_mutex_lock(&c->wlock);
+	int rc = cat_catch_up_locked(c, applied, err);
+	pthread_mutex_unlock(&c->wlock);
+	/* The sequence no longer covers the index (a model switch): start over. */
+	if (rc == STORE_ERR_NOT_FOUND)
+		rc = rebuild(c, 0, err);
+	if (rc == 0)
+		cat_maybe_retrain(c);
+	return rc;
+}
+
+int catalog_shared(const catalog *c)
+{
+	return c->be->wait_changes != NULL;
+}
+
+int catalog_wait_changes(catalog *c, int timeout_ms, store_error *err)
+{
+	if (!c->be->wait_changes)
+		return store_fail(err, STORE_ERR_INVALID, "the %s catalog has one writer: nothing to wait for", c->be->name);
+	return c->be->wait_changes(c->db, timeout_ms, err);
+}
+
+uint64_t catalog_applied_seq(catalog *c)
+{
+	if (!c->ix)
+		return 0;
+	pthread_rwlock_rdlock(&c->ixlock);
+	uint64_t seq = c->ix ? idx_seq(c->ix) : 0;
+	pthread_rwlock_unlock(&c->ixlock);
+	return seq;
+}
+
 /* ---- the model at open -------------------------------------------------------- */
 
 static int resolve_model(catalog *c, const struct catalog_params *p, struct catalog_open_report *rep,
@@ -219,7 +292,7 @@ static int resolve_model(catalog *c, const struct catalog_params *p, struct cata
 {
 	struct store_model active;
 	int have = 0, rc;
-	store_active_model(c->st, &active, &have, NULL);
+	c->be->active_model(c->db, &active, &have, NULL);
 	if (!p->model_files) {
 		if (!have)
 			return store_fail(err, STORE_ERR_MODEL, "data directory %s has no model yet: "
@@ -232,7 +305,7 @@ static int resolve_model(catalog *c, const struct catalog_params *p, struct cata
 
 	struct store_model m;
 	memset(&m, 0, sizeof m);
-	if ((rc = store_fingerprint(c->st, p->model_files, p->model_precision, m.fingerprint, &rep->fingerprint_ms,
+	if ((rc = store_fingerprint(c->be->hash_cache(c->db), p->model_files, p->model_precision, m.fingerprint, &rep->fingerprint_ms,
 				    err)) != 0)
 		return rc;
 	/* The name: given, else the model directory's, else the directory of
@@ -265,7 +338,7 @@ static int resolve_model(catalog *c, const struct catalog_params *p, struct cata
 		return 0;
 	}
 	int64_t images = 0;
-	if (have && (rc = store_count(c->st, &images, err)) != 0)
+	if (have && (rc = c->be->count(c->db, &images, err)) != 0)
 		return rc;
 	/* a precision other than fp32 is named: the same files at two
 	 * precisions are two models */
@@ -281,7 +354,7 @@ static int resolve_model(catalog *c, const struct catalog_params *p, struct cata
 		return store_fail(err, STORE_ERR_MODEL, "data directory %s has no vectors of model %s",
 				c->dir, m.name);
 	/* A new (or empty) data directory takes the given model. */
-	if ((rc = store_set_active_model(c->st, &m, err)) != 0)
+	if ((rc = c->be->set_active_model(c->db, &m, err)) != 0)
 		return rc;
 	c->model = m;
 	rep->model_registered = 1;
@@ -294,7 +367,7 @@ static int resolve_model(catalog *c, const struct catalog_params *p, struct cata
 static int keep_blob(void *ud, const char *sha256)
 {
 	catalog *c = ud;
-	return store_sha256_exists(c->st, sha256, NULL);
+	return c->be->sha256_exists(c->db, sha256, NULL);
 }
 
 
@@ -350,7 +423,7 @@ int catalog_open(const struct catalog_params *p, catalog **out,
 		    (rc = datadir_mkdirs(blobdir, err)) != 0 ||
 		    (rc = datadir_mkdirs(tmpdir, err)) != 0)
 			goto fail;
-	} else {
+	} else if (!p->catalog_uri) {
 		struct stat sb;
 		if (stat(c->db_path, &sb) != 0) {
 			rc = store_fail(err, STORE_ERR_IO, "%s is not a clipd data directory (no clipd.db)", c->dir);
@@ -358,15 +431,35 @@ int catalog_open(const struct catalog_params *p, catalog **out,
 		}
 	}
 
-	struct store_params sp = store_default_params();
-	sp.readonly = c->readonly;
-	if (p->busy_timeout_ms > 0)
-		sp.busy_timeout_ms = p->busy_timeout_ms;
-	struct store_open_report srep;
-	if ((rc = store_open(c->db_path, &sp, &c->st, &srep, err)) != 0)
-		goto fail;
-	rep.schema_before = srep.version_before;
-	rep.schema_after = srep.version_after;
+	if (p->catalog_uri) {
+		struct pgstore_params pp = pgstore_default_params();
+		pp.readonly = c->readonly;
+		if (p->catalog_pool > 0)
+			pp.pool = p->catalog_pool;
+		if (p->busy_timeout_ms > 0)
+			pp.lock_timeout_ms = p->busy_timeout_ms;
+		struct pgstore_open_report prep;
+		pgstore *pg = NULL;
+		if ((rc = pgstore_open(p->catalog_uri, &pp, &pg, &prep, err)) != 0)
+			goto fail;
+		c->be = &pgstore_ops;
+		c->db = pg;
+		rep.schema_before = prep.version_before;
+		rep.schema_after = prep.version_after;
+	} else {
+		struct store_params sp = store_default_params();
+		sp.readonly = c->readonly;
+		if (p->busy_timeout_ms > 0)
+			sp.busy_timeout_ms = p->busy_timeout_ms;
+		struct store_open_report srep;
+		store *st = NULL;
+		if ((rc = store_open(c->db_path, &sp, &st, &srep, err)) != 0)
+			goto fail;
+		c->be = &sqlite_backend_ops;
+		c->db = st;
+		rep.schema_before = srep.version_before;
+		rep.schema_after = srep.version_after;
+	}
 
 	if (!c->readonly && (rc = datadir_clean_tmp(c->dir, &rep.tmp_removed, err)) != 0)
 		goto fail;
@@ -400,7 +493,8 @@ void catalog_close(catalog *c)
 	if (!c->readonly && c->ix && catalog_unsaved_changes(c) > 0)
 		catalog_save_index(c, NULL);
 	idx_free(c->ix);
-	store_close(c->st);
+	if (c->be)
+		c->be->close(c->db);
 	if (!c->readonly && !c->orphan_risk && c->lock_fd >= 0)
 		datadir_mark_clean(c->dir);
 	if (c->lock_fd >= 0)
@@ -502,7 +596,7 @@ void catalog_wait_index(catalog *c)
 int catalog_stats(catalog *c, struct catalog_stats *out, store_error *err)
 {
 	memset(out, 0, sizeof *out);
-	int rc = store_count(c->st, &out->images, err);
+	int rc = c->be->count(c->db, &out->images, err);
 	if (rc != 0)
 		return rc;
 	pthread_rwlock_rdlock(&c->ixlock);
@@ -518,7 +612,7 @@ int catalog_stats(catalog *c, struct catalog_stats *out, store_error *err)
 	struct stat sb;
 	if (stat(c->index_path, &sb) == 0)
 		out->index_file_bytes = sb.st_size;
-	store_db_bytes(c->st, &out->db_bytes, NULL);
+	c->be->db_bytes(c->db, &out->db_bytes, NULL);
 	out->model = c->model;
 	return 0;
 }
@@ -528,25 +622,25 @@ int catalog_stats(catalog *c, struct catalog_stats *out, store_error *err)
 int catalog_fingerprint(catalog *c, const char *const *files, const char *precision, char hex[STORE_FINGERPRINT_HEX],
 			double *hash_ms, store_error *err)
 {
-	return store_fingerprint(c ? c->st : NULL, files, precision, hex, hash_ms, err);
+	return store_fingerprint(c ? c->be->hash_cache(c->db) : NULL, files, precision, hex, hash_ms, err);
 }
 
 int catalog_put_model(catalog *c, const struct store_model *m, store_error *err)
 {
 	if (c->readonly)
 		return store_fail(err, STORE_ERR_INVALID, "the catalog is open read-only");
-	return store_put_model(c->st, m, err);
+	return c->be->put_model(c->db, m, err);
 }
 
 int catalog_count_vectors(catalog *c, const char *fingerprint, int64_t *n, store_error *err)
 {
-	return store_count_vectors(c->st, fingerprint, n, err);
+	return c->be->count_vectors(c->db, fingerprint, n, err);
 }
 
 int catalog_missing_vectors(catalog *c, const char *fingerprint, int64_t after_id, int64_t *ids,
 			    size_t max, size_t *n, store_error *err)
 {
-	return store_missing_vectors(c->st, fingerprint, after_id, ids, max, n, err);
+	return c->be->missing_vectors(c->db, fingerprint, after_id, ids, max, n, err);
 }
 
 int catalog_put_vectors(catalog *c, const int64_t *ids, size_t n, const char *fingerprint,
@@ -554,19 +648,19 @@ int catalog_put_vectors(catalog *c, const int64_t *ids, size_t n, const char *fi
 {
 	if (c->readonly)
 		return store_fail(err, STORE_ERR_INVALID, "the catalog is open read-only");
-	return store_put_vectors(c->st, ids, n, fingerprint, vecs, dim, err);
+	return c->be->put_vectors(c->db, ids, n, fingerprint, vecs, dim, err);
 }
 
 int catalog_switch_model(catalog *c, const char *fingerprint, store_error *err)
 {
 	if (c->readonly)
 		return store_fail(err, STORE_ERR_INVALID, "the catalog is open read-only");
-	int rc = store_switch_model(c->st, fingerprint, err);
+	int rc = c->be->switch_model(c->db, fingerprint, err);
 	if (rc != 0)
 		return rc;
 	struct store_model m;
 	int have = 0;
-	store_active_model(c->st, &m, &have, NULL);
+	c->be->active_model(c->db, &m, &have, NULL);
 	pthread_mutex_lock(&c->wlock);
 	c->model = m;
 	pthread_mutex_unlock(&c->wlock);

@@ -111,6 +111,13 @@ struct catalog_params {
 	 * the stored model's); factory, ivf_threshold, nprobe as in idx.h. */
 	struct idx_params index;
 
+	/* The catalog in PostgreSQL (a libpq connection URI) instead of the
+	 * data directory's SQLite database; the data directory then holds
+	 * only caches (index snapshot, thumbnails, originals fetched to be
+	 * served). NULL: SQLite. catalog_pool: connections at most (0: 8). */
+	const char *catalog_uri;
+	int catalog_pool;
+
 	size_t exact_filter_limit;     /* CATALOG_EXACT_FILTER_LIMIT */
 	int busy_timeout_ms;           /* SQLite busy timeout (5000) */
 };
@@ -462,6 +469,22 @@ uint64_t catalog_unsaved_changes(catalog *c);
 int catalog_save_index(catalog *c, store_error *err);
 /* Rebuild the index from the stored vectors and save it (clipd index rebuild). */
 int catalog_rebuild_index(catalog *c, store_error *err);
+/* Bring the index up to date with the changes committed to the catalog
+ * after its sequence, by this process or (PostgreSQL) by other nodes:
+ * *applied (may be NULL) adds and removes. Rebuilds from the stored vectors
+ * when the sequence cannot be replayed (the model changed). Numbers are
+ * given in commit order, so a change is never skipped. */
+int catalog_catch_up(catalog *c, size_t *applied, store_error *err);
+/* 1 when other processes write to this catalog too (PostgreSQL): the
+ * server then follows it, catalog_wait_changes to wake (LISTEN/NOTIFY),
+ * catalog_catch_up to apply. catalog_wait_changes waits up to timeout_ms
+ * for word of a commit: 1 when some came (or the wait just started
+ * listening), 0 when none, negative when it failed (poll instead). */
+int catalog_shared(const catalog *c);
+int catalog_wait_changes(catalog *c, int timeout_ms, store_error *err);
+/* The highest change sequence the index has applied. */
+uint64_t catalog_applied_seq(catalog *c);
+
 /* Wait for a background index build (tests, shutdown). */
 void catalog_wait_index(catalog *c);
 

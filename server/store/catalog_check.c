@@ -39,8 +39,8 @@ static int check_blob(void *ud, const struct store_image *img)
 	struct check_ctx *x = ud;
 	char path[4096];
 	struct stat sb;
-	if (img->source_library)
-		return 0;   /* a library image: its original is the library's file, not a blob */
+	if (img->source_library || x->c->be->stores_originals)
+		return 0;   /* a library image (the library's file), or an original in the database */
 	if (datadir_blob_path(x->c->dir, img->sha256, path, sizeof path, NULL) != 0) {
 		report(x, "image %lld: bad sha256 '%s'", (long long)img->id, img->sha256);
 		return 0;
@@ -50,7 +50,7 @@ static int check_blob(void *ud, const struct store_image *img)
 		return 0;
 	/* Deleted meanwhile (a server is running)? Then it is no problem. */
 	struct store_image again;
-	if (store_get(x->c->st, img->id, &again, NULL) != 0)
+	if (x->c->be->get(x->c->db, img->id, &again, NULL) != 0)
 		return 0;
 	store_image_clear(&again);
 	if (missing)
@@ -72,7 +72,7 @@ static int check_index(struct check_ctx *x, store_error *err)
 	int64_t images = 0;
 	int rc;
 	if (stat(c->index_path, &sb) != 0) {
-		if ((rc = store_count(c->st, &images, err)) != 0)
+		if ((rc = c->be->count(c->db, &images, err)) != 0)
 			return rc;
 		if (images > 0)
 			report(x, "index: %s is missing (%lld images; the next start rebuilds it)",
@@ -90,7 +90,7 @@ static int check_index(struct check_ctx *x, store_error *err)
 		struct store_changes ch;
 		store_error se;
 		uint64_t file_seq = idx_seq(ix);
-		rc = store_changes_since(c->st, file_seq, c->model.dim, &ch, &se);
+		rc = c->be->changes_since(c->db, file_seq, c->model.dim, &ch, &se);
 		if (rc == STORE_ERR_NOT_FOUND) {
 			idx_free(ix);
 			report(x, "index: %s cannot be brought up to date: %s", c->index_path, se.msg);
@@ -113,7 +113,7 @@ static int check_index(struct check_ctx *x, store_error *err)
 		store_changes_clear(&ch);
 		size_t count = idx_count(ix);
 		idx_free(ix);
-		if ((rc = store_count(c->st, &images, err)) != 0 || (rc = store_seq(c->st, &seq_after, err)) != 0)
+		if ((rc = c->be->count(c->db, &images, err)) != 0 || (rc = c->be->seq(c->db, &seq_after, err)) != 0)
 			return rc;
 		if ((int64_t)count == images)
 			return 0;
@@ -129,11 +129,11 @@ static int check_index(struct check_ctx *x, store_error *err)
 int catalog_check(catalog *c, store_problem_fn fn, void *ud, store_error *err)
 {
 	struct check_ctx x = { .c = c, .fn = fn, .ud = ud };
-	int n = store_check(c->st, fn, ud, err);
+	int n = c->be->check(c->db, fn, ud, err);
 	if (n < 0)
 		return n;
 	x.problems += n;
-	int rc = store_foreach_image(c->st, check_blob, &x, err);
+	int rc = c->be->foreach_image(c->db, check_blob, &x, err);
 	if (rc != 0)
 		return rc;
 	if ((rc = check_index(&x, err)) != 0)

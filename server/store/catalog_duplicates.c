@@ -47,7 +47,7 @@ static int grow(catalog *c, struct dup_work *w, int64_t first, float min_score, 
 	w->members[w->n++] = first;
 	for (size_t at = 0; at < w->n; at++) {
 		float *v = w->vecs + at * w->dim;
-		int rc = store_get_vector(c->st, w->members[at], c->model.fingerprint, v, w->dim, err);
+		int rc = c->be->get_vector(c->db, w->members[at], c->model.fingerprint, v, w->dim, err);
 		if (rc == STORE_ERR_NOT_FOUND && at > 0)
 			continue;   /* deleted meanwhile */
 		if (rc != 0)
@@ -132,7 +132,7 @@ int catalog_duplicate_groups(catalog *c, float min_score, int64_t after_id, size
 	}
 	w->dim = c->model.dim;
 	size_t n = 0;
-	if ((rc = store_vector_ids(c->st, c->model.fingerprint, after_id, ids, CATALOG_DUP_SCAN, &n, err)) != 0)
+	if ((rc = c->be->vector_ids(c->db, c->model.fingerprint, after_id, ids, CATALOG_DUP_SCAN, &n, err)) != 0)
 		goto out;
 	size_t i = 0;
 	for (; i < n && out->n < limit; i++) {

@@ -4,9 +4,11 @@
  * thumbnail cache. Lifecycle and the index
  * are in catalog.c, searches in catalog_search.c. See catalog.h.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "catalog_internal.h"
 #include "clock.h"
@@ -85,14 +87,14 @@ int catalog_add(catalog *c, const struct catalog_new_image *in, struct store_ima
 		goto out_free;
 	if (in->metadata) {
 		size_t ml = in->metadata_len ? in->metadata_len : strlen(in->metadata);
-		if ((rc = store_check_metadata(c->st, in->metadata, ml, CATALOG_MAX_METADATA_BYTES,
+		if ((rc = store_check_metadata(NULL, in->metadata, ml, CATALOG_MAX_METADATA_BYTES,
 					       CATALOG_MAX_METADATA_DEPTH, &meta, err)) != 0)
 			goto out_free;
 	}
 
 	/* Already stored? Then nothing is written. */
 	struct store_image existing;
-	rc = store_get_by_sha256(c->st, sha, &existing, err);
+	rc = c->be->get_by_sha256(c->db, sha, &existing, err);
 	if (rc == 0) {
 		dup = 1;
 		if (out)
@@ -104,8 +106,11 @@ int catalog_add(catalog *c, const struct catalog_new_image *in, struct store_ima
 	if (rc != STORE_ERR_NOT_FOUND)
 		goto out_free;
 
-	/* The blob first (outside the writer lock: fsyncs of concurrent uploads overlap). */
-	if ((rc = datadir_write_blob(c->dir, sha, in->data, in->len, err)) != 0)
+	/* The blob first (outside the writer lock: fsyncs of concurrent uploads
+	 * overlap); a backend that stores originals takes the bytes in its
+	 * transaction instead. */
+	int blobs = !c->be->stores_originals;
+	if (blobs && (rc = datadir_write_blob(c->dir, sha, in->data, in->len, err)) != 0)
 		goto out_free;
 
 	struct store_new_image row = {
@@ -118,35 +123,43 @@ int catalog_add(catalog *c, const struct catalog_new_image *in, struct store_ima
 	idx_error ie;
 	pthread_mutex_lock(&c->wlock);
 	/* A delete of the same bytes may have unlinked the blob after we wrote it. */
-	if (!datadir_blob_exists(c->dir, sha, (int64_t)in->len) &&
+	if (blobs && !datadir_blob_exists(c->dir, sha, (int64_t)in->len) &&
 	    (rc = datadir_write_blob(c->dir, sha, in->data, in->len, err)) != 0) {
 		pthread_mutex_unlock(&c->wlock);
 		goto out_free;
 	}
-	rc = store_insert(c->st, &row, vec, in->dim, &id, &seq, err);
+	rc = c->be->insert(c->db, &row, in->data, in->len, vec, in->dim, &id, &seq, err);
 	if (rc == STORE_ERR_EXISTS) {
 		/* Stored meanwhile by a concurrent upload: its row owns the blob. */
 		pthread_mutex_unlock(&c->wlock);
 		dup = 1;
-		rc = out ? store_get(c->st, id, out, err) : 0;
+		rc = out ? c->be->get(c->db, id, out, err) : 0;
 		goto out_free;
 	}
 	if (rc != 0) {
 		/* Nothing references the blob (no row has this sha256, and the
 		 * writer lock keeps it so): remove it. */
-		if (datadir_remove_blob(c->dir, sha, NULL) != 0)
+		if (blobs && datadir_remove_blob(c->dir, sha, NULL) != 0)
 			c->orphan_risk = 1;
 		pthread_mutex_unlock(&c->wlock);
 		goto out_free;
 	}
-	pthread_rwlock_rdlock(&c->ixlock);
-	int irc = idx_add(c->ix, &id, vec, 1, seq, &ie);
-	pthread_rwlock_unlock(&c->ixlock);
+	int irc;
+	if (blobs) {
+		pthread_rwlock_rdlock(&c->ixlock);
+		irc = idx_add(c->ix, &id, vec, 1, seq, &ie);
+		pthread_rwlock_unlock(&c->ixlock);
+		if (irc != 0)
+			rc = cat_idx_fail(err, &ie, "add to the index");
+	} else {
+		/* A shared catalog: this change and every one before it. */
+		irc = rc = cat_catch_up_locked(c, NULL, err);
+	}
 	if (irc != 0) {
 		/* Not searchable, so not acknowledged: take the row back out. */
-		rc = cat_idx_fail(err, &ie, "add to the index");
 		uint64_t seq2;
-		if (store_delete(c->st, id, NULL, &seq2, NULL) == 0) {
+		/* (a shared catalog's index takes the remove at its next catch-up) */
+		if (c->be->delete_image(c->db, id, NULL, &seq2, NULL) == 0 && blobs) {
 			pthread_rwlock_rdlock(&c->ixlock);
 			idx_remove(c->ix, &id, 1, seq2, NULL);
 			pthread_rwlock_unlock(&c->ixlock);
@@ -174,7 +187,7 @@ int catalog_add(catalog *c, const struct catalog_new_image *in, struct store_ima
 		if (!out->metadata || (in->filename && !out->filename)) {
 			/* The image is stored; only the copy failed. */
 			store_image_clear(out);
-			rc = store_get(c->st, id, out, err);
+			rc = c->be->get(c->db, id, out, err);
 		}
 	}
 out_free:
@@ -190,17 +203,17 @@ int catalog_set_taken_at(catalog *c, const int64_t *ids, const struct store_take
 {
 	if (c->readonly)
 		return store_fail(err, STORE_ERR_INVALID, "the catalog is open read-only");
-	return store_set_taken_at(c->st, ids, taken, n, changed, err);
+	return c->be->set_taken_at(c->db, ids, taken, n, changed, err);
 }
 
 int catalog_get(catalog *c, int64_t id, struct store_image *out, store_error *err)
 {
-	return store_get(c->st, id, out, err);
+	return c->be->get(c->db, id, out, err);
 }
 
 int catalog_get_by_sha256(catalog *c, const char *sha256, struct store_image *out, store_error *err)
 {
-	return store_get_by_sha256(c->st, sha256, out, err);
+	return c->be->get_by_sha256(c->db, sha256, out, err);
 }
 
 int catalog_blob_path(const catalog *c, const char *sha256, char *buf, size_t len, store_error *err)
@@ -210,7 +223,7 @@ int catalog_blob_path(const catalog *c, const char *sha256, char *buf, size_t le
 
 int catalog_count(catalog *c, int64_t *n, store_error *err)
 {
-	return store_count(c->st, n, err);
+	return c->be->count(c->db, n, err);
 }
 
 int catalog_thumb_path(const catalog *c, const char *sha256, int size, char *buf, size_t len,
@@ -238,7 +251,7 @@ int catalog_list(catalog *c, const struct store_selection *sel, int64_t cursor, 
 	struct store_image *got = NULL;
 	size_t count = 0;
 	/* One more than asked, to know whether there is a next page. */
-	int rc = store_list(c->st, sel, cursor, limit + 1, &got, &count, err);
+	int rc = c->be->list(c->db, sel, cursor, limit + 1, &got, &count, err);
 	if (rc != 0)
 		return rc;
 	if (count > limit) {
@@ -268,9 +281,9 @@ int catalog_patch_metadata(catalog *c, int64_t id, const char *patch, size_t len
 	if (c->readonly)
 		return store_fail(err, STORE_ERR_INVALID, "the catalog is open read-only");
 	metadata_limits(&max_bytes, &max_depth);
-	int rc = store_patch_metadata(c->st, id, patch, len, max_bytes, max_depth, err);
+	int rc = c->be->patch_metadata(c->db, id, patch, len, max_bytes, max_depth, err);
 	if (rc == 0 && out)
-		rc = store_get(c->st, id, out, err);
+		rc = c->be->get(c->db, id, out, err);
 	return rc;
 }
 
@@ -281,15 +294,21 @@ int catalog_delete(catalog *c, int64_t id, store_error *err)
 	if (c->readonly || !c->ix)
 		return store_fail(err, STORE_ERR_INVALID, "the catalog is not open for deleting images");
 	pthread_mutex_lock(&c->wlock);
-	int rc = store_delete(c->st, id, sha, &seq, err);
+	int rc = c->be->delete_image(c->db, id, sha, &seq, err);
 	if (rc == 0) {
 		/* A failure here leaves a ghost vector whose row is gone:
 		 * searches skip it, and the count check at the next open
 		 * rebuilds the index. The delete itself is durable. */
-		pthread_rwlock_rdlock(&c->ixlock);
-		if (idx_remove(c->ix, &id, 1, seq, NULL) != 0)
-			c->index_stale = 1;
-		pthread_rwlock_unlock(&c->ixlock);
+		if (c->be->stores_originals) {
+			/* a shared catalog: this change and every one before it */
+			if (cat_catch_up_locked(c, NULL, NULL) != 0)
+				c->index_stale = 1;
+		} else {
+			pthread_rwlock_rdlock(&c->ixlock);
+			if (idx_remove(c->ix, &id, 1, seq, NULL) != 0)
+				c->index_stale = 1;
+			pthread_rwlock_unlock(&c->ixlock);
+		}
 		/* Under the writer lock: an upload of the same bytes re-checks
 		 * the blob under this lock before it commits. */
 		if (datadir_remove_blob(c->dir, sha, NULL) != 0)
@@ -307,14 +326,15 @@ int catalog_get_vector(catalog *c, int64_t id, float *out, size_t dim, store_err
 	if (dim != c->model.dim)
 		return store_fail(err, STORE_ERR_INVALID, "the model's vectors have %zu dimensions, not %zu",
 				c->model.dim, dim);
-	return store_get_vector(c->st, id, c->model.fingerprint, out, dim, err);
+	return c->be->get_vector(c->db, id, c->model.fingerprint, out, dim, err);
 }
 
 int catalog_check_metadata(catalog *c, const char *json, size_t len, size_t max_bytes, int max_depth,
 			   char **compact, store_error *err)
 {
+	(void)c;
 	metadata_limits(&max_bytes, &max_depth);
-	return store_check_metadata(c->st, json, len, max_bytes, max_depth, compact, err);
+	return store_check_metadata(NULL, json, len, max_bytes, max_depth, compact, err);
 }
 
 int catalog_export_page(catalog *c, int64_t after_id, size_t max, struct store_image *rows,
@@ -330,17 +350,17 @@ int catalog_export_page(catalog *c, int64_t after_id, size_t max, struct store_i
 	int64_t ids[CATALOG_MAX_LIST];
 	unsigned char found[CATALOG_MAX_LIST];
 	size_t m = 0;
-	int rc = store_vector_ids(c->st, c->model.fingerprint, after_id, ids, max, &m, err);
+	int rc = c->be->vector_ids(c->db, c->model.fingerprint, after_id, ids, max, &m, err);
 	if (rc != 0 || m == 0)
 		return rc;
-	rc = store_get_many(c->st, ids, m, rows, found, err);
+	rc = c->be->get_many(c->db, ids, m, rows, found, err);
 	if (rc != 0)
 		return rc;
 	size_t kept = 0;
 	for (size_t i = 0; i < m; i++) {
 		if (!found[i])
 			continue;
-		rc = store_get_vector(c->st, ids[i], c->model.fingerprint, vecs + kept * dim, dim, err);
+		rc = c->be->get_vector(c->db, ids[i], c->model.fingerprint, vecs + kept * dim, dim, err);
 		if (rc == STORE_ERR_NOT_FOUND) {   /* deleted since the ids were read */
 			store_image_clear(&rows[i]);
 			continue;
@@ -366,4 +386,30 @@ int catalog_export_page(catalog *c, int64_t after_id, size_t max, struct store_i
 int catalog_tmp_dir(const catalog *c, char *buf, size_t len, store_error *err)
 {
 	return datadir_path(c->dir, DATADIR_TMP, buf, len, err);
+}
+
+/* A backend that stores originals: the data directory keeps a copy of the
+ * ones served (a cache, named like a blob), fetched a piece at a time
+ * through DATA/tmp so that a 30 MB original is never in memory at once. */
+int cat_cache_original(catalog *c, const char *sha256, int64_t bytes, char *buf, size_t len, store_error *err)
+{
+	char tmpdir[4096], tmp[4096];
+	int rc = datadir_blob_path(c->dir, sha256, buf, len, err);
+	if (rc != 0 || datadir_blob_exists(c->dir, sha256, bytes))
+		return rc;
+	if ((rc = datadir_path(c->dir, DATADIR_TMP, tmpdir, sizeof tmpdir, err)) != 0)
+		return rc;
+	if (datadir_fmt(tmp, sizeof tmp, "%s/original-XXXXXX", tmpdir) != 0)
+		return store_fail(err, STORE_ERR_INVALID, "data directory path too long");
+	int fd = mkstemp(tmp);
+	if (fd < 0)
+		return datadir_errno(err, errno, "create", tmp);
+	rc = c->be->read_original(c->db, sha256, fd, err);
+	if (close(fd) != 0 && rc == 0)
+		rc = datadir_errno(err, errno, "write", tmp);
+	if (rc == 0)
+		rc = datadir_adopt_blob(c->dir, sha256, tmp, bytes, err);
+	if (rc != 0)
+		unlink(tmp);
+	return rc;
 }

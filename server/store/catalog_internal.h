@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "backend.h"
 #include "catalog.h"
 #include "store.h"
 
@@ -19,7 +20,8 @@ struct catalog {
 	int readonly, no_index;
 	size_t exact_filter_limit;
 
-	store *st;
+	const struct backend_ops *be;   /* the database's operations (backend.h) */
+	void *db;                    /* its handle */
 	struct store_model model;    /* the model served (changes only in catalog_switch_model) */
 
 	struct idx_params ip;
@@ -34,6 +36,12 @@ struct catalog {
 	int index_stale;             /* an index removal failed: the next open rebuilds */
 };
 
+/* c->be->op(c->db, ...), or, when the backend has no such operation,
+ * STORE_ERR_INVALID saying so in err (which must be the name of the
+ * calling function's store_error * in scope). */
+#define CAT_DB(c, op, ...) ((c)->be->op ? (c)->be->op((c)->db, __VA_ARGS__) : cat_unavailable((c), #op, err))
+int cat_unavailable(const catalog *c, const char *op, store_error *err);
+
 /* The one translation of an index error into a store status (NOMEM,
  * NOSPACE, else STORE_ERR_INDEX), the message prefixed with what. */
 int cat_idx_fail(store_error *err, const idx_error *ie, const char *what);
@@ -42,6 +50,16 @@ int cat_normalize(const float *v, size_t dim, float *out, store_error *err);
 /* 1 if s is valid UTF-8 without control characters other than tab
  * (catalog_images.c). */
 int cat_clean_utf8(const char *s);
+/* The path of the original sha256 (bytes long) in the data directory's
+ * cache of originals, fetched from the backend when it is not there yet
+ * (backends that store originals; catalog_images.c). */
+int cat_cache_original(catalog *c, const char *sha256, int64_t bytes, char *buf, size_t len, store_error *err);
+/* Apply the changes committed after the index's sequence to the index
+ * (caller holds c->wlock): with several nodes on one catalog, the only way
+ * a node's index takes changes, its own included, so that it never claims
+ * a sequence number whose change it has not applied. STORE_ERR_NOT_FOUND:
+ * the sequence cannot be replayed (rebuild). *applied may be NULL. */
+int cat_catch_up_locked(catalog *c, size_t *applied, store_error *err);
 /* Start a background index build if the index wants one. */
 void cat_maybe_retrain(catalog *c);
 

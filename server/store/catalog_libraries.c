@@ -21,10 +21,12 @@ int catalog_original(catalog *c, const struct store_image *img, char *buf, size_
 	if (!img->source_library) {
 		*size = img->bytes;
 		*mtime_ns = -1;
+		if (c->be->stores_originals)
+			return cat_cache_original(c, img->sha256, img->bytes, buf, len, err);
 		return datadir_blob_path(c->dir, img->sha256, buf, len, err);
 	}
 	char *root = NULL, *path = NULL;
-	int rc = store_lib_source(c->st, img->id, &root, &path, size, mtime_ns, err);
+	int rc = CAT_DB(c, lib_source, img->id, &root, &path, size, mtime_ns, err);
 	if (rc != 0)
 		return rc;
 	int n = snprintf(buf, len, "%s/%s", root, path);
@@ -44,51 +46,51 @@ int catalog_library_put(catalog *c, const char *name, const char *root, store_er
 {
 	if (c->readonly)
 		return store_fail(err, STORE_ERR_INVALID, "the catalog is open read-only");
-	return store_library_put(c->st, name, root, err);
+	return CAT_DB(c, library_put, name, root, err);
 }
 
 int catalog_library_get(catalog *c, const char *name, struct store_library *out, store_error *err)
 {
-	return store_library_get(c->st, name, out, err);
+	return CAT_DB(c, library_get, name, out, err);
 }
 
 int catalog_library_scan_begin(catalog *c, const char *name, int64_t *scan, store_error *err)
 {
-	return store_library_scan_begin(c->st, name, scan, err);
+	return CAT_DB(c, library_scan_begin, name, scan, err);
 }
 
 int catalog_library_file(catalog *c, const char *lib, const char *path, struct store_lib_file *out,
 			 store_error *err)
 {
-	return store_lib_file_get(c->st, lib, path, out, err);
+	return CAT_DB(c, lib_file_get, lib, path, out, err);
 }
 
 int catalog_library_mark(catalog *c, const char *lib, int64_t scan, const struct store_lib_mark *m, size_t n,
 			 store_error *err)
 {
-	return store_lib_mark(c->st, lib, scan, m, n, err);
+	return CAT_DB(c, lib_mark, lib, scan, m, n, err);
 }
 
 int catalog_library_pending(catalog *c, const char *lib, const char *after, size_t max,
 			    struct store_lib_file **out, size_t *n, store_error *err)
 {
-	return store_lib_pending(c->st, lib, after, max, out, n, err);
+	return CAT_DB(c, lib_pending, lib, after, max, out, n, err);
 }
 
 int catalog_library_image_refs(catalog *c, int64_t id, int64_t *refs, store_error *err)
 {
-	return store_lib_image_refs(c->st, id, refs, err);
+	return CAT_DB(c, lib_image_refs, id, refs, err);
 }
 
 int catalog_library_counts(catalog *c, const char *lib, struct store_lib_counts *out, store_error *err)
 {
-	return store_lib_counts(c->st, lib, out, err);
+	return CAT_DB(c, lib_counts, lib, out, err);
 }
 
 int catalog_library_errors(catalog *c, const char *lib, const char *after, size_t max,
 			   struct store_lib_error **out, size_t *n, store_error *err)
 {
-	return store_lib_errors(c->st, lib, after, max, out, n, err);
+	return CAT_DB(c, lib_errors, lib, after, max, out, n, err);
 }
 
 /* The base name of a library path as an image's filename: NULL when it is
@@ -177,7 +179,7 @@ int catalog_library_commit(catalog *c, const char *lib, struct catalog_lib_item 
 	if (rc != 0)
 		goto out;
 	pthread_mutex_lock(&c->wlock);
-	rc = store_lib_commit(c->st, lib, o, n, dim, err);
+	rc = CAT_DB(c, lib_commit, lib, o, n, dim, err);
 	if (rc == 0)
 		index_outcomes(c, o, vecs, n);
 	pthread_mutex_unlock(&c->wlock);
@@ -205,7 +207,7 @@ int catalog_library_finish(catalog *c, const char *lib, int64_t scan, const char
 	if (c->readonly || !c->ix)
 		return store_fail(err, STORE_ERR_INVALID, "the catalog is not open for changes");
 	pthread_mutex_lock(&c->wlock);
-	int rc = store_lib_finish(c->st, lib, scan, keep, n_keep, fig, &gone, err);
+	int rc = CAT_DB(c, lib_finish, lib, scan, keep, n_keep, fig, &gone, err);
 	if (rc == 0 && gone.n) {
 		pthread_rwlock_rdlock(&c->ixlock);
 		for (size_t i = 0; i < gone.n; i++)

@@ -122,7 +122,7 @@ int cat_fetch_rows(catalog *c, const int64_t *ids, const float *scores, size_t n
 		rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	if ((rc = store_get_many(c->st, ids, n, rows, found, err)) != 0)
+	if ((rc = c->be->get_many(c->db, ids, n, rows, found, err)) != 0)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
 		if (!found[i])
@@ -208,7 +208,7 @@ static int semantic_search(catalog *c, const struct catalog_query *q, struct cat
 		struct topk t = { .q = qv, .dim = dim, .k = k, .has_min = q->has_min_score,
 				  .min = q->min_score, .scores = scores, .ids = ids };
 		int truncated = 0;
-		rc = store_scan_selection(c->st, sel, dim, c->exact_filter_limit, scan_one, &t,
+		rc = c->be->scan_selection(c->db, sel, dim, c->exact_filter_limit, scan_one, &t,
 					  &truncated, err);
 		if (rc != 0)
 			goto out;
@@ -229,7 +229,7 @@ static int semantic_search(catalog *c, const struct catalog_query *q, struct cat
 			rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
 			goto out;
 		}
-		if ((rc = store_filter_ids(c->st, sel, ids, n, keep, err)) != 0) {
+		if ((rc = c->be->filter_ids(c->db, sel, ids, n, keep, err)) != 0) {
 			free(keep);
 			goto out;
 		}
@@ -291,7 +291,7 @@ static int keyword_search(catalog *c, const struct catalog_query *q, size_t k, s
 		rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	rc = store_keyword_search(c->st, q->keywords, q->not_keywords, &q->sel, k, ids, scores, &n, err);
+	rc = CAT_DB(c, keyword_search, q->keywords, q->not_keywords, &q->sel, k, ids, scores, &n, err);
 	if (rc == 0)
 		rc = cat_fetch_rows(c, ids, scores, n, out, err);
 	for (size_t i = 0; rc == 0 && i < out->n; i++)
@@ -477,7 +477,7 @@ int catalog_similar(catalog *c, int64_t id, const struct catalog_query *q,
 	float *v = malloc(c->model.dim * sizeof *v);
 	if (!v)
 		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
-	int rc = store_get_vector(c->st, id, c->model.fingerprint, v, c->model.dim, err);
+	int rc = c->be->get_vector(c->db, id, c->model.fingerprint, v, c->model.dim, err);
 	if (rc == STORE_ERR_NOT_FOUND)
 		rc = store_fail(err, STORE_ERR_NOT_FOUND, "no image %lld", (long long)id);
 	if (rc == 0) {

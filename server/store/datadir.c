@@ -236,19 +236,29 @@ out:
 	return rc;
 }
 
+/* DATA/blobs, DATA/blobs/ab, DATA/blobs/ab/cd and the blob's own name
+ * (each buffer 4096 bytes). */
+static int blob_names(const char *dir, const char *sha256, char *blobs, char *d1, char *d2, char *final,
+		      store_error *err)
+{
+	if (!sha256_is_hex(sha256))
+		return store_fail(err, STORE_ERR_INVALID, "not a SHA-256 hex digest");
+	int rc = datadir_path(dir, DATADIR_BLOBS, blobs, 4096, err);
+	if (rc != 0)
+		return rc;
+	if (datadir_fmt(d1, 4096, "%s/%.2s", blobs, sha256) != 0 || datadir_fmt(d2, 4096, "%s/%.2s", d1, sha256 + 2) != 0 ||
+	    datadir_fmt(final, 4096, "%s/%s", d2, sha256) != 0)
+		return store_fail(err, STORE_ERR_INVALID, "data directory path too long");
+	return 0;
+}
+
 int datadir_write_blob(const char *dir, const char *sha256, const void *data, size_t len,
 		       store_error *err)
 {
 	char blobs[4096], d1[4096], d2[4096], final[4096];
-	int rc;
-	if (!sha256_is_hex(sha256))
-		return store_fail(err, STORE_ERR_INVALID, "not a SHA-256 hex digest");
-	if ((rc = datadir_path(dir, DATADIR_BLOBS, blobs, sizeof blobs, err)) != 0)
+	int rc = blob_names(dir, sha256, blobs, d1, d2, final, err);
+	if (rc != 0)
 		return rc;
-	if (datadir_fmt(d1, sizeof d1, "%s/%.2s", blobs, sha256) != 0 ||
-	    datadir_fmt(d2, sizeof d2, "%s/%.2s", d1, sha256 + 2) != 0 ||
-	    datadir_fmt(final, sizeof final, "%s/%s", d2, sha256) != 0)
-		return store_fail(err, STORE_ERR_INVALID, "data directory path too long");
 
 	if ((rc = mkdir_synced(d1, blobs, err)) != 0 || (rc = mkdir_synced(d2, d1, err)) != 0)
 		return rc;
@@ -257,6 +267,25 @@ int datadir_write_blob(const char *dir, const char *sha256, const void *data, si
 	if (stat(final, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == len)
 		return datadir_fsync_dir(d2, err);
 	return write_atomic(dir, "blob-", final, d2, data, len, 1, err);
+}
+
+int datadir_adopt_blob(const char *dir, const char *sha256, const char *tmp, int64_t len, store_error *err)
+{
+	char blobs[4096], d1[4096], d2[4096], final[4096];
+	struct stat st;
+	int rc = blob_names(dir, sha256, blobs, d1, d2, final, err);
+	if (rc != 0)
+		return rc;
+	if (stat(tmp, &st) != 0)
+		return datadir_errno(err, errno, "stat", tmp);
+	if (st.st_size != len)
+		return store_fail(err, STORE_ERR_IO, "original %s: %lld bytes read, %lld expected", sha256,
+				  (long long)st.st_size, (long long)len);
+	if ((rc = datadir_mkdirs(d2, err)) != 0)
+		return rc;
+	if (rename(tmp, final) != 0)
+		return datadir_errno(err, errno, "rename", final);
+	return 0;
 }
 
 /* ---- thumbnails ------------------------------------------------------------ */

@@ -66,6 +66,10 @@ int datadir_blob_path(const char *dir, const char *sha256, char *buf, size_t len
 int datadir_write_blob(const char *dir, const char *sha256, const void *data, size_t len,
 		       store_error *err);
 
+/* Rename the finished file tmp (in DATA/tmp) to the blob named sha256 when
+ * it has len bytes (a cache fill: not synced); STORE_ERR_IO otherwise. */
+int datadir_adopt_blob(const char *dir, const char *sha256, const char *tmp, int64_t len, store_error *err);
+
 /* 1 if the blob exists with size len (len < 0: any size), 0 if not. */
 int datadir_blob_exists(const char *dir, const char *sha256, int64_t len);
 

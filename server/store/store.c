@@ -19,22 +19,11 @@ extern const struct clipd_asset clipd_migrations[];
 
 /* ---- migrations ------------------------------------------------------------ */
 
-/* The version of a migration file name "NNNN_name.sql", or -1. */
-static int migration_version(const char *name)
-{
-	int v = 0, digits = 0;
-	for (; name[digits] >= '0' && name[digits] <= '9'; digits++)
-		v = v * 10 + (name[digits] - '0');
-	if (digits != 4 || name[4] != '_' || !strstr(name, ".sql"))
-		return -1;
-	return v;
-}
-
 int store_schema_latest(void)
 {
 	int latest = 0;
 	for (const struct clipd_asset *a = clipd_migrations; a->name; a++) {
-		int v = migration_version(a->name);
+		int v = clipd_migration_version(a->name);
 		if (v > latest)
 			latest = v;
 	}
@@ -44,7 +33,7 @@ int store_schema_latest(void)
 static const struct clipd_asset *migration_find(int version)
 {
 	for (const struct clipd_asset *a = clipd_migrations; a->name; a++)
-		if (migration_version(a->name) == version)
+		if (clipd_migration_version(a->name) == version)
 			return a;
 	return NULL;
 }

@@ -222,6 +222,21 @@ int store_prune_changes(store *s, uint64_t seq, store_error *err);
 /* Validate a selection (key and value sizes and characters, count). */
 int store_check_selection(const struct store_selection *sel, store_error *err);
 
+/* The filters of a selection grouped by key (the same key: alternatives),
+ * checked as store_check_selection does, for a backend that writes its own
+ * SQL (pgstore): group i's path as JSON-path text ($."a"."b.c": segments
+ * in double quotes, which a key cannot contain), its operator and its
+ * values as a JSON array (equality: each value as a string, and also as a
+ * number when it spells one; ranges: a number or a string; exists: 1 or
+ * 0). *out is NULL when sel has no filters; free it with
+ * store_selection_plan_free. The strings live as long as the plan. */
+enum store_sel_op { STORE_SEL_EQ, STORE_SEL_GTE, STORE_SEL_LTE, STORE_SEL_GT, STORE_SEL_LT, STORE_SEL_EXISTS };
+struct st_selection_plan;
+int store_selection_plan(const struct store_selection *sel, struct st_selection_plan **out, store_error *err);
+size_t store_plan_groups(const struct st_selection_plan *p);
+void store_plan_group(const struct st_selection_plan *p, size_t i, const char **path, int *op, const char **values);
+void store_selection_plan_free(struct st_selection_plan *p);
+
 /* Call fn(ud, id, vec) for each stored vector of the active model whose
  * row matches sel, in one read transaction, at most limit rows; *truncated
  * = 1 if more rows matched (the scan stops there). fn returning nonzero

@@ -23,7 +23,8 @@ enum { P_AFTER = 2, P_BEFORE = 3, P_EXCLUDE = 4, P_TAKEN_AFTER = 5, P_TAKEN_BEFO
        P_LIMIT = P_FILTER0 + 2 * STORE_MAX_FILTERS };
 _Static_assert(P_LIMIT == ST_SEL_FIRST_FREE, "ST_SEL_FIRST_FREE follows the selection's parameters");
 
-enum sel_op { OP_EQ, OP_GTE, OP_LTE, OP_GT, OP_LT, OP_EXISTS };
+enum sel_op { OP_EQ = STORE_SEL_EQ, OP_GTE = STORE_SEL_GTE, OP_LTE = STORE_SEL_LTE, OP_GT = STORE_SEL_GT,
+	      OP_LT = STORE_SEL_LT, OP_EXISTS = STORE_SEL_EXISTS };
 static const char *const op_names[] = { "", "gte", "lte", "gt", "lt", "exists" };
 static const char *const op_sql[] = { "=", ">=", "<=", ">", "<", "" };
 
@@ -428,4 +429,28 @@ out:
 	st_selection_finish(st, plan);
 	st_read_end(s, c);
 	return rc;
+}
+
+/* ---- the plan for another backend's SQL (store.h) ------------------------------------------ */
+
+int store_selection_plan(const struct store_selection *sel, struct st_selection_plan **out, store_error *err)
+{
+	return plan_selection(sel, out, err);
+}
+
+size_t store_plan_groups(const struct st_selection_plan *p)
+{
+	return p ? p->n : 0;
+}
+
+void store_plan_group(const struct st_selection_plan *p, size_t i, const char **path, int *op, const char **values)
+{
+	*path = p->g[i].path;
+	*op = (int)p->g[i].op;
+	*values = p->g[i].values.s;
+}
+
+void store_selection_plan_free(struct st_selection_plan *p)
+{
+	plan_free(p);
 }

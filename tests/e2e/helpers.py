@@ -95,6 +95,8 @@ class Server:
             else:
                 self.env[k] = v
         self.model = model
+        # "postgresql" when the catalog is in PostgreSQL (--catalog), else "sqlite"
+        self.catalog = "postgresql" if "--catalog" in self.args else "sqlite"
         self.proc = None
         self.port = None
         self.port_file = os.path.join(self.tmp, "port")

@@ -8,6 +8,8 @@ import pytest
 
 from helpers import (check_response, fixture, load_openapi, make_png, multipart, sha256)
 
+CATALOGS = ("sqlite", "postgresql")   # the whole module against both catalogs (conftest.py)
+
 
 @pytest.fixture(scope="module")
 def doc(server):

@@ -7,6 +7,8 @@ import pytest
 
 from helpers import (check_response, fixture, load_openapi, make_png, multipart, parse_raw_response, raw_request)
 
+CATALOGS = ("sqlite", "postgresql")   # the whole module against both catalogs (conftest.py)
+
 
 @pytest.fixture(scope="module")
 def doc(server):

@@ -12,6 +12,8 @@ import time
 
 from helpers import SLOW, Server, fixture, make_png, parse_raw_response, sha256
 
+CATALOGS = ("sqlite", "postgresql")   # the whole module against both catalogs (conftest.py)
+
 
 def all_images(s):
     out, cursor = [], None

@@ -13,6 +13,8 @@ import pytest
 
 from helpers import fixture, check_response, make_png, multipart
 
+CATALOGS = ("sqlite", "postgresql")   # the whole module against both catalogs (conftest.py)
+
 NAMES = ["chelsea.png", "coffee.png", "horse.png", "astronaut.png", "camera.png", "rocket.jpg"]
 
 

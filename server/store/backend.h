@@ -1,0 +1,118 @@
+/*
+ * backend.h - the rows of a catalog, behind one table of operations: the
+ * seam between the catalog (catalog*.c: blobs, the vector index, the
+ * consistency between them) and the database that is the source of truth.
+ * Internal to server/store/; code above sees catalog.h only.
+ *
+ *     const struct backend_ops *be = p->catalog_uri ? &pgstore_ops : &sqlite_backend_ops;
+ *     void *db = ...;                    // the backend's own open (store_open, pgstore_open)
+ *     be->get(db, 42, &img, &err);
+ *     be->close(db);
+ *
+ * Two backends: SQLite in the data directory (backend_sqlite.c over
+ * store.h, unchanged), and PostgreSQL (pgstore*.c over libpq), chosen at
+ * catalog_open by whether the params carry a connection URI. Every
+ * operation has store.h's contract (the same name without the store_
+ * prefix; db is the backend's handle), so the catalog is written once.
+ * Differences, which the catalog asks the table about:
+ *
+ *   - stores_originals: the backend keeps each original's bytes in the
+ *     database (insert takes them; read_original streams them back). The
+ *     data directory then holds only caches: the index snapshot, the
+ *     thumbnails, originals fetched once for serving.
+ *   - an operation that is NULL is not available on this backend (yet):
+ *     the catalog answers it with STORE_ERR_INVALID and a message that says
+ *     so (libraries and keyword search on PostgreSQL).
+ *   - hash_cache: the store whose file-hash table caches model
+ *     fingerprints (NULL: hash the model files at every open).
+ */
+#ifndef CLIPD_BACKEND_H
+#define CLIPD_BACKEND_H
+
+#include "store.h"
+
+struct backend_ops {
+	const char *name;          /* "sqlite", "postgresql": for messages */
+	int stores_originals;
+	void (*close)(void *db);
+	store *(*hash_cache)(void *db);
+
+	int (*active_model)(void *db, struct store_model *out, int *found, store_error *err);
+	int (*set_active_model)(void *db, const struct store_model *m, store_error *err);
+	int (*put_model)(void *db, const struct store_model *m, store_error *err);
+
+	/* data, len: the original's bytes (used when stores_originals). */
+	int (*insert)(void *db, const struct store_new_image *img, const void *data, size_t len, const float *vec,
+		      size_t dim, int64_t *id, uint64_t *seq, store_error *err);
+	int (*delete_image)(void *db, int64_t id, char sha256[STORE_SHA256_HEX], uint64_t *seq, store_error *err);
+	int (*patch_metadata)(void *db, int64_t id, const char *patch, size_t len, size_t max_bytes, int max_depth,
+			      store_error *err);
+	int (*set_taken_at)(void *db, const int64_t *ids, const struct store_taken_at *taken, size_t n,
+			    size_t *changed, store_error *err);
+	int (*get)(void *db, int64_t id, struct store_image *out, store_error *err);
+	int (*get_by_sha256)(void *db, const char *sha256, struct store_image *out, store_error *err);
+	int (*get_many)(void *db, const int64_t *ids, size_t n, struct store_image *out, unsigned char *found,
+			store_error *err);
+	int (*sha256_exists)(void *db, const char *sha256, store_error *err);
+	int (*list)(void *db, const struct store_selection *sel, int64_t before_id, size_t limit,
+		    struct store_image **items, size_t *n, store_error *err);
+	int (*count)(void *db, int64_t *n, store_error *err);
+	int (*foreach_image)(void *db, store_image_fn fn, void *ud, store_error *err);
+	/* Write the original with this digest to fd, a piece at a time
+	 * (stores_originals only). STORE_ERR_NOT_FOUND when there is none. */
+	int (*read_original)(void *db, const char *sha256, int fd, store_error *err);
+
+	int (*get_vector)(void *db, int64_t id, const char *fingerprint, float *out, size_t dim, store_error *err);
+	int (*put_vectors)(void *db, const int64_t *ids, size_t n, const char *fingerprint, const float *vecs,
+			   size_t dim, store_error *err);
+	int (*vector_ids)(void *db, const char *fingerprint, int64_t after_id, int64_t *ids, size_t max, size_t *n,
+			  store_error *err);
+	int (*missing_vectors)(void *db, const char *fingerprint, int64_t after_id, int64_t *ids, size_t max,
+			       size_t *n, store_error *err);
+	int (*count_vectors)(void *db, const char *fingerprint, int64_t *n, store_error *err);
+	int (*switch_model)(void *db, const char *fingerprint, store_error *err);
+
+	int (*seq)(void *db, uint64_t *seq, store_error *err);
+	int (*load_vectors)(void *db, size_t dim, int64_t **ids, float **vecs, size_t *n, uint64_t *seq,
+			    store_error *err);
+	int (*changes_since)(void *db, uint64_t seq, size_t dim, struct store_changes *out, store_error *err);
+	int (*prune_changes)(void *db, uint64_t seq, store_error *err);
+
+	int (*scan_selection)(void *db, const struct store_selection *sel, size_t dim, size_t limit,
+			      store_vector_fn fn, void *ud, int *truncated, store_error *err);
+	int (*filter_ids)(void *db, const struct store_selection *sel, const int64_t *ids, size_t n,
+			  unsigned char *keep, store_error *err);
+	int (*keyword_search)(void *db, const char *words, const char *not_words, const struct store_selection *sel,
+			      size_t k, int64_t *ids, float *scores, size_t *n, store_error *err);
+	int (*check)(void *db, store_problem_fn fn, void *ud, store_error *err);
+	/* A shared catalog (other writers): wait up to timeout_ms for word of
+	 * a change committed by anyone: 1 when some came, 0 when none, negative
+	 * when the wait itself failed (then poll). NULL: a catalog of one writer. */
+	int (*wait_changes)(void *db, int timeout_ms, store_error *err);
+	int (*db_bytes)(void *db, int64_t *bytes, store_error *err);
+
+	/* libraries */
+	int (*library_put)(void *db, const char *name, const char *root, store_error *err);
+	int (*library_get)(void *db, const char *name, struct store_library *out, store_error *err);
+	int (*library_scan_begin)(void *db, const char *name, int64_t *scan, store_error *err);
+	int (*lib_file_get)(void *db, const char *lib, const char *path, struct store_lib_file *out, store_error *err);
+	int (*lib_mark)(void *db, const char *lib, int64_t scan, const struct store_lib_mark *m, size_t n,
+			store_error *err);
+	int (*lib_pending)(void *db, const char *lib, const char *after, size_t max, struct store_lib_file **out,
+			   size_t *n, store_error *err);
+	int (*lib_commit)(void *db, const char *lib, struct store_lib_outcome *v, size_t n, size_t dim,
+			  store_error *err);
+	int (*lib_image_refs)(void *db, int64_t id, int64_t *refs, store_error *err);
+	int (*lib_finish)(void *db, const char *lib, int64_t scan, const char *const *keep, size_t n_keep,
+			  struct store_lib_scan_figures *fig, struct store_lib_gone *gone, store_error *err);
+	int (*lib_counts)(void *db, const char *lib, struct store_lib_counts *out, store_error *err);
+	int (*lib_errors)(void *db, const char *lib, const char *after, size_t max, struct store_lib_error **out,
+			  size_t *n, store_error *err);
+	int (*lib_source)(void *db, int64_t id, char **root, char **path, int64_t *size, int64_t *mtime_ns,
+			  store_error *err);
+};
+
+/* SQLite (backend_sqlite.c): db is a store * from store_open. */
+extern const struct backend_ops sqlite_backend_ops;
+
+#endif

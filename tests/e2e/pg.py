@@ -1,0 +1,50 @@
+"""A throw-away PostgreSQL 15 cluster for the end-to-end tests.
+
+One cluster per pytest session (tests/pg/pg-cluster.sh starts it on a free
+loopback port in a directory of its own, as the `postgres` user when run as
+root), a fresh database per test or module:
+
+    cluster = PgCluster.start()          # or None-safe: PgCluster.available()
+    uri = cluster.fresh_database()       # postgresql://clipd@127.0.0.1:PORT/clipd_3
+    cluster.psql(uri, "SELECT count(*) FROM images")
+    cluster.stop()
+"""
+
+import itertools
+import os
+import subprocess
+
+SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pg", "pg-cluster.sh")
+PSQL = os.path.join(os.environ.get("CLIPD_PGBIN", "/usr/lib/postgresql/15/bin"), "psql")
+
+
+class PgCluster:
+    def __init__(self, directory, uri):
+        self.dir = directory
+        self.uri = uri          # without a database name
+        self._names = itertools.count(1)
+
+    @staticmethod
+    def available():
+        return subprocess.run(["bash", SCRIPT, "available"]).returncode == 0
+
+    @classmethod
+    def start(cls):
+        out = subprocess.run(["bash", SCRIPT, "start"], check=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, timeout=180)
+        directory, uri = out.stdout.strip().split(" ", 1)
+        return cls(directory, uri)
+
+    def fresh_database(self):
+        name = "clipd_%d_%d" % (os.getpid(), next(self._names))
+        subprocess.run(["bash", SCRIPT, "createdb", self.dir, name], check=True, timeout=60)
+        return "%s/%s" % (self.uri, name)
+
+    def psql(self, uri, sql):
+        """Run sql; the rows as lists of text (unaligned, tab-separated)."""
+        out = subprocess.run([PSQL, "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", uri, "-c", sql],
+                             check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+        return [line.split("\t") for line in out.stdout.splitlines() if line]
+
+    def stop(self):
+        subprocess.run(["bash", SCRIPT, "stop", self.dir], timeout=120)

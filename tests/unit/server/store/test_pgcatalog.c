@@ -1,0 +1,505 @@
+/*
+ * The catalog on PostgreSQL (pgstore*.c behind catalog.h), against a real
+ * PostgreSQL 15 that tests/pg/pg-cluster.sh starts (CLIPD_TEST_PG_URI, a
+ * database to start from; each test makes a fresh one beside it): adds,
+ * duplicates, reads, filters with the SQLite store's semantics, metadata
+ * patches and their limits, deletes, originals streamed in pieces, a new
+ * node and a restarted one, migrations by nodes starting together, and
+ * the out-of-order commit: a follower never skips a change that committed
+ * late.
+ */
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "catalog_fixture.h"
+#include "pgstore.h"
+
+#define DIM 16
+
+static char base[512];
+static struct fake_model model_x, model_y;
+static int n_dbs;
+
+/* A fresh database beside CLIPD_TEST_PG_URI's; its URI in uri. */
+static int fresh_db(char *uri, size_t len)
+{
+	const char *start = getenv("CLIPD_TEST_PG_URI");
+	const char *slash = start ? strrchr(start, '/') : NULL;
+	if (!slash)
+		return -1;
+	char name[64], sql[128];
+	snprintf(name, sizeof name, "pgcat_%d_%d", (int)getpid(), ++n_dbs);
+	snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+	PGconn *pc = PQconnectdb(start);
+	PGresult *r = PQexec(pc, sql);
+	int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+	PQclear(r);
+	PQfinish(pc);
+	size_t head = (size_t)(slash - start);
+	if (head + strlen(name) + 2 > len)
+		return -1;
+	memcpy(uri, start, head);
+	uri[head] = '/';
+	memcpy(uri + head + 1, name, strlen(name) + 1);
+	return ok ? 0 : -1;
+}
+
+static catalog *pg_open(const char *uri, const char *node, const struct fake_model *m,
+			struct catalog_open_report *rep, store_error *err)
+{
+	char dir[800];
+	snprintf(dir, sizeof dir, "%s/%s", base, node);
+	struct catalog_params p = catalog_default_params();
+	p.data_dir = dir;
+	p.catalog_uri = uri;
+	p.model_files = m->files;
+	p.model_layout = "hf";
+	p.index.dim = DIM;
+	catalog *c = NULL;
+	store_error local;
+	if (catalog_open(&p, &c, rep, err ? err : &local) != 0)
+		return NULL;
+	return c;
+}
+
+static int64_t pg_scalar(const char *uri, const char *sql)
+{
+	PGconn *pc = PQconnectdb(uri);
+	PGresult *r = PQexec(pc, sql);
+	int64_t v = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : -1;
+	PQclear(r);
+	PQfinish(pc);
+	return v;
+}
+
+/* The top hit's id for the vector of image bytes from seed. */
+static int64_t top1(catalog *c, const char *sha)
+{
+	float v[DIM];
+	fx_vec(fx_seed_of_sha(sha), v, DIM);
+	struct catalog_query q = catalog_default_query();
+	q.vec = v;
+	q.dim = DIM;
+	q.k = 1;
+	struct catalog_results res;
+	store_error err;
+	if (catalog_search(c, &q, &res, &err) != 0 || res.n == 0)
+		return -1;
+	int64_t id = res.hits[0].image.id;
+	catalog_results_free(&res);
+	return id;
+}
+
+static size_t count_matching(catalog *c, const struct store_filter *f, size_t n)
+{
+	struct store_selection sel;
+	memset(&sel, 0, sizeof sel);
+	sel.filters = f;
+	sel.n_filters = n;
+	struct store_image *items = NULL;
+	size_t got = 0;
+	int64_t next = 0;
+	store_error err;
+	if (catalog_list(c, &sel, 0, 100, &items, &got, &next, &err) != 0) {
+		fprintf(stderr, "list: %s\n", err.msg);
+		return (size_t)-1;
+	}
+	store_images_free(items, got);
+	return got;
+}
+
+static void test_rows_filters_patch_delete(void)
+{
+	char uri[512];
+	REQUIRE(fresh_db(uri, sizeof uri) == 0);
+	struct catalog_open_report rep;
+	store_error err = { 0 };
+	catalog *c = pg_open(uri, "rows", &model_x, &rep, &err);
+	if (!c)
+		fprintf(stderr, "open: %s\n", err.msg);
+	REQUIRE(c);
+	CHECK(rep.model_registered);
+	CHECK_EQ_INT(rep.schema_after, pgstore_schema_latest());
+
+	const char *metas[] = {
+		"{\"album\":\"paris\",\"year\":2019,\"tags\":[\"sea\",\"sun\"],\"people\":{\"alice\":true}}",
+		"{\"album\":\"rome\",\"year\":2021.0,\"tags\":[\"sun\"],\"n\":null}",
+		"{\"album\":\"paris\",\"year\":\"2021\",\"a.b\":1}",
+		"{\"year\":2020,\"k\\\\back\":\"x\"}",
+	};
+	int64_t ids[4];
+	char shas[4][SHA256_HEX];
+	for (int i = 0; i < 4; i++) {
+		ids[i] = fx_add(c, 100 + (uint64_t)i, 200 + (size_t)i, metas[i], shas[i], &err);
+		REQUIRE(ids[i] > 0);
+		CHECK_EQ_INT(top1(c, shas[i]), ids[i]);
+	}
+	/* the same bytes again: the stored row, nothing written */
+	CHECK_EQ_INT(fx_add(c, 100, 200, "{\"x\":1}", NULL, &err), ids[0]);
+	struct store_image img;
+	REQUIRE(catalog_get(c, ids[1], &img, &err) == 0);
+	CHECK_EQ_STR(img.metadata, "{\"album\":\"rome\",\"year\":2021,\"tags\":[\"sun\"],\"n\":null}");
+	CHECK_EQ_STR(img.filename, "f.png");
+	CHECK_EQ_STR(img.sha256, shas[1]);
+	store_image_clear(&img);
+	CHECK_EQ_INT(catalog_get(c, 999999, &img, &err), STORE_ERR_NOT_FOUND);
+
+	/* filters: what test_catalog.c's SQLite asserts, here in jsonb */
+	struct store_filter f1[] = { { "album", "paris" } };
+	CHECK_EQ_INT(count_matching(c, f1, 1), 2);
+	struct store_filter f2[] = { { "tags", "sun" } };                       /* an array holding it */
+	CHECK_EQ_INT(count_matching(c, f2, 1), 2);
+	struct store_filter f3[] = { { "year", "2021" } };                      /* number 2021 and string "2021" */
+	CHECK_EQ_INT(count_matching(c, f3, 1), 2);
+	struct store_filter f4[] = { { "year.gte", "2020" } };                  /* numbers only, by value */
+	CHECK_EQ_INT(count_matching(c, f4, 1), 2);
+	struct store_filter f5[] = { { "year.lt", "2020" } };
+	CHECK_EQ_INT(count_matching(c, f5, 1), 1);
+	struct store_filter f6[] = { { "people.alice", "true" } };              /* a dotted path, a boolean */
+	CHECK_EQ_INT(count_matching(c, f6, 1), 1);
+	struct store_filter f7[] = { { "n.exists", "true" } };                  /* null is present */
+	CHECK_EQ_INT(count_matching(c, f7, 1), 1);
+	struct store_filter f8[] = { { "album.exists", "false" } };
+	CHECK_EQ_INT(count_matching(c, f8, 1), 1);
+	struct store_filter f9[] = { { "album", "rome" }, { "album", "paris" } };   /* repeated key: any */
+	CHECK_EQ_INT(count_matching(c, f9, 2), 3);
+	struct store_filter f10[] = { { "album", "paris" }, { "year", "2019" } };  /* different keys: all */
+	CHECK_EQ_INT(count_matching(c, f10, 2), 1);
+	struct store_filter f11[] = { { "a\\.b", "1" } };                       /* a dot inside a key */
+	CHECK_EQ_INT(count_matching(c, f11, 1), 1);
+	struct store_filter f17[] = { { "k\\\\back", "x" } };                  /* the key k\back */
+	CHECK_EQ_INT(count_matching(c, f17, 1), 1);
+	struct store_filter f12[] = { { "album.gt", "q" } };                    /* strings by byte order */
+	CHECK_EQ_INT(count_matching(c, f12, 1), 1);
+	struct store_filter f13[] = { { "people", "true" } };                   /* an object matches nothing */
+	CHECK_EQ_INT(count_matching(c, f13, 1), 0);
+	struct store_filter f14[] = { { "tags.0", "sea" } };                    /* no array indexing */
+	CHECK_EQ_INT(count_matching(c, f14, 1), 0);
+	struct store_filter f15[] = { { "album", "x' OR '1'='1" } };            /* values are parameters */
+	CHECK_EQ_INT(count_matching(c, f15, 1), 0);
+	/* bytes that are not UTF-8 cannot be PostgreSQL text: refused, saying why */
+	struct store_filter f16[] = { { "album", "caf\xe9" } };
+	struct store_selection bad;
+	memset(&bad, 0, sizeof bad);
+	bad.filters = f16;
+	bad.n_filters = 1;
+	struct store_image *items = NULL;
+	size_t got = 0;
+	int64_t next = 0;
+	CHECK_EQ_INT(catalog_list(c, &bad, 0, 10, &items, &got, &next, &err), STORE_ERR_INVALID);
+	CHECK_CONTAINS(err.msg, "must be UTF-8");
+	CHECK(!items && got == 0);
+
+	/* a filtered search scores the matching set exactly */
+	float v[DIM];
+	fx_vec(fx_seed_of_sha(shas[0]), v, DIM);
+	struct catalog_query q = catalog_default_query();
+	q.vec = v;
+	q.dim = DIM;
+	q.k = 10;
+	q.sel.filters = f1;
+	q.sel.n_filters = 1;
+	struct catalog_results res;
+	REQUIRE(catalog_search(c, &q, &res, &err) == 0);
+	CHECK_EQ_INT(res.n, 2);
+	CHECK(res.exhaustive && res.exact_scan);
+	CHECK_EQ_INT(res.hits[0].image.id, ids[0]);
+	catalog_results_free(&res);
+
+	/* RFC 7396, the key order kept as SQLite's json_patch keeps it */
+	const char *patch = "{\"album\":null,\"people\":{\"bob\":1},\"new\":[1,2]}";
+	REQUIRE(catalog_patch_metadata(c, ids[0], patch, strlen(patch), 0, 0, &img, &err) == 0);
+	CHECK_EQ_STR(img.metadata, "{\"year\":2019,\"tags\":[\"sea\",\"sun\"],\"people\":{\"alice\":true,\"bob\":1},"
+		     "\"new\":[1,2]}");
+	store_image_clear(&img);
+	CHECK_EQ_INT(count_matching(c, f1, 1), 1);
+	/* over the limit: refused, nothing changed */
+	char big[600];
+	snprintf(big, sizeof big, "{\"pad\":\"%0500d\"}", 0);
+	CHECK_EQ_INT(catalog_patch_metadata(c, ids[0], big, strlen(big), 256, 0, NULL, &err), STORE_ERR_TOO_LARGE);
+	REQUIRE(catalog_get(c, ids[0], &img, &err) == 0);
+	CHECK(!strstr(img.metadata, "pad"));
+	store_image_clear(&img);
+	CHECK_EQ_INT(catalog_patch_metadata(c, 999999, "{}", 2, 0, 0, NULL, &err), STORE_ERR_NOT_FOUND);
+	CHECK_EQ_INT(catalog_patch_metadata(c, ids[0], "[1]", 3, 0, 0, NULL, &err), STORE_ERR_INVALID);
+
+	/* delete: row, vector, original, index entry */
+	REQUIRE(catalog_delete(c, ids[3], &err) == 0);
+	CHECK_EQ_INT(catalog_get(c, ids[3], &img, &err), STORE_ERR_NOT_FOUND);
+	CHECK(top1(c, shas[3]) != ids[3]);
+	CHECK_EQ_INT(catalog_delete(c, ids[3], &err), STORE_ERR_NOT_FOUND);
+	CHECK_EQ_INT(pg_scalar(uri, "SELECT count(*) FROM originals"), 3);
+	CHECK_EQ_INT(pg_scalar(uri, "SELECT count(*) FROM vectors"), 3);
+	CHECK_EQ_INT(catalog_check(c, NULL, NULL, &err), 0);
+
+	/* what PostgreSQL does not do yet is refused, clearly */
+	q = catalog_default_query();
+	q.mode = CATALOG_KEYWORD;
+	q.keywords = "paris";
+	q.k = 5;
+	CHECK_EQ_INT(catalog_search(c, &q, &res, &err), STORE_ERR_INVALID);
+	CHECK_CONTAINS(err.msg, "not available with the PostgreSQL catalog");
+	CHECK_EQ_INT(catalog_library_put(c, "photos", "/tmp", &err), STORE_ERR_INVALID);
+	CHECK_CONTAINS(err.msg, "photo libraries");
+	catalog_close(c);
+}
+
+/* An original of several pieces comes back whole through the cache. */
+static void test_original_streams_in_pieces(void)
+{
+	char uri[512];
+	REQUIRE(fresh_db(uri, sizeof uri) == 0);
+	store_error err = { 0 };
+	catalog *c = pg_open(uri, "orig", &model_x, NULL, &err);
+	REQUIRE(c);
+	size_t len = 3 * (1 << 20) + 12345;
+	char sha[SHA256_HEX];
+	int64_t id = fx_add(c, 7, len, NULL, sha, &err);
+	REQUIRE(id > 0);
+	struct store_image img;
+	REQUIRE(catalog_get(c, id, &img, &err) == 0);
+	char path[4096];
+	int64_t size = 0, mtime = 0;
+	size_t rel_at = 99;
+	REQUIRE(catalog_original(c, &img, path, sizeof path, &rel_at, &size, &mtime, &err) == 0);
+	CHECK_EQ_INT(rel_at, 0);
+	CHECK_EQ_INT(size, (long long)len);
+	FILE *f = fopen(path, "rb");
+	REQUIRE(f);
+	unsigned char *got = malloc(len + 1);
+	size_t n = fread(got, 1, len + 1, f);
+	fclose(f);
+	char want_sha[SHA256_HEX], got_sha[SHA256_HEX];
+	unsigned char *want = fx_bytes(7, len, want_sha);
+	CHECK_EQ_INT(n, (long long)len);
+	sha256_hex(got, n, got_sha);
+	CHECK_EQ_STR(got_sha, sha);
+	CHECK(n == len && !memcmp(got, want, len));
+	free(got);
+	free(want);
+	/* a second ask is served from the cache, the same file */
+	char again[4096];
+	REQUIRE(catalog_original(c, &img, again, sizeof again, &rel_at, &size, &mtime, &err) == 0);
+	CHECK_EQ_STR(again, path);
+	store_image_clear(&img);
+	catalog_close(c);
+}
+
+/* A new node (empty data directory) builds its index from the catalog;
+ * a restarted one loads its snapshot and replays what others added. */
+static void test_new_and_restarted_nodes(void)
+{
+	char uri[512], sha[10][SHA256_HEX];
+	int64_t ids[10];
+	REQUIRE(fresh_db(uri, sizeof uri) == 0);
+	store_error err = { 0 };
+	struct catalog_open_report rep;
+	catalog *a = pg_open(uri, "node-a", &model_x, &rep, &err);
+	REQUIRE(a);
+	for (int i = 0; i < 6; i++)
+		REQUIRE((ids[i] = fx_add(a, 300 + (uint64_t)i, 64, NULL, sha[i], &err)) > 0);
+	catalog_close(a);   /* saves node a's snapshot at change 6 */
+
+	memset(&rep, 0, sizeof rep);
+	catalog *b = pg_open(uri, "node-b", &model_x, &rep, &err);
+	REQUIRE(b);
+	CHECK(rep.index_rebuilt);
+	CHECK(!rep.model_registered);
+	for (int i = 0; i < 6; i++)
+		CHECK_EQ_INT(top1(b, sha[i]), ids[i]);
+	for (int i = 6; i < 10; i++)
+		REQUIRE((ids[i] = fx_add(b, 300 + (uint64_t)i, 64, NULL, sha[i], &err)) > 0);
+	REQUIRE(catalog_delete(b, ids[0], &err) == 0);
+	catalog_close(b);
+
+	memset(&rep, 0, sizeof rep);
+	a = pg_open(uri, "node-a", &model_x, &rep, &err);
+	REQUIRE(a);
+	if (!rep.index_loaded)
+		fprintf(stderr, "index: %s\n", rep.index_message);
+	CHECK(rep.index_loaded);
+	CHECK_EQ_INT(rep.replayed_adds, 4);
+	CHECK_EQ_INT(rep.replayed_removes, 1);
+	CHECK(top1(a, sha[0]) != ids[0]);
+	for (int i = 1; i < 10; i++)
+		CHECK_EQ_INT(top1(a, sha[i]), ids[i]);
+
+	/* another model on this catalog is refused, as on SQLite */
+	catalog *y = pg_open(uri, "node-y", &model_y, NULL, &err);
+	CHECK(!y);
+	CHECK_EQ_INT(err.code, STORE_ERR_MODEL);
+	catalog_close(y);
+	catalog_close(a);
+}
+
+struct opener {
+	const char *uri;
+	int rc;
+	int before;
+};
+
+static void *open_one(void *ud)
+{
+	struct opener *o = ud;
+	pgstore *s = NULL;
+	struct pgstore_open_report rep = { 0, 0 };
+	store_error err;
+	o->rc = pgstore_open(o->uri, NULL, &s, &rep, &err);
+	o->before = rep.version_before;
+	if (s)
+		pgstore_ops.close(s);
+	return NULL;
+}
+
+/* Nodes starting together: one migrates (under the advisory lock), the
+ * others find the schema current. */
+static void test_migrations_run_once(void)
+{
+	char uri[512];
+	REQUIRE(fresh_db(uri, sizeof uri) == 0);
+	pthread_t t[4];
+	struct opener o[4];
+	for (int i = 0; i < 4; i++) {
+		o[i] = (struct opener){ uri, -99, -1 };
+		pthread_create(&t[i], NULL, open_one, &o[i]);
+	}
+	int migrated = 0;
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		CHECK_EQ_INT(o[i].rc, 0);
+		migrated += o[i].before == 0;
+	}
+	CHECK_EQ_INT(migrated, 1);
+	CHECK_EQ_INT(pg_scalar(uri, "SELECT count(*) FROM clipd_schema"), pgstore_schema_latest());
+	CHECK_EQ_INT(pg_scalar(uri, "SELECT max(version) FROM clipd_schema"), pgstore_schema_latest());
+}
+
+struct adder {
+	catalog *c;
+	int64_t id;
+	char sha[SHA256_HEX];
+	_Atomic int done;
+};
+
+static void *add_one(void *ud)
+{
+	struct adder *a = ud;
+	store_error err;
+	a->id = fx_add(a->c, 777, 96, NULL, a->sha, &err);
+	atomic_store(&a->done, 1);
+	return NULL;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+/* The out-of-order commit: writer A takes its sequence number and holds its
+ * transaction open; writer B (a node's upload) commits after it. With a
+ * plain bigserial B's number would commit first and a follower that moved
+ * past it would never see A's; with the counter row B waits for A, and a
+ * follower that catches up at any moment has every change up to the
+ * number it reports. */
+static void test_out_of_order_commit(void)
+{
+	char uri[512], sha_a[SHA256_HEX], k[24];
+	REQUIRE(fresh_db(uri, sizeof uri) == 0);
+	store_error err = { 0 };
+	catalog *writer = pg_open(uri, "writer", &model_x, NULL, &err);
+	REQUIRE(writer);
+	catalog *follower = pg_open(uri, "follower", &model_x, NULL, &err);
+	REQUIRE(follower);
+	int64_t first = fx_add(writer, 1, 50, NULL, NULL, &err);
+	REQUIRE(first > 0);
+	REQUIRE(catalog_catch_up(follower, NULL, &err) == 0);
+	CHECK_EQ_INT(catalog_applied_seq(follower), 1);
+
+	/* writer A: a whole add by hand, its number taken, not committed */
+	unsigned char *bytes = fx_bytes(555, 80, sha_a);
+	float v[DIM];
+	unsigned char le[DIM * 4];
+	fx_vec(fx_seed_of_sha(sha_a), v, DIM);
+	memcpy(le, v, sizeof le);   /* x86: float32 little-endian */
+	PGconn *pa = PQconnectdb(uri);
+	REQUIRE(PQstatus(pa) == CONNECTION_OK);
+	PQclear(PQexec(pa, "BEGIN"));
+	const char *ov[] = { sha_a, (const char *)bytes };
+	const int ol[] = { 0, 80 }, ob[] = { 0, 1 };
+	PGresult *r = PQexecParams(pa, "INSERT INTO originals (sha256, data) VALUES ($1, $2)", 2, NULL, ov, ol, ob, 0);
+	CHECK(PQresultStatus(r) == PGRES_COMMAND_OK);
+	PQclear(r);
+	const char *iv[] = { sha_a };
+	r = PQexecParams(pa, "INSERT INTO images (sha256, mime, width, height, bytes, created_at) "
+			 "VALUES ($1, 'image/png', 4, 3, 80, 1) RETURNING id", 1, NULL, iv, NULL, NULL, 0);
+	REQUIRE(PQresultStatus(r) == PGRES_TUPLES_OK);
+	int64_t id_a = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	const char *vv[] = { (snprintf(k, sizeof k, "%lld", (long long)id_a), k), (const char *)le, catalog_model(writer)->fingerprint };
+	const int vl[] = { 0, DIM * 4, 0 }, vb[] = { 0, 1, 0 };
+	r = PQexecParams(pa, "INSERT INTO vectors (image_id, model, vec) VALUES ($1::bigint, $3, $2)", 3, NULL, vv, vl,
+			 vb, 0);
+	CHECK(PQresultStatus(r) == PGRES_COMMAND_OK);
+	PQclear(r);
+	r = PQexecParams(pa, "WITH n AS (UPDATE clipd_counter SET seq = seq + 1 RETURNING seq) "
+			 "INSERT INTO changes (seq, op, image_id) SELECT seq, 'add', $1::bigint FROM n RETURNING seq",
+			 1, NULL, vv, NULL, NULL, 0);
+	REQUIRE(PQresultStatus(r) == PGRES_TUPLES_OK);
+	CHECK_EQ_STR(PQgetvalue(r, 0, 0), "2");
+	PQclear(r);
+
+	/* writer B: a node's upload, started while A is open */
+	struct adder b = { .c = writer, .id = -1 };
+	atomic_init(&b.done, 0);
+	pthread_t t;
+	pthread_create(&t, NULL, add_one, &b);
+	sleep_ms(400);
+	CHECK(!atomic_load(&b.done));   /* waiting for A's number to commit */
+	/* the follower, meanwhile: nothing it could skip past */
+	size_t applied = 99;
+	REQUIRE(catalog_catch_up(follower, &applied, &err) == 0);
+	CHECK_EQ_INT(applied, 0);
+	CHECK_EQ_INT(catalog_applied_seq(follower), 1);
+
+	PQclear(PQexec(pa, "COMMIT"));
+	pthread_join(t, NULL);
+	REQUIRE(b.id > 0);
+	CHECK_EQ_INT(catalog_applied_seq(writer), 3);   /* B's own add brought A's in too */
+	CHECK_EQ_INT(top1(writer, sha_a), id_a);
+	CHECK_EQ_INT(pg_scalar(uri, "SELECT seq FROM changes WHERE op = 'add' ORDER BY seq DESC LIMIT 1"), 3);
+
+	REQUIRE(catalog_catch_up(follower, &applied, &err) == 0);
+	CHECK_EQ_INT(applied, 2);
+	CHECK_EQ_INT(catalog_applied_seq(follower), 3);
+	CHECK_EQ_INT(top1(follower, sha_a), id_a);   /* the late commit is there */
+	CHECK_EQ_INT(top1(follower, b.sha), b.id);
+	struct catalog_stats st;
+	REQUIRE(catalog_stats(follower, &st, &err) == 0);
+	CHECK_EQ_INT(st.index_count, 3);
+	PQfinish(pa);
+	free(bytes);
+	catalog_close(follower);
+	catalog_close(writer);
+}
+
+int main(void)
+{
+	if (!getenv("CLIPD_TEST_PG_URI")) {
+		fprintf(stderr, "SKIP: no CLIPD_TEST_PG_URI (run through tests/pg/pg-cluster.sh run)\n");
+		return 77;
+	}
+	snprintf(base, sizeof base, "%s", harness_tmpdir());
+	fake_model_make(&model_x, base, "x");
+	fake_model_make(&model_y, base, "y");
+	RUN(test_rows_filters_patch_delete);
+	RUN(test_original_streams_in_pieces);
+	RUN(test_new_and_restarted_nodes);
+	RUN(test_migrations_run_once);
+	RUN(test_out_of_order_commit);
+	return harness_done();
+}
