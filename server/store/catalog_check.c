@@ -62,7 +62,8 @@ static int check_blob(void *ud, const struct store_image *img)
 }
 
 /* Load the saved index, replay the change log and compare with the rows.
- * A server may be writing meanwhile: retry when the sequence moved. */
+ * A server may be writing meanwhile: retry when the sequence moved or the
+ * index file was replaced. */
 static int check_index(struct check_ctx *x, store_error *err)
 {
 	catalog *c = x->c;
@@ -83,6 +84,9 @@ static int check_index(struct check_ctx *x, store_error *err)
 	for (int attempt = 0; attempt < 5; attempt++) {
 		idx *ix = NULL;
 		idx_error ie;
+		struct stat loaded;
+		if (stat(c->index_path, &loaded) != 0)
+			memset(&loaded, 0, sizeof loaded);
 		if (idx_load(c->index_path, &ip, c->model.fingerprint, &ix, &ie) != 0) {
 			report(x, "index: cannot load %s: %s", c->index_path, ie.msg);
 			return 0;
@@ -93,6 +97,14 @@ static int check_index(struct check_ctx *x, store_error *err)
 		rc = c->be->changes_since(c->db, file_seq, c->model.dim, &ch, &se);
 		if (rc == STORE_ERR_NOT_FOUND) {
 			idx_free(ix);
+			/* A server saves a newer index and only then forgets the
+			 * changes it covers: if the file was replaced since it was
+			 * read, read it again. */
+			struct stat now;
+			if (attempt + 1 < 5 && stat(c->index_path, &now) == 0 &&
+			    (now.st_ino != loaded.st_ino || now.st_mtim.tv_sec != loaded.st_mtim.tv_sec ||
+			     now.st_mtim.tv_nsec != loaded.st_mtim.tv_nsec))
+				continue;
 			report(x, "index: %s cannot be brought up to date: %s", c->index_path, se.msg);
 			return 0;
 		}
