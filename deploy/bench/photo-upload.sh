@@ -130,8 +130,9 @@ curl -s "$url/info" | sed -n 's/.*"encoder":{"image":\({[^}]*}\).*/{"encoder_ima
 if [ -n "$perf_pid" ]; then
 	wait "$perf_pid" || true
 	echo "# perf: CPU of the daemon by shared object, then the top symbols"
-	perf report -i "$work/perf.data" --no-children --sort dso --stdio 2>/dev/null | grep -v '^#' | grep . | head -15
-	perf report -i "$work/perf.data" --no-children --sort sym --stdio 2>/dev/null | grep -v '^#' | grep '%' | head -30
+	# (head closes the pipe early: under pipefail that would end the script)
+	perf report -i "$work/perf.data" --no-children --sort dso --stdio 2>/dev/null | grep -v '^#' | grep . | head -15 || true
+	perf report -i "$work/perf.data" --no-children --sort sym --stdio 2>/dev/null | grep -v '^#' | grep '%' | head -30 || true
 fi
 
 awk -v u="$upload_json" -v b="$bench_ips" -v p="$prep_json" 'function get(j, k,   m) {
