@@ -428,10 +428,6 @@ static inline ATARGET __attribute__((always_inline)) void atile(const int mr, si
 		a0[i] = a1[i] = _mm256_setzero_ps();
 	for (size_t k = 0; k < kc; k++) {
 		__m256 w0 = _mm256_load_ps(p + k * PNR), w1 = _mm256_load_ps(p + k * PNR + 8);
-		/* Keep the weights in registers: left alone, gcc reloads them as
-		 * a memory operand of every FMA (18 loads per 12 FMAs instead of
-		 * 8), which makes the tile load-bound on two load ports. */
-		__asm__("" : "+x"(w0), "+x"(w1));
 #pragma GCC unroll 8
 		for (int i = 0; i < mr; i++) {
 			__m256 b = _mm256_broadcast_ss(x + (size_t)i * ldx + k);
