@@ -379,6 +379,10 @@ struct catalog_results {
 	 * approximate index answered and some may be missing. */
 	int exhaustive;
 	int exact_scan;             /* 1: the filtered set was scored from the stored vectors */
+	/* 1: a shared catalog's database could not be reached, and an
+	 * unfiltered search was answered from this node's index replica alone:
+	 * each hit has its image.id and score, no other field of its row. */
+	int rows_missing;
 };
 void catalog_results_free(struct catalog_results *r);
 

@@ -32,6 +32,19 @@ const char *pg_i64(char buf[24], int64_t v)
 
 /* ---- errors ------------------------------------------------------------------- */
 
+/* The server is gone or cannot take this statement now: the connection
+ * broke (a restart, a failover), the server is shutting down or starting
+ * (57P01-57P03), a connection-class error (08xxx), or the connection
+ * reached a standby for a write (25006, a read-only transaction). The
+ * caller answers 503 catalog_unavailable, and the client may retry. */
+static int pg_lost(struct pg_conn *c, const char *state)
+{
+	if (c && c->pc && PQstatus(c->pc) != CONNECTION_OK)
+		return 1;
+	return state && (!strncmp(state, "08", 2) || !strcmp(state, "57P01") || !strcmp(state, "57P02") ||
+			 !strcmp(state, "57P03") || !strcmp(state, "25006"));
+}
+
 /* The one translation of a PostgreSQL failure into a store status. */
 static int pg_fail(struct pg_conn *c, const PGresult *r, store_error *err, const char *what)
 {
@@ -43,7 +56,9 @@ static int pg_fail(struct pg_conn *c, const PGresult *r, store_error *err, const
 		msg = "unknown error";
 	int len = (int)strcspn(msg, "\n");
 	int code = STORE_ERR_DB;
-	if (state && !strcmp(state, "23505"))
+	if (pg_lost(c, state))
+		code = STORE_ERR_UNAVAILABLE;
+	else if (state && !strcmp(state, "23505"))
 		code = STORE_ERR_EXISTS;
 	else if (state && !strncmp(state, "22", 2))
 		code = STORE_ERR_INVALID;
@@ -82,7 +97,8 @@ static int conn_open(pgstore *s, struct pg_conn **out, store_error *err)
 	c->pc = PQconnectdbParams(keys, vals, 1);
 	if (!c->pc || PQstatus(c->pc) != CONNECTION_OK) {
 		const char *m = c->pc ? PQerrorMessage(c->pc) : "out of memory";
-		int rc = store_fail(err, STORE_ERR_DB, "catalog database: cannot connect: %.*s", (int)strcspn(m, "\n"), m);
+		int rc = store_fail(err, STORE_ERR_UNAVAILABLE, "catalog database: cannot connect: %.*s",
+				    (int)strcspn(m, "\n"), m);
 		PQfinish(c->pc);
 		free(c);
 		return rc;
@@ -142,11 +158,23 @@ void pg_give(pgstore *s, struct pg_conn *c)
 		c->next = s->free_list;
 		s->free_list = c;
 	} else {
+		/* Broken: the server restarted or failed over, and then the idle
+		 * connections are broken too (each would fail one call): drop
+		 * them, the next calls open new ones. */
+		if (PQstatus(c->pc) != CONNECTION_OK) {
+			while (s->free_list) {
+				struct pg_conn *f = s->free_list;
+				s->free_list = f->next;
+				PQfinish(f->pc);
+				free(f);
+				s->n_open--;
+			}
+		}
 		PQfinish(c->pc);
 		free(c);
 		s->n_open--;
 	}
-	pthread_cond_signal(&s->cond);
+	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
 }
 

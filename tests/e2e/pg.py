@@ -46,5 +46,13 @@ class PgCluster:
                              check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
         return [line.split("\t") for line in out.stdout.splitlines() if line]
 
+    def halt(self):
+        """Stop the server at once, as a crash would (pg_ctl stop -m immediate)."""
+        subprocess.run(["bash", SCRIPT, "halt", self.dir], check=True, timeout=120)
+
+    def resume(self):
+        """Start a halted server again on the same port (it recovers from its WAL)."""
+        subprocess.run(["bash", SCRIPT, "resume", self.dir], check=True, timeout=120)
+
     def stop(self):
         subprocess.run(["bash", SCRIPT, "stop", self.dir], timeout=120)

@@ -7,6 +7,8 @@
 #                                    postgresql://clipd@127.0.0.1:PORT)
 #   pg-cluster.sh createdb DIR NAME  a fresh database NAME (letters, digits, _) in the cluster at DIR
 #   pg-cluster.sh stop DIR           stop the cluster and remove DIR
+#   pg-cluster.sh halt DIR           stop the server at once (pg_ctl -m immediate: a crash), keep DIR
+#   pg-cluster.sh resume DIR         start a halted server again on its port (crash recovery)
 #   pg-cluster.sh run CMD ARGS...    start a cluster, run CMD with CLIPD_TEST_PG_URI set to a fresh
 #                                    database's URI, stop the cluster whatever happens; exit 77 (a
 #                                    skipped test, for meson) when PostgreSQL 15 is not installed
@@ -33,6 +35,11 @@ free_port() {
 	/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# The server's settings: loopback only, its socket in DIR, no fsync.
+server_opts() {
+	echo "-c listen_addresses=127.0.0.1 -c port=$2 -c unix_socket_directories=$1/sock -c fsync=off -c full_page_writes=off -c max_connections=200"
+}
+
 available() {
 	[ -x "$PGBIN/initdb" ] && [ -x "$PGBIN/pg_ctl" ] && [ -x "$PGBIN/psql" ] &&
 		{ [ "$(id -u)" -ne 0 ] || id postgres >/dev/null 2>&1; }
@@ -55,7 +62,7 @@ start() {
 	for try in 1 2 3 4 5; do
 		port=$(free_port)
 		if as_owner "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-			-o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir/sock -c fsync=off -c full_page_writes=off -c max_connections=200" \
+			-o "$(server_opts "$dir" "$port")" \
 			start >/dev/null 2>&1; then
 			echo "$port" > "$dir/port"
 			echo "$dir postgresql://clipd@127.0.0.1:$port"
@@ -81,6 +88,21 @@ stop() {
 	rm -rf "$dir"
 }
 
+halt() {
+	local dir=$1
+	[ -d "$dir/data" ] || { echo "pg-cluster.sh: no cluster at $dir" >&2; return 1; }
+	as_owner "$PGBIN/pg_ctl" -D "$dir/data" -m immediate -w -t 60 stop >/dev/null
+}
+
+resume() {
+	local dir=$1 port
+	[ -d "$dir/data" ] || { echo "pg-cluster.sh: no cluster at $dir" >&2; return 1; }
+	port=$(cat "$dir/port")
+	as_owner "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+		-o "$(server_opts "$dir" "$port")" \
+		start >/dev/null
+}
+
 run() {
 	if ! available; then
 		echo "SKIP: PostgreSQL 15 is not installed ($PGBIN): apt-get install postgresql-15" >&2
@@ -103,6 +125,8 @@ available) available ;;
 start) start ;;
 createdb) createdb "$@" ;;
 stop) stop "$@" ;;
+halt) halt "$@" ;;
+resume) resume "$@" ;;
 run) run "$@" ;;
-*) echo "usage: pg-cluster.sh available|start|createdb DIR NAME|stop DIR|run CMD..." >&2; exit 2 ;;
+*) echo "usage: pg-cluster.sh available|start|createdb DIR NAME|stop DIR|halt DIR|resume DIR|run CMD..." >&2; exit 2 ;;
 esac

@@ -1,0 +1,120 @@
+"""A node of a shared PostgreSQL catalog when the database fails under it:
+writes answer 503 catalog_unavailable with Retry-After and leave nothing
+partial, searches keep answering from the node's index replica, and the node
+reconnects by itself when the server is back. These tests stop and restart
+PostgreSQL, so they run on a cluster of their own (tests/e2e/pg.py)."""
+
+import json
+import time
+
+import pytest
+
+from helpers import SLOW, Server, make_png
+from pg import PgCluster
+
+
+@pytest.fixture(scope="module")
+def own_cluster():
+    if not PgCluster.available():
+        pytest.skip("needs PostgreSQL 15 (apt-get install postgresql-15)")
+    cluster = PgCluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def nodes(tmp_path):
+    started = []
+
+    def make(*args):
+        sub = tmp_path / ("n%d" % len(started))
+        sub.mkdir()
+        s = Server(sub, *args)
+        started.append(s)
+        return s.start()
+
+    yield make
+    for s in started:
+        if s.proc is not None:
+            s.stop()
+
+
+def wait_for(pred, timeout):
+    """Seconds until pred() held, or None when it did not within timeout."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if pred():
+            return time.monotonic() - t0
+        time.sleep(0.05)
+    return None
+
+
+def search_ids(s, q="a photo"):
+    r = s.search(q, k=50)
+    assert r.status == 200, r
+    return [h["id"] for h in r.json()["results"]]
+
+
+def assert_unavailable(r):
+    assert r.status == 503 and r.error_code() == "catalog_unavailable", r
+    assert int(r.headers["retry-after"]) >= 1, r.headers
+
+
+def count(cluster, uri, sql):
+    return int(cluster.psql(uri, sql)[0][0])
+
+
+def test_no_primary_writes_answer_503_searches_answer_and_the_node_recovers(own_cluster, nodes):
+    uri = own_cluster.fresh_database()
+    a = nodes("--catalog", uri)
+    b = nodes("--catalog", uri)
+    r = a.upload(make_png(24, 24, seed=1))
+    assert r.status == 201, r
+    first = r.json()["id"]
+    assert wait_for(lambda: first in search_ids(b), 2 * SLOW) is not None
+
+    own_cluster.halt()
+    try:
+        # every write: 503 with Retry-After, whichever step met the outage
+        assert_unavailable(a.upload(make_png(24, 24, seed=2)))
+        assert_unavailable(a.request("PATCH", "/images/%d" % first, body=json.dumps({"album": "x"}),
+                                     headers={"Content-Type": "application/json"}))
+        assert_unavailable(a.request("DELETE", "/images/%d" % first))
+        # a search is answered from the node's index replica: ids and scores
+        for node in (a, b):
+            r = node.search("a photo", k=5)
+            assert r.status == 200, r
+            body = r.json()
+            assert body["catalog_unavailable"] is True
+            assert [h["id"] for h in body["results"]] == [first]
+            assert set(body["results"][0]) <= {"id", "score", "sources", "ranks"}
+        # a read that needs a row says why it cannot answer
+        assert_unavailable(a.get("/images/%d" % first))
+    finally:
+        own_cluster.resume()
+
+    # the node reconnects by itself: a write succeeds again without a restart
+    got = {}
+
+    def write_ok():
+        r = a.upload(make_png(24, 24, seed=2))
+        got["r"] = r
+        return r.status == 201
+
+    assert wait_for(write_ok, 15 * SLOW) is not None, (got.get("r"), a.log())
+    second = got["r"].json()["id"]
+    r = a.request("PATCH", "/images/%d" % first, body=json.dumps({"album": "x"}),
+                  headers={"Content-Type": "application/json"})
+    assert r.status == 200 and r.json()["metadata"] == {"album": "x"}, r
+    # the other node's follower caught up, and its searches have rows again
+    assert wait_for(lambda: sorted(search_ids(b)) == sorted([first, second]), 5 * SLOW) is not None, b.log()
+    body = b.search("a photo", k=5).json()
+    assert "catalog_unavailable" not in body and all("sha256" in h for h in body["results"])
+    # nothing partial: every image has its original, its vector and its
+    # change; nothing the refused writes carried is there
+    assert count(own_cluster, uri, "SELECT count(*) FROM images") == 2
+    assert count(own_cluster, uri, "SELECT count(*) FROM originals") == 2
+    assert count(own_cluster, uri, "SELECT count(*) FROM vectors") == 2
+    assert count(own_cluster, uri, "SELECT count(*) FROM images i WHERE NOT EXISTS "
+                 "(SELECT 1 FROM changes c WHERE c.image_id = i.id AND c.op = 'add')") == 0
+    assert count(own_cluster, uri, "SELECT count(*) FROM changes") == 2
