@@ -488,6 +488,13 @@ int catalog_shared(const catalog *c);
 int catalog_wait_changes(catalog *c, int timeout_ms, store_error *err);
 /* The highest change sequence the index has applied. */
 uint64_t catalog_applied_seq(catalog *c);
+/* Wait up to timeout_ms until the index has applied change seq (a
+ * client's min_seq: reading its own write made through another node).
+ * With a shared catalog the caller's thread catches up at once (one at a
+ * time; the others wait to be woken by it or by the follower). 0 when
+ * applied; 1 when the time ran out; STORE_ERR_UNAVAILABLE when the
+ * catalog's database cannot be reached (the change cannot arrive). */
+int catalog_wait_applied(catalog *c, uint64_t seq, int timeout_ms, store_error *err);
 
 /* Wait for a background index build (tests, shutdown). */
 void catalog_wait_index(catalog *c);

@@ -34,6 +34,11 @@ struct catalog {
 	_Atomic uint64_t saved_seq;  /* change sequence of the index file (0: none) */
 	int orphan_risk;             /* a blob could not be removed: scan at next open */
 	int index_stale;             /* an index removal failed: the next open rebuilds */
+
+	/* Readers waiting for a change sequence (catalog_wait_applied): woken
+	 * whenever a catch-up applied changes. */
+	pthread_mutex_t applied_lock;
+	pthread_cond_t applied_cond;
 };
 
 /* c->be->op(c->db, ...), or, when the backend has no such operation,
