@@ -291,6 +291,49 @@ int catalog_wait_changes(catalog *c, int timeout_ms, store_error *err)
 	return c->be->wait_changes(c->db, timeout_ms, err);
 }
 
+int catalog_look_latest(catalog *c, store_error *err)
+{
+	uint64_t latest = 0;
+	if (!catalog_shared(c))
+		return 0;
+	int rc = c->be->seq(c->db, &latest, err);
+	if (rc != 0)
+		return rc;
+	double now = clock_mono_s();
+	pthread_mutex_lock(&c->lag_lock);
+	if (latest > c->latest) {
+		size_t cap = sizeof c->learned / sizeof c->learned[0];
+		if (c->n_learned == cap) {
+			c->learned[cap - 1].seq = latest;
+		} else {
+			c->learned[c->n_learned].seq = latest;
+			c->learned[c->n_learned].at = now;
+			c->n_learned++;
+		}
+		c->latest = latest;
+	}
+	pthread_mutex_unlock(&c->lag_lock);
+	return 0;
+}
+
+void catalog_lag(catalog *c, struct catalog_lag *out)
+{
+	memset(out, 0, sizeof *out);
+	out->applied = catalog_applied_seq(c);
+	double now = clock_mono_s();
+	pthread_mutex_lock(&c->lag_lock);
+	size_t drop = 0;
+	while (drop < c->n_learned && c->learned[drop].seq <= out->applied)
+		drop++;
+	if (drop) {
+		memmove(c->learned, c->learned + drop, (c->n_learned - drop) * sizeof c->learned[0]);
+		c->n_learned -= drop;
+	}
+	out->latest = c->latest > out->applied ? c->latest : out->applied;
+	out->lag_s = c->n_learned ? now - c->learned[0].at : 0;
+	pthread_mutex_unlock(&c->lag_lock);
+}
+
 int catalog_wait_applied(catalog *c, uint64_t seq, int timeout_ms, store_error *err)
 {
 	if (!c->ix)
@@ -463,6 +506,7 @@ int catalog_open(const struct catalog_params *p, catalog **out,
 	pthread_mutex_init(&c->save_lock, NULL);
 	pthread_rwlock_init(&c->ixlock, NULL);
 	pthread_mutex_init(&c->applied_lock, NULL);
+	pthread_mutex_init(&c->lag_lock, NULL);
 	pthread_cond_init(&c->applied_cond, NULL);
 
 	char tmpdir[4096], blobdir[4096];
@@ -489,6 +533,7 @@ int catalog_open(const struct catalog_params *p, catalog **out,
 	if (p->catalog_uri) {
 		struct pgstore_params pp = pgstore_default_params();
 		pp.readonly = c->readonly;
+		pp.read_uri = p->catalog_read_uri;
 		if (p->catalog_pool > 0)
 			pp.pool = p->catalog_pool;
 		if (p->busy_timeout_ms > 0)
@@ -558,6 +603,7 @@ void catalog_close(catalog *c)
 	pthread_mutex_destroy(&c->save_lock);
 	pthread_rwlock_destroy(&c->ixlock);
 	pthread_mutex_destroy(&c->applied_lock);
+	pthread_mutex_destroy(&c->lag_lock);
 	pthread_cond_destroy(&c->applied_cond);
 	free(c->dir);
 	free(c);

@@ -39,6 +39,14 @@ struct catalog {
 	 * whenever a catch-up applied changes. */
 	pthread_mutex_t applied_lock;
 	pthread_cond_t applied_cond;
+
+	/* Changes the follower learned of and when, oldest first (catalog_lag):
+	 * entries the index has applied are dropped; when full, the newest
+	 * entry takes the newer number and keeps its (older) time. */
+	pthread_mutex_t lag_lock;
+	uint64_t latest;
+	struct { uint64_t seq; double at; } learned[32];
+	size_t n_learned;
 };
 
 /* c->be->op(c->db, ...), or, when the backend has no such operation,

@@ -46,6 +46,13 @@ class PgCluster:
                              check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
         return [line.split("\t") for line in out.stdout.splitlines() if line]
 
+    def standby(self):
+        """A streaming hot standby of this cluster (pg_basebackup -R), on a port of its own."""
+        out = subprocess.run(["bash", SCRIPT, "standby", self.dir], check=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, timeout=180)
+        directory, uri = out.stdout.strip().split(" ", 1)
+        return PgCluster(directory, uri)
+
     def halt(self):
         """Stop the server at once, as a crash would (pg_ctl stop -m immediate)."""
         subprocess.run(["bash", SCRIPT, "halt", self.dir], check=True, timeout=120)

@@ -118,3 +118,72 @@ def test_no_primary_writes_answer_503_searches_answer_and_the_node_recovers(own_
     assert count(own_cluster, uri, "SELECT count(*) FROM images i WHERE NOT EXISTS "
                  "(SELECT 1 FROM changes c WHERE c.image_id = i.id AND c.op = 'add')") == 0
     assert count(own_cluster, uri, "SELECT count(*) FROM changes") == 2
+
+
+def readyz(node):
+    r = node.get("/readyz")
+    return r.status, r.json()
+
+
+def test_reads_from_a_standby_lag_and_reading_its_own_writes(own_cluster, nodes):
+    uri = own_cluster.fresh_database()
+    db = uri.rsplit("/", 1)[1]
+    standby = own_cluster.standby()
+    try:
+        suri = "%s/%s?target_session_attrs=prefer-standby" % (standby.uri, db)
+        a = nodes("--catalog", uri)
+        b = nodes("--catalog", uri, "--catalog-read", suri, "--max-lag", "1", "--timeout", "2")
+        status, body = readyz(b)
+        assert status == 200 and body["applied_seq"] == body["latest_seq"] == 0 and body["lag_s"] == 0, body
+
+        # the standby stops replaying: b learns of a's write from the primary
+        # but reads the changes (and rows) from the standby, so it falls behind
+        standby.psql(suri, "SELECT pg_wal_replay_pause()")
+        r = a.upload(make_png(24, 24, seed=11))
+        assert r.status == 201, r
+        x, seq = r.json()["id"], int(r.headers["x-clipd-seq"])
+        assert wait_for(lambda: readyz(b)[0] == 503, 4 * SLOW) is not None, b.log()
+        status, body = readyz(b)
+        assert body["error"]["code"] == "not_ready" and "behind the catalog" in body["error"]["message"], body
+        assert "applied change 0, the latest is %d" % seq in body["error"]["message"], body
+        assert x not in search_ids(b)
+        assert b.get("/images/%d" % x).status == 404          # the standby's rows
+        r = b.search("a photo", min_seq=seq)                  # cannot arrive: the request timeout
+        assert r.status == 503 and r.error_code() == "replica_behind", r
+        assert readyz(a)[0] == 200                            # a reads the primary
+
+        # replaying again: b catches up and is ready, saying where it is
+        standby.psql(suri, "SELECT pg_wal_replay_resume()")
+        assert wait_for(lambda: readyz(b)[0] == 200, 5 * SLOW) is not None, b.log()
+        status, body = readyz(b)
+        assert body["applied_seq"] == body["latest_seq"] == seq and body["lag_s"] == 0, body
+        assert search_ids(b) == [x] and b.get("/images/%d" % x).status == 200
+
+        # b reads its own writes although the standby has not replayed them
+        standby.psql(suri, "SELECT pg_wal_replay_pause()")
+        r = b.upload(make_png(24, 24, seed=12))
+        assert r.status == 201, r
+        y = r.json()["id"]
+        assert b.get("/images/%d" % y).status == 200
+        r = b.request("PATCH", "/images/%d" % y, body=json.dumps({"k": "v"}),
+                      headers={"Content-Type": "application/json"})
+        assert r.status == 200 and r.json()["metadata"] == {"k": "v"}, r
+        assert b.get("/images/%d" % y).json()["metadata"] == {"k": "v"}
+        assert b.get("/images?limit=1").json()["items"][0]["id"] == y
+        assert sorted(search_ids(b)) == sorted([x, y])
+        # (the standby itself has not seen it)
+        assert standby.psql(suri, "SELECT count(*) FROM images WHERE id = %d" % y) == [["0"]]
+        standby.psql(suri, "SELECT pg_wal_replay_resume()")
+
+        # the standby gone: reads fall back to the primary (the read that
+        # meets the broken connection may answer 503 catalog_unavailable)
+        standby.stop()
+        standby = None
+        assert wait_for(lambda: b.get("/images/%d" % x).status == 200, 5 * SLOW) is not None, b.log()
+        r = b.upload(make_png(24, 24, seed=13))
+        assert r.status == 201, r
+        assert wait_for(lambda: r.json()["id"] in search_ids(a), 2 * SLOW) is not None
+        assert sorted(search_ids(b)) == sorted(search_ids(a))
+    finally:
+        if standby:
+            standby.stop()

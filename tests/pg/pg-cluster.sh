@@ -7,6 +7,8 @@
 #                                    postgresql://clipd@127.0.0.1:PORT)
 #   pg-cluster.sh createdb DIR NAME  a fresh database NAME (letters, digits, _) in the cluster at DIR
 #   pg-cluster.sh stop DIR           stop the cluster and remove DIR
+#   pg-cluster.sh standby DIR        a streaming hot standby of the cluster at DIR, started on a free
+#                                    port; prints "SDIR URI" (stop it with stop SDIR)
 #   pg-cluster.sh halt DIR           stop the server at once (pg_ctl -m immediate: a crash), keep DIR
 #   pg-cluster.sh resume DIR         start a halted server again on its port (crash recovery)
 #   pg-cluster.sh run CMD ARGS...    start a cluster, run CMD with CLIPD_TEST_PG_URI set to a fresh
@@ -45,20 +47,19 @@ available() {
 		{ [ "$(id -u)" -ne 0 ] || id postgres >/dev/null 2>&1; }
 }
 
-start() {
-	available || { echo "pg-cluster.sh: PostgreSQL 15 is not installed ($PGBIN/initdb)" >&2; return 1; }
+# A directory of its own for a server, owned by whoever runs it.
+new_dir() {
 	local dir
 	dir=$(mktemp -d "${CLIPD_PG_TMP:-/tmp}/clipd-pg.XXXXXX")
 	chmod 0700 "$dir"
 	[ "$(id -u)" -ne 0 ] || chown postgres: "$dir"
-	if ! as_owner "$PGBIN/initdb" -D "$dir/data" -U clipd -A trust -E UTF8 --locale=C --no-sync \
-		>"$dir/initdb.log" 2>&1; then
-		cat "$dir/initdb.log" >&2
-		rm -rf "$dir"
-		return 1
-	fi
+	echo "$dir"
+}
+
+# Start the server of DIR/data on a free loopback port; print "DIR URI".
+launch() {
+	local dir=$1 port try
 	as_owner mkdir "$dir/sock"
-	local port try
 	for try in 1 2 3 4 5; do
 		port=$(free_port)
 		if as_owner "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
@@ -72,6 +73,33 @@ start() {
 	cat "$dir/server.log" >&2 || true
 	rm -rf "$dir"
 	return 1
+}
+
+start() {
+	available || { echo "pg-cluster.sh: PostgreSQL 15 is not installed ($PGBIN/initdb)" >&2; return 1; }
+	local dir
+	dir=$(new_dir)
+	if ! as_owner "$PGBIN/initdb" -D "$dir/data" -U clipd -A trust -E UTF8 --locale=C --no-sync \
+		>"$dir/initdb.log" 2>&1; then
+		cat "$dir/initdb.log" >&2
+		rm -rf "$dir"
+		return 1
+	fi
+	launch "$dir"
+}
+
+# A streaming hot standby of the cluster at PRIMARY (pg_basebackup -R).
+standby() {
+	local primary=$1 dir
+	[ -d "$primary/data" ] || { echo "pg-cluster.sh: no cluster at $primary" >&2; return 1; }
+	dir=$(new_dir)
+	if ! as_owner "$PGBIN/pg_basebackup" -D "$dir/data" -R -X stream -c fast \
+		-d "postgresql://clipd@127.0.0.1:$(cat "$primary/port")/postgres" >"$dir/basebackup.log" 2>&1; then
+		cat "$dir/basebackup.log" >&2
+		rm -rf "$dir"
+		return 1
+	fi
+	launch "$dir"
 }
 
 createdb() {
@@ -125,8 +153,9 @@ available) available ;;
 start) start ;;
 createdb) createdb "$@" ;;
 stop) stop "$@" ;;
+standby) standby "$@" ;;
 halt) halt "$@" ;;
 resume) resume "$@" ;;
 run) run "$@" ;;
-*) echo "usage: pg-cluster.sh available|start|createdb DIR NAME|stop DIR|halt DIR|resume DIR|run CMD..." >&2; exit 2 ;;
+*) echo "usage: pg-cluster.sh available|start|createdb DIR NAME|stop DIR|standby DIR|halt DIR|resume DIR|run CMD..." >&2; exit 2 ;;
 esac
