@@ -53,6 +53,10 @@ class PgCluster:
         directory, uri = out.stdout.strip().split(" ", 1)
         return PgCluster(directory, uri)
 
+    def promote(self):
+        """Promote this standby: it leaves recovery and takes writes."""
+        subprocess.run(["bash", SCRIPT, "promote", self.dir], check=True, timeout=120)
+
     def halt(self):
         """Stop the server at once, as a crash would (pg_ctl stop -m immediate)."""
         subprocess.run(["bash", SCRIPT, "halt", self.dir], check=True, timeout=120)

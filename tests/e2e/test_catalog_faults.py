@@ -187,3 +187,40 @@ def test_reads_from_a_standby_lag_and_reading_its_own_writes(own_cluster, nodes)
     finally:
         if standby:
             standby.stop()
+
+
+def test_writes_resume_through_a_promoted_standby_without_a_restart(own_cluster, nodes):
+    # last in this module: the module's primary does not come back
+    uri = own_cluster.fresh_database()
+    db = uri.rsplit("/", 1)[1]
+    standby = own_cluster.standby()
+    try:
+        hosts = ",".join(u.split("@", 1)[1] for u in (own_cluster.uri, standby.uri))
+        multi = "postgresql://clipd@%s/%s?target_session_attrs=read-write" % (hosts, db)
+        a = nodes("--catalog", multi)
+        b = nodes("--catalog", multi)
+        r = a.upload(make_png(24, 24, seed=21))
+        assert r.status == 201, r
+        first, seq = r.json()["id"], int(r.headers["x-clipd-seq"])
+        # the standby has it before the primary goes
+        assert wait_for(lambda: standby.psql("%s/%s" % (standby.uri, db), "SELECT count(*) FROM images") == [["1"]],
+                        5 * SLOW) is not None
+        own_cluster.halt()
+        assert_unavailable(b.upload(make_png(24, 24, seed=22)))   # only a standby answers
+        standby.promote()
+        got = {}
+
+        def write_ok():
+            got["r"] = b.upload(make_png(24, 24, seed=22))
+            return got["r"].status == 201
+
+        assert wait_for(write_ok, 20 * SLOW) is not None, (got.get("r"), b.log())
+        second = got["r"].json()["id"]
+        assert int(got["r"].headers["x-clipd-seq"]) > seq
+        # both nodes follow the promoted server; the first upload is there once
+        for node in (a, b):
+            assert wait_for(lambda: sorted(search_ids(node)) == sorted([first, second]), 5 * SLOW) is not None, \
+                node.log()
+        assert search_ids(a, "a cat") == search_ids(b, "a cat")
+    finally:
+        standby.stop()

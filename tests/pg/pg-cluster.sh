@@ -9,6 +9,7 @@
 #   pg-cluster.sh stop DIR           stop the cluster and remove DIR
 #   pg-cluster.sh standby DIR        a streaming hot standby of the cluster at DIR, started on a free
 #                                    port; prints "SDIR URI" (stop it with stop SDIR)
+#   pg-cluster.sh promote DIR        promote the standby at DIR (pg_ctl promote): it takes writes
 #   pg-cluster.sh halt DIR           stop the server at once (pg_ctl -m immediate: a crash), keep DIR
 #   pg-cluster.sh resume DIR         start a halted server again on its port (crash recovery)
 #   pg-cluster.sh run CMD ARGS...    start a cluster, run CMD with CLIPD_TEST_PG_URI set to a fresh
@@ -116,6 +117,12 @@ stop() {
 	rm -rf "$dir"
 }
 
+promote() {
+	local dir=$1
+	[ -d "$dir/data" ] || { echo "pg-cluster.sh: no cluster at $dir" >&2; return 1; }
+	as_owner "$PGBIN/pg_ctl" -D "$dir/data" -w -t 60 promote >/dev/null
+}
+
 halt() {
 	local dir=$1
 	[ -d "$dir/data" ] || { echo "pg-cluster.sh: no cluster at $dir" >&2; return 1; }
@@ -154,8 +161,9 @@ start) start ;;
 createdb) createdb "$@" ;;
 stop) stop "$@" ;;
 standby) standby "$@" ;;
+promote) promote "$@" ;;
 halt) halt "$@" ;;
 resume) resume "$@" ;;
 run) run "$@" ;;
-*) echo "usage: pg-cluster.sh available|start|createdb DIR NAME|stop DIR|standby DIR|halt DIR|resume DIR|run CMD..." >&2; exit 2 ;;
+*) echo "usage: pg-cluster.sh available|start|createdb DIR NAME|stop DIR|standby DIR|promote DIR|halt DIR|resume DIR|run CMD..." >&2; exit 2 ;;
 esac
