@@ -214,6 +214,21 @@ int pg_take_read(pgstore *s, struct pg_conn **out, store_error *err)
 	if (!s->read_uri || mono_ms() < atomic_load(&s->replica_down_until))
 		return pg_take(s, out, err);
 	uint64_t want = atomic_load(&s->written_lsn);
+	if (want == UINT64_MAX) {
+		/* a write whose position could not be read: the primary's
+		 * position now is past it */
+		struct pg_conn *p = NULL;
+		if (pg_take(s, &p, NULL) == 0) {
+			PGresult *r = PQexec(p->pc, "SELECT pg_current_wal_lsn()");
+			uint64_t now = r && PQresultStatus(r) == PGRES_TUPLES_OK && PQnfields(r) == 1 ? lsn_value(r) : 0;
+			PQclear(r);
+			pg_give(s, p);
+			if (now && atomic_compare_exchange_strong(&s->written_lsn, &want, now))
+				want = now;
+		}
+		if (want == UINT64_MAX)
+			return pg_take(s, out, err);
+	}
 	if (pool_take(s, &s->replica, out, NULL) != 0) {
 		/* the replica is out of reach: the primary answers meanwhile */
 		atomic_store(&s->replica_down_until, mono_ms() + REPLICA_RETRY_MS);
@@ -249,7 +264,7 @@ void pg_give(pgstore *s, struct pg_conn *c)
 		PGresult *r = PQexec(c->pc, "SELECT pg_current_wal_lsn()");
 		if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQnfields(r) == 1)
 			atomic_max(&s->written_lsn, lsn_value(r));
-		else   /* unknown: reads stay on the primary */
+		else   /* unknown: reads go to the primary until the next look (pg_take_read) */
 			atomic_store(&s->written_lsn, UINT64_MAX);
 		PQclear(r);
 	}

@@ -2,9 +2,10 @@
 applied change N (what a write through any node answered in X-Clipd-Seq),
 so a client reads its own writes behind a load balancer."""
 
+import subprocess
 import time
 
-from helpers import SLOW, make_png
+from helpers import CLIPD, MODEL, SLOW, make_png
 
 CATALOGS = ("postgresql",)
 
@@ -52,3 +53,16 @@ def test_the_web_page_may_read_x_clipd_seq(make_server, catalog):
     # a single node answers min_seq from what it applied itself
     seq = int(r.headers["x-clipd-seq"])
     assert s.get("/images/%d?min_seq=%d" % (r.json()["id"], seq)).status == 200
+
+
+def test_catalog_read_needs_catalog_and_a_postgresql_uri(catalog, tmp_path):
+    uri = catalog.args()[1]
+    base = [CLIPD, "serve", "--model", MODEL, "--data", str(tmp_path / "d"), "--listen", "127.0.0.1:0"]
+    p = subprocess.run(base + ["--catalog-read", uri], capture_output=True, text=True, timeout=60 * SLOW)
+    assert p.returncode == 2 and "--catalog-read: needs --catalog" in p.stderr, p.stderr
+    p = subprocess.run(base + ["--catalog", uri, "--catalog-read", "mysql://x"], capture_output=True, text=True,
+                       timeout=60 * SLOW)
+    assert p.returncode == 1 and "read URI must start with postgresql://" in p.stderr, p.stderr
+    p = subprocess.run(base + ["--catalog", uri, "--max-lag", "-1"], capture_output=True, text=True,
+                       timeout=60 * SLOW)
+    assert p.returncode == 2 and "max-lag" in p.stderr, p.stderr
