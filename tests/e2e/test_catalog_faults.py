@@ -5,12 +5,12 @@ reconnects by itself when the server is back. These tests stop and restart
 PostgreSQL, so they run on a cluster of their own (tests/e2e/pg.py)."""
 
 import json
-import time
 
 import pytest
 
 from helpers import SLOW, Server, make_png
 from pg import PgCluster
+from test_catalog_nodes import search_ids, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -37,22 +37,6 @@ def nodes(tmp_path):
     for s in started:
         if s.proc is not None:
             s.stop()
-
-
-def wait_for(pred, timeout):
-    """Seconds until pred() held, or None when it did not within timeout."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if pred():
-            return time.monotonic() - t0
-        time.sleep(0.05)
-    return None
-
-
-def search_ids(s, q="a photo"):
-    r = s.search(q, k=50)
-    assert r.status == 200, r
-    return [h["id"] for h in r.json()["results"]]
 
 
 def assert_unavailable(r):
