@@ -34,9 +34,9 @@ def nodes(tmp_path):
         return s.start()
 
     yield make
-    for s in started:
-        if s.proc is not None:
-            s.stop()
+    codes = [(s.stop(), s) for s in started if s.proc is not None]
+    for rc, s in codes:   # 0: a clean stop, and no sanitizer report
+        assert rc == 0, s.log()[-3000:]
 
 
 def assert_unavailable(r):
