@@ -246,10 +246,6 @@ int srv_config_parse(const struct cli_command *info, int argc, char **argv, stru
 	}
 	if (c->catalog && !*c->catalog)
 		c->catalog = NULL;
-	if (c->catalog && c->n_libraries) {
-		cli_usage_error(info, "--library: photo libraries are not available with --catalog (PostgreSQL) yet");
-		goto fail;
-	}
 	if (c->max_connections_per_ip > c->max_connections)
 		c->max_connections_per_ip = c->max_connections;
 	cli_args_free(&args);
