@@ -223,22 +223,36 @@ int pgl_mark(void *db, const char *lib, int64_t scan, const struct store_lib_mar
 	return rc;
 }
 
+/* A page of a library's rows in path order: sql takes the library ($1),
+ * the path to start after ($2) and the page size ($3); *rows gets room for
+ * max rows of elem bytes (zeroed) for the caller to fill from *r. */
+static int read_page(pgstore *s, const char *sql, int cols, const char *lib, const char *after, size_t max,
+		     size_t elem, void **rows, PGresult **r, const char *what, store_error *err)
+{
+	char l[24];
+	*rows = NULL;
+	*r = NULL;
+	if (max == 0 || max > 100000)
+		return store_fail(err, STORE_ERR_INVALID, "max must be 1 to 100000");
+	if (after && !pg_valid_utf8(after))
+		return store_fail(err, STORE_ERR_INVALID, "after: not a path the PostgreSQL catalog holds (not UTF-8)");
+	const char *vals[] = { lib, after ? after : "", pg_i64(l, (int64_t)max) };
+	int rc = query(s, sql, 3, vals, cols, what, r, err);
+	if (rc == 0 && (size_t)PQntuples(*r) > max)
+		rc = store_fail(err, STORE_ERR_DB, "catalog database: more rows than asked");
+	if (rc == 0 && !(*rows = calloc(max, elem)))
+		rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
+	return rc;
+}
+
 int pgl_pending(void *db, const char *lib, const char *after, size_t max, struct store_lib_file **out, size_t *n,
 		store_error *err)
 {
-	char l[24];
-	*out = NULL;
-	*n = 0;
-	if (max == 0 || max > 100000)
-		return store_fail(err, STORE_ERR_INVALID, "max must be 1 to 100000");
-	const char *vals[] = { lib, after ? after : "", pg_i64(l, (int64_t)max) };
 	PGresult *r = NULL;
-	int rc = query(db, "SELECT " FILE_COLS " FROM library_files WHERE library = $1 AND pending AND path > $2 "
-		       "ORDER BY path LIMIT $3::bigint", 3, vals, FILE_NCOLS, "read pending files", &r, err);
-	if (rc == 0 && (size_t)PQntuples(r) > max)
-		rc = store_fail(err, STORE_ERR_DB, "catalog database: more rows than asked");
-	if (rc == 0 && !(*out = calloc(max, sizeof **out)))
-		rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
+	*n = 0;
+	int rc = read_page(db, "SELECT " FILE_COLS " FROM library_files WHERE library = $1 AND pending AND path > $2 "
+			   "ORDER BY path LIMIT $3::bigint", FILE_NCOLS, lib, after, max, sizeof **out, (void **)out, &r,
+			   "read pending files", err);
 	for (int row = 0; rc == 0 && row < PQntuples(r); row++) {
 		(*n)++;
 		rc = file_from(r, row, &(*out)[row], 1, err);
@@ -508,16 +522,6 @@ int pgl_image_refs(void *db, int64_t id, int64_t *refs, store_error *err)
 
 /* ---- the end of a scan ------------------------------------------------------------ */
 
-static int under_any(const char *path, const char *const *keep, size_t n_keep)
-{
-	for (size_t i = 0; i < n_keep; i++) {
-		size_t k = strlen(keep[i]);
-		if (k == 0 || (!strncmp(path, keep[i], k) && path[k] == '/'))
-			return 1;
-	}
-	return 0;
-}
-
 /* Forget the paths the scan did not see (outside keep), 256 at a time. */
 static int forget_unseen(struct pg_conn *c, const char *lib, int64_t scan, const char *const *keep, size_t n_keep,
 			 store_error *err)
@@ -537,7 +541,7 @@ static int forget_unseen(struct pg_conn *c, const char *lib, int64_t scan, const
 		int n = PQntuples(r);
 		for (int i = 0; i < n && rc == 0; i++) {
 			const char *path = PQgetvalue(r, i, 0);
-			if (under_any(path, keep, n_keep))
+			if (store_lib_path_kept(path, keep, n_keep))
 				continue;
 			const char *del[] = { lib, path };
 			rc = exec(c, "DELETE FROM library_files WHERE library = $1 AND path = $2", 2, del,
@@ -554,32 +558,6 @@ static int forget_unseen(struct pg_conn *c, const char *lib, int64_t scan, const
 	}
 	free(after);
 	return rc;
-}
-
-/* Append an image removed by the scan to g (its arrays grown by doubling). */
-static int gone_add(struct store_lib_gone *g, size_t *cap, int64_t id, const char *sha, uint64_t seq,
-		    store_error *err)
-{
-	if (g->n == *cap) {
-		size_t nc = *cap ? *cap * 2 : 16;
-		int64_t *ids = realloc(g->ids, nc * sizeof *ids);
-		if (!ids)
-			return store_fail(err, STORE_ERR_NOMEM, "out of memory");
-		g->ids = ids;
-		char (*shas)[STORE_SHA256_HEX] = realloc(g->sha256, nc * sizeof *shas);
-		if (!shas)
-			return store_fail(err, STORE_ERR_NOMEM, "out of memory");
-		g->sha256 = shas;
-		uint64_t *seqs = realloc(g->seqs, nc * sizeof *seqs);
-		if (!seqs)
-			return store_fail(err, STORE_ERR_NOMEM, "out of memory");
-		g->seqs = seqs;
-		*cap = nc;
-	}
-	g->ids[g->n] = id;
-	memcpy(g->sha256[g->n], sha, STORE_SHA256_HEX);
-	g->seqs[g->n++] = seq;
-	return 0;
 }
 
 /* Library images left without their path: moved to another path of the
@@ -623,7 +601,7 @@ static int settle_orphans(struct pg_conn *c, const char *lib, struct store_lib_s
 				uint64_t seq = 0;
 				rc = pg_delete_image(c, ids[i], sha, &seq, err);
 				if (rc == 0) {
-					rc = gone_add(gone, &cap, ids[i], sha, seq, err);
+					rc = store_lib_gone_add(gone, &cap, ids[i], sha, seq, err);
 					fig->removed++;
 				}
 			}
@@ -683,22 +661,11 @@ int pgl_counts(void *db, const char *lib, struct store_lib_counts *out, store_er
 int pgl_errors(void *db, const char *lib, const char *after, size_t max, struct store_lib_error **out, size_t *n,
 	       store_error *err)
 {
-	char l[24];
-	*out = NULL;
-	*n = 0;
-	if (max == 0 || max > 100000)
-		return store_fail(err, STORE_ERR_INVALID, "max must be 1 to 100000");
-	if (after && !pg_valid_utf8(after))
-		return store_fail(err, STORE_ERR_INVALID, "after: not a path the PostgreSQL catalog holds (not UTF-8)");
-	const char *vals[] = { lib, after ? after : "", pg_i64(l, (int64_t)max) };
 	PGresult *r = NULL;
-	int rc = query(db, "SELECT path, err_code, coalesce(err_status, 0), coalesce(err_msg, '') FROM library_files "
-		       "WHERE library = $1 AND err_code IS NOT NULL AND path > $2 ORDER BY path LIMIT $3::bigint",
-		       3, vals, 4, "read library failures", &r, err);
-	if (rc == 0 && (size_t)PQntuples(r) > max)
-		rc = store_fail(err, STORE_ERR_DB, "catalog database: more rows than asked");
-	if (rc == 0 && !(*out = calloc(max, sizeof **out)))
-		rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
+	*n = 0;
+	int rc = read_page(db, "SELECT path, err_code, coalesce(err_status, 0), coalesce(err_msg, '') FROM library_files "
+			   "WHERE library = $1 AND err_code IS NOT NULL AND path > $2 ORDER BY path LIMIT $3::bigint", 4,
+			   lib, after, max, sizeof **out, (void **)out, &r, "read library failures", err);
 	for (int row = 0; rc == 0 && row < PQntuples(r); row++) {
 		struct store_lib_error *e = &(*out)[row];
 		int64_t status = 0;
