@@ -198,28 +198,50 @@ int pgl_file_get(void *db, const char *lib, const char *path, struct store_lib_f
 	return rc;
 }
 
+/* Append path to a text[] literal under construction: quoted, with '"'
+ * and '\\' escaped (PostgreSQL's array input), after a comma but the first. */
+static int array_add(struct dbuf *b, const char *path)
+{
+	int rc = dbuf_puts(b, b->len > 1 ? ",\"" : "\"");
+	for (const char *p = path; *p && rc == 0; p++)
+		rc = (*p == '"' || *p == '\\') ? dbuf_printf(b, "\\%c", *p) : dbuf_append(b, p, 1);
+	return rc ? rc : dbuf_puts(b, "\"");
+}
+
+/* One statement for the files seen unchanged, one for those pending: the
+ * paths travel as two text[] parameters. */
 int pgl_mark(void *db, const char *lib, int64_t scan, const struct store_lib_mark *m, size_t n, store_error *err)
 {
 	struct pg_conn *c = NULL;
+	struct dbuf seen = DBUF_INIT(64 << 20), pend = DBUF_INIT(64 << 20);
 	char sc[24];
 	if (n == 0)
 		return 0;
-	int rc = pg_take(db, &c, err);
+	int rc = dbuf_puts(&seen, "{") | dbuf_puts(&pend, "{");
+	for (size_t i = 0; i < n && rc == 0; i++)
+		if (pg_valid_utf8(m[i].path))   /* else not a path PostgreSQL can hold: never recorded */
+			rc = array_add(m[i].pending ? &pend : &seen, m[i].path);
+	rc |= dbuf_append(&seen, "}", 2) | dbuf_append(&pend, "}", 2);
 	if (rc != 0)
-		return rc;
-	rc = pg_cmd(c, "BEGIN", err);
-	for (size_t i = 0; i < n && rc == 0; i++) {
-		if (!pg_valid_utf8(m[i].path))
-			continue;   /* not a path PostgreSQL can hold: never recorded */
-		const char *vals[] = { lib, m[i].path, pg_i64(sc, scan) };
-		rc = exec(c, m[i].pending ? "INSERT INTO library_files (library, path, pending, seen_scan) VALUES "
-					    "($1, $2, true, $3::bigint) ON CONFLICT (library, path) DO UPDATE SET "
-					    "pending = true, seen_scan = excluded.seen_scan"
-					  : "UPDATE library_files SET seen_scan = $3::bigint WHERE library = $1 AND path = $2",
-			  3, vals, "mark library file", err);
+		rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
+	if (rc == 0)
+		rc = pg_take(db, &c, err);
+	if (rc == 0) {
+		const char *vals[] = { lib, seen.data, pg_i64(sc, scan), pend.data };
+		rc = pg_cmd(c, "BEGIN", err);
+		if (rc == 0)
+			rc = exec(c, "UPDATE library_files f SET seen_scan = $3::bigint FROM unnest($2::text[]) p(path) "
+				  "WHERE f.library = $1 AND f.path = p.path", 3, vals, "mark library files", err);
+		vals[1] = pend.data;
+		if (rc == 0)
+			rc = exec(c, "INSERT INTO library_files (library, path, pending, seen_scan) SELECT $1, p.path, true, "
+				  "$3::bigint FROM unnest($2::text[]) p(path) ON CONFLICT (library, path) DO UPDATE SET "
+				  "pending = true, seen_scan = excluded.seen_scan", 3, vals, "mark library files", err);
+		rc = pg_end(c, rc, err);
+		pg_give(db, c);
 	}
-	rc = pg_end(c, rc, err);
-	pg_give(db, c);
+	dbuf_free(&seen);
+	dbuf_free(&pend);
 	return rc;
 }
 

@@ -518,6 +518,8 @@ def test_two_nodes_scan_a_library_one_at_a_time(make_server, small_library, cata
     if catalog.kind != "postgresql":
         pytest.skip("one catalog shared by two nodes is PostgreSQL's")
     from pg import PSQL
+    # a name with what PostgreSQL's array syntax quotes or escapes
+    write(os.path.join(small_library, "b", 'q"u\\o,te {x}.png'), tiny("png", 999, size=12))
     uri = catalog.args()[1]
     # A session of the test's holds the library's scan lock (the first
     # library of a fresh catalog has id 1) before either node starts.
@@ -552,21 +554,21 @@ def test_two_nodes_scan_a_library_one_at_a_time(make_server, small_library, cata
             break
         assert time.time() < deadline, libs
         time.sleep(0.005)
-    # the first indexed the twelve files, the second found them unchanged
+    # the first indexed the thirteen files, the second found them unchanged
     counts = sorted((lib["indexed_this_scan"], lib["unchanged"]) for lib in libs)
-    assert counts == [(0, 12), (12, 0)], libs
+    assert counts == [(0, 13), (13, 0)], libs
     assert metric(a, 'clipd_encoder_items_total{path="image"}') + \
-        metric(b, 'clipd_encoder_items_total{path="image"}') == 12
+        metric(b, 'clipd_encoder_items_total{path="image"}') == 13
     # both serve every image, and its file from the library's folder
     for s in (a, b):
         deadline = time.time() + 10 * SLOW
-        while len(by_path(s)) < 12:
+        while len(by_path(s)) < 13:
             assert time.time() < deadline
             time.sleep(0.05)
         for path, im in by_path(s).items():
             r = s.get("/images/%d/file" % im["id"])
             assert r.status == 200 and r.body == open(os.path.join(small_library, path), "rb").read(), path
     assert {i["id"] for i in by_path(a).values()} == {i["id"] for i in by_path(b).values()}
-    assert [h["id"] for h in a.search("a photo", k=12).json()["results"]] == \
-        [h["id"] for h in b.search("a photo", k=12).json()["results"]]
+    assert [h["id"] for h in a.search("a photo", k=13).json()["results"]] == \
+        [h["id"] for h in b.search("a photo", k=13).json()["results"]]
     assert a.stop() == 0 and b.stop() == 0
