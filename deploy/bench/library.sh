@@ -3,7 +3,7 @@
 # (a command, not a test; run it on a quiet machine):
 #
 #   deploy/bench/library.sh [--model DIR] [--photos N] [--rescan-files N]
-#                           [--rss-files N] [--work DIR]
+#                           [--rss-files N] [--work DIR] [--catalog sqlite|postgresql]
 #
 # 1. Scan throughput against the HTTP upload rate on the same files: N
 #    distinct 12-megapixel JPEGs (default 200; deploy/bench/gen-photos.py,
@@ -22,6 +22,9 @@
 #    folder is moved in and scanned, and its peak RSS (VmHWM) read after.
 #    Bar: peak - idle under 100 MB.
 # A count of 0 (--photos 0, --rescan-files 0, --rss-files 0) skips that part.
+# --catalog postgresql runs every server on a PostgreSQL catalog (a
+# throw-away PostgreSQL 15 cluster on loopback, tests/pg/pg-cluster.sh, a
+# fresh database per server) instead of SQLite; run it both ways to compare.
 #
 # The model for 1. defaults to the ViT-B/32-shaped random checkpoint of
 # ../shared/tools/clipweights.py (as deploy/bench/encoder.sh). Prints one
@@ -30,7 +33,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 shared=${CLIPD_SHARED:-../shared}
-model="" photos=200 rescan_files=10000 rss_files=100000 work=/var/tmp/clipd-bench
+model="" photos=200 rescan_files=10000 rss_files=100000 work=/var/tmp/clipd-bench catalog=sqlite
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--model) model=$2; shift 2 ;;
@@ -38,7 +41,8 @@ while [ $# -gt 0 ]; do
 	--rescan-files) rescan_files=$2; shift 2 ;;
 	--rss-files) rss_files=$2; shift 2 ;;
 	--work) work=$2; shift 2 ;;
-	-h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	--catalog) catalog=$2; shift 2 ;;
+	-h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "library.sh: unknown argument '$1'" >&2; exit 2 ;;
 	esac
 done
@@ -52,7 +56,16 @@ if [ -z "$model" ]; then
 	fi
 fi
 tiny=$root/tests/data/tiny-clip-hf
-echo "# machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+pg_dir=""
+case "$catalog" in
+sqlite) ;;
+postgresql)
+	read -r pg_dir pg_uri < <(bash tests/pg/pg-cluster.sh start)
+	trap 'bash tests/pg/pg-cluster.sh stop "$pg_dir"' EXIT
+	export CLIPD_BENCH_PG_DIR=$pg_dir CLIPD_BENCH_PG_URI=$pg_uri ;;
+*) echo "library.sh: --catalog is sqlite or postgresql" >&2; exit 2 ;;
+esac
+echo "# machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); catalog: $catalog"
 
 /usr/bin/python3 - "$root/build/clipd" "$model" "$tiny" "$work" "$photos" "$rescan_files" "$rss_files" <<'PY'
 import http.client, json, os, shutil, signal, statistics, subprocess, sys, time, urllib.parse, zlib, struct, random
@@ -66,6 +79,11 @@ class Server:
         self.dir = os.path.join(work, "run-" + name)
         shutil.rmtree(self.dir, ignore_errors=True)
         os.makedirs(self.dir)
+        if os.environ.get("CLIPD_BENCH_PG_DIR"):   # --catalog postgresql: a fresh database per server
+            db = "bench_%s_%d" % (name.replace("-", "_"), os.getpid())
+            subprocess.run(["bash", "tests/pg/pg-cluster.sh", "createdb", os.environ["CLIPD_BENCH_PG_DIR"], db],
+                           check=True)
+            args = ("--catalog", "%s/%s" % (os.environ["CLIPD_BENCH_PG_URI"], db)) + args
         port_file = os.path.join(self.dir, "port")
         self.log = open(os.path.join(self.dir, "log"), "wb")
         self.proc = subprocess.Popen([clipd, "serve", "--model", model, "--data", os.path.join(self.dir, "data"),

@@ -255,10 +255,6 @@ int srv_config_parse(const struct cli_command *info, int argc, char **argv, stru
 		cli_usage_error(info, "--catalog-read: needs --catalog (the primary, for writes)");
 		goto fail;
 	}
-	if (c->catalog && c->n_libraries) {
-		cli_usage_error(info, "--library: photo libraries are not available with --catalog (PostgreSQL) yet");
-		goto fail;
-	}
 	if (c->max_connections_per_ip > c->max_connections)
 		c->max_connections_per_ip = c->max_connections;
 	cli_args_free(&args);

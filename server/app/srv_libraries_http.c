@@ -14,7 +14,10 @@
 
 static const char *state_name(enum srv_library_state s)
 {
-	return s == SRV_LIBRARY_SCANNING ? "scanning" : s == SRV_LIBRARY_OFFLINE ? "offline" : "idle";
+	return s == SRV_LIBRARY_SCANNING  ? "scanning"
+	       : s == SRV_LIBRARY_OFFLINE ? "offline"
+	       : s == SRV_LIBRARY_WAITING ? "queued"
+					  : "idle";
 }
 
 static cJSON *library_json(const struct srv_library_status *st)

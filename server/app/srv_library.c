@@ -780,6 +780,40 @@ static int root_online(const char *root, char *why, size_t len)
 	return 0;
 }
 
+/* One node at a time scans a library (a shared catalog): wait, in state
+ * "queued", while another node scans it, then scan after it (what it
+ * indexed is then unchanged here). 0 with *held, or -1: no scan (the
+ * server is stopping, or the catalog failed). */
+static int lock_library(struct srv_libraries *set, struct lib *lib, struct catalog_lib_lock **held)
+{
+	store_error err = { 0 };
+	int said = 0, got;
+	while ((got = catalog_library_lock(set->app->cat, lib->spec.name, held, &err)) == 0) {
+		if (!said++)
+			log_info("library %s: another node is scanning it; this node waits, and scans after it",
+				 lib->spec.name);
+		pthread_mutex_lock(&set->lock);
+		lib->st.state = SRV_LIBRARY_WAITING;
+		if (!set->stop) {
+			struct timespec until = clock_wall_deadline(1.0);
+			pthread_cond_timedwait(&set->cond, &set->lock, &until);
+		}
+		int stop = set->stop;
+		pthread_mutex_unlock(&set->lock);
+		if (stop)
+			break;
+	}
+	if (got == 1)
+		return 0;
+	if (got < 0)
+		log_error("library %s: cannot take the scan lock: %s", lib->spec.name, err.msg);
+	pthread_mutex_lock(&set->lock);
+	if (lib->st.state == SRV_LIBRARY_WAITING)
+		lib->st.state = SRV_LIBRARY_IDLE;
+	pthread_mutex_unlock(&set->lock);
+	return -1;
+}
+
 static void scan_library(struct srv_libraries *set, struct lib *lib)
 {
 	struct scan *s = calloc(1, sizeof *s);
@@ -804,8 +838,14 @@ static void scan_library(struct srv_libraries *set, struct lib *lib)
 		return;
 	}
 	store_error err = { 0 };
+	struct catalog_lib_lock *held = NULL;
+	if (lock_library(set, lib, &held) != 0) {
+		free(s);
+		return;
+	}
 	if (catalog_library_scan_begin(set->app->cat, lib->spec.name, &s->scan_id, &err) != 0) {
 		log_error("library %s: %s", lib->spec.name, err.msg);
+		catalog_library_unlock(set->app->cat, held);
 		free(s);
 		return;
 	}
@@ -868,6 +908,7 @@ static void scan_library(struct srv_libraries *set, struct lib *lib)
 		log_info("library %s: scan %s after %.1f s (%lld added, %lld changed; nothing removed)", lib->spec.name,
 			 stopping(set) ? "stopped" : "ended early", clock_mono_s() - t0, (long long)s->fig.added,
 			 (long long)s->fig.changed);
+	catalog_library_unlock(set->app->cat, held);
 	for (size_t i = 0; i < s->n_keep; i++)
 		free(s->keep[i]);
 	free(s);

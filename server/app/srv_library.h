@@ -50,7 +50,9 @@
 struct srv_app;
 struct srv_libraries;
 
-enum srv_library_state { SRV_LIBRARY_IDLE, SRV_LIBRARY_SCANNING, SRV_LIBRARY_OFFLINE };
+/* WAITING ("queued"): another node of a shared catalog is scanning the
+ * library; this one scans after it. */
+enum srv_library_state { SRV_LIBRARY_IDLE, SRV_LIBRARY_SCANNING, SRV_LIBRARY_OFFLINE, SRV_LIBRARY_WAITING };
 
 /* One library as GET /libraries shows it. */
 struct srv_library_status {

@@ -20,9 +20,10 @@
  *     database (insert takes them; read_original streams them back). The
  *     data directory then holds only caches: the index snapshot, the
  *     thumbnails, originals fetched once for serving.
- *   - an operation that is NULL is not available on this backend (yet):
- *     the catalog answers it with STORE_ERR_INVALID and a message that says
- *     so (libraries and keyword search on PostgreSQL).
+ *   - an operation that is NULL is not available on this backend: the
+ *     catalog answers it with STORE_ERR_INVALID and a message that says so.
+ *   - library_lock: a shared catalog lets one node at a time scan a
+ *     library (NULL: a catalog of one process, always granted).
  *   - hash_cache: the store whose file-hash table caches model
  *     fingerprints (NULL: hash the model files at every open).
  */
@@ -95,6 +96,10 @@ struct backend_ops {
 	int (*library_put)(void *db, const char *name, const char *root, store_error *err);
 	int (*library_get)(void *db, const char *name, struct store_library *out, store_error *err);
 	int (*library_scan_begin)(void *db, const char *name, int64_t *scan, store_error *err);
+	/* 1 and *lock (for library_unlock) when this caller may scan the
+	 * library now, 0 when another holds it, negative on failure. */
+	int (*library_lock)(void *db, const char *name, void **lock, store_error *err);
+	void (*library_unlock)(void *db, void *lock);
 	int (*lib_file_get)(void *db, const char *lib, const char *path, struct store_lib_file *out, store_error *err);
 	int (*lib_mark)(void *db, const char *lib, int64_t scan, const struct store_lib_mark *m, size_t n,
 			store_error *err);

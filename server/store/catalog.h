@@ -286,6 +286,13 @@ int catalog_original(catalog *c, const struct store_image *img, char *buf, size_
 int catalog_library_put(catalog *c, const char *name, const char *root, store_error *err);
 int catalog_library_get(catalog *c, const char *name, struct store_library *out, store_error *err);
 int catalog_library_scan_begin(catalog *c, const char *name, int64_t *scan, store_error *err);
+struct catalog_lib_lock;   /* opaque: the backend's */
+/* With a shared catalog (PostgreSQL), one node at a time scans a library:
+ * 1 and *lock when this node may scan it now (until
+ * catalog_library_unlock), 0 when another node is scanning it, negative
+ * on failure. With a catalog of one process, always 1 (*lock NULL). */
+int catalog_library_lock(catalog *c, const char *name, struct catalog_lib_lock **lock, store_error *err);
+void catalog_library_unlock(catalog *c, struct catalog_lib_lock *lock);
 /* A path's record (STORE_ERR_NOT_FOUND when never met); out->path unset. */
 int catalog_library_file(catalog *c, const char *lib, const char *path, struct store_lib_file *out,
 			 store_error *err);

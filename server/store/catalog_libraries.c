@@ -59,6 +59,23 @@ int catalog_library_scan_begin(catalog *c, const char *name, int64_t *scan, stor
 	return CAT_DB(c, library_scan_begin, name, scan, err);
 }
 
+int catalog_library_lock(catalog *c, const char *name, struct catalog_lib_lock **lock, store_error *err)
+{
+	void *held = NULL;
+	*lock = NULL;
+	if (!c->be->library_lock)
+		return 1;
+	int rc = c->be->library_lock(c->db, name, &held, err);
+	*lock = held;
+	return rc;
+}
+
+void catalog_library_unlock(catalog *c, struct catalog_lib_lock *lock)
+{
+	if (lock && c->be->library_unlock)
+		c->be->library_unlock(c->db, lock);
+}
+
 int catalog_library_file(catalog *c, const char *lib, const char *path, struct store_lib_file *out,
 			 store_error *err)
 {

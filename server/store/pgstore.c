@@ -84,6 +84,9 @@ static int conn_setup(pgstore *s, struct pg_conn *c, store_error *err)
 		rc = pg_cmd(c, "SET client_encoding = 'UTF8'", err);
 	if (rc == 0)
 		rc = pg_cmd(c, "SET bytea_output = 'hex'", err);
+	/* notices (a text without words for full-text search) are not for stderr */
+	if (rc == 0)
+		rc = pg_cmd(c, "SET client_min_messages = warning", err);
 	return rc;
 }
 
@@ -114,6 +117,19 @@ static int conn_open(pgstore *s, const char *uri, struct pg_conn **out, store_er
 	}
 	*out = c;
 	return 0;
+}
+
+int pg_open(pgstore *s, struct pg_conn **out, store_error *err)
+{
+	return conn_open(s, s->uri, out, err);
+}
+
+void pg_close(struct pg_conn *c)
+{
+	if (!c)
+		return;
+	PQfinish(c->pc);
+	free(c);
 }
 
 static void pool_init(struct pg_pool *pl, const char *uri, int replica, int max)

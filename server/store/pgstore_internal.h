@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "dbuf.h"
 #include "pgstore.h"
 
 struct pg_pool;
@@ -83,6 +84,38 @@ int pg_active_model(struct pg_conn *c, struct store_model *out, int *found, stor
 /* Decimal text of v into buf (24 bytes). */
 const char *pg_i64(char buf[24], int64_t v);
 
+/* A connection of its own, outside the pool (a session that holds an
+ * advisory lock); pg_close closes it. */
+int pg_open(pgstore *s, struct pg_conn **out, store_error *err);
+void pg_close(struct pg_conn *c);
+
+#define SEL_MAX_PARAMS (16 + STORE_MAX_FILTERS * (STORE_MAX_FILTER_DEPTH + 1))
+
+/* A statement under construction: its text and its parameters. */
+struct pg_stmt {
+	struct dbuf sql;
+	const char *vals[SEL_MAX_PARAMS];
+	char *own[SEL_MAX_PARAMS];   /* values this struct allocated */
+	int n;
+};
+void pg_stmt_free(struct pg_stmt *q);
+/* Add a parameter (copied); its number ($n), or -1. */
+int pg_param(struct pg_stmt *q, const char *v, size_t len);
+int pg_param_i64(struct pg_stmt *q, int64_t v);
+/* Append sel's conditions (" AND ...") over images i (NULL: none). */
+int pg_selection_sql(struct pg_stmt *q, const struct store_selection *sel, store_error *err);
+
+/* Inside a write transaction: the next number of the change sequence for
+ * (op, id), notified on commit. */
+int pg_append_change(struct pg_conn *c, const char *op, int64_t id, uint64_t *seq, store_error *err);
+/* Inside a write transaction: delete image id (its library paths ignored
+ * from now on, its original in the catalog too), and append its "remove". */
+int pg_delete_image(struct pg_conn *c, int64_t id, char sha256[STORE_SHA256_HEX], uint64_t *seq, store_error *err);
+/* 1 when s is UTF-8 (PostgreSQL's text refuses anything else). */
+int pg_valid_utf8(const char *s);
+/* dim floats as float32 little-endian into out (4 * dim bytes). */
+void pg_vec_to_le(const float *v, size_t dim, unsigned char *out);
+
 /* pgstore.c: the operations on models, settings and the database, for pgstore_ops. */
 void pgstore_close(void *db);
 int pgs_active_model(void *db, struct store_model *out, int *found, store_error *err);
@@ -128,5 +161,29 @@ int pgr_scan_selection(void *db, const struct store_selection *sel, size_t dim, 
 int pgr_filter_ids(void *db, const struct store_selection *sel, const int64_t *ids, size_t n, unsigned char *keep,
 		   store_error *err);
 int pgr_check(void *db, store_problem_fn fn, void *ud, store_error *err);
+
+/* pgstore_keywords.c: keyword search (store.h's contract, the ranking in README). */
+int pgk_keyword_search(void *db, const char *words, const char *not_words, const struct store_selection *sel,
+		       size_t k, int64_t *ids, float *scores, size_t *n, store_error *err);
+
+/* pgstore_libraries.c: libraries (store.h's contracts), and the lock that
+ * lets one node at a time scan a library (backend.h). */
+int pgl_library_put(void *db, const char *name, const char *root, store_error *err);
+int pgl_library_get(void *db, const char *name, struct store_library *out, store_error *err);
+int pgl_library_scan_begin(void *db, const char *name, int64_t *scan, store_error *err);
+int pgl_library_lock(void *db, const char *name, void **lock, store_error *err);
+void pgl_library_unlock(void *db, void *lock);
+int pgl_file_get(void *db, const char *lib, const char *path, struct store_lib_file *out, store_error *err);
+int pgl_mark(void *db, const char *lib, int64_t scan, const struct store_lib_mark *m, size_t n, store_error *err);
+int pgl_pending(void *db, const char *lib, const char *after, size_t max, struct store_lib_file **out, size_t *n,
+		store_error *err);
+int pgl_commit(void *db, const char *lib, struct store_lib_outcome *v, size_t n, size_t dim, store_error *err);
+int pgl_image_refs(void *db, int64_t id, int64_t *refs, store_error *err);
+int pgl_finish(void *db, const char *lib, int64_t scan, const char *const *keep, size_t n_keep,
+	       struct store_lib_scan_figures *fig, struct store_lib_gone *gone, store_error *err);
+int pgl_counts(void *db, const char *lib, struct store_lib_counts *out, store_error *err);
+int pgl_errors(void *db, const char *lib, const char *after, size_t max, struct store_lib_error **out, size_t *n,
+	       store_error *err);
+int pgl_source(void *db, int64_t id, char **root, char **path, int64_t *size, int64_t *mtime_ns, store_error *err);
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * The PostgreSQL backend's table of operations (backend.h): pgstore.c's
- * and pgstore_rows.c's functions. Keyword search and libraries are NULL:
- * not on PostgreSQL yet (the catalog says so to the caller).
+ * pgstore_rows.c's, pgstore_keywords.c's and pgstore_libraries.c's
+ * functions.
  */
 #include "pgstore_internal.h"
 
@@ -40,5 +40,19 @@ const struct backend_ops pgstore_ops = {
 	.check = pgr_check,
 	.db_bytes = pgs_db_bytes,
 	.wait_changes = pgs_wait_changes,
-	/* not on PostgreSQL yet: keyword search, libraries (NULL) */
+	.keyword_search = pgk_keyword_search,
+	.library_put = pgl_library_put,
+	.library_get = pgl_library_get,
+	.library_scan_begin = pgl_library_scan_begin,
+	.library_lock = pgl_library_lock,
+	.library_unlock = pgl_library_unlock,
+	.lib_file_get = pgl_file_get,
+	.lib_mark = pgl_mark,
+	.lib_pending = pgl_pending,
+	.lib_commit = pgl_commit,
+	.lib_image_refs = pgl_image_refs,
+	.lib_finish = pgl_finish,
+	.lib_counts = pgl_counts,
+	.lib_errors = pgl_errors,
+	.lib_source = pgl_source,
 };

@@ -17,8 +17,10 @@
 #include "utf8.h"
 
 #define COLS "i.id, i.sha256, i.mime, i.width, i.height, i.bytes, i.filename, i.created_at, i.metadata, " \
-	     "i.taken_at, i.taken_at_us"
-#define NCOLS 11
+	     "i.taken_at, i.taken_at_us, l.library, l.path"
+/* every read of COLS joins an image's library source */
+#define FROM_IMAGES " FROM images i LEFT JOIN library_images l ON l.image_id = i.id"
+#define NCOLS 13
 #define ORIGINAL_PIECE (1 << 20)   /* bytes of an original read at once */
 
 #define RUN_FAIL(err) ((err) ? (err)->code : STORE_ERR_DB)
@@ -55,7 +57,13 @@ static int row_from(const PGresult *r, int row, struct store_image *out, store_e
 	out->metadata = strdup(PQgetvalue(r, row, 8));
 	if (!PQgetisnull(r, row, 6))
 		out->filename = strdup(PQgetvalue(r, row, 6));
-	if (!out->metadata || (!PQgetisnull(r, row, 6) && !out->filename)) {
+	int lib = !PQgetisnull(r, row, 11) && !PQgetisnull(r, row, 12);
+	if (lib) {
+		out->source_library = strdup(PQgetvalue(r, row, 11));
+		out->source_path = strdup(PQgetvalue(r, row, 12));
+	}
+	if (!out->metadata || (!PQgetisnull(r, row, 6) && !out->filename) ||
+	    (lib && (!out->source_library || !out->source_path))) {
 		store_image_clear(out);
 		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
 	}
@@ -86,7 +94,7 @@ static int get_one(pgstore *s, const char *sql, const char *key, struct store_im
 int pgr_get(void *db, int64_t id, struct store_image *out, store_error *err)
 {
 	char k[24];
-	return get_one(db, "SELECT " COLS " FROM images i WHERE i.id = $1::bigint", pg_i64(k, id), out, err);
+	return get_one(db, "SELECT " COLS FROM_IMAGES " WHERE i.id = $1::bigint", pg_i64(k, id), out, err);
 }
 
 int pgr_get_by_sha256(void *db, const char *sha256, struct store_image *out, store_error *err)
@@ -95,7 +103,7 @@ int pgr_get_by_sha256(void *db, const char *sha256, struct store_image *out, sto
 		memset(out, 0, sizeof *out);
 		return store_fail(err, STORE_ERR_NOT_FOUND, "no image with that sha256");
 	}
-	return get_one(db, "SELECT " COLS " FROM images i WHERE i.sha256 = $1", sha256, out, err);
+	return get_one(db, "SELECT " COLS FROM_IMAGES " WHERE i.sha256 = $1", sha256, out, err);
 }
 
 int pgr_sha256_exists(void *db, const char *sha256, store_error *err)
@@ -139,7 +147,7 @@ int pgr_get_many(void *db, const int64_t *ids, size_t n, struct store_image *out
 		return rc;
 	}
 	const char *vals[] = { arr };
-	PGresult *r = pg_run(c, "SELECT " COLS " FROM images i WHERE i.id = ANY ($1::bigint[])", 1, vals, NULL, NULL,
+	PGresult *r = pg_run(c, "SELECT " COLS FROM_IMAGES " WHERE i.id = ANY ($1::bigint[])", 1, vals, NULL, NULL,
 			     0, PGRES_TUPLES_OK, NCOLS, "read images", err);
 	if (!r)
 		rc = RUN_FAIL(err);
@@ -163,8 +171,11 @@ int pgr_get_many(void *db, const int64_t *ids, size_t n, struct store_image *out
 				*o = img;
 				o->metadata = strdup(img.metadata);
 				o->filename = img.filename ? strdup(img.filename) : NULL;
+				o->source_library = img.source_library ? strdup(img.source_library) : NULL;
+				o->source_path = img.source_path ? strdup(img.source_path) : NULL;
 				found[j] = 1;
-				if (!o->metadata || (img.filename && !o->filename))
+				if (!o->metadata || (img.filename && !o->filename) ||
+				    (img.source_library && (!o->source_library || !o->source_path)))
 					rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
 			}
 	}
@@ -196,25 +207,14 @@ int pgr_count(void *db, int64_t *n, store_error *err)
 
 /* ---- selections ------------------------------------------------------------------------ */
 
-#define SEL_MAX_PARAMS (16 + STORE_MAX_FILTERS * (STORE_MAX_FILTER_DEPTH + 1))
-
-/* A statement under construction: its text and its parameters. */
-struct stmt {
-	struct dbuf sql;
-	const char *vals[SEL_MAX_PARAMS];
-	char *own[SEL_MAX_PARAMS];   /* values this struct allocated */
-	int n;
-};
-
-static void stmt_free(struct stmt *q)
+void pg_stmt_free(struct pg_stmt *q)
 {
 	dbuf_free(&q->sql);
 	for (int i = 0; i < q->n; i++)
 		free(q->own[i]);
 }
 
-/* Add a parameter (copied); its number. */
-static int param(struct stmt *q, const char *v, size_t len)
+int pg_param(struct pg_stmt *q, const char *v, size_t len)
 {
 	if (q->n >= SEL_MAX_PARAMS)
 		return -1;
@@ -228,17 +228,17 @@ static int param(struct stmt *q, const char *v, size_t len)
 	return ++q->n;
 }
 
-static int param_i64(struct stmt *q, int64_t v)
+int pg_param_i64(struct pg_stmt *q, int64_t v)
 {
 	char b[24];
 	pg_i64(b, v);
-	return param(q, b, strlen(b));
+	return pg_param(q, b, strlen(b));
 }
 
 /* The jsonb at a path "$."a"."b"" of i.meta: i.meta -> $n -> $m (a text
  * key on an array gives NULL, as SQLite's quoted path segments do). A
  * label spells a backslash of the key as two (store_select.c). */
-static int path_expr(struct stmt *q, const char *path, struct dbuf *out)
+static int path_expr(struct pg_stmt *q, const char *path, struct dbuf *out)
 {
 	int rc = dbuf_puts(out, "(i.meta");
 	const char *p = path + 1;   /* after "$" */
@@ -255,7 +255,7 @@ static int path_expr(struct stmt *q, const char *path, struct dbuf *out)
 				return -1;
 			key[n++] = *c;
 		}
-		int k = param(q, key, n);
+		int k = pg_param(q, key, n);
 		if (k < 0)
 			return -1;
 		rc = dbuf_printf(out, " -> $%d::text", k);
@@ -268,7 +268,7 @@ static int path_expr(struct stmt *q, const char *path, struct dbuf *out)
 
 static const char *const op_sql[] = { "=", ">=", "<=", ">", "<" };
 
-static int valid_utf8(const char *s)
+int pg_valid_utf8(const char *s)
 {
 	size_t n = strlen(s);
 	unsigned cp;
@@ -278,39 +278,38 @@ static int valid_utf8(const char *s)
 	return 1;
 }
 
-/* Append sel's conditions (" AND ...") over images i. */
-static int selection_sql(struct stmt *q, const struct store_selection *sel, store_error *err)
+int pg_selection_sql(struct pg_stmt *q, const struct store_selection *sel, store_error *err)
 {
 	struct st_selection_plan *plan = NULL;
 	struct dbuf x = DBUF_INIT(64 * 1024);
 	if (!sel)
 		return 0;
-	if (sel->library)
-		return store_fail(err, STORE_ERR_INVALID, "photo libraries: not available with the PostgreSQL "
-				  "catalog yet");
 	int rc = store_selection_plan(sel, &plan, err);
 	if (rc != 0)
 		return rc;
 	/* PostgreSQL's text is UTF-8: a key or value that is not cannot be a
 	 * parameter (SQLite's catalog would compare its bytes) */
 	for (size_t i = 0; i < sel->n_filters; i++)
-		if (!valid_utf8(sel->filters[i].key) || !valid_utf8(sel->filters[i].value)) {
+		if (!pg_valid_utf8(sel->filters[i].key) || !pg_valid_utf8(sel->filters[i].value)) {
 			store_selection_plan_free(plan);
 			return store_fail(err, STORE_ERR_INVALID, "%.*s: a filter must be UTF-8 with the PostgreSQL catalog",
-					  STORE_MAX_FILTER_KEY, valid_utf8(sel->filters[i].key) ? sel->filters[i].key : "a key");
+					  STORE_MAX_FILTER_KEY, pg_valid_utf8(sel->filters[i].key) ? sel->filters[i].key : "a key");
 		}
 	struct dbuf *b = &q->sql;
 	int k = 0;
-	if (sel->has_after && (k = param_i64(q, sel->created_after)) > 0)
+	if (sel->has_after && (k = pg_param_i64(q, sel->created_after)) > 0)
 		rc |= dbuf_printf(b, " AND i.created_at > $%d::bigint", k);
-	if (sel->has_before && (k = param_i64(q, sel->created_before)) > 0)
+	if (sel->has_before && (k = pg_param_i64(q, sel->created_before)) > 0)
 		rc |= dbuf_printf(b, " AND i.created_at < $%d::bigint", k);
-	if (sel->exclude_id && (k = param_i64(q, sel->exclude_id)) > 0)
+	if (sel->exclude_id && (k = pg_param_i64(q, sel->exclude_id)) > 0)
 		rc |= dbuf_printf(b, " AND i.id <> $%d::bigint", k);
-	if (sel->has_taken_after && (k = param_i64(q, sel->taken_after)) > 0)
+	if (sel->has_taken_after && (k = pg_param_i64(q, sel->taken_after)) > 0)
 		rc |= dbuf_printf(b, " AND i.taken_at_us > $%d::bigint", k);
-	if (sel->has_taken_before && (k = param_i64(q, sel->taken_before)) > 0)
+	if (sel->has_taken_before && (k = pg_param_i64(q, sel->taken_before)) > 0)
 		rc |= dbuf_printf(b, " AND i.taken_at_us < $%d::bigint", k);
+	if (sel->library && (k = pg_param(q, sel->library, strlen(sel->library))) > 0)
+		rc |= dbuf_printf(b, " AND EXISTS (SELECT 1 FROM library_files lf WHERE lf.image_id = i.id "
+				  "AND lf.library = $%d AND NOT lf.ignored)", k);
 	if (k < 0)
 		rc = -1;
 	for (size_t g = 0; g < store_plan_groups(plan) && rc == 0; g++) {
@@ -319,7 +318,7 @@ static int selection_sql(struct stmt *q, const struct store_selection *sel, stor
 		store_plan_group(plan, g, &path, &op, &values);
 		x.len = 0;
 		if (path_expr(q, path, &x) != 0 || dbuf_append(&x, "", 1) != 0 ||
-		    (k = param(q, values, strlen(values))) < 0) {
+		    (k = pg_param(q, values, strlen(values))) < 0) {
 			rc = -1;
 			break;
 		}
@@ -355,16 +354,16 @@ static int selection_sql(struct stmt *q, const struct store_selection *sel, stor
 int pgr_list(void *db, const struct store_selection *sel, int64_t before_id, size_t limit, struct store_image **items,
 	     size_t *n, store_error *err)
 {
-	struct stmt q = { .sql = DBUF_INIT(256 * 1024) };
+	struct pg_stmt q = { .sql = DBUF_INIT(256 * 1024) };
 	struct pg_conn *c = NULL;
 	*items = NULL;
 	*n = 0;
-	int b = param_i64(&q, before_id), l = param_i64(&q, (int64_t)limit);
+	int b = pg_param_i64(&q, before_id), l = pg_param_i64(&q, (int64_t)limit);
 	int rc = b > 0 && l > 0 ? 0 : store_fail(err, STORE_ERR_NOMEM, "out of memory");
-	if (rc == 0 && dbuf_puts(&q.sql, "SELECT " COLS " FROM images i WHERE ($1::bigint = 0 OR i.id < $1::bigint)"))
+	if (rc == 0 && dbuf_puts(&q.sql, "SELECT " COLS FROM_IMAGES " WHERE ($1::bigint = 0 OR i.id < $1::bigint)"))
 		rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
 	if (rc == 0)
-		rc = selection_sql(&q, sel, err);
+		rc = pg_selection_sql(&q, sel, err);
 	if (rc == 0 && dbuf_puts(&q.sql, " ORDER BY i.id DESC LIMIT $2::bigint"))
 		rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
 	if (rc == 0 && dbuf_append(&q.sql, "", 1))
@@ -387,7 +386,7 @@ int pgr_list(void *db, const struct store_selection *sel, int64_t before_id, siz
 			break;
 	PQclear(r);
 	pg_give(db, c);
-	stmt_free(&q);
+	pg_stmt_free(&q);
 	if (rc != 0) {
 		store_images_free(v, got);
 		return rc;
@@ -408,7 +407,7 @@ static void vec_from_le(const unsigned char *in, size_t dim, float *out)
 	}
 }
 
-static void vec_to_le(const float *v, size_t dim, unsigned char *out)
+void pg_vec_to_le(const float *v, size_t dim, unsigned char *out)
 {
 	for (size_t i = 0; i < dim; i++) {
 		uint32_t u;
@@ -571,7 +570,7 @@ int pgr_put_vectors(void *db, const int64_t *ids, size_t n, const char *fingerpr
 	}
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		char k[24];
-		vec_to_le(vecs + i * dim, dim, le);
+		pg_vec_to_le(vecs + i * dim, dim, le);
 		const char *vals[] = { pg_i64(k, ids[i]), fingerprint, (const char *)le };
 		const int lens[] = { 0, 0, (int)(dim * 4) }, bin[] = { 0, 0, 1 };
 		r = pg_run(c, "INSERT INTO vectors (image_id, model, vec) SELECT $1::bigint, $2, $3 WHERE EXISTS "
@@ -588,9 +587,7 @@ int pgr_put_vectors(void *db, const int64_t *ids, size_t n, const char *fingerpr
 
 /* ---- writes and the change sequence ----------------------------------------------------------- */
 
-/* Inside a write transaction: the next number of the change sequence for
- * (op, id), notified on commit. */
-static int append_change(struct pg_conn *c, const char *op, int64_t id, uint64_t *seq, store_error *err)
+int pg_append_change(struct pg_conn *c, const char *op, int64_t id, uint64_t *seq, store_error *err)
 {
 	char k[24];
 	const char *vals[] = { op, pg_i64(k, id) };
@@ -622,7 +619,7 @@ int pgr_insert(void *db, const struct store_new_image *img, const void *data, si
 	unsigned char *le = malloc(dim * 4 + 1);
 	if (!le)
 		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
-	vec_to_le(vec, dim, le);
+	pg_vec_to_le(vec, dim, le);
 	int rc = pg_take(db, &c, err);
 	if (rc != 0) {
 		free(le);
@@ -698,7 +695,7 @@ int pgr_insert(void *db, const struct store_new_image *img, const void *data, si
 		if (rc != 0)
 			goto out;
 	}
-	rc = append_change(c, "add", *id, seq, err);
+	rc = pg_append_change(c, "add", *id, seq, err);
 out:
 	rc = pg_end(c, rc, err);
 	if (rc != 0) {
@@ -710,31 +707,44 @@ out:
 	return rc;
 }
 
+int pg_delete_image(struct pg_conn *c, int64_t id, char sha256[STORE_SHA256_HEX], uint64_t *seq, store_error *err)
+{
+	char k[24];
+	const char *vals[] = { pg_i64(k, id) };
+	/* A library's paths of the image are ignored from now on (the files
+	 * stay; a rescan does not bring the image back); the original goes
+	 * with the image (a library image has none in the catalog). */
+	PGresult *r = pg_run(c, "UPDATE library_files SET ignored = true, pending = false, image_id = NULL "
+			     "WHERE image_id = $1::bigint", 1, vals, NULL, NULL, 0, PGRES_COMMAND_OK, 0,
+			     "ignore library paths", err);
+	if (!r)
+		return RUN_FAIL(err);
+	PQclear(r);
+	r = pg_run(c, "WITH d AS (DELETE FROM images WHERE id = $1::bigint RETURNING sha256), "
+		   "o AS (DELETE FROM originals o USING d WHERE o.sha256 = d.sha256) SELECT sha256 FROM d",
+		   1, vals, NULL, NULL, 0, PGRES_TUPLES_OK, 1, "delete the image", err);
+	int rc = 0;
+	if (!r)
+		rc = RUN_FAIL(err);
+	else if (PQntuples(r) != 1)
+		rc = store_fail(err, STORE_ERR_NOT_FOUND, "no image %lld", (long long)id);
+	else if (!sha256_is_hex(PQgetvalue(r, 0, 0)))
+		rc = store_fail(err, STORE_ERR_DB, "catalog database: bad sha256");
+	else if (sha256)
+		memcpy(sha256, PQgetvalue(r, 0, 0), STORE_SHA256_HEX);
+	PQclear(r);
+	return rc ? rc : pg_append_change(c, "remove", id, seq, err);
+}
+
 int pgr_delete(void *db, int64_t id, char sha256[STORE_SHA256_HEX], uint64_t *seq, store_error *err)
 {
 	struct pg_conn *c = NULL;
-	char k[24];
 	*seq = 0;
 	int rc = pg_take(db, &c, err);
 	if (rc != 0)
 		return rc;
-	if ((rc = pg_cmd(c, "BEGIN", err)) == 0) {
-		const char *vals[] = { pg_i64(k, id) };
-		PGresult *r = pg_run(c, "WITH d AS (DELETE FROM images WHERE id = $1::bigint RETURNING sha256) "
-				     "DELETE FROM originals o USING d WHERE o.sha256 = d.sha256 RETURNING o.sha256",
-				     1, vals, NULL, NULL, 0, PGRES_TUPLES_OK, 1, "delete the image", err);
-		if (!r)
-			rc = RUN_FAIL(err);
-		else if (PQntuples(r) != 1)
-			rc = store_fail(err, STORE_ERR_NOT_FOUND, "no image %lld", (long long)id);
-		else if (!sha256_is_hex(PQgetvalue(r, 0, 0)))
-			rc = store_fail(err, STORE_ERR_DB, "catalog database: bad sha256");
-		else if (sha256)
-			memcpy(sha256, PQgetvalue(r, 0, 0), STORE_SHA256_HEX);
-		PQclear(r);
-	}
-	if (rc == 0)
-		rc = append_change(c, "remove", id, seq, err);
+	if ((rc = pg_cmd(c, "BEGIN", err)) == 0)
+		rc = pg_delete_image(c, id, sha256, seq, err);
 	rc = pg_end(c, rc, err);
 	pg_give(db, c);
 	return rc;
@@ -916,7 +926,7 @@ int pgr_foreach_image(void *db, store_image_fn fn, void *ud, store_error *err)
 		if (rc != 0)
 			return rc;
 		const char *vals[] = { pg_i64(a, after) };
-		PGresult *r = pg_run(c, "SELECT " COLS " FROM images i WHERE i.id > $1::bigint ORDER BY i.id LIMIT 500", 1,
+		PGresult *r = pg_run(c, "SELECT " COLS FROM_IMAGES " WHERE i.id > $1::bigint ORDER BY i.id LIMIT 500", 1,
 				     vals, NULL, NULL, 0, PGRES_TUPLES_OK, NCOLS, "read images", err);
 		pg_give(db, c);
 		if (!r)
@@ -1190,15 +1200,15 @@ out:
 int pgr_scan_selection(void *db, const struct store_selection *sel, size_t dim, size_t limit, store_vector_fn fn,
 		       void *ud, int *truncated, store_error *err)
 {
-	struct stmt q = { .sql = DBUF_INIT(256 * 1024) };
+	struct pg_stmt q = { .sql = DBUF_INIT(256 * 1024) };
 	struct pg_conn *c = NULL;
 	*truncated = 0;
-	int rc = param(&q, "", 0) > 0 ? 0 : store_fail(err, STORE_ERR_NOMEM, "out of memory");
+	int rc = pg_param(&q, "", 0) > 0 ? 0 : store_fail(err, STORE_ERR_NOMEM, "out of memory");
 	if (rc == 0 && dbuf_puts(&q.sql, "SELECT i.id, v.vec FROM images i JOIN vectors v ON v.image_id = i.id "
 				 "JOIN settings s ON s.key = 'active_model' AND s.value = v.model WHERE $1::text IS NOT NULL"))
 		rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
 	if (rc == 0)
-		rc = selection_sql(&q, sel, err);
+		rc = pg_selection_sql(&q, sel, err);
 	if (rc == 0 && (dbuf_puts(&q.sql, " ORDER BY i.id") || dbuf_append(&q.sql, "", 1)))
 		rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
 	if (rc == 0 && (rc = pg_take_read(db, &c, err)) == 0) {
@@ -1207,26 +1217,26 @@ int pgr_scan_selection(void *db, const struct store_selection *sel, size_t dim, 
 		rc = pg_end(c, rc, err);
 		pg_give(db, c);
 	}
-	stmt_free(&q);
+	pg_stmt_free(&q);
 	return rc;
 }
 
 int pgr_filter_ids(void *db, const struct store_selection *sel, const int64_t *ids, size_t n, unsigned char *keep,
 		   store_error *err)
 {
-	struct stmt q = { .sql = DBUF_INIT(256 * 1024) };
+	struct pg_stmt q = { .sql = DBUF_INIT(256 * 1024) };
 	struct pg_conn *c = NULL;
 	char *arr = NULL;
 	memset(keep, 0, n);
 	if (n == 0)
 		return 0;
 	int rc = id_array(ids, n, &arr, err);
-	if (rc == 0 && param(&q, arr, strlen(arr)) < 0)
+	if (rc == 0 && pg_param(&q, arr, strlen(arr)) < 0)
 		rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
 	if (rc == 0 && dbuf_puts(&q.sql, "SELECT i.id FROM images i WHERE i.id = ANY ($1::bigint[])"))
 		rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
 	if (rc == 0)
-		rc = selection_sql(&q, sel, err);
+		rc = pg_selection_sql(&q, sel, err);
 	if (rc == 0 && dbuf_append(&q.sql, "", 1))
 		rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
 	PGresult *r = NULL;
@@ -1244,7 +1254,7 @@ int pgr_filter_ids(void *db, const struct store_selection *sel, const int64_t *i
 				keep[i] = 1;
 	}
 	PQclear(r);
-	stmt_free(&q);
+	pg_stmt_free(&q);
 	free(arr);
 	return rc;
 }

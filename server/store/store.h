@@ -317,6 +317,12 @@ struct store_lib_gone {
 	size_t n;
 };
 void store_lib_gone_clear(struct store_lib_gone *g);
+/* Append an image to g, its arrays grown as needed (*cap: their room). */
+int store_lib_gone_add(struct store_lib_gone *g, size_t *cap, int64_t id, const char *sha, uint64_t seq,
+		       store_error *err);
+/* 1 when path is below one of keep[0..n_keep) (folders a scan could not
+ * read: what they hold is kept), or one of them is "" (the root). */
+int store_lib_path_kept(const char *path, const char *const *keep, size_t n_keep);
 int store_lib_finish(store *s, const char *lib, int64_t scan, const char *const *keep, size_t n_keep,
 		     struct store_lib_scan_figures *fig, struct store_lib_gone *gone, store_error *err);
 

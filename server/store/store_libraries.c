@@ -484,7 +484,7 @@ int store_lib_image_refs(store *s, int64_t id, int64_t *refs, store_error *err)
 
 /* ---- the end of a scan ----------------------------------------------------------- */
 
-static int under_any(const char *path, const char *const *keep, size_t n_keep)
+int store_lib_path_kept(const char *path, const char *const *keep, size_t n_keep)
 {
 	for (size_t i = 0; i < n_keep; i++) {
 		size_t k = strlen(keep[i]);
@@ -494,8 +494,8 @@ static int under_any(const char *path, const char *const *keep, size_t n_keep)
 	return 0;
 }
 
-static int gone_push(struct store_lib_gone *g, size_t *cap, int64_t id, const char *sha, uint64_t seq,
-		     store_error *err)
+int store_lib_gone_add(struct store_lib_gone *g, size_t *cap, int64_t id, const char *sha, uint64_t seq,
+		       store_error *err)
 {
 	if (g->n == *cap) {
 		size_t nc = *cap ? *cap * 2 : 16;
@@ -545,7 +545,7 @@ static int forget_unseen(store *s, const char *lib, int64_t scan, const char *co
 				n++;
 		st_done(st);
 		for (size_t i = 0; i < n && rc == 0; i++) {
-			if (under_any(paths[i], keep, n_keep))
+			if (store_lib_path_kept(paths[i], keep, n_keep))
 				continue;
 			if (!(st = st_prepare(s->writer, del_sql, err))) {
 				rc = STMT_FAIL(err);
@@ -627,7 +627,7 @@ int store_lib_finish(store *s, const char *lib, int64_t scan, const char *const 
 				uint64_t seq = 0;
 				rc = st_delete_image(s, ids[i], sha, &seq, err);
 				if (rc == 0) {
-					rc = gone_push(gone, &cap, ids[i], sha, seq, err);
+					rc = store_lib_gone_add(gone, &cap, ids[i], sha, seq, err);
 					fig->removed++;
 				}
 			}

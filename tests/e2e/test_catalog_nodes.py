@@ -78,13 +78,7 @@ def test_a_restarted_node_catches_up(catalog, make_server, tmp_path):
     assert sorted(search_ids(a2)) == sorted(more)
 
 
-def test_what_postgresql_does_not_do_yet_is_refused_at_start(catalog, tmp_path):
-    uri = catalog.args()[1]
-    lib = tmp_path / "photos"
-    lib.mkdir()
-    p = subprocess.run([CLIPD, "serve", "--model", MODEL, "--data", str(tmp_path / "d"), "--catalog", uri,
-                        "--library", str(lib)], capture_output=True, text=True, timeout=60 * SLOW)
-    assert p.returncode == 2 and "not available with --catalog" in p.stderr, p.stderr
+def test_a_catalog_nobody_answers_is_refused_at_start(catalog, tmp_path):
     # a catalog nobody answers at: start-up fails, saying which
     p = subprocess.run([CLIPD, "serve", "--model", MODEL, "--data", str(tmp_path / "d"), "--listen", "127.0.0.1:0",
                         "--catalog", "postgresql://clipd@127.0.0.1:1/nothing?connect_timeout=2"],

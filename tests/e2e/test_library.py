@@ -16,6 +16,8 @@ from PIL import Image
 
 from helpers import CLIPD, SLOW, load_openapi, make_png, validate
 
+CATALOGS = ("sqlite", "postgresql")   # the whole module against both catalogs (conftest.py)
+
 
 def tiny(fmt, seed, size=8):
     """An 8x8 image of random pixels in format fmt (png, jpg, bmp, gif)."""
@@ -287,7 +289,18 @@ def test_offline_roots_remove_nothing(make_server, small_library, tmp_path):
     assert s.stop() == 0
 
 
-def test_kill_during_scan_resumes_without_reencoding(make_server, tmp_path):
+def catalog_count(catalog, data, sql):
+    """A count from the catalog of the daemon on data: its SQLite file, or its PostgreSQL database."""
+    if catalog.kind == "postgresql":
+        return int(catalog.cluster.psql(catalog.uris[data], sql)[0][0])
+    db = sqlite3.connect(os.path.join(data, "clipd.db"))
+    try:
+        return db.execute(sql).fetchone()[0]
+    finally:
+        db.close()
+
+
+def test_kill_during_scan_resumes_without_reencoding(make_server, tmp_path, catalog):
     root = str(tmp_path / "big")
     n = 400
     for i in range(n):
@@ -304,10 +317,8 @@ def test_kill_during_scan_resumes_without_reencoding(make_server, tmp_path):
         assert time.time() < deadline, lib
         time.sleep(0.01)
     s.kill()
-    db = sqlite3.connect(os.path.join(data, "clipd.db"))
-    committed = db.execute("SELECT COUNT(*) FROM library_images").fetchone()[0]
-    pending = db.execute("SELECT COUNT(*) FROM library_files WHERE pending = 1").fetchone()[0]
-    db.close()
+    committed = catalog_count(catalog, data, "SELECT COUNT(*) FROM library_images")
+    pending = catalog_count(catalog, data, "SELECT COUNT(*) FROM library_files WHERE pending")
     assert 40 <= committed < n, committed
     assert pending > 0
 
@@ -318,8 +329,9 @@ def test_kill_during_scan_resumes_without_reencoding(make_server, tmp_path):
     assert metric(s2, 'clipd_encoder_items_total{path="image"}') == n - committed
     assert lib["unchanged"] == committed, lib
     assert s2.stop() == 0
-    r = subprocess.run([CLIPD, "check", "--data", data], capture_output=True, text=True, timeout=120 * SLOW)
-    assert r.returncode == 0, r.stdout + r.stderr
+    if catalog.kind == "sqlite":   # clipd check reads a data directory's SQLite catalog
+        r = subprocess.run([CLIPD, "check", "--data", data], capture_output=True, text=True, timeout=120 * SLOW)
+        assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_library_options_and_errors(make_server, small_library, tmp_path):
@@ -497,3 +509,66 @@ def test_no_link_below_the_root_is_followed(make_server, small_library, tmp_path
     assert "a/p02.png" not in paths and len(paths) == 6
     assert library(s, "photos")["symlinks_skipped"] == 1
     assert s.stop() == 0
+
+
+def test_two_nodes_scan_a_library_one_at_a_time(make_server, small_library, catalog):
+    """Two nodes of one PostgreSQL catalog with the same library: one scans
+    while the other waits ("queued") and then finds everything unchanged;
+    both serve every image and its file (read from the same path)."""
+    if catalog.kind != "postgresql":
+        pytest.skip("one catalog shared by two nodes is PostgreSQL's")
+    from pg import PSQL
+    # a name with what PostgreSQL's array syntax quotes or escapes
+    write(os.path.join(small_library, "b", 'q"u\\o,te {x}.png'), tiny("png", 999, size=12))
+    uri = catalog.args()[1]
+    # A session of the test's holds the library's scan lock (the first
+    # library of a fresh catalog has id 1) before either node starts.
+    holder = subprocess.Popen([PSQL, "-X", "-q", "-A", "-t", uri], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    holder.stdin.write("SELECT pg_advisory_lock(1668049264, 1);\n\\echo locked\n")
+    holder.stdin.flush()
+    while "locked" not in holder.stdout.readline():
+        assert holder.poll() is None, "psql ended"
+    try:
+        args = ("--catalog", uri, "--library", small_library, "--library-settle", "0", "--library-rescan", "0")
+        a = make_server(*args).start()
+        b = make_server(*args).start()
+        assert catalog.cluster.psql(uri, "SELECT id FROM libraries WHERE name = 'photos'") == [["1"]]
+        deadline = time.time() + 30 * SLOW
+        while not all(library(s, "photos")["state"] == "queued" for s in (a, b)):
+            assert time.time() < deadline, [library(s, "photos") for s in (a, b)]
+            time.sleep(0.05)
+        assert library(a, "photos")["images"] == 0 and library(b, "photos")["images"] == 0
+    finally:
+        holder.stdin.close()   # the session ends, and its lock with it
+        holder.wait(timeout=30)
+    # Watch both until each has scanned: never both scanning at once.
+    deadline = time.time() + 60 * SLOW
+    seen = []
+    while True:
+        libs = [library(s, "photos") for s in (a, b)]
+        seen.append(tuple(lib["state"] for lib in libs))
+        assert seen[-1] != ("scanning", "scanning"), seen[-5:]
+        if all(metric(s, 'clipd_library_scans_total{library="photos"}') == 1 and lib["state"] == "idle"
+               for s, lib in zip((a, b), libs)):
+            break
+        assert time.time() < deadline, libs
+        time.sleep(0.005)
+    # the first indexed the thirteen files, the second found them unchanged
+    counts = sorted((lib["indexed_this_scan"], lib["unchanged"]) for lib in libs)
+    assert counts == [(0, 13), (13, 0)], libs
+    assert metric(a, 'clipd_encoder_items_total{path="image"}') + \
+        metric(b, 'clipd_encoder_items_total{path="image"}') == 13
+    # both serve every image, and its file from the library's folder
+    for s in (a, b):
+        deadline = time.time() + 10 * SLOW
+        while len(by_path(s)) < 13:
+            assert time.time() < deadline
+            time.sleep(0.05)
+        for path, im in by_path(s).items():
+            r = s.get("/images/%d/file" % im["id"])
+            assert r.status == 200 and r.body == open(os.path.join(small_library, path), "rb").read(), path
+    assert {i["id"] for i in by_path(a).values()} == {i["id"] for i in by_path(b).values()}
+    assert [h["id"] for h in a.search("a photo", k=13).json()["results"]] == \
+        [h["id"] for h in b.search("a photo", k=13).json()["results"]]
+    assert a.stop() == 0 and b.stop() == 0

@@ -82,11 +82,14 @@ export class Libraries {
 				: `${l.indexed_this_scan + l.failed_this_scan} of ${plural(total, 'new file')} indexed` +
 				  (rate ? ` · ${rate}` : '') + ` · ${duration(l.eta_s)}`;
 			li.append(bar, h('p', { class: 'library-status', 'aria-live': 'polite' }, text));
+		} else if (l.state === 'queued') {
+			li.append(h('p', { class: 'library-status', 'aria-live': 'polite' },
+				'Queued: another node is scanning this library; this one scans after it.'));
 		} else if (l.state === 'offline') {
 			li.append(h('p', { class: 'library-status' },
 				`Offline: ${l.offline_reason || 'the folder cannot be read'}. Nothing in it changes until it is back.`));
 		}
-		if (l.state !== 'scanning') {
+		if (l.state !== 'scanning' && l.state !== 'queued') {
 			const scan = h('button', { class: 'button small', type: 'button' }, 'Scan now');
 			scan.addEventListener('click', async () => {
 				scan.disabled = true;

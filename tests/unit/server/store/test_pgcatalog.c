@@ -4,8 +4,9 @@
  * database to start from; each test makes a fresh one beside it): adds,
  * duplicates, reads, filters with the SQLite store's semantics, metadata
  * patches and their limits, deletes, originals streamed in pieces, a new
- * node and a restarted one, migrations by nodes starting together, and
- * the out-of-order commit: a follower never skips a change that committed
+ * node and a restarted one, migrations by nodes starting together,
+ * keyword search, the one-node-at-a-time library lock, and the
+ * out-of-order commit: a follower never skips a change that committed
  * late.
  */
 #include <libpq-fe.h>
@@ -236,16 +237,67 @@ static void test_rows_filters_patch_delete(void)
 	CHECK_EQ_INT(pg_scalar(uri, "SELECT count(*) FROM vectors"), 3);
 	CHECK_EQ_INT(catalog_check(c, NULL, NULL, &err), 0);
 
-	/* what PostgreSQL does not do yet is refused, clearly */
+	/* keywords: any word, rarer words first, ties by id, not-words left out */
 	q = catalog_default_query();
 	q.mode = CATALOG_KEYWORD;
-	q.keywords = "paris";
 	q.k = 5;
-	CHECK_EQ_INT(catalog_search(c, &q, &res, &err), STORE_ERR_INVALID);
-	CHECK_CONTAINS(err.msg, "not available with the PostgreSQL catalog");
-	CHECK_EQ_INT(catalog_library_put(c, "photos", "/tmp", &err), STORE_ERR_INVALID);
-	CHECK_CONTAINS(err.msg, "photo libraries");
+	struct {
+		const char *words, *not;
+		int64_t want[3];
+		size_t n;
+	} kw[] = {
+		/* (after the patch: ids[0] sea sun, ids[1] rome sun, ids[2] paris) */
+		{ "rome paris", NULL, { ids[1], ids[2] }, 2 },           /* as rare: by id */
+		{ "PARIS sun", NULL, { ids[2], ids[0], ids[1] }, 3 },    /* paris is rarer than sun */
+		{ "sun rome", NULL, { ids[1], ids[0] }, 2 },             /* ids[1] holds both words */
+		{ "sun", "sea", { ids[1] }, 1 },
+		{ "f.png", NULL, { ids[0], ids[1], ids[2] }, 3 },        /* a word is a phrase of its tokens */
+		{ "png.f", NULL, { 0 }, 0 },
+		{ "!!! ' \\ :* & |", NULL, { 0 }, 0 },                  /* no tsquery syntax reaches the server */
+	};
+	for (size_t t = 0; t < sizeof kw / sizeof kw[0]; t++) {
+		q.keywords = kw[t].words;
+		q.not_keywords = kw[t].not;
+		if (catalog_search(c, &q, &res, &err) != 0) {
+			fprintf(stderr, "keywords '%s': %s\n", kw[t].words, err.msg);
+			CHECK(0);
+			continue;
+		}
+		CHECK_EQ_INT(res.n, kw[t].n);
+		for (size_t i = 0; i < res.n && i < kw[t].n; i++)
+			CHECK_EQ_INT(res.hits[i].image.id, kw[t].want[i]);
+		catalog_results_free(&res);
+	}
 	catalog_close(c);
+}
+
+/* One node at a time scans a library: the second node's lock is refused
+ * while the first holds it, and granted once it lets go. */
+static void test_library_lock(void)
+{
+	char uri[512];
+	REQUIRE(fresh_db(uri, sizeof uri) == 0);
+	store_error err = { 0 };
+	catalog *a = pg_open(uri, "lock-a", &model_x, NULL, &err);
+	REQUIRE(a);
+	catalog *b = pg_open(uri, "lock-b", &model_x, NULL, &err);
+	REQUIRE(b);
+	REQUIRE(catalog_library_put(a, "photos", "/srv/photos", &err) == 0);
+	REQUIRE(catalog_library_put(a, "other", "/srv/other", &err) == 0);
+	struct catalog_lib_lock *la = NULL, *lb = NULL, *lo = NULL;
+	CHECK_EQ_INT(catalog_library_lock(a, "photos", &la, &err), 1);
+	CHECK(la != NULL);
+	CHECK_EQ_INT(catalog_library_lock(b, "photos", &lb, &err), 0);
+	CHECK(lb == NULL);
+	CHECK_EQ_INT(catalog_library_lock(b, "other", &lo, &err), 1);   /* another library: free */
+	catalog_library_unlock(b, lo);
+	catalog_library_unlock(a, la);
+	CHECK_EQ_INT(catalog_library_lock(b, "photos", &lb, &err), 1);
+	CHECK_EQ_INT(catalog_library_lock(a, "photos", &la, &err), 0);
+	catalog_library_unlock(b, lb);
+	CHECK_EQ_INT(catalog_library_lock(a, "nosuch", &la, &err), STORE_ERR_NOT_FOUND);
+	catalog_close(a);
+	catalog_close(b);
 }
 
 /* An original of several pieces comes back whole through the cache. */
@@ -497,6 +549,7 @@ int main(void)
 	fake_model_make(&model_x, base, "x");
 	fake_model_make(&model_y, base, "y");
 	RUN(test_rows_filters_patch_delete);
+	RUN(test_library_lock);
 	RUN(test_original_streams_in_pieces);
 	RUN(test_new_and_restarted_nodes);
 	RUN(test_migrations_run_once);
