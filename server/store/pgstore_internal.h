@@ -58,6 +58,12 @@ int pg_active_model(struct pg_conn *c, struct store_model *out, int *found, stor
 /* Decimal text of v into buf (24 bytes). */
 const char *pg_i64(char buf[24], int64_t v);
 
+/* Inside a write transaction: the next number of the change sequence for
+ * (op, id) into *seq, notified on commit (pgstore_rows.c). */
+int pg_append_change(struct pg_conn *c, const char *op, int64_t id, uint64_t *seq, store_error *err);
+/* dim floats as float32 little-endian into out (dim * 4 bytes). */
+void pg_vec_to_le(const float *v, size_t dim, unsigned char *out);
+
 /* pgstore.c: the operations on models, settings and the database, for pgstore_ops. */
 void pgstore_close(void *db);
 int pgs_active_model(void *db, struct store_model *out, int *found, store_error *err);
@@ -103,5 +109,13 @@ int pgr_scan_selection(void *db, const struct store_selection *sel, size_t dim, 
 int pgr_filter_ids(void *db, const struct store_selection *sel, const int64_t *ids, size_t n, unsigned char *keep,
 		   store_error *err);
 int pgr_check(void *db, store_problem_fn fn, void *ud, store_error *err);
+
+/* pgstore_copy.c: clipd catalog copy's operations, for pgstore_ops. */
+int pgc_copy_in(void *db, const struct store_copy_row *rows, size_t n, size_t dim, const char *key, const char *value,
+		store_error *err);
+int pgc_copy_end(void *db, int64_t max_id, uint64_t min_seq, const char *key, const char *value, store_error *err);
+int pgc_max_id(void *db, int64_t *id, store_error *err);
+int pgc_setting_get(void *db, const char *key, char **value, store_error *err);
+int pgc_identity(void *db, char *buf, size_t len, store_error *err);
 
 #endif

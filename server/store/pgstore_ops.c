@@ -40,5 +40,10 @@ const struct backend_ops pgstore_ops = {
 	.check = pgr_check,
 	.db_bytes = pgs_db_bytes,
 	.wait_changes = pgs_wait_changes,
+	.copy_in = pgc_copy_in,
+	.copy_end = pgc_copy_end,
+	.max_id = pgc_max_id,
+	.setting_get = pgc_setting_get,
+	.identity = pgc_identity,
 	/* not on PostgreSQL yet: keyword search, libraries (NULL) */
 };

@@ -408,7 +408,7 @@ static void vec_from_le(const unsigned char *in, size_t dim, float *out)
 	}
 }
 
-static void vec_to_le(const float *v, size_t dim, unsigned char *out)
+void pg_vec_to_le(const float *v, size_t dim, unsigned char *out)
 {
 	for (size_t i = 0; i < dim; i++) {
 		uint32_t u;
@@ -571,7 +571,7 @@ int pgr_put_vectors(void *db, const int64_t *ids, size_t n, const char *fingerpr
 	}
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		char k[24];
-		vec_to_le(vecs + i * dim, dim, le);
+		pg_vec_to_le(vecs + i * dim, dim, le);
 		const char *vals[] = { pg_i64(k, ids[i]), fingerprint, (const char *)le };
 		const int lens[] = { 0, 0, (int)(dim * 4) }, bin[] = { 0, 0, 1 };
 		r = pg_run(c, "INSERT INTO vectors (image_id, model, vec) SELECT $1::bigint, $2, $3 WHERE EXISTS "
@@ -590,7 +590,7 @@ int pgr_put_vectors(void *db, const int64_t *ids, size_t n, const char *fingerpr
 
 /* Inside a write transaction: the next number of the change sequence for
  * (op, id), notified on commit. */
-static int append_change(struct pg_conn *c, const char *op, int64_t id, uint64_t *seq, store_error *err)
+int pg_append_change(struct pg_conn *c, const char *op, int64_t id, uint64_t *seq, store_error *err)
 {
 	char k[24];
 	const char *vals[] = { op, pg_i64(k, id) };
@@ -622,7 +622,7 @@ int pgr_insert(void *db, const struct store_new_image *img, const void *data, si
 	unsigned char *le = malloc(dim * 4 + 1);
 	if (!le)
 		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
-	vec_to_le(vec, dim, le);
+	pg_vec_to_le(vec, dim, le);
 	int rc = pg_take(db, &c, err);
 	if (rc != 0) {
 		free(le);
@@ -696,7 +696,7 @@ int pgr_insert(void *db, const struct store_new_image *img, const void *data, si
 		if (rc != 0)
 			goto out;
 	}
-	rc = append_change(c, "add", *id, seq, err);
+	rc = pg_append_change(c, "add", *id, seq, err);
 out:
 	rc = pg_end(c, rc, err);
 	if (rc != 0) {
@@ -732,7 +732,7 @@ int pgr_delete(void *db, int64_t id, char sha256[STORE_SHA256_HEX], uint64_t *se
 		PQclear(r);
 	}
 	if (rc == 0)
-		rc = append_change(c, "remove", id, seq, err);
+		rc = pg_append_change(c, "remove", id, seq, err);
 	rc = pg_end(c, rc, err);
 	pg_give(db, c);
 	return rc;

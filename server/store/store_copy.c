@@ -1,0 +1,158 @@
+/*
+ * The SQLite store's side of `clipd catalog copy` (catalog_copy.c): rows
+ * inserted with the ids and columns another catalog gave them, the end of
+ * a copy (the sequences moved past what was copied), the highest id ever
+ * given, and the name of the database. See store.h.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store_internal.h"
+
+/* One copied row, its vector and its "add" change, inside the write
+ * transaction. */
+static int copy_row(store *s, const struct store_copy_row *r, size_t dim, void *vec_le, const char *fingerprint,
+		    store_error *err)
+{
+	static const char ins_sql[] =
+		"INSERT INTO images (id, sha256, mime, width, height, bytes, filename, created_at, metadata, "
+		"taken_at, taken_at_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+	static const char vec_sql[] = "INSERT INTO vectors (image_id, model, vec) VALUES (?1, ?2, ?3)";
+	static const char log_sql[] = "INSERT INTO changes (op, image_id) VALUES ('add', ?1)";
+	const struct store_image *img = r->img;
+	struct store_new_image chk = { .sha256 = img->sha256, .mime = img->mime, .width = img->width,
+				       .height = img->height, .bytes = img->bytes, .taken = img->taken };
+	if (img->id <= 0 || img->created_at <= 0 || !img->metadata)
+		return store_fail(err, STORE_ERR_INVALID, "image %lld: a bad row to copy", (long long)img->id);
+	int rc = st_check_new_image(&chk, r->vec, err);
+	if (rc != 0)
+		return store_fail(err, rc, "image %lld: a bad row to copy", (long long)img->id);
+	char *canon = NULL;
+	if ((rc = st_json_canonical(img->metadata, strlen(img->metadata), ST_JSON_MAX_DEPTH, 0, "metadata", &canon,
+				    NULL, err)) != 0)
+		return rc;
+	struct store_conn *c = s->writer;
+	sqlite3_stmt *st = st_prepare(c, ins_sql, err);
+	if (!st) {
+		free(canon);
+		return STMT_FAIL(err);
+	}
+	sqlite3_bind_int64(st, 1, img->id);
+	sqlite3_bind_text(st, 2, img->sha256, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, img->mime, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 4, img->width);
+	sqlite3_bind_int(st, 5, img->height);
+	sqlite3_bind_int64(st, 6, img->bytes);
+	if (img->filename)
+		sqlite3_bind_text(st, 7, img->filename, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 8, img->created_at);
+	sqlite3_bind_text(st, 9, canon, -1, SQLITE_STATIC);
+	if (img->taken.text[0]) {
+		sqlite3_bind_text(st, 10, img->taken.text, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 11, img->taken.us);
+	}
+	rc = sqlite3_step(st);
+	rc = rc == SQLITE_DONE ? 0 : st_dberr(c->db, rc, err, "copy an image row");
+	st_done(st);
+	free(canon);
+	if (rc != 0)
+		return rc;
+	if (!(st = st_prepare(c, vec_sql, err)))
+		return STMT_FAIL(err);
+	st_vec_to_le(r->vec, dim, vec_le);
+	sqlite3_bind_int64(st, 1, img->id);
+	sqlite3_bind_text(st, 2, fingerprint, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 3, vec_le, (int)(dim * 4), SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	rc = rc == SQLITE_DONE ? 0 : st_dberr(c->db, rc, err, "copy a vector");
+	st_done(st);
+	if (rc != 0)
+		return rc;
+	return st_exec_id(c, log_sql, img->id, "log change", err);
+}
+
+int store_copy_in(store *s, const struct store_copy_row *rows, size_t n, size_t dim, const char *key,
+		  const char *value, store_error *err)
+{
+	struct store_model m;
+	int have = 0;
+	st_active(s, &m, &have);
+	if (n && (!have || m.dim != dim))
+		return store_fail(err, STORE_ERR_MODEL, "the store has no active model of dimension %zu", dim);
+	void *vec_le = malloc(dim * 4 + 1);
+	if (!vec_le)
+		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
+	int rc = st_write_begin(s, err);
+	if (rc == 0) {
+		for (size_t i = 0; i < n && rc == 0; i++)
+			rc = copy_row(s, &rows[i], dim, vec_le, m.fingerprint, err);
+		if (rc == 0 && key)
+			rc = st_setting_set(s->writer, key, value, err);
+		rc = st_write_end(s, rc, err);
+	}
+	free(vec_le);
+	return rc;
+}
+
+/* Inside the write transaction: name's AUTOINCREMENT counter to at least v. */
+static int sequence_at_least(struct store_conn *c, const char *name, int64_t v, store_error *err)
+{
+	static const char upd_sql[] = "UPDATE sqlite_sequence SET seq = max(seq, ?2) WHERE name = ?1";
+	static const char ins_sql[] = "INSERT INTO sqlite_sequence (name, seq) SELECT ?1, ?2 "
+				      "WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = ?1)";
+	const char *steps[] = { upd_sql, ins_sql };
+	for (size_t i = 0; i < 2; i++) {
+		sqlite3_stmt *st = st_prepare(c, steps[i], err);
+		if (!st)
+			return STMT_FAIL(err);
+		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, v);
+		int rc = sqlite3_step(st);
+		rc = rc == SQLITE_DONE ? 0 : st_dberr(c->db, rc, err, "move a sequence on");
+		st_done(st);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+int store_copy_end(store *s, int64_t max_id, uint64_t min_seq, const char *key, const char *value,
+		   store_error *err)
+{
+	if (max_id < 0 || min_seq > (uint64_t)INT64_MAX)
+		return store_fail(err, STORE_ERR_INVALID, "bad sequence values");
+	int rc = st_write_begin(s, err);
+	if (rc != 0)
+		return rc;
+	struct store_conn *c = s->writer;
+	if ((rc = sequence_at_least(c, "images", max_id, err)) == 0 &&
+	    (rc = sequence_at_least(c, "changes", (int64_t)min_seq, err)) == 0 &&
+	    (rc = st_exec(c, "INSERT INTO changes (op, image_id) VALUES ('reset', 0)", err)) == 0 && key)
+		rc = st_setting_set(c, key, value, err);
+	return st_write_end(s, rc, err);
+}
+
+int store_max_id(store *s, int64_t *id, store_error *err)
+{
+	static const char sql[] = "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'images'), 0), "
+				  "coalesce((SELECT max(id) FROM images), 0))";
+	*id = 0;
+	int rc = st_read_int64(s, sql, NULL, id, "read the highest image id", err);
+	return rc < 0 ? rc : 0;
+}
+
+int store_identity(store *s, char *buf, size_t len, store_error *err)
+{
+	char real[PATH_MAX];
+	const char *p = realpath(s->path, real) ? real : s->path;
+	size_t n = strlen(p);
+	/* the database file's directory: the data directory */
+	const char *slash = strrchr(p, '/');
+	if (slash && slash > p)
+		n = (size_t)(slash - p);
+	if ((size_t)snprintf(buf, len, "data directory %.*s", (int)n, p) >= len)
+		return store_fail(err, STORE_ERR_INVALID, "the data directory's path is too long");
+	return 0;
+}
