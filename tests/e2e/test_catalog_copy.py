@@ -4,6 +4,7 @@ verified, and nodes on the copies answer the same searches (ids, order,
 scores) as the node on the original; an interrupted copy (a failing batch,
 kill -9) run again continues to the end; what must be refused is."""
 
+import concurrent.futures
 import json
 import os
 import shutil
@@ -65,11 +66,12 @@ def source(tmp_path_factory):
     highest id ever given is above every row's)."""
     tmp = tmp_path_factory.mktemp("copy-source")
     s = Server(tmp).start()
-    ids = []
-    for i in range(N_UPLOADS):
+    def up(i):
         r = s.upload(make_png(12 + i % 5, 12, seed=9000 + i))
         assert r.status == 201, r
-        ids.append(r.json()["id"])
+        return r.json()["id"]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:   # batched by the server
+        ids = sorted(pool.map(up, range(N_UPLOADS)))
     with open(os.path.join(DATA, "photos", "datetime.jpg"), "rb") as f:
         r = s.upload(f.read(), content_type="image/jpeg")
     assert r.status == 201 and r.json()["taken_at"] == TAKEN, r
@@ -215,11 +217,6 @@ def test_refusals(source, catalog, tmp_path):
     uri = catalog.cluster.fresh_database()
     p = copy(src, src)
     assert p.returncode == 1 and "the same data directory" in p.stderr, p.stderr
-    p = copy(uri, uri)
-    assert p.returncode == 1 and "the same catalog" in p.stderr, p.stderr
-    # a catalog of the same database under another spelling of its address
-    p = copy(uri, uri.replace("127.0.0.1", "localhost"))
-    assert p.returncode == 1 and "the same catalog" in p.stderr, p.stderr
 
     # a source in use by a running clipd
     s = start_node(tmp_path / "busy", data_dir=src)
@@ -233,6 +230,11 @@ def test_refusals(source, catalog, tmp_path):
     assert other.stop() == 0
     p = copy(src, uri)
     assert p.returncode == 1 and "is not empty (1 images)" in p.stderr, p.stderr
+    p = copy(uri, uri)
+    assert p.returncode == 1 and "the same catalog" in p.stderr, p.stderr
+    # the same database under another spelling of its address
+    p = copy(uri, uri.replace("127.0.0.1", "localhost"))
+    assert p.returncode == 1 and "the same catalog" in p.stderr, p.stderr
     full = tmp_path / "full"
     full.mkdir()
     (full / "notes.txt").write_text("mine")
