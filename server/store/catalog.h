@@ -70,7 +70,7 @@
  * reembed's model and vectors, the model switch), catalog_images.c (adds,
  * reads, counts, patches, deletes, thumbnails), catalog_search.c,
  * catalog_check.c, catalog_libraries.c (libraries, the original of a
- * library image); catalog_internal.h is what they share. Underneath:
+ * library image), catalog_copy.c (clipd catalog copy); catalog_internal.h is what they share. Underneath:
  * store*.c and fingerprint.c (SQLite, store.h) and datadir.c (every name
  * inside a data directory, datadir.h).
  */

@@ -1,8 +1,8 @@
 /*
  * pgstore_internal.h - shared by pgstore.c (the pool, statements,
  * migrations, models, settings), pgstore_rows.c (images, originals,
- * vectors, the change sequence, selections) and pgstore_ops.c (the
- * operations table) only.
+ * vectors, the change sequence, selections), pgstore_copy.c (clipd
+ * catalog copy's rows) and pgstore_ops.c (the operations table) only.
  */
 #ifndef CLIPD_PGSTORE_INTERNAL_H
 #define CLIPD_PGSTORE_INTERNAL_H

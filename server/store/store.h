@@ -14,7 +14,7 @@
  * statements, transactions), store_settings.c, store_models.c (models, the
  * file-hash cache), store_images.c (image rows: metadata, writes, reads,
  * iteration), store_vectors.c (vectors, the change log), store_select.c
- * (filtered selections), store_check.c, store_libraries.c (libraries: their files, scans' outcomes and ends); store_internal.h is what they share.
+ * (filtered selections), store_check.c, store_libraries.c (libraries: their files, scans' outcomes and ends), store_copy.c (rows copied with their ids: clipd catalog copy); store_internal.h is what they share.
  *
  *     struct store_params sp = store_default_params();
  *     store *st = NULL;
