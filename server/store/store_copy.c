@@ -54,7 +54,12 @@ static int copy_row(store *s, const struct store_copy_row *r, size_t dim, void *
 		sqlite3_bind_int64(st, 11, img->taken.us);
 	}
 	rc = sqlite3_step(st);
-	rc = rc == SQLITE_DONE ? 0 : st_dberr(c->db, rc, err, "copy an image row");
+	if (rc != SQLITE_DONE && (sqlite3_extended_errcode(c->db) == SQLITE_CONSTRAINT_PRIMARYKEY ||
+				  sqlite3_extended_errcode(c->db) == SQLITE_CONSTRAINT_UNIQUE))
+		rc = store_fail(err, STORE_ERR_EXISTS, "image %lld: its id or its digest is stored already",
+				(long long)img->id);
+	else
+		rc = rc == SQLITE_DONE ? 0 : st_dberr(c->db, rc, err, "copy an image row");
 	st_done(st);
 	free(canon);
 	if (rc != 0)
