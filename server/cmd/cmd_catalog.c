@@ -89,10 +89,15 @@ static int run_catalog(const struct cli_command *info, int argc, char **argv)
 		{ 0 },
 	};
 	struct cli_args args;
-	int rc = cli_parse(info, opts, argc, argv, &args);
-	if (rc != CLI_OK)
-		return rc == CLI_HELP ? 0 : 2;
-	rc = 2;
+	switch (cli_parse(info, opts, argc, argv, &args)) {
+	case CLI_OK:
+		break;
+	case CLI_HELP:
+		return 0;
+	default:
+		return 2;
+	}
+	int rc = 2;
 	if (args.n_positional != 1 || strcmp(args.positional[0], "copy"))
 		cli_usage_error(info, "say copy");
 	else if (!from || !to || !*from || !*to)
