@@ -63,6 +63,7 @@ struct store_new_image {
 	const char *metadata;   /* a JSON object already validated (store_check_metadata); NULL for {} */
 	int64_t created_at;     /* microseconds; 0 means now */
 	struct store_taken_at taken;   /* the capture time; text "" for none */
+	int64_t id;             /* 0: the next id; else this one (clipd catalog copy, through store_copy_in) */
 };
 
 /* ---- opening ---------------------------------------------------------- */

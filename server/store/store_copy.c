@@ -12,70 +12,23 @@
 #include "store_internal.h"
 
 /* One copied row, its vector and its "add" change, inside the write
- * transaction. */
-static int copy_row(store *s, const struct store_copy_row *r, size_t dim, void *vec_le, const char *fingerprint,
-		    store_error *err)
+ * transaction: store_insert's path with the row's own id and values. */
+static int copy_row(store *s, const struct store_copy_row *r, size_t dim, void *vec_le, store_error *err)
 {
-	static const char ins_sql[] =
-		"INSERT INTO images (id, sha256, mime, width, height, bytes, filename, created_at, metadata, "
-		"taken_at, taken_at_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
-	static const char vec_sql[] = "INSERT INTO vectors (image_id, model, vec) VALUES (?1, ?2, ?3)";
-	static const char log_sql[] = "INSERT INTO changes (op, image_id) VALUES ('add', ?1)";
 	const struct store_image *img = r->img;
-	struct store_new_image chk = { .sha256 = img->sha256, .mime = img->mime, .width = img->width,
-				       .height = img->height, .bytes = img->bytes, .taken = img->taken };
-	if (img->id <= 0 || img->created_at <= 0 || !img->metadata)
+	struct store_new_image ni = { .sha256 = img->sha256, .mime = img->mime, .width = img->width,
+				      .height = img->height, .bytes = img->bytes, .filename = img->filename,
+				      .metadata = img->metadata, .created_at = img->created_at, .taken = img->taken,
+				      .id = img->id };
+	int64_t id = 0;
+	uint64_t seq = 0;
+	if (img->id <= 0 || img->created_at <= 0 || !img->metadata || st_check_new_image(&ni, r->vec, NULL) != 0)
 		return store_fail(err, STORE_ERR_INVALID, "image %lld: a bad row to copy", (long long)img->id);
-	int rc = st_check_new_image(&chk, r->vec, err);
-	if (rc != 0)
-		return store_fail(err, rc, "image %lld: a bad row to copy", (long long)img->id);
-	char *canon = NULL;
-	if ((rc = st_json_canonical(img->metadata, strlen(img->metadata), ST_JSON_MAX_DEPTH, 0, "metadata", &canon,
-				    NULL, err)) != 0)
-		return rc;
-	struct store_conn *c = s->writer;
-	sqlite3_stmt *st = st_prepare(c, ins_sql, err);
-	if (!st) {
-		free(canon);
-		return STMT_FAIL(err);
-	}
-	sqlite3_bind_int64(st, 1, img->id);
-	sqlite3_bind_text(st, 2, img->sha256, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, img->mime, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 4, img->width);
-	sqlite3_bind_int(st, 5, img->height);
-	sqlite3_bind_int64(st, 6, img->bytes);
-	if (img->filename)
-		sqlite3_bind_text(st, 7, img->filename, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 8, img->created_at);
-	sqlite3_bind_text(st, 9, canon, -1, SQLITE_STATIC);
-	if (img->taken.text[0]) {
-		sqlite3_bind_text(st, 10, img->taken.text, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 11, img->taken.us);
-	}
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_DONE && (sqlite3_extended_errcode(c->db) == SQLITE_CONSTRAINT_PRIMARYKEY ||
-				  sqlite3_extended_errcode(c->db) == SQLITE_CONSTRAINT_UNIQUE))
-		rc = store_fail(err, STORE_ERR_EXISTS, "image %lld: its id or its digest is stored already",
-				(long long)img->id);
-	else
-		rc = rc == SQLITE_DONE ? 0 : st_dberr(c->db, rc, err, "copy an image row");
-	st_done(st);
-	free(canon);
-	if (rc != 0)
-		return rc;
-	if (!(st = st_prepare(c, vec_sql, err)))
-		return STMT_FAIL(err);
 	st_vec_to_le(r->vec, dim, vec_le);
-	sqlite3_bind_int64(st, 1, img->id);
-	sqlite3_bind_text(st, 2, fingerprint, -1, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 3, vec_le, (int)(dim * 4), SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	rc = rc == SQLITE_DONE ? 0 : st_dberr(c->db, rc, err, "copy a vector");
-	st_done(st);
-	if (rc != 0)
-		return rc;
-	return st_exec_id(c, log_sql, img->id, "log change", err);
+	int rc = st_insert_image(s, &ni, vec_le, dim, &id, &seq, err);
+	if (rc == 0 && id != img->id)
+		rc = store_fail(err, STORE_ERR_DB, "image %lld was stored as %lld", (long long)img->id, (long long)id);
+	return rc;
 }
 
 int store_copy_in(store *s, const struct store_copy_row *rows, size_t n, size_t dim, const char *key,
@@ -92,7 +45,7 @@ int store_copy_in(store *s, const struct store_copy_row *rows, size_t n, size_t 
 	int rc = st_write_begin(s, err);
 	if (rc == 0) {
 		for (size_t i = 0; i < n && rc == 0; i++)
-			rc = copy_row(s, &rows[i], dim, vec_le, m.fingerprint, err);
+			rc = copy_row(s, &rows[i], dim, vec_le, err);
 		if (rc == 0 && key)
 			rc = st_setting_set(s->writer, key, value, err);
 		rc = st_write_end(s, rc, err);
