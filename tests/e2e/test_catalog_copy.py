@@ -285,3 +285,8 @@ def test_refusals(source, catalog, tmp_path):
     assert copy(src, done).returncode == 0
     p = copy(src, done)
     assert p.returncode == 1 and "already holds a finished copy" in p.stderr, p.stderr
+    # a target in use by a running clipd
+    s = start_node(tmp_path / "serving", data_dir=str(done))
+    p = copy(uri, done)
+    assert p.returncode == 1 and "in use by another clipd process" in p.stderr, p.stderr
+    assert s.stop() == 0
