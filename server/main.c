@@ -20,6 +20,7 @@ static const struct clipd_command *const commands[] = {
 	&cmd_reembed,
 	&cmd_export,
 	&cmd_import,
+	&cmd_catalog,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

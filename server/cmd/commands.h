@@ -28,6 +28,7 @@ extern const struct clipd_command cmd_check;
 extern const struct clipd_command cmd_reembed;
 extern const struct clipd_command cmd_export;
 extern const struct clipd_command cmd_import;
+extern const struct clipd_command cmd_catalog;
 
 /* The directory for a model load's packed-weights cache (clip_params.
  * weights_cache): `value` when given (a --weights-cache flag), else

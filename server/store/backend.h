@@ -92,6 +92,18 @@ struct backend_ops {
 	int (*wait_changes)(void *db, int timeout_ms, store_error *err);
 	int (*db_bytes)(void *db, int64_t *bytes, store_error *err);
 
+	/* clipd catalog copy (catalog_copy.c; store.h's store_copy_in and the
+	 * functions after it say what each does). setting_get: *value
+	 * malloc'd, NULL when absent. identity: what names the database in
+	 * messages and in a copy's progress (no password). */
+	int (*copy_in)(void *db, const struct store_copy_row *rows, size_t n, size_t dim, const char *key,
+		       const char *value, store_error *err);
+	int (*copy_end)(void *db, int64_t max_id, uint64_t min_seq, const char *key, const char *value,
+			store_error *err);
+	int (*max_id)(void *db, int64_t *id, store_error *err);
+	int (*setting_get)(void *db, const char *key, char **value, store_error *err);
+	int (*identity)(void *db, char *buf, size_t len, store_error *err);
+
 	/* libraries */
 	int (*library_put)(void *db, const char *name, const char *root, store_error *err);
 	int (*library_get)(void *db, const char *name, struct store_library *out, store_error *err);

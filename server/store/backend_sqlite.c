@@ -224,6 +224,33 @@ static int sq_lib_source(void *db, int64_t id, char **root, char **path, int64_t
 	return store_lib_source(db, id, root, path, size, mtime_ns, err);
 }
 
+static int sq_copy_in(void *db, const struct store_copy_row *rows, size_t n, size_t dim, const char *key,
+		      const char *value, store_error *err)
+{
+	return store_copy_in(db, rows, n, dim, key, value, err);
+}
+
+static int sq_copy_end(void *db, int64_t max_id, uint64_t min_seq, const char *key, const char *value,
+		       store_error *err)
+{
+	return store_copy_end(db, max_id, min_seq, key, value, err);
+}
+
+static int sq_max_id(void *db, int64_t *id, store_error *err)
+{
+	return store_max_id(db, id, err);
+}
+
+static int sq_setting_get(void *db, const char *key, char **value, store_error *err)
+{
+	return store_setting_get(db, key, value, err);
+}
+
+static int sq_identity(void *db, char *buf, size_t len, store_error *err)
+{
+	return store_identity(db, buf, len, err);
+}
+
 const struct backend_ops sqlite_backend_ops = {
 	.name = "sqlite",
 	.stores_originals = 0,
@@ -258,6 +285,11 @@ const struct backend_ops sqlite_backend_ops = {
 	.keyword_search = sq_keyword_search,
 	.check = sq_check,
 	.db_bytes = sq_db_bytes,
+	.copy_in = sq_copy_in,
+	.copy_end = sq_copy_end,
+	.max_id = sq_max_id,
+	.setting_get = sq_setting_get,
+	.identity = sq_identity,
 	.library_put = sq_library_put,
 	.library_get = sq_library_get,
 	.library_scan_begin = sq_library_scan_begin,

@@ -561,6 +561,14 @@ int catalog_open(const struct catalog_params *p, catalog **out,
 		rep.schema_after = srep.version_after;
 	}
 
+	{
+		char from[512];
+		if (catalog_copy_unfinished(c->be, c->db, from, sizeof from)) {
+			rc = store_fail(err, STORE_ERR_INVALID, "%s is an unfinished copy of %s: run the same "
+					"`clipd catalog copy` again to finish it", p->catalog_uri ? "the catalog" : c->dir, from);
+			goto fail;
+		}
+	}
 	if (!c->readonly && (rc = datadir_clean_tmp(c->dir, &rep.tmp_removed, err)) != 0)
 		goto fail;
 	if ((rc = resolve_model(c, p, &rep, err)) != 0)

@@ -70,7 +70,7 @@
  * reembed's model and vectors, the model switch), catalog_images.c (adds,
  * reads, counts, patches, deletes, thumbnails), catalog_search.c,
  * catalog_check.c, catalog_libraries.c (libraries, the original of a
- * library image); catalog_internal.h is what they share. Underneath:
+ * library image), catalog_copy.c (clipd catalog copy); catalog_internal.h is what they share. Underneath:
  * store*.c and fingerprint.c (SQLite, store.h) and datadir.c (every name
  * inside a data directory, datadir.h).
  */
@@ -557,5 +557,58 @@ int catalog_put_vectors(catalog *c, const int64_t *ids, size_t n, const char *fi
  * must be recorded with catalog_put_model): make it active, drop the old
  * vectors, rebuild and save the index. The catalog then serves the new model. */
 int catalog_switch_model(catalog *c, const char *fingerprint, store_error *err);
+
+/* ---- moving between catalogs (clipd catalog copy; catalog_copy.c) ---------------- */
+
+/*
+ * Copy a catalog into an empty one: a data directory (SQLite and its
+ * originals) or a PostgreSQL database (a libpq URI) to the other kind, or
+ * to another of the same kind. Every image row with its id and every
+ * column, its original, its vector under the active model (vectors of
+ * another model, which only an unfinished `clipd reembed` leaves, are not
+ * copied) and the model's record. Batches of p->batch images, each one
+ * transaction on the target that also records how far the copy got (the
+ * setting "copy": "copying LAST_ID SOURCE"); a run that finds that record
+ * for the same source continues after LAST_ID. Then the target's id
+ * sequence and change sequence are moved past the source's (a "reset"
+ * change last: index snapshots from before are rebuilt), and everything
+ * is verified: counts, each row's columns, each original re-hashed from
+ * the target, each vector bit for bit. Only then does the record say
+ * "done N SOURCE"; a catalog whose record says "copying" is refused by
+ * catalog_open until a copy run finishes it.
+ *
+ * Refused, with nothing written: the same source and target, a data
+ * directory in use by a running clipd (its lock), a source whose schema is
+ * not this clipd's, a target that is not empty (unless it is this copy,
+ * unfinished), a source with photo-library images (libraries are not
+ * copied). A corrupt database, a missing original or one whose digest does
+ * not match its row stops the copy with the image named.
+ */
+struct catalog_copy_params {
+	const char *from_dir, *from_uri;   /* the source: one of them */
+	const char *to_dir, *to_uri;       /* the target: one of them */
+	size_t batch;                      /* images per transaction (CATALOG_COPY_BATCH) */
+	/* called after each batch and during verification; may be NULL */
+	void (*progress)(void *ud, const char *stage, int64_t done, int64_t total);
+	void *ud;
+};
+#define CATALOG_COPY_BATCH 256
+#define CATALOG_COPY_MAX_BATCH 100000
+struct catalog_copy_params catalog_copy_default_params(void);
+
+struct catalog_copy_report {
+	char from[512], to[512];           /* the databases, named */
+	struct store_model model;          /* the active model copied */
+	int resumed;                       /* continued a copy left unfinished */
+	int64_t resumed_after;             /* ... after this id */
+	int64_t images;                    /* images in the target at the end */
+	int64_t copied;                    /* of them copied by this run */
+	int64_t bytes;                     /* originals' bytes copied by this run */
+	int64_t max_id;                    /* ids given from now on are above it */
+	uint64_t seq;                      /* the target's change sequence at the end */
+	int64_t verified;                  /* images verified (row, original, vector) */
+	double seconds;
+};
+int catalog_copy(const struct catalog_copy_params *p, struct catalog_copy_report *rep, store_error *err);
 
 #endif

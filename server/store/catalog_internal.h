@@ -1,6 +1,6 @@
 /*
  * catalog_internal.h - shared by catalog.c, catalog_images.c,
- * catalog_search.c, catalog_check.c and catalog_libraries.c only.
+ * catalog_search.c, catalog_check.c, catalog_libraries.c and catalog_copy.c only.
  */
 #ifndef CLIPD_CATALOG_INTERNAL_H
 #define CLIPD_CATALOG_INTERNAL_H
@@ -80,5 +80,9 @@ void cat_maybe_retrain(catalog *c);
  * scores, in their order, dropping rows that are gone (catalog_search.c). */
 int cat_fetch_rows(catalog *c, const int64_t *ids, const float *scores, size_t n,
 		   struct catalog_results *out, store_error *err);
+
+/* 1 when the catalog's copy record says a `clipd catalog copy` into it is
+ * under way (msg: the source it copies), else 0 (catalog_copy.c). */
+int catalog_copy_unfinished(const struct backend_ops *be, void *db, char *msg, size_t len);
 
 #endif

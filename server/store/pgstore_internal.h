@@ -1,8 +1,8 @@
 /*
  * pgstore_internal.h - shared by pgstore.c (the pool, statements,
  * migrations, models, settings), pgstore_rows.c (images, originals,
- * vectors, the change sequence, selections) and pgstore_ops.c (the
- * operations table) only.
+ * vectors, the change sequence, selections), pgstore_copy.c (clipd
+ * catalog copy's rows) and pgstore_ops.c (the operations table) only.
  */
 #ifndef CLIPD_PGSTORE_INTERNAL_H
 #define CLIPD_PGSTORE_INTERNAL_H
@@ -185,5 +185,13 @@ int pgl_counts(void *db, const char *lib, struct store_lib_counts *out, store_er
 int pgl_errors(void *db, const char *lib, const char *after, size_t max, struct store_lib_error **out, size_t *n,
 	       store_error *err);
 int pgl_source(void *db, int64_t id, char **root, char **path, int64_t *size, int64_t *mtime_ns, store_error *err);
+
+/* pgstore_copy.c: clipd catalog copy's operations, for pgstore_ops. */
+int pgc_copy_in(void *db, const struct store_copy_row *rows, size_t n, size_t dim, const char *key, const char *value,
+		store_error *err);
+int pgc_copy_end(void *db, int64_t max_id, uint64_t min_seq, const char *key, const char *value, store_error *err);
+int pgc_max_id(void *db, int64_t *id, store_error *err);
+int pgc_setting_get(void *db, const char *key, char **value, store_error *err);
+int pgc_identity(void *db, char *buf, size_t len, store_error *err);
 
 #endif

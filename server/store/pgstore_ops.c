@@ -55,4 +55,9 @@ const struct backend_ops pgstore_ops = {
 	.lib_counts = pgl_counts,
 	.lib_errors = pgl_errors,
 	.lib_source = pgl_source,
+	.copy_in = pgc_copy_in,
+	.copy_end = pgc_copy_end,
+	.max_id = pgc_max_id,
+	.setting_get = pgc_setting_get,
+	.identity = pgc_identity,
 };

@@ -14,7 +14,7 @@
  * statements, transactions), store_settings.c, store_models.c (models, the
  * file-hash cache), store_images.c (image rows: metadata, writes, reads,
  * iteration), store_vectors.c (vectors, the change log), store_select.c
- * (filtered selections), store_check.c, store_libraries.c (libraries: their files, scans' outcomes and ends); store_internal.h is what they share.
+ * (filtered selections), store_check.c, store_libraries.c (libraries: their files, scans' outcomes and ends), store_copy.c (rows copied with their ids: clipd catalog copy); store_internal.h is what they share.
  *
  *     struct store_params sp = store_default_params();
  *     store *st = NULL;
@@ -63,6 +63,7 @@ struct store_new_image {
 	const char *metadata;   /* a JSON object already validated (store_check_metadata); NULL for {} */
 	int64_t created_at;     /* microseconds; 0 means now */
 	struct store_taken_at taken;   /* the capture time; text "" for none */
+	int64_t id;             /* 0: the next id; else this one (clipd catalog copy, through store_copy_in) */
 };
 
 /* ---- opening ---------------------------------------------------------- */
@@ -339,6 +340,34 @@ int store_lib_errors(store *s, const char *lib, const char *after, size_t max, s
  * (STORE_ERR_NOT_FOUND: an uploaded image, or gone). */
 int store_lib_source(store *s, int64_t id, char **root, char **path, int64_t *size, int64_t *mtime_ns,
 		     store_error *err);
+
+/* ---- catalog copy (store_copy.c; clipd catalog copy, catalog_copy.c) ---------- */
+
+/* A row copied from another catalog: every column as the source has it,
+ * id and created_at included (img), its original's bytes (data, len: for
+ * a backend that keeps originals; the SQLite store's are files the caller
+ * writes) and its vector (dim floats) under the active model. Borrowed. */
+struct store_copy_row {
+	const struct store_image *img;
+	const void *data;
+	size_t len;
+	const float *vec;
+};
+/* In one transaction: rows[0..n) as given (STORE_ERR_EXISTS when an id or
+ * a sha256 is stored already), each with its vector and an "add" change,
+ * and the setting key set to value (the copy's progress). n may be 0. */
+int store_copy_in(store *s, const struct store_copy_row *rows, size_t n, size_t dim, const char *key,
+		  const char *value, store_error *err);
+/* The end of a copy, in one transaction: ids given from now on are above
+ * max_id (and above every stored row), the change sequence continues
+ * above min_seq, a "reset" change follows (an index snapshot from before
+ * is rebuilt, never replayed), and the setting key is set to value. */
+int store_copy_end(store *s, int64_t max_id, uint64_t min_seq, const char *key, const char *value,
+		   store_error *err);
+/* The highest image id ever given (deleted ones too: ids are never reused). */
+int store_max_id(store *s, int64_t *id, store_error *err);
+/* What names this database in a copy's progress: "data directory PATH". */
+int store_identity(store *s, char *buf, size_t len, store_error *err);
 
 /* ---- maintenance ---------------------------------------------------------- */
 

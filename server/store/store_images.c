@@ -114,7 +114,7 @@ static int insert_canonical(store *s, const struct store_new_image *img, const c
 	static const char find_sql[] = "SELECT id FROM images WHERE sha256 = ?1";
 	static const char ins_sql[] =
 		"INSERT INTO images (sha256, mime, width, height, bytes, filename, created_at, metadata, "
-		"taken_at, taken_at_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+		"taken_at, taken_at_us, id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 	static const char vec_sql[] = "INSERT INTO vectors (image_id, model, vec) VALUES (?1, ?2, ?3)";
 	static const char log_sql[] = "INSERT INTO changes (op, image_id) VALUES ('add', ?1)";
 	struct store_model m;
@@ -155,8 +155,13 @@ static int insert_canonical(store *s, const struct store_new_image *img, const c
 		sqlite3_bind_text(st, 9, img->taken.text, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 10, img->taken.us);
 	}
+	if (img->id > 0)   /* else NULL: the next id */
+		sqlite3_bind_int64(st, 11, img->id);
 	rc = sqlite3_step(st);
-	rc = rc == SQLITE_DONE ? 0 : st_dberr(c->db, rc, err, "insert image");
+	if (rc != SQLITE_DONE && sqlite3_extended_errcode(c->db) == SQLITE_CONSTRAINT_PRIMARYKEY)
+		rc = store_fail(err, STORE_ERR_EXISTS, "image %lld is stored already", (long long)img->id);
+	else
+		rc = rc == SQLITE_DONE ? 0 : st_dberr(c->db, rc, err, "insert image");
 	st_done(st);
 	if (rc != 0)
 		return rc;

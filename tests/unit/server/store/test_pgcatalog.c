@@ -9,6 +9,7 @@
  * out-of-order commit: a follower never skips a change that committed
  * late.
  */
+#include <fcntl.h>
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -539,6 +540,89 @@ static void test_out_of_order_commit(void)
 	catalog_close(writer);
 }
 
+/* clipd catalog copy's rows on PostgreSQL (pgstore_copy.c): ids, columns
+ * and originals as given, all of a batch or none, and the end of a copy
+ * moves the id sequence and the change counter past the source's, with a
+ * reset last. */
+static void test_copy_rows(void)
+{
+	char uri[512];
+	REQUIRE(fresh_db(uri, sizeof uri) == 0);
+	struct pgstore_params pp = pgstore_default_params();
+	pgstore *pg = NULL;
+	store_error err = { 0 };
+	REQUIRE(pgstore_open(uri, &pp, &pg, NULL, &err) == 0);
+	const struct backend_ops *be = &pgstore_ops;
+	struct store_model m = { .dim = DIM };
+	memset(m.fingerprint, 'c', 64);
+	snprintf(m.name, sizeof m.name, "copied");
+	snprintf(m.layout, sizeof m.layout, "hf");
+	REQUIRE(be->set_active_model(pg, &m, &err) == 0);
+	const char *bytes[2] = { "first original", "second original" };
+	char meta[] = "{\"z\":1,\"a\":\"x\"}";
+	struct store_image img[2];
+	float v[2][DIM];
+	struct store_copy_row rows[2];
+	memset(img, 0, sizeof img);
+	for (int i = 0; i < 2; i++) {
+		img[i].id = 30 + 10 * i;
+		sha256_hex(bytes[i], strlen(bytes[i]), img[i].sha256);
+		snprintf(img[i].mime, sizeof img[i].mime, "image/jpeg");
+		img[i].width = 3;
+		img[i].height = 4;
+		img[i].bytes = (int64_t)strlen(bytes[i]);
+		img[i].created_at = 777 + i;
+		img[i].metadata = meta;
+		fx_vec(i + 1, v[i], DIM);
+		rows[i] = (struct store_copy_row){ .img = &img[i], .data = bytes[i], .len = strlen(bytes[i]), .vec = v[i] };
+	}
+	CHECK_EQ_INT(be->copy_in(pg, rows, 1, DIM, "copy", "copying 30 there", &err), 0);
+	/* the second batch repeats image 30: nothing of it stays */
+	CHECK_EQ_INT(be->copy_in(pg, rows, 2, DIM, "copy", "copying 40 there", &err), STORE_ERR_EXISTS);
+	CHECK_EQ_INT(pg_scalar(uri, "SELECT count(*) FROM images"), 1);
+	char *state = NULL;
+	REQUIRE(be->setting_get(pg, "copy", &state, &err) == 0 && state);
+	CHECK_EQ_STR(state, "copying 30 there");
+	free(state);
+	CHECK_EQ_INT(be->copy_in(pg, rows + 1, 1, DIM, "copy", "copying 40 there", &err), 0);
+	struct store_image got;
+	REQUIRE(be->get(pg, 40, &got, &err) == 0);
+	CHECK_EQ_INT(got.created_at, 778);
+	CHECK_EQ_STR(got.metadata, meta);
+	store_image_clear(&got);
+	char path[700];
+	snprintf(path, sizeof path, "%s/original", base);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	REQUIRE(fd >= 0);
+	CHECK_EQ_INT(be->read_original(pg, img[1].sha256, fd, &err), 0);
+	char back[64] = "";
+	CHECK_EQ_INT(pread(fd, back, sizeof back - 1, 0), (long long)strlen(bytes[1]));
+	CHECK_EQ_STR(back, bytes[1]);
+	close(fd);
+	int64_t top = 0;
+	CHECK_EQ_INT(be->max_id(pg, &top, &err), 0);
+	CHECK_EQ_INT(top, 40);
+	CHECK_EQ_INT(be->copy_end(pg, 55, 90, NULL, NULL, &err), 0);
+	uint64_t seq = 0;
+	CHECK_EQ_INT(be->seq(pg, &seq, &err), 0);
+	CHECK_EQ_INT(seq, 91);
+	struct store_changes ch;
+	CHECK_EQ_INT(be->changes_since(pg, 2, DIM, &ch, &err), STORE_ERR_NOT_FOUND);
+	int64_t id = 0;
+	const char *more = "a new upload";
+	char sha[STORE_SHA256_HEX];
+	sha256_hex(more, strlen(more), sha);
+	struct store_new_image ni = { .sha256 = sha, .mime = "image/png", .width = 1, .height = 1,
+				      .bytes = (int64_t)strlen(more) };
+	CHECK_EQ_INT(be->insert(pg, &ni, more, strlen(more), v[0], DIM, &id, &seq, &err), 0);
+	CHECK_EQ_INT(id, 56);
+	CHECK_EQ_INT(seq, 92);
+	char name[600];
+	CHECK_EQ_INT(be->identity(pg, name, sizeof name, &err), 0);
+	CHECK_CONTAINS(name, "PostgreSQL database pgcat_");
+	be->close(pg);
+}
+
 int main(void)
 {
 	if (!getenv("CLIPD_TEST_PG_URI")) {
@@ -554,5 +638,6 @@ int main(void)
 	RUN(test_new_and_restarted_nodes);
 	RUN(test_migrations_run_once);
 	RUN(test_out_of_order_commit);
+	RUN(test_copy_rows);
 	return harness_done();
 }

@@ -927,6 +927,80 @@ static void test_library_files(void)
 	store_close(s);
 }
 
+/* clipd catalog copy's rows: ids and columns as given, all of a batch or
+ * none, and the end of a copy moves both sequences past the source's and
+ * logs a reset (an index from before cannot be replayed). */
+static void test_copy_rows(void)
+{
+	char path[600];
+	snprintf(path, sizeof path, "%s/copy.db", harness_tmpdir());
+	store *s = open_store(path);
+	REQUIRE(s);
+	store_error err = { 0 };
+	REQUIRE(store_set_active_model(s, &model_a, &err) == 0);
+	char sha[3][SHA256_HEX];
+	struct store_image img[3];
+	float v[3][DIM];
+	struct store_copy_row rows[3];
+	char meta[] = "{\"b\":1,\"a\":[2]}";
+	memset(img, 0, sizeof img);
+	for (int i = 0; i < 3; i++) {
+		char data[16];
+		snprintf(data, sizeof data, "copied-%d", i);
+		sha256_hex(data, strlen(data), sha[i]);
+		memcpy(img[i].sha256, sha[i], sizeof sha[i]);
+		snprintf(img[i].mime, sizeof img[i].mime, "image/png");
+		img[i].id = i == 2 ? 5 : 5 + 4 * i;   /* 5, 9, then 5 again */
+		img[i].width = img[i].height = 7;
+		img[i].bytes = (int64_t)strlen(data);
+		img[i].created_at = 1000 + i;
+		img[i].metadata = meta;
+		vec_for(i, v[i]);
+		rows[i] = (struct store_copy_row){ .img = &img[i], .vec = v[i] };
+	}
+	snprintf(img[1].taken.text, sizeof img[1].taken.text, "2023-06-17T14:03:22+02:00");
+	img[1].taken.us = 1686996202000000;
+	CHECK_EQ_INT(store_copy_in(s, rows, 2, DIM, "copy", "copying 9 here", &err), 0);
+	struct store_image got;
+	REQUIRE(store_get(s, 9, &got, &err) == 0);
+	CHECK_EQ_STR(got.sha256, sha[1]);
+	CHECK_EQ_INT(got.created_at, 1001);
+	CHECK_EQ_STR(got.metadata, "{\"b\":1,\"a\":[2]}");
+	CHECK_EQ_STR(got.taken.text, "2023-06-17T14:03:22+02:00");
+	store_image_clear(&got);
+	float back[DIM];
+	CHECK_EQ_INT(store_get_vector(s, 5, NULL, back, DIM, &err), 0);
+	CHECK(memcmp(back, v[0], sizeof back) == 0);
+	/* a batch with an id stored already: nothing of it stays */
+	img[0].id = 12;
+	struct store_copy_row bad[2] = { rows[0], rows[2] };
+	memcpy(img[0].sha256, sha[2], sizeof sha[2]);
+	memcpy(img[2].sha256, sha[0], sizeof sha[0]);
+	CHECK_EQ_INT(store_copy_in(s, bad, 2, DIM, "copy", "copying 12 here", &err), STORE_ERR_EXISTS);
+	CHECK_EQ_INT(store_get(s, 12, &got, &err), STORE_ERR_NOT_FOUND);
+	char *state = NULL;
+	REQUIRE(store_setting_get(s, "copy", &state, &err) == 0 && state);
+	CHECK_EQ_STR(state, "copying 9 here");
+	free(state);
+	int64_t top = 0;
+	CHECK_EQ_INT(store_max_id(s, &top, &err), 0);
+	CHECK_EQ_INT(top, 9);
+	/* the end: ids above 40, changes above 100, a reset last */
+	CHECK_EQ_INT(store_copy_end(s, 40, 100, "copy", "done 2 here", &err), 0);
+	uint64_t seq = 0;
+	CHECK_EQ_INT(store_seq(s, &seq, &err), 0);
+	CHECK_EQ_INT(seq, 101);
+	struct store_changes ch;
+	CHECK_EQ_INT(store_changes_since(s, 2, DIM, &ch, &err), STORE_ERR_NOT_FOUND);
+	uint64_t sq = 0;
+	CHECK_EQ_INT(insert(s, 77, NULL, &sq), 41);
+	CHECK_EQ_INT(sq, 102);
+	char name[700];
+	CHECK_EQ_INT(store_identity(s, name, sizeof name, &err), 0);
+	CHECK_CONTAINS(name, "data directory /");
+	store_close(s);
+}
+
 int main(void)
 {
 	RUN(test_migrations_and_version_guard);
@@ -945,5 +1019,6 @@ int main(void)
 	RUN(test_status_names);
 	RUN(test_late_migration);
 	RUN(test_library_files);
+	RUN(test_copy_rows);
 	return harness_done();
 }
