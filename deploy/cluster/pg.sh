@@ -26,11 +26,11 @@
 # (mode 0600; libpq reads it through PGPASSFILE), and the superuser in only
 # through the socket in DIR/pg/sock, which only the owner can open.
 #
-# Replication is synchronous (synchronous_commit = on, the primary's
-# synchronous_standby_names = 'standby1', the standby's application_name):
-# a commit is acknowledged once the standby has the WAL on disk, so a
-# promoted standby has every acknowledged write. The standby's own
-# synchronous_standby_names is empty, so once promoted it writes alone.
+# Replication is synchronous once the standby streams (synchronous_commit =
+# on; the primary's synchronous_standby_names = 'standby1', the standby's
+# application_name): a commit is acknowledged once the standby has the WAL
+# on disk, so a promoted standby has every acknowledged write. A primary
+# without a standby, and the standby once promoted, write alone.
 # CLIPD_CLUSTER_PG_FAST=1 turns fsync off (tests: no power cut to survive).
 set -euo pipefail
 
@@ -125,7 +125,7 @@ primary() {
 	[ "${CLIPD_CLUSTER_PG_FAST:-0}" = 1 ] && nosync=--no-sync
 	as_owner "$PGBIN/initdb" -D "$dir/primary" -U postgres -A reject -E UTF8 --locale=C $nosync \
 		>"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; die "initdb failed"; }
-	{ common_conf "$dir/sock"; printf "port = %s\nsynchronous_standby_names = 'standby1'\n" "$port"; } |
+	{ common_conf "$dir/sock"; printf "port = %s\n" "$port"; } |
 		as_owner tee -a "$dir/primary/postgresql.conf" >/dev/null
 	as_owner tee "$dir/primary/pg_hba.conf" >/dev/null <<'EOF'
 # the clipd local cluster (deploy/cluster/pg.sh): loopback only
@@ -136,11 +136,8 @@ host    replication  replicator  127.0.0.1/32   scram-sha-256
 EOF
 	echo "$port" | as_owner tee "$dir/primary.port" >/dev/null
 	start "$top" primary
-	# The roles and the database: no synchronous standby yet, so these
-	# commits wait for none (synchronous_commit = local for them).
 	as_owner "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$dir/sock" -p "$port" -U postgres -d postgres \
 		-v pw_clipd="$pw_clipd" -v pw_repl="$pw_repl" >/dev/null <<'EOF'
-SET synchronous_commit = local;
 CREATE ROLE replicator WITH REPLICATION LOGIN PASSWORD :'pw_repl';
 CREATE ROLE clipd WITH LOGIN PASSWORD :'pw_clipd';
 CREATE DATABASE clipd OWNER clipd;
@@ -160,10 +157,12 @@ standby() {
 	as_owner env PGPASSWORD="$pw" "$PGBIN/pg_basebackup" -D "$dir/standby" -R -X stream -c fast \
 		-d "host=127.0.0.1 port=$(cat "$dir/primary.port") user=replicator application_name=standby1" \
 		>"$dir/basebackup.log" 2>&1 || { cat "$dir/basebackup.log" >&2; die "pg_basebackup failed"; }
-	printf "port = %s\nsynchronous_standby_names = ''\n" "$port" | as_owner tee -a "$dir/standby/postgresql.conf" >/dev/null
+	printf "port = %s\n" "$port" | as_owner tee -a "$dir/standby/postgresql.conf" >/dev/null
 	echo "$port" | as_owner tee "$dir/standby.port" >/dev/null
 	start "$top" standby
-	# Synchronous from here on: wait until the primary says so.
+	# Synchronous from here on (the primary's postgresql.auto.conf, which
+	# the standby's copy was taken before): wait until the primary says so.
+	psql_su "$top" primary -c "ALTER SYSTEM SET synchronous_standby_names = 'standby1'" -c "SELECT pg_reload_conf()" >/dev/null
 	for _ in $(seq 300); do
 		[ "$(psql_su "$top" primary -At -c "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'standby1'")" = sync ] && return 0
 		sleep 0.1

@@ -15,6 +15,7 @@
 #                 tests/data/tiny-clip-hf: search results are meaningless with it)
 #   SERVE_ARGS    more `clipd serve` options for every node (e.g. --log-level warn)
 #
+# The binary is build/clipd, or $CLIPD_BIN.
 # Installs what is missing through deploy/bootstrap.sh --cluster (PostgreSQL
 # 15, HAProxy, build/clipd). Prints where everything listens. Stop it all
 # with deploy/cluster/down.sh --dir DIR (--purge also removes DIR).
@@ -51,11 +52,11 @@ case "$port" in ''|*[!0-9]*) say "--port: not a port: '$port'"; exit 2 ;; esac
 model=$(readlink -f "$model")
 
 # What is missing comes through bootstrap (idempotent).
-if [ ! -x "$root/build/clipd" ] || ! command -v haproxy >/dev/null || [ ! -x "$PGBIN/pg_basebackup" ]; then
+clipd=${CLIPD_BIN:-$root/build/clipd}
+if [ ! -x "$clipd" ] || ! command -v haproxy >/dev/null || [ ! -x "$PGBIN/pg_basebackup" ]; then
 	say "installing what is missing: bash deploy/bootstrap.sh --cluster"
 	bash "$root/deploy/bootstrap.sh" --cluster
 fi
-clipd="$root/build/clipd"
 haproxy=$(command -v haproxy)
 
 mkdir -p "$dir"
