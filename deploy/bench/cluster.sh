@@ -27,17 +27,12 @@ cd "$(dirname "$0")/../.."
 root=$PWD
 model="" prefill=10000 uploads=2000 nqueries=10000 seconds=30 upconns=16 lag_uploads=300 lag_rate=10
 work="$root/build/bench-cluster"
+. "$root/deploy/bench/common.sh"
 while [ $# -gt 0 ]; do
+	bench_option "$@" && { shift 2; continue; }
 	case "$1" in
-	--model) model=$2; shift 2 ;;
-	--prefill) prefill=$2; shift 2 ;;
-	--uploads) uploads=$2; shift 2 ;;
-	--queries) nqueries=$2; shift 2 ;;
-	--seconds) seconds=$2; shift 2 ;;
-	--upload-connections) upconns=$2; shift 2 ;;
 	--lag-uploads) lag_uploads=$2; shift 2 ;;
 	--lag-rate) lag_rate=$2; shift 2 ;;
-	--work) work=$2; shift 2 ;;
 	-h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "bench: unknown argument '$1'" >&2; exit 2 ;;
 	esac
@@ -50,7 +45,6 @@ for tool in wrk curl cc; do command -v $tool >/dev/null || { say "needs $tool (d
 	{ say "needs PostgreSQL 15: bash deploy/bootstrap.sh --cluster"; exit 1; }
 mkdir -p "$work"
 work=$(readlink -f "$work")
-. "$root/deploy/bench/common.sh"
 
 bench_model
 # the uploads of wrk, and fresh ones for the lag (never seen by either node)

@@ -2,6 +2,22 @@
 # they share. Expects $root (the repository), $work, $clipd and a say()
 # function.
 
+# The options of the HTTP benchmarks (run.sh, cluster.sh): sets the
+# variable of option $1 to $2, or returns 1 when $1 is not one of them.
+bench_option() {
+	[ $# -ge 2 ] || return 1
+	case "$1" in
+	--model) model=$2 ;;
+	--prefill) prefill=$2 ;;
+	--uploads) uploads=$2 ;;
+	--queries) nqueries=$2 ;;
+	--seconds) seconds=$2 ;;
+	--upload-connections) upconns=$2 ;;
+	--work) work=$2 ;;
+	*) return 1 ;;
+	esac
+}
+
 # A command without the test environment's OpenBLAS overrides.
 run() { env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_WAIT_POLICY=passive "$@"; }
 

@@ -27,15 +27,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 model="" prefill=10000 uploads=2000 nqueries=10000 seconds=30 upconns=16 work="$root/build/bench"
+. "$root/deploy/bench/common.sh"
 while [ $# -gt 0 ]; do
+	bench_option "$@" && { shift 2; continue; }
 	case "$1" in
-	--model) model=$2; shift 2 ;;
-	--prefill) prefill=$2; shift 2 ;;
-	--uploads) uploads=$2; shift 2 ;;
-	--queries) nqueries=$2; shift 2 ;;
-	--seconds) seconds=$2; shift 2 ;;
-	--upload-connections) upconns=$2; shift 2 ;;
-	--work) work=$2; shift 2 ;;
 	-h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "bench: unknown argument '$1'" >&2; exit 2 ;;
 	esac
@@ -49,7 +44,6 @@ fi
 for tool in wrk curl cc; do command -v $tool >/dev/null || { say "needs $tool"; exit 1; }; done
 [ -x "$clipd" ] || { say "no $clipd (build first)"; exit 1; }
 mkdir -p "$work"
-. "$root/deploy/bench/common.sh"
 
 bench_model
 

@@ -56,6 +56,12 @@ check_name() {
 	case "$1" in primary|standby) ;; *) die "unknown server '$1' (primary or standby)" ;; esac
 }
 
+# The resolved directory of the servers, once NAME is known to be one.
+srvdir() {
+	check_name "$2"
+	pgdir "$1"
+}
+
 check_port() {
 	case "$1" in ''|*[!0-9]*) die "bad port '$1'" ;; esac
 	[ "$1" -ge 1 ] && [ "$1" -le 65535 ] || die "bad port '$1'"
@@ -171,10 +177,8 @@ standby() {
 }
 
 start() {
-	local top=$1 name=$2
-	check_name "$name"
-	local dir
-	dir=$(pgdir "$top")
+	local top=$1 name=$2 dir
+	dir=$(srvdir "$top" "$name")
 	[ -d "$dir/$name" ] || die "no $name in $dir"
 	if pid "$top" "$name" >/dev/null 2>&1; then
 		return 0
@@ -185,10 +189,8 @@ start() {
 }
 
 stop() {
-	local top=$1 name=$2
-	check_name "$name"
-	local dir
-	dir=$(pgdir "$top")
+	local top=$1 name=$2 dir
+	dir=$(srvdir "$top" "$name")
 	[ -f "$dir/$name/postmaster.pid" ] || return 0
 	as_owner "$PGBIN/pg_ctl" -D "$dir/$name" -m fast -w -t 60 stop >/dev/null 2>&1 ||
 		as_owner "$PGBIN/pg_ctl" -D "$dir/$name" -m immediate -w -t 60 stop >/dev/null 2>&1 || true
@@ -196,10 +198,8 @@ stop() {
 
 # The running postmaster's pid (postmaster.pid's first line, and alive).
 pid() {
-	local top=$1 name=$2
-	check_name "$name"
-	local dir p
-	dir=$(pgdir "$top")
+	local top=$1 name=$2 dir p
+	dir=$(srvdir "$top" "$name")
 	[ -f "$dir/$name/postmaster.pid" ] || return 1
 	p=$(head -1 "$dir/$name/postmaster.pid")
 	case "$p" in ''|*[!0-9]*) return 1 ;; esac
@@ -223,10 +223,8 @@ kill9() {
 }
 
 promote() {
-	local top=$1 name=$2
-	check_name "$name"
-	local dir
-	dir=$(pgdir "$top")
+	local top=$1 name=$2 dir
+	dir=$(srvdir "$top" "$name")
 	as_owner "$PGBIN/pg_ctl" -D "$dir/$name" -w -t 60 promote >/dev/null ||
 		{ tail -20 "$dir/$name.log" >&2; die "$name was not promoted"; }
 }
@@ -242,9 +240,8 @@ uri() {
 psql_su() {
 	local top=$1 name=$2
 	shift 2
-	check_name "$name"
 	local dir
-	dir=$(pgdir "$top")
+	dir=$(srvdir "$top" "$name")
 	as_owner "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$dir/sock" -p "$(cat "$dir/$name.port")" -U postgres -d clipd "$@"
 }
 
