@@ -32,10 +32,22 @@ def pair(tmp_path_factory):
     p.stop()
 
 
-def node(tmp_path, name, pair, data_dir=None):
-    d = tmp_path / name
-    d.mkdir(exist_ok=True)
-    return Server(d, "--catalog", pair.uri, data_dir=data_dir, env={"PGPASSFILE": pair.env["PGPASSFILE"]})
+@pytest.fixture
+def node(tmp_path):
+    """node(name, pair[, data_dir]): a daemon on pair's catalog; every one is
+    stopped at the test's end, whatever happened."""
+    made = []
+
+    def make(name, pair, data_dir=None):
+        d = tmp_path / name
+        d.mkdir(exist_ok=True)
+        s = Server(d, "--catalog", pair.uri, data_dir=data_dir, env={"PGPASSFILE": pair.env["PGPASSFILE"]})
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.kill()
 
 
 class Uploads:
@@ -122,10 +134,10 @@ def converged(a, b, q="a photo"):
     return ka == kb
 
 
-def test_two_nodes_on_a_primary_and_a_standby_through_node_and_primary_crashes(pair, tmp_path):
+def test_two_nodes_on_a_primary_and_a_standby_through_node_and_primary_crashes(pair, node):
     up = Uploads()
-    a = node(tmp_path, "a", pair).start()
-    b = node(tmp_path, "b", pair).start()
+    a = node("a", pair).start()
+    b = node("b", pair).start()
 
     # Concurrent uploads through both nodes, each searchable on the other
     # within a second of its 201.
@@ -248,19 +260,20 @@ def at_start(s):
     return ("rebuilt", None, None, int(rebuilt.group(1)))
 
 
-def test_a_third_node_joins_a_stale_snapshot_replays_only_the_changes_after_it_and_check_finds_a_lost_vector(tmp_path_factory, tmp_path):
+def test_a_third_node_joins_a_stale_snapshot_replays_only_the_changes_after_it_and_check_finds_a_lost_vector(
+        tmp_path_factory, tmp_path, node):
     pair = PgPair.start(tmp_path_factory.mktemp("pg1"), standby=False)
     try:
-        a = node(tmp_path, "a", pair).start()
+        a = node("a", pair).start()
         bdata = str(tmp_path / "b-data")
-        b = node(tmp_path, "b", pair, data_dir=bdata).start()
+        b = node("b", pair, data_dir=bdata).start()
         first = [a.upload(make_png(20, 20, seed=s)).json()["id"] for s in range(1, 6)]
         assert wait_for(lambda: converged(a, b), 2 * SLOW) is not None
         assert b.stop() == 0          # saves its snapshot: 5 images
         later = [a.upload(make_png(20, 20, seed=s)).json()["id"] for s in range(6, 9)]
         assert a.request("DELETE", "/images/%d" % first[0]).status == 204
         # a third node on an empty data directory builds from the catalog
-        c = node(tmp_path, "c", pair).start()
+        c = node("c", pair).start()
         assert at_start(c) == ("rebuilt", None, None, 7)
         assert wait_for(lambda: converged(a, c) and converged(a, c, "a cat"), 2 * SLOW) is not None
         # b's snapshot is 4 changes old: it replays those 4, not all 9
