@@ -16,12 +16,8 @@
  * step, no reduction at the end; panels outside the caller's columns are
  * masked at the store.
  *
- * The AVX2 + FMA kernel reads the same panels half a panel (16 columns,
- * two 8-lane vectors) at a time, in tiles of up to AMR = 6 rows: 12
- * accumulators, 2 weight vectors and a broadcast of the 16 registers;
- * each step of k loads two weight vectors and six x values for twelve
- * multiply-adds, the shape of OpenBLAS's own Haswell kernel, without its
- * copy of the weights on every call.
+ * The AVX2 + FMA kernel (gemm_avx2.c, a translation unit compiled for
+ * AVX2 alone) reads the same panels half a panel at a time.
  *
  * The bf16 kernel is the AVX-512 packed kernel with k taken two at a
  * time: vdpbf16ps multiplies each 32-bit lane's pair of bf16 weights by a
@@ -58,7 +54,6 @@
 #define PNR CLIP_GEMM_PANEL
 #define PMR 12
 #define PKC 4096
-#define AMR 6     /* rows of an AVX2 tile */
 
 #if HAVE_X86_KERNELS
 
@@ -400,99 +395,6 @@ static TARGET void packed_loops(int bf16, size_t M, size_t K, const void *x, siz
 	}
 }
 
-/* ---- AVX2 + FMA: the packed panels, half a panel at a time ---------------- */
-
-#define ATARGET __attribute__((target("avx2,fma")))
-
-/* Lanes [lo, hi) of 8 as a maskload/maskstore mask. */
-static inline ATARGET __m256i alanes(size_t lo, size_t hi)
-{
-	int m[8];
-	for (size_t j = 0; j < 8; j++)
-		m[j] = j >= lo && j < hi ? -1 : 0;
-	return _mm256_loadu_si256((const __m256i *)(const void *)m);
-}
-
-/*
- * y[mr rows, 16 columns] (=, or += when add) x[mr, kc] times half a
- * panel's kc x 16 block (p: its first weight, rows PNR floats apart), +
- * bias on the last block; m0 and m1 mask the two 8-column halves.
- */
-static inline ATARGET __attribute__((always_inline)) void atile(const int mr, size_t kc, const float *x, size_t ldx,
-								const float *p, const float *bias, float *y,
-								size_t ldy, int add, __m256i m0, __m256i m1)
-{
-	__m256 a0[AMR], a1[AMR];
-#pragma GCC unroll 8
-	for (int i = 0; i < mr; i++)
-		a0[i] = a1[i] = _mm256_setzero_ps();
-	for (size_t k = 0; k < kc; k++) {
-		__m256 w0 = _mm256_load_ps(p + k * PNR), w1 = _mm256_load_ps(p + k * PNR + 8);
-#pragma GCC unroll 8
-		for (int i = 0; i < mr; i++) {
-			__m256 b = _mm256_broadcast_ss(x + (size_t)i * ldx + k);
-			a0[i] = _mm256_fmadd_ps(b, w0, a0[i]);
-			a1[i] = _mm256_fmadd_ps(b, w1, a1[i]);
-		}
-	}
-	__m256 b0 = _mm256_setzero_ps(), b1 = b0;
-	if (bias) {
-		b0 = _mm256_maskload_ps(bias, m0);
-		b1 = _mm256_maskload_ps(bias + 8, m1);
-	}
-#pragma GCC unroll 8
-	for (int i = 0; i < mr; i++) {
-		float *yi = y + (size_t)i * ldy;
-		__m256 r0 = _mm256_add_ps(a0[i], b0), r1 = _mm256_add_ps(a1[i], b1);
-		if (add) {
-			r0 = _mm256_add_ps(r0, _mm256_maskload_ps(yi, m0));
-			r1 = _mm256_add_ps(r1, _mm256_maskload_ps(yi + 8, m1));
-		}
-		_mm256_maskstore_ps(yi, m0, r0);
-		_mm256_maskstore_ps(yi + 8, m1, r1);
-	}
-}
-
-#define ATILE_CASE(n)                                                        \
-	case n:                                                              \
-		atile(n, kc, x, ldx, p, bias, y, ldy, add, m0, m1);          \
-		break
-
-static ATARGET void atile_any(int mr, size_t kc, const float *x, size_t ldx, const float *p, const float *bias,
-			      float *y, size_t ldy, int add, __m256i m0, __m256i m1)
-{
-	switch (mr) {
-		ATILE_CASE(1); ATILE_CASE(2); ATILE_CASE(3);
-		ATILE_CASE(4); ATILE_CASE(5); ATILE_CASE(6);
-	default:
-		break;
-	}
-}
-
-static ATARGET void packed_avx2(size_t M, size_t K, const float *x, size_t ldx, const float *p, const float *bias,
-				float *y, size_t ldy, size_t n0, size_t n1, float beta)
-{
-	size_t tiles = (M + AMR - 1) / AMR;
-	for (size_t k0 = 0; k0 < K; k0 += PKC) {
-		size_t kc = K - k0 < PKC ? K - k0 : PKC;
-		int add = beta != 0.0f || k0 > 0, last = k0 + kc == K;
-		for (size_t c = n0 / 16 * 16; c < n1; c += 16) {
-			/* half a panel: columns [c, c + 16), of which [lo, hi) are ours */
-			size_t lo = n0 > c ? n0 - c : 0, hi = n1 - c < 16 ? n1 - c : 16;
-			__m256i m0 = alanes(lo < 8 ? lo : 8, hi < 8 ? hi : 8);
-			__m256i m1 = alanes(lo > 8 ? lo - 8 : 0, hi > 8 ? hi - 8 : 0);
-			const float *pb = p + (c / PNR * PNR * K + k0 * PNR + c % PNR);
-			const float *bb = bias && last ? bias + c : NULL;
-			for (size_t t = 0, i0 = 0; t < tiles; t++) {
-				size_t i1 = M * (t + 1) / tiles;
-				atile_any((int)(i1 - i0), kc, x + i0 * ldx + k0, ldx, pb, bb, y + i0 * ldy + c, ldy, add,
-					  m0, m1);
-				i0 = i1;
-			}
-		}
-	}
-}
-
 #endif
 
 /* ---- packing, bf16 rounding, dispatch ------------------------------------- */
@@ -530,7 +432,7 @@ void clip_gemm_packed(enum clip_kernel kernel, size_t M, size_t K, const float *
 		return;
 	}
 	if (kernel == CLIP_KERNEL_AVX2) {
-		packed_avx2(M, K, x, ldx, p, bias, y, ldy, n0, n1, beta);
+		clip_gemm_packed_avx2(M, K, x, ldx, p, bias, y, ldy, n0, n1, beta);
 		return;
 	}
 #else

@@ -79,6 +79,11 @@ void clip_gemm_pack(size_t N, size_t K, const float *w, size_t ldw, float *p);
 void clip_gemm_packed(enum clip_kernel kernel, size_t M, size_t K, const float *x, size_t ldx, const float *p, const float *bias, float *y,
 		      size_t ldy, size_t n0, size_t n1, float beta);
 
+/* clip_gemm_packed's CLIP_KERNEL_AVX2 kernel (gemm_avx2.c, x86-64 only):
+ * call through clip_gemm_packed. */
+void clip_gemm_packed_avx2(size_t M, size_t K, const float *x, size_t ldx, const float *p, const float *bias,
+			   float *y, size_t ldy, size_t n0, size_t n1, float beta);
+
 /*
  * bf16 (CLIP_KERNEL_AVX512_BF16 only). A bf16 value is the upper half of a
  * float32's bits; rounding is to nearest, ties to even. Operands have an
