@@ -56,6 +56,15 @@ check_name() {
 	case "$1" in primary|standby) ;; *) die "unknown server '$1' (primary or standby)" ;; esac
 }
 
+# pg_ctl ARGS on the server NAME of the servers' directory DIR; on failure
+# the end of its log, and die saying WHAT.
+ctl() {
+	local dir=$1 name=$2 what=$3
+	shift 3
+	as_owner "$PGBIN/pg_ctl" -D "$dir/$name" -w -t 60 "$@" >/dev/null ||
+		{ tail -20 "$dir/$name.log" >&2; die "$name $what"; }
+}
+
 # The resolved directory of the servers, once NAME is known to be one.
 srvdir() {
 	check_name "$2"
@@ -183,8 +192,7 @@ start() {
 	if pid "$top" "$name" >/dev/null 2>&1; then
 		return 0
 	fi
-	as_owner "$PGBIN/pg_ctl" -D "$dir/$name" -l "$dir/$name.log" -w -t 60 start >/dev/null ||
-		{ tail -20 "$dir/$name.log" >&2; die "$name did not start"; }
+	ctl "$dir" "$name" "did not start" -l "$dir/$name.log" start
 	wait_ready "$dir" "$name"
 }
 
@@ -225,8 +233,7 @@ kill9() {
 promote() {
 	local top=$1 name=$2 dir
 	dir=$(srvdir "$top" "$name")
-	as_owner "$PGBIN/pg_ctl" -D "$dir/$name" -w -t 60 promote >/dev/null ||
-		{ tail -20 "$dir/$name.log" >&2; die "$name was not promoted"; }
+	ctl "$dir" "$name" "was not promoted" promote
 }
 
 uri() {
