@@ -104,7 +104,11 @@ void srv_status_openapi(struct srv_app *app, struct http_req *r);
  * Codes no table lists are the server's fault: HTTP_ERR_INTERNAL. */
 enum http_err srv_clip_http_error(int clip_status);
 enum http_err srv_store_http_error(int store_status);
-/* Answer a store_/catalog_ failure with its error (logged when it is ours). */
+/* Seconds a client is told to wait (Retry-After) when the catalog's
+ * database cannot be reached: a restart or a failover takes seconds. */
+#define SRV_CATALOG_RETRY_AFTER 2
+/* Answer a store_/catalog_ failure with its error (logged when it is ours;
+ * catalog_unavailable with Retry-After). */
 void srv_reply_store_error(struct http_req *r, const store_error *err);
 /* Answer what the encoder, its queues or the probe refused (a clip_status
  * or SRV_ENC_OVERLOADED, with Retry-After), logged when it is ours. */

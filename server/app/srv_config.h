@@ -37,6 +37,8 @@ struct srv_config {
 	/* where */
 	char *model, *data, *listen, *port_file;
 	char *catalog;         /* --catalog: a PostgreSQL URI, or NULL (the data directory's SQLite) */
+	char *catalog_read;    /* --catalog-read: a URI for reads (a hot standby), or NULL: --catalog's */
+	long long max_lag;     /* --max-lag: seconds a replica may be behind and /readyz still say ready */
 	char *model_name;          /* shown in /info; default: the model directory's name */
 	char *model_warning;       /* shown in the log and /info (deploy/run.sh's fallback model) */
 	char *weights_cache;       /* packed-weights cache directory; NULL: the default; "off": none */

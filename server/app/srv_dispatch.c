@@ -55,10 +55,50 @@ static int unknown_param(struct http_req *r)
 	return 1;
 }
 
+/* min_seq=N on a read: wait (the request timeout at most) until this
+ * node's index has applied change N, which a write through any node
+ * answered in X-Clipd-Seq, so that a client reads its own writes behind a
+ * load balancer. 1 when the request was answered (refused or timed out). */
+static int wait_min_seq(struct srv_app *app, struct http_req *r)
+{
+	const char *v = http_query(r, "min_seq");
+	if (!v)
+		return 0;
+	size_t len = strlen(v);
+	unsigned long long n = 0;
+	int ok = len >= 1 && len <= 18;
+	for (size_t i = 0; ok && i < len; i++) {
+		ok = v[i] >= '0' && v[i] <= '9';
+		n = n * 10 + (unsigned)(v[i] - '0');
+	}
+	if (!ok) {
+		http_reply_error(r, HTTP_ERR_BAD_PARAMETER, "min_seq: must be a change sequence number (1 to 18 digits), "
+				 "as a write's X-Clipd-Seq gave it");
+		return 1;
+	}
+	if (!app->cat) {
+		http_reply_error_retry(r, HTTP_ERR_NOT_READY, 1, "the model or the index is still loading");
+		return 1;
+	}
+	store_error err = { 0 };
+	long long timeout = app->cfg->timeout;
+	int rc = catalog_wait_applied(app->cat, n, (int)(timeout * 1000), &err);
+	if (rc == 0)
+		return 0;
+	if (rc == 1)
+		http_reply_error_retry(r, HTTP_ERR_REPLICA_BEHIND, 1, "min_seq %llu: this node has applied changes up to "
+				       "%llu and change %llu did not arrive within %lld s (the node's catalog reader lags, "
+				       "or no such change was committed): retry, or ask another node", n,
+				       (unsigned long long)catalog_applied_seq(app->cat), n, timeout);
+	else
+		srv_reply_store_error(r, &err);
+	return 1;
+}
+
 void srv_handle(struct http_req *r)
 {
 	struct srv_app *app = srv_app_of(r);
-	if (unknown_param(r))
+	if (unknown_param(r) || wait_min_seq(app, r))
 		return;
 	/* Readiness was checked at the headers (the HTTP layer): a request
 	 * that began before a shutdown is finished, one after it gets 503. */

@@ -87,6 +87,19 @@ static void item_error(struct upload_item *it, enum http_err err, const char *ms
 	it->done = 1;
 }
 
+/* An item's error from a store_/catalog_ failure (catalog_unavailable
+ * with Retry-After); logged when it is the server's. */
+static void item_store_error(struct upload_item *it, const store_error *err, const char *what)
+{
+	enum http_err code = srv_store_http_error(err->code);
+	if (code == HTTP_ERR_CATALOG_UNAVAILABLE)
+		log_warn("rid=%s: %s: %s", it->up->r->request_id, what, err->msg);
+	else if (code != HTTP_ERR_BAD_PARAMETER)
+		log_error("rid=%s: %s: %s", it->up->r->request_id, what, err->msg);
+	item_error(it, code, err->msg);
+	it->retry_after = code == HTTP_ERR_CATALOG_UNAVAILABLE ? SRV_CATALOG_RETRY_AFTER : 0;
+}
+
 /* An item's end, on whatever thread: the last one resumes the request. */
 static void item_finished(struct upload_item *it)
 {
@@ -108,11 +121,15 @@ static int merge_duplicate(struct upload_item *it)
 	const struct srv_config *cfg = up->app->cfg;
 	if (catalog_patch_metadata(up->app->cat, it->img.id, up->metadata, strlen(up->metadata),
 				   (size_t)cfg->max_metadata, (int)cfg->max_metadata_depth, &img, &err) != 0) {
+		store_image_clear(&it->img);
+		if (err.code == STORE_ERR_UNAVAILABLE) {
+			item_store_error(it, &err, "merging metadata");
+			return -1;
+		}
 		enum http_err code = err.code == STORE_ERR_INVALID || err.code == STORE_ERR_TOO_LARGE
 			? HTTP_ERR_BAD_PARAMETER : srv_store_http_error(err.code);
 		char msg[sizeof it->msg];
 		snprintf(msg, sizeof msg, "metadata: %.280s", err.msg);
-		store_image_clear(&it->img);
 		item_error(it, code, msg);
 		return -1;
 	}
@@ -134,10 +151,7 @@ static void commit_task(void *arg)
 	};
 	srv_taken_at(it->job.taken_at, &in.taken);
 	if (catalog_add(up->app->cat, &in, &it->img, &it->duplicate, &err) != 0) {
-		enum http_err code = srv_store_http_error(err.code);
-		if (code != HTTP_ERR_BAD_PARAMETER)
-			log_error("rid=%s: storing an upload: %s", up->r->request_id, err.msg);
-		item_error(it, code, err.msg);
+		item_store_error(it, &err, "storing an upload");
 	} else if (!it->duplicate) {
 		it->status = 201;
 		it->metadata_applied = up->metadata != NULL;
@@ -178,8 +192,7 @@ static void prepare_task(void *arg)
 		return;
 	}
 	if (rc != STORE_ERR_NOT_FOUND) {
-		log_error("rid=%s: %s", up->r->request_id, err.msg);
-		item_error(it, HTTP_ERR_INTERNAL, err.msg);
+		item_store_error(it, &err, "looking for the same bytes");
 		item_finished(it);
 		return;
 	}

@@ -40,6 +40,7 @@ static const struct { int status; enum http_err err; } store_errors[] = {
 	{ STORE_ERR_TOO_LARGE, HTTP_ERR_BAD_PARAMETER },
 	{ STORE_ERR_NOT_FOUND, HTTP_ERR_NOT_FOUND },
 	{ STORE_ERR_NOSPACE, HTTP_ERR_INSUFFICIENT_STORAGE },
+	{ STORE_ERR_UNAVAILABLE, HTTP_ERR_CATALOG_UNAVAILABLE },
 };
 
 enum http_err srv_clip_http_error(int status)
@@ -61,6 +62,13 @@ enum http_err srv_store_http_error(int status)
 void srv_reply_store_error(struct http_req *r, const store_error *err)
 {
 	enum http_err code = srv_store_http_error(err->code);
+	if (code == HTTP_ERR_CATALOG_UNAVAILABLE) {
+		/* no primary answers: nothing was written; a failover or a restart
+		 * takes seconds */
+		log_warn("rid=%s: %s", r->request_id, err->msg);
+		http_reply_error_retry(r, code, SRV_CATALOG_RETRY_AFTER, "%s", err->msg);
+		return;
+	}
 	if (code == HTTP_ERR_INTERNAL || code == HTTP_ERR_INSUFFICIENT_STORAGE)
 		log_error("rid=%s: %s: %s", r->request_id, store_status_name(err->code), err->msg);
 	http_reply_error(r, code, "%s", err->msg);
@@ -98,10 +106,20 @@ void srv_reply_results(struct srv_app *app, struct http_req *r, cJSON *query, cJ
 	cJSON_AddItemToObject(root, "model", srv_model_json(app));
 	cJSON *took = cJSON_AddNumberToObject(root, "took_ms", 0);
 	cJSON_AddBoolToObject(root, "exhaustive", res->exhaustive);
+	/* the catalog's database is out of reach: this node's index replica
+	 * ranked, the rows could not be read (ids and scores only) */
+	if (res->rows_missing)
+		cJSON_AddBoolToObject(root, "catalog_unavailable", 1);
 	cJSON *results = cJSON_AddArrayToObject(root, "results");
 	for (size_t i = 0; i < res->n; i++) {
 		const struct catalog_hit *h = &res->hits[i];
-		cJSON *o = srv_image_json(&h->image);
+		cJSON *o = NULL;
+		if (res->rows_missing) {
+			if ((o = cJSON_CreateObject()) != NULL)
+				cJSON_AddNumberToObject(o, "id", (double)h->image.id);
+		} else {
+			o = srv_image_json(&h->image);
+		}
 		if (!o)
 			continue;
 		/* Scores rounded to what a float holds: 1e-7 noise helps nobody.

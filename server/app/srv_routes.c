@@ -32,41 +32,43 @@ const struct http_route srv_routes[ROUTE_COUNT] = {
 };
 
 static const char *const none[] = { NULL };
+/* min_seq: every route that reads the catalog takes it (srv_dispatch.c) */
+static const char *const reading[] = { "min_seq", NULL };
 static const char *const upload[] = { "filename", "metadata", "on_duplicate", NULL };
 static const char *const listing[] = { "limit", "cursor", SRV_FILTER_PARAM, "after", "before", "taken_after", "taken_before",
-					"library", "sha256", NULL };
-static const char *const thumbnail[] = { "size", NULL };
+					"library", "sha256", "min_seq", NULL };
+static const char *const thumbnail[] = { "size", "min_seq", NULL };
 static const char *const searching[] = { "k", "min_score", SRV_FILTER_PARAM, "after", "before", "taken_after", "taken_before",
-					  "library", NULL };
+					  "library", "min_seq", NULL };
 static const char *const text_search[] = { "q", "image", "not", "not_image", "mode", "rrf_k", "k", "min_score",
-					   SRV_FILTER_PARAM, "after", "before", "taken_after", "taken_before", "library", NULL };
-static const char *const image_duplicates[] = { "min_score", "k", NULL };
-static const char *const duplicates[] = { "min_score", "limit", "cursor", NULL };
+					   SRV_FILTER_PARAM, "after", "before", "taken_after", "taken_before", "library", "min_seq", NULL };
+static const char *const image_duplicates[] = { "min_score", "k", "min_seq", NULL };
+static const char *const duplicates[] = { "min_score", "limit", "cursor", "min_seq", NULL };
 static const char *const library_errors[] = { "limit", "cursor", NULL };
 
 const char *const *const srv_route_params[ROUTE_COUNT] = {
 	[ROUTE_WEB_INDEX] = none,
 	[ROUTE_HEALTHZ] = none,
 	[ROUTE_READYZ] = none,
-	[ROUTE_INFO] = none,
+	[ROUTE_INFO] = reading,
 	[ROUTE_METRICS] = none,
 	[ROUTE_OPENAPI] = none,
 	[ROUTE_IMAGES_CREATE] = upload,
 	[ROUTE_IMAGES_LIST] = listing,
-	[ROUTE_IMAGE_GET] = none,
+	[ROUTE_IMAGE_GET] = reading,
 	[ROUTE_IMAGE_PATCH] = none,
 	[ROUTE_IMAGE_DELETE] = none,
-	[ROUTE_IMAGE_FILE] = none,
+	[ROUTE_IMAGE_FILE] = reading,
 	[ROUTE_IMAGE_THUMBNAIL] = thumbnail,
 	[ROUTE_IMAGE_SIMILAR] = searching,
 	[ROUTE_SEARCH] = text_search,
 	[ROUTE_SEARCH_IMAGE] = searching,
-	[ROUTE_CLASSIFY] = none,
+	[ROUTE_CLASSIFY] = reading,
 	[ROUTE_EMBED] = none,
-	[ROUTE_SEARCH_JSON] = none,
+	[ROUTE_SEARCH_JSON] = reading,
 	[ROUTE_IMAGE_DUPLICATES] = image_duplicates,
 	[ROUTE_DUPLICATES] = duplicates,
-	[ROUTE_EXPORT] = none,
+	[ROUTE_EXPORT] = reading,
 	[ROUTE_LIBRARIES] = none,
 	[ROUTE_LIBRARY_SCAN] = none,
 	[ROUTE_LIBRARY_ERRORS] = library_errors,

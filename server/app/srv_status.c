@@ -25,7 +25,20 @@ void srv_status_readyz(struct srv_app *app, struct http_req *r)
 		http_reply_error_retry(r, HTTP_ERR_NOT_READY, 1, "the model or the index is still loading");
 		return;
 	}
-	http_reply_text(r, 200, "application/json", "{\"status\":\"ready\"}");
+	/* A node of a shared catalog whose replica is behind: a load balancer
+	 * routes around it until it catches up. */
+	struct catalog_lag lag;
+	catalog_lag(app->cat, &lag);
+	if (lag.lag_s > (double)app->cfg->max_lag) {
+		http_reply_error_retry(r, HTTP_ERR_NOT_READY, 1, "this node's index is %.1f s behind the catalog (applied "
+				       "change %llu, the latest is %llu; --max-lag %lld)", lag.lag_s,
+				       (unsigned long long)lag.applied, (unsigned long long)lag.latest, app->cfg->max_lag);
+		return;
+	}
+	char body[512];
+	snprintf(body, sizeof body, "{\"status\":\"ready\",\"applied_seq\":%llu,\"latest_seq\":%llu,\"lag_s\":%.3f}",
+		 (unsigned long long)lag.applied, (unsigned long long)lag.latest, lag.lag_s);
+	http_reply_text(r, 200, "application/json", body);
 }
 
 static cJSON *batcher_json(const struct srv_batcher_stats *q, const struct clip_ctx_stats *ctx, int images)

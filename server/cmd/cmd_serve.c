@@ -209,6 +209,7 @@ static int load(struct srv_app *app, const struct srv_config *cfg)
 	struct catalog_params p = catalog_default_params();
 	p.data_dir = cfg->data;
 	p.catalog_uri = cfg->catalog;
+	p.catalog_read_uri = cfg->catalog_read;
 	p.model_files = clip_model_files(app->model);
 	p.model_name = cfg->model_name && *cfg->model_name ? cfg->model_name : model_base;
 	p.model_dir = cfg->model;
@@ -311,6 +312,12 @@ static void *follow_main(void *ud)
 			nanosleep(&ts, NULL);
 		}
 		size_t applied = 0;
+		/* what the primary has committed (the lag /readyz reports), then
+		 * what the replica can give */
+		if (catalog_look_latest(f->cat, &err) != 0 && clock_mono_s() - last_warn >= 30) {
+			log_warn("following the catalog: %s", err.msg);
+			last_warn = clock_mono_s();
+		}
 		if (catalog_catch_up(f->cat, &applied, &err) != 0) {
 			if (clock_mono_s() - last_warn >= 30) {
 				log_warn("following the catalog: %s", err.msg);

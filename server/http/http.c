@@ -115,7 +115,7 @@ static void each_header(struct http_req *r, const char *content_type, const char
 	if (origin_allowed(r->srv, origin)) {
 		add(ud, "Access-Control-Allow-Origin", origin);
 		add(ud, "Vary", "Origin");
-		add(ud, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After, ETag, Location, Content-Length");
+		add(ud, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After, ETag, Location, Content-Length, X-Clipd-Seq");
 	}
 	if (close)
 		add(ud, "Connection", "close");

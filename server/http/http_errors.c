@@ -24,6 +24,10 @@ const struct http_error_info http_errors[HTTP_ERR_COUNT] = {
 	{ HTTP_ERR_INTERNAL, "internal_error", 500, "internal error" },
 	{ HTTP_ERR_NOT_READY, "not_ready", 503, "the server is not ready yet" },
 	{ HTTP_ERR_OVERLOADED, "overloaded", 503, "the server is overloaded; retry later" },
+	{ HTTP_ERR_CATALOG_UNAVAILABLE, "catalog_unavailable", 503,
+	  "the catalog database cannot be reached; retry later" },
+	{ HTTP_ERR_REPLICA_BEHIND, "replica_behind", 503,
+	  "this node has not applied the change asked for (min_seq) yet; retry, or ask another node" },
 	{ HTTP_ERR_INSUFFICIENT_STORAGE, "insufficient_storage", 507, "not enough storage to keep this" },
 };
 

@@ -32,6 +32,8 @@ enum http_err {
 	HTTP_ERR_INTERNAL,               /* 500 */
 	HTTP_ERR_NOT_READY,              /* 503 */
 	HTTP_ERR_OVERLOADED,             /* 503, with Retry-After */
+	HTTP_ERR_CATALOG_UNAVAILABLE,    /* 503, with Retry-After: no catalog primary reachable */
+	HTTP_ERR_REPLICA_BEHIND,         /* 503, with Retry-After: min_seq not applied in time */
 	HTTP_ERR_INSUFFICIENT_STORAGE,   /* 507 */
 	HTTP_ERR_COUNT
 };

@@ -246,6 +246,14 @@ int cat_catch_up_locked(catalog *c, size_t *applied, store_error *err)
 	return rc;
 }
 
+/* Wake the readers waiting for a sequence (catalog_wait_applied). */
+static void applied_changed(catalog *c)
+{
+	pthread_mutex_lock(&c->applied_lock);
+	pthread_cond_broadcast(&c->applied_cond);
+	pthread_mutex_unlock(&c->applied_lock);
+}
+
 int catalog_catch_up(catalog *c, size_t *applied, store_error *err)
 {
 	if (applied)
@@ -253,8 +261,16 @@ int catalog_catch_up(catalog *c, size_t *applied, store_error *err)
 	if (!c->ix)
 		return store_fail(err, STORE_ERR_INVALID, "the catalog has no index");
 	pthread_mutex_lock(&c->wlock);
-	int rc = cat_catch_up_locked(c, applied, err);
+	size_t n = 0;
+	int rc = cat_catch_up_locked(c, &n, err);
+	/* a shared catalog's log holds every remove: a current index has none missing */
+	if (rc == 0 && catalog_shared(c))
+		c->index_stale = 0;
 	pthread_mutex_unlock(&c->wlock);
+	if (applied)
+		*applied = n;
+	if (n)
+		applied_changed(c);
 	/* The sequence no longer covers the index (a model switch): start over. */
 	if (rc == STORE_ERR_NOT_FOUND)
 		rc = rebuild(c, 0, err);
@@ -273,6 +289,86 @@ int catalog_wait_changes(catalog *c, int timeout_ms, store_error *err)
 	if (!c->be->wait_changes)
 		return store_fail(err, STORE_ERR_INVALID, "the %s catalog has one writer: nothing to wait for", c->be->name);
 	return c->be->wait_changes(c->db, timeout_ms, err);
+}
+
+int catalog_look_latest(catalog *c, store_error *err)
+{
+	uint64_t latest = 0;
+	if (!catalog_shared(c))
+		return 0;
+	int rc = c->be->seq(c->db, &latest, err);
+	if (rc != 0)
+		return rc;
+	double now = clock_mono_s();
+	pthread_mutex_lock(&c->lag_lock);
+	if (latest > c->latest) {
+		size_t cap = sizeof c->learned / sizeof c->learned[0];
+		if (c->n_learned == cap) {
+			c->learned[cap - 1].seq = latest;
+		} else {
+			c->learned[c->n_learned].seq = latest;
+			c->learned[c->n_learned].at = now;
+			c->n_learned++;
+		}
+		c->latest = latest;
+	}
+	pthread_mutex_unlock(&c->lag_lock);
+	return 0;
+}
+
+void catalog_lag(catalog *c, struct catalog_lag *out)
+{
+	memset(out, 0, sizeof *out);
+	out->applied = catalog_applied_seq(c);
+	double now = clock_mono_s();
+	pthread_mutex_lock(&c->lag_lock);
+	size_t drop = 0;
+	while (drop < c->n_learned && c->learned[drop].seq <= out->applied)
+		drop++;
+	if (drop) {
+		memmove(c->learned, c->learned + drop, (c->n_learned - drop) * sizeof c->learned[0]);
+		c->n_learned -= drop;
+	}
+	out->latest = c->latest > out->applied ? c->latest : out->applied;
+	out->lag_s = c->n_learned ? now - c->learned[0].at : 0;
+	pthread_mutex_unlock(&c->lag_lock);
+}
+
+int catalog_wait_applied(catalog *c, uint64_t seq, int timeout_ms, store_error *err)
+{
+	if (!c->ix)
+		return store_fail(err, STORE_ERR_INVALID, "the catalog has no index");
+	double deadline = clock_mono_s() + timeout_ms / 1e3;
+	for (;;) {
+		if (catalog_applied_seq(c) >= seq)
+			return 0;
+		double left = deadline - clock_mono_s();
+		if (left <= 0)
+			return 1;
+		/* One reader at a time asks the database; the rest wait for it
+		 * (or for the follower) to wake them. */
+		if (catalog_shared(c) && pthread_mutex_trylock(&c->wlock) == 0) {
+			store_error e;
+			size_t n = 0;
+			int rc = cat_catch_up_locked(c, &n, &e);
+			pthread_mutex_unlock(&c->wlock);
+			if (n)
+				applied_changed(c);
+			if (rc == STORE_ERR_UNAVAILABLE) {
+				if (err)
+					*err = e;
+				return rc;
+			}
+			if (catalog_applied_seq(c) >= seq)
+				return 0;
+		}
+		/* then wait to be woken, 50 ms at most (the next look) */
+		struct timespec until = clock_wall_deadline(left < 0.05 ? left : 0.05);
+		pthread_mutex_lock(&c->applied_lock);
+		if (catalog_applied_seq(c) < seq)
+			pthread_cond_timedwait(&c->applied_cond, &c->applied_lock, &until);
+		pthread_mutex_unlock(&c->applied_lock);
+	}
 }
 
 uint64_t catalog_applied_seq(catalog *c)
@@ -409,6 +505,9 @@ int catalog_open(const struct catalog_params *p, catalog **out,
 	pthread_mutex_init(&c->wlock, NULL);
 	pthread_mutex_init(&c->save_lock, NULL);
 	pthread_rwlock_init(&c->ixlock, NULL);
+	pthread_mutex_init(&c->applied_lock, NULL);
+	pthread_mutex_init(&c->lag_lock, NULL);
+	pthread_cond_init(&c->applied_cond, NULL);
 
 	char tmpdir[4096], blobdir[4096];
 	if ((rc = datadir_path(c->dir, DATADIR_DB, c->db_path, sizeof c->db_path, err)) != 0 ||
@@ -434,6 +533,7 @@ int catalog_open(const struct catalog_params *p, catalog **out,
 	if (p->catalog_uri) {
 		struct pgstore_params pp = pgstore_default_params();
 		pp.readonly = c->readonly;
+		pp.read_uri = p->catalog_read_uri;
 		if (p->catalog_pool > 0)
 			pp.pool = p->catalog_pool;
 		if (p->busy_timeout_ms > 0)
@@ -502,6 +602,9 @@ void catalog_close(catalog *c)
 	pthread_mutex_destroy(&c->wlock);
 	pthread_mutex_destroy(&c->save_lock);
 	pthread_rwlock_destroy(&c->ixlock);
+	pthread_mutex_destroy(&c->applied_lock);
+	pthread_mutex_destroy(&c->lag_lock);
+	pthread_cond_destroy(&c->applied_cond);
 	free(c->dir);
 	free(c);
 }

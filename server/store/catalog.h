@@ -117,6 +117,9 @@ struct catalog_params {
 	 * served). NULL: SQLite. catalog_pool: connections at most (0: 8). */
 	const char *catalog_uri;
 	int catalog_pool;
+	/* Reads from another server (a hot standby), NULL: catalog_uri's; see
+	 * pgstore.h for which reads and when the primary answers instead. */
+	const char *catalog_read_uri;
 
 	size_t exact_filter_limit;     /* CATALOG_EXACT_FILTER_LIMIT */
 	int busy_timeout_ms;           /* SQLite busy timeout (5000) */
@@ -379,6 +382,10 @@ struct catalog_results {
 	 * approximate index answered and some may be missing. */
 	int exhaustive;
 	int exact_scan;             /* 1: the filtered set was scored from the stored vectors */
+	/* 1: a shared catalog's database could not be reached, and an
+	 * unfiltered search was answered from this node's index replica alone:
+	 * each hit has its image.id and score, no other field of its row. */
+	int rows_missing;
 };
 void catalog_results_free(struct catalog_results *r);
 
@@ -484,6 +491,27 @@ int catalog_shared(const catalog *c);
 int catalog_wait_changes(catalog *c, int timeout_ms, store_error *err);
 /* The highest change sequence the index has applied. */
 uint64_t catalog_applied_seq(catalog *c);
+/* How far a shared catalog's replica is behind. The follower asks the
+ * catalog (its primary) for the latest committed change number about once
+ * a second, and at once when NOTIFY says a change came
+ * (catalog_look_latest); the lag is the time since it first learned of
+ * the oldest change the index has not applied yet (0 when it has applied
+ * every one it knows of). A single-node catalog has no lag. */
+struct catalog_lag {
+	uint64_t applied;      /* the index's change sequence */
+	uint64_t latest;       /* the newest change known to be committed (>= applied) */
+	double lag_s;
+};
+int catalog_look_latest(catalog *c, store_error *err);
+void catalog_lag(catalog *c, struct catalog_lag *out);
+
+/* Wait up to timeout_ms until the index has applied change seq (a
+ * client's min_seq: reading its own write made through another node).
+ * With a shared catalog the caller's thread catches up at once (one at a
+ * time; the others wait to be woken by it or by the follower). 0 when
+ * applied; 1 when the time ran out; STORE_ERR_UNAVAILABLE when the
+ * catalog's database cannot be reached (the change cannot arrive). */
+int catalog_wait_applied(catalog *c, uint64_t seq, int timeout_ms, store_error *err);
 
 /* Wait for a background index build (tests, shutdown). */
 void catalog_wait_index(catalog *c);

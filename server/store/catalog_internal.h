@@ -34,6 +34,19 @@ struct catalog {
 	_Atomic uint64_t saved_seq;  /* change sequence of the index file (0: none) */
 	int orphan_risk;             /* a blob could not be removed: scan at next open */
 	int index_stale;             /* an index removal failed: the next open rebuilds */
+
+	/* Readers waiting for a change sequence (catalog_wait_applied): woken
+	 * whenever a catch-up applied changes. */
+	pthread_mutex_t applied_lock;
+	pthread_cond_t applied_cond;
+
+	/* Changes the follower learned of and when, oldest first (catalog_lag):
+	 * entries the index has applied are dropped; when full, the newest
+	 * entry takes the newer number and keeps its (older) time. */
+	pthread_mutex_t lag_lock;
+	uint64_t latest;
+	struct { uint64_t seq; double at; } learned[32];
+	size_t n_learned;
 };
 
 /* c->be->op(c->db, ...), or, when the backend has no such operation,

@@ -141,6 +141,28 @@ out:
 	return rc;
 }
 
+/* A shared catalog whose database cannot be reached: the node's index
+ * replica still ranks, so the hits are its ids and scores without their
+ * rows (out->rows_missing). */
+static int ids_only(catalog *c, const int64_t *ids, const float *scores, size_t n, struct catalog_results *out,
+		    store_error *err)
+{
+	if (!catalog_shared(c))
+		return STORE_ERR_UNAVAILABLE;
+	int exhaustive = out->exhaustive;
+	catalog_results_free(out);
+	if (n && !(out->hits = calloc(n, sizeof *out->hits)))
+		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		out->hits[i].image.id = ids[i];
+		out->hits[i].score = scores[i];
+	}
+	out->n = n;
+	out->exhaustive = exhaustive;
+	out->rows_missing = 1;
+	return 0;
+}
+
 /* Filters on metadata or time: the exact scan or an over-fetch, not a plain top k. */
 static int is_filtered(const struct catalog_query *q)
 {
@@ -269,6 +291,8 @@ static int semantic_search(catalog *c, const struct catalog_query *q, struct cat
 		out->exhaustive = exact;
 	}
 	rc = cat_fetch_rows(c, ids, scores, taken, out, err);
+	if (rc == STORE_ERR_UNAVAILABLE && !is_filtered(q))
+		rc = ids_only(c, ids, scores, taken, out, err);
 out:
 	if (rc != 0)
 		catalog_results_free(out);

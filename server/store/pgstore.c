@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "assets.h"
 #include "pgstore_internal.h"
@@ -32,6 +33,19 @@ const char *pg_i64(char buf[24], int64_t v)
 
 /* ---- errors ------------------------------------------------------------------- */
 
+/* The server is gone or cannot take this statement now: the connection
+ * broke (a restart, a failover), the server is shutting down or starting
+ * (57P01-57P03), a connection-class error (08xxx), or the connection
+ * reached a standby for a write (25006, a read-only transaction). The
+ * caller answers 503 catalog_unavailable, and the client may retry. */
+static int pg_lost(struct pg_conn *c, const char *state)
+{
+	if (c && c->pc && PQstatus(c->pc) != CONNECTION_OK)
+		return 1;
+	return state && (!strncmp(state, "08", 2) || !strcmp(state, "57P01") || !strcmp(state, "57P02") ||
+			 !strcmp(state, "57P03") || !strcmp(state, "25006"));
+}
+
 /* The one translation of a PostgreSQL failure into a store status. */
 static int pg_fail(struct pg_conn *c, const PGresult *r, store_error *err, const char *what)
 {
@@ -43,8 +57,12 @@ static int pg_fail(struct pg_conn *c, const PGresult *r, store_error *err, const
 		msg = "unknown error";
 	int len = (int)strcspn(msg, "\n");
 	int code = STORE_ERR_DB;
-	if (state && !strcmp(state, "23505"))
+	if (pg_lost(c, state))
+		code = STORE_ERR_UNAVAILABLE;
+	else if (state && !strcmp(state, "23505")) {
 		code = STORE_ERR_EXISTS;
+		c->wrote = 1;   /* another node's row: read it from where it is */
+	}
 	else if (state && !strncmp(state, "22", 2))
 		code = STORE_ERR_INVALID;
 	else if (state && !strcmp(state, "53100"))
@@ -69,12 +87,12 @@ static int conn_setup(pgstore *s, struct pg_conn *c, store_error *err)
 	return rc;
 }
 
-static int conn_open(pgstore *s, struct pg_conn **out, store_error *err)
+static int conn_open(pgstore *s, const char *uri, struct pg_conn **out, store_error *err)
 {
 	char timeout[16];
 	snprintf(timeout, sizeof timeout, "%d", s->p.connect_timeout_s);
 	const char *keys[] = { "dbname", "connect_timeout", "application_name", NULL };
-	const char *vals[] = { s->uri, timeout, "clipd", NULL };
+	const char *vals[] = { uri, timeout, "clipd", NULL };
 	struct pg_conn *c = calloc(1, sizeof *c);
 	if (!c)
 		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
@@ -82,7 +100,8 @@ static int conn_open(pgstore *s, struct pg_conn **out, store_error *err)
 	c->pc = PQconnectdbParams(keys, vals, 1);
 	if (!c->pc || PQstatus(c->pc) != CONNECTION_OK) {
 		const char *m = c->pc ? PQerrorMessage(c->pc) : "out of memory";
-		int rc = store_fail(err, STORE_ERR_DB, "catalog database: cannot connect: %.*s", (int)strcspn(m, "\n"), m);
+		int rc = store_fail(err, STORE_ERR_UNAVAILABLE, "catalog database: cannot connect: %.*s",
+				    (int)strcspn(m, "\n"), m);
 		PQfinish(c->pc);
 		free(c);
 		return rc;
@@ -97,14 +116,35 @@ static int conn_open(pgstore *s, struct pg_conn **out, store_error *err)
 	return 0;
 }
 
-int pg_take(pgstore *s, struct pg_conn **out, store_error *err)
+static void pool_init(struct pg_pool *pl, const char *uri, int replica, int max)
 {
-	pthread_mutex_lock(&s->lock);
+	pl->uri = uri;
+	pl->replica = replica;
+	pl->max = max;
+	pthread_mutex_init(&pl->lock, NULL);
+	pthread_cond_init(&pl->cond, NULL);
+}
+
+static void pool_close(struct pg_pool *pl)
+{
+	while (pl->free_list) {
+		struct pg_conn *c = pl->free_list;
+		pl->free_list = c->next;
+		PQfinish(c->pc);
+		free(c);
+	}
+	pthread_mutex_destroy(&pl->lock);
+	pthread_cond_destroy(&pl->cond);
+}
+
+static int pool_take(pgstore *s, struct pg_pool *pl, struct pg_conn **out, store_error *err)
+{
+	pthread_mutex_lock(&pl->lock);
 	for (;;) {
-		if (s->free_list) {
-			struct pg_conn *c = s->free_list;
-			s->free_list = c->next;
-			pthread_mutex_unlock(&s->lock);
+		if (pl->free_list) {
+			struct pg_conn *c = pl->free_list;
+			pl->free_list = c->next;
+			pthread_mutex_unlock(&pl->lock);
 			c->next = NULL;
 			if (PQstatus(c->pc) == CONNECTION_OK) {
 				*out = c;
@@ -113,41 +153,145 @@ int pg_take(pgstore *s, struct pg_conn **out, store_error *err)
 			/* Broken (the server restarted, or failed over): a new one. */
 			PQfinish(c->pc);
 			free(c);
-			pthread_mutex_lock(&s->lock);
-			s->n_open--;
+			pthread_mutex_lock(&pl->lock);
+			pl->n_open--;
 			continue;
 		}
-		if (s->n_open < s->p.pool) {
-			s->n_open++;
-			pthread_mutex_unlock(&s->lock);
-			int rc = conn_open(s, out, err);
+		if (pl->n_open < pl->max) {
+			pl->n_open++;
+			pthread_mutex_unlock(&pl->lock);
+			int rc = conn_open(s, pl->uri, out, err);
 			if (rc != 0) {
-				pthread_mutex_lock(&s->lock);
-				s->n_open--;
-				pthread_cond_signal(&s->cond);
-				pthread_mutex_unlock(&s->lock);
+				pthread_mutex_lock(&pl->lock);
+				pl->n_open--;
+				pthread_cond_signal(&pl->cond);
+				pthread_mutex_unlock(&pl->lock);
+			} else {
+				(*out)->pool = pl;
 			}
 			return rc;
 		}
-		pthread_cond_wait(&s->cond, &s->lock);
+		pthread_cond_wait(&pl->cond, &pl->lock);
 	}
+}
+
+int pg_take(pgstore *s, struct pg_conn **out, store_error *err)
+{
+	return pool_take(s, &s->primary, out, err);
+}
+
+/* A WAL position ("16/B374D848") as a number; 0 for NULL or a bad one. */
+static uint64_t lsn_value(const PGresult *r)
+{
+	if (!r || PQntuples(r) != 1 || PQgetisnull(r, 0, 0))
+		return 0;
+	unsigned hi = 0, lo = 0;
+	char tail;
+	if (sscanf(PQgetvalue(r, 0, 0), "%8X/%8X%c", &hi, &lo, &tail) != 2)
+		return 0;
+	return (uint64_t)hi << 32 | lo;
+}
+
+static void atomic_max(_Atomic uint64_t *v, uint64_t x)
+{
+	uint64_t cur = atomic_load(v);
+	while (cur < x && !atomic_compare_exchange_weak(v, &cur, x))
+		;
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* After a failed connection to the replica, reads use the primary this long. */
+#define REPLICA_RETRY_MS 5000
+
+int pg_take_read(pgstore *s, struct pg_conn **out, store_error *err)
+{
+	if (!s->read_uri || mono_ms() < atomic_load(&s->replica_down_until))
+		return pg_take(s, out, err);
+	uint64_t want = atomic_load(&s->written_lsn);
+	if (want == UINT64_MAX) {
+		/* a write whose position could not be read: the primary's
+		 * position now is past it */
+		struct pg_conn *p = NULL;
+		if (pg_take(s, &p, NULL) == 0) {
+			PGresult *r = PQexec(p->pc, "SELECT pg_current_wal_lsn()");
+			uint64_t now = r && PQresultStatus(r) == PGRES_TUPLES_OK && PQnfields(r) == 1 ? lsn_value(r) : 0;
+			PQclear(r);
+			pg_give(s, p);
+			if (now && atomic_compare_exchange_strong(&s->written_lsn, &want, now))
+				want = now;
+		}
+		if (want == UINT64_MAX)
+			return pg_take(s, out, err);
+	}
+	if (pool_take(s, &s->replica, out, NULL) != 0) {
+		/* the replica is out of reach: the primary answers meanwhile */
+		atomic_store(&s->replica_down_until, mono_ms() + REPLICA_RETRY_MS);
+		return pg_take(s, out, err);
+	}
+	if (want <= atomic_load(&s->replica_lsn))
+		return 0;
+	/* This node wrote since the replica last showed where it is: ask. */
+	PGresult *r = PQexec((*out)->pc, "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() "
+			     "ELSE pg_current_wal_lsn() END");
+	int ok = r && PQresultStatus(r) == PGRES_TUPLES_OK && PQnfields(r) == 1;
+	if (ok)
+		atomic_max(&s->replica_lsn, lsn_value(r));
+	PQclear(r);
+	if (ok && want <= atomic_load(&s->replica_lsn))
+		return 0;
+	if (!ok && PQstatus((*out)->pc) != CONNECTION_OK)
+		atomic_store(&s->replica_down_until, mono_ms() + REPLICA_RETRY_MS);
+	/* not there yet: this node's own recent writes are read from the primary */
+	pg_give(s, *out);
+	*out = NULL;
+	return pg_take(s, out, err);
 }
 
 void pg_give(pgstore *s, struct pg_conn *c)
 {
 	if (!c)
 		return;
-	pthread_mutex_lock(&s->lock);
+	struct pg_pool *pl = c->pool;
+	if (c->wrote && s->read_uri && !pl->replica && PQstatus(c->pc) == CONNECTION_OK &&
+	    PQtransactionStatus(c->pc) == PQTRANS_IDLE) {
+		/* where the primary's WAL is now: past this write's commit */
+		PGresult *r = PQexec(c->pc, "SELECT pg_current_wal_lsn()");
+		if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQnfields(r) == 1)
+			atomic_max(&s->written_lsn, lsn_value(r));
+		else   /* unknown: reads go to the primary until the next look (pg_take_read) */
+			atomic_store(&s->written_lsn, UINT64_MAX);
+		PQclear(r);
+	}
+	c->wrote = 0;
+	pthread_mutex_lock(&pl->lock);
 	if (PQstatus(c->pc) == CONNECTION_OK && PQtransactionStatus(c->pc) == PQTRANS_IDLE) {
-		c->next = s->free_list;
-		s->free_list = c;
+		c->next = pl->free_list;
+		pl->free_list = c;
 	} else {
+		/* Broken: the server restarted or failed over, and then the idle
+		 * connections are broken too (each would fail one call): drop
+		 * them, the next calls open new ones. */
+		if (PQstatus(c->pc) != CONNECTION_OK) {
+			while (pl->free_list) {
+				struct pg_conn *f = pl->free_list;
+				pl->free_list = f->next;
+				PQfinish(f->pc);
+				free(f);
+				pl->n_open--;
+			}
+		}
 		PQfinish(c->pc);
 		free(c);
-		s->n_open--;
+		pl->n_open--;
 	}
-	pthread_cond_signal(&s->cond);
-	pthread_mutex_unlock(&s->lock);
+	pthread_cond_broadcast(&pl->cond);
+	pthread_mutex_unlock(&pl->lock);
 }
 
 /* ---- statements ------------------------------------------------------------------ */
@@ -165,6 +309,11 @@ PGresult *pg_run(struct pg_conn *c, const char *sql, int n, const char *const *v
 		PQclear(r);
 		return NULL;
 	}
+	/* rows inserted, updated or deleted: the read-your-writes position */
+	const char *cmd = PQcmdStatus(r), *changed = PQcmdTuples(r);
+	if (cmd && (!strncmp(cmd, "INSERT ", 7) || !strncmp(cmd, "UPDATE ", 7) || !strncmp(cmd, "DELETE ", 7)) &&
+	    changed && *changed && strcmp(changed, "0"))
+		c->wrote = 1;
 	if (want == PGRES_TUPLES_OK && PQnfields(r) != cols) {
 		store_fail(err, STORE_ERR_DB, "catalog database: %s: %d columns, expected %d", what, PQnfields(r), cols);
 		PQclear(r);
@@ -342,17 +491,12 @@ void pgstore_close(void *db)
 	pgstore *s = db;
 	if (!s)
 		return;
-	while (s->free_list) {
-		struct pg_conn *c = s->free_list;
-		s->free_list = c->next;
-		PQfinish(c->pc);
-		free(c);
-	}
+	pool_close(&s->primary);
+	pool_close(&s->replica);
 	PQfinish(s->listener);
 	pthread_mutex_destroy(&s->listen_lock);
-	pthread_mutex_destroy(&s->lock);
-	pthread_cond_destroy(&s->cond);
 	free(s->uri);
+	free(s->read_uri);
 	free(s);
 }
 
@@ -377,8 +521,24 @@ int pgstore_open(const char *uri, const struct pgstore_params *p, pgstore **out,
 		s->p.connect_timeout_s = 10;
 	if (s->p.lock_timeout_ms < 0)
 		s->p.lock_timeout_ms = 0;
-	pthread_mutex_init(&s->lock, NULL);
-	pthread_cond_init(&s->cond, NULL);
+	if (p && p->read_uri && *p->read_uri) {
+		if (strncmp(p->read_uri, "postgresql://", 13) && strncmp(p->read_uri, "postgres://", 11)) {
+			free(s->uri);
+			free(s);
+			return store_fail(err, STORE_ERR_INVALID, "the catalog read URI must start with postgresql://");
+		}
+		if (!(s->read_uri = strdup(p->read_uri))) {
+			free(s->uri);
+			free(s);
+			return store_fail(err, STORE_ERR_NOMEM, "out of memory");
+		}
+	}
+	s->p.read_uri = NULL;   /* s->read_uri is the copy */
+	pool_init(&s->primary, s->uri, 0, s->p.pool);
+	pool_init(&s->replica, s->read_uri, 1, s->p.pool);
+	atomic_init(&s->written_lsn, 0);
+	atomic_init(&s->replica_lsn, 0);
+	atomic_init(&s->replica_down_until, 0);
 	pthread_mutex_init(&s->listen_lock, NULL);
 	int rc = migrate(s, &rep, err);
 	if (rc != 0) {
@@ -563,7 +723,7 @@ int pgs_wait_changes(void *db, int timeout_ms, store_error *err)
 	}
 	if (!s->listener) {
 		struct pg_conn *c = NULL;
-		if ((rc = conn_open(s, &c, err)) != 0)
+		if ((rc = conn_open(s, s->uri, &c, err)) != 0)
 			goto out;
 		s->listener = c->pc;
 		free(c);

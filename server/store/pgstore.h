@@ -23,6 +23,17 @@
  * the number of rows and columns, NULLs, lengths of binary values, and the
  * digits of numbers.
  *
+ * Reads from a replica (read_uri, a hot standby): the reads of rows,
+ * vectors, originals and the change log take a connection from a second
+ * pool (pg_take_read); writes, migrations, models, the latest change
+ * number and LISTEN stay on the primary. Read-your-writes: after each
+ * write the primary's WAL position is noted, and a read goes to the
+ * replica only once the replica has replayed past it
+ * (pg_last_wal_replay_lsn, asked only while it is behind); until then, and
+ * for REPLICA_RETRY_MS after a failed connection to the replica, reads go
+ * to the primary. A replica's change counter behind the index's number is
+ * "nothing new yet", not a broken sequence.
+ *
  * Migrations. migrations/postgresql/NNNN_name.sql, embedded, applied in
  * order at open under a session advisory lock (nodes starting together
  * migrate once; the others wait, then find the schema current), one
@@ -47,6 +58,7 @@ struct pgstore_params {
 	int pool;              /* connections at most (PGSTORE_POOL) */
 	int lock_timeout_ms;   /* how long a statement waits for a row lock (5000); 0: for ever */
 	int connect_timeout_s; /* libpq connect_timeout (10) */
+	const char *read_uri;  /* reads from this server (a hot standby), or NULL (copied at open) */
 };
 struct pgstore_params pgstore_default_params(void);
 

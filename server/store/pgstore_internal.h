@@ -9,28 +9,53 @@
 
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "pgstore.h"
+
+struct pg_pool;
 
 struct pg_conn {
 	PGconn *pc;
 	struct pg_conn *next;   /* free list */
+	struct pg_pool *pool;   /* the pool it goes back to */
+	int wrote;              /* a statement changed rows, or met a row another
+	                         * transaction committed (unique violation): its
+	                         * commit position is noted when it goes back */
 };
 
-struct pgstore {
-	char *uri;
-	struct pgstore_params p;
+/* Connections to one server: at most max, opened when first needed. */
+struct pg_pool {
+	const char *uri;
+	int replica;            /* the --catalog-read server's */
+	int max;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	struct pg_conn *free_list;
 	int n_open;
-	pthread_mutex_t listen_lock;   /* the LISTEN connection, apart from the pool */
-	PGconn *listener;
 };
 
-/* Take a connection from the pool (opening or resetting one as needed);
+struct pgstore {
+	char *uri, *read_uri;   /* read_uri NULL: every read on the primary */
+	struct pgstore_params p;
+	struct pg_pool primary, replica;
+	pthread_mutex_t listen_lock;   /* the LISTEN connection, apart from the pools */
+	PGconn *listener;
+	/* Read-your-writes with a replica: the primary's WAL position after
+	 * this node's latest write, and the latest replay position the replica
+	 * showed; a read goes to the replica only when it has replayed past
+	 * this node's writes. replica_down_until: after a failed connection to
+	 * the replica, reads use the primary until then (monotonic ms). */
+	_Atomic uint64_t written_lsn, replica_lsn;
+	_Atomic int64_t replica_down_until;
+};
+
+/* Take a connection to the primary (opening or resetting one as needed);
  * give it back with pg_give (broken ones are closed). */
 int pg_take(pgstore *s, struct pg_conn **out, store_error *err);
+/* A connection for a read: the replica's when there is one and it has
+ * replayed this node's writes, else the primary's. Give it back with pg_give. */
+int pg_take_read(pgstore *s, struct pg_conn **out, store_error *err);
 void pg_give(pgstore *s, struct pg_conn *c);
 
 /* Run sql with n text parameters (vals[i] NULL: SQL NULL; lens/binary:

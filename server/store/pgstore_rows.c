@@ -67,7 +67,7 @@ static int get_one(pgstore *s, const char *sql, const char *key, struct store_im
 {
 	struct pg_conn *c = NULL;
 	memset(out, 0, sizeof *out);
-	int rc = pg_take(s, &c, err);
+	int rc = pg_take_read(s, &c, err);
 	if (rc != 0)
 		return rc;
 	const char *vals[] = { key };
@@ -134,7 +134,7 @@ int pgr_get_many(void *db, const int64_t *ids, size_t n, struct store_image *out
 	int rc = id_array(ids, n, &arr, err);
 	if (rc != 0)
 		return rc;
-	if ((rc = pg_take(db, &c, err)) != 0) {
+	if ((rc = pg_take_read(db, &c, err)) != 0) {
 		free(arr);
 		return rc;
 	}
@@ -183,7 +183,7 @@ int pgr_count(void *db, int64_t *n, store_error *err)
 {
 	struct pg_conn *c = NULL;
 	*n = 0;
-	int rc = pg_take(db, &c, err);
+	int rc = pg_take_read(db, &c, err);
 	if (rc != 0)
 		return rc;
 	PGresult *r = pg_run(c, "SELECT count(*) FROM images", 0, NULL, NULL, NULL, 0, PGRES_TUPLES_OK, 1,
@@ -370,7 +370,7 @@ int pgr_list(void *db, const struct store_selection *sel, int64_t before_id, siz
 	if (rc == 0 && dbuf_append(&q.sql, "", 1))
 		rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
 	if (rc == 0)
-		rc = pg_take(db, &c, err);
+		rc = pg_take_read(db, &c, err);
 	PGresult *r = NULL;
 	if (rc == 0 && !(r = pg_run(c, q.sql.data, q.n, q.vals, NULL, NULL, 0, PGRES_TUPLES_OK, NCOLS, "list images",
 				    err)))
@@ -458,7 +458,7 @@ int pgr_get_vector(void *db, int64_t id, const char *fingerprint, float *out, si
 {
 	struct pg_conn *c = NULL;
 	char k[24];
-	int rc = pg_take(db, &c, err), stopped = 0;
+	int rc = pg_take_read(db, &c, err), stopped = 0;
 	if (rc != 0)
 		return rc;
 	const char *vals[] = { pg_i64(k, id), fingerprint };
@@ -499,7 +499,7 @@ static int ids_query(pgstore *s, const char *sql, const char *fingerprint, int64
 	struct pg_conn *c = NULL;
 	char a[24], m[24];
 	*n = 0;
-	int rc = pg_take(s, &c, err);
+	int rc = pg_take_read(s, &c, err);
 	if (rc != 0)
 		return rc;
 	const char *vals[] = { fingerprint, pg_i64(a, after_id), pg_i64(m, (int64_t)max) };
@@ -529,7 +529,7 @@ int pgr_count_vectors(void *db, const char *fingerprint, int64_t *n, store_error
 {
 	struct pg_conn *c = NULL;
 	*n = 0;
-	int rc = pg_take(db, &c, err);
+	int rc = pg_take_read(db, &c, err);
 	if (rc != 0)
 		return rc;
 	const char *vals[] = { fingerprint };
@@ -658,7 +658,9 @@ int pgr_insert(void *db, const struct store_new_image *img, const void *data, si
 			goto out;
 		}
 		if (PQntuples(r) == 0) {
-			/* stored by another writer (this node or another): its row wins */
+			/* stored by another writer (this node or another): its row wins,
+			 * and is read where it is (pg_take_read) */
+			c->wrote = 1;
 			PQclear(r);
 			pg_cmd(c, "ROLLBACK", NULL);
 			const char *v2[] = { img->sha256 };
@@ -845,7 +847,7 @@ int pgr_read_original(void *db, const char *sha256, int fd, store_error *err)
 	struct pg_conn *c = NULL;
 	if (!sha256_is_hex(sha256))
 		return store_fail(err, STORE_ERR_INVALID, "not a SHA-256 hex digest");
-	int rc = pg_take(db, &c, err);
+	int rc = pg_take_read(db, &c, err);
 	if (rc != 0)
 		return rc;
 	/* one snapshot for all the pieces: a delete meanwhile cannot tear it */
@@ -910,7 +912,7 @@ int pgr_foreach_image(void *db, store_image_fn fn, void *ud, store_error *err)
 	for (;;) {
 		struct pg_conn *c = NULL;
 		char a[24];
-		int rc = pg_take(db, &c, err), stop = 0;
+		int rc = pg_take_read(db, &c, err), stop = 0;
 		if (rc != 0)
 			return rc;
 		const char *vals[] = { pg_i64(a, after) };
@@ -1071,7 +1073,7 @@ int pgr_load_vectors(void *db, size_t dim, int64_t **ids, float **vecs, size_t *
 	*vecs = NULL;
 	*n = 0;
 	*seq = 0;
-	int rc = pg_take(db, &c, err);
+	int rc = pg_take_read(db, &c, err);
 	if (rc != 0)
 		return rc;
 	/* one snapshot: the vectors and the sequence they cover agree */
@@ -1116,11 +1118,17 @@ int pgr_changes_since(void *db, uint64_t seq, size_t dim, struct store_changes *
 	char s[24];
 	PGresult *r = NULL;
 	memset(out, 0, sizeof *out);
-	int rc = pg_take(db, &c, err);
+	int rc = pg_take_read(db, &c, err);
 	if (rc != 0)
 		return rc;
 	if ((rc = snapshot_begin(c, dim, &m, &last, err)) != 0)
 		goto out;
+	if (seq > (uint64_t)last && c->pool->replica) {
+		/* a replica that has not replayed what the index took from the
+		 * primary: nothing new from it yet */
+		last = (int64_t)seq;
+		goto end;
+	}
 	if (seq > (uint64_t)last) {
 		rc = store_fail(err, STORE_ERR_NOT_FOUND, "the index is at change %llu, ahead of the catalog (%lld)",
 				(unsigned long long)seq, (long long)last);
@@ -1193,7 +1201,7 @@ int pgr_scan_selection(void *db, const struct store_selection *sel, size_t dim, 
 		rc = selection_sql(&q, sel, err);
 	if (rc == 0 && (dbuf_puts(&q.sql, " ORDER BY i.id") || dbuf_append(&q.sql, "", 1)))
 		rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
-	if (rc == 0 && (rc = pg_take(db, &c, err)) == 0) {
+	if (rc == 0 && (rc = pg_take_read(db, &c, err)) == 0) {
 		if ((rc = pg_cmd(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", err)) == 0)
 			rc = cursor_rows(c, q.sql.data, q.n, q.vals, dim, limit, fn, ud, truncated, err);
 		rc = pg_end(c, rc, err);
@@ -1222,7 +1230,7 @@ int pgr_filter_ids(void *db, const struct store_selection *sel, const int64_t *i
 	if (rc == 0 && dbuf_append(&q.sql, "", 1))
 		rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
 	PGresult *r = NULL;
-	if (rc == 0 && (rc = pg_take(db, &c, err)) == 0) {
+	if (rc == 0 && (rc = pg_take_read(db, &c, err)) == 0) {
 		if (!(r = pg_run(c, q.sql.data, q.n, q.vals, NULL, NULL, 0, PGRES_TUPLES_OK, 1, "filter images", err)))
 			rc = RUN_FAIL(err);
 		pg_give(db, c);

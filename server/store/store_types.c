@@ -37,6 +37,7 @@ const char *store_status_name(int status)
 	case STORE_ERR_INDEX: return "index_error";
 	case STORE_ERR_TOO_LARGE: return "metadata_too_large";
 	case STORE_ERR_EXISTS: return "exists";
+	case STORE_ERR_UNAVAILABLE: return "catalog_unavailable";
 	default: return "internal_error";
 	}
 }

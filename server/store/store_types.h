@@ -33,6 +33,8 @@ enum store_status {
 	STORE_ERR_INDEX = -10,     /* the vector index failed: 500 */
 	STORE_ERR_TOO_LARGE = -11, /* metadata over CATALOG_MAX_METADATA_BYTES or _DEPTH: 413 */
 	STORE_ERR_EXISTS = -12,    /* (store_insert only) the sha256 is already stored */
+	STORE_ERR_UNAVAILABLE = -13, /* a shared catalog's database cannot be reached (no primary
+	                              * answers, or only a standby for a write): 503, retry */
 };
 
 /* Room for a message that names two paths and a command to run (the

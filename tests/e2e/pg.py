@@ -47,6 +47,25 @@ class PgCluster:
                              check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
         return [line.split("\t") for line in out.stdout.splitlines() if line]
 
+    def standby(self):
+        """A streaming hot standby of this cluster (pg_basebackup -R), on a port of its own."""
+        out = subprocess.run(["bash", SCRIPT, "standby", self.dir], check=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, timeout=180)
+        directory, uri = out.stdout.strip().split(" ", 1)
+        return PgCluster(directory, uri)
+
+    def promote(self):
+        """Promote this standby: it leaves recovery and takes writes."""
+        subprocess.run(["bash", SCRIPT, "promote", self.dir], check=True, timeout=120)
+
+    def halt(self):
+        """Stop the server at once, as a crash would (pg_ctl stop -m immediate)."""
+        subprocess.run(["bash", SCRIPT, "halt", self.dir], check=True, timeout=120)
+
+    def resume(self):
+        """Start a halted server again on the same port (it recovers from its WAL)."""
+        subprocess.run(["bash", SCRIPT, "resume", self.dir], check=True, timeout=120)
+
     def stop(self):
         subprocess.run(["bash", SCRIPT, "stop", self.dir], timeout=120)
 

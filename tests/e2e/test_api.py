@@ -33,7 +33,8 @@ def test_health(server, doc):
     assert r.status == 200 and r.json() == {"status": "ok"}
     check_response(doc, "/healthz", "GET", r)
     r = server.get("/readyz")
-    assert r.status == 200 and r.json() == {"status": "ready"}
+    assert r.status == 200 and r.json()["status"] == "ready", r
+    assert r.json()["applied_seq"] == r.json()["latest_seq"] and r.json()["lag_s"] == 0, r
     check_response(doc, "/readyz", "GET", r)
     assert server.request("HEAD", "/healthz").status == 200
 

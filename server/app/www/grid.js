@@ -148,6 +148,8 @@ export class Results {
 				this.next = null;
 				// A full page may have more behind it.
 				this.more = this.items.length >= this.k && this.k < this.maxK;
+				// The catalog's database out of reach: ids and scores only.
+				this.degraded = !!r.catalog_unavailable;
 			} else {
 				const r = await apiJson(paths.list(PAGE_SIZE, undefined, this.filters), { signal });
 				if (gen !== this.gen)
@@ -156,7 +158,9 @@ export class Results {
 				this.items = r.items || [];
 				this.next = r.next_cursor || null;
 			}
-			this.onError(null);
+			this.onError(this.mode === 'search' && this.degraded
+				? 'The catalog database cannot be reached: these results come from this server\'s index alone, ' +
+				  'without their details; uploads and edits wait until it is back.' : null);
 			this.render();
 			this.autoMore();
 		} catch (e) {

@@ -117,7 +117,8 @@ static void test_error_table(void)
 		{ "image_too_large", 413 }, { "uri_too_long", 414 }, { "unsupported_media_type", 415 },
 		{ "image_undecodable", 422 }, { "rate_limited", 429 }, { "headers_too_large", 431 },
 		{ "internal_error", 500 },
-		{ "not_ready", 503 }, { "overloaded", 503 }, { "insufficient_storage", 507 },
+		{ "not_ready", 503 }, { "overloaded", 503 }, { "catalog_unavailable", 503 }, { "replica_behind", 503 },
+		{ "insufficient_storage", 507 },
 	};
 	CHECK_EQ_INT(sizeof want / sizeof want[0], HTTP_ERR_COUNT);
 	for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
