@@ -3,6 +3,7 @@
 #
 #   deploy/bootstrap.sh           packages to build and run, the FAISS C API, build/clipd
 #   deploy/bootstrap.sh --test    also what the tests need (pytest, a browser, ...)
+#   deploy/bootstrap.sh --cluster also what deploy/cluster/up.sh runs (PostgreSQL 15, HAProxy)
 #
 # Idempotent: it installs only missing packages (apt-get update runs once, and
 # only then), builds the FAISS C API only when it is missing or the installed
@@ -13,10 +14,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 want_test=0
+want_cluster=0
 for arg in "$@"; do
 	case "$arg" in
 	--test) want_test=1 ;;
-	-h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	--cluster) want_cluster=1 ;;
+	-h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "bootstrap: unknown argument '$arg'" >&2; exit 2 ;;
 	esac
 done
@@ -37,6 +40,9 @@ packages=(gcc g++ meson ninja-build pkg-config dpkg-dev
 	libstb-dev libutf8proc-dev zlib1g-dev libcurl4-openssl-dev
 	libjpeg62-turbo-dev libwebp-dev libheif-dev libtiff-dev
 	curl ca-certificates python3)
+if [ "$want_cluster" = 1 ]; then
+	packages+=(postgresql-15 haproxy)
+fi
 if [ "$want_test" = 1 ]; then
 	packages+=(python3-pytest python3-numpy sqlite3 util-linux)
 	# Extra packages named by the test suites (one per line, # comments).

@@ -27,15 +27,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 model="" prefill=10000 uploads=2000 nqueries=10000 seconds=30 upconns=16 work="$root/build/bench"
+. "$root/deploy/bench/common.sh"
 while [ $# -gt 0 ]; do
+	bench_option "$@" && { shift 2; continue; }
 	case "$1" in
-	--model) model=$2; shift 2 ;;
-	--prefill) prefill=$2; shift 2 ;;
-	--uploads) uploads=$2; shift 2 ;;
-	--queries) nqueries=$2; shift 2 ;;
-	--seconds) seconds=$2; shift 2 ;;
-	--upload-connections) upconns=$2; shift 2 ;;
-	--work) work=$2; shift 2 ;;
 	-h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "bench: unknown argument '$1'" >&2; exit 2 ;;
 	esac
@@ -49,31 +44,11 @@ fi
 for tool in wrk curl cc; do command -v $tool >/dev/null || { say "needs $tool"; exit 1; }; done
 [ -x "$clipd" ] || { say "no $clipd (build first)"; exit 1; }
 mkdir -p "$work"
-. "$root/deploy/bench/common.sh"
 
 bench_model
 
-cc -O2 -o "$work/gen-corpus" "$root/deploy/bench/gen-corpus.c" -lm
-if [ "$(ls "$work/prefill" 2>/dev/null | wc -l)" -ne "$prefill" ]; then
-	rm -rf "$work/prefill"; mkdir -p "$work/prefill"
-	say "generating $prefill prefill images"
-	"$work/gen-corpus" "$work/prefill" "$prefill" 64 48 1000000
-fi
-if [ "$(ls "$work/uploads" 2>/dev/null | wc -l)" -ne "$uploads" ]; then
-	rm -rf "$work/uploads"; mkdir -p "$work/uploads"
-	say "generating $uploads 640x480 upload images"
-	"$work/gen-corpus" "$work/uploads" "$uploads" 640 480 0
-fi
-ls -1 "$work"/uploads/*.jpg > "$work/uploads.txt"
-# Distinct queries: word combinations plus a number.
-awk -v n="$nqueries" 'BEGIN {
-	split("a an the one two some", det); split("red blue green old small big shiny wooden", adj);
-	split("bicycle dog cat house car tree boat bird horse lamp", noun);
-	split("near on under beside behind", prep); split("river wall street garden beach window", place);
-	for (i = 0; i < n; i++)
-		printf "%s %s %s %s the %s %d\n", det[i%6+1], adj[int(i/6)%8+1], noun[int(i/48)%10+1],
-			prep[int(i/480)%5+1], place[int(i/2400)%6+1], i
-}' > "$work/queries.txt"
+bench_corpus
+bench_queries
 
 say "clipd bench --batch 8 (the encoder alone)"
 bench_json=$(run "$clipd" bench --model "$model" --batch 8 --seconds 20)
@@ -82,11 +57,7 @@ bench_ips=$(echo "$bench_json" | sed -n 's/.*"images_per_s":\([0-9.]*\).*/\1/p')
 
 bench_serve data
 
-say "prefilling $prefill images"
-t0=$(date +%s)
-ls -1 "$work"/prefill/*.jpg | xargs -P 8 -I{} curl -s -o /dev/null -w '%{http_code}\n' \
-	-H 'Content-Type: image/jpeg' --data-binary @{} "$url/images" | sort | uniq -c >&2
-say "prefill took $(( $(date +%s) - t0 )) s; $(curl -s "$url/info" | sed -n 's/.*"images":\([0-9]*\).*/\1/p') images stored"
+bench_prefill
 
 say "search: 8 connections, $seconds s"
 search_json=$(wrk -t2 -c8 -d"${seconds}s" --latency -s "$root/deploy/bench/search.lua" "$url" -- "$work/queries.txt" 2 | grep '^{')

@@ -1,5 +1,6 @@
 /*
  * clipd check --data DIR [--repair]
+ * clipd check --catalog URI [--data DIR] [--repair]
  *
  * Verifies a data directory: SQLite's integrity_check and foreign-key
  * check, every image row has its original file (of the stored size) and a
@@ -8,14 +9,21 @@
  * stdout and exits 1, or prints a summary on stderr and exits 0. Reads
  * only: it may run beside a serving clipd.
  *
+ * With --catalog, the PostgreSQL catalog's own check (backend.h's check:
+ * every image has a vector of the active model and an original of its
+ * size); --data then names a node's data directory, whose index snapshot
+ * is checked against the catalog too (without --data, none is).
+ *
  * --repair first reads every original's capture time again (EXIF
  * DateTimeOriginal: rows stored before clipd kept it have none) and
  * stores what changed, then checks. It writes, so it takes the data
  * directory's lock: stop clipd serve first.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "catalog.h"
 #include "commands.h"
@@ -64,10 +72,11 @@ static int read_taken(catalog *c, int64_t id, struct store_taken_at *out)
 /* --repair: every image's capture time from its original, the changes
  * stored a page at a time. Returns the originals that could not be read
  * (each printed), or -1 when the directory could not be opened or written. */
-static int repair(const char *data_dir)
+static int repair(const char *data_dir, const char *uri)
 {
 	struct catalog_params p = catalog_default_params();
 	p.data_dir = data_dir;
+	p.catalog_uri = uri;
 	p.no_index = 1;
 	catalog *c = NULL;
 	store_error err = { 0 };
@@ -113,10 +122,12 @@ fail:
 
 static int run_check(const struct cli_command *info, int argc, char **argv)
 {
-	char *data_dir = NULL;
+	char *data_dir = NULL, *uri = NULL;
 	int do_repair = 0;
+	char scratch[64] = "";
 	const struct cli_option opts[] = {
-		{ "data", CLI_STRING, &data_dir, "DIR", "the data directory", 0, 0 },
+		{ "data", CLI_STRING, &data_dir, "DIR", "the data directory (with --catalog: a node's, whose index snapshot is checked too)", 0, 0 },
+		{ "catalog", CLI_STRING, &uri, "URI", "check the PostgreSQL catalog at this libpq URI (postgresql://...)", 0, 0 },
 		{ "repair", CLI_FLAG, &do_repair, NULL, "first read each original's capture time (taken_at) again and store it (writes: stop clipd serve first)", 0, 0 },
 		{ 0 },
 	};
@@ -129,23 +140,36 @@ static int run_check(const struct cli_command *info, int argc, char **argv)
 		cli_usage_error(info, "unexpected argument '%s'", args.positional[0]);
 		goto out;
 	}
-	if (!data_dir) {
-		cli_usage_error(info, "--data is required");
+	if (!data_dir && !uri) {
+		cli_usage_error(info, "--data or --catalog is required");
 		goto out;
 	}
+	if (!data_dir) {
+		/* The catalog alone: an empty directory of no snapshot (the
+		 * catalog reads it only for caches, and writes nothing). */
+		snprintf(scratch, sizeof scratch, "/tmp/clipd-check.XXXXXX");
+		if (!mkdtemp(scratch)) {
+			printf("cannot make a temporary directory: %s\n", strerror(errno));
+			scratch[0] = 0;
+			rc = 1;
+			goto out;
+		}
+		data_dir = scratch;
+	}
 	int unreadable = 0;
-	if (do_repair && (unreadable = repair(data_dir)) < 0) {
+	if (do_repair && (unreadable = repair(data_dir, uri)) < 0) {
 		rc = 1;
 		goto out;
 	}
 	struct catalog_params p = catalog_default_params();
 	p.data_dir = data_dir;
+	p.catalog_uri = uri;
 	p.readonly = 1;
 	p.no_index = 1;   /* catalog_check loads the saved index itself */
 	catalog *c = NULL;
 	store_error err = { 0 };
 	if (catalog_open(&p, &c, NULL, &err) != 0) {
-		printf("%s: %s\n", data_dir, err.msg);
+		printf("%s: %s\n", uri ? "the catalog" : data_dir, err.msg);
 		rc = 1;
 		goto out;
 	}
@@ -158,19 +182,22 @@ static int run_check(const struct cli_command *info, int argc, char **argv)
 	} else {
 		struct catalog_stats st;
 		if (catalog_stats(c, &st, &err) == 0)
-			fprintf(stderr, "clipd check: %s is consistent: %lld images, model %s\n", data_dir,
-				(long long)st.images, st.model.name);
+			fprintf(stderr, "clipd check: %s is consistent: %lld images, model %s\n",
+				uri ? "the catalog" : data_dir, (long long)st.images, st.model.name);
 		rc = 0;
 	}
 	fflush(stdout);
 	catalog_close(c);
 out:
+	if (scratch[0])
+		rmdir(scratch);
 	cli_args_free(&args);
 	return rc;
 }
 
 const struct clipd_command cmd_check = {
-	{ "check", "verify a data directory: database, files, vectors, index", "--data DIR [--repair]",
+	{ "check", "verify a data directory: database, files, vectors, index", "--data DIR [--repair] | --catalog URI [--data DIR] [--repair]",
 	  "One line per problem on stdout and exit status 1; exit status 0 when consistent. --repair "
-	  "first reads each original's capture time (taken_at) again and stores what changed." },
+	  "first reads each original's capture time (taken_at) again and stores what changed. --catalog "
+	  "checks a PostgreSQL catalog (and, with --data, a node's index snapshot against it)." },
 	run_check };

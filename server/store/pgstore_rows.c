@@ -1271,6 +1271,8 @@ int pgr_check(void *db, store_problem_fn fn, void *ud, store_error *err)
 		"SELECT 'image ' || i.id || ': original has ' || octet_length(o.data) || ' bytes, expected ' || i.bytes "
 		"FROM images i JOIN originals o ON o.sha256 = i.sha256 WHERE octet_length(o.data) <> i.bytes "
 		"ORDER BY i.id LIMIT 1000",
+		"SELECT 'image ' || i.id || ': no original ' || i.sha256 FROM images i WHERE NOT EXISTS "
+		"(SELECT 1 FROM originals o WHERE o.sha256 = i.sha256) ORDER BY i.id LIMIT 1000",
 	};
 	struct pg_conn *c = NULL;
 	int problems = 0;

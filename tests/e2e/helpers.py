@@ -184,6 +184,23 @@ class Server:
         return self.stop(signal.SIGKILL)
 
 
+def search_ids(s, q="a photo", k=50):
+    """The ids a node's text search answers, in order."""
+    r = s.search(q, k=k)
+    assert r.status == 200, r
+    return [h["id"] for h in r.json()["results"]]
+
+
+def wait_for(pred, timeout):
+    """Seconds until pred() held, or None when it did not within timeout."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if pred():
+            return time.monotonic() - t0
+        time.sleep(0.01)
+    return None
+
+
 def make_png(w, h, seed=0, rgb=None):
     """A PNG (8-bit RGB) of random pixels, or one colour."""
     rnd = random.Random(seed)

@@ -12,6 +12,7 @@ root), a fresh database per test or module:
 
 import itertools
 import os
+import shutil
 import subprocess
 
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pg", "pg-cluster.sh")
@@ -67,3 +68,74 @@ class PgCluster:
 
     def stop(self):
         subprocess.run(["bash", SCRIPT, "stop", self.dir], timeout=120)
+
+
+CLUSTER_PG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                          "deploy", "cluster", "pg.sh")
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PgPair:
+    """A primary and its synchronous streaming hot standby, as the local
+    cluster runs them (deploy/cluster/pg.sh, fsync off):
+
+        pair = PgPair.start(tmp_path / "pg")   # standby=False: the primary alone
+        pair.uri                                # both servers, target_session_attrs=read-write
+        pair.env                                # PGPASSFILE for clipd, psql and clipd check
+        pair.kill("primary"); pair.promote("standby")
+        pair.psql("standby", "SELECT count(*) FROM images")
+        pair.stop()
+    """
+
+    def __init__(self, directory):
+        self.dir = str(directory)
+        self.env = dict(os.environ, PGPASSFILE=os.path.join(self.dir, "pgpass"), CLIPD_CLUSTER_PG_FAST="1")
+        self.uri = None
+
+    def _run(self, *args, timeout=120):
+        return subprocess.run(["bash", CLUSTER_PG] + [str(a) for a in args], check=True, env=self.env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout)
+
+    @classmethod
+    def start(cls, directory, standby=True):
+        pair = cls(directory)
+        try:
+            pair._run("primary", pair.dir, free_port())
+            if standby:
+                pair._run("standby", pair.dir, free_port())
+        except subprocess.CalledProcessError as e:
+            pair.stop()
+            raise RuntimeError("pg.sh %s failed:\n%s" % (e.cmd[2], e.stderr))
+        pair.uri = pair._run("uri", pair.dir).stdout.strip()
+        return pair
+
+    def pid(self, name):
+        p = subprocess.run(["bash", CLUSTER_PG, "pid", self.dir, name], env=self.env,
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, timeout=30)
+        return int(p.stdout) if p.returncode == 0 else None
+
+    def kill(self, name):
+        self._run("kill", self.dir, name)
+
+    def promote(self, name):
+        self._run("promote", self.dir, name)
+
+    def psql(self, name, sql):
+        """Run sql on the server name as the superuser; rows as lists of text."""
+        out = self._run("psql", self.dir, name, "-A", "-t", "-F", "\t", "-c", sql)
+        return [line.split("\t") for line in out.stdout.splitlines() if line]
+
+    def stop(self):
+        for name in ("standby", "primary"):
+            subprocess.run(["bash", CLUSTER_PG, "stop", self.dir, name], env=self.env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+        link = os.path.join(self.dir, "pg")
+        if os.path.islink(link):
+            shutil.rmtree(os.path.realpath(link), ignore_errors=True)
+        shutil.rmtree(self.dir, ignore_errors=True)

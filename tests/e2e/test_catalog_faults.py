@@ -8,9 +8,8 @@ import json
 
 import pytest
 
-from helpers import SLOW, Server, make_png
+from helpers import SLOW, Server, make_png, search_ids, wait_for
 from pg import PgCluster
-from test_catalog_nodes import search_ids, wait_for
 
 
 @pytest.fixture(scope="module")

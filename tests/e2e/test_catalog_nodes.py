@@ -5,27 +5,10 @@ and a delete through the other is gone from the first; writes answer
 X-Clipd-Seq; what PostgreSQL does not do yet is refused at start."""
 
 import subprocess
-import time
 
-from helpers import CLIPD, MODEL, SLOW, fixture, make_png
+from helpers import CLIPD, MODEL, SLOW, fixture, make_png, search_ids, wait_for
 
 CATALOGS = ("postgresql",)
-
-
-def search_ids(s, q="a photo", k=50):
-    r = s.search(q, k=k)
-    assert r.status == 200, r
-    return [h["id"] for h in r.json()["results"]]
-
-
-def wait_for(pred, timeout):
-    """Seconds until pred() held, or None when it did not within timeout."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if pred():
-            return time.monotonic() - t0
-        time.sleep(0.01)
-    return None
 
 
 def test_two_nodes_follow_one_catalog(catalog, make_server, tmp_path):

@@ -25,6 +25,7 @@ MEANINGS = {
     "CLIPD_PRECISION": "bf16",
     "CLIPD_OUT": "where to write",
     "CLIPD_API_KEY_FILE": "API keys, one per line",
+    "CLIPD_CATALOG": "libpq URI",
 }
 
 
