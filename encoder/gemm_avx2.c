@@ -15,9 +15,10 @@
  * of OpenBLAS's own Haswell kernel, without its copy of the weights on
  * every call. A half panel's rows are 128 bytes apart (every other cache
  * line of the panel), so the walk asks for the line APF steps ahead itself
- * rather than wait for the hardware prefetcher to learn the stride:
- * measured single-threaded on the ViT-B shapes, 2-4% faster for a batch
- * of eight images' 400 rows, about 10% for one image's 50.
+ * rather than wait for the hardware prefetcher to learn the stride (in a
+ * single-threaded timing of the ViT-B shapes outside the tree, on a busy
+ * machine: 2-4% faster for a batch of eight images' 400 rows, about 10%
+ * for one image's 50).
  */
 #include "gemm.h"
 
