@@ -4,8 +4,9 @@
  * Moves a collection between catalogs: a single node's data directory up
  * into an empty PostgreSQL catalog for several nodes, and back into an
  * empty data directory (or between two of the same kind). Ids, every
- * column, the originals, the active model's vectors and its fingerprint
- * are kept; an interrupted copy run again continues where it stopped; the
+ * column, the originals, the active model's vectors and its fingerprint,
+ * the photo libraries (their rows and files' records; the files stay) are
+ * kept; an interrupted copy run again continues where it stopped; the
  * end verifies everything from the target (catalog.h: catalog_copy).
  *
  * Progress goes to stderr (at most once a second), what was done to
@@ -35,7 +36,10 @@ static void on_progress(void *ud, const char *stage, int64_t done, int64_t total
 	if (now - pr->last < 1.0 && done != total)
 		return;
 	pr->last = now;
-	fprintf(stderr, "clipd catalog copy: %s %lld of %lld images\n", stage, (long long)done, (long long)total);
+	if (total > 0)
+		fprintf(stderr, "clipd catalog copy: %s %lld of %lld images\n", stage, (long long)done, (long long)total);
+	else
+		fprintf(stderr, "clipd catalog copy: %s: %lld\n", stage, (long long)done);
 }
 
 static int copy(const char *from, const char *to, long long batch)
@@ -75,6 +79,10 @@ static int copy(const char *from, const char *to, long long batch)
 	       (unsigned long long)rep.seq);
 	printf("verified %lld images: every row, original (SHA-256 re-hashed from the target) and vector equal; "
 	       "%.1f s\n", (long long)rep.verified, rep.seconds);
+	if (rep.libraries > 0)
+		printf("photo libraries: %lld, with %lld files their scans met (every row equal; a library image's "
+		       "original is its file, which stays where it is and was not read)\n", (long long)rep.libraries,
+		       (long long)rep.library_files);
 	return 0;
 }
 

@@ -103,6 +103,14 @@ struct backend_ops {
 	int (*max_id)(void *db, int64_t *id, store_error *err);
 	int (*setting_get)(void *db, const char *key, char **value, store_error *err);
 	int (*identity)(void *db, char *buf, size_t len, store_error *err);
+	/* the photo libraries' rows, as text (store.h's store_copy_libraries
+	 * and the two after it) */
+	int (*copy_libraries)(void *db, struct store_text_row **rows, size_t *n, store_error *err);
+	int (*copy_files)(void *db, const char *after_lib, const char *after_path, size_t max,
+			  struct store_text_row **rows, size_t *n, store_error *err);
+	int (*copy_lib_in)(void *db, const struct store_text_row *libs, size_t nlibs,
+			   const struct store_text_row *files, size_t nfiles, const char *key, const char *value,
+			   store_error *err);
 
 	/* libraries */
 	int (*library_put)(void *db, const char *name, const char *root, store_error *err);

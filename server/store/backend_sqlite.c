@@ -241,6 +241,23 @@ static int sq_max_id(void *db, int64_t *id, store_error *err)
 	return store_max_id(db, id, err);
 }
 
+static int sq_copy_libraries(void *db, struct store_text_row **rows, size_t *n, store_error *err)
+{
+	return store_copy_libraries(db, rows, n, err);
+}
+
+static int sq_copy_files(void *db, const char *after_lib, const char *after_path, size_t max,
+			 struct store_text_row **rows, size_t *n, store_error *err)
+{
+	return store_copy_files(db, after_lib, after_path, max, rows, n, err);
+}
+
+static int sq_copy_lib_in(void *db, const struct store_text_row *libs, size_t nlibs, const struct store_text_row *files,
+			  size_t nfiles, const char *key, const char *value, store_error *err)
+{
+	return store_copy_lib_in(db, libs, nlibs, files, nfiles, key, value, err);
+}
+
 static int sq_setting_get(void *db, const char *key, char **value, store_error *err)
 {
 	return store_setting_get(db, key, value, err);
@@ -289,6 +306,9 @@ const struct backend_ops sqlite_backend_ops = {
 	.copy_end = sq_copy_end,
 	.max_id = sq_max_id,
 	.setting_get = sq_setting_get,
+	.copy_libraries = sq_copy_libraries,
+	.copy_files = sq_copy_files,
+	.copy_lib_in = sq_copy_lib_in,
 	.identity = sq_identity,
 	.library_put = sq_library_put,
 	.library_get = sq_library_get,

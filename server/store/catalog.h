@@ -607,6 +607,7 @@ struct catalog_copy_report {
 	int64_t max_id;                    /* ids given from now on are above it */
 	uint64_t seq;                      /* the target's change sequence at the end */
 	int64_t verified;                  /* images verified (row, original, vector) */
+	int64_t libraries, library_files;  /* photo libraries in the target, and the files their scans met */
 	double seconds;
 };
 int catalog_copy(const struct catalog_copy_params *p, struct catalog_copy_report *rep, store_error *err);

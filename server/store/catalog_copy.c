@@ -11,7 +11,10 @@
  *     done N SOURCE              copied and verified: N images
  *
  * It is written in the same transaction as each batch, so after a kill at
- * any moment it names exactly what the target holds.
+ * any moment it names exactly what the target holds. Photo libraries go
+ * after the images, with a record of their own (FILES_KEY, below): a
+ * library image goes as its row, its vector and its library path (its
+ * original is its file, which is neither copied nor read).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -188,13 +191,6 @@ static int open_target(const struct catalog_copy_params *p, struct side *s, stor
 
 /* ---- the source's images --------------------------------------------------------------- */
 
-static int count_library_images(void *ud, const struct store_image *img)
-{
-	if (img->source_library)
-		++*(int64_t *)ud;
-	return 0;
-}
-
 /* Read up to len bytes at offset 0 of fd into buf: 0, or a status. */
 static int read_exact(int fd, unsigned char *buf, size_t len, const char *what, store_error *err)
 {
@@ -310,10 +306,11 @@ static int flush(struct copier *k)
 	 * (a crash between leaves blobs without rows: orphans, removed at
 	 * the next open) */
 	for (size_t i = 0; i < k->n && rc == 0 && !k->dst->be->stores_originals; i++)
-		rc = datadir_write_blob(k->dst->dir, k->imgs[i].sha256, k->data[i], (size_t)k->imgs[i].bytes, k->err);
+		if (k->data[i])
+			rc = datadir_write_blob(k->dst->dir, k->imgs[i].sha256, k->data[i], (size_t)k->imgs[i].bytes, k->err);
 	for (size_t i = 0; i < k->n; i++)
 		k->rows[i] = (struct store_copy_row){ .img = &k->imgs[i], .data = k->data[i],
-						      .len = (size_t)k->imgs[i].bytes,
+						      .len = k->data[i] ? (size_t)k->imgs[i].bytes : 0,
 						      .vec = k->vecs + i * k->model->dim };
 	if (rc == 0)
 		rc = k->dst->be->copy_in(k->dst->db, k->rows, k->n, k->model->dim, COPY_KEY, state, k->err);
@@ -352,13 +349,15 @@ static int copy_one(void *ud, const struct store_image *img)
 	*t = *img;
 	t->filename = dup_or_null(img->filename, &failed);
 	t->metadata = dup_or_null(img->metadata ? img->metadata : "{}", &failed);
-	t->source_library = t->source_path = NULL;
+	t->source_library = dup_or_null(img->source_library, &failed);
+	t->source_path = dup_or_null(img->source_path, &failed);
 	if (failed) {
 		store_image_clear(t);
 		k->rc = store_fail(k->err, STORE_ERR_NOMEM, "out of memory");
 		return 1;
 	}
-	int rc = read_original(k->src, img, k->tmp, &k->data[i], k->err);
+	/* a library image's original is its file, which stays where it is */
+	int rc = img->source_library ? 0 : read_original(k->src, img, k->tmp, &k->data[i], k->err);
 	if (rc == 0 && (rc = k->src->be->get_vector(k->src->db, img->id, k->model->fingerprint,
 						     k->vecs + i * k->model->dim, k->model->dim, k->err)) != 0)
 		rc = store_fail(k->err, rc, "image %" PRId64 ": no vector of model %s in the source", img->id,
@@ -371,7 +370,7 @@ static int copy_one(void *ud, const struct store_image *img)
 		return 1;
 	}
 	k->n++;
-	k->bytes += (size_t)img->bytes;
+	k->bytes += img->source_library ? 0 : (size_t)img->bytes;
 	if (k->n == k->cap || k->bytes >= COPY_BATCH_BYTES)
 		if ((k->rc = flush(k)) != 0)
 			return 1;
@@ -380,13 +379,19 @@ static int copy_one(void *ud, const struct store_image *img)
 
 /* ---- verifying --------------------------------------------------------------------------------- */
 
+static int same_text(const char *a, const char *b)
+{
+	return a == b || (a && b && !strcmp(a, b));
+}
+
 static int same_row(const struct store_image *a, const struct store_image *b)
 {
 	return a->id == b->id && !strcmp(a->sha256, b->sha256) && !strcmp(a->mime, b->mime) &&
 	       a->width == b->width && a->height == b->height && a->bytes == b->bytes &&
 	       !a->filename == !b->filename && (!a->filename || !strcmp(a->filename, b->filename)) &&
 	       a->created_at == b->created_at && !strcmp(a->metadata, b->metadata) &&
-	       !strcmp(a->taken.text, b->taken.text) && a->taken.us == b->taken.us;
+	       !strcmp(a->taken.text, b->taken.text) && a->taken.us == b->taken.us &&
+	       same_text(a->source_library, b->source_library) && same_text(a->source_path, b->source_path);
 }
 
 struct verifier {
@@ -411,8 +416,9 @@ static int verify_one(void *ud, const struct store_image *img)
 		rc = store_fail(k->err, STORE_ERR_IO, "verification: image %" PRId64 "'s row differs in the copy "
 				"(did the source change during the copy?)", img->id);
 	store_image_clear(&got);
-	/* the original again, from the target, hashed */
-	if (rc == 0 && (rc = read_original(k->dst, img, k->tmp, &bytes, k->err)) != 0 && k->err) {
+	/* the original again, from the target, hashed (a library image's
+	 * file was not copied: its path was, compared with the row) */
+	if (rc == 0 && !img->source_library && (rc = read_original(k->dst, img, k->tmp, &bytes, k->err)) != 0 && k->err) {
 		char why[1024];
 		snprintf(why, sizeof why, "%.1000s", k->err->msg);
 		store_fail(k->err, rc, "verification, in the copy: %s", why);
@@ -464,6 +470,187 @@ static int verify(struct copier *k)
 	free(v.vb);
 	k->rep->verified = v.done;
 	k->rep->images = b;
+	return rc;
+}
+
+/* ---- photo libraries ------------------------------------------------------------------------- */
+
+/* After the images (library_files refer to them): the libraries' rows, then
+ * their files in (library, path) order, a batch (--batch files) a
+ * transaction, each with
+ * the record FILES_KEY saying how far the files are:
+ *
+ *     start                   the libraries are in, no file yet
+ *     after HEXLIB HEXPATH    the files up to this key are in
+ *
+ * (the key in hex: a path may hold any byte but NUL). */
+#define FILES_KEY "copy_files"
+#define FILES_BATCH 1000   /* files compared at a time in the verification */
+
+static char *files_state(const char *lib, const char *path)
+{
+	size_t a = strlen(lib), b = strlen(path);
+	char *out = malloc(6 + 2 * a + 1 + 2 * b + 1), *o = out;
+	if (!out)
+		return NULL;
+	o += sprintf(o, "after ");
+	for (size_t i = 0; i < a; i++)
+		o += sprintf(o, "%02x", (unsigned char)lib[i]);
+	*o++ = ' ';
+	for (size_t i = 0; i < b; i++)
+		o += sprintf(o, "%02x", (unsigned char)path[i]);
+	*o = 0;
+	return out;
+}
+
+/* The hex text of n bytes at s, decoded (malloc'd), or NULL. */
+static char *unhex(const char *s, size_t n)
+{
+	char *out = n % 2 == 0 ? malloc(n / 2 + 1) : NULL;
+	for (size_t i = 0; out && i < n / 2; i++) {
+		unsigned v = 0;
+		if (sscanf(s + 2 * i, "%2x", &v) != 1 || v == 0 || !strchr("0123456789abcdef", s[2 * i]) ||
+		    !strchr("0123456789abcdef", s[2 * i + 1])) {
+			free(out);
+			return NULL;
+		}
+		out[i] = (char)v;
+	}
+	if (out)
+		out[n / 2] = 0;
+	return out;
+}
+
+/* Where a copy's files stand on the target: *started 0 (not begun), or 1
+ * with *lib, *path the last file copied (NULL: none yet). */
+static int files_resume(struct copier *k, int *started, char **lib, char **path)
+{
+	char *state = NULL;
+	*started = 0;
+	*lib = *path = NULL;
+	int rc = k->dst->be->setting_get(k->dst->db, FILES_KEY, &state, k->err);
+	if (rc != 0 || !state)
+		return rc;
+	*started = 1;
+	const char *sp = strncmp(state, "after ", 6) ? NULL : strchr(state + 6, ' ');
+	if (strcmp(state, "start") && sp) {
+		*lib = unhex(state + 6, (size_t)(sp - state - 6));
+		*path = unhex(sp + 1, strlen(sp + 1));
+	}
+	if (strcmp(state, "start") && (!*lib || !*path || !**lib)) {
+		free(*lib);
+		free(*path);
+		*lib = *path = NULL;
+		rc = store_fail(k->err, STORE_ERR_INVALID, "%s: its record of the library files copied '%.100s' is not "
+				"clipd's", k->dst->name, state);
+	}
+	free(state);
+	return rc;
+}
+
+static int copy_libraries(struct copier *k)
+{
+	struct store_text_row *libs = NULL, *rows = NULL;
+	size_t nlibs = 0, n = 0;
+	char *lib = NULL, *path = NULL, *state = NULL;
+	int started = 0;
+	int64_t files = 0;
+	int rc = k->src->be->copy_libraries(k->src->db, &libs, &nlibs, k->err);
+	if (rc == 0)
+		rc = files_resume(k, &started, &lib, &path);
+	if (rc != 0 || (nlibs == 0 && !started))
+		goto out;
+	if (!started && (rc = k->dst->be->copy_lib_in(k->dst->db, libs, nlibs, NULL, 0, FILES_KEY, "start", k->err)) != 0)
+		goto out;
+	for (;;) {
+		if ((rc = k->src->be->copy_files(k->src->db, lib, path, k->cap, &rows, &n, k->err)) != 0 || n == 0)
+			break;
+		const struct store_text_row *last = &rows[n - 1];
+		free(state);
+		if (!last->col[0] || !last->col[1] || !(state = files_state(last->col[0], last->col[1]))) {
+			rc = store_fail(k->err, STORE_ERR_NOMEM, "out of memory");
+			break;
+		}
+		if ((rc = k->dst->be->copy_lib_in(k->dst->db, NULL, 0, rows, n, FILES_KEY, state, k->err)) != 0)
+			break;
+		free(lib);
+		free(path);
+		lib = strdup(last->col[0]);
+		path = strdup(last->col[1]);
+		store_text_rows_free(rows, n);
+		rows = NULL;
+		if (!lib || !path) {
+			rc = store_fail(k->err, STORE_ERR_NOMEM, "out of memory");
+			break;
+		}
+		files += (int64_t)n;
+		if (k->p->progress)
+			k->p->progress(k->p->ud, "copied library files", files, 0);
+		if (n < k->cap)
+			break;
+	}
+out:
+	store_text_rows_free(rows, n);
+	store_text_rows_free(libs, nlibs);
+	free(lib);
+	free(path);
+	free(state);
+	return rc;
+}
+
+static int same_rows(const struct store_text_row *a, const struct store_text_row *b, size_t n, int cols)
+{
+	for (size_t i = 0; i < n; i++)
+		for (int c = 0; c < cols; c++)
+			if (!same_text(a[i].col[c], b[i].col[c]))
+				return 0;
+	return 1;
+}
+
+/* Every library and library file in the target as in the source, column
+ * by column, and no other. */
+static int verify_libraries(struct copier *k)
+{
+	struct store_text_row *a = NULL, *b = NULL;
+	size_t na = 0, nb = 0;
+	char *lib = NULL, *path = NULL;
+	store_error *err = k->err;
+	int rc;
+	if ((rc = k->src->be->copy_libraries(k->src->db, &a, &na, err)) != 0 ||
+	    (rc = k->dst->be->copy_libraries(k->dst->db, &b, &nb, err)) != 0)
+		goto out;
+	if (na != nb || !same_rows(a, b, na, STORE_LIB_ROW_COLS))
+		rc = store_fail(err, STORE_ERR_IO, "verification: the libraries differ in the copy (%zu in the source, "
+				"%zu in the copy; did a scan run on the source during the copy?)", na, nb);
+	k->rep->libraries = (int64_t)nb;
+	while (rc == 0) {
+		store_text_rows_free(a, na);
+		store_text_rows_free(b, nb);
+		a = b = NULL;
+		na = nb = 0;
+		if ((rc = k->src->be->copy_files(k->src->db, lib, path, FILES_BATCH, &a, &na, err)) != 0 ||
+		    (rc = k->dst->be->copy_files(k->dst->db, lib, path, FILES_BATCH, &b, &nb, err)) != 0)
+			break;
+		if (na != nb || !same_rows(a, b, na, STORE_FILE_ROW_COLS)) {
+			rc = store_fail(err, STORE_ERR_IO, "verification: library files after '%.200s' differ in the copy "
+					"(did a scan run on the source during the copy?)", path ? path : "");
+			break;
+		}
+		k->rep->library_files += (int64_t)na;
+		if (na < FILES_BATCH)
+			break;
+		free(lib);
+		free(path);
+		lib = strdup(a[na - 1].col[0] ? a[na - 1].col[0] : "");
+		path = strdup(a[na - 1].col[1] ? a[na - 1].col[1] : "");
+		if (!lib || !path)
+			rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
+	}
+out:
+	store_text_rows_free(a, na);
+	store_text_rows_free(b, nb);
+	free(lib);
+	free(path);
 	return rc;
 }
 
@@ -549,16 +736,6 @@ int catalog_copy(const struct catalog_copy_params *p, struct catalog_copy_report
 	rep.model = model;
 	if ((rc = src.be->count(src.db, &k.total, err)) != 0)
 		goto out;
-	{
-		int64_t lib = 0;
-		if ((rc = src.be->foreach_image(src.db, count_library_images, &lib, err)) != 0)
-			goto out;
-		if (lib > 0) {
-			rc = store_fail(err, STORE_ERR_INVALID, "%s has %" PRId64 " images from photo libraries "
-					"(serve --library): catalog copy does not copy libraries", src.name, lib);
-			goto out;
-		}
-	}
 	if ((rc = open_target(p, &dst, err)) != 0)
 		goto out;
 	snprintf(rep.from, sizeof rep.from, "%s", src.name);
@@ -602,6 +779,8 @@ int catalog_copy(const struct catalog_copy_params *p, struct catalog_copy_report
 	if (rc == 0)
 		rc = flush(&k);
 	batch_clear(&k);
+	if (rc == 0)
+		rc = copy_libraries(&k);
 	if (rc != 0)
 		goto out;
 
@@ -612,7 +791,7 @@ int catalog_copy(const struct catalog_copy_params *p, struct catalog_copy_report
 		goto out;
 	if (p->progress)
 		p->progress(p->ud, "verifying", 0, k.total);
-	if ((rc = verify(&k)) != 0)
+	if ((rc = verify(&k)) != 0 || (rc = verify_libraries(&k)) != 0)
 		goto out;
 	{
 		char state[700];

@@ -1,7 +1,7 @@
 /*
  * The PostgreSQL backend's side of `clipd catalog copy` (catalog_copy.c):
  * rows inserted with the ids and columns another catalog gave them, with
- * their originals; the end of a copy (the id sequence and the change
+ * their originals (a library image: its library path instead); the end of a copy (the id sequence and the change
  * counter moved past what was copied, then a "reset" change); the highest
  * id ever given; a setting; the name of the database. See backend.h.
  */
@@ -39,10 +39,13 @@ static int copy_row(struct pg_conn *c, const struct store_copy_row *row, size_t 
 	const struct store_image *img = row->img;
 	char id[24], w[24], h[24], b[24], cr[24], tu[24], d[24];
 	uint64_t seq = 0;
-	if (img->id <= 0 || !sha256_is_hex(img->sha256) || !img->metadata || !row->data || row->len > INT32_MAX ||
-	    (int64_t)row->len != img->bytes || !row->vec)
-		return store_fail(err, STORE_ERR_INVALID, "image %lld: a bad row to copy", (long long)img->id);
-	{
+	int lib = img->source_library != NULL;   /* its original is its file: no row of originals */
+	if (img->id <= 0 || !sha256_is_hex(img->sha256) || !img->metadata || !row->vec ||
+	    (!lib && (!row->data || row->len > INT32_MAX || (int64_t)row->len != img->bytes)) ||
+	    (lib && (!img->source_path || !pg_valid_utf8(img->source_library) || !pg_valid_utf8(img->source_path))))
+		return store_fail(err, STORE_ERR_INVALID, "image %lld: a bad row to copy%s", (long long)img->id,
+				  lib ? " (its library path is not UTF-8, which a PostgreSQL catalog cannot hold?)" : "");
+	if (!lib) {
 		const char *vals[] = { img->sha256, row->data };
 		const int lens[] = { 0, (int)row->len }, bin[] = { 0, 1 };
 		int rc = exec_params(c, "INSERT INTO originals (sha256, data) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
@@ -81,6 +84,13 @@ static int copy_row(struct pg_conn *c, const struct store_copy_row *row, size_t 
 		PQclear(r);
 		if (!ok)
 			return store_fail(err, STORE_ERR_MODEL, "no active model of dimension %zu in the catalog", dim);
+	}
+	if (lib) {
+		const char *vals[] = { id, img->source_library, img->source_path };
+		int rc = exec_params(c, "INSERT INTO library_images (image_id, library, path) VALUES ($1::bigint, $2, $3)",
+				     3, vals, NULL, NULL, "copy a library image's path", err);
+		if (rc != 0)
+			return rc;
 	}
 	return pg_append_change(c, "add", img->id, &seq, err);
 }

@@ -193,5 +193,11 @@ int pgc_copy_end(void *db, int64_t max_id, uint64_t min_seq, const char *key, co
 int pgc_max_id(void *db, int64_t *id, store_error *err);
 int pgc_setting_get(void *db, const char *key, char **value, store_error *err);
 int pgc_identity(void *db, char *buf, size_t len, store_error *err);
+/* pgstore_copylib.c: the photo libraries' rows in a copy, as text. */
+int pgc_copy_libraries(void *db, struct store_text_row **rows, size_t *n, store_error *err);
+int pgc_copy_files(void *db, const char *after_lib, const char *after_path, size_t max, struct store_text_row **rows,
+		   size_t *n, store_error *err);
+int pgc_copy_lib_in(void *db, const struct store_text_row *libs, size_t nlibs, const struct store_text_row *files,
+		    size_t nfiles, const char *key, const char *value, store_error *err);
 
 #endif

@@ -60,4 +60,7 @@ const struct backend_ops pgstore_ops = {
 	.max_id = pgc_max_id,
 	.setting_get = pgc_setting_get,
 	.identity = pgc_identity,
+	.copy_libraries = pgc_copy_libraries,
+	.copy_files = pgc_copy_files,
+	.copy_lib_in = pgc_copy_lib_in,
 };

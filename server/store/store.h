@@ -369,6 +369,33 @@ int store_max_id(store *s, int64_t *id, store_error *err);
 /* What names this database in a copy's progress: "data directory PATH". */
 int store_identity(store *s, char *buf, size_t len, store_error *err);
 
+/* Photo libraries in a copy (store_copylib.c): their rows as text, every
+ * column as the database holds it (NULL for SQL NULL; integers in decimal,
+ * flags 0 or 1), so that a row goes from one kind of catalog to the other
+ * unchanged and two copies compare column by column. A library row:
+ * name, root, scan_seq, last_started_at, last_finished_at, last_added,
+ * last_changed, last_moved, last_removed, last_failed. A file row:
+ * library, path, dev, ino, size, mtime_ns, sha256, image_id, ignored,
+ * pending, seen_scan, err_code, err_status, err_msg. */
+#define STORE_LIB_ROW_COLS 10
+#define STORE_FILE_ROW_COLS 14
+struct store_text_row {
+	char *col[STORE_FILE_ROW_COLS];   /* malloc'd or NULL */
+};
+void store_text_rows_free(struct store_text_row *rows, size_t n);
+/* Every library, in name order (bytes). *rows malloc'd (free with
+ * store_text_rows_free). */
+int store_copy_libraries(store *s, struct store_text_row **rows, size_t *n, store_error *err);
+/* Up to max (1 to 100000) library files after (after_lib, after_path) in
+ * (library, path) byte order; after_lib NULL: from the first. */
+int store_copy_files(store *s, const char *after_lib, const char *after_path, size_t max,
+		     struct store_text_row **rows, size_t *n, store_error *err);
+/* In one transaction: the libraries (inserted, or their row replaced), the
+ * files (inserted: STORE_ERR_EXISTS when one is there already) and the
+ * setting key set to value. */
+int store_copy_lib_in(store *s, const struct store_text_row *libs, size_t nlibs, const struct store_text_row *files,
+		      size_t nfiles, const char *key, const char *value, store_error *err);
+
 /* ---- maintenance ---------------------------------------------------------- */
 
 /* Keyword search (store_keywords.c): up to k images within sel whose

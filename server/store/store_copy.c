@@ -2,7 +2,9 @@
  * The SQLite store's side of `clipd catalog copy` (catalog_copy.c): rows
  * inserted with the ids and columns another catalog gave them, the end of
  * a copy (the sequences moved past what was copied), the highest id ever
- * given, and the name of the database. See store.h.
+ * given, and the name of the database. See store.h. A library image goes
+ * with its file (library_images); the libraries' own rows are
+ * store_copylib.c's.
  */
 #include <limits.h>
 #include <stdio.h>
@@ -10,6 +12,24 @@
 #include <string.h>
 
 #include "store_internal.h"
+
+/* A library image's file (its original): library and path. */
+static int copy_source(struct store_conn *c, const struct store_image *img, store_error *err)
+{
+	static const char sql[] = "INSERT INTO library_images (image_id, library, path) VALUES (?1, ?2, ?3)";
+	if (!img->source_path || !*img->source_path || !*img->source_library)
+		return store_fail(err, STORE_ERR_INVALID, "image %lld: a library image without its path", (long long)img->id);
+	sqlite3_stmt *st = st_prepare(c, sql, err);
+	if (!st)
+		return STMT_FAIL(err);
+	sqlite3_bind_int64(st, 1, img->id);
+	sqlite3_bind_text(st, 2, img->source_library, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, img->source_path, -1, SQLITE_STATIC);
+	int r = sqlite3_step(st);
+	int rc = r == SQLITE_DONE ? 0 : st_dberr(c->db, r, err, "copy a library image's path");
+	st_done(st);
+	return rc;
+}
 
 /* One copied row, its vector and its "add" change, inside the write
  * transaction: store_insert's path with the row's own id and values. */
@@ -28,6 +48,8 @@ static int copy_row(store *s, const struct store_copy_row *r, size_t dim, void *
 	int rc = st_insert_image(s, &ni, vec_le, dim, &id, &seq, err);
 	if (rc == 0 && id != img->id)
 		rc = store_fail(err, STORE_ERR_DB, "image %lld was stored as %lld", (long long)img->id, (long long)id);
+	if (rc == 0 && img->source_library)
+		rc = copy_source(s->writer, img, err);
 	return rc;
 }
 

@@ -2,7 +2,10 @@
 empty PostgreSQL catalog and back into an empty data directory, each time
 verified, and nodes on the copies answer the same searches (ids, order,
 scores) as the node on the original; an interrupted copy (a failing batch,
-kill -9) run again continues to the end; what must be refused is."""
+kill -9) run again continues to the end; what must be refused is. A data
+directory with a photo library goes up and back too: the library, its
+files' records and its images (their originals stay the library's files),
+served, rescanned with nothing to do, and a new file picked up."""
 
 import concurrent.futures
 import json
@@ -290,3 +293,165 @@ def test_refusals(source, catalog, tmp_path):
     p = copy(uri, done)
     assert p.returncode == 1 and "in use by another clipd process" in p.stderr, p.stderr
     assert s.stop() == 0
+
+
+# ---- photo libraries ---------------------------------------------------------------------------------
+
+LIB_FIELDS = ("name", "root", "images", "files_seen", "unchanged", "failed", "bytes")
+
+
+def write_file(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def libraries(server):
+    r = server.get("/libraries")
+    assert r.status == 200, r
+    return {lib["name"]: lib for lib in r.json()["libraries"]}
+
+
+def scanned(server, name, before=None):
+    """The library once idle after a scan that finished after `before`."""
+    deadline = time.monotonic() + 120 * SLOW
+    while True:
+        lib = libraries(server)[name]
+        last = (lib["last_scan"] or {}).get("finished_at")
+        if lib["state"] == "idle" and last and last != before:
+            return lib
+        assert time.monotonic() < deadline, lib
+        time.sleep(0.05)
+
+
+def rescan(server, name):
+    before = (libraries(server)[name]["last_scan"] or {}).get("finished_at")
+    assert server.request("POST", "/libraries/%s/scan" % name).status == 202
+    return scanned(server, name, before)
+
+
+def no_changes(lib):
+    return all(lib["last_scan"][k] == 0 for k in ("added", "changed", "moved", "removed"))
+
+
+def library_images(server):
+    r = server.get("/images?limit=1000&library=shots")
+    assert r.status == 200, r
+    # an uploaded image found in the library too keeps its own original: no source
+    return {i["source"]["path"] if i["source"] else "upload %d" % i["id"]: i for i in r.json()["items"]}
+
+
+@pytest.fixture(scope="module")
+def lib_source(tmp_path_factory):
+    """A data directory with uploads and a library: a few images in two
+    folders, a file that is no image (a failure), an image deleted through
+    the API (an ignored path), a copy of an uploaded image's bytes (a
+    library file whose image is an upload) and a photo with a capture time."""
+    tmp = tmp_path_factory.mktemp("copy-lib-source")
+    root = str(tmp / "shots")
+    for i in range(6):
+        write_file(os.path.join(root, "a" if i < 3 else "b b", "p%d.png" % i), make_png(10 + i, 10, seed=7000 + i))
+    write_file(os.path.join(root, "a", "notes.png"), b"not a png at all")
+    write_file(os.path.join(root, "b b", "upload-copy.png"), make_png(9, 13, seed=7100))
+    with open(os.path.join(DATA, "photos", "datetime.jpg"), "rb") as f:
+        write_file(os.path.join(root, "datetime.jpg"), f.read())
+    args = ("--library", "shots=" + root, "--library-settle", "0", "--library-rescan", "0")
+    s = Server(tmp, *args)
+    ups = []
+    s.start()
+    for i in range(4):
+        r = s.upload(make_png(9, 13, seed=7100 + i))
+        assert r.status == 201, r
+        ups.append(r.json()["id"])
+    lib = rescan(s, "shots")
+    assert lib["failed"] == 1 and lib["images"] == 8, lib
+    imgs = library_images(s)
+    assert "upload %d" % ups[0] in imgs and len(imgs) == 8, imgs
+    gone = imgs["a/p1.png"]["id"]
+    assert s.request("DELETE", "/images/%d" % gone).status == 204
+    lib = rescan(s, "shots")
+    imgs = library_images(s)
+    assert "a/p1.png" not in imgs and imgs["datetime.jpg"]["taken_at"] == TAKEN
+    want = {"results": results(s), "libraries": {n: {k: v[k] for k in LIB_FIELDS} for n, v in libraries(s).items()},
+            "images": library_images(s), "count": s.get("/info").json()["images"],
+            "errors": s.get("/libraries/shots/errors").json()["items"], "gone": gone,
+            "finished_at": lib["last_scan"]["finished_at"]}
+    assert s.stop() == 0
+    return dict(want, dir=s.data, root=root, args=args)
+
+
+def check_library_node(node, src):
+    """A node on a copy: the library scanned at start found nothing to do,
+    and it answers as the source did."""
+    lib = scanned(node, "shots", src["finished_at"])   # the copy holds the source's last scan
+    assert no_changes(lib), lib
+    assert_same_results(results(node), src["results"])
+    assert {n: {k: v[k] for k in LIB_FIELDS} for n, v in libraries(node).items()} == src["libraries"]
+    assert library_images(node) == src["images"]
+    assert node.get("/libraries/shots/errors").json()["items"] == src["errors"]
+    assert node.get("/info").json()["images"] == src["count"]
+    assert node.get("/images/%d" % src["gone"]).status == 404
+    for path, img in src["images"].items():
+        if path.startswith("upload "):
+            continue
+        r = node.get("/images/%d/file" % img["id"])
+        assert r.status == 200 and r.body == open(os.path.join(src["root"], path), "rb").read(), (path, r)
+    # the library's rescan finds nothing new, changed or removed either
+    lib = rescan(node, "shots")
+    assert no_changes(lib) and lib["failed"] == 1, lib
+    return lib
+
+
+def test_a_library_up_to_postgresql_and_back(lib_source, catalog, tmp_path):
+    src = lib_source
+    uri = catalog.cluster.fresh_database()
+    # the schema first, then a library file whose insert fails: the copy
+    # stops in the library files (two a batch) and continues from there
+    start_node(tmp_path / "migrate", "--catalog", uri).stop()
+    catalog.cluster.psql(uri, "CREATE FUNCTION no_more() RETURNS trigger LANGUAGE plpgsql AS "
+                              "$$BEGIN RAISE EXCEPTION 'deliberate failure at %', NEW.path; END$$; "
+                              "CREATE TRIGGER no_more BEFORE INSERT ON library_files FOR EACH ROW "
+                              "WHEN (NEW.path = 'b b/p5.png') EXECUTE FUNCTION no_more()")
+    p = copy(src["dir"], uri, "--batch", "2")
+    assert p.returncode == 1 and "deliberate failure at b b/p5.png" in p.stderr, p.stderr
+    state = catalog.cluster.psql(uri, "SELECT value FROM settings WHERE key = 'copy_files'")[0][0]
+    assert state.startswith("after "), state
+    # whole batches in path order: a/notes a/p0 | a/p1 a/p2 | b b/p3 b b/p4 | b b/p5 ...
+    assert catalog.cluster.psql(uri, "SELECT count(*) FROM library_files")[0][0] == "6"
+    catalog.cluster.psql(uri, "DROP TRIGGER no_more ON library_files")
+    p = copy(src["dir"], uri, "--batch", "2")
+    assert p.returncode == 0, p.stderr
+    assert "photo libraries: 1, with 9 files" in p.stdout, p.stdout
+    assert catalog.cluster.psql(uri, "SELECT count(*) FROM originals o JOIN library_images l ON "
+                                     "o.sha256 = (SELECT sha256 FROM images WHERE id = l.image_id)")[0][0] == "0"
+
+    node = start_node(tmp_path / "pg-node", "--catalog", uri, *src["args"])
+    pg_last = check_library_node(node, src)["last_scan"]["finished_at"]
+    assert node.stop() == 0
+
+    back = tmp_path / "back"
+    p = copy(uri, back)
+    assert p.returncode == 0, p.stderr
+    assert "photo libraries: 1, with 9 files" in p.stdout, p.stdout
+    node = start_node(tmp_path / "dir-node", *src["args"], data_dir=str(back))
+    check_library_node(node, src)
+    assert node.stop() == 0
+    check = subprocess.run([CLIPD, "check", "--data", str(back)], capture_output=True, text=True,
+                           timeout=60 * SLOW)
+    assert check.returncode == 0, check.stdout + check.stderr
+    node = start_node(tmp_path / "dir-node", *src["args"], data_dir=str(back))
+    # a file added to the folder afterwards is picked up by the next scan
+    added = make_png(11, 17, seed=7200)
+    write_file(os.path.join(src["root"], "new", "n.png"), added)
+    lib = rescan(node, "shots")
+    assert lib["last_scan"]["added"] == 1, lib
+    new = library_images(node)["new/n.png"]
+    assert new["id"] > max(i["id"] for i in src["images"].values())
+    assert node.get("/images/%d/file" % new["id"]).body == added
+    assert node.stop() == 0
+    # and on the PostgreSQL copy too
+    node = start_node(tmp_path / "pg-node2", "--catalog", uri, *src["args"])
+    lib = scanned(node, "shots", pg_last)
+    assert lib["last_scan"]["added"] == 1, lib
+    assert node.get("/images/%d/file" % library_images(node)["new/n.png"]["id"]).body == added
+    assert node.stop() == 0
