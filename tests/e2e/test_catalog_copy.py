@@ -352,17 +352,18 @@ def lib_source(tmp_path_factory):
     for i in range(6):
         write_file(os.path.join(root, "a" if i < 3 else "b b", "p%d.png" % i), make_png(10 + i, 10, seed=7000 + i))
     write_file(os.path.join(root, "a", "notes.png"), b"not a png at all")
-    write_file(os.path.join(root, "b b", "upload-copy.png"), make_png(9, 13, seed=7100))
     with open(os.path.join(DATA, "photos", "datetime.jpg"), "rb") as f:
         write_file(os.path.join(root, "datetime.jpg"), f.read())
     args = ("--library", "shots=" + root, "--library-settle", "0", "--library-rescan", "0")
     s = Server(tmp, *args)
     ups = []
     s.start()
+    scanned(s, "shots")
     for i in range(4):
         r = s.upload(make_png(9, 13, seed=7100 + i))
         assert r.status == 201, r
         ups.append(r.json()["id"])
+    write_file(os.path.join(root, "b b", "upload-copy.png"), make_png(9, 13, seed=7100))
     lib = rescan(s, "shots")
     assert lib["failed"] == 1 and lib["images"] == 8, lib
     imgs = library_images(s)
@@ -434,12 +435,13 @@ def test_a_library_up_to_postgresql_and_back(lib_source, catalog, tmp_path):
     assert p.returncode == 0, p.stderr
     assert "photo libraries: 1, with 9 files" in p.stdout, p.stdout
     node = start_node(tmp_path / "dir-node", *src["args"], data_dir=str(back))
-    check_library_node(node, src)
+    dir_last = check_library_node(node, src)["last_scan"]["finished_at"]
     assert node.stop() == 0
     check = subprocess.run([CLIPD, "check", "--data", str(back)], capture_output=True, text=True,
                            timeout=60 * SLOW)
     assert check.returncode == 0, check.stdout + check.stderr
     node = start_node(tmp_path / "dir-node", *src["args"], data_dir=str(back))
+    assert no_changes(scanned(node, "shots", dir_last))   # its scan at start
     # a file added to the folder afterwards is picked up by the next scan
     added = make_png(11, 17, seed=7200)
     write_file(os.path.join(src["root"], "new", "n.png"), added)
