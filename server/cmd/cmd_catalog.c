@@ -93,7 +93,7 @@ static int run_catalog(const struct cli_command *info, int argc, char **argv)
 	const struct cli_option opts[] = {
 		{ "from", CLI_STRING, &from, "DIR|URI", "the source: a data directory or a postgresql:// URI", 0, 0 },
 		{ "to", CLI_STRING, &to, "DIR|URI", "the target, empty: a data directory or a postgresql:// URI", 0, 0 },
-		{ "batch", CLI_INT, &batch, "N", "images per transaction (256)", 1, CATALOG_COPY_MAX_BATCH },
+		{ "batch", CLI_INT, &batch, "N", "images, or library files, per transaction (256)", 1, CATALOG_COPY_MAX_BATCH },
 		{ 0 },
 	};
 	struct cli_args args;
@@ -119,8 +119,10 @@ static int run_catalog(const struct cli_command *info, int argc, char **argv)
 const struct clipd_command cmd_catalog = {
 	{ "catalog", "copy a collection between a data directory and a PostgreSQL catalog",
 	  "copy --from DIR|URI --to DIR|URI [--batch N]",
-	  "copy moves every image (id, columns, original, the active model's vector) into an empty "
-	  "catalog: a data directory up to PostgreSQL (postgresql://...) for several nodes, or back. "
+	  "copy moves every image (id, columns, original, the active model's vector) and the photo "
+	  "libraries (their rows, their files' records, each library image's path; the files stay where "
+	  "they are) into an empty catalog: a data directory up to PostgreSQL (postgresql://...) for "
+	  "several nodes, or back. "
 	  "Run again after an interruption, it continues; at the end it verifies counts, every "
 	  "original's SHA-256 (re-hashed from the target) and every vector. A data directory in use by "
 	  "a running clipd, a target that is not empty and a source of another schema version are "
