@@ -34,6 +34,7 @@
 #include "datadir.h"
 #include "pgstore.h"
 #include "sha256.h"
+#include "utf8.h"
 
 #define COPY_KEY "copy"
 #define COPY_MAX_ORIGINAL ((int64_t)1 << 30)   /* bytes of one original, at most */
@@ -598,6 +599,80 @@ out:
 	return rc;
 }
 
+static int is_utf8(const char *s)
+{
+	size_t n = strlen(s), i = 0;
+	unsigned cp;
+	while (i < n) {
+		size_t k = utf8_decode((const unsigned char *)s + i, n - i, &cp);
+		if (k == 0)
+			return 0;
+		i += k;
+	}
+	return 1;
+}
+
+/* s with every byte outside printable ASCII as \xNN, at most about len. */
+static void escaped(const char *s, char *out, size_t len)
+{
+	size_t o = 0;
+	for (; *s && o + 5 < len; s++) {
+		unsigned char c = (unsigned char)*s;
+		o += (size_t)snprintf(out + o, len - o, c >= 0x20 && c < 0x7f && c != '\\' ? "%c" : "\\x%02x", c);
+	}
+	out[o] = 0;
+}
+
+static const char *what_col(int cols, int c)
+{
+	if (cols == STORE_LIB_ROW_COLS)
+		return c == 0 ? "(its name)" : c == 1 ? "(its folder)" : "(its record)";
+	return c == 0 ? "(its library's name)" : c == 1 ? "(its path)" : "(its record)";
+}
+
+/* A PostgreSQL catalog's text is UTF-8: a source whose libraries hold a
+ * name, path or message that is not is refused before anything is copied
+ * (a data directory's library records the path of every file it meets). */
+static int libraries_fit_postgresql(struct side *src, store_error *err)
+{
+	struct store_text_row *rows = NULL;
+	size_t n = 0;
+	char *lib = NULL, *path = NULL, shown[600];
+	int rc = src->be->copy_libraries(src->db, &rows, &n, err), cols = STORE_LIB_ROW_COLS;
+	while (rc == 0) {
+		for (size_t i = 0; rc == 0 && i < n; i++)
+			for (int c = 0; rc == 0 && c < cols; c++)
+				if (rows[i].col[c] && !is_utf8(rows[i].col[c])) {
+					escaped(rows[i].col[cols == STORE_LIB_ROW_COLS ? 0 : 1], shown, sizeof shown);
+					rc = store_fail(err, STORE_ERR_INVALID, "%s: %s '%s' %s is not UTF-8, which a "
+							"PostgreSQL catalog cannot hold: rename it, scan the library again, "
+							"and copy then", src->name, cols == STORE_LIB_ROW_COLS ? "the library"
+							: "the library file", shown, what_col(cols, c));
+				}
+		if (rc != 0 || (cols == STORE_FILE_ROW_COLS && n < FILES_BATCH))
+			break;
+		if (cols == STORE_FILE_ROW_COLS) {
+			free(lib);
+			free(path);
+			lib = strdup(rows[n - 1].col[0] ? rows[n - 1].col[0] : "");
+			path = strdup(rows[n - 1].col[1] ? rows[n - 1].col[1] : "");
+			if (!lib || !path) {
+				rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
+				break;
+			}
+		}
+		store_text_rows_free(rows, n);
+		rows = NULL;
+		n = 0;
+		cols = STORE_FILE_ROW_COLS;
+		rc = src->be->copy_files(src->db, lib, path, FILES_BATCH, &rows, &n, err);
+	}
+	store_text_rows_free(rows, n);
+	free(lib);
+	free(path);
+	return rc;
+}
+
 static int same_rows(const struct store_text_row *a, const struct store_text_row *b, size_t n, int cols)
 {
 	for (size_t i = 0; i < n; i++)
@@ -735,6 +810,8 @@ int catalog_copy(const struct catalog_copy_params *p, struct catalog_copy_report
 	k.model = &model;
 	rep.model = model;
 	if ((rc = src.be->count(src.db, &k.total, err)) != 0)
+		goto out;
+	if (p->to_uri && (rc = libraries_fit_postgresql(&src, err)) != 0)
 		goto out;
 	if ((rc = open_target(p, &dst, err)) != 0)
 		goto out;

@@ -330,6 +330,18 @@ def rescan(server, name):
     return scanned(server, name, before)
 
 
+def keywords(server):
+    """Keyword matches of words that are only in library paths (folders,
+    names; "copy" in an upload's path in the library)."""
+    out = {}
+    for q in ("p4", "b", "copy", "datetime"):
+        r = server.search(q, mode="keyword", k=50)
+        assert r.status == 200, r
+        out[q] = sorted(x["id"] for x in r.json()["results"])
+    assert out["copy"] and len(out["b"]) == 4, out
+    return out
+
+
 def no_changes(lib):
     return all(lib["last_scan"][k] == 0 for k in ("added", "changed", "moved", "removed"))
 
@@ -373,7 +385,7 @@ def lib_source(tmp_path_factory):
     lib = rescan(s, "shots")
     imgs = library_images(s)
     assert "a/p1.png" not in imgs and imgs["datetime.jpg"]["taken_at"] == TAKEN
-    want = {"results": results(s), "libraries": {n: {k: v[k] for k in LIB_FIELDS} for n, v in libraries(s).items()},
+    want = {"results": results(s), "keywords": keywords(s), "libraries": {n: {k: v[k] for k in LIB_FIELDS} for n, v in libraries(s).items()},
             "images": library_images(s), "count": s.get("/info").json()["images"],
             "errors": s.get("/libraries/shots/errors").json()["items"], "gone": gone,
             "finished_at": lib["last_scan"]["finished_at"]}
@@ -387,6 +399,7 @@ def check_library_node(node, src):
     lib = scanned(node, "shots", src["finished_at"])   # the copy holds the source's last scan
     assert no_changes(lib), lib
     assert_same_results(results(node), src["results"])
+    assert keywords(node) == src["keywords"]
     assert {n: {k: v[k] for k in LIB_FIELDS} for n, v in libraries(node).items()} == src["libraries"]
     assert library_images(node) == src["images"]
     assert node.get("/libraries/shots/errors").json()["items"] == src["errors"]
@@ -434,6 +447,9 @@ def test_a_library_up_to_postgresql_and_back(lib_source, catalog, tmp_path):
     p = copy(uri, back)
     assert p.returncode == 0, p.stderr
     assert "photo libraries: 1, with 9 files" in p.stdout, p.stdout
+    # and between two PostgreSQL catalogs, verified the same way
+    p = copy(uri, catalog.cluster.fresh_database())
+    assert p.returncode == 0 and "photo libraries: 1, with 9 files" in p.stdout, p.stdout + p.stderr
     node = start_node(tmp_path / "dir-node", *src["args"], data_dir=str(back))
     dir_last = check_library_node(node, src)["last_scan"]["finished_at"]
     assert node.stop() == 0
@@ -457,3 +473,25 @@ def test_a_library_up_to_postgresql_and_back(lib_source, catalog, tmp_path):
     assert lib["last_scan"]["added"] == 1, lib
     assert node.get("/images/%d/file" % library_images(node)["new/n.png"]["id"]).body == added
     assert node.stop() == 0
+
+
+def test_a_library_path_postgresql_cannot_hold(catalog, tmp_path):
+    """A library file whose name is not UTF-8 (a data directory records
+    it; PostgreSQL's text cannot): the copy up is refused before anything
+    is copied, naming the file; the copy into a data directory goes."""
+    root = tmp_path / "odd"
+    write_file(os.path.join(str(root), "ok.png"), make_png(10, 10, seed=7300))
+    with open(os.path.join(bytes(root), b"caf\xe9.png"), "wb") as f:
+        f.write(make_png(10, 11, seed=7301))
+    s = start_node(tmp_path / "src", "--library", "odd=%s" % root, "--library-settle", "0")
+    deadline = time.monotonic() + 60 * SLOW
+    while libraries(s)["odd"]["images"] < 2 or libraries(s)["odd"]["state"] != "idle":
+        assert time.monotonic() < deadline, libraries(s)
+        time.sleep(0.05)
+    assert s.stop() == 0
+    uri = catalog.cluster.fresh_database()
+    p = copy(s.data, uri)
+    assert p.returncode == 1 and "the library file 'caf\\xe9.png' (its path) is not UTF-8" in p.stderr, p.stderr
+    assert catalog.cluster.psql(uri, "SELECT count(*) FROM pg_tables WHERE tablename = 'images'")[0][0] == "0"
+    p = copy(s.data, tmp_path / "dir")
+    assert p.returncode == 0 and "photo libraries: 1, with 2 files" in p.stdout, p.stdout + p.stderr
