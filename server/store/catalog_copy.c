@@ -769,6 +769,15 @@ static int target_state(struct side *src, struct side *dst, const struct store_m
 	} else if (n > 0) {
 		rc = store_fail(err, STORE_ERR_INVALID, "%s is not empty (%" PRId64 " images): copy into an empty "
 				"catalog", dst->name, n);
+	} else {
+		/* no image, but a library a node was started with */
+		struct store_text_row *libs = NULL;
+		size_t nlibs = 0;
+		rc = dst->be->copy_libraries(dst->db, &libs, &nlibs, err);
+		if (rc == 0 && nlibs > 0)
+			rc = store_fail(err, STORE_ERR_INVALID, "%s is not empty (it knows the photo library '%.100s'): copy "
+					"into an empty catalog", dst->name, libs[0].col[0] ? libs[0].col[0] : "");
+		store_text_rows_free(libs, nlibs);
 	}
 out:
 	free(state);

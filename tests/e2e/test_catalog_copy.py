@@ -475,7 +475,7 @@ def test_a_library_up_to_postgresql_and_back(lib_source, catalog, tmp_path):
     assert node.stop() == 0
 
 
-def test_a_library_path_postgresql_cannot_hold(catalog, tmp_path):
+def test_a_library_path_postgresql_cannot_hold(lib_source, catalog, tmp_path):
     """A library file whose name is not UTF-8 (a data directory records
     it; PostgreSQL's text cannot): the copy up is refused before anything
     is copied, naming the file; the copy into a data directory goes."""
@@ -493,5 +493,9 @@ def test_a_library_path_postgresql_cannot_hold(catalog, tmp_path):
     p = copy(s.data, uri)
     assert p.returncode == 1 and "the library file 'caf\\xe9.png' (its path) is not UTF-8" in p.stderr, p.stderr
     assert catalog.cluster.psql(uri, "SELECT count(*) FROM pg_tables WHERE tablename = 'images'")[0][0] == "0"
+    # a target that holds no image but a library (a node was started with one)
+    start_node(tmp_path / "lib-node", "--catalog", uri, "--library", "odd=%s" % root).stop()
+    p = copy(lib_source["dir"], uri)
+    assert p.returncode == 1 and "it knows the photo library 'odd'" in p.stderr, p.stderr
     p = copy(s.data, tmp_path / "dir")
     assert p.returncode == 0 and "photo libraries: 1, with 2 files" in p.stdout, p.stdout + p.stderr
