@@ -27,6 +27,7 @@
 #include "text.h"
 
 #define MARK_BATCH 256          /* paths marked per transaction */
+#define LOOK_BATCH 256          /* paths walked whose records are read at once */
 #define PENDING_BATCH 64        /* pending files read from the catalog at a time */
 #define COMMIT_BATCH 64         /* outcomes per commit at most */
 #define WINDOW_BYTES (64u << 20) /* bytes of files held by images in the encoder */
@@ -92,6 +93,11 @@ struct scan {
 	struct store_lib_mark marks[MARK_BATCH];
 	char *mark_paths[MARK_BATCH];
 	size_t n_marks;
+	char *look_paths[LOOK_BATCH];   /* files walked, their records not read yet */
+	struct stat look_sb[LOOK_BATCH];
+	struct store_lib_file look_out[LOOK_BATCH];
+	unsigned char look_found[LOOK_BATCH];
+	size_t n_look;
 	struct batch batch;
 	struct store_lib_scan_figures fig;
 	int failed;                     /* a catalog error: the scan ends without removing anything */
@@ -587,21 +593,13 @@ static void mark(struct scan *s, const char *path, int pending)
 		marks_flush(s);
 }
 
-/* A file the walk met: unchanged, waiting, or pending. */
-static void walk_file(struct scan *s, const char *rel, const struct stat *sb)
+/* A file the walk met, known (its record f) or not: unchanged, waiting,
+ * or pending. */
+static void classify(struct scan *s, const char *rel, const struct stat *sb, int known, const struct store_lib_file *f)
 {
-	struct store_lib_file f;
-	store_error err = { 0 };
-	int rc = catalog_library_file(s->set->app->cat, s->lib->spec.name, rel, &f, &err);
-	if (rc != 0 && rc != STORE_ERR_NOT_FOUND) {
-		log_error("library %s: %s", s->lib->spec.name, err.msg);
-		s->failed = 1;
-		return;
-	}
-	int known = rc == 0;
 	int64_t mt = mtime_ns_of(sb);
-	if (known && (f.ignored || (!f.pending && f.dev == (int64_t)sb->st_dev && f.ino == (int64_t)sb->st_ino &&
-				    f.size == (int64_t)sb->st_size && f.mtime_ns == mt))) {
+	if (known && (f->ignored || (!f->pending && f->dev == (int64_t)sb->st_dev && f->ino == (int64_t)sb->st_ino &&
+				    f->size == (int64_t)sb->st_size && f->mtime_ns == mt))) {
 		STATUS(s, { st_->files_seen++; st_->unchanged++; });
 		mark(s, rel, 0);
 	} else if (now_ns() - mt < s->set->app->cfg->library_settle * 1000000000LL) {
@@ -612,6 +610,39 @@ static void walk_file(struct scan *s, const char *rel, const struct stat *sb)
 		STATUS(s, { st_->files_seen++; st_->to_index++; });
 		mark(s, rel, 1);
 	}
+}
+
+/* The records of the files walked since the last call, read at once (one
+ * round trip to a PostgreSQL catalog for a batch, not one a file), then
+ * each file classified. */
+static void looks_flush(struct scan *s)
+{
+	store_error err = { 0 };
+	if (s->n_look == 0)
+		return;
+	if (!s->failed && catalog_library_files(s->set->app->cat, s->lib->spec.name, (const char *const *)s->look_paths,
+						s->n_look, s->look_out, s->look_found, &err) != 0) {
+		log_error("library %s: %s", s->lib->spec.name, err.msg);
+		s->failed = 1;
+	}
+	for (size_t i = 0; i < s->n_look; i++) {
+		if (!s->failed)
+			classify(s, s->look_paths[i], &s->look_sb[i], s->look_found[i], &s->look_out[i]);
+		free(s->look_paths[i]);
+	}
+	s->n_look = 0;
+}
+
+/* A file the walk met: classified with the next batch. */
+static void walk_file(struct scan *s, const char *rel, const struct stat *sb)
+{
+	if (!(s->look_paths[s->n_look] = strdup(rel))) {
+		s->failed = 1;
+		return;
+	}
+	s->look_sb[s->n_look] = *sb;
+	if (++s->n_look == LOOK_BATCH)
+		looks_flush(s);
 }
 
 struct dirstack {
@@ -700,6 +731,7 @@ static int walk(struct scan *s)
 		}
 		closedir(d);
 	}
+	looks_flush(s);
 	marks_flush(s);
 	for (size_t i = 0; i < stack.n; i++)
 		free(stack.items[i]);

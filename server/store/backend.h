@@ -121,6 +121,11 @@ struct backend_ops {
 	int (*library_lock)(void *db, const char *name, void **lock, store_error *err);
 	void (*library_unlock)(void *db, void *lock);
 	int (*lib_file_get)(void *db, const char *lib, const char *path, struct store_lib_file *out, store_error *err);
+	/* The records of paths[0..n) at once (found[i] 0: never met; out[i].path
+	 * unset), in one round trip where lib_file_get takes n. NULL: the
+	 * catalog asks lib_file_get for each (in process, as cheap). */
+	int (*lib_files_get)(void *db, const char *lib, const char *const *paths, size_t n, struct store_lib_file *out,
+			     unsigned char *found, store_error *err);
 	int (*lib_mark)(void *db, const char *lib, int64_t scan, const struct store_lib_mark *m, size_t n,
 			store_error *err);
 	int (*lib_pending)(void *db, const char *lib, const char *after, size_t max, struct store_lib_file **out,

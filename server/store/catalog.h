@@ -296,6 +296,10 @@ void catalog_library_unlock(catalog *c, struct catalog_lib_lock *lock);
 /* A path's record (STORE_ERR_NOT_FOUND when never met); out->path unset. */
 int catalog_library_file(catalog *c, const char *lib, const char *path, struct store_lib_file *out,
 			 store_error *err);
+/* The records of paths[0..n) at once: found[i] 0 when never met (a scan
+ * asks a batch of the files it walks at a time). */
+int catalog_library_files(catalog *c, const char *lib, const char *const *paths, size_t n, struct store_lib_file *out,
+			  unsigned char *found, store_error *err);
 int catalog_library_mark(catalog *c, const char *lib, int64_t scan, const struct store_lib_mark *m, size_t n,
 			 store_error *err);
 /* Pending paths after `after` in path order, at most max (store_lib_files_free). */

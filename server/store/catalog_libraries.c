@@ -82,6 +82,20 @@ int catalog_library_file(catalog *c, const char *lib, const char *path, struct s
 	return CAT_DB(c, lib_file_get, lib, path, out, err);
 }
 
+int catalog_library_files(catalog *c, const char *lib, const char *const *paths, size_t n, struct store_lib_file *out,
+			  unsigned char *found, store_error *err)
+{
+	if (c->be->lib_files_get)
+		return c->be->lib_files_get(c->db, lib, paths, n, out, found, err);
+	for (size_t i = 0; i < n; i++) {
+		int rc = catalog_library_file(c, lib, paths[i], &out[i], err);
+		if (rc != 0 && rc != STORE_ERR_NOT_FOUND)
+			return rc;
+		found[i] = rc == 0;
+	}
+	return 0;
+}
+
 int catalog_library_mark(catalog *c, const char *lib, int64_t scan, const struct store_lib_mark *m, size_t n,
 			 store_error *err)
 {

@@ -174,6 +174,8 @@ int pgl_library_scan_begin(void *db, const char *name, int64_t *scan, store_erro
 int pgl_library_lock(void *db, const char *name, void **lock, store_error *err);
 void pgl_library_unlock(void *db, void *lock);
 int pgl_file_get(void *db, const char *lib, const char *path, struct store_lib_file *out, store_error *err);
+int pgl_files_get(void *db, const char *lib, const char *const *paths, size_t n, struct store_lib_file *out,
+		  unsigned char *found, store_error *err);
 int pgl_mark(void *db, const char *lib, int64_t scan, const struct store_lib_mark *m, size_t n, store_error *err);
 int pgl_pending(void *db, const char *lib, const char *after, size_t max, struct store_lib_file **out, size_t *n,
 		store_error *err);

@@ -208,6 +208,47 @@ static int array_add(struct dbuf *b, const char *path)
 	return rc ? rc : dbuf_puts(b, "\"");
 }
 
+/* A batch of paths' records in one statement: the paths travel as one
+ * text[] parameter (a path that is not UTF-8 as NULL, never recorded), and
+ * each row says its path's place in it. */
+int pgl_files_get(void *db, const char *lib, const char *const *paths, size_t n, struct store_lib_file *out,
+		  unsigned char *found, store_error *err)
+{
+	struct dbuf arr = DBUF_INIT(64 << 20);
+	PGresult *r = NULL;
+	if (n == 0)
+		return 0;
+	memset(out, 0, n * sizeof *out);
+	memset(found, 0, n);
+	int rc = dbuf_puts(&arr, "{");
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = pg_valid_utf8(paths[i]) ? array_add(&arr, paths[i]) : dbuf_puts(&arr, arr.len > 1 ? ",NULL" : "NULL");
+	if (rc == 0)
+		rc = dbuf_append(&arr, "}", 2);
+	if (rc != 0)
+		rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
+	if (rc == 0) {
+		const char *vals[] = { lib, arr.data };
+		rc = query(db, "SELECT " FILE_COLS ", p.ord FROM unnest($2::text[]) WITH ORDINALITY p(q, ord) "
+			   "JOIN library_files f ON f.library = $1 AND f.path = p.q", 2, vals, FILE_NCOLS + 1,
+			   "read library files", &r, err);
+	}
+	for (int row = 0; rc == 0 && row < PQntuples(r); row++) {
+		int64_t ord = 0;
+		if ((rc = pg_col_i64(r, row, FILE_NCOLS, 0, &ord, err)) != 0)
+			break;
+		if (ord < 1 || (uint64_t)ord > n || found[ord - 1]) {
+			rc = store_fail(err, STORE_ERR_DB, "catalog database: a library file out of place");
+			break;
+		}
+		if ((rc = file_from(r, row, &out[ord - 1], 0, err)) == 0)
+			found[ord - 1] = 1;
+	}
+	PQclear(r);
+	dbuf_free(&arr);
+	return rc;
+}
+
 /* One statement for the files seen unchanged, one for those pending: the
  * paths travel as two text[] parameters. */
 int pgl_mark(void *db, const char *lib, int64_t scan, const struct store_lib_mark *m, size_t n, store_error *err)

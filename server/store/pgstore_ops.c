@@ -47,6 +47,7 @@ const struct backend_ops pgstore_ops = {
 	.library_lock = pgl_library_lock,
 	.library_unlock = pgl_library_unlock,
 	.lib_file_get = pgl_file_get,
+	.lib_files_get = pgl_files_get,
 	.lib_mark = pgl_mark,
 	.lib_pending = pgl_pending,
 	.lib_commit = pgl_commit,

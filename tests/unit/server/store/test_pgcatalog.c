@@ -301,6 +301,51 @@ static void test_library_lock(void)
 	catalog_close(b);
 }
 
+/* A scan reads the records of a batch of paths in one statement: each
+ * found where it stands in the batch, the unknown ones (a path that is not
+ * UTF-8 among them, which PostgreSQL never records) not found, paths with
+ * the array syntax's own characters and the word NULL taken as they are. */
+static void test_library_files_batch(void)
+{
+	char uri[512];
+	REQUIRE(fresh_db(uri, sizeof uri) == 0);
+	store_error err = { 0 };
+	catalog *c = pg_open(uri, "files", &model_x, NULL, &err);
+	REQUIRE(c);
+	int64_t scan = 0;
+	REQUIRE(catalog_library_put(c, "photos", "/srv/photos", &err) == 0);
+	REQUIRE(catalog_library_scan_begin(c, "photos", &scan, &err) == 0);
+	const struct store_lib_mark marks[] = {
+		{ "a/one.png", 1 }, { "b/\"q\" \\ ,{x}.png", 1 }, { "NULL", 1 }, { "c/three.png", 1 },
+	};
+	REQUIRE(catalog_library_mark(c, "photos", scan, marks, 4, &err) == 0);
+	const char *paths[] = { "c/three.png", "nosuch.png", "NULL", "bad\xff.png", "b/\"q\" \\ ,{x}.png", "a/one.png",
+				"A/ONE.png" };
+	const size_t n = sizeof paths / sizeof *paths;
+	const unsigned char want[] = { 1, 0, 1, 0, 1, 1, 0 };
+	struct store_lib_file out[7];
+	unsigned char found[7];
+	CHECK_EQ_INT(catalog_library_files(c, "photos", paths, n, out, found, &err), 0);
+	for (size_t i = 0; i < n; i++) {
+		CHECK_EQ_INT(found[i], want[i]);
+		struct store_lib_file one;
+		int rc = catalog_library_file(c, "photos", paths[i], &one, &err);
+		CHECK_EQ_INT(rc, want[i] ? 0 : STORE_ERR_NOT_FOUND);
+		if (found[i] && rc == 0) {
+			CHECK_EQ_INT(out[i].pending, 1);
+			CHECK_EQ_INT(out[i].seen_scan, scan);
+			CHECK_EQ_INT(out[i].seen_scan, one.seen_scan);
+			CHECK(out[i].path == NULL);
+		}
+	}
+	/* another library's paths are not this one's */
+	REQUIRE(catalog_library_put(c, "other", "/srv/other", &err) == 0);
+	CHECK_EQ_INT(catalog_library_files(c, "other", paths, n, out, found, &err), 0);
+	for (size_t i = 0; i < n; i++)
+		CHECK_EQ_INT(found[i], 0);
+	catalog_close(c);
+}
+
 /* An original of several pieces comes back whole through the cache. */
 static void test_original_streams_in_pieces(void)
 {
@@ -634,6 +679,7 @@ int main(void)
 	fake_model_make(&model_y, base, "y");
 	RUN(test_rows_filters_patch_delete);
 	RUN(test_library_lock);
+	RUN(test_library_files_batch);
 	RUN(test_original_streams_in_pieces);
 	RUN(test_new_and_restarted_nodes);
 	RUN(test_migrations_run_once);
