@@ -1,6 +1,7 @@
 /*
  * catalog_internal.h - shared by catalog.c, catalog_images.c,
- * catalog_search.c, catalog_check.c, catalog_libraries.c and catalog_copy.c only.
+ * catalog_search.c, catalog_check.c, catalog_libraries.c, catalog_copy.c and
+ * catalog_copylib.c only.
  */
 #ifndef CLIPD_CATALOG_INTERNAL_H
 #define CLIPD_CATALOG_INTERNAL_H
@@ -84,5 +85,23 @@ int cat_fetch_rows(catalog *c, const int64_t *ids, const float *scores, size_t n
 /* 1 when the catalog's copy record says a `clipd catalog copy` into it is
  * under way (msg: the source it copies), else 0 (catalog_copy.c). */
 int catalog_copy_unfinished(const struct backend_ops *be, void *db, char *msg, size_t len);
+
+/* clipd catalog copy's photo libraries (catalog_copylib.c), between the
+ * source's and the target's backends: copylib_fit_postgresql refuses a
+ * source whose libraries hold text that is not UTF-8; copylib_target_empty
+ * a target that knows a library; copylib_copy copies the libraries and
+ * their files' records (batch a transaction, resumable; after the
+ * images); copylib_verify compares them all and counts them. */
+struct copy_side {
+	const struct backend_ops *be;
+	void *db;
+	const char *name;            /* for messages */
+};
+int copylib_fit_postgresql(const struct copy_side *src, store_error *err);
+int copylib_target_empty(const struct copy_side *dst, store_error *err);
+int copylib_copy(const struct copy_side *src, const struct copy_side *dst, size_t batch,
+		 void (*progress)(void *ud, const char *stage, int64_t done, int64_t total), void *ud, store_error *err);
+int copylib_verify(const struct copy_side *src, const struct copy_side *dst, int64_t *libraries, int64_t *files,
+		   store_error *err);
 
 #endif
