@@ -569,7 +569,17 @@ void srv_image_patch(struct srv_app *app, struct http_req *r)
 	}
 	cJSON *o = srv_image_json(&img);
 	store_image_clear(&img);
-	srv_reply_cjson(r, 200, o);
+	char *text = o ? cJSON_PrintUnformatted(o) : NULL;
+	cJSON_Delete(o);
+	if (!text) {
+		http_reply_error(r, HTTP_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	/* as an upload's: a read with min_seq through another node sees the patch */
+	char seq[48];
+	snprintf(seq, sizeof seq, "X-Clipd-Seq: %llu", (unsigned long long)catalog_applied_seq(app->cat));
+	const char *headers[] = { seq, NULL };
+	http_reply_owned(r, 200, "application/json", text, strlen(text), headers);
 }
 
 void srv_image_delete(struct srv_app *app, struct http_req *r)

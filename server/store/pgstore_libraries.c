@@ -319,9 +319,11 @@ static int put_source(struct pg_conn *c, int64_t id, const char *lib, const char
 {
 	char k[24];
 	const char *vals[] = { pg_i64(k, id), lib, path };
-	return exec(c, "INSERT INTO library_images (image_id, library, path) VALUES ($1::bigint, $2, $3) "
-		    "ON CONFLICT (image_id) DO UPDATE SET library = excluded.library, path = excluded.path",
-		    3, vals, "record image source", err);
+	int rc = exec(c, "INSERT INTO library_images (image_id, library, path) VALUES ($1::bigint, $2, $3) "
+		      "ON CONFLICT (image_id) DO UPDATE SET library = excluded.library, path = excluded.path",
+		      3, vals, "record image source", err);
+	/* a row the nodes may have cached changed its source */
+	return rc == 0 ? pg_touch_rows(c, err) : rc;
 }
 
 /* The id of the image with these bytes (0: none). */
