@@ -284,9 +284,13 @@ static void upload_answer(struct http_req *r)
 	}
 	cJSON *root = cJSON_CreateObject();
 	unsigned status = created == up->n ? 201 : failed == 0 ? 200 : 207;
+	char retry[32] = "";
 	if (failed == up->n) {
 		const struct upload_item *it = server_failure ? server_failure : shared ? first_failure : NULL;
 		enum http_err code = it ? it->err : HTTP_ERR_BAD_PARAMETER;
+		/* the error's Retry-After, as a single upload's (a 503) */
+		if (it && it->retry_after)
+			snprintf(retry, sizeof retry, "Retry-After: %u", it->retry_after);
 		status = http_error_status(code);
 		cJSON *e = cJSON_AddObjectToObject(root, "error");
 		cJSON_AddStringToObject(e, "code", http_error_name(code));
@@ -298,7 +302,18 @@ static void upload_answer(struct http_req *r)
 		if (o)
 			cJSON_AddItemToArray(items, o);
 	}
-	srv_reply_cjson(r, status, root);
+	if (!retry[0]) {
+		srv_reply_cjson(r, status, root);
+		return;
+	}
+	char *text = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	if (!text) {
+		http_reply_error(r, HTTP_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	const char *headers[] = { retry, NULL };
+	http_reply_owned(r, status, "application/json", text, strlen(text), headers);
 }
 
 /* A filename from a client: valid UTF-8, at most CATALOG_MAX_FILENAME bytes
