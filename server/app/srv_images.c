@@ -246,20 +246,13 @@ static void upload_answer(struct http_req *r)
 		}
 		char loc[64];
 		snprintf(loc, sizeof loc, "Location: /images/%lld", (long long)it->img.id);
-		cJSON *o = item_json(it, 0);
-		char *text = o ? cJSON_PrintUnformatted(o) : NULL;
-		cJSON_Delete(o);
-		if (!text) {
-			http_reply_error(r, HTTP_ERR_INTERNAL, "out of memory");
-			return;
-		}
 		/* the change sequence this node's index has applied, this upload
 		 * included: a client reads its own write through another node by
 		 * waiting for it there */
 		char seq[48];
 		snprintf(seq, sizeof seq, "X-Clipd-Seq: %llu", (unsigned long long)catalog_applied_seq(up->app->cat));
 		const char *headers[] = { loc, seq, NULL };
-		http_reply_owned(r, it->status, "application/json", text, strlen(text), headers);
+		srv_reply_cjson_headers(r, it->status, item_json(it, 0), headers);
 		return;
 	}
 	/* 201: every file new; 200: every file stored, some already were;
@@ -302,18 +295,8 @@ static void upload_answer(struct http_req *r)
 		if (o)
 			cJSON_AddItemToArray(items, o);
 	}
-	if (!retry[0]) {
-		srv_reply_cjson(r, status, root);
-		return;
-	}
-	char *text = cJSON_PrintUnformatted(root);
-	cJSON_Delete(root);
-	if (!text) {
-		http_reply_error(r, HTTP_ERR_INTERNAL, "out of memory");
-		return;
-	}
-	const char *headers[] = { retry, NULL };
-	http_reply_owned(r, status, "application/json", text, strlen(text), headers);
+	const char *headers[] = { retry[0] ? retry : NULL, NULL };
+	srv_reply_cjson_headers(r, status, root, headers);
 }
 
 /* A filename from a client: valid UTF-8, at most CATALOG_MAX_FILENAME bytes
@@ -584,17 +567,11 @@ void srv_image_patch(struct srv_app *app, struct http_req *r)
 	}
 	cJSON *o = srv_image_json(&img);
 	store_image_clear(&img);
-	char *text = o ? cJSON_PrintUnformatted(o) : NULL;
-	cJSON_Delete(o);
-	if (!text) {
-		http_reply_error(r, HTTP_ERR_INTERNAL, "out of memory");
-		return;
-	}
 	/* as an upload's: a read with min_seq through another node sees the patch */
 	char seq[48];
 	snprintf(seq, sizeof seq, "X-Clipd-Seq: %llu", (unsigned long long)catalog_applied_seq(app->cat));
 	const char *headers[] = { seq, NULL };
-	http_reply_owned(r, 200, "application/json", text, strlen(text), headers);
+	srv_reply_cjson_headers(r, 200, o, headers);
 }
 
 void srv_image_delete(struct srv_app *app, struct http_req *r)

@@ -319,11 +319,9 @@ static int put_source(struct pg_conn *c, int64_t id, const char *lib, const char
 {
 	char k[24];
 	const char *vals[] = { pg_i64(k, id), lib, path };
-	int rc = exec(c, "INSERT INTO library_images (image_id, library, path) VALUES ($1::bigint, $2, $3) "
-		      "ON CONFLICT (image_id) DO UPDATE SET library = excluded.library, path = excluded.path",
-		      3, vals, "record image source", err);
-	/* a row the nodes may have cached changed its source */
-	return rc == 0 ? pg_touch_rows(c, err) : rc;
+	return exec(c, "INSERT INTO library_images (image_id, library, path) VALUES ($1::bigint, $2, $3) "
+		    "ON CONFLICT (image_id) DO UPDATE SET library = excluded.library, path = excluded.path",
+		    3, vals, "record image source", err);
 }
 
 /* The id of the image with these bytes (0: none). */
@@ -619,6 +617,10 @@ static int settle_orphans(struct pg_conn *c, const char *lib, struct store_lib_s
 			}
 			if (PQntuples(r) == 1) {
 				rc = put_source(c, ids[i], PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), err);
+				/* a row the nodes may have cached changed its source (a
+				 * new or replaced image's source comes with its "add") */
+				if (rc == 0)
+					rc = pg_touch_rows(c, err);
 				fig->moved++;
 			} else {
 				char sha[STORE_SHA256_HEX];

@@ -96,16 +96,9 @@ static struct entry *find(rowcache *rc, int64_t id)
 	return e;
 }
 
-static void to_front(rowcache *rc, struct entry *e)
+/* e (in no list) becomes the most recent (lock held). */
+static void push_front(rowcache *rc, struct entry *e)
 {
-	if (rc->head == e)
-		return;
-	if (e->prev)
-		e->prev->next = e->next;
-	if (e->next)
-		e->next->prev = e->prev;
-	else
-		rc->tail = e->prev;
 	e->prev = NULL;
 	e->next = rc->head;
 	if (rc->head)
@@ -113,6 +106,18 @@ static void to_front(rowcache *rc, struct entry *e)
 	rc->head = e;
 	if (!rc->tail)
 		rc->tail = e;
+}
+
+static void to_front(rowcache *rc, struct entry *e)
+{
+	if (rc->head == e)
+		return;
+	e->prev->next = e->next;   /* not the head: it has a prev */
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		rc->tail = e->prev;
+	push_front(rc, e);
 }
 
 /* Twice the buckets once entries outnumber them (lock held); on no memory
@@ -217,12 +222,7 @@ void rowcache_put(rowcache *rc, uint64_t epoch, const struct store_image *img)
 	size_t s = slot(rc, img->id);
 	e->hnext = rc->buckets[s];
 	rc->buckets[s] = e;
-	e->next = rc->head;
-	if (rc->head)
-		rc->head->prev = e;
-	rc->head = e;
-	if (!rc->tail)
-		rc->tail = e;
+	push_front(rc, e);
 	rc->bytes += bytes;
 	rc->entries++;
 	maybe_grow(rc);
