@@ -144,8 +144,9 @@ static void *reader(void *arg)
 {
 	int64_t base = (int64_t)(intptr_t)arg;
 	for (int i = 0; i < 20000; i++) {
-		/* hot rows shared by the threads (about 760 fit), and cold ones that push out */
-		int64_t id = i % 10 ? base + i % 150 : 100000 + base * 100 + i;
+		/* hot rows shared by the threads, and cold ones, more than fit (about 760)
+		 * between two flushes even with one thread running at a time */
+		int64_t id = i % 4 ? base + i % 150 : 100000 + base * 100 + i;
 		struct store_image got;
 		int rc = rowcache_get(shared, id, &got);
 		if (rc == 1) {
