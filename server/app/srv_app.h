@@ -133,6 +133,8 @@ void srv_parts_done(struct srv_parts *p);
 cJSON *srv_model_json(const struct srv_app *app);
 /* Print and answer (takes root). */
 void srv_reply_cjson(struct http_req *r, unsigned status, cJSON *root);
+/* The same with extra header lines ("Name: value", NULL-terminated). */
+void srv_reply_cjson_headers(struct http_req *r, unsigned status, cJSON *root, const char *const *headers);
 
 /* An uploaded image's bytes: the raw body (Content-Type image/... or
  * application/octet-stream) or the multipart part named "file". Sets

@@ -33,6 +33,7 @@ void srv_config_defaults(struct srv_config *c)
 	c->max_connections_per_ip = 64;
 	c->timeout = 60;
 	c->max_lag = 5;
+	c->row_cache_mb = 64;
 	c->max_labels = 256;
 	c->max_texts = 256;
 	c->max_metadata = 16 * 1024;
@@ -119,6 +120,7 @@ int srv_config_parse(const struct cli_command *info, int argc, char **argv, stru
 		{ "data", CLI_STRING, &c->data, "DIR", "data directory (created when missing; required)", 0, 0 },
 		{ "catalog", CLI_STRING, &c->catalog, "URI", "keep the catalog in PostgreSQL (a libpq URI, postgresql://...) instead of the data directory, which then holds only caches", 0, 0 },
 		{ "catalog-read", CLI_STRING, &c->catalog_read, "URI", "with --catalog: read (the index's changes, rows, filters, originals) from this URI, a hot standby (target_session_attrs=prefer-standby); writes, and reads of this node's own recent writes, go to --catalog", 0, 0 },
+		{ "row-cache", CLI_INT, &c->row_cache_mb, "MB", "with --catalog (and no --catalog-read): MiB of image rows kept on this node for searches, lists and gets, invalidated by every change the node writes or applies; 0: none (64)", 0, 65536 },
 		{ "max-lag", CLI_INT, &c->max_lag, "SECONDS", "with --catalog: /readyz says not ready while this node has not applied a change it learned of this long ago (5)", 0, 86400 },
 		{ "listen", CLI_STRING, &c->listen, "HOST:PORT", "address to listen on; port 0 picks a free one (127.0.0.1:8080)", 0, 0 },
 		{ "port-file", CLI_STRING, &c->port_file, "FILE", "write the port listened on into FILE", 0, 0 },

@@ -38,6 +38,7 @@ struct srv_config {
 	char *model, *data, *listen, *port_file;
 	char *catalog;         /* --catalog: a PostgreSQL URI, or NULL (the data directory's SQLite) */
 	char *catalog_read;    /* --catalog-read: a URI for reads (a hot standby), or NULL: --catalog's */
+	long long row_cache_mb; /* --row-cache: MiB of a shared catalog's rows cached on the node */
 	long long max_lag;     /* --max-lag: seconds a replica may be behind and /readyz still say ready */
 	char *model_name;          /* shown in /info; default: the model directory's name */
 	char *model_warning;       /* shown in the log and /info (deploy/run.sh's fallback model) */

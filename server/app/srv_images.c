@@ -246,20 +246,13 @@ static void upload_answer(struct http_req *r)
 		}
 		char loc[64];
 		snprintf(loc, sizeof loc, "Location: /images/%lld", (long long)it->img.id);
-		cJSON *o = item_json(it, 0);
-		char *text = o ? cJSON_PrintUnformatted(o) : NULL;
-		cJSON_Delete(o);
-		if (!text) {
-			http_reply_error(r, HTTP_ERR_INTERNAL, "out of memory");
-			return;
-		}
 		/* the change sequence this node's index has applied, this upload
 		 * included: a client reads its own write through another node by
 		 * waiting for it there */
 		char seq[48];
 		snprintf(seq, sizeof seq, "X-Clipd-Seq: %llu", (unsigned long long)catalog_applied_seq(up->app->cat));
 		const char *headers[] = { loc, seq, NULL };
-		http_reply_owned(r, it->status, "application/json", text, strlen(text), headers);
+		srv_reply_cjson_headers(r, it->status, item_json(it, 0), headers);
 		return;
 	}
 	/* 201: every file new; 200: every file stored, some already were;
@@ -284,9 +277,13 @@ static void upload_answer(struct http_req *r)
 	}
 	cJSON *root = cJSON_CreateObject();
 	unsigned status = created == up->n ? 201 : failed == 0 ? 200 : 207;
+	char retry[32] = "";
 	if (failed == up->n) {
 		const struct upload_item *it = server_failure ? server_failure : shared ? first_failure : NULL;
 		enum http_err code = it ? it->err : HTTP_ERR_BAD_PARAMETER;
+		/* the error's Retry-After, as a single upload's (a 503) */
+		if (it && it->retry_after)
+			snprintf(retry, sizeof retry, "Retry-After: %u", it->retry_after);
 		status = http_error_status(code);
 		cJSON *e = cJSON_AddObjectToObject(root, "error");
 		cJSON_AddStringToObject(e, "code", http_error_name(code));
@@ -298,7 +295,8 @@ static void upload_answer(struct http_req *r)
 		if (o)
 			cJSON_AddItemToArray(items, o);
 	}
-	srv_reply_cjson(r, status, root);
+	const char *headers[] = { retry[0] ? retry : NULL, NULL };
+	srv_reply_cjson_headers(r, status, root, headers);
 }
 
 /* A filename from a client: valid UTF-8, at most CATALOG_MAX_FILENAME bytes
@@ -569,7 +567,11 @@ void srv_image_patch(struct srv_app *app, struct http_req *r)
 	}
 	cJSON *o = srv_image_json(&img);
 	store_image_clear(&img);
-	srv_reply_cjson(r, 200, o);
+	/* as an upload's: a read with min_seq through another node sees the patch */
+	char seq[48];
+	snprintf(seq, sizeof seq, "X-Clipd-Seq: %llu", (unsigned long long)catalog_applied_seq(app->cat));
+	const char *headers[] = { seq, NULL };
+	srv_reply_cjson_headers(r, 200, o, headers);
 }
 
 void srv_image_delete(struct srv_app *app, struct http_req *r)

@@ -15,13 +15,18 @@
 
 void srv_reply_cjson(struct http_req *r, unsigned status, cJSON *root)
 {
+	srv_reply_cjson_headers(r, status, root, NULL);
+}
+
+void srv_reply_cjson_headers(struct http_req *r, unsigned status, cJSON *root, const char *const *headers)
+{
 	char *text = root ? cJSON_PrintUnformatted(root) : NULL;
 	cJSON_Delete(root);
 	if (!text) {
 		http_reply_error(r, HTTP_ERR_INTERNAL, "out of memory");
 		return;
 	}
-	http_reply_json(r, status, text);
+	http_reply_owned(r, status, "application/json", text, strlen(text), headers);
 }
 
 /* How an encoder (or encoder queue) status becomes an API error. Anything

@@ -94,6 +94,20 @@ void srv_status_info(struct srv_app *app, struct http_req *r)
 			cJSON_AddStringToObject(ix, "at_start", app->index_message);
 			cJSON_AddNumberToObject(root, "db_bytes", (double)st.db_bytes);
 		}
+		struct rowcache_stats rs;
+		if (catalog_row_cache_stats(app->cat, &rs)) {
+			cJSON *rc = cJSON_AddObjectToObject(root, "row_cache");
+			cJSON_AddNumberToObject(rc, "entries", (double)rs.entries);
+			cJSON_AddNumberToObject(rc, "bytes", (double)rs.bytes);
+			cJSON_AddNumberToObject(rc, "max_bytes", (double)rs.max_bytes);
+			cJSON_AddNumberToObject(rc, "hits", (double)rs.hits);
+			cJSON_AddNumberToObject(rc, "misses", (double)rs.misses);
+			cJSON_AddNumberToObject(rc, "evictions", (double)rs.evictions);
+			cJSON_AddNumberToObject(rc, "invalidations", (double)rs.invalidations);
+			cJSON_AddNumberToObject(rc, "flushes", (double)rs.flushes);
+		} else {
+			cJSON_AddNullToObject(root, "row_cache");
+		}
 		struct srv_encoder_stats es;
 		srv_encoder_get_stats(app->enc, &es);
 		cJSON *enc = cJSON_AddObjectToObject(root, "encoder");
@@ -109,6 +123,7 @@ void srv_status_info(struct srv_app *app, struct http_req *r)
 	} else {
 		cJSON_AddNullToObject(root, "images");
 		cJSON_AddNullToObject(root, "index");
+		cJSON_AddNullToObject(root, "row_cache");
 	}
 	/* What uploads may be (the 415's list), and how JPEGs are decoded. */
 	cJSON *types = cJSON_AddArrayToObject(root, "image_types");
@@ -226,6 +241,13 @@ void srv_status_metrics(struct srv_app *app, struct http_req *r)
 		gauge(&b, "clipd_decode_pixels_in_use", "Pixels being decoded now (the decode budget's use).",
 		      (double)es.budget_in_use);
 		gauge(&b, "clipd_decode_pixels_budget", "The decode budget in pixels.", (double)es.budget);
+		struct rowcache_stats rs;
+		if (catalog_row_cache_stats(app->cat, &rs)) {
+			counter(&b, "clipd_row_cache_hits_total", "Image rows found in the node's cache of the catalog's rows.",
+				(double)rs.hits);
+			counter(&b, "clipd_row_cache_misses_total", "Image rows read from the catalog's database.",
+				(double)rs.misses);
+		}
 		counter(&b, "clipd_text_cache_hits_total", "Text embeddings found in the cache.", (double)es.text_cache.hits);
 		counter(&b, "clipd_text_cache_misses_total", "Text embeddings not in the cache.", (double)es.text_cache.misses);
 		gauge(&b, "clipd_text_cache_entries", "Text embeddings cached.", (double)es.text_cache.entries);

@@ -210,6 +210,7 @@ static int load(struct srv_app *app, const struct srv_config *cfg)
 	p.data_dir = cfg->data;
 	p.catalog_uri = cfg->catalog;
 	p.catalog_read_uri = cfg->catalog_read;
+	p.row_cache_mb = (size_t)cfg->row_cache_mb;
 	p.model_files = clip_model_files(app->model);
 	p.model_name = cfg->model_name && *cfg->model_name ? cfg->model_name : model_base;
 	p.model_dir = cfg->model;

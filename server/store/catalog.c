@@ -61,6 +61,7 @@ struct catalog_params catalog_default_params(void)
 	p.index = idx_default_params();
 	p.exact_filter_limit = CATALOG_EXACT_FILTER_LIMIT;
 	p.busy_timeout_ms = 5000;
+	p.row_cache_mb = CATALOG_ROW_CACHE_MB;
 	return p;
 }
 
@@ -224,25 +225,38 @@ static int rebuild(catalog *c, int save, store_error *err);
 
 /* ---- following the change sequence ------------------------------------------------ */
 
+static void applied_changed(catalog *c);
+
 int cat_catch_up_locked(catalog *c, size_t *applied, store_error *err)
 {
 	struct store_changes ch;
 	idx_error ie;
+	int touched_only = 0;
 	if (applied)
 		*applied = 0;
 	pthread_rwlock_rdlock(&c->ixlock);
 	uint64_t from = idx_seq(c->ix);
 	int rc = c->be->changes_since(c->db, from, c->model.dim, &ch, err);
 	if (rc == 0) {
+		/* cached rows: dropped before the index (and so the node) says
+		 * these changes are applied */
+		if (ch.touched)
+			rowcache_flush(c->rows);
+		rowcache_invalidate(c->rows, ch.remove_ids, ch.n_remove);
+		rowcache_invalidate(c->rows, ch.add_ids, ch.n_add);
 		if (ch.last > from &&
 		    (idx_remove(c->ix, ch.remove_ids, ch.n_remove, ch.last, &ie) != 0 ||
 		     idx_add(c->ix, ch.add_ids, ch.add_vecs, ch.n_add, ch.last, &ie) != 0))
 			rc = cat_idx_fail(err, &ie, "apply the catalog's changes to the index");
 		if (rc == 0 && applied)
 			*applied = ch.n_add + ch.n_remove;
+		/* numbers of rows changed in place only: wake the waiters too */
+		touched_only = rc == 0 && ch.last > from && ch.n_add + ch.n_remove == 0;
 		store_changes_clear(&ch);
 	}
 	pthread_rwlock_unlock(&c->ixlock);
+	if (touched_only)
+		applied_changed(c);
 	return rc;
 }
 
@@ -314,6 +328,12 @@ int catalog_look_latest(catalog *c, store_error *err)
 	}
 	pthread_mutex_unlock(&c->lag_lock);
 	return 0;
+}
+
+int catalog_row_cache_stats(catalog *c, struct rowcache_stats *out)
+{
+	rowcache_get_stats(c->rows, out);
+	return c->rows != NULL;
 }
 
 void catalog_lag(catalog *c, struct catalog_lag *out)
@@ -544,6 +564,17 @@ int catalog_open(const struct catalog_params *p, catalog **out,
 			goto fail;
 		c->be = &pgstore_ops;
 		c->db = pg;
+		if (!p->catalog_read_uri && p->row_cache_mb > 0 && !c->readonly) {
+			if (p->row_cache_mb > CATALOG_MAX_ROW_CACHE_MB) {
+				rc = store_fail(err, STORE_ERR_INVALID, "the row cache must be at most %d MiB",
+						CATALOG_MAX_ROW_CACHE_MB);
+				goto fail;
+			}
+			if (rowcache_new(p->row_cache_mb << 20, &c->rows) != 0) {
+				rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
+				goto fail;
+			}
+		}
 		rep.schema_before = prep.version_before;
 		rep.schema_after = prep.version_after;
 	} else {
@@ -601,6 +632,7 @@ void catalog_close(catalog *c)
 	if (!c->readonly && c->ix && catalog_unsaved_changes(c) > 0)
 		catalog_save_index(c, NULL);
 	idx_free(c->ix);
+	rowcache_free(c->rows);
 	if (c->be)
 		c->be->close(c->db);
 	if (!c->readonly && !c->orphan_risk && c->lock_fd >= 0)
@@ -676,6 +708,7 @@ static int rebuild(catalog *c, int save, store_error *err)
 		c->ix = fresh;
 		c->index_stale = 0;
 		pthread_rwlock_unlock(&c->ixlock);
+		rowcache_flush(c->rows);   /* a reset: what changed is not known */
 		idx_free(old);
 		if (save && !c->readonly) {
 			pthread_mutex_lock(&c->save_lock);

@@ -81,6 +81,7 @@
 #include <stdint.h>
 
 #include "idx.h"
+#include "rowcache.h"
 #include "store_types.h"
 
 /* Limits on what clients control (the server may lower them). */
@@ -90,6 +91,8 @@
 #define CATALOG_MAX_LIST 1000                   /* items per list page */
 #define CATALOG_MAX_FILENAME 255                /* bytes of a client filename */
 #define CATALOG_EXACT_FILTER_LIMIT 100000       /* default: filtered sets up to this size are scored exactly */
+#define CATALOG_ROW_CACHE_MB 64                 /* default: a shared catalog's cache of rows on the node */
+#define CATALOG_MAX_ROW_CACHE_MB 65536
 
 typedef struct catalog catalog;
 
@@ -120,6 +123,11 @@ struct catalog_params {
 	/* Reads from another server (a hot standby), NULL: catalog_uri's; see
 	 * pgstore.h for which reads and when the primary answers instead. */
 	const char *catalog_read_uri;
+	/* The node's cache of the rows searches, lists and gets read from
+	 * catalog_uri (rowcache.h), in MiB (CATALOG_ROW_CACHE_MB; 0: none).
+	 * Not used with catalog_read_uri (a standby may show a row older than
+	 * the change the node applied) nor with SQLite (rows are local). */
+	size_t row_cache_mb;
 
 	size_t exact_filter_limit;     /* CATALOG_EXACT_FILTER_LIMIT */
 	int busy_timeout_ms;           /* SQLite busy timeout (5000) */
@@ -515,6 +523,12 @@ struct catalog_lag {
 };
 int catalog_look_latest(catalog *c, store_error *err);
 void catalog_lag(catalog *c, struct catalog_lag *out);
+
+/* The row cache's counters; 0 when the catalog has none (SQLite, a
+ * --catalog-read node, row_cache_mb 0), else 1. Rows are invalidated by
+ * the node's own writes before they answer, and by the follower for every
+ * change it applies before the node reports it applied. */
+int catalog_row_cache_stats(catalog *c, struct rowcache_stats *out);
 
 /* Wait up to timeout_ms until the index has applied change seq (a
  * client's min_seq: reading its own write made through another node).

@@ -203,12 +203,20 @@ int catalog_set_taken_at(catalog *c, const int64_t *ids, const struct store_take
 {
 	if (c->readonly)
 		return store_fail(err, STORE_ERR_INVALID, "the catalog is open read-only");
-	return c->be->set_taken_at(c->db, ids, taken, n, changed, err);
+	int rc = c->be->set_taken_at(c->db, ids, taken, n, changed, err);
+	rowcache_invalidate(c->rows, ids, n);
+	return rc;
 }
 
 int catalog_get(catalog *c, int64_t id, struct store_image *out, store_error *err)
 {
-	return c->be->get(c->db, id, out, err);
+	if (c->rows && rowcache_get(c->rows, id, out) == 1)
+		return 0;
+	uint64_t epoch = c->rows ? rowcache_epoch(c->rows) : 0;
+	int rc = c->be->get(c->db, id, out, err);
+	if (rc == 0 && c->rows)
+		rowcache_put(c->rows, epoch, out);
+	return rc;
 }
 
 int catalog_get_by_sha256(catalog *c, const char *sha256, struct store_image *out, store_error *err)
@@ -251,9 +259,12 @@ int catalog_list(catalog *c, const struct store_selection *sel, int64_t cursor, 
 	struct store_image *got = NULL;
 	size_t count = 0;
 	/* One more than asked, to know whether there is a next page. */
+	uint64_t epoch = c->rows ? rowcache_epoch(c->rows) : 0;
 	int rc = c->be->list(c->db, sel, cursor, limit + 1, &got, &count, err);
 	if (rc != 0)
 		return rc;
+	for (size_t i = 0; c->rows && i < count; i++)
+		rowcache_put(c->rows, epoch, &got[i]);
 	if (count > limit) {
 		store_image_clear(&got[limit]);
 		count = limit;
@@ -282,6 +293,16 @@ int catalog_patch_metadata(catalog *c, int64_t id, const char *patch, size_t len
 		return store_fail(err, STORE_ERR_INVALID, "the catalog is open read-only");
 	metadata_limits(&max_bytes, &max_depth);
 	int rc = c->be->patch_metadata(c->db, id, patch, len, max_bytes, max_depth, err);
+	/* even on failure: a commit whose answer was lost may have changed it */
+	rowcache_invalidate(c->rows, &id, 1);
+	if (rc == 0 && catalog_shared(c) && c->ix) {
+		/* this node applies the patch's number now, so that its answer's
+		 * X-Clipd-Seq covers it for a min_seq read through another node
+		 * (best effort: else the follower applies it within a second) */
+		pthread_mutex_lock(&c->wlock);
+		cat_catch_up_locked(c, NULL, NULL);
+		pthread_mutex_unlock(&c->wlock);
+	}
 	if (rc == 0 && out)
 		rc = c->be->get(c->db, id, out, err);
 	return rc;
@@ -295,6 +316,7 @@ int catalog_delete(catalog *c, int64_t id, store_error *err)
 		return store_fail(err, STORE_ERR_INVALID, "the catalog is not open for deleting images");
 	pthread_mutex_lock(&c->wlock);
 	int rc = c->be->delete_image(c->db, id, sha, &seq, err);
+	rowcache_invalidate(c->rows, &id, 1);
 	if (rc == 0) {
 		/* A failure here leaves a ghost vector whose row is gone:
 		 * searches skip it, and the count check at the next open

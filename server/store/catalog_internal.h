@@ -25,6 +25,8 @@ struct catalog {
 	void *db;                    /* its handle */
 	struct store_model model;    /* the model served (changes only in catalog_switch_model) */
 
+	rowcache *rows;              /* a shared catalog's rows on this node, or NULL */
+
 	struct idx_params ip;
 	char factory[IDX_MAX_FACTORY];
 	pthread_rwlock_t ixlock;     /* guards the ix pointer (swapped by rebuilds) */

@@ -213,6 +213,14 @@ int catalog_library_commit(catalog *c, const char *lib, struct catalog_lib_item 
 	rc = CAT_DB(c, lib_commit, lib, o, n, dim, err);
 	if (rc == 0)
 		index_outcomes(c, o, vecs, n);
+	/* rows whose source, bytes or capture time changed (their ids, or
+	 * when the transaction's fate is not known, any) */
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		rowcache_invalidate(c->rows, &o[i].image_id, 1);
+		rowcache_invalidate(c->rows, &o[i].replace_id, 1);
+	}
+	if (rc != 0)
+		rowcache_flush(c->rows);
 	pthread_mutex_unlock(&c->wlock);
 	if (rc != 0)
 		goto out;
@@ -239,6 +247,8 @@ int catalog_library_finish(catalog *c, const char *lib, int64_t scan, const char
 		return store_fail(err, STORE_ERR_INVALID, "the catalog is not open for changes");
 	pthread_mutex_lock(&c->wlock);
 	int rc = CAT_DB(c, lib_finish, lib, scan, keep, n_keep, fig, &gone, err);
+	/* images gone, and sources moved to another path of the same bytes */
+	rowcache_flush(c->rows);
 	if (rc == 0 && gone.n) {
 		pthread_rwlock_rdlock(&c->ixlock);
 		for (size_t i = 0; i < gone.n; i++)

@@ -108,6 +108,12 @@ int pg_selection_sql(struct pg_stmt *q, const struct store_selection *sel, store
 /* Inside a write transaction: the next number of the change sequence for
  * (op, id), notified on commit. */
 int pg_append_change(struct pg_conn *c, const char *op, int64_t id, uint64_t *seq, store_error *err);
+/* Inside a write transaction that changed image rows in place (metadata,
+ * a capture time, a library source; no add or remove): a number of the
+ * change sequence with no log entry, notified on commit. A node that
+ * applies a number without a logged change drops its cached rows
+ * (store_changes.touched). */
+int pg_touch_rows(struct pg_conn *c, store_error *err);
 /* Inside a write transaction: delete image id (its library paths ignored
  * from now on, its original in the catalog too), and append its "remove". */
 int pg_delete_image(struct pg_conn *c, int64_t id, char sha256[STORE_SHA256_HEX], uint64_t *seq, store_error *err);

@@ -658,6 +658,10 @@ static int settle_orphans(struct pg_conn *c, const char *lib, struct store_lib_s
 			}
 			if (PQntuples(r) == 1) {
 				rc = put_source(c, ids[i], PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), err);
+				/* a row the nodes may have cached changed its source (a
+				 * new or replaced image's source comes with its "add") */
+				if (rc == 0)
+					rc = pg_touch_rows(c, err);
 				fig->moved++;
 			} else {
 				char sha[STORE_SHA256_HEX];

@@ -607,6 +607,18 @@ int pg_append_change(struct pg_conn *c, const char *op, int64_t id, uint64_t *se
 	return rc;
 }
 
+int pg_touch_rows(struct pg_conn *c, store_error *err)
+{
+	PGresult *r = pg_run(c, "WITH n AS (UPDATE clipd_counter SET seq = seq + 1 WHERE id = 1 RETURNING seq) "
+			     "SELECT seq, pg_notify('" PGSTORE_CHANNEL "', seq::text) FROM n",
+			     0, NULL, NULL, NULL, 0, PGRES_TUPLES_OK, 2, "append to the change sequence", err);
+	if (!r)
+		return RUN_FAIL(err);
+	int rc = PQntuples(r) == 1 ? 0 : store_fail(err, STORE_ERR_DB, "catalog database: no change sequence counter");
+	PQclear(r);
+	return rc;
+}
+
 int pgr_insert(void *db, const struct store_new_image *img, const void *data, size_t len, const float *vec,
 	       size_t dim, int64_t *id, uint64_t *seq, store_error *err)
 {
@@ -809,6 +821,8 @@ int pgr_patch_metadata(void *db, int64_t id, const char *patch, size_t len, size
 		   0, "update metadata", err);
 	rc = r ? 0 : RUN_FAIL(err);
 	PQclear(r);
+	if (rc == 0)   /* the nodes' cached rows (pg_touch_rows) */
+		rc = pg_touch_rows(c, err);
 out:
 	rc = pg_end(c, rc, err);
 	pg_give(db, c);
@@ -843,6 +857,8 @@ int pgr_set_taken_at(void *db, const int64_t *ids, const struct store_taken_at *
 			ch++;
 		PQclear(r);
 	}
+	if (rc == 0 && ch > 0)
+		rc = pg_touch_rows(c, err);
 	rc = pg_end(c, rc, err);
 	pg_give(db, c);
 	if (rc == 0 && changed)
@@ -1145,14 +1161,19 @@ int pgr_changes_since(void *db, uint64_t seq, size_t dim, struct store_changes *
 		goto end;
 	}
 	const char *vals[] = { pg_i64(s, (int64_t)seq), m.fingerprint };
-	r = pg_run(c, "SELECT seq FROM changes WHERE seq > $1::bigint AND op = 'reset' LIMIT 1", 1, vals, NULL, NULL, 0,
-		   PGRES_TUPLES_OK, 1, "read the change sequence", err);
-	if (!r)
-		rc = RUN_FAIL(err);
-	else if (PQntuples(r) > 0)
+	/* a reset, and whether every number up to last has its logged change
+	 * (the others are rows changed in place: pg_touch_rows) */
+	int64_t resets = 0, logged = 0;
+	r = pg_run(c, "SELECT count(*) FILTER (WHERE op = 'reset'), count(*) FROM changes WHERE seq > $1::bigint", 1,
+		   vals, NULL, NULL, 0, PGRES_TUPLES_OK, 2, "read the change sequence", err);
+	if (!r || PQntuples(r) != 1)
+		rc = r ? store_fail(err, STORE_ERR_DB, "catalog database: no count of changes") : RUN_FAIL(err);
+	else if ((rc = pg_col_i64(r, 0, 0, 0, &resets, err)) == 0 && (rc = pg_col_i64(r, 0, 1, 0, &logged, err)) == 0 &&
+		 resets > 0)
 		rc = store_fail(err, STORE_ERR_NOT_FOUND, "the model changed after the index's change %llu",
 				(unsigned long long)seq);
 	PQclear(r);
+	out->touched = rc == 0 && (uint64_t)logged < (uint64_t)last - seq;
 	if (rc != 0)
 		goto end;
 	if ((rc = cursor_rows(c, add_sql, 2, vals, dim, 0, acc_add, &a, &more, err)) != 0)

@@ -211,6 +211,10 @@ struct store_changes {
 	int64_t *remove_ids;
 	size_t n_remove;
 	uint64_t last;
+	/* Numbers in (seq, last] with no logged change: rows changed in place
+	 * (a shared catalog's patches, capture times, library sources; which
+	 * rows is not known), so cached rows are stale. 0 from SQLite. */
+	int touched;
 };
 int store_changes_since(store *s, uint64_t seq, size_t dim, struct store_changes *out,
 			store_error *err);
