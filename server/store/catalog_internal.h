@@ -47,6 +47,17 @@ struct catalog {
 	uint64_t latest;
 	struct { uint64_t seq; double at; } learned[32];
 	size_t n_learned;
+
+	/* A shared catalog's trained index parameters (catalog_ivf.c). */
+	_Atomic int64_t params_generation;   /* the generation the index was built from (0: none) */
+	int64_t built_generation;            /* that of the index built last (under wlock), not yet swapped in */
+	pthread_mutex_t train_lock;          /* the fields below */
+	pthread_t train_thread;
+	int train_joinable, train_stopping;
+	atomic_int train_running;
+	double train_next_at;                /* monotonic seconds: no attempt before */
+	uint64_t trained_here;               /* generations this node trained and stored */
+	char train_error[256];               /* the last failed attempt's message, or "" */
 };
 
 /* c->be->op(c->db, ...), or, when the backend has no such operation,
@@ -75,6 +86,19 @@ int cat_cache_original(catalog *c, const char *sha256, int64_t bytes, char *buf,
 int cat_catch_up_locked(catalog *c, size_t *applied, store_error *err);
 /* Start a background index build if the index wants one. */
 void cat_maybe_retrain(catalog *c);
+
+/* A shared catalog's approximate index (catalog_ivf.c). cat_build_shared:
+ * build from every stored vector and the trained parameters in force at
+ * their change (exact when there are none), as build_from_store does.
+ * cat_snapshot_shared: 0 with *why set when a loaded index file was not
+ * built from the parameters in force at its change. cat_train_shared:
+ * start a training in the background when the index's rule asks for one
+ * (from cat_maybe_retrain). cat_train_stop: join it (catalog_close). */
+int cat_build_shared(catalog *c, idx **out, size_t *n_out, store_error *err);
+int cat_snapshot_shared(catalog *c, idx *ix, char *why, size_t why_len, store_error *err);
+void cat_train_shared(catalog *c);
+void cat_train_stop(catalog *c);
+void cat_train_stats(catalog *c, struct catalog_stats *out);
 
 /* Fill out->hits (out zeroed by the caller) from candidate ids and their
  * scores, in their order, dropping rows that are gone (catalog_search.c). */

@@ -1145,12 +1145,16 @@ int pgr_changes_since(void *db, uint64_t seq, size_t dim, struct store_changes *
 		goto end;
 	}
 	const char *vals[] = { pg_i64(s, (int64_t)seq), m.fingerprint };
-	r = pg_run(c, "SELECT seq FROM changes WHERE seq > $1::bigint AND op = 'reset' LIMIT 1", 1, vals, NULL, NULL, 0,
-		   PGRES_TUPLES_OK, 1, "read the change sequence", err);
+	/* a new model, or new trained index parameters (pgstore_index.c):
+	 * the index is built anew rather than replayed */
+	r = pg_run(c, "SELECT seq, op FROM changes WHERE seq > $1::bigint AND op IN ('reset', 'index') ORDER BY seq LIMIT 1",
+		   1, vals, NULL, NULL, 0, PGRES_TUPLES_OK, 2, "read the change sequence", err);
 	if (!r)
 		rc = RUN_FAIL(err);
 	else if (PQntuples(r) > 0)
-		rc = store_fail(err, STORE_ERR_NOT_FOUND, "the model changed after the index's change %llu",
+		rc = store_fail(err, STORE_ERR_NOT_FOUND, "%s after the index's change %llu",
+				strcmp(PQgetvalue(r, 0, 1), "index") == 0 ? "new index parameters were trained"
+									   : "the model changed",
 				(unsigned long long)seq);
 	PQclear(r);
 	if (rc != 0)
