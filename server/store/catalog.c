@@ -21,14 +21,6 @@
 #include "files.h"
 #include "pgstore.h"
 
-int cat_idx_fail(store_error *err, const idx_error *ie, const char *what)
-{
-	int code = ie->code == IDX_ERR_NOMEM ? STORE_ERR_NOMEM
-		   : ie->code == IDX_ERR_NOSPACE ? STORE_ERR_NOSPACE
-						 : STORE_ERR_INDEX;
-	return store_fail(err, code, "%s: %s", what, ie->msg);
-}
-
 int cat_unavailable(const catalog *c, const char *op, store_error *err)
 {
 	const char *what = !strcmp(op, "keyword_search") ? "keyword search (mode=keyword or hybrid)"
@@ -84,7 +76,7 @@ void cat_maybe_retrain(catalog *c)
 {
 	if (c->readonly || !c->ix)
 		return;
-	if (c->be->store_index_params) {   /* a shared catalog: one node trains (catalog_ivf.c) */
+	if (c->be->store_index_params) {   /* a shared catalog: one node trains (catalog_index.c) */
 		cat_train_shared(c);
 		return;
 	}

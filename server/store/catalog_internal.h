@@ -1,6 +1,7 @@
 /*
  * catalog_internal.h - shared by catalog.c, catalog_images.c,
- * catalog_search.c, catalog_check.c, catalog_libraries.c and catalog_copy.c only.
+ * catalog_search.c, catalog_check.c, catalog_libraries.c, catalog_copy.c and
+ * catalog_index.c only.
  */
 #ifndef CLIPD_CATALOG_INTERNAL_H
 #define CLIPD_CATALOG_INTERNAL_H
@@ -48,7 +49,7 @@ struct catalog {
 	struct { uint64_t seq; double at; } learned[32];
 	size_t n_learned;
 
-	/* A shared catalog's trained index parameters (catalog_ivf.c). */
+	/* A shared catalog's trained index parameters (catalog_index.c). */
 	_Atomic int64_t params_generation;   /* the generation the index was built from (0: none) */
 	int64_t built_generation;            /* that of the index built last (under wlock), not yet swapped in */
 	pthread_mutex_t train_lock;          /* the fields below */
@@ -67,7 +68,8 @@ struct catalog {
 int cat_unavailable(const catalog *c, const char *op, store_error *err);
 
 /* The one translation of an index error into a store status (NOMEM,
- * NOSPACE, else STORE_ERR_INDEX), the message prefixed with what. */
+ * NOSPACE, else STORE_ERR_INDEX), the message prefixed with what
+ * (catalog_index.c). */
 int cat_idx_fail(store_error *err, const idx_error *ie, const char *what);
 /* out = v / |v|; STORE_ERR_INVALID for a zero or non-finite vector. */
 int cat_normalize(const float *v, size_t dim, float *out, store_error *err);
@@ -87,7 +89,7 @@ int cat_catch_up_locked(catalog *c, size_t *applied, store_error *err);
 /* Start a background index build if the index wants one. */
 void cat_maybe_retrain(catalog *c);
 
-/* A shared catalog's approximate index (catalog_ivf.c). cat_build_shared:
+/* A shared catalog's approximate index (catalog_index.c). cat_build_shared:
  * build from every stored vector and the trained parameters in force at
  * their change (exact when there are none), as build_from_store does.
  * cat_snapshot_shared: 0 with *why set when a loaded index file was not

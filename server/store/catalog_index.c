@@ -1,7 +1,8 @@
 /*
- * catalog_ivf.c - the approximate index in a shared catalog: one node
- * trains, every node builds from what it trained (README, "Several nodes
- * on PostgreSQL").
+ * catalog_index.c - the catalog's side of the vector index: the one
+ * translation of the index's errors, and the approximate index in a
+ * shared catalog, where one node trains and every node builds from what
+ * it trained (README, "Several nodes on PostgreSQL").
  *
  * When a node's index wants a (re)build by the index's rule
  * (idx_wants_build: past ivf_threshold while exact, grown 4x since its
@@ -28,6 +29,16 @@
 
 #define TRAIN_RETRY_S 1.0         /* between attempts while another node trains */
 #define TRAIN_FAILED_RETRY_S 30.0 /* after a failed training, as idx_maybe_retrain */
+
+int cat_idx_fail(store_error *err, const idx_error *ie, const char *what)
+{
+	int code = ie->code == IDX_ERR_NOMEM ? STORE_ERR_NOMEM
+		   : ie->code == IDX_ERR_NOSPACE ? STORE_ERR_NOSPACE
+						 : STORE_ERR_INDEX;
+	return store_fail(err, code, "%s: %s", what, ie->msg);
+}
+
+/* ---- a shared catalog's approximate index ------------------------------------------ */
 
 static int params_at(catalog *c, uint64_t at, struct backend_index_params *p, int *found, store_error *err)
 {
