@@ -67,8 +67,10 @@ int cat_build_shared(catalog *c, idx **out, size_t *n_out, store_error *err)
 	ip.dim = c->model.dim;
 	if (idx_build_trained(&ip, found ? p.factory : "Flat", p.params, p.len, (size_t)p.trained_n, ids, vecs, n, seq,
 			      out, &ie) != 0) {
-		rc = cat_idx_fail(err, &ie, found ? "build the index from the catalog's trained parameters"
-						  : "build the index");
+		char what[160];
+		snprintf(what, sizeof what, "build the index from the catalog's trained parameters (generation %lld, %s)",
+			 (long long)p.generation, p.factory);
+		rc = cat_idx_fail(err, &ie, found ? what : "build the index");
 		goto out;
 	}
 	c->built_generation = found ? p.generation : 0;   /* in force when it is swapped in */

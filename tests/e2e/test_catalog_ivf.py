@@ -149,3 +149,24 @@ def test_a_dead_lock_holder_blocks_no_one(catalog, make_server):
                     20 * SLOW) is not None, (index_info(a), index_info(b))
     assert index_info(a)["trained_here"] + index_info(b)["trained_here"] == 1
     assert len(params_rows(catalog, uri)) == 1
+
+
+def test_damaged_parameters_are_refused_saying_so(catalog, make_server):
+    uri = catalog.args()[1]
+    a = make_server("--catalog", uri)
+    a.start()
+    assert a.upload(make_png(8, 8, seed=1)).status == 201
+    assert a.stop() == 0
+    # a generation whose bytes are not a trained index, as a damaged row would be
+    catalog.cluster.psql(uri, "WITH n AS (UPDATE clipd_counter SET seq = seq + 1 WHERE id = 1 RETURNING seq) "
+                              "INSERT INTO changes (seq, op, image_id) SELECT seq, 'index', 1 FROM n")
+    catalog.cluster.psql(uri, "INSERT INTO index_params SELECT 1, fingerprint, 'IVF4,SQ8', 300, 1, "
+                              "(SELECT max(seq) FROM changes), '\\x0102030405'::bytea, 0 FROM models")
+    b = make_server("--catalog", uri)
+    try:
+        b.start()
+        started = True
+    except RuntimeError:
+        started = False
+    assert not started and b.proc.returncode == 1, b.log()[-2000:]
+    assert "the catalog's trained parameters" in b.log() and "IVF4,SQ8" in b.log(), b.log()[-2000:]
