@@ -34,7 +34,8 @@ struct catalog {
 	pthread_mutex_t save_lock;   /* one save at a time */
 	_Atomic uint64_t saved_seq;  /* change sequence of the index file (0: none) */
 	int orphan_risk;             /* a blob could not be removed: scan at next open */
-	int index_stale;             /* an index removal failed: the next open rebuilds */
+	_Atomic int index_stale;     /* an index change failed: the next open rebuilds (atomic: set
+	                              * under the writer lock, read by searches under ixlock) */
 
 	/* Readers waiting for a change sequence (catalog_wait_applied): woken
 	 * whenever a catch-up applied changes. */
