@@ -209,8 +209,10 @@ int idx_last_build_error(const idx *ix, idx_error *err);
  * caller arranges who) and the others build from what it trained instead
  * of training. The parameters are the trained, empty index in FAISS's
  * serialised form (an IVF's coarse centroids and its codes' training, e.g.
- * the scalar quantizer's ranges), or nothing (len 0) for the exact family.
- * They come back from another process and are checked as hostile input.
+ * the scalar quantizer's ranges) behind a magic and a checksum, or nothing
+ * (len 0) for the exact family. They come back from another process and
+ * are checked as hostile input: a damaged copy is refused before FAISS
+ * reads it.
  *
  *     if (idx_wants_build(ix)) {                       // the retrain rule
  *             idx_train(&p, vecs, n, type, &params, &len, &err);

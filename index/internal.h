@@ -82,6 +82,12 @@ int idx_fail(idx_error *err, int code, const char *fmt, ...) __attribute__((form
 /* IDX_ERR_FAISS with "what: <FAISS's last error>"; call right after the failing call. */
 int idx_faiss_fail(idx_error *err, const char *what);
 
+/* ---- file.c ---- */
+
+/* The checksum of index files (64-bit words, multiply-rotate), also of
+ * shared trained parameters (shared.c). */
+uint64_t idx_checksum(const void *p, size_t n);
+
 /* ---- params.c ---- */
 
 /* A supported family, parsed from a factory string. */

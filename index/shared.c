@@ -31,7 +31,13 @@ int idx_wants_build(idx *ix)
 	return need;
 }
 
-/* index serialised into *out (malloc'd), *len bytes. */
+/* The form: PARAMS_MAGIC, the checksum of the rest (little-endian), then
+ * FAISS's serialised index. FAISS's reader leaks what it allocated when it
+ * meets damaged bytes: a damaged copy is refused before FAISS reads it. */
+static const char PARAMS_MAGIC[8] = { 'C', 'L', 'I', 'P', 'D', 'T', 'R', 'N' };
+#define PARAMS_HDR 16
+
+/* index serialised into *out (malloc'd), *len bytes, in that form. */
 static int serialise(const FaissIndex *index, void **out, size_t *len, idx_error *err)
 {
 	char *buf = NULL;
@@ -41,7 +47,8 @@ static int serialise(const FaissIndex *index, void **out, size_t *len, idx_error
 	FILE *f = open_memstream(&buf, &n);
 	if (!f)
 		return idx_fail(err, IDX_ERR_NOMEM, "out of memory");
-	int failed = faiss_write_index(index, f);
+	char hdr[PARAMS_HDR] = { 0 };
+	int failed = fwrite(hdr, 1, sizeof hdr, f) != sizeof hdr || faiss_write_index(index, f);
 	int rc = failed ? idx_faiss_fail(err, "serialising the trained index") : IDX_OK;
 	if (fclose(f) && rc == IDX_OK)
 		rc = idx_fail(err, IDX_ERR_NOMEM, "out of memory serialising the trained index");
@@ -49,6 +56,10 @@ static int serialise(const FaissIndex *index, void **out, size_t *len, idx_error
 		free(buf);
 		return rc;
 	}
+	uint64_t h = idx_checksum(buf + PARAMS_HDR, n - PARAMS_HDR);
+	memcpy(buf, PARAMS_MAGIC, sizeof PARAMS_MAGIC);
+	for (int i = 0; i < 8; i++)
+		buf[8 + i] = (char)(unsigned char)(h >> (8 * i));
 	*out = buf;
 	*len = n;
 	return IDX_OK;
@@ -89,9 +100,15 @@ static int deserialise(const struct idx_cfg *cfg, const char *type, const void *
 	*out = NULL;
 	if (idx_parse_factory(type, &fam, err))
 		return idx_fail(err, IDX_ERR_CORRUPT, "trained parameters of an unsupported index \"%.63s\"", type);
-	if (fam.exact || len == 0 || len > IDX_MAX_PARAMS_BYTES)
+	if (fam.exact || len <= PARAMS_HDR || len > IDX_MAX_PARAMS_BYTES)
 		return idx_fail(err, IDX_ERR_CORRUPT, "trained parameters of %zu bytes for a %s index", len, type);
-	FILE *f = fmemopen((void *)(uintptr_t)params, len, "r");
+	const unsigned char *b = params;
+	uint64_t h = 0;
+	for (int i = 7; i >= 0; i--)
+		h = h << 8 | b[8 + i];
+	if (memcmp(b, PARAMS_MAGIC, sizeof PARAMS_MAGIC) != 0 || h != idx_checksum(b + PARAMS_HDR, len - PARAMS_HDR))
+		return idx_fail(err, IDX_ERR_CORRUPT, "the trained parameters of the %s index are damaged (checksum)", type);
+	FILE *f = fmemopen((void *)(uintptr_t)(b + PARAMS_HDR), len - PARAMS_HDR, "r");
 	if (!f)
 		return idx_fail(err, IDX_ERR_NOMEM, "out of memory");
 	FaissIndex *index = NULL;

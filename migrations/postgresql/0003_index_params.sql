@@ -6,7 +6,8 @@
 -- transaction-level advisory lock pg_try_advisory_xact_lock(7164217038677567864, "clipd-ix" in ASCII),
 -- for the model's vectors as they were at change trained_seq (trained_n of
 -- them). params: FAISS's serialised index, trained and empty (an IVF's
--- coarse centroids and its codes' training); NULL for the exact family
+-- coarse centroids and its codes' training), behind a magic and a checksum
+-- (index/shared.c); NULL for the exact family
 -- ('Flat'). seq: the change of op 'index' (image_id = generation) appended
 -- in the same transaction, which nodes following the sequence apply by
 -- building their index from these parameters and their vectors.

@@ -164,6 +164,13 @@ static void test_damaged_params_are_refused(void)
 	CHECK_CONTAINS(err.msg, "IVF32,SQ8");
 	CHECK_EQ_INT(idx_build_trained(&p, "HNSW32", par, len, N, ids, vecs, N, 1, &ix, &err), IDX_ERR_CORRUPT);
 	CHECK_EQ_INT(idx_build_trained(&p, type, "not an index", 12, N, ids, vecs, N, 1, &ix, &err), IDX_ERR_CORRUPT);
+	unsigned char *flipped = malloc(len);
+	REQUIRE(flipped);
+	memcpy(flipped, par, len);
+	flipped[len / 2] ^= 0x10;   /* one bit, inside FAISS's bytes */
+	CHECK_EQ_INT(idx_build_trained(&p, type, flipped, len, N, ids, vecs, N, 1, &ix, &err), IDX_ERR_CORRUPT);
+	CHECK_CONTAINS(err.msg, "checksum");
+	free(flipped);
 	CHECK_EQ_INT(idx_build_trained(&p, type, NULL, 0, N, ids, vecs, N, 1, &ix, &err), IDX_ERR_CORRUPT);
 	struct idx_params wide = p;
 	wide.dim = DIM * 2;
