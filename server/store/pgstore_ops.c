@@ -1,7 +1,7 @@
 /*
  * The PostgreSQL backend's table of operations (backend.h): pgstore.c's
- * pgstore_rows.c's, pgstore_keywords.c's and pgstore_libraries.c's
- * functions.
+ * pgstore_rows.c's, pgstore_keywords.c's, pgstore_libraries.c's and
+ * pgstore_index.c's functions.
  */
 #include "pgstore_internal.h"
 
@@ -60,4 +60,6 @@ const struct backend_ops pgstore_ops = {
 	.max_id = pgc_max_id,
 	.setting_get = pgc_setting_get,
 	.identity = pgc_identity,
+	.index_params = pgi_index_params,
+	.store_index_params = pgi_store_index_params,
 };
