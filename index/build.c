@@ -35,8 +35,7 @@ static size_t auto_nlist(size_t n)
 	return nlist;
 }
 
-/* The family the index should have at n vectors. */
-static void choose(const struct idx_cfg *cfg, size_t n, struct idx_family *fam)
+void idx_choose(const struct idx_cfg *cfg, size_t n, struct idx_family *fam)
 {
 	idx_error ignored;
 	memset(fam, 0, sizeof *fam);
@@ -146,6 +145,44 @@ out:
 	return rc;
 }
 
+int idx_train_new(const struct idx_cfg *cfg, const struct idx_family *fam, const float *vecs, size_t n,
+		  FaissIndex **out, idx_error *err)
+{
+	char type[IDX_MAX_FACTORY];
+	*out = NULL;
+	snprintf(type, sizeof type, "IVF%zu,%s", fam->nlist, fam->code);
+	FaissIndex *index = NULL;
+	if (faiss_index_factory(&index, (int)cfg->dim, type, METRIC_INNER_PRODUCT))
+		return idx_faiss_fail(err, "creating the index");
+	int rc = train_ivf(index, vecs, n, cfg->dim, fam->nlist, err);
+	if (rc) {
+		faiss_Index_free(index);
+		return rc;
+	}
+	*out = index;
+	return IDX_OK;
+}
+
+int idx_gen_fill(const struct idx_cfg *cfg, struct idx_gen *g, const int64_t *ids, const float *vecs, size_t n,
+		 atomic_int *cancel, idx_error *err)
+{
+	if (idset_reserve(&g->ids, n))
+		return idx_fail(err, IDX_ERR_NOMEM, "out of memory for %zu ids", n);
+	for (size_t i = 0; i < n; i++)
+		if (ids[i] < 0 || !idset_insert(&g->ids, ids[i]))
+			return idx_fail(err, IDX_ERR_INVALID, "id %lld is negative or repeated", (long long)ids[i]);
+	if (!g->exact)
+		idx_gen_set_nprobe(g, cfg->nprobe);
+	for (size_t i = 0; i < n; i += ADD_BATCH) {
+		if (cancel && atomic_load(cancel))
+			return idx_fail(err, IDX_ERR_INVALID, "build cancelled");
+		size_t m = n - i < ADD_BATCH ? n - i : ADD_BATCH;
+		if (faiss_Index_add_with_ids(g->index, (idx_t)m, vecs + i * cfg->dim, ids + i))
+			return idx_faiss_fail(err, "adding vectors");
+	}
+	return IDX_OK;
+}
+
 /* A new generation holding exactly the given vectors, of the family
  * clipd chooses at that size. cancel (may be NULL) aborts between steps. */
 static int gen_build(const struct idx_cfg *cfg, const int64_t *ids, const float *vecs, size_t n,
@@ -159,46 +196,22 @@ static int gen_build(const struct idx_cfg *cfg, const int64_t *ids, const float 
 		idx_fail(err, rc, "out of memory");
 		goto out;
 	}
-	if (idset_reserve(&g->ids, n)) {
-		idx_fail(err, rc, "out of memory for %zu ids", n);
-		goto out;
-	}
-	for (size_t i = 0; i < n; i++) {
-		if (ids[i] < 0 || !idset_insert(&g->ids, ids[i])) {
-			rc = idx_fail(err, IDX_ERR_INVALID, "id %lld is negative or repeated", (long long)ids[i]);
-			goto out;
-		}
-	}
-	choose(cfg, n, &fam);
+	idx_choose(cfg, n, &fam);
 	if (fam.exact) {
 		snprintf(g->type, sizeof g->type, "Flat");
 		g->exact = 1;
+		if (faiss_index_factory(&g->index, (int)cfg->dim, "IDMap2,Flat", METRIC_INNER_PRODUCT)) {
+			rc = idx_faiss_fail(err, "creating the index");
+			goto out;
+		}
 	} else {
 		snprintf(g->type, sizeof g->type, "IVF%zu,%s", fam.nlist, fam.code);
 		g->trained_n = n;
+		if ((rc = idx_train_new(cfg, &fam, vecs, n, &g->index, err)) != 0)
+			goto out;
 	}
-	if (faiss_index_factory(&g->index, (int)cfg->dim, g->exact ? "IDMap2,Flat" : g->type,
-				METRIC_INNER_PRODUCT)) {
-		rc = idx_faiss_fail(err, "creating the index");
+	if ((rc = idx_gen_fill(cfg, g, ids, vecs, n, cancel, err)) != 0)
 		goto out;
-	}
-	if (!g->exact) {
-		rc = train_ivf(g->index, vecs, n, cfg->dim, fam.nlist, err);
-		if (rc)
-			goto out;
-		idx_gen_set_nprobe(g, cfg->nprobe);
-	}
-	for (size_t i = 0; i < n; i += ADD_BATCH) {
-		if (cancel && atomic_load(cancel)) {
-			rc = idx_fail(err, IDX_ERR_INVALID, "build cancelled");
-			goto out;
-		}
-		size_t m = n - i < ADD_BATCH ? n - i : ADD_BATCH;
-		if (faiss_Index_add_with_ids(g->index, (idx_t)m, vecs + i * cfg->dim, ids + i)) {
-			rc = idx_faiss_fail(err, "adding vectors");
-			goto out;
-		}
-	}
 	*out = g;
 	g = NULL;
 	rc = IDX_OK;
@@ -408,10 +421,10 @@ out:
 	return NULL;
 }
 
-static int needs_build(const idx *ix, size_t n, int exact, size_t trained_n)
+int idx_needs_build(const idx *ix, size_t n, int exact, size_t trained_n)
 {
 	struct idx_family fam;
-	choose(&ix->cfg, n, &fam);
+	idx_choose(&ix->cfg, n, &fam);
 	if (exact)
 		return !fam.exact;
 	if (fam.exact)
@@ -434,7 +447,7 @@ int idx_maybe_retrain(idx *ix, idx_source_fn source, void *ud)
 		ix->joinable = 0;
 	}
 	pthread_rwlock_wrlock(&ix->lock);
-	int need = needs_build(ix, ix->cur->ids.count, ix->cur->exact, ix->cur->trained_n);
+	int need = idx_needs_build(ix, ix->cur->ids.count, ix->cur->exact, ix->cur->trained_n);
 	if (need)
 		start_logging(ix);
 	pthread_rwlock_unlock(&ix->lock);

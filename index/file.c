@@ -129,7 +129,7 @@ static uint32_t rd32(const unsigned char *p)
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-static uint64_t block_hash(const void *p, size_t n)
+uint64_t idx_checksum(const void *p, size_t n)
 {
 	struct hash s;
 	hash_init(&s);
@@ -152,14 +152,14 @@ static void encode_header(const struct header *h, unsigned char *b)
 	put32(b + 64, h->exact);
 	memcpy(b + 68, h->fingerprint, IDX_MAX_FINGERPRINT);
 	memcpy(b + 196, h->type, IDX_MAX_FACTORY);
-	put64(b + 504, block_hash(b, 504));
+	put64(b + 504, idx_checksum(b, 504));
 }
 
 static int decode_header(const unsigned char *b, struct header *h, idx_error *err)
 {
 	if (memcmp(b, MAGIC, 8) != 0)
 		return idx_fail(err, IDX_ERR_CORRUPT, "not a clipd index file");
-	if (rd64(b + 504) != block_hash(b, 504))
+	if (rd64(b + 504) != idx_checksum(b, 504))
 		return idx_fail(err, IDX_ERR_CORRUPT, "index file header is damaged");
 	if (rd32(b + 8) != HDR_VERSION || rd32(b + 12) != HDR_SIZE)
 		return idx_fail(err, IDX_ERR_CORRUPT, "index file format version %u is not supported", rd32(b + 8));

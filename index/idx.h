@@ -203,6 +203,53 @@ void idx_wait_training(idx *ix);   /* for shutdown and tests */
  * with the message copied into *err (which may be NULL). */
 int idx_last_build_error(const idx *ix, idx_error *err);
 
+/*
+ * Trained parameters shared between processes. Several clipd nodes on one
+ * catalog must hold the same approximate index: one of them trains (the
+ * caller arranges who) and the others build from what it trained instead
+ * of training. The parameters are the trained, empty index in FAISS's
+ * serialised form (an IVF's coarse centroids and its codes' training, e.g.
+ * the scalar quantizer's ranges) behind a magic and a checksum, or nothing
+ * (len 0) for the exact family. They come back from another process and
+ * are checked as hostile input: a damaged copy is refused before FAISS
+ * reads it.
+ *
+ *     if (idx_wants_build(ix)) {                       // the retrain rule
+ *             idx_train(&p, vecs, n, type, &params, &len, &err);
+ *             ... store type, params, len and n (trained_n) ...
+ *     }
+ *     idx_build_trained(&p, type, params, len, trained_n, ids, vecs, n, seq, &ix2, &err);
+ */
+
+/* 1 when idx_maybe_retrain's rule asks for a (re)build of the index as it
+ * is now (its size past ivf_threshold while exact, grown
+ * IDX_RETRAIN_GROWTH-fold since its training, or shrunk below half the
+ * threshold while approximate), else 0. */
+int idx_wants_build(idx *ix);
+
+/* Train the family clipd chooses for these n vectors (p's factory and
+ * ivf_threshold, as idx_build): type gets its factory string ("Flat" for
+ * the exact family, then *params is NULL and *len 0), *params the trained
+ * empty index (malloc'd, the caller's). vecs stays the caller's. */
+int idx_train(const struct idx_params *p, const float *vecs, size_t n, char type[IDX_MAX_FACTORY],
+	      void **params, size_t *len, idx_error *err);
+
+/* As idx_build, but of the family type with the trained parameters given
+ * (from idx_train, here or in another process) instead of training:
+ * "Flat" with len 0 builds the exact index. trained_n: the number of
+ * vectors they were trained for (the retrain rule counts growth from it).
+ * IDX_ERR_CORRUPT when params are not a trained, empty index of type, of
+ * p->dim and inner product. */
+int idx_build_trained(const struct idx_params *p, const char *type, const void *params, size_t len,
+		      size_t trained_n, const int64_t *ids, const float *vecs, size_t n, uint64_t seq,
+		      idx **out, idx_error *err);
+
+/* The trained parameters of the index as it is now, in idx_train's form
+ * (exact: *params NULL and *len 0), to compare with the ones another
+ * process trained. Takes the read lock; an approximate index is copied
+ * once (clone and empty), which costs its size in memory for a moment. */
+int idx_trained_params(idx *ix, void **params, size_t *len, idx_error *err);
+
 #ifdef __cplusplus
 }
 #endif

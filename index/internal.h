@@ -82,6 +82,12 @@ int idx_fail(idx_error *err, int code, const char *fmt, ...) __attribute__((form
 /* IDX_ERR_FAISS with "what: <FAISS's last error>"; call right after the failing call. */
 int idx_faiss_fail(idx_error *err, const char *what);
 
+/* ---- file.c ---- */
+
+/* The checksum of index files (64-bit words, multiply-rotate), also of
+ * shared trained parameters (shared.c). */
+uint64_t idx_checksum(const void *p, size_t n);
+
 /* ---- params.c ---- */
 
 /* A supported family, parsed from a factory string. */
@@ -113,6 +119,22 @@ void idx_publish(idx *ix);
 /* Free a handle, its generation and its names (NULL-safe); no build may
  * run and the change log must be empty (idx_build_stop). */
 void idx_destroy(idx *ix);
+
+/* ---- build.c: choosing, training and filling ---- */
+
+/* The family the index should have at n vectors. */
+void idx_choose(const struct idx_cfg *cfg, size_t n, struct idx_family *fam);
+/* The rule of idx_maybe_retrain: 1 when an index of n vectors, exact or
+ * approximate trained for trained_n, should be built anew. */
+int idx_needs_build(const idx *ix, size_t n, int exact, size_t trained_n);
+/* A new IVF index of family fam (not exact), trained on a sample of the
+ * n vectors and empty; *out is the caller's (faiss_Index_free). */
+int idx_train_new(const struct idx_cfg *cfg, const struct idx_family *fam, const float *vecs, size_t n,
+		  FaissIndex **out, idx_error *err);
+/* Put ids and vecs into g, whose index, type, exact and trained_n are set
+ * and which holds nothing yet; sets an IVF's nprobe. cancel may be NULL. */
+int idx_gen_fill(const struct idx_cfg *cfg, struct idx_gen *g, const int64_t *ids, const float *vecs, size_t n,
+		 atomic_int *cancel, idx_error *err);
 
 /* ---- build.c: the change log of a running build ---- */
 

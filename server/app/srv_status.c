@@ -92,6 +92,12 @@ void srv_status_info(struct srv_app *app, struct http_req *r)
 			cJSON_AddNumberToObject(ix, "saved_seq", (double)st.saved_seq);
 			cJSON_AddNumberToObject(ix, "file_bytes", (double)st.index_file_bytes);
 			cJSON_AddStringToObject(ix, "at_start", app->index_message);
+			if (catalog_shared(app->cat)) {   /* one node trains, every node builds from it */
+				cJSON_AddNumberToObject(ix, "params_generation", (double)st.params_generation);
+				cJSON_AddNumberToObject(ix, "trained_here", (double)st.trained_here);
+				if (st.train_error[0])
+					cJSON_AddStringToObject(ix, "train_error", st.train_error);
+			}
 			cJSON_AddNumberToObject(root, "db_bytes", (double)st.db_bytes);
 		}
 		struct rowcache_stats rs;

@@ -30,7 +30,25 @@
 #ifndef CLIPD_BACKEND_H
 #define CLIPD_BACKEND_H
 
+#include "idx.h"
 #include "store.h"
+
+/* A generation of the approximate index's trained parameters in a shared
+ * catalog (index_params, idx.h's idx_train form). */
+struct backend_index_params {
+	int64_t generation;
+	char factory[IDX_MAX_FACTORY];   /* "Flat": params NULL, len 0 */
+	int64_t trained_n;
+	uint64_t trained_seq;            /* the change the training's vectors were at */
+	uint64_t seq;                    /* the 'index' change that brought it */
+	void *params;                    /* malloc'd: the reader frees it */
+	size_t len;
+};
+
+/* Trains, for store_index_params: fills type, *params (malloc'd; the
+ * callee takes it), *len, *trained_n, *trained_seq; 0 or a store code. */
+typedef int (*backend_train_fn)(void *ud, char type[IDX_MAX_FACTORY], void **params, size_t *len,
+				int64_t *trained_n, uint64_t *trained_seq, store_error *err);
 
 struct backend_ops {
 	const char *name;          /* "sqlite", "postgresql": for messages */
@@ -140,6 +158,20 @@ struct backend_ops {
 			  size_t *n, store_error *err);
 	int (*lib_source)(void *db, int64_t id, char **root, char **path, int64_t *size, int64_t *mtime_ns,
 			  store_error *err);
+
+	/* Shared trained index parameters (NULL: a catalog of one process,
+	 * whose node trains its own). index_params: the latest generation of
+	 * the model's whose change is at most at_seq (*found 0: none).
+	 * store_index_params: under a lock that one node at a time holds,
+	 * when the model's latest generation is still expect (0: none), call
+	 * train and store what it gives as the next generation with its
+	 * 'index' change, in one transaction: 1 stored (*generation, *seq),
+	 * 0 another node holds the lock or stored a newer one, negative on
+	 * failure (a failed train included). */
+	int (*index_params)(void *db, const char *fingerprint, uint64_t at_seq, struct backend_index_params *out,
+			    int *found, store_error *err);
+	int (*store_index_params)(void *db, const char *fingerprint, int64_t expect, backend_train_fn train, void *ud,
+				  int64_t *generation, uint64_t *seq, store_error *err);
 };
 
 /* SQLite (backend_sqlite.c): db is a store * from store_open. */

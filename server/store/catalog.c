@@ -21,14 +21,6 @@
 #include "files.h"
 #include "pgstore.h"
 
-int cat_idx_fail(store_error *err, const idx_error *ie, const char *what)
-{
-	int code = ie->code == IDX_ERR_NOMEM ? STORE_ERR_NOMEM
-		   : ie->code == IDX_ERR_NOSPACE ? STORE_ERR_NOSPACE
-						 : STORE_ERR_INDEX;
-	return store_fail(err, code, "%s: %s", what, ie->msg);
-}
-
 int cat_unavailable(const catalog *c, const char *op, store_error *err)
 {
 	const char *what = !strcmp(op, "keyword_search") ? "keyword search (mode=keyword or hybrid)"
@@ -85,6 +77,10 @@ void cat_maybe_retrain(catalog *c)
 {
 	if (c->readonly || !c->ix)
 		return;
+	if (c->be->store_index_params) {   /* a shared catalog: one node trains (catalog_index.c) */
+		cat_train_shared(c);
+		return;
+	}
 	pthread_rwlock_rdlock(&c->ixlock);
 	if (c->ix)
 		idx_maybe_retrain(c->ix, retrain_source, c);
@@ -99,6 +95,8 @@ static int build_from_store(catalog *c, idx **out, size_t *n_out, store_error *e
 	size_t n = 0;
 	uint64_t seq = 0;
 	idx_error ie;
+	if (c->be->index_params)
+		return cat_build_shared(c, out, n_out, err);
 	int rc = c->be->load_vectors(c->db, c->model.dim, &ids, &vecs, &n, &seq, err);
 	if (rc != 0)
 		return rc;
@@ -186,7 +184,8 @@ static int open_index(catalog *c, struct catalog_open_report *rep, store_error *
 		ix = NULL;
 	} else {
 		uint64_t file_seq = idx_seq(ix);
-		if ((rc = replay(c, ix, rep, why, sizeof why, err)) != 0) {
+		if ((c->be->index_params && (rc = cat_snapshot_shared(c, ix, why, sizeof why, err)) != 0) ||
+		    (!*why && (rc = replay(c, ix, rep, why, sizeof why, err)) != 0)) {
 			idx_free(ix);
 			return rc;
 		}
@@ -216,12 +215,15 @@ static int open_index(catalog *c, struct catalog_open_report *rep, store_error *
 			datadir_fmt(rep->index_message, sizeof rep->index_message,
 				    "rebuilt the index from %zu stored vectors: %s", n, why);
 	}
+	if (rep->index_rebuilt)
+		atomic_store(&c->params_generation, c->built_generation);
 	c->ix = ix;
 	cat_maybe_retrain(c);
 	return 0;
 }
 
 static int rebuild(catalog *c, int save, store_error *err);
+static int rebuild_locked(catalog *c, int save, store_error *err);
 
 /* ---- following the change sequence ------------------------------------------------ */
 
@@ -257,6 +259,14 @@ int cat_catch_up_locked(catalog *c, size_t *applied, store_error *err)
 	pthread_rwlock_unlock(&c->ixlock);
 	if (touched_only)
 		applied_changed(c);
+	/* The sequence no longer covers the index (new trained parameters, a
+	 * new model): a shared catalog's node builds anew before it counts the
+	 * change applied, so that nodes at one change hold one index. */
+	if (rc == STORE_ERR_NOT_FOUND && catalog_shared(c) && (rc = rebuild_locked(c, 0, err)) == 0 && applied) {
+		pthread_rwlock_rdlock(&c->ixlock);
+		*applied = idx_count(c->ix) + 1;
+		pthread_rwlock_unlock(&c->ixlock);
+	}
 	return rc;
 }
 
@@ -528,6 +538,7 @@ int catalog_open(const struct catalog_params *p, catalog **out,
 	pthread_mutex_init(&c->applied_lock, NULL);
 	pthread_mutex_init(&c->lag_lock, NULL);
 	pthread_cond_init(&c->applied_cond, NULL);
+	pthread_mutex_init(&c->train_lock, NULL);
 
 	char tmpdir[4096], blobdir[4096];
 	if ((rc = datadir_path(c->dir, DATADIR_DB, c->db_path, sizeof c->db_path, err)) != 0 ||
@@ -631,6 +642,7 @@ void catalog_close(catalog *c)
 		return;
 	if (!c->readonly && c->ix && catalog_unsaved_changes(c) > 0)
 		catalog_save_index(c, NULL);
+	cat_train_stop(c);
 	idx_free(c->ix);
 	rowcache_free(c->rows);
 	if (c->be)
@@ -645,6 +657,7 @@ void catalog_close(catalog *c)
 	pthread_mutex_destroy(&c->applied_lock);
 	pthread_mutex_destroy(&c->lag_lock);
 	pthread_cond_destroy(&c->applied_cond);
+	pthread_mutex_destroy(&c->train_lock);
 	free(c->dir);
 	free(c);
 }
@@ -699,14 +712,25 @@ int catalog_save_index(catalog *c, store_error *err)
 /* Rebuild from the store and swap in; with save, also write the file. */
 static int rebuild(catalog *c, int save, store_error *err)
 {
-	idx *fresh = NULL;
 	pthread_mutex_lock(&c->wlock);   /* no adds or deletes meanwhile */
+	int rc = rebuild_locked(c, save, err);
+	pthread_mutex_unlock(&c->wlock);
+	if (rc == 0)
+		cat_maybe_retrain(c);
+	return rc;
+}
+
+/* rebuild, the caller holding c->wlock. */
+static int rebuild_locked(catalog *c, int save, store_error *err)
+{
+	idx *fresh = NULL;
 	int rc = build_from_store(c, &fresh, NULL, err);
 	if (rc == 0) {
 		pthread_rwlock_wrlock(&c->ixlock);
 		idx *old = c->ix;
 		c->ix = fresh;
 		c->index_stale = 0;
+		atomic_store(&c->params_generation, c->built_generation);
 		pthread_rwlock_unlock(&c->ixlock);
 		rowcache_flush(c->rows);   /* a reset: what changed is not known */
 		idx_free(old);
@@ -716,9 +740,6 @@ static int rebuild(catalog *c, int save, store_error *err)
 			pthread_mutex_unlock(&c->save_lock);
 		}
 	}
-	pthread_mutex_unlock(&c->wlock);
-	if (rc == 0)
-		cat_maybe_retrain(c);
 	return rc;
 }
 
@@ -751,6 +772,7 @@ int catalog_stats(catalog *c, struct catalog_stats *out, store_error *err)
 		out->index_training = idx_training(c->ix);
 		out->seq = idx_seq(c->ix);
 	}
+	cat_train_stats(c, out);
 	pthread_rwlock_unlock(&c->ixlock);
 	out->saved_seq = atomic_load(&c->saved_seq);
 	struct stat sb;

@@ -480,6 +480,12 @@ struct catalog_stats {
 	int64_t index_file_bytes;       /* size of the saved index file (0: none) */
 	int64_t db_bytes;               /* database + WAL */
 	struct store_model model;
+	/* A shared catalog's trained index parameters: the generation the
+	 * index was built from (0: none, or a catalog of one process), the
+	 * generations this node trained, the last failed training's message. */
+	int64_t params_generation;
+	uint64_t trained_here;
+	char train_error[256];
 };
 int catalog_stats(catalog *c, struct catalog_stats *out, store_error *err);
 const struct store_model *catalog_model(const catalog *c);   /* valid while open */

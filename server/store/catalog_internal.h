@@ -1,7 +1,7 @@
 /*
  * catalog_internal.h - shared by catalog.c, catalog_images.c,
- * catalog_search.c, catalog_check.c, catalog_libraries.c, catalog_copy.c and
- * catalog_copylib.c only.
+ * catalog_search.c, catalog_check.c, catalog_libraries.c, catalog_copy.c,
+ * catalog_copylib.c and catalog_index.c only.
  */
 #ifndef CLIPD_CATALOG_INTERNAL_H
 #define CLIPD_CATALOG_INTERNAL_H
@@ -51,6 +51,17 @@ struct catalog {
 	uint64_t latest;
 	struct { uint64_t seq; double at; } learned[32];
 	size_t n_learned;
+
+	/* A shared catalog's trained index parameters (catalog_index.c). */
+	_Atomic int64_t params_generation;   /* the generation the index was built from (0: none) */
+	int64_t built_generation;            /* that of the index built last (under wlock), not yet swapped in */
+	pthread_mutex_t train_lock;          /* the fields below */
+	pthread_t train_thread;
+	int train_joinable, train_stopping;
+	atomic_int train_running;
+	double train_next_at;                /* monotonic seconds: no attempt before */
+	uint64_t trained_here;               /* generations this node trained and stored */
+	char train_error[256];               /* the last failed attempt's message, or "" */
 };
 
 /* c->be->op(c->db, ...), or, when the backend has no such operation,
@@ -60,7 +71,8 @@ struct catalog {
 int cat_unavailable(const catalog *c, const char *op, store_error *err);
 
 /* The one translation of an index error into a store status (NOMEM,
- * NOSPACE, else STORE_ERR_INDEX), the message prefixed with what. */
+ * NOSPACE, else STORE_ERR_INDEX), the message prefixed with what
+ * (catalog_index.c). */
 int cat_idx_fail(store_error *err, const idx_error *ie, const char *what);
 /* out = v / |v|; STORE_ERR_INVALID for a zero or non-finite vector. */
 int cat_normalize(const float *v, size_t dim, float *out, store_error *err);
@@ -79,6 +91,19 @@ int cat_cache_original(catalog *c, const char *sha256, int64_t bytes, char *buf,
 int cat_catch_up_locked(catalog *c, size_t *applied, store_error *err);
 /* Start a background index build if the index wants one. */
 void cat_maybe_retrain(catalog *c);
+
+/* A shared catalog's approximate index (catalog_index.c). cat_build_shared:
+ * build from every stored vector and the trained parameters in force at
+ * their change (exact when there are none), as build_from_store does.
+ * cat_snapshot_shared: 0 with *why set when a loaded index file was not
+ * built from the parameters in force at its change. cat_train_shared:
+ * start a training in the background when the index's rule asks for one
+ * (from cat_maybe_retrain). cat_train_stop: join it (catalog_close). */
+int cat_build_shared(catalog *c, idx **out, size_t *n_out, store_error *err);
+int cat_snapshot_shared(catalog *c, idx *ix, char *why, size_t why_len, store_error *err);
+void cat_train_shared(catalog *c);
+void cat_train_stop(catalog *c);
+void cat_train_stats(catalog *c, struct catalog_stats *out);
 
 /* Fill out->hits (out zeroed by the caller) from candidate ids and their
  * scores, in their order, dropping rows that are gone (catalog_search.c). */

@@ -194,6 +194,12 @@ int pgl_errors(void *db, const char *lib, const char *after, size_t max, struct 
 	       store_error *err);
 int pgl_source(void *db, int64_t id, char **root, char **path, int64_t *size, int64_t *mtime_ns, store_error *err);
 
+/* pgstore_index.c: the shared trained index parameters (backend.h). */
+int pgi_index_params(void *db, const char *fingerprint, uint64_t at_seq, struct backend_index_params *out,
+		     int *found, store_error *err);
+int pgi_store_index_params(void *db, const char *fingerprint, int64_t expect, backend_train_fn train, void *ud,
+			   int64_t *generation, uint64_t *seq, store_error *err);
+
 /* pgstore_copy.c: clipd catalog copy's operations, for pgstore_ops. */
 int pgc_copy_in(void *db, const struct store_copy_row *rows, size_t n, size_t dim, const char *key, const char *value,
 		store_error *err);

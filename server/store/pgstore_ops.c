@@ -1,7 +1,7 @@
 /*
  * The PostgreSQL backend's table of operations (backend.h): pgstore.c's
- * pgstore_rows.c's, pgstore_keywords.c's and pgstore_libraries.c's
- * functions.
+ * pgstore_rows.c's, pgstore_keywords.c's, pgstore_libraries.c's and
+ * pgstore_index.c's functions.
  */
 #include "pgstore_internal.h"
 
@@ -64,4 +64,6 @@ const struct backend_ops pgstore_ops = {
 	.copy_libraries = pgc_copy_libraries,
 	.copy_files = pgc_copy_files,
 	.copy_lib_in = pgc_copy_lib_in,
+	.index_params = pgi_index_params,
+	.store_index_params = pgi_store_index_params,
 };

@@ -1161,16 +1161,20 @@ int pgr_changes_since(void *db, uint64_t seq, size_t dim, struct store_changes *
 		goto end;
 	}
 	const char *vals[] = { pg_i64(s, (int64_t)seq), m.fingerprint };
-	/* a reset, and whether every number up to last has its logged change
-	 * (the others are rows changed in place: pg_touch_rows) */
-	int64_t resets = 0, logged = 0;
-	r = pg_run(c, "SELECT count(*) FILTER (WHERE op = 'reset'), count(*) FROM changes WHERE seq > $1::bigint", 1,
-		   vals, NULL, NULL, 0, PGRES_TUPLES_OK, 2, "read the change sequence", err);
+	/* a new model, or new trained index parameters (pgstore_index.c): the
+	 * index is built anew rather than replayed; and whether every number up
+	 * to last has its logged change (the others are rows changed in place:
+	 * pg_touch_rows) */
+	int64_t logged = 0;
+	r = pg_run(c, "SELECT count(*), (SELECT op FROM changes WHERE seq > $1::bigint AND op IN ('reset', 'index') "
+		   "ORDER BY seq LIMIT 1) FROM changes WHERE seq > $1::bigint",
+		   1, vals, NULL, NULL, 0, PGRES_TUPLES_OK, 2, "read the change sequence", err);
 	if (!r || PQntuples(r) != 1)
 		rc = r ? store_fail(err, STORE_ERR_DB, "catalog database: no count of changes") : RUN_FAIL(err);
-	else if ((rc = pg_col_i64(r, 0, 0, 0, &resets, err)) == 0 && (rc = pg_col_i64(r, 0, 1, 0, &logged, err)) == 0 &&
-		 resets > 0)
-		rc = store_fail(err, STORE_ERR_NOT_FOUND, "the model changed after the index's change %llu",
+	else if ((rc = pg_col_i64(r, 0, 0, 0, &logged, err)) == 0 && !PQgetisnull(r, 0, 1))
+		rc = store_fail(err, STORE_ERR_NOT_FOUND, "%s after the index's change %llu",
+				strcmp(PQgetvalue(r, 0, 1), "index") == 0 ? "new index parameters were trained"
+									   : "the model changed",
 				(unsigned long long)seq);
 	PQclear(r);
 	out->touched = rc == 0 && (uint64_t)logged < (uint64_t)last - seq;
