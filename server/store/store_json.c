@@ -13,7 +13,8 @@
  *     (what JSON parsers on the other end read anyway): an integral value
  *     of magnitude at most 2^53 as a plain integer ("1.0", "1e3" and "-0"
  *     become "1", "1000" and "0"), any other value in the shortest form
- *     that reads back to the same double ("0.1", "1e+20"). An integer
+ *     that reads back to the same double ("0.1", "1e+20"; beyond 2^53
+ *     always with an exponent, "1.2345678901234568e+16"). An integer
  *     literal beyond 2^53 in magnitude is refused: it cannot be stored
  *     exactly, and the caller should send it as a string.
  *
@@ -202,10 +203,25 @@ int st_json_number_text(double v, char out[ST_JSON_NUMBER_MAX])
 		snprintf(out, ST_JSON_NUMBER_MAX, "%lld", (long long)v);   /* -0 becomes 0 */
 		return 0;
 	}
-	for (int prec = 15; prec <= 17; prec++) {
+	int prec = 15;
+	for (; prec <= 17; prec++) {
 		snprintf(out, ST_JSON_NUMBER_MAX, "%.*g", prec, v);
 		if (strtod(out, NULL) == v)
 			break;
+	}
+	/* Beyond 2^53 an integral value keeps an exponent: below 1e17 %g
+	 * writes it as plain digits ("12345678901234568"), an integer literal
+	 * beyond 2^53, which this form refuses when it reads it back. The
+	 * same digits with an exponent, trailing zeros dropped. */
+	if (fabs(v) > TWO53 && !strchr(out, 'e')) {
+		char m[ST_JSON_NUMBER_MAX];
+		snprintf(m, sizeof m, "%.*e", (prec > 17 ? 17 : prec) - 1, v);
+		char *e = strchr(m, 'e'), *z = e;
+		while (z > m && z[-1] == '0')
+			z--;
+		if (z > m && z[-1] == '.')
+			z--;
+		snprintf(out, ST_JSON_NUMBER_MAX, "%.*s%s", (int)(z - m), m, e);
 	}
 	return 0;
 }

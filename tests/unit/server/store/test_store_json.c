@@ -66,6 +66,15 @@ static void test_numbers(void)
 	expect("{\"n\":1e20}", "{\"n\":1e+20}");
 	expect("{\"n\":12345678901234567890.0}", "{\"n\":1.2345678901234567e+19}");
 	expect("{\"n\":0.30000000000000004}", "{\"n\":0.30000000000000004}");
+	/* integral values between 2^53 and 1e17 that are not integer literals
+	 * (an exponent, a fraction) keep an exponent: as plain digits they
+	 * would be integer literals beyond 2^53, refused when read back (the
+	 * json fuzz target found {"n":12345678901234567e0}) */
+	expect("{\"n\":12345678901234567e0}", "{\"n\":1.2345678901234568e+16}");
+	expect("{\"n\":-9007199254740994.0}", "{\"n\":-9.007199254740994e+15}");
+	expect("{\"n\":9007199254740996e0}", "{\"n\":9.007199254740996e+15}");
+	expect("{\"n\":9.1e15}", "{\"n\":9.1e+15}");
+	expect("{\"n\":99999999999999984e0}", "{\"n\":9.999999999999998e+16}");
 	refuse("{\"n\":9007199254740993}", "beyond 2^53");
 	refuse("{\"n\":12345678901234567890}", "beyond 2^53");
 	refuse("{\"n\":1e999999}", "not finite");
