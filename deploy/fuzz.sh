@@ -13,7 +13,8 @@
 # never changed here) plus what earlier runs found (build-fuzz/runs/NAME/
 # corpus/). A crash, a sanitizer report, a broken invariant (FUZZ_CHECK), a
 # leak, a timeout (25 s for one input) or an input over 2 GB of memory
-# stops that target and leaves the input in build-fuzz/runs/NAME/crashes/;
+# stops that target and leaves the input in build-fuzz/runs/NAME/crashes/
+# (what earlier runs left there moves to crashes/earlier/, not counted);
 # replay one with build-fuzz/tests/fuzz/fuzz_NAME FILE. Exit status 1 if
 # any target crashed. Full logs: build-fuzz/runs/NAME/log.
 set -uo pipefail
@@ -64,7 +65,9 @@ export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMP_WAIT_POLICY=passive
 
 run_one() {
 	local t=$1 w="$dir/runs/$1"
-	mkdir -p "$w/corpus" "$w/crashes"
+	mkdir -p "$w/corpus" "$w/crashes/earlier"
+	# inputs an earlier run left are kept, not counted again
+	find "$w/crashes" -maxdepth 1 -type f -exec mv -t "$w/crashes/earlier/" {} +
 	"$dir/tests/fuzz/fuzz_$t" -max_total_time="$secs" -timeout=25 -rss_limit_mb=2048 -max_len=65536 \
 		-print_final_stats=1 -artifact_prefix="$w/crashes/" \
 		"$w/corpus" "tests/fuzz/corpus/$t" >"$w/log" 2>&1
@@ -92,7 +95,7 @@ for t in "${targets[@]}"; do
 	cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
 	ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
 	corp=$(sed -n 's/.* corp: \([0-9]*\)\/.*/\1/p' <<<"$last")
-	crashes=$(find "$w/crashes" -type f | wc -l)
+	crashes=$(find "$w/crashes" -maxdepth 1 -type f | wc -l)
 	status=$(cat "$w/status" 2>/dev/null || echo 1)
 	if [ "$crashes" -eq 0 ] && [ "$status" != 0 ]; then
 		crashes=1   # it stopped without leaving an input: see the log
