@@ -772,8 +772,9 @@ int catalog_stats(catalog *c, struct catalog_stats *out, store_error *err)
 		out->index_training = idx_training(c->ix);
 		out->seq = idx_seq(c->ix);
 	}
-	cat_train_stats(c, out);
 	pthread_rwlock_unlock(&c->ixlock);
+	/* after ixlock: the trainer takes train_lock, then ixlock */
+	cat_train_stats(c, out);
 	out->saved_seq = atomic_load(&c->saved_seq);
 	struct stat sb;
 	if (stat(c->index_path, &sb) == 0)
