@@ -30,7 +30,8 @@ struct catalog {
 	struct idx_params ip;
 	char factory[IDX_MAX_FACTORY];
 	pthread_rwlock_t ixlock;     /* guards the ix pointer (swapped by rebuilds) */
-	idx *ix;                     /* NULL with no_index */
+	idx *_Atomic ix;             /* NULL with no_index; atomic: checked for NULL without
+	                              * ixlock while the follower swaps in a rebuilt index */
 
 	pthread_mutex_t wlock;       /* the writer lock: store writes + index changes + blob unlinks */
 	pthread_mutex_t save_lock;   /* one save at a time */
