@@ -92,9 +92,11 @@ int catalog_add(catalog *c, const struct catalog_new_image *in, struct store_ima
 			goto out_free;
 	}
 
-	/* Already stored? Then nothing is written. */
+	/* Already stored? Then nothing is written. (A backend that stores
+	 * originals decides in its insert, by the unique constraint on the
+	 * digest, answering STORE_ERR_EXISTS below: no lookup first.) */
 	struct store_image existing;
-	rc = c->be->get_by_sha256(c->db, sha, &existing, err);
+	rc = c->be->stores_originals ? STORE_ERR_NOT_FOUND : c->be->get_by_sha256(c->db, sha, &existing, err);
 	if (rc == 0) {
 		dup = 1;
 		if (out)
