@@ -315,11 +315,12 @@ static void *follow_main(void *ud)
 		size_t applied = 0;
 		/* what the primary has committed (the lag /readyz reports), then
 		 * what the replica can give */
-		if (catalog_look_latest(f->cat, &err) != 0 && clock_mono_s() - last_warn >= 30) {
+		int looked = catalog_look_latest(f->cat, &err) == 0;
+		if (!looked && clock_mono_s() - last_warn >= 30) {
 			log_warn("following the catalog: %s", err.msg);
 			last_warn = clock_mono_s();
 		}
-		if (catalog_catch_up(f->cat, &applied, &err) != 0) {
+		if (catalog_follow(f->cat, looked, &applied, &err) != 0) {
 			if (clock_mono_s() - last_warn >= 30) {
 				log_warn("following the catalog: %s", err.msg);
 				last_warn = clock_mono_s();

@@ -303,6 +303,22 @@ int catalog_catch_up(catalog *c, size_t *applied, store_error *err)
 	return rc;
 }
 
+int catalog_follow(catalog *c, int looked, size_t *applied, store_error *err)
+{
+	if (applied)
+		*applied = 0;
+	if (looked && c->ix) {
+		pthread_mutex_lock(&c->lag_lock);
+		uint64_t latest = c->latest;
+		pthread_mutex_unlock(&c->lag_lock);
+		if (latest <= catalog_applied_seq(c)) {
+			cat_maybe_retrain(c);
+			return 0;
+		}
+	}
+	return catalog_catch_up(c, applied, err);
+}
+
 int catalog_shared(const catalog *c)
 {
 	return c->be->wait_changes != NULL;

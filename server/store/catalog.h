@@ -528,6 +528,12 @@ struct catalog_lag {
 	double lag_s;
 };
 int catalog_look_latest(catalog *c, store_error *err);
+/* One step of a shared catalog's follower: catalog_catch_up, unless looked
+ * (catalog_look_latest has just succeeded) and the index already holds the
+ * newest change committed (the usual case when the notification was the
+ * node's own write): then only the retrain rule runs (cat_maybe_retrain),
+ * and the database is not asked again. */
+int catalog_follow(catalog *c, int looked, size_t *applied, store_error *err);
 void catalog_lag(catalog *c, struct catalog_lag *out);
 
 /* The row cache's counters; 0 when the catalog has none (SQLite, a

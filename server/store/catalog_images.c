@@ -92,9 +92,11 @@ int catalog_add(catalog *c, const struct catalog_new_image *in, struct store_ima
 			goto out_free;
 	}
 
-	/* Already stored? Then nothing is written. */
+	/* Already stored? Then nothing is written. (A backend that stores
+	 * originals decides in its insert, by the unique constraint on the
+	 * digest, answering STORE_ERR_EXISTS below: no lookup first.) */
 	struct store_image existing;
-	rc = c->be->get_by_sha256(c->db, sha, &existing, err);
+	rc = c->be->stores_originals ? STORE_ERR_NOT_FOUND : c->be->get_by_sha256(c->db, sha, &existing, err);
 	if (rc == 0) {
 		dup = 1;
 		if (out)
@@ -152,8 +154,18 @@ int catalog_add(catalog *c, const struct catalog_new_image *in, struct store_ima
 		if (irc != 0)
 			rc = cat_idx_fail(err, &ie, "add to the index");
 	} else {
-		/* A shared catalog: this change and every one before it. */
-		irc = rc = cat_catch_up_locked(c, NULL, err);
+		/* A shared catalog: this change and every one before it. With
+		 * the index at the change just before this one (no other node's
+		 * change between; the writer lock holds the index still), the
+		 * vector in hand is all there is to apply: no reading back. */
+		pthread_rwlock_rdlock(&c->ixlock);
+		int next = idx_seq(c->ix) + 1 == seq;
+		irc = next ? idx_add(c->ix, &id, vec, 1, seq, &ie) : 0;
+		pthread_rwlock_unlock(&c->ixlock);
+		if (next && irc != 0)
+			rc = cat_idx_fail(err, &ie, "add to the index");
+		else if (!next)
+			irc = rc = cat_catch_up_locked(c, NULL, err);
 	}
 	if (irc != 0) {
 		/* Not searchable, so not acknowledged: take the row back out. */

@@ -1160,6 +1160,8 @@ int pgr_changes_since(void *db, uint64_t seq, size_t dim, struct store_changes *
 				(unsigned long long)seq, (long long)last);
 		goto end;
 	}
+	if (seq == (uint64_t)last)   /* nothing since: the usual answer to a node's own NOTIFY */
+		goto end;
 	const char *vals[] = { pg_i64(s, (int64_t)seq), m.fingerprint };
 	/* a new model, or new trained index parameters (pgstore_index.c): the
 	 * index is built anew rather than replayed; and whether every number up
