@@ -87,8 +87,8 @@ after(async () => {
 
 process.on('exit', () => console.log(`${counts.passed} passed, ${counts.failed} failed`));
 
-function check(name, fn) {
-	test(name, { timeout: 120000 }, async () => {
+function check(name, fn, opts = {}) {
+	test(name, { timeout: 120000, ...opts }, async () => {
 		try {
 			await fn();
 			counts.passed++;
@@ -912,19 +912,7 @@ const PG_CLUSTER = path.join(REPO, 'tests/pg/pg-cluster.sh');
 const pgCluster = (...args) => execFileSync('bash', [PG_CLUSTER, ...args], { encoding: 'utf8', timeout: 180000 }).trim();
 const PG_AVAILABLE = spawnSync('bash', [PG_CLUSTER, 'available']).status === 0;
 
-test('PostgreSQL out of reach: the banner, an upload that waits, then both recover',
-	{ timeout: 180000, skip: PG_AVAILABLE ? false : 'PostgreSQL 15 is not installed (deploy/bootstrap.sh --cluster)' },
-	async () => {
-		try {
-			await catalogOutage();
-			counts.passed++;
-		} catch (e) {
-			counts.failed++;
-			throw e;
-		}
-	});
-
-async function catalogOutage() {
+check('PostgreSQL out of reach: the banner, an upload that waits, then both recover', async () => {
 	const [dir, base] = pgCluster('start').split(' ');
 	let daemon = null, context = null;
 	try {
@@ -986,4 +974,4 @@ async function catalogOutage() {
 		}
 		pgCluster('stop', dir);
 	}
-}
+}, { timeout: 180000, skip: PG_AVAILABLE ? false : 'PostgreSQL 15 is not installed (tests/packages.txt; deploy/bootstrap.sh --test installs it)' });
