@@ -21,13 +21,19 @@
 // capture time, "Load more" for browsing (cursor) and search (a larger k),
 // the filter bar (metadata chips, the taken-date range) on both, and -words
 // in the search box sent as not=.
+//
+// A third, on a PostgreSQL catalog (skipped when PostgreSQL 15 is not
+// installed): the database stops, the search answers from the node's index
+// under the page's banner, an upload waits and retries, and both recover
+// when the database is back.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-	CHROMIUM, CLIPD_BIN, IMAGES, TEST_DATA_DIR, WWW, ARTIFACTS, tmpdir,
+	CHROMIUM, CLIPD_BIN, IMAGES, REPO, TEST_DATA_DIR, WWW, ARTIFACTS, tmpdir,
 	startDaemon, apiClient, launchBrowser, watchConsole, checkA11y, screenshot,
 } from './lib.mjs';
 
@@ -81,8 +87,8 @@ after(async () => {
 
 process.on('exit', () => console.log(`${counts.passed} passed, ${counts.failed} failed`));
 
-function check(name, fn) {
-	test(name, { timeout: 120000 }, async () => {
+function check(name, fn, opts = {}) {
+	test(name, { timeout: 120000, ...opts }, async () => {
 		try {
 			await fn();
 			counts.passed++;
@@ -894,3 +900,78 @@ check('addresses, the original, more results, filters, taken dates, -words', asy
 		assert.deepEqual(exit, { code: 0, signal: null }, `clipd serve did not exit cleanly:\n${daemon.tail()}`);
 	}
 });
+
+// --- several nodes: the catalog's database out of reach --------------------------
+
+// A node on a PostgreSQL catalog whose server stops (a crash, pg_ctl -m
+// immediate) and comes back: the search still answers from the node's index
+// and the page says why the results have no details; an upload made then
+// waits and retries (503 catalog_unavailable with Retry-After) and is added
+// once the server is back; the banner goes with the next search.
+const PG_CLUSTER = path.join(REPO, 'tests/pg/pg-cluster.sh');
+const pgCluster = (...args) => execFileSync('bash', [PG_CLUSTER, ...args], { encoding: 'utf8', timeout: 180000 }).trim();
+const PG_AVAILABLE = spawnSync('bash', [PG_CLUSTER, 'available']).status === 0;
+
+check('PostgreSQL out of reach: the banner, an upload that waits, then both recover', async () => {
+	const [dir, base] = pgCluster('start').split(' ');
+	let daemon = null, context = null;
+	try {
+		pgCluster('createdb', dir, 'clipd_web');
+		// no row cache: with it, a search of rows the node has read answers
+		// in full from the cache even while the database is down
+		daemon = await startDaemon({ args: ['--catalog', `${base}/clipd_web`, '--row-cache', '0'] });
+		const api = apiClient(daemon.base);
+		for (const f of ['horse.png', 'chelsea.png', 'coffee.png'])
+			assert.equal((await api.upload(path.join(IMAGES, f), 'image/png')).status, 201);
+		context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+		const page = await context.newPage();
+		// the thumbnails' and the upload's 503s while the database is down
+		const errors = watchConsole(page, [503]);
+		await page.goto(`${daemon.base}/`);
+		await waitIdle(page, 'Newest images');
+		assert.equal(await page.isHidden('#banner'), true);
+
+		pgCluster('halt', dir);
+		await page.fill('#q', GOLDEN_QUERY);
+		await page.press('#q', 'Enter');
+		await waitIdle(page, `Results for “${GOLDEN_QUERY}”`);
+		const degraded = await api.json(`/search?q=${encodeURIComponent(GOLDEN_QUERY)}&k=48`);
+		assert.equal(degraded.catalog_unavailable, true);
+		assert.deepEqual(await gridIds(page), degraded.results.map((r) => String(r.id)));
+		assert.equal(degraded.results.length, 3);
+		await page.waitForSelector('#banner:not([hidden])');
+		assert.match(await page.textContent('#banner-text'), /catalog database cannot be reached/);
+		await checkA11y(page, 'catalog unavailable');
+		await screenshot(page, 'catalog-unavailable');
+
+		// An upload now waits for the database, then goes in.
+		const [chooser] = await Promise.all([page.waitForEvent('filechooser'), page.click('#upload-button')]);
+		await chooser.setFiles([path.join(IMAGES, 'rocket.jpg')]);
+		await page.waitForSelector('#upload-list .upload-item[data-state="waiting"]', { timeout: 30000 });
+		assert.match(await page.textContent('#upload-list .upload-item'),
+			/The catalog database cannot be reached, retrying in \d+ s/);
+		await screenshot(page, 'catalog-upload-waiting');
+		pgCluster('resume', dir);
+		await page.waitForSelector('#uploads[data-state="done"]', { timeout: 60000 });
+		assert.equal(await page.getAttribute('#upload-list .upload-item', 'data-state'), 'added');
+
+		// The next search has the details again, the new image among them.
+		await page.fill('#q', 'a rocket');
+		await page.press('#q', 'Enter');
+		await waitIdle(page, 'Results for “a rocket”');
+		const back = await api.json('/search?q=a+rocket&k=48');
+		assert.equal(back.catalog_unavailable, undefined);
+		assert.equal(back.results.length, 4);
+		assert.deepEqual(await gridIds(page), back.results.map((r) => String(r.id)));
+		await page.waitForSelector('#banner', { state: 'hidden' });
+		assert.deepEqual([...errors], []);
+	} finally {
+		if (context)
+			await context.close();
+		if (daemon) {
+			const exit = await daemon.stop();
+			assert.deepEqual(exit, { code: 0, signal: null }, `clipd serve did not exit cleanly:\n${daemon.tail()}`);
+		}
+		pgCluster('stop', dir);
+	}
+}, { timeout: 180000, skip: PG_AVAILABLE ? false : 'PostgreSQL 15 is not installed (tests/packages.txt; deploy/bootstrap.sh --test installs it)' });

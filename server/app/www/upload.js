@@ -168,7 +168,9 @@ export class Uploader {
 			}
 			if ((r.status === 429 || r.status === 503) && attempt < MAX_RETRIES) {
 				const wait = Math.min(10, Number.isFinite(r.retryAfter) ? r.retryAfter : 1 + attempt);
-				this.setState(entry, 'waiting', `Server busy, retrying in ${wait} s…`);
+				const why = body.error && body.error.code === 'catalog_unavailable'
+					? 'The catalog database cannot be reached' : 'Server busy';
+				this.setState(entry, 'waiting', `${why}, retrying in ${wait} s…`);
 				await sleep(wait * 1000);
 				continue;
 			}
