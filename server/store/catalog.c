@@ -308,10 +308,9 @@ int catalog_follow(catalog *c, int looked, size_t *applied, store_error *err)
 	if (applied)
 		*applied = 0;
 	if (looked && c->ix) {
-		pthread_mutex_lock(&c->lag_lock);
-		uint64_t latest = c->latest;
-		pthread_mutex_unlock(&c->lag_lock);
-		if (latest <= catalog_applied_seq(c)) {
+		struct catalog_lag lag;
+		catalog_lag(c, &lag);
+		if (lag.latest <= lag.applied) {
 			cat_maybe_retrain(c);
 			return 0;
 		}

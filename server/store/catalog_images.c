@@ -146,27 +146,19 @@ int catalog_add(catalog *c, const struct catalog_new_image *in, struct store_ima
 		pthread_mutex_unlock(&c->wlock);
 		goto out_free;
 	}
-	int irc;
-	if (blobs) {
-		pthread_rwlock_rdlock(&c->ixlock);
-		irc = idx_add(c->ix, &id, vec, 1, seq, &ie);
-		pthread_rwlock_unlock(&c->ixlock);
-		if (irc != 0)
-			rc = cat_idx_fail(err, &ie, "add to the index");
-	} else {
-		/* A shared catalog: this change and every one before it. With
-		 * the index at the change just before this one (no other node's
-		 * change between; the writer lock holds the index still), the
-		 * vector in hand is all there is to apply: no reading back. */
-		pthread_rwlock_rdlock(&c->ixlock);
-		int next = idx_seq(c->ix) + 1 == seq;
-		irc = next ? idx_add(c->ix, &id, vec, 1, seq, &ie) : 0;
-		pthread_rwlock_unlock(&c->ixlock);
-		if (next && irc != 0)
-			rc = cat_idx_fail(err, &ie, "add to the index");
-		else if (!next)
-			irc = rc = cat_catch_up_locked(c, NULL, err);
-	}
+	/* The index takes the vector in hand: always on a single node; on a
+	 * shared catalog when its index is at the change just before this one
+	 * (no other node's change between; the writer lock holds the index
+	 * still). Otherwise the node applies this change and every one before
+	 * it from the catalog. */
+	pthread_rwlock_rdlock(&c->ixlock);
+	int direct = blobs || idx_seq(c->ix) + 1 == seq;
+	int irc = direct ? idx_add(c->ix, &id, vec, 1, seq, &ie) : 0;
+	pthread_rwlock_unlock(&c->ixlock);
+	if (!direct)
+		irc = rc = cat_catch_up_locked(c, NULL, err);
+	else if (irc != 0)
+		rc = cat_idx_fail(err, &ie, "add to the index");
 	if (irc != 0) {
 		/* Not searchable, so not acknowledged: take the row back out. */
 		uint64_t seq2;
