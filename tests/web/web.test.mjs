@@ -924,16 +924,20 @@ check('PostgreSQL out of reach: the banner, an upload that waits, then both reco
 		for (const f of ['horse.png', 'chelsea.png', 'coffee.png'])
 			assert.equal((await api.upload(path.join(IMAGES, f), 'image/png')).status, 201);
 		context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-		const page = await context.newPage();
-		// the thumbnails' and the upload's 503s while the database is down
-		const errors = watchConsole(page, [503]);
+		let page = await context.newPage();
 		await page.goto(`${daemon.base}/`);
 		await waitIdle(page, 'Newest images');
 		assert.equal(await page.isHidden('#banner'), true);
+		await context.close();
 
+		// A page opened while the database is down (a new context: no
+		// thumbnail in the browser's cache) gets its results from the index.
 		pgCluster('halt', dir);
-		await page.fill('#q', GOLDEN_QUERY);
-		await page.press('#q', 'Enter');
+		context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+		page = await context.newPage();
+		// the thumbnails' and the upload's 503s while the database is down
+		const errors = watchConsole(page, [503]);
+		await page.goto(`${daemon.base}/#q=${encodeURIComponent(GOLDEN_QUERY)}`);
 		await waitIdle(page, `Results for “${GOLDEN_QUERY}”`);
 		const degraded = await api.json(`/search?q=${encodeURIComponent(GOLDEN_QUERY)}&k=48`);
 		assert.equal(degraded.catalog_unavailable, true);
@@ -941,6 +945,9 @@ check('PostgreSQL out of reach: the banner, an upload that waits, then both reco
 		assert.equal(degraded.results.length, 3);
 		await page.waitForSelector('#banner:not([hidden])');
 		assert.match(await page.textContent('#banner-text'), /catalog database cannot be reached/);
+		// the thumbnails cannot load either; each tile's button is still named
+		await page.waitForFunction(() => [...document.querySelectorAll('#grid .tile img')]
+			.every((i) => i.classList.contains('failed')), null, { timeout: 30000 });
 		await checkA11y(page, 'catalog unavailable');
 		await screenshot(page, 'catalog-unavailable');
 
