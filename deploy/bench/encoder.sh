@@ -6,7 +6,10 @@
 #
 #   deploy/bench/encoder.sh [MODEL_DIR] [REPEAT]
 #
-# Per round, batch 8 and batch 1 (2 threads each):
+# Per round, batch 8 then batch 1 (2 threads each), each in every
+# configuration, one after the other (so avx2 and blas-haswell, whose
+# ratio is a bar, run seconds apart: this machine's speed drifts by up to
+# a tenth over minutes, and five rounds' medians ride out a disturbed one):
 #   fp32          clipd bench (the CPU's own kernel: AVX-512 here)
 #   bf16          clipd bench --precision bf16 (vdpbf16ps)
 #   avx2          CLIPD_CPU=avx2 OPENBLAS_CORETYPE=Haswell: clipd's AVX2 +
@@ -32,7 +35,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 shared=${CLIPD_SHARED:-../shared}
 model=${1:-/var/tmp/clipd-bench/vit-b-32}
-repeat=${2:-3}
+repeat=${2:-5}
 seconds=${CLIPD_BENCH_SECONDS:-8}
 with_ort=${CLIPD_BENCH_ORT:-1}
 work=/var/tmp/clipd-bench
@@ -57,12 +60,12 @@ echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d:
 out="$work/results.jsonl"
 : > "$out"
 for i in $(seq 1 "$repeat"); do
-	for c in "${configs[@]}"; do
-		envs=() flags=()
-		for w in ${how[$c]}; do
-			case $w in *=*) envs+=("$w") ;; *) flags+=("$w") ;; esac
-		done
-		for b in 8 1; do
+	for b in 8 1; do
+		for c in "${configs[@]}"; do
+			envs=() flags=()
+			for w in ${how[$c]}; do
+				case $w in *=*) envs+=("$w") ;; *) flags+=("$w") ;; esac
+			done
 			line=$("${clean[@]}" "${envs[@]}" build/clipd bench --model "$model" "${flags[@]}" --batch $b \
 				--threads 2 --seconds "$seconds")
 			echo "$c $line"
@@ -123,7 +126,11 @@ if "bf16" in fig:
 if "avx2" in fig and "blas-haswell" in fig:
     for key, what in (("b8", "images/s at batch 8"), ("b1", "images/s at batch 1")):
         r = fig["avx2"][key] / fig["blas-haswell"][key]
-        bar(f"AVX2 kernel / OpenBLAS Haswell {what} (>= 1.15)", f"{r:.2f}", r >= 1.15)
+        # each round's two runs, seconds apart: how much the ratio moves
+        b = 8 if key == "b8" else 1
+        pairs = [a["images_per_s"] / o["images_per_s"] for a, o in zip(runs("avx2", b), runs("blas-haswell", b))]
+        spread = ", ".join(f"{x:.2f}" for x in pairs)
+        bar(f"AVX2 kernel / OpenBLAS Haswell {what} (>= 1.15)", f"{r:.2f} (round by round: {spread})", r >= 1.15)
     r = fig["blas-haswell"]["q"] / fig["avx2"]["q"]
     bar("AVX2 kernel / OpenBLAS Haswell text queries per second (>= 1.15)", f"{r:.2f}", r >= 1.15)
 PY
