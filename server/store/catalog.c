@@ -261,10 +261,11 @@ int cat_catch_up_locked(catalog *c, size_t *applied, store_error *err)
 		applied_changed(c);
 	/* The sequence no longer covers the index (new trained parameters, a
 	 * new model): a shared catalog's node builds anew before it counts the
-	 * change applied, so that nodes at one change hold one index. */
+	 * change applied, so that nodes at one change hold one index (the
+	 * rebuild wakes the waiters; *applied: the vectors it holds). */
 	if (rc == STORE_ERR_NOT_FOUND && catalog_shared(c) && (rc = rebuild_locked(c, 0, err)) == 0 && applied) {
 		pthread_rwlock_rdlock(&c->ixlock);
-		*applied = idx_count(c->ix) + 1;
+		*applied = idx_count(c->ix);
 		pthread_rwlock_unlock(&c->ixlock);
 	}
 	return rc;
@@ -749,6 +750,7 @@ static int rebuild_locked(catalog *c, int save, store_error *err)
 		pthread_rwlock_unlock(&c->ixlock);
 		rowcache_flush(c->rows);   /* a reset: what changed is not known */
 		idx_free(old);
+		applied_changed(c);        /* its sequence moved (maybe with no vector) */
 		if (save && !c->readonly) {
 			pthread_mutex_lock(&c->save_lock);
 			rc = save_and_prune(c, fresh, err);

@@ -504,7 +504,9 @@ int catalog_rebuild_index(catalog *c, store_error *err);
 /* Bring the index up to date with the changes committed to the catalog
  * after its sequence, by this process or (PostgreSQL) by other nodes:
  * *applied (may be NULL) adds and removes. Rebuilds from the stored vectors
- * when the sequence cannot be replayed (the model changed). Numbers are
+ * when the sequence cannot be replayed (the model changed; *applied is then
+ * the vectors of the rebuilt index, and the rebuild itself wakes
+ * catalog_wait_applied's waiters). Numbers are
  * given in commit order, so a change is never skipped. */
 int catalog_catch_up(catalog *c, size_t *applied, store_error *err);
 /* 1 when other processes write to this catalog too (PostgreSQL): the
