@@ -37,6 +37,8 @@ struct sel_group {
 	const char *key;                 /* as written (the first filter's) */
 	char path[PATH_MAX_BYTES];       /* $."a"."b" */
 	enum sel_op op;
+	int indexed;                     /* an equality on a key metadata_terms holds */
+	int use_terms;                   /* and few enough images have its values */
 	struct dbuf_json { char *s; size_t len, cap; } values;   /* a JSON array */
 };
 
@@ -55,6 +57,20 @@ static void plan_free(struct st_selection_plan *p)
 }
 
 /* Parse "a.b\.c.gte" into the path $."a"."b.c" and the operator. */
+/* A top-level key metadata_terms holds (migration 0006): letters, digits,
+ * _ and -, which is also all it takes to be spelled inside SQL quotes. */
+static int plain_key(const char *k)
+{
+	size_t n = strlen(k);
+	if (n == 0 || n > STORE_MAX_FILTER_KEY)
+		return 0;
+	for (; *k; k++)
+		if (!((*k >= 'a' && *k <= 'z') || (*k >= 'A' && *k <= 'Z') || (*k >= '0' && *k <= '9') || *k == '_' ||
+		      *k == '-'))
+			return 0;
+	return 1;
+}
+
 static int parse_key(const char *key, char *path, size_t len, enum sel_op *op, store_error *err)
 {
 	/* the path's segments and room for an operator segment after them */
@@ -218,6 +234,7 @@ static int plan_selection(const struct store_selection *sel, struct st_selection
 			g->key = k;
 			if ((rc = parse_key(k, g->path, sizeof g->path, &g->op, err)) != 0)
 				break;
+			g->indexed = g->op == OP_EQ && plain_key(k);
 			p->n++;
 		}
 		rc = add_value(g, v, err);
@@ -239,6 +256,19 @@ int store_check_selection(const struct store_selection *sel, store_error *err)
 	int rc = plan_selection(sel, &p, err);
 	plan_free(p);
 	return rc;
+}
+
+/* The images metadata_terms gives for group g's values (parameter vals:
+ * its JSON array), as the migration spells them. */
+static int terms_sql(char *buf, size_t len, const struct sel_group *g, int vals)
+{
+	return st_appendf(buf, len,
+			  "SELECT m.image_id FROM metadata_terms m WHERE m.key = '%s' AND m.term IN"
+			  " (SELECT CASE v.type WHEN 'text' THEN 't' || v.value ELSE 'n' || CAST(v.value AS REAL) END"
+			  " FROM json_each(?%d) v WHERE v.type IN ('text', 'integer', 'real')"
+			  " UNION ALL SELECT 'b' || v.value FROM json_each(?%d) v"
+			  " WHERE v.type = 'text' AND v.value IN ('true', 'false'))",
+			  g->key, vals, vals);
 }
 
 /* Append the WHERE conditions of sel (each starting with " AND ") over the
@@ -268,6 +298,13 @@ static int selection_sql(const struct store_selection *sel, const struct st_sele
 					 "(SELECT value FROM json_each(?%d))", path, vals);
 			continue;
 		}
+		/* An equality on a plain top-level key: first the images whose
+		 * terms spell one of the values (metadata_terms; a superset of
+		 * the matches, as the migration spells them), so that only those
+		 * rows' metadata is read; then the condition below decides. */
+		if (g->use_terms)
+			rc |= st_appendf(buf, len, " AND i.id IN (") | terms_sql(buf, len, g, vals) |
+			      st_appendf(buf, len, ")");
 		/* The value at the path, or each element when it is an array
 		 * (json_each gives both); an object matches nothing. */
 		rc |= st_appendf(buf, len,
@@ -307,17 +344,46 @@ static void selection_bind(sqlite3_stmt *st, const struct store_selection *sel, 
 	}
 }
 
-/* Room for the SQL of a selection of STORE_MAX_FILTERS filters. */
-#define SEL_SQL_MAX (STORE_MAX_FILTERS * 512 + 4096)
+/* Room for the SQL of a selection of STORE_MAX_FILTERS filters (each with
+ * its metadata_terms list). */
+#define SEL_SQL_MAX (STORE_MAX_FILTERS * 1024 + 4096)
 
-int st_selection_prepare(struct store_conn *c, const char *head, const struct store_selection *sel,
-			 const char *tail, sqlite3_stmt **out, struct st_selection_plan **plan, store_error *err)
+/* Whether at most cap images have one of group g's values (metadata_terms
+ * read no further than that); 0 when that cannot be told. */
+static int terms_at_most(struct store_conn *c, const struct sel_group *g, size_t cap)
+{
+	char sql[1024] = "SELECT count(*) FROM (";
+	sqlite3_stmt *st = NULL;
+	int few = 0;
+	if (terms_sql(sql, sizeof sql, g, 1) != 0 || st_appendf(sql, sizeof sql, " LIMIT ?2)") != 0 ||
+	    sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_text(st, 1, g->values.s, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, cap >= (size_t)INT64_MAX ? INT64_MAX : (sqlite3_int64)cap + 1);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		few = (size_t)sqlite3_column_int64(st, 0) <= cap;
+	sqlite3_finalize(st);
+	return few;
+}
+
+/* terms_cap: a statement that reads every match up to that many may start
+ * from the ids metadata_terms gives for an equality on a plain key, when
+ * they are no more than that (then SQLite reads those rows only); past it,
+ * building that list first costs more than reading the rows in order (at
+ * a million images and half of them matching, twice the time). Statements
+ * that check a few given ids or stop at the first matches in their own
+ * order pass 0. */
+static int selection_prepare(struct store_conn *c, const char *head, const struct store_selection *sel,
+			     size_t terms_cap, const char *tail, sqlite3_stmt **out, struct st_selection_plan **plan,
+			     store_error *err)
 {
 	*out = NULL;
 	*plan = NULL;
 	int rc = plan_selection(sel, plan, err);
 	if (rc != 0)
 		return rc;
+	for (size_t j = 0; terms_cap && *plan && j < (*plan)->n; j++)
+		(*plan)->g[j].use_terms = (*plan)->g[j].indexed && terms_at_most(c, &(*plan)->g[j], terms_cap);
 	char *sql = malloc(SEL_SQL_MAX);
 	if (!sql) {
 		rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
@@ -345,6 +411,12 @@ out:
 	return rc;
 }
 
+int st_selection_prepare(struct store_conn *c, const char *head, const struct store_selection *sel,
+			 const char *tail, sqlite3_stmt **out, struct st_selection_plan **plan, store_error *err)
+{
+	return selection_prepare(c, head, sel, 0, tail, out, plan, err);
+}
+
 void st_selection_finish(sqlite3_stmt *st, struct st_selection_plan *plan)
 {
 	sqlite3_finalize(st);
@@ -370,8 +442,8 @@ int store_scan_selection(store *s, const struct store_selection *sel, size_t dim
 	struct store_conn *c = NULL;
 	if ((rc = st_read_begin(s, &c, err)) != 0)
 		goto out_free;
-	rc = st_selection_prepare(c, "SELECT i.id, v.vec FROM images i JOIN vectors v ON v.image_id = i.id "
-				  "AND v.model = ?1 WHERE 1", sel, tail, &st, &plan, err);
+	rc = selection_prepare(c, "SELECT i.id, v.vec FROM images i JOIN vectors v ON v.image_id = i.id "
+			       "AND v.model = ?1 WHERE 1", sel, limit, tail, &st, &plan, err);
 	if (rc != 0)
 		goto out;
 	sqlite3_bind_text(st, 1, m.fingerprint, -1, SQLITE_TRANSIENT);

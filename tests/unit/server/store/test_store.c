@@ -1,7 +1,8 @@
 /*
  * The SQLite store on real database files: migrations and the schema
  * version guard, connection settings, rows, duplicates, metadata limits
- * and merge patches, the change log, filters, the file-hash cache.
+ * and merge patches, the change log, filters and the index of metadata
+ * values they use, the file-hash cache.
  */
 #include <sqlite3.h>
 #include <stdint.h>
@@ -624,6 +625,90 @@ static void test_filters(void)
 	store_close(s);
 }
 
+/* The index of metadata values (migration 0006): kept by every write, and
+ * built for the rows already there when the migration runs; an equality
+ * filter on a top-level key answers from it what the rows say. */
+static int terms_of(const char *path, int64_t id)
+{
+	char q[128];
+	snprintf(q, sizeof q, "SELECT count(*) FROM metadata_terms WHERE image_id = %lld", (long long)id);
+	return pragma_int(path, q);
+}
+
+static void test_filter_terms(void)
+{
+	char *path = db_in_tmp();
+	store *s = open_store(path);
+	REQUIRE(s);
+	store_error err = { 0 };
+	REQUIRE(store_set_active_model(s, &model_a, &err) == 0);
+	int64_t a = insert(s, 1, "{\"tag\":\"x\",\"n\":3,\"list\":[\"p\",4.0,true,null,{\"q\":1}],\"o\":{\"tag\":\"x\"}}", NULL);
+	int64_t b = insert(s, 2, "{\"tag\":\"y\",\"n\":3.0,\"two words\":\"z\"}", NULL);
+	/* a: tag, n, and the list's three scalars; not the object, the null,
+	 * the nested object's tag. b: tag and n (a key with a space is not
+	 * indexed) */
+	CHECK_EQ_INT(terms_of(path, a), 5);
+	CHECK_EQ_INT(terms_of(path, b), 2);
+	int64_t got[8];
+	int trunc = 0;
+	struct store_filter f[1] = { { "tag", "x" } };
+	struct store_selection sel = { .filters = f, .n_filters = 1 };
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 1);
+	CHECK_EQ_INT(got[0], a);
+	f[0] = (struct store_filter){ "n", "3" };   /* 3 and 3.0 are one number */
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 2);
+	f[0] = (struct store_filter){ "list", "4" };
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 1);
+	f[0] = (struct store_filter){ "list", "true" };
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 1);
+	f[0] = (struct store_filter){ "two words", "z" };   /* not indexed: the rows decide */
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 1);
+	CHECK_EQ_INT(got[0], b);
+
+	/* a patch changes the terms with the row, a delete drops them */
+	const char *patch = "{\"tag\":\"w\",\"list\":null}";
+	REQUIRE(store_patch_metadata(s, a, patch, strlen(patch), 16384, 8, &err) == 0);
+	CHECK_EQ_INT(terms_of(path, a), 2);
+	f[0] = (struct store_filter){ "tag", "x" };
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 0);
+	f[0] = (struct store_filter){ "tag", "w" };
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 1);
+	REQUIRE(store_delete(s, a, NULL, NULL, &err) == 0);
+	CHECK_EQ_INT(terms_of(path, a), 0);
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 0);
+	store_close(s);
+
+	/* A database from before the migration: its rows get their terms
+	 * when it runs. */
+	exec_sql(path, "DROP TRIGGER metadata_terms_insert; DROP TRIGGER metadata_terms_update; "
+		       "DROP TRIGGER metadata_terms_delete; DROP VIEW metadata_terms_of; DROP TABLE metadata_terms; "
+		       "PRAGMA user_version = 5");
+	CHECK_EQ_INT(pragma_int(path, "SELECT count(*) FROM sqlite_master WHERE name = 'metadata_terms'"), 0);
+	s = open_store(path);
+	REQUIRE(s);
+	CHECK_EQ_INT(pragma_int(path, "PRAGMA user_version"), store_schema_latest());
+	CHECK_EQ_INT(terms_of(path, b), 2);
+	f[0] = (struct store_filter){ "tag", "y" };
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 1);
+	CHECK_EQ_INT(got[0], b);
+
+	/* The scan reads the rows the terms name (the proof: with b's terms
+	 * gone it finds nothing), when they are within its limit; a filter
+	 * with more matches than the limit reads the rows in order instead. */
+	char q[128];
+	snprintf(q, sizeof q, "DELETE FROM metadata_terms WHERE image_id = %lld", (long long)b);
+	exec_sql(path, q);
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 0);
+	int64_t c = insert(s, 3, "{\"tag\":\"y\"}", NULL), d = insert(s, 4, "{\"tag\":\"y\"}", NULL);
+	CHECK_EQ_INT(scan_ids(s, &sel, 100, &trunc, got), 2);   /* c and d, by their terms */
+	CHECK_EQ_INT(got[0], c);
+	CHECK_EQ_INT(got[1], d);
+	CHECK_EQ_INT(scan_ids(s, &sel, 1, &trunc, got), 1);     /* two terms, limit 1: in order */
+	CHECK(trunc);
+	CHECK_EQ_INT(got[0], b);
+	store_close(s);
+}
+
 /* The capture time: stored with the row, read back, selected by
  * taken_after / taken_before (exclusive; rows without one never match) in
  * scans, id filters and listings, set again in one transaction. */
@@ -1012,6 +1097,7 @@ int main(void)
 	RUN(test_patch_is_rfc7396);
 	RUN(test_change_log);
 	RUN(test_filters);
+	RUN(test_filter_terms);
 	RUN(test_taken_at);
 	RUN(test_models_and_switch);
 	RUN(test_file_hash_cache);
