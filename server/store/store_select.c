@@ -56,7 +56,6 @@ static void plan_free(struct st_selection_plan *p)
 	free(p);
 }
 
-/* Parse "a.b\.c.gte" into the path $."a"."b.c" and the operator. */
 /* A top-level key metadata_terms holds (migration 0006): letters, digits,
  * _ and -, which is also all it takes to be spelled inside SQL quotes. */
 static int plain_key(const char *k)
@@ -71,6 +70,7 @@ static int plain_key(const char *k)
 	return 1;
 }
 
+/* Parse "a.b\.c.gte" into the path $."a"."b.c" and the operator. */
 static int parse_key(const char *key, char *path, size_t len, enum sel_op *op, store_error *err)
 {
 	/* the path's segments and room for an operator segment after them */
