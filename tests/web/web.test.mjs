@@ -929,6 +929,7 @@ check('PostgreSQL out of reach: the banner, an upload that waits, then both reco
 		await waitIdle(page, 'Newest images');
 		assert.equal(await page.isHidden('#banner'), true);
 		await context.close();
+		context = null;
 
 		// A page opened while the database is down (a new context: no
 		// thumbnail in the browser's cache) gets its results from the index.
