@@ -220,7 +220,7 @@ def test_run_sh_falls_back_offline(tmp_path):
         assert not (tmp_path / "data" / "clipd").exists()
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60 * SLOW) == 0
+        assert proc.wait(60 * SLOW) == 0, (tmp_path / "run.log").read_text()[-4000:]
     assert "WARNING" in (tmp_path / "run.log").read_text()
 
 
@@ -233,7 +233,7 @@ def test_run_sh_fetches_then_serves(hub, tmp_path):
         assert (tmp_path / "data" / "clipd").is_dir()
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60 * SLOW) == 0
+        assert proc.wait(60 * SLOW) == 0, (tmp_path / "run.log").read_text()[-4000:]
 
 
 def test_run_sh_says_which_images_stayed_with_the_fallback_model(hub, tmp_path):
@@ -253,7 +253,7 @@ def test_run_sh_says_which_images_stayed_with_the_fallback_model(hub, tmp_path):
             c.close()
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60 * SLOW) == 0
+        assert proc.wait(60 * SLOW) == 0, (tmp_path / "run.log").read_text()[-4000:]
     (tmp_path / "port").unlink()
     proc, info = run_sh(tmp_path, hub.url, {"CLIPD_MODEL_REPO": REPO_ID})
     tiny = str(tmp_path / "data" / "clipd-tiny-test")
@@ -266,7 +266,7 @@ def test_run_sh_says_which_images_stayed_with_the_fallback_model(hub, tmp_path):
         assert command in warning
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60 * SLOW) == 0
+        assert proc.wait(60 * SLOW) == 0, (tmp_path / "run.log").read_text()[-4000:]
     log = (tmp_path / "run.log").read_text()
     assert log.count(warning) == 2   # run.sh's note and clipd's own warning line, whole
     # The command runs as given, against the real model's directory.
