@@ -1082,7 +1082,14 @@ int http_server_start(const struct http_server_params *p, struct http_server **o
 	srv->listen_fd = open_listener(p, &srv->port, msg, msglen);
 	if (srv->listen_fd < 0)
 		goto fail;
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME
+	/* poll(), not epoll: libmicrohttpd 0.9.75 (Debian 12) with epoll and a
+	 * thread pool takes the listening socket out of each thread's epoll
+	 * set in MHD_quiesce_daemon while that thread may be doing the same,
+	 * and aborts the process when it loses the race ("Failed to remove
+	 * listen FD from epoll set"; tests/unit/server/http/test_http_server.c
+	 * hits it in one run of two). With poll() it wakes each thread instead.
+	 * Each thread polls only its own share of max_connections. */
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME
 			 | MHD_USE_ERROR_LOG;
 	srv->daemon = MHD_start_daemon(flags, 0, accept_policy, srv, access_handler, srv,
 				       MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
@@ -1156,8 +1163,13 @@ void http_server_quiesce(struct http_server *srv)
 	if (!srv || atomic_exchange(&srv->quiescing, 1))
 		return;
 	MHD_socket fd = MHD_quiesce_daemon(srv->daemon);
-	if (fd != MHD_INVALID_SOCKET)
+	if (fd != MHD_INVALID_SOCKET) {
+		/* Closed at once for the port's clients: a thread of
+		 * libmicrohttpd's still inside accept() would keep the socket
+		 * listening for a moment after close() alone. */
+		shutdown(fd, SHUT_RDWR);
 		close(fd);
+	}
 	srv->listen_fd = -1;
 }
 
