@@ -178,6 +178,10 @@ class Server:
             rc = self.proc.wait()
         self.logf.close()
         self.proc = None
+        if rc is not None and rc < 0 and rc != -sig:
+            # killed by something other than the signal sent (an abort, a
+            # crash): the end of its log goes into the test's report
+            print("clipd ended with signal %d; the end of its log:\n%s" % (-rc, self.log()[-3000:]))
         return rc
 
     def kill(self):
