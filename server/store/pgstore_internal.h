@@ -89,7 +89,9 @@ const char *pg_i64(char buf[24], int64_t v);
 int pg_open(pgstore *s, struct pg_conn **out, store_error *err);
 void pg_close(struct pg_conn *c);
 
-#define SEL_MAX_PARAMS (16 + STORE_MAX_FILTERS * (STORE_MAX_FILTER_DEPTH + 1))
+/* per filter: its path's segments, its values, and up to four documents
+ * for the index on meta (pgstore_rows.c, containment_sql) */
+#define SEL_MAX_PARAMS (16 + STORE_MAX_FILTERS * (STORE_MAX_FILTER_DEPTH + 1 + 4))
 
 /* A statement under construction: its text and its parameters. */
 struct pg_stmt {
@@ -101,6 +103,10 @@ struct pg_stmt {
 void pg_stmt_free(struct pg_stmt *q);
 /* Add a parameter (copied); its number ($n), or -1. */
 int pg_param(struct pg_stmt *q, const char *v, size_t len);
+/* The statement of a filtered scan (pgr_scan_selection): the id and the
+ * vector of the active model of each image sel selects, by id, at most
+ * limit + 1 of them (0: all). */
+int pg_scan_selection_sql(struct pg_stmt *q, const struct store_selection *sel, size_t limit, store_error *err);
 int pg_param_i64(struct pg_stmt *q, int64_t v);
 /* Append sel's conditions (" AND ...") over images i (NULL: none). */
 int pg_selection_sql(struct pg_stmt *q, const struct store_selection *sel, store_error *err);

@@ -240,6 +240,10 @@ struct st_selection_plan;
 int store_selection_plan(const struct store_selection *sel, struct st_selection_plan **out, store_error *err);
 size_t store_plan_groups(const struct st_selection_plan *p);
 void store_plan_group(const struct st_selection_plan *p, size_t i, const char **path, int *op, const char **values);
+/* Group i's values as the filters gave them (strings of the selection,
+ * which must outlive their use) and whether one of them spells a JSON
+ * number (then an equality also compares stored numbers with it). */
+size_t store_plan_group_texts(const struct st_selection_plan *p, size_t i, const char *const **texts, int *numeric);
 void store_selection_plan_free(struct st_selection_plan *p);
 
 /* Call fn(ud, id, vec) for each stored vector of the active model whose

@@ -40,6 +40,9 @@ struct sel_group {
 	int indexed;                     /* an equality on a key metadata_terms holds */
 	int use_terms;                   /* and few enough images have its values */
 	struct dbuf_json { char *s; size_t len, cap; } values;   /* a JSON array */
+	const char *texts[STORE_MAX_FILTERS];   /* the values as given (the selection's) */
+	size_t n_texts;
+	int numeric;                     /* one of them spells a number */
 };
 
 struct st_selection_plan {
@@ -182,6 +185,8 @@ static int add_value(struct sel_group *g, const char *v, store_error *err)
 	/* A JSON number as RFC 8259 writes one (and finite): then the value
 	 * also compares with stored numbers. */
 	int num = text_is_number(v, 0) && isfinite(strtod(v, NULL));
+	g->texts[g->n_texts++] = v;
+	g->numeric |= num;
 	switch (g->op) {
 	case OP_EQ:
 		rc |= json_put_string(b, v);
@@ -520,6 +525,13 @@ void store_plan_group(const struct st_selection_plan *p, size_t i, const char **
 	*path = p->g[i].path;
 	*op = (int)p->g[i].op;
 	*values = p->g[i].values.s;
+}
+
+size_t store_plan_group_texts(const struct st_selection_plan *p, size_t i, const char *const **texts, int *numeric)
+{
+	*texts = p->g[i].texts;
+	*numeric = p->g[i].numeric;
+	return p->g[i].n_texts;
 }
 
 void store_selection_plan_free(struct st_selection_plan *p)
