@@ -275,19 +275,6 @@ static int path_expr(struct pg_stmt *q, const char *path, struct dbuf *out)
 	return rc ? rc : dbuf_puts(out, ")");
 }
 
-static int json_string(struct dbuf *b, const char *s)
-{
-	int rc = dbuf_puts(b, "\"");
-	for (const unsigned char *p = (const unsigned char *)s; *p && rc == 0; p++)
-		if (*p == '"' || *p == '\\')
-			rc = dbuf_printf(b, "\\%c", *p);
-		else if (*p < 0x20)
-			rc = dbuf_printf(b, "\\u%04x", *p);
-		else
-			rc = dbuf_append(b, (const char *)p, 1);
-	return rc ? rc : dbuf_puts(b, "\"");
-}
-
 /* The document {"a": {"b": LEAF}} for a path's segments: LEAF the value
  * (a JSON text), in an array when arr. */
 static int containment_doc(struct dbuf *b, char seg[][STORE_MAX_FILTER_KEY + 1], int n, const char *leaf, int arr)
@@ -295,7 +282,7 @@ static int containment_doc(struct dbuf *b, char seg[][STORE_MAX_FILTER_KEY + 1],
 	int rc = 0;
 	b->len = 0;
 	for (int i = 0; i < n && rc == 0; i++)
-		rc = dbuf_puts(b, "{") | json_string(b, seg[i]) | dbuf_puts(b, ":");
+		rc = dbuf_puts(b, "{") | store_json_string(b, seg[i]) | dbuf_puts(b, ":");
 	rc |= dbuf_puts(b, arr ? "[" : "") | dbuf_puts(b, leaf) | dbuf_puts(b, arr ? "]" : "");
 	for (int i = 0; i < n && rc == 0; i++)
 		rc = dbuf_puts(b, "}");
@@ -325,7 +312,7 @@ static int containment_sql(struct pg_stmt *q, const struct st_selection_plan *pl
 		int as_bool = !strcmp(texts[i], "true") || !strcmp(texts[i], "false");
 		for (int form = 0; form < (as_bool ? 4 : 2) && rc == 0; form++) {
 			leaf.len = 0;
-			rc = form < 2 ? json_string(&leaf, texts[i]) : dbuf_puts(&leaf, texts[i]);
+			rc = form < 2 ? store_json_string(&leaf, texts[i]) : dbuf_puts(&leaf, texts[i]);
 			rc |= dbuf_append(&leaf, "", 1);
 			rc |= containment_doc(&doc, seg, nseg, leaf.data, form % 2);
 			int k = rc ? -1 : pg_param(q, doc.data, doc.len);

@@ -245,6 +245,10 @@ void store_plan_group(const struct st_selection_plan *p, size_t i, const char **
  * number (then an equality also compares stored numbers with it). */
 size_t store_plan_group_texts(const struct st_selection_plan *p, size_t i, const char *const **texts, int *numeric);
 void store_selection_plan_free(struct st_selection_plan *p);
+/* Append s (NUL-terminated) to b as a JSON string: quotes, backslashes and
+ * control characters escaped, other bytes as they are. 0, or -1 (b full). */
+struct dbuf;
+int store_json_string(struct dbuf *b, const char *s);
 
 /* Call fn(ud, id, vec) for each stored vector of the active model whose
  * row matches sel, in one read transaction, at most limit rows; *truncated

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dbuf.h"
 #include "store_internal.h"
 #include "text.h"
 
@@ -39,7 +40,7 @@ struct sel_group {
 	enum sel_op op;
 	int indexed;                     /* an equality on a key metadata_terms holds */
 	int use_terms;                   /* and few enough images have its values */
-	struct dbuf_json { char *s; size_t len, cap; } values;   /* a JSON array */
+	struct dbuf values;              /* a JSON array */
 	const char *texts[STORE_MAX_FILTERS];   /* the values as given (the selection's) */
 	size_t n_texts;
 	int numeric;                     /* one of them spells a number */
@@ -55,7 +56,7 @@ static void plan_free(struct st_selection_plan *p)
 	if (!p)
 		return;
 	for (size_t i = 0; i < p->n; i++)
-		free(p->g[i].values.s);
+		dbuf_free(&p->g[i].values);
 	free(p);
 }
 
@@ -138,41 +139,18 @@ static int parse_key(const char *key, char *path, size_t len, enum sel_op *op, s
 	return 0;
 }
 
-static int json_put(struct dbuf_json *b, const char *s, size_t n)
+int store_json_string(struct dbuf *b, const char *v)
 {
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 64;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *t = realloc(b->s, cap);
-		if (!t)
-			return -1;
-		b->s = t;
-		b->cap = cap;
-	}
-	memcpy(b->s + b->len, s, n);
-	b->len += n;
-	b->s[b->len] = 0;
-	return 0;
-}
-
-static int json_put_string(struct dbuf_json *b, const char *v)
-{
-	int rc = json_put(b, "\"", 1);
+	int rc = dbuf_puts(b, "\"");
 	for (const unsigned char *p = (const unsigned char *)v; *p && rc == 0; p++) {
-		char esc[8];
-		if (*p == '"' || *p == '\\') {
-			esc[0] = '\\';
-			esc[1] = (char)*p;
-			rc = json_put(b, esc, 2);
-		} else if (*p < 0x20) {
-			snprintf(esc, sizeof esc, "\\u%04x", *p);
-			rc = json_put(b, esc, 6);
-		} else {
-			rc = json_put(b, (const char *)p, 1);
-		}
+		if (*p == '"' || *p == '\\')
+			rc = dbuf_printf(b, "\\%c", *p);
+		else if (*p < 0x20)
+			rc = dbuf_printf(b, "\\u%04x", *p);
+		else
+			rc = dbuf_append(b, p, 1);
 	}
-	return rc ? rc : json_put(b, "\"", 1);
+	return rc ? rc : dbuf_puts(b, "\"");
 }
 
 /* Add one value to a group's JSON array: equality compares strings with
@@ -180,8 +158,8 @@ static int json_put_string(struct dbuf_json *b, const char *v)
  * one or the other; exists takes true or false. */
 static int add_value(struct sel_group *g, const char *v, store_error *err)
 {
-	struct dbuf_json *b = &g->values;
-	int rc = json_put(b, b->len ? "," : "[", 1);
+	struct dbuf *b = &g->values;
+	int rc = dbuf_puts(b, b->len ? "," : "[");
 	/* A JSON number as RFC 8259 writes one (and finite): then the value
 	 * also compares with stored numbers. */
 	int num = text_is_number(v, 0) && isfinite(strtod(v, NULL));
@@ -189,17 +167,17 @@ static int add_value(struct sel_group *g, const char *v, store_error *err)
 	g->numeric |= num;
 	switch (g->op) {
 	case OP_EQ:
-		rc |= json_put_string(b, v);
+		rc |= store_json_string(b, v);
 		if (num)
-			rc |= json_put(b, ",", 1) | json_put(b, v, strlen(v));
+			rc |= dbuf_puts(b, ",") | dbuf_puts(b, v);
 		break;
 	case OP_EXISTS:
 		if (strcmp(v, "true") && strcmp(v, "false"))
 			return store_fail(err, STORE_ERR_INVALID, "%s: must be true or false", g->key);
-		rc |= json_put(b, v[0] == 't' ? "1" : "0", 1);
+		rc |= dbuf_puts(b, v[0] == 't' ? "1" : "0");
 		break;
 	default:
-		rc |= num ? json_put(b, v, strlen(v)) : json_put_string(b, v);
+		rc |= num ? dbuf_puts(b, v) : store_json_string(b, v);
 		break;
 	}
 	return rc ? store_fail(err, STORE_ERR_NOMEM, "out of memory") : 0;
@@ -245,7 +223,7 @@ static int plan_selection(const struct store_selection *sel, struct st_selection
 		rc = add_value(g, v, err);
 	}
 	for (size_t j = 0; j < p->n && rc == 0; j++)
-		if (json_put(&p->g[j].values, "]", 1) != 0)
+		if (dbuf_puts(&p->g[j].values, "]") != 0)
 			rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
 	if (rc != 0) {
 		plan_free(p);
@@ -345,7 +323,7 @@ static void selection_bind(sqlite3_stmt *st, const struct store_selection *sel, 
 		sqlite3_bind_text(st, P_LIBRARY, sel->library, -1, SQLITE_STATIC);
 	for (size_t f = 0; p && f < p->n; f++) {
 		sqlite3_bind_text(st, P_FILTER0 + 2 * (int)f, p->g[f].path, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, P_FILTER0 + 2 * (int)f + 1, p->g[f].values.s, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, P_FILTER0 + 2 * (int)f + 1, p->g[f].values.data, -1, SQLITE_STATIC);
 	}
 }
 
@@ -363,7 +341,7 @@ static int terms_at_most(struct store_conn *c, const struct sel_group *g, size_t
 	if (terms_sql(sql, sizeof sql, g, 1) != 0 || st_appendf(sql, sizeof sql, " LIMIT ?2)") != 0 ||
 	    sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK)
 		return 0;
-	sqlite3_bind_text(st, 1, g->values.s, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 1, g->values.data, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, cap >= (size_t)INT64_MAX ? INT64_MAX : (sqlite3_int64)cap + 1);
 	if (sqlite3_step(st) == SQLITE_ROW)
 		few = (size_t)sqlite3_column_int64(st, 0) <= cap;
@@ -524,7 +502,7 @@ void store_plan_group(const struct st_selection_plan *p, size_t i, const char **
 {
 	*path = p->g[i].path;
 	*op = (int)p->g[i].op;
-	*values = p->g[i].values.s;
+	*values = p->g[i].values.data;
 }
 
 size_t store_plan_group_texts(const struct st_selection_plan *p, size_t i, const char *const **texts, int *numeric)
