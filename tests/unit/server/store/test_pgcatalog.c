@@ -586,6 +586,28 @@ static void test_out_of_order_commit(void)
 	catalog_close(writer);
 }
 
+/* The backend alone on a fresh database (its URI in uri), with an active
+ * model of dim dimensions called name, whose fingerprint is the SHA-256
+ * of the name (hex digits, as real ones are), in m. */
+static pgstore *bare_catalog(char *uri, size_t len, size_t dim, const char *name, struct store_model *m)
+{
+	struct pgstore_params pp = pgstore_default_params();
+	pgstore *pg = NULL;
+	store_error err = { 0 };
+	if (fresh_db(uri, len) != 0 || pgstore_open(uri, &pp, &pg, NULL, &err) != 0)
+		return NULL;
+	memset(m, 0, sizeof *m);
+	m->dim = dim;
+	sha256_hex(name, strlen(name), m->fingerprint);
+	snprintf(m->name, sizeof m->name, "%s", name);
+	snprintf(m->layout, sizeof m->layout, "hf");
+	if (pgstore_ops.set_active_model(pg, m, &err) != 0) {
+		pgstore_ops.close(pg);
+		return NULL;
+	}
+	return pg;
+}
+
 /* clipd catalog copy's rows on PostgreSQL (pgstore_copy.c): ids, columns
  * and originals as given, all of a batch or none, and the end of a copy
  * moves the id sequence and the change counter past the source's, with a
@@ -593,17 +615,11 @@ static void test_out_of_order_commit(void)
 static void test_copy_rows(void)
 {
 	char uri[512];
-	REQUIRE(fresh_db(uri, sizeof uri) == 0);
-	struct pgstore_params pp = pgstore_default_params();
-	pgstore *pg = NULL;
-	store_error err = { 0 };
-	REQUIRE(pgstore_open(uri, &pp, &pg, NULL, &err) == 0);
+	struct store_model m;
+	pgstore *pg = bare_catalog(uri, sizeof uri, DIM, "copied", &m);
+	REQUIRE(pg);
 	const struct backend_ops *be = &pgstore_ops;
-	struct store_model m = { .dim = DIM };
-	memset(m.fingerprint, 'c', 64);
-	snprintf(m.name, sizeof m.name, "copied");
-	snprintf(m.layout, sizeof m.layout, "hf");
-	REQUIRE(be->set_active_model(pg, &m, &err) == 0);
+	store_error err = { 0 };
 	const char *bytes[2] = { "first original", "second original" };
 	char meta[] = "{\"z\":1,\"a\":\"x\"}";
 	struct store_image img[2];
@@ -753,6 +769,45 @@ static void test_equality_filters_can_use_the_meta_index(void)
 	catalog_close(c);
 }
 
+/* Vectors stay in their row (migration 0004), not in the table's TOAST
+ * relation: rows with a 768-dimension vector (3,072 bytes, past the size
+ * at which PostgreSQL would by default move it, or else the model's
+ * fingerprint, out), added with their images and one written again by a
+ * re-embed, leave the TOAST relation empty, and read back as written. */
+static void test_vectors_stay_in_their_rows(void)
+{
+	enum { BIG = 768 };
+	char uri[512];
+	struct store_model m;
+	pgstore *pg = bare_catalog(uri, sizeof uri, BIG, "big", &m);  /* a fingerprint that does not compress */
+	REQUIRE(pg);
+	const struct backend_ops *be = &pgstore_ops;
+	store_error err = { 0 };
+	static float v[3][BIG], back[BIG];
+	int64_t ids[3];
+	for (int i = 0; i < 3; i++) {
+		char bytes[32], sha[STORE_SHA256_HEX];
+		snprintf(bytes, sizeof bytes, "original %d", i);
+		sha256_hex(bytes, strlen(bytes), sha);
+		fx_vec(100 + i, v[i], BIG);
+		struct store_new_image ni = { .sha256 = sha, .mime = "image/png", .width = 1, .height = 1,
+					      .bytes = (int64_t)strlen(bytes) };
+		uint64_t seq = 0;
+		REQUIRE(be->insert(pg, &ni, bytes, strlen(bytes), v[i], BIG, &ids[i], &seq, &err) == 0);
+	}
+	/* a re-embed's write of the first one's vector */
+	fx_vec(200, v[0], BIG);
+	CHECK_EQ_INT(be->put_vectors(pg, ids, 1, m.fingerprint, v[0], BIG, &err), 0);
+	CHECK_EQ_INT(pg_scalar(uri, "SELECT count(*) FROM vectors WHERE octet_length(vec) = 3072"), 3);
+	CHECK_EQ_INT(pg_scalar(uri, "SELECT pg_relation_size(reltoastrelid) FROM pg_class "
+				    "WHERE oid = 'vectors'::regclass"), 0);
+	for (int i = 0; i < 3; i++) {
+		CHECK_EQ_INT(be->get_vector(pg, ids[i], m.fingerprint, back, BIG, &err), 0);
+		CHECK(memcmp(back, v[i], sizeof back) == 0);
+	}
+	be->close(pg);
+}
+
 int main(void)
 {
 	if (!getenv("CLIPD_TEST_PG_URI")) {
@@ -771,5 +826,6 @@ int main(void)
 	RUN(test_out_of_order_commit);
 	RUN(test_copy_rows);
 	RUN(test_equality_filters_can_use_the_meta_index);
+	RUN(test_vectors_stay_in_their_rows);
 	return harness_done();
 }

@@ -1,0 +1,15 @@
+-- clipd's PostgreSQL catalog, version 4: a vector stays in its row.
+--
+-- A vector is 4 bytes a dimension (2,048 for a 512-dimension model), which
+-- puts its row just past the size (about 2 KB) at which PostgreSQL starts
+-- moving a row's long values out into the table's TOAST relation: until
+-- now every vector went there, in two chunks, so reading one cost a lookup
+-- in the TOAST index and two more tuples. With the target at its largest,
+-- a row up to a page (about 2,000 dimensions) is stored as it is, neither
+-- compressed (vectors do not compress) nor moved, vector and model
+-- fingerprint alike; a larger one is moved out as before. A filtered
+-- search, which reads the matching images' vectors one by one, and a
+-- node's load of every vector read them from the row itself. Rows stored
+-- before keep their place until the table is rewritten (VACUUM FULL
+-- vectors; README, "Several nodes on PostgreSQL").
+ALTER TABLE vectors SET (toast_tuple_target = 8160);
