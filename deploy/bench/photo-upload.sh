@@ -15,7 +15,9 @@
 #    Debian's Pillow doing the reference preprocessing (pillow-prep.py).
 # 4. clipd serve (fast path, the default) on a fresh data directory and
 #    wrk with C connections (default 8) posting the corpus, each photo
-#    once, until it runs out or 60 s pass.
+#    once, until it runs out or 60 s pass; the daemon's CPU per photo by
+#    thread, and the shares of the machine's CPU (both cores) that the
+#    daemon, wrk (on the same cores) and the rest took, and idle.
 #    --perf SECONDS: perf record -g on the daemon for the first SECONDS of
 #    the upload run, then perf report by shared object and by symbol:
 #    where an upload's CPU goes at batch 8 (perf.data stays in WORK).
@@ -105,12 +107,23 @@ thread_cpu() {
 		printf '%s\t%s\n' "$(cat "$t/comm" 2>/dev/null)" "$(cut -d')' -f2 "$t/stat" 2>/dev/null | awk '{print $12 + $13}')"
 	done
 }
+# And the machine's: busy and idle ticks of all its cores (/proc/stat), and
+# the CPU seconds of this shell's children, which over the run is wrk's:
+# the load generator shares the cores with the daemon.
+machine_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat; }
+# (times in this shell itself: in a subshell it would count the subshell's children)
+children_s() { tail -n 1 "$1" | sed 's/m/ /g; s/s//g' | awk '{ print $1 * 60 + $2 + $3 * 60 + $4 }'; }
 thread_cpu > "$work/threads-before.tsv"
+times > "$work/times-before"
+machine0=$(machine_ticks)
 upload_json=$(wrk -t2 -c"$conns" -d"${up_secs}s" --timeout 30s --latency -s "$root/deploy/bench/upload.lua" "$url" -- \
 	"$work/photos.txt" 2 | grep '^{')
+machine1=$(machine_ticks)
+times > "$work/times-after"
 echo "$upload_json"
 thread_cpu > "$work/threads-after.tsv"
-/usr/bin/python3 - "$work/threads-before.tsv" "$work/threads-after.tsv" "$upload_json" "$(getconf CLK_TCK)" <<'PY'
+/usr/bin/python3 - "$work/threads-before.tsv" "$work/threads-after.tsv" "$upload_json" "$(getconf CLK_TCK)" \
+	"$machine0" "$machine1" "$(children_s "$work/times-before")" "$(children_s "$work/times-after")" <<'PY'
 import collections, json, sys
 def load(path):
     d = collections.Counter()
@@ -125,6 +138,13 @@ n = max(up.get("created", 0), 1)
 ms = {k: round((after[k] - before.get(k, 0)) * 1000 / hz / n, 1) for k in after}
 print(json.dumps({"bench": "upload_cpu_ms_per_photo", "total": round(sum(ms.values()), 1),
                   "by_thread": dict(sorted(ms.items(), key=lambda kv: -kv[1]))}, separators=(",", ":")))
+(busy0, idle0), (busy1, idle1) = [map(int, sys.argv[i].split()) for i in (5, 6)]
+total = max(busy1 - busy0 + idle1 - idle0, 1)
+daemon = sum(after[k] - before.get(k, 0) for k in after)
+wrk = (float(sys.argv[8]) - float(sys.argv[7])) * hz
+share = lambda t: round(100 * t / total, 1)
+print(json.dumps({"bench": "upload_machine_cpu_pct", "daemon": share(daemon), "wrk": share(wrk),
+                  "other": share(busy1 - busy0 - daemon - wrk), "idle": share(idle1 - idle0)}, separators=(",", ":")))
 PY
 curl -s "$url/info" | sed -n 's/.*"encoder":{"image":\({[^}]*}\).*/{"encoder_image_counters":\1}/p'
 if [ -n "$perf_pid" ]; then
