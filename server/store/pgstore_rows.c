@@ -260,14 +260,12 @@ static int path_segments(const char *path, char seg[][STORE_MAX_FILTER_KEY + 1],
 	return *p ? -1 : n;
 }
 
-/* The jsonb at a path of i.meta: i.meta -> $n -> $m (a text key on an
- * array gives NULL, as SQLite's quoted path segments do). */
-static int path_expr(struct pg_stmt *q, const char *path, struct dbuf *out)
+/* The jsonb at a path (its n segments) of i.meta: i.meta -> $n -> $m (a
+ * text key on an array gives NULL, as SQLite's quoted path segments do). */
+static int path_expr(struct pg_stmt *q, char seg[][STORE_MAX_FILTER_KEY + 1], const size_t *len, int n,
+		     struct dbuf *out)
 {
-	char seg[STORE_MAX_FILTER_DEPTH][STORE_MAX_FILTER_KEY + 1];
-	size_t len[STORE_MAX_FILTER_DEPTH];
-	int n = path_segments(path, seg, len, STORE_MAX_FILTER_DEPTH);
-	int rc = n < 0 ? -1 : dbuf_puts(out, "(i.meta");
+	int rc = dbuf_puts(out, "(i.meta");
 	for (int i = 0; i < n && rc == 0; i++) {
 		int k = pg_param(q, seg[i], len[i]);
 		rc = k < 0 ? -1 : dbuf_printf(out, " -> $%d::text", k);
@@ -296,14 +294,12 @@ static int containment_doc(struct dbuf *b, char seg[][STORE_MAX_FILTER_KEY + 1],
  * the group's matches: the exact condition after it decides. Numbers are
  * left out (the filter compares them as float8, containment as numeric),
  * and so is a group with one. */
-static int containment_sql(struct pg_stmt *q, const struct st_selection_plan *plan, size_t g, const char *path)
+static int containment_sql(struct pg_stmt *q, const struct st_selection_plan *plan, size_t g,
+			   char seg[][STORE_MAX_FILTER_KEY + 1], int nseg)
 {
 	const char *const *texts;
 	int numeric;
 	size_t n = store_plan_group_texts(plan, g, &texts, &numeric);
-	char seg[STORE_MAX_FILTER_DEPTH][STORE_MAX_FILTER_KEY + 1];
-	size_t len[STORE_MAX_FILTER_DEPTH];
-	int nseg = path_segments(path, seg, len, STORE_MAX_FILTER_DEPTH);
 	if (numeric || n == 0 || nseg <= 0)
 		return 0;
 	struct dbuf doc = DBUF_INIT(64 * 1024), leaf = DBUF_INIT(8 * 1024);
@@ -374,14 +370,17 @@ int pg_selection_sql(struct pg_stmt *q, const struct store_selection *sel, store
 		const char *path, *values;
 		int op;
 		store_plan_group(plan, g, &path, &op, &values);
+		char seg[STORE_MAX_FILTER_DEPTH][STORE_MAX_FILTER_KEY + 1];
+		size_t len[STORE_MAX_FILTER_DEPTH];
+		int nseg = path_segments(path, seg, len, STORE_MAX_FILTER_DEPTH);
 		x.len = 0;
-		if (path_expr(q, path, &x) != 0 || dbuf_append(&x, "", 1) != 0 ||
+		if (nseg < 0 || path_expr(q, seg, len, nseg, &x) != 0 || dbuf_append(&x, "", 1) != 0 ||
 		    (k = pg_param(q, values, strlen(values))) < 0) {
 			rc = -1;
 			break;
 		}
 		const char *e = x.data;
-		if (op == STORE_SEL_EQ && (rc = containment_sql(q, plan, g, path)) != 0)
+		if (op == STORE_SEL_EQ && (rc = containment_sql(q, plan, g, seg, nseg)) != 0)
 			break;
 		if (op == STORE_SEL_EXISTS) {
 			rc = dbuf_printf(b, " AND (%s IS NOT NULL)::int IN (SELECT t.x::int FROM "
