@@ -58,15 +58,21 @@ static void windows_free(struct windows *win)
 	memset(win, 0, sizeof *win);
 }
 
-static int windows_init(struct windows *win, int64_t in_size, int64_t out_size,
-			int64_t first, int n, clip_error *err)
+/*
+ * in_size pixels, of which the box [box0, box0 + box_len) is resized to
+ * out_size (Pillow's resize with a box; the whole image: 0, in_size).
+ */
+static int windows_init(struct windows *win, int64_t in_size, double box0, double box_len,
+			int64_t out_size, int64_t first, int n, clip_error *err)
 {
 	double *tmp = NULL;
 	int rc = CLIP_ERR_NOMEM;
 
 	memset(win, 0, sizeof *win);
-	/* Pillow passes the box as floats: (double)(float)in_size. */
-	double scale = (double)(float)in_size / (double)out_size;
+	/* Pillow passes the box as floats and subtracts them as floats: for
+	 * the whole image (double)(float)in_size. */
+	const float in0 = (float)box0, in1 = (float)(box0 + box_len);
+	double scale = (double)(in1 - in0) / (double)out_size;
 	double filterscale = scale < 1.0 ? 1.0 : scale;
 	double support = 2.0 * filterscale;  /* BICUBIC support 2, widened when shrinking */
 	double ksize_d = ceil(support) * 2 + 1;
@@ -86,7 +92,7 @@ static int windows_init(struct windows *win, int64_t in_size, int64_t out_size,
 	}
 
 	for (int i = 0; i < n; i++) {
-		double center = ((double)(first + i) + 0.5) * scale;
+		double center = (double)in0 + ((double)(first + i) + 0.5) * scale;
 		double ss = 1.0 / filterscale;
 		/* Pillow rounds with a truncating cast, then clamps. */
 		int64_t lo = (int64_t)(center - support + 0.5);
@@ -225,16 +231,40 @@ int clip_image_crop(const clip_image *img, int side, unsigned char *out_rgb,
 		return clip_fail(err, CLIP_ERR_INVALID, "crop buffer holds %zu bytes, %zu needed",
 				 out_rgb ? out_len : 0, need);
 
+	const int64_t w = img->width, h = img->height;
+	/* The image the crop is of, and the box of the pixels it covers. A
+	 * DCT-scaled decode (1/d) has ceil(full / d) pixels a side, the last
+	 * standing for fewer than d full-size ones: the crop is of the full
+	 * image, from the box full / d wide at that pixel's end (its start
+	 * when the orientation reversed the axis), so it samples the places
+	 * the full-size decode's crop samples whatever the sizes' remainder. */
+	int64_t gw = w, gh = h;
+	double bx = 0, by = 0, bw = (double)w, bh = (double)h;
+	const int d = img->scale_denom;
+	if (d > 1 && img->full_width > 0 && img->full_height > 0) {
+		const double fw = (double)img->full_width / d, fh = (double)img->full_height / d;
+		if (fw > (double)(w - 1) && fw <= (double)w && fh > (double)(h - 1) &&
+		    fh <= (double)h) {
+			const int o = img->orientation;
+			gw = img->full_width;
+			gh = img->full_height;
+			bw = fw;
+			bh = fh;
+			if (o == 2 || o == 3 || o == 6 || o == 7)
+				bx = (double)w - fw;
+			if (o == 3 || o == 4 || o == 7 || o == 8)
+				by = (double)h - fh;
+		}
+	}
 	/* torchvision's Resize(side): the shorter side becomes side, the
 	 * longer int(side * long / short), in double as Python computes it. */
-	const int64_t w = img->width, h = img->height;
 	int64_t nw, nh;
-	if (w <= h) {
+	if (gw <= gh) {
 		nw = side;
-		nh = (int64_t)((double)(side * h) / (double)w);
+		nh = (int64_t)((double)(side * gh) / (double)gw);
 	} else {
 		nh = side;
-		nw = (int64_t)((double)(side * w) / (double)h);
+		nw = (int64_t)((double)(side * gw) / (double)gh);
 	}
 	if (nw > INT_MAX || nh > INT_MAX)
 		return clip_fail(err, CLIP_ERR_TOO_LARGE, "image %lld x %lld too elongated to resize",
@@ -242,15 +272,17 @@ int clip_image_crop(const clip_image *img, int side, unsigned char *out_rgb,
 	/* CenterCrop: offsets int(round((size - side) / 2.0)). */
 	const int64_t left = half_round_even(nw - side), top = half_round_even(nh - side);
 	const size_t stride = (size_t)w * 3;
-	const int need_h = nw != w, need_v = nh != h;
+	/* Pillow skips a pass whose size and box do not change */
+	const int need_h = nw != w || bx != 0 || bw != (double)w;
+	const int need_v = nh != h || by != 0 || bh != (double)h;
 
 	if (need_h) {
-		rc = windows_init(&hw, w, nw, left, side, err);
+		rc = windows_init(&hw, w, bx, bw, nw, left, side, err);
 		if (rc)
 			goto out;
 	}
 	if (need_v) {
-		rc = windows_init(&vw, h, nh, top, side, err);
+		rc = windows_init(&vw, h, by, bh, nh, top, side, err);
 		if (rc)
 			goto out;
 		acc = malloc(need * sizeof *acc);
