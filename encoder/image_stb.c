@@ -154,19 +154,34 @@ static int bmp_check_length(const unsigned char *p, size_t len, uint64_t w, uint
 	return 0;
 }
 
+/* What Pillow's reading of a GIF's first frame depends on. */
+struct gif_frame0 {
+	uint32_t x, y, w, h;         /* the frame's place on the logical screen */
+	int transparent;             /* the transparent index, -1: none */
+	const unsigned char *pal;    /* the frame's colour table: local, else global */
+	unsigned pal_n;              /* its entries */
+};
+
 /*
  * stb_image decodes a GIF whose first frame is cut short, filling the rest
  * with black; Pillow refuses it. Walk the blocks up to the end of the first
- * frame's image data and check that they are all there.
+ * frame's image data and check that they are all there, noting in *g what
+ * the frame's colours depend on.
  */
-static int gif_check_first_frame(const unsigned char *p, size_t len, clip_error *err)
+static int gif_first_frame(const unsigned char *p, size_t len, struct gif_frame0 *g,
+			   clip_error *err)
 {
 	size_t pos = 13;
 
+	memset(g, 0, sizeof *g);
+	g->transparent = -1;
 	if (len < 13)
 		return clip_fail(err, CLIP_ERR_UNDECODABLE, "truncated GIF header");
-	if (p[10] & 0x80)
-		pos += (size_t)3 << ((p[10] & 7) + 1);  /* global colour table */
+	if (p[10] & 0x80) {
+		g->pal = p + 13;  /* global colour table */
+		g->pal_n = 2u << (p[10] & 7);
+		pos += (size_t)3 * g->pal_n;
+	}
 	for (;;) {
 		if (pos >= len)
 			break;
@@ -177,11 +192,24 @@ static int gif_check_first_frame(const unsigned char *p, size_t len, clip_error 
 			if (len - pos < 11)
 				break;
 			unsigned char flags = p[pos + 9];
+			g->x = rd_le16(p + pos + 1);
+			g->y = rd_le16(p + pos + 3);
+			g->w = rd_le16(p + pos + 5);
+			g->h = rd_le16(p + pos + 7);
 			pos += 10;
-			if (flags & 0x80)
-				pos += (size_t)3 << ((flags & 7) + 1);  /* local colour table */
+			if (flags & 0x80) {
+				g->pal_n = 2u << (flags & 7);  /* local colour table */
+				g->pal = p + pos;
+				pos += (size_t)3 * g->pal_n;
+				if (pos > len)
+					break;
+			}
 			pos += 1;  /* LZW minimum code size */
 		} else if (b == 0x21) {
+			/* a graphic control extension with the transparency flag
+			 * names the first frame's transparent index */
+			if (len - pos > 6 && p[pos + 1] == 0xF9 && p[pos + 2] == 4 && (p[pos + 3] & 1))
+				g->transparent = p[pos + 6];
 			pos += 2;  /* introducer, label */
 		} else {
 			return clip_fail(err, CLIP_ERR_UNDECODABLE,
@@ -198,6 +226,37 @@ static int gif_check_first_frame(const unsigned char *p, size_t len, clip_error 
 	}
 	return clip_fail(err, CLIP_ERR_UNDECODABLE,
 			 "truncated GIF: the data ends inside the first frame");
+}
+
+/*
+ * stb_image's first frame (RGBA) to Pillow's: Pillow reads it as palette
+ * indices on a screen filled with the transparent index (index 0 without
+ * one) and convert("RGB") looks every index up in the frame's colour
+ * table, so a transparent pixel has its index's colour and the screen
+ * outside the frame the fill's. stb_image leaves transparent pixels (0, 0,
+ * 0, 0) and fills the outside with the global background colour.
+ * Transparent pixels, and the outside when there is a transparent index,
+ * keep alpha 0 (for thumbnails).
+ */
+static void gif_as_pillow(unsigned char *rgba, uint32_t w, uint32_t h, const struct gif_frame0 *g)
+{
+	const unsigned fill = g->transparent >= 0 ? (unsigned)g->transparent : 0;
+	unsigned char colour[3] = { 0, 0, 0 };  /* an index past the table: black, as Pillow */
+	if (g->pal && fill < g->pal_n)
+		memcpy(colour, g->pal + 3 * (size_t)fill, 3);
+	const unsigned char a = g->transparent >= 0 ? 0 : 255;
+
+	for (uint32_t y = 0; y < h; y++) {
+		const int row_in = y >= g->y && y - g->y < g->h;
+		for (uint32_t x = 0; x < w; x++) {
+			unsigned char *px = rgba + ((size_t)y * w + x) * 4;
+			const int in = row_in && x >= g->x && x - g->x < g->w;
+			if (!in || px[3] == 0) {
+				memcpy(px, colour, 3);
+				px[3] = a;
+			}
+		}
+	}
 }
 
 int clip_probe_stb(enum clip_image_type t, const unsigned char *p, size_t len, uint32_t *w,
@@ -259,8 +318,9 @@ int clip_decode_stb(enum clip_image_type t, const unsigned char *p, size_t len,
 		if (rc)
 			return rc;
 	}
+	struct gif_frame0 gif;
 	if (t == CLIP_IMAGE_GIF) {
-		rc = gif_check_first_frame(p, len, err);
+		rc = gif_first_frame(p, len, &gif, err);
 		if (rc)
 			return rc;
 	}
@@ -282,9 +342,10 @@ int clip_decode_stb(enum clip_image_type t, const unsigned char *p, size_t len,
 
 	/* stb_image converts to 3 channels (4 when alpha is wanted): drops
 	 * alpha, replicates grey, expands palettes, keeps the high byte of
-	 * 16-bit samples; for a GIF it returns the first frame. Its buffer
-	 * comes from malloc (stb_impl.c), so it is freed with free. */
-	const int want = rq->keep_alpha ? 4 : 3;
+	 * 16-bit samples; for a GIF it returns the first frame (with alpha,
+	 * which tells the transparent pixels). Its buffer comes from malloc
+	 * (stb_impl.c), so it is freed with free. */
+	const int want = rq->keep_alpha || t == CLIP_IMAGE_GIF ? 4 : 3;
 	clip_stbi_cap_allocations(cap < SIZE_MAX ? (size_t)cap : SIZE_MAX);
 	unsigned char *px = stbi_load_from_memory(p, (int)len, &x, &y, &n, want);
 	int refused = clip_stbi_allocation_refused();
@@ -301,8 +362,18 @@ int clip_decode_stb(enum clip_image_type t, const unsigned char *p, size_t len,
 				 "corrupt %s: decoded %d x %d, the header states %d x %d",
 				 type_name(t), x, y, w, h);
 	}
-	if (want == 4) {
-		const size_t npx = (size_t)w * (size_t)h;
+	const size_t npx = (size_t)w * (size_t)h;
+	if (t == CLIP_IMAGE_GIF) {
+		gif_as_pillow(px, uw, uh, &gif);
+		if (!rq->keep_alpha) {
+			for (size_t i = 0; i < npx; i++)
+				memmove(px + 3 * i, px + 4 * i, 3);
+			unsigned char *shrunk = realloc(px, npx * 3);
+			if (shrunk)
+				px = shrunk;
+		}
+	}
+	if (rq->keep_alpha) {
 		unsigned char *alpha = malloc(npx);
 		if (!alpha) {
 			stbi_image_free(px);

@@ -215,6 +215,53 @@ open("tiff_rgb16.tif", "wb").write(out)
 EOF
 tiffcp tiff_rgb8.tif "$tmp/page2.tif" tiff_multipage.tif
 
+# ---- GIFs whose first frame does not cover the screen, written by hand
+# (Pillow writes neither): colours a decoder must take from the frame's
+# own table, as Pillow reads them -----------------------------------------------
+$py <<'EOF'
+import struct
+def lzw(indices, min_size):
+    # every code min_size + 1 bits wide: a clear code before each pair of
+    # indices keeps the table from growing a bit
+    clear, end, width = 1 << min_size, (1 << min_size) + 1, min_size + 1
+    codes = []
+    for i in range(0, len(indices), 2):
+        codes += [clear] + indices[i:i + 2]
+    codes.append(end)
+    acc = nbits = 0
+    out = bytearray()
+    for c in codes:
+        acc |= c << nbits
+        nbits += width
+        while nbits >= 8:
+            out.append(acc & 255)
+            acc >>= 8
+            nbits -= 8
+    if nbits:
+        out.append(acc)
+    blocks = bytearray()
+    for i in range(0, len(out), 255):
+        blocks += bytes([len(out[i:i + 255])]) + out[i:i + 255]
+    return bytes([min_size]) + bytes(blocks) + b"\0"
+def gif(name, screen, bg, gpal, frame, pixel, transparent=None, lpal=None):
+    sw, sh = screen
+    x0, y0, fw, fh = frame
+    out = b"GIF89a" + struct.pack("<HHBBB", sw, sh, 0x81, bg, 0) + bytes(sum(gpal, ()))
+    if transparent is not None:
+        out += b"\x21\xf9\x04" + struct.pack("<BHB", 1, 0, transparent) + b"\0"
+    out += b"\x2c" + struct.pack("<HHHH", x0, y0, fw, fh)
+    out += bytes([0x81]) + bytes(sum(lpal, ())) if lpal else b"\0"
+    out += lzw([pixel(x, y) for y in range(fh) for x in range(fw)], 2) + b"\x3b"
+    open(name, "wb").write(out)
+gpal = ((10, 120, 240), (250, 250, 0), (200, 30, 90), (0, 160, 60))
+# index 2 transparent (its colour is not black); background index 1
+gif("gif_transparent.gif", (40, 30), 1, gpal, (5, 4, 24, 18),
+    lambda x, y: (x // 3 + y // 2) % 4, transparent=2)
+# no transparency, a local colour table; background index 3 (global)
+gif("gif_subframe.gif", (40, 30), 3, gpal, (6, 5, 20, 12),
+    lambda x, y: (x * y) % 4, lpal=((255, 0, 0), (0, 0, 255), (0, 255, 0), (128, 128, 128)))
+EOF
+
 # ---- broken versions: cut in half, or a header field made impossible ---------
 $py <<'EOF'
 import struct
@@ -280,6 +327,8 @@ ref("webp_animated.webp", "webp_animated.png")
 ref("webp_orient6.webp", "webp_orient6.png", transpose=True)
 for n in ["tiff_rgb8", "tiff_rgb16", "tiff_palette", "tiff_grey", "tiff_multipage", "tiff_orient6"]:
     ref(n + ".tif", n + ".png")
+ref("gif_transparent.gif", "gif_transparent.png", rgba=True)
+ref("gif_subframe.gif", "gif_subframe.png")
 EOF
 # heif-convert for HEIC and AVIF; djpeg for the arithmetic-coded JPEG,
 # which Debian's Pillow cannot read

@@ -312,6 +312,9 @@ static void test_formats_match_reference(void)
 		{ "tiff_grey.tif", "tiff_grey.png", 96, 64 },
 		{ "tiff_multipage.tif", "tiff_multipage.png", 96, 64 }, /* first page */
 		{ "tiff_orient6.tif", "tiff_orient6.png", 64, 96 },
+		/* stb_image, its first frame's colours made Pillow's */
+		{ "gif_transparent.gif", "gif_transparent.png", 40, 30 },
+		{ "gif_subframe.gif", "gif_subframe.png", 40, 30 },
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		clip_image img = { 0 };
@@ -446,6 +449,22 @@ static void test_alpha(void)
 	clip_image_flatten(NULL);
 	clip_image_free(&img);
 	clip_image_free(&plain);
+
+	/* a GIF's transparent index: alpha 0 on its pixels and on the screen
+	 * outside the first frame, the colour Pillow gives them */
+	REQUIRE(decode_photo("gif_transparent.gif", &dp, &img, &err) == 0);
+	REQUIRE(img.alpha != NULL);
+	want = read_ref("gif_transparent.png", 4, &rw, &rh);
+	REQUIRE(want && rw == 40 && rh == 30);
+	wrong = transparent = 0;
+	for (size_t i = 0; i < (size_t)40 * 30; i++) {
+		wrong += img.alpha[i] != want[4 * i + 3] || memcmp(img.rgb + 3 * i, want + 4 * i, 3);
+		transparent += img.alpha[i] == 0;
+	}
+	CHECK_EQ_INT(wrong, 0);
+	CHECK(transparent > 40 * 30 - 24 * 18);
+	free(want);
+	clip_image_free(&img);
 
 	/* an RGBA PNG keeps its alpha; an opaque JPEG has none */
 	char path[1024];
