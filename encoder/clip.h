@@ -299,8 +299,18 @@ void clip_image_free(clip_image *img);
  * do without alpha. */
 void clip_image_flatten(clip_image *img);
 
+/* The picture img stands for, *pw x *ph, and the part of img->rgb it
+ * covers, in img's pixels, as box = { x0, y0, width, height }. For a
+ * full-size decode, img itself: all of it (0 is returned). A DCT-scaled
+ * decode (1/d) has ceil(full / d) pixels a side, the last standing for
+ * part of d: the picture is full_width x full_height, the box full / d
+ * pixels a side, that partial pixel at the end of each axis the
+ * orientation kept and at the start of one it reversed (1 is returned). */
+int clip_image_box(const clip_image *img, double box[4], int *pw, int *ph);
+
 /* PIL-exact bicubic resize of the shorter side to `side`, centre crop to
- * side x side: out_rgb holds side * side * 3 bytes. */
+ * side x side: out_rgb holds side * side * 3 bytes. A DCT-scaled decode is
+ * resized from its box (clip_image_box), with the full image's sizes. */
 int clip_image_crop(const clip_image *img, int side, unsigned char *out_rgb,
 		    size_t out_len, clip_error *err);
 

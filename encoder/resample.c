@@ -203,6 +203,29 @@ static void resample_cols(const unsigned char *src, size_t src_stride, int row0,
 	}
 }
 
+int clip_image_box(const clip_image *img, double box[4], int *pw, int *ph)
+{
+	*pw = img ? img->width : 0;
+	*ph = img ? img->height : 0;
+	box[0] = box[1] = 0;
+	box[2] = *pw;
+	box[3] = *ph;
+	if (!img || img->scale_denom <= 1 || img->full_width <= 0 || img->full_height <= 0)
+		return 0;
+	const double d = img->scale_denom, w = img->width, h = img->height;
+	const double fw = img->full_width / d, fh = img->full_height / d;
+	if (!(fw > w - 1 && fw <= w && fh > h - 1 && fh <= h))
+		return 0;  /* not sizes a 1/d decode gives: the pixels as they are */
+	const int o = img->orientation;
+	box[0] = o == 2 || o == 3 || o == 6 || o == 7 ? w - fw : 0;
+	box[1] = o == 3 || o == 4 || o == 7 || o == 8 ? h - fh : 0;
+	box[2] = fw;
+	box[3] = fh;
+	*pw = img->full_width;
+	*ph = img->full_height;
+	return 1;
+}
+
 /* Python's int(round(d / 2.0)) for an integer d >= 0: halves to even. */
 static int64_t half_round_even(int64_t d)
 {
@@ -232,30 +255,14 @@ int clip_image_crop(const clip_image *img, int side, unsigned char *out_rgb,
 				 out_rgb ? out_len : 0, need);
 
 	const int64_t w = img->width, h = img->height;
-	/* The image the crop is of, and the box of the pixels it covers. A
-	 * DCT-scaled decode (1/d) has ceil(full / d) pixels a side, the last
-	 * standing for fewer than d full-size ones: the crop is of the full
-	 * image, from the box full / d wide at that pixel's end (its start
-	 * when the orientation reversed the axis), so it samples the places
-	 * the full-size decode's crop samples whatever the sizes' remainder. */
-	int64_t gw = w, gh = h;
-	double bx = 0, by = 0, bw = (double)w, bh = (double)h;
-	const int d = img->scale_denom;
-	if (d > 1 && img->full_width > 0 && img->full_height > 0) {
-		const double fw = (double)img->full_width / d, fh = (double)img->full_height / d;
-		if (fw > (double)(w - 1) && fw <= (double)w && fh > (double)(h - 1) &&
-		    fh <= (double)h) {
-			const int o = img->orientation;
-			gw = img->full_width;
-			gh = img->full_height;
-			bw = fw;
-			bh = fh;
-			if (o == 2 || o == 3 || o == 6 || o == 7)
-				bx = (double)w - fw;
-			if (o == 3 || o == 4 || o == 7 || o == 8)
-				by = (double)h - fh;
-		}
-	}
+	/* The picture the crop is of: a DCT-scaled decode stands for the
+	 * full-size one, so the crop samples the places the full-size
+	 * decode's crop samples whatever the sizes' remainder. */
+	double box[4];
+	int pw, ph;
+	clip_image_box(img, box, &pw, &ph);
+	const int64_t gw = pw, gh = ph;
+	const double bx = box[0], by = box[1], bw = box[2], bh = box[3];
 	/* torchvision's Resize(side): the shorter side becomes side, the
 	 * longer int(side * long / short), in double as Python computes it. */
 	int64_t nw, nh;

@@ -817,7 +817,7 @@ static void thumb_task(void *arg)
 	int rc = clip_image_decode_with(bytes, len, &dp, &img, &err);
 	if (rc == 0) {
 		clip_image_flatten(&img);
-		if (srv_thumb_make(img.rgb, img.width, img.height, t->size, &t->jpeg, &t->len) != 0)
+		if (srv_thumb_make(&img, t->size, &t->jpeg, &t->len) != 0)
 			thumb_fail(t, HTTP_ERR_INTERNAL, "out of memory making the thumbnail");
 	}
 	clip_image_free(&img);

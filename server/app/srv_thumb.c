@@ -25,14 +25,15 @@ struct span {
 	float w_first, w_last;
 };
 
-static struct span *make_spans(int src, int dst)
+/* dst spans over the box [a0, a0 + len) of src pixels. */
+static struct span *make_spans(int src, double a0, double len, int dst)
 {
 	struct span *s = malloc((size_t)dst * sizeof *s);
 	if (!s)
 		return NULL;
-	double scale = (double)src / dst;   /* >= 1: thumbnails only shrink */
+	double scale = len / dst;   /* >= 1: thumbnails only shrink */
 	for (int i = 0; i < dst; i++) {
-		double a = i * scale, b = (i + 1) * scale;
+		double a = a0 + i * scale, b = a0 + (i + 1) * scale;
 		if (b > src)
 			b = src;
 		int first = (int)a, last = (int)ceil(b) - 1;
@@ -81,17 +82,24 @@ static void resize(const unsigned char *in, int w, unsigned char *out, int ow, i
 	}
 }
 
-int srv_thumb_make(const unsigned char *rgb, int w, int h, int side, unsigned char **jpeg, size_t *len)
+int srv_thumb_make(const clip_image *img, int side, unsigned char **jpeg, size_t *len)
 {
 	int rc = -1;
-	int ow = w, oh = h;
-	if (w > side || h > side) {
-		if (w >= h) {
+	const unsigned char *rgb = img->rgb;
+	const int w = img->width, h = img->height;
+	/* The picture's own size: a DCT-scaled decode stands for the full
+	 * one, from its box (its last pixel may stand for part of d). */
+	double box[4];
+	int pw, ph;
+	clip_image_box(img, box, &pw, &ph);
+	int ow = pw, oh = ph;
+	if (pw > side || ph > side) {
+		if (pw >= ph) {
 			ow = side;
-			oh = (int)((double)h * side / w + 0.5);
+			oh = (int)((double)ph * side / pw + 0.5);
 		} else {
 			oh = side;
-			ow = (int)((double)w * side / h + 0.5);
+			ow = (int)((double)pw * side / ph + 0.5);
 		}
 		if (ow < 1)
 			ow = 1;
@@ -102,9 +110,9 @@ int srv_thumb_make(const unsigned char *rgb, int w, int h, int side, unsigned ch
 	float *row = NULL;
 	unsigned char *small = NULL;
 	const unsigned char *src = rgb;
-	if (ow != w || oh != h) {
-		sx = make_spans(w, ow);
-		sy = make_spans(h, oh);
+	if (ow != w || oh != h || box[0] != 0 || box[1] != 0 || box[2] != w || box[3] != h) {
+		sx = make_spans(w, box[0], box[2], ow);
+		sy = make_spans(h, box[1], box[3], oh);
 		row = malloc((size_t)w * 3 * sizeof *row);
 		small = malloc((size_t)ow * (size_t)oh * 3);
 		if (!sx || !sy || !row || !small)

@@ -1,10 +1,13 @@
 /* The API's JSON helpers and thumbnails: RFC 3339 times, UTF-8 checks,
  * strict numbers, RFC 7396 merge patch, the image object, JPEG thumbnails. */
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "clip.h"
 #include "harness.h"
 #include "http_errors.h"
+#include "srv_jpeg.h"
 #include "srv_json.h"
 #include "srv_thumb.h"
 
@@ -186,7 +189,8 @@ static void test_thumbnails(void)
 	for (size_t i = 0; i < 3; i++) {
 		unsigned char *jpeg = NULL;
 		size_t len = 0;
-		REQUIRE(srv_thumb_make(rgb, w, h, want[i].side, &jpeg, &len) == 0);
+		clip_image src = { .width = w, .height = h, .rgb = rgb };
+		REQUIRE(srv_thumb_make(&src, want[i].side, &jpeg, &len) == 0);
 		clip_image img = { 0 };
 		clip_error err = { 0 };
 		REQUIRE(clip_image_decode(jpeg, len, 1 << 20, &img, &err) == 0);
@@ -203,7 +207,8 @@ static void test_thumbnails(void)
 	/* Tall: the height becomes the side. */
 	unsigned char *jpeg = NULL;
 	size_t len = 0;
-	REQUIRE(srv_thumb_make(rgb, 50, 600, 128, &jpeg, &len) == 0);
+	clip_image tall = { .width = 50, .height = 600, .rgb = rgb };
+	REQUIRE(srv_thumb_make(&tall, 128, &jpeg, &len) == 0);
 	clip_image img = { 0 };
 	clip_error err = { 0 };
 	REQUIRE(clip_image_decode(jpeg, len, 1 << 20, &img, &err) == 0);
@@ -212,6 +217,87 @@ static void test_thumbnails(void)
 	clip_image_free(&img);
 	free(jpeg);
 	free(rgb);
+}
+
+/* The thumbnail of image in bytes, decoded as the server decodes for one
+ * (scaled == 1: at the smallest DCT scale that covers it) or at full size;
+ * the thumbnail decoded back into *out. */
+static int thumb_of(const unsigned char *bytes, size_t len, int side, int scaled, clip_image *out)
+{
+	struct clip_decode_params dp = clip_decode_default_params();
+	dp.min_long_side = scaled ? side : 0;
+	dp.keep_alpha = 1;
+	clip_image img = { 0 };
+	clip_error err = { 0 };
+	unsigned char *jpeg = NULL;
+	size_t jlen = 0;
+	if (clip_image_decode_with(bytes, len, &dp, &img, &err) != 0)
+		return -1;
+	CHECK_EQ_INT(img.scale_denom, scaled ? 8 : 1);
+	int rc = srv_thumb_make(&img, side, &jpeg, &jlen);
+	clip_image_free(&img);
+	if (rc == 0)
+		rc = clip_image_decode(jpeg, jlen, 1 << 20, out, &err);
+	free(jpeg);
+	return rc;
+}
+
+/*
+ * A thumbnail from a DCT-scaled decode is the full-size decode's: the same
+ * size and the same places, in every orientation, when the scale does not
+ * divide the photo's sides (a 1/8 decode of 1801 x 1203 has 226 x 151
+ * pixels, the last of each side standing for part of 8: taken for whole
+ * ones, they made a 128 x 86 thumbnail of a picture whose own is 128 x 85).
+ */
+static void test_thumbnails_from_scaled_decodes(void)
+{
+	const int w = 1801, h = 1203;
+	unsigned char *rgb = malloc((size_t)w * h * 3);
+	REQUIRE(rgb);
+	for (int y = 0; y < h; y++)
+		for (int x = 0; x < w; x++) {
+			unsigned char *p = rgb + ((size_t)y * w + x) * 3;
+			p[0] = (x / 40) % 2 ? 230 : 20;  /* stripes: a shift shows */
+			p[1] = (unsigned char)(y * 255 / h);
+			p[2] = (y / 50) % 2 ? 200 : 40;
+		}
+	unsigned char *jpeg = NULL;
+	size_t len = 0;
+	REQUIRE(srv_jpeg_encode(rgb, w, h, 95, &jpeg, &len) == 0);
+	free(rgb);
+	/* "Exif\0\0", a little-endian TIFF header, IFD0 with Orientation */
+	unsigned char app1[] = {
+		0xFF, 0xE1, 0x00, 0x22, 'E', 'x', 'i', 'f', 0, 0, 'I', 'I', 42, 0, 8, 0, 0, 0,
+		1, 0, 0x12, 0x01, 3, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	};
+	unsigned char *tagged = malloc(len + sizeof app1);
+	REQUIRE(tagged);
+	memcpy(tagged, jpeg, 2);
+	memcpy(tagged + 2, app1, sizeof app1);
+	memcpy(tagged + 2 + sizeof app1, jpeg + 2, len - 2);
+	for (int o = 1; o <= 8; o++) {
+		tagged[2 + 28] = (unsigned char)o;  /* the Orientation value */
+		clip_image full = { 0 }, fast = { 0 };
+		REQUIRE(thumb_of(tagged, len + sizeof app1, 128, 0, &full) == 0);
+		REQUIRE(thumb_of(tagged, len + sizeof app1, 128, 1, &fast) == 0);
+		CHECK_EQ_INT(full.width, o >= 5 ? 85 : 128);
+		CHECK_EQ_INT(full.height, o >= 5 ? 128 : 85);
+		CHECK_EQ_INT(fast.width, full.width);
+		CHECK_EQ_INT(fast.height, full.height);
+		if (fast.width == full.width && fast.height == full.height) {
+			const size_t n = (size_t)full.width * full.height * 3;
+			double sum = 0;
+			for (size_t i = 0; i < n; i++)
+				sum += abs((int)full.rgb[i] - (int)fast.rgb[i]);
+			printf("  orientation %d: %dx%d, mean difference %.2f levels\n", o, full.width,
+			       full.height, sum / n);
+			CHECK(sum / n < 3.0);  /* a box at the wrong end: 6-18 */
+		}
+		clip_image_free(&full);
+		clip_image_free(&fast);
+	}
+	free(tagged);
+	free(jpeg);
 }
 
 int main(void)
@@ -223,5 +309,6 @@ int main(void)
 	RUN(test_taken_at);
 	RUN(test_unsupported_message);
 	RUN(test_thumbnails);
+	RUN(test_thumbnails_from_scaled_decodes);
 	return harness_done();
 }
