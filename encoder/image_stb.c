@@ -138,8 +138,12 @@ static int bmp_check_length(const unsigned char *p, size_t len, uint64_t w, uint
 		bpp = rd_le16(p + 28);
 		compression = rd_le32(p + 30);
 	}
+	if (compression == 1 || compression == 2)
+		return clip_fail(err, CLIP_ERR_UNDECODABLE,
+				 "BMP compressed with RLE%d: not supported (PNG or an uncompressed "
+				 "BMP is)", compression == 1 ? 8 : 4);
 	if (compression != 0 && compression != 3)
-		return 0;  /* stb refuses RLE itself */
+		return 0;  /* stb refuses the other compressions itself */
 	if (bpp == 0 || bpp > 32)
 		return 0;  /* stb refuses these itself */
 	uint64_t row = (w * bpp + 31) / 32 * 4;  /* w < 2^32, bpp <= 32: no overflow */

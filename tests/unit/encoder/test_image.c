@@ -204,6 +204,16 @@ static void test_other_refusals(void)
 	CHECK_EQ_INT(clip_image_decode(bmp, len - 100, DEFAULT_MAX_PIXELS, &img, &err),
 		     CLIP_ERR_UNDECODABLE);
 	CHECK_CONTAINS(err.msg, "truncated BMP");
+	/* RLE compression (which stb_image lacks) is named as such, not taken
+	 * for a corrupt file */
+	REQUIRE(len > 34 && bmp[14] == 40);
+	for (int c = 1; c <= 2; c++) {
+		bmp[30] = (unsigned char)c;  /* biCompression: BI_RLE8, BI_RLE4 */
+		CHECK_EQ_INT(clip_image_decode(bmp, len, DEFAULT_MAX_PIXELS, &img, &err),
+			     CLIP_ERR_UNDECODABLE);
+		CHECK_CONTAINS(err.msg, c == 1 ? "compressed with RLE8: not supported"
+					       : "compressed with RLE4: not supported");
+	}
 	free(bmp);
 
 	/* a GIF cut inside its first frame (stb_image would pad it black) */
