@@ -176,6 +176,13 @@ base = Image.open(f"{tmp}/base.png")
 base.save("tiff_rgb8.tif", compression="tiff_deflate")
 base.quantize(64).save("tiff_palette.tif")
 base.convert("L").save("tiff_grey.tif", compression="tiff_lzw")
+# 16-bit greyscale, as a TIFF and a PNG: each sample v * 256 plus a low
+# byte that differs, so that keeping the high byte is what is tested
+grey = base.convert("L")
+grey16 = Image.new("I;16", grey.size)
+grey16.putdata([v * 256 + (i * 37) % 256 for i, v in enumerate(grey.getdata())])
+grey16.save("tiff_grey16.tif")
+grey16.save("grey16.png")
 Image.open(f"{tmp}/frame2.png").save(f"{tmp}/page2.tif")
 ifd0 = base.getexif()
 ifd0[0x0112] = 6
@@ -328,6 +335,14 @@ ref("webp_orient6.webp", "webp_orient6.png", transpose=True)
 for n in ["tiff_rgb8", "tiff_rgb16", "tiff_palette", "tiff_grey", "tiff_multipage", "tiff_orient6"]:
     ref(n + ".tif", n + ".png")
 ref("gif_transparent.gif", "gif_transparent.png", rgba=True)
+# 16-bit greyscale: the high byte of each sample, what the photo shows
+# (Pillow's convert("RGB") clips such samples to 255: a white picture)
+for name, out in (("tiff_grey16.tif", "tiff_grey16.png"), ("grey16.png", "grey16.png")):
+    im = Image.open(name)
+    im.load()
+    assert im.mode in ("I;16", "I"), im.mode
+    high = bytes(v >> 8 for v in im.getdata())
+    Image.frombytes("L", im.size, high).convert("RGB").save("ref/" + out)
 ref("gif_subframe.gif", "gif_subframe.png")
 EOF
 # heif-convert for HEIC and AVIF; djpeg for the arithmetic-coded JPEG,

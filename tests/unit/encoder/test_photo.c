@@ -312,6 +312,9 @@ static void test_formats_match_reference(void)
 		{ "tiff_grey.tif", "tiff_grey.png", 96, 64 },
 		{ "tiff_multipage.tif", "tiff_multipage.png", 96, 64 }, /* first page */
 		{ "tiff_orient6.tif", "tiff_orient6.png", 64, 96 },
+		/* 16-bit greyscale: the high byte (Pillow would clip to white) */
+		{ "tiff_grey16.tif", "tiff_grey16.png", 96, 64 },
+		{ "grey16.png", "grey16.png", 96, 64 },
 		/* stb_image, its first frame's colours made Pillow's */
 		{ "gif_transparent.gif", "gif_transparent.png", 40, 30 },
 		{ "gif_subframe.gif", "gif_subframe.png", 40, 30 },
