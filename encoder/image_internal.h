@@ -51,7 +51,8 @@ void clip_orient_rows(const unsigned char *rows, int y0, int n, unsigned char *d
 		      int o);
 
 /* Split an interleaved RGBA buffer (n pixels) into rgb (3 a pixel, may be
- * the same memory as rgba: it is compacted in place) and alpha. */
+ * the same memory as rgba: it is compacted in place) and alpha (NULL:
+ * dropped). */
 void clip_split_rgba(unsigned char *rgba, size_t n, unsigned char *rgb, unsigned char *alpha);
 /* Turn a decoder's whole output upright for EXIF orientation 1..8 (others:
  * nothing to do): new buffers, the old ones freed, sizes swapped for 5..8. */

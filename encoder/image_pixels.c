@@ -43,7 +43,8 @@ void clip_split_rgba(unsigned char *rgba, size_t n, unsigned char *rgb, unsigned
 	/* forwards: pixel i's 3 bytes land at or before where they were read */
 	for (size_t i = 0; i < n; i++) {
 		unsigned char r = rgba[4 * i], g = rgba[4 * i + 1], b = rgba[4 * i + 2];
-		alpha[i] = rgba[4 * i + 3];
+		if (alpha)
+			alpha[i] = rgba[4 * i + 3];
 		rgb[3 * i] = r;
 		rgb[3 * i + 1] = g;
 		rgb[3 * i + 2] = b;

@@ -367,25 +367,19 @@ int clip_decode_stb(enum clip_image_type t, const unsigned char *p, size_t len,
 				 type_name(t), x, y, w, h);
 	}
 	const size_t npx = (size_t)w * (size_t)h;
-	if (t == CLIP_IMAGE_GIF) {
+	if (t == CLIP_IMAGE_GIF)
 		gif_as_pillow(px, uw, uh, &gif);
-		if (!rq->keep_alpha) {
-			for (size_t i = 0; i < npx; i++)
-				memmove(px + 3 * i, px + 4 * i, 3);
-			unsigned char *shrunk = realloc(px, npx * 3);
-			if (shrunk)
-				px = shrunk;
-		}
-	}
-	if (rq->keep_alpha) {
-		unsigned char *alpha = malloc(npx);
-		if (!alpha) {
+	if (want == 4) {
+		/* RGB in place, the alpha plane apart (kept only when asked
+		 * for and not all opaque) */
+		unsigned char *alpha = NULL;
+		if (rq->keep_alpha && !(alpha = malloc(npx))) {
 			stbi_image_free(px);
 			return clip_fail(err, CLIP_ERR_NOMEM, "out of memory for the alpha plane");
 		}
 		clip_split_rgba(px, npx, px, alpha);
 		int opaque = 1;
-		for (size_t i = 0; i < npx && opaque; i++)
+		for (size_t i = 0; alpha && i < npx && opaque; i++)
 			opaque = alpha[i] == 255;
 		if (opaque) {
 			free(alpha);

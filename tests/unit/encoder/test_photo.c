@@ -18,6 +18,7 @@
 
 #include "clip.h"
 #include "exif.h"
+#include "exif_fixture.h"
 #include "image_internal.h"
 #include "harness.h"
 
@@ -989,30 +990,21 @@ static void test_fast_path_uneven_sizes(void)
 	static const struct { int w, h, denom, orientations; } cases[] = {
 		{ 1795, 1003, 2, 8 }, { 1801, 3589, 4, 1 },
 	};
-	/* "Exif\0\0", a little-endian TIFF header, IFD0 with Orientation */
-	unsigned char app1[] = {
-		0xFF, 0xE1, 0x00, 0x22, 'E', 'x', 'i', 'f', 0, 0, 'I', 'I', 42, 0, 8, 0, 0, 0,
-		1, 0, 0x12, 0x01, 3, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		unsigned long len = 0;
 		unsigned char *jpg = synthetic_photo_jpeg(cases[i].w, cases[i].h, &len);
 		REQUIRE(jpg);
-		unsigned char *tagged = malloc(len + sizeof app1);
-		REQUIRE(tagged);
-		memcpy(tagged, jpg, 2);  /* SOI, then the APP1 */
-		memcpy(tagged + 2, app1, sizeof app1);
-		memcpy(tagged + 2 + sizeof app1, jpg + 2, len - 2);
 		for (int o = 1; o <= cases[i].orientations; o++) {
-			tagged[2 + 28] = (unsigned char)o;  /* the Orientation value */
+			size_t tlen = 0;
+			unsigned char *tagged = jpeg_with_orientation(jpg, len, o, &tlen);
+			REQUIRE(tagged);
 			const int w = o >= 5 ? cases[i].h : cases[i].w;  /* upright */
 			const int h = o >= 5 ? cases[i].w : cases[i].h;
 			unsigned char exact[CROP_BYTES], fast[CROP_BYTES];
-			if (exact_and_fast_crops(tagged, len + sizeof app1, w, h, o, cases[i].denom,
-						 exact, fast) == 0)
+			if (exact_and_fast_crops(tagged, tlen, w, h, o, cases[i].denom, exact, fast) == 0)
 				check_fast_crop(exact, fast, w, h, o, cases[i].denom);
+			free(tagged);
 		}
-		free(tagged);
 		free(jpg);
 	}
 }

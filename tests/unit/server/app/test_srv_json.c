@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "clip.h"
+#include "exif_fixture.h"
 #include "harness.h"
 #include "http_errors.h"
 #include "srv_jpeg.h"
@@ -265,21 +266,14 @@ static void test_thumbnails_from_scaled_decodes(void)
 	size_t len = 0;
 	REQUIRE(srv_jpeg_encode(rgb, w, h, 95, &jpeg, &len) == 0);
 	free(rgb);
-	/* "Exif\0\0", a little-endian TIFF header, IFD0 with Orientation */
-	unsigned char app1[] = {
-		0xFF, 0xE1, 0x00, 0x22, 'E', 'x', 'i', 'f', 0, 0, 'I', 'I', 42, 0, 8, 0, 0, 0,
-		1, 0, 0x12, 0x01, 3, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-	};
-	unsigned char *tagged = malloc(len + sizeof app1);
-	REQUIRE(tagged);
-	memcpy(tagged, jpeg, 2);
-	memcpy(tagged + 2, app1, sizeof app1);
-	memcpy(tagged + 2 + sizeof app1, jpeg + 2, len - 2);
 	for (int o = 1; o <= 8; o++) {
-		tagged[2 + 28] = (unsigned char)o;  /* the Orientation value */
+		size_t tlen = 0;
+		unsigned char *tagged = jpeg_with_orientation(jpeg, len, o, &tlen);
+		REQUIRE(tagged);
 		clip_image full = { 0 }, fast = { 0 };
-		REQUIRE(thumb_of(tagged, len + sizeof app1, 128, 0, &full) == 0);
-		REQUIRE(thumb_of(tagged, len + sizeof app1, 128, 1, &fast) == 0);
+		REQUIRE(thumb_of(tagged, tlen, 128, 0, &full) == 0);
+		REQUIRE(thumb_of(tagged, tlen, 128, 1, &fast) == 0);
+		free(tagged);
 		CHECK_EQ_INT(full.width, o >= 5 ? 85 : 128);
 		CHECK_EQ_INT(full.height, o >= 5 ? 128 : 85);
 		CHECK_EQ_INT(fast.width, full.width);
@@ -296,7 +290,6 @@ static void test_thumbnails_from_scaled_decodes(void)
 		clip_image_free(&full);
 		clip_image_free(&fast);
 	}
-	free(tagged);
 	free(jpeg);
 }
 
