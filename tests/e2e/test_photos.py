@@ -23,7 +23,7 @@ from helpers import CLIPD, DATA, PRECISION, REPO, check_response, load_openapi, 
 PHOTOS = os.path.join(DATA, "photos")
 MODEL_B = os.path.join(DATA, "tiny-clip-openclip")
 MIME = {".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp", ".heic": "image/heic",
-        ".avif": "image/avif", ".tif": "image/tiff", ".gif": "image/gif"}
+        ".avif": "image/avif", ".tif": "image/tiff", ".gif": "image/gif", ".bmp": "image/bmp"}
 GOOD = sorted(f for f in os.listdir(PHOTOS)
               if os.path.splitext(f)[1] in MIME and not f.startswith("bad_"))
 BAD = sorted(f for f in os.listdir(PHOTOS) if f.startswith("bad_"))

@@ -3,7 +3,7 @@
 # reference pixels (ref/), with Debian 12's tools only:
 #   /usr/bin/python3 with python3-pil 9.4 (Pillow), libjpeg-turbo-progs
 #   (jpegtran, djpeg, tjbench), webp (cwebp, img2webp), libheif-examples
-#   (heif-enc, heif-convert), libtiff-tools (tiffcp).
+#   (heif-enc, heif-convert), libtiff-tools (tiffcp), imagemagick (convert).
 # Run from anywhere: bash tests/data/photos/make-photo-fixtures.sh
 # The output is committed; README.md here says what each file is for.
 # Encoders are deterministic for a given Debian version: rerunning on
@@ -269,6 +269,53 @@ gif("gif_subframe.gif", (40, 30), 3, gpal, (6, 5, 20, 12),
     lambda x, y: (x * y) % 4, lpal=((255, 0, 0), (0, 0, 255), (0, 255, 0), (128, 128, 128)))
 EOF
 
+# ---- RLE-compressed BMPs: RLE8 by ImageMagick; RLE4 written by hand (no
+# Debian tool writes it) from runs and literal runs of even length, the
+# parts of the format Pillow 9.4 reads right ------------------------------------
+/usr/bin/convert "$tmp/base.png" -colors 200 -type Palette -compress RLE bmp3:bmp_rle8.bmp
+$py - "$tmp" <<'EOF'
+import struct, sys
+from PIL import Image
+im = Image.open(sys.argv[1] + "/base.png").crop((0, 0, 95, 63)).quantize(16)
+w, h = im.size
+px = list(im.getdata())
+pal = im.getpalette()[:48]
+def row_rle4(row):
+    out, i, n = bytearray(), 0, len(row)
+    while i < n:
+        j = i
+        while j < n and row[j] == row[i] and j - i < 255:
+            j += 1
+        if j - i >= 4:                     # a run of one index
+            out += bytes([j - i, row[i] << 4 | row[i]])
+            i = j
+            continue
+        k = i                              # literals up to the next run of 4
+        while k < n and k - i < 254:
+            m = k
+            while m < n and row[m] == row[k]:
+                m += 1
+            if m - k >= 4:
+                break
+            k = min(m, i + 254)
+        cnt = (k - i) // 2 * 2
+        if cnt < 4:                        # two indices as a run of 2 (or 1 at the end)
+            c = min(2, n - i)
+            out += bytes([c, row[i] << 4 | (row[i + 1] if c == 2 else 0)])
+            i += c
+            continue
+        data = bytes(row[i + t] << 4 | row[i + t + 1] for t in range(0, cnt, 2))
+        out += bytes([0, cnt]) + data + (b"\0" if len(data) % 2 else b"")
+        i += cnt
+    return bytes(out) + b"\0\0"            # end of line
+bits = b"".join(row_rle4(px[r * w:(r + 1) * w]) for r in reversed(range(h))) + b"\0\1"
+palette = b"".join(bytes([pal[3 * c + 2], pal[3 * c + 1], pal[3 * c], 0]) for c in range(16))
+off = 14 + 40 + len(palette)
+head = b"BM" + struct.pack("<IHHI", off + len(bits), 0, 0, off)
+head += struct.pack("<IiiHHIIiiII", 40, w, h, 1, 4, 2, len(bits), 2835, 2835, 16, 16)
+open("bmp_rle4.bmp", "wb").write(head + palette + bits)
+EOF
+
 # ---- broken versions: cut in half, or a header field made impossible ---------
 $py <<'EOF'
 import struct
@@ -281,6 +328,7 @@ cut("photo.avif", "bad_truncated.avif")
 cut("tiff_rgb8.tif", "bad_truncated.tif")
 cut("arithmetic.jpg", "bad_truncated_arithmetic.jpg")
 cut("progressive_restart.jpg", "bad_truncated_progressive.jpg")
+cut("bmp_rle8.bmp", "bad_truncated_rle8.bmp")
 
 # WebP whose VP8 frame lacks its start code
 b = bytearray(open("webp_lossy.webp", "rb").read())
@@ -335,6 +383,8 @@ ref("webp_orient6.webp", "webp_orient6.png", transpose=True)
 for n in ["tiff_rgb8", "tiff_rgb16", "tiff_palette", "tiff_grey", "tiff_multipage", "tiff_orient6"]:
     ref(n + ".tif", n + ".png")
 ref("gif_transparent.gif", "gif_transparent.png", rgba=True)
+ref("bmp_rle8.bmp", "bmp_rle8.png")
+ref("bmp_rle4.bmp", "bmp_rle4.png")
 # 16-bit greyscale: the high byte of each sample, what the photo shows
 # (Pillow's convert("RGB") clips such samples to 255: a white picture)
 for name, out in (("tiff_grey16.tif", "tiff_grey16.png"), ("grey16.png", "grey16.png")):

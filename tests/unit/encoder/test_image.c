@@ -204,15 +204,13 @@ static void test_other_refusals(void)
 	CHECK_EQ_INT(clip_image_decode(bmp, len - 100, DEFAULT_MAX_PIXELS, &img, &err),
 		     CLIP_ERR_UNDECODABLE);
 	CHECK_CONTAINS(err.msg, "truncated BMP");
-	/* RLE compression (which stb_image lacks) is named as such, not taken
-	 * for a corrupt file */
+	/* RLE compression stated for 24-bit pixels (RLE8 needs 8 bits, RLE4 4) */
 	REQUIRE(len > 34 && bmp[14] == 40);
 	for (int c = 1; c <= 2; c++) {
 		bmp[30] = (unsigned char)c;  /* biCompression: BI_RLE8, BI_RLE4 */
 		CHECK_EQ_INT(clip_image_decode(bmp, len, DEFAULT_MAX_PIXELS, &img, &err),
 			     CLIP_ERR_UNDECODABLE);
-		CHECK_CONTAINS(err.msg, c == 1 ? "compressed with RLE8: not supported"
-					       : "compressed with RLE4: not supported");
+		CHECK_CONTAINS(err.msg, c == 1 ? "RLE8 with 24 bits a pixel" : "RLE4 with 24 bits a pixel");
 	}
 	free(bmp);
 
@@ -276,6 +274,131 @@ static void test_other_refusals(void)
 }
 
 /* ---- pixel conversions ----------------------------------------------- */
+
+/* ---- RLE-compressed BMPs ----------------------------------------------- */
+
+#define RLE_MAX 512
+
+/* A BMP of w x h (h < 0: top-down rows) whose pixel data is the RLE
+ * stream s, with a palette of `colors` entries (index c: red 10 c, green
+ * 255 - c, blue 3 c); its size. */
+static size_t rle_bmp(unsigned char *out, int w, int h, int rle4, int colors, const unsigned char *s, size_t n)
+{
+	size_t off = 14 + 40 + 4 * (size_t)colors, len = off + n;
+	memset(out, 0, off);
+	memcpy(out, "BM", 2);
+	const uint32_t fields[][2] = { { 2, (uint32_t)len }, { 10, (uint32_t)off }, { 14, 40 }, { 18, (uint32_t)w },
+				       { 22, (uint32_t)h }, { 30, rle4 ? 2u : 1u }, { 34, (uint32_t)n },
+				       { 46, (uint32_t)colors } };
+	for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+		for (int b = 0; b < 4; b++)
+			out[fields[i][0] + (size_t)b] = (unsigned char)(fields[i][1] >> (8 * b));
+	out[26] = 1;                              /* planes */
+	out[28] = rle4 ? 4 : 8;                   /* bits a pixel */
+	for (int c = 0; c < colors; c++) {
+		unsigned char *e = out + 54 + 4 * c;  /* blue, green, red, 0 */
+		e[0] = (unsigned char)(3 * c);
+		e[1] = (unsigned char)(255 - c);
+		e[2] = (unsigned char)(10 * c);
+	}
+	memcpy(out + off, s, n);
+	return len;
+}
+
+/* Decodes the stream and checks every pixel against want, w x |h| palette
+ * indices in the picture's own order (top row first). */
+static void check_rle(const char *what, int w, int h, int rle4, const unsigned char *s, size_t n, const int *want)
+{
+	unsigned char buf[RLE_MAX];
+	size_t len = rle_bmp(buf, w, h, rle4, 16, s, n);
+	clip_image img = { 0 };
+	clip_error err = { 0 };
+	int rc = clip_image_decode(buf, len, DEFAULT_MAX_PIXELS, &img, &err);
+	if (rc) {
+		HARNESS_FAIL("%s: %s", what, err.msg);
+		return;
+	}
+	int ah = h < 0 ? -h : h, bad = 0;
+	CHECK_EQ_INT(img.width, w);
+	CHECK_EQ_INT(img.height, ah);
+	for (int i = 0; i < w * ah && !bad && img.width == w && img.height == ah; i++) {
+		const unsigned char *px = img.rgb + 3 * i;
+		int c = want[i];
+		if (px[0] != 10 * c || px[1] != 255 - c || px[2] != 3 * c) {
+			HARNESS_FAIL("%s: pixel %d (row %d, column %d) is %d %d %d, expected index %d", what, i, i / w,
+				     i % w, px[0], px[1], px[2], c);
+			bad = 1;
+		}
+	}
+	clip_image_free(&img);
+}
+
+/* The format's every part, on streams whose pixels are known: runs that
+ * stop at their row's end, literal runs (padded to 16 bits) that go on
+ * into the next row, end of line, the move, end of bitmap before the last
+ * row, RLE4's alternating runs and odd literal runs, top-down rows; and
+ * the refusals. */
+static void test_rle_bmp(void)
+{
+	/* RLE8, 5 x 3, rows bottom up: a run of 3; 3 literals, the third in
+	 * the next row (x is then 6, past the row); a run that finds no room
+	 * there; end of line; a move 1 right; a run of 1; end of bitmap */
+	static const unsigned char s8[] = { 3, 7, 0, 3, 1, 2, 9, 0, 4, 4, 0, 0, 0, 2, 1, 0, 1, 5, 0, 1 };
+	static const int w8[] = { 0, 5, 0, 0, 0,   /* top: the third row of the file */
+				  9, 0, 0, 0, 0,
+				  7, 7, 7, 1, 2 };
+	check_rle("RLE8", 5, 3, 0, s8, sizeof s8, w8);
+	/* the same rows top-down (a negative height) */
+	static const int w8t[] = { 7, 7, 7, 1, 2, 9, 0, 0, 0, 0, 0, 5, 0, 0, 0 };
+	check_rle("RLE8 top-down", 5, -3, 0, s8, sizeof s8, w8t);
+	/* a move 2 right and 1 down, from row 0, column 1 */
+	static const unsigned char sm[] = { 1, 3, 0, 2, 2, 1, 2, 4, 0, 1 };
+	static const int wm[] = { 0, 0, 0, 4, 4, 3, 0, 0, 0, 0 };
+	check_rle("RLE8 move", 5, 2, 0, sm, sizeof sm, wm);
+	/* RLE4, 7 x 2: a run of 7 alternating 1 and 2; end of line; 5
+	 * literals (3 bytes and a pad byte); a run of 2 */
+	static const unsigned char s4[] = { 7, 0x12, 0, 0, 0, 5, 0x34, 0x5a, 0xb0, 0, 2, 0x66, 0, 1 };
+	static const int w4[] = { 3, 4, 5, 10, 11, 6, 6, 1, 2, 1, 2, 1, 2, 1 };
+	check_rle("RLE4", 7, 2, 1, s4, sizeof s4, w4);
+	/* a run longer than the row stops at its end, and the next one finds
+	 * no room before an end of line: nothing spills into the next row */
+	static const unsigned char sl[] = { 9, 3, 2, 4, 0, 0, 2, 5, 0, 1 };
+	static const int wl[] = { 5, 5, 0, 3, 3, 3 };
+	check_rle("RLE8 long run", 3, 2, 0, sl, sizeof sl, wl);
+	/* a move past the last row: the rest stays index 0 */
+	static const unsigned char sp[] = { 2, 1, 0, 2, 0, 200 };
+	static const int wp[] = { 0, 0, 1, 1 };
+	check_rle("RLE8 move past the end", 2, 2, 0, sp, sizeof sp, wp);
+
+	unsigned char buf[RLE_MAX];
+	clip_image img = { 0 };
+	clip_error err = { 0 };
+	/* data that ends before the last row without an end of bitmap */
+	size_t len = rle_bmp(buf, 5, 3, 0, 16, s8, 9);
+	CHECK_EQ_INT(clip_image_decode(buf, len, DEFAULT_MAX_PIXELS, &img, &err), CLIP_ERR_UNDECODABLE);
+	CHECK_CONTAINS(err.msg, "truncated BMP: its RLE data ends in row 2 of 3");
+	/* a literal run longer than the data left */
+	static const unsigned char st[] = { 0, 9, 1, 2, 3 };
+	len = rle_bmp(buf, 5, 3, 0, 16, st, sizeof st);
+	CHECK_EQ_INT(clip_image_decode(buf, len, DEFAULT_MAX_PIXELS, &img, &err), CLIP_ERR_UNDECODABLE);
+	CHECK_CONTAINS(err.msg, "truncated BMP");
+	/* RLE4 stated with 8 bits a pixel */
+	len = rle_bmp(buf, 5, 3, 1, 16, s8, sizeof s8);
+	buf[28] = 8;
+	CHECK_EQ_INT(clip_image_decode(buf, len, DEFAULT_MAX_PIXELS, &img, &err), CLIP_ERR_UNDECODABLE);
+	CHECK_CONTAINS(err.msg, "RLE4 with 8 bits a pixel");
+	/* a palette of 70000 colours, and one past the end of the file */
+	len = rle_bmp(buf, 5, 3, 0, 16, s8, sizeof s8);
+	buf[46] = 0x70, buf[47] = 0x11, buf[48] = 0x01;  /* 70000 */
+	CHECK_EQ_INT(clip_image_decode(buf, len, DEFAULT_MAX_PIXELS, &img, &err), CLIP_ERR_UNDECODABLE);
+	CHECK_CONTAINS(err.msg, "a palette of 70000 colours");
+	buf[46] = 0, buf[47] = 1, buf[48] = 0;           /* 256, of which 16 are there */
+	CHECK_EQ_INT(clip_image_decode(buf, len, DEFAULT_MAX_PIXELS, &img, &err), CLIP_ERR_UNDECODABLE);
+	CHECK_CONTAINS(err.msg, "palette is cut short");
+	/* more pixels than allowed: refused from the header */
+	len = rle_bmp(buf, 5000, 5000, 0, 16, s8, sizeof s8);
+	CHECK_EQ_INT(clip_image_decode(buf, len, 1000000, &img, &err), CLIP_ERR_TOO_LARGE);
+}
 
 static void test_conversions(void)
 {
@@ -880,6 +1003,7 @@ int main(void)
 	RUN(test_bad_images);
 	RUN(test_too_large_refused_from_header);
 	RUN(test_other_refusals);
+	RUN(test_rle_bmp);
 	RUN(test_conversions);
 	RUN(test_sixteen_bit_png);
 	RUN(test_decompression_bomb);

@@ -319,6 +319,9 @@ static void test_formats_match_reference(void)
 		/* stb_image, its first frame's colours made Pillow's */
 		{ "gif_transparent.gif", "gif_transparent.png", 40, 30 },
 		{ "gif_subframe.gif", "gif_subframe.png", 40, 30 },
+		/* RLE-compressed BMPs: ImageMagick's RLE8, a hand-written RLE4 */
+		{ "bmp_rle8.bmp", "bmp_rle8.png", 96, 64 },
+		{ "bmp_rle4.bmp", "bmp_rle4.png", 95, 63 },
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		clip_image img = { 0 };
@@ -503,6 +506,7 @@ static void test_broken_photos(void)
 		{ "bad_corrupt.tif", CLIP_ERR_UNDECODABLE, "TIFF" },
 		{ "bad_truncated_arithmetic.jpg", CLIP_ERR_UNDECODABLE, "truncated JPEG" },
 		{ "bad_truncated_progressive.jpg", CLIP_ERR_UNDECODABLE, "truncated JPEG" },
+		{ "bad_truncated_rle8.bmp", CLIP_ERR_UNDECODABLE, "truncated BMP: its RLE data ends in row" },
 		/* the header states 30000 x 30000: refused before decoding (a
 		 * decode would have failed on the size mismatch instead) */
 		{ "bad_huge_ispe.heic", CLIP_ERR_TOO_LARGE, "30000 x 30000" },
