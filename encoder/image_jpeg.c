@@ -39,8 +39,9 @@ static uint32_t rd_be16(const unsigned char *p) { return (uint32_t)p[0] << 8 | p
 
 /*
  * Walk the marker segments from SOI (bytes between segments are skipped up
- * to the next 0xFF; fill bytes 0xFF are skipped) and read the height and
- * width of the first frame header. libjpeg-turbo decodes baseline,
+ * to the next 0xFF, fill bytes 0xFF and, as libjpeg skips them, FF 00) and
+ * read the height and width of the first frame header, the one libjpeg
+ * decodes. libjpeg-turbo decodes baseline,
  * extended and progressive frames, Huffman or arithmetic coded; lossless
  * and hierarchical ones are refused here with a reason.
  */
@@ -57,6 +58,8 @@ int clip_probe_jpeg(const unsigned char *p, size_t len, uint32_t *w, uint32_t *h
 			return clip_fail(err, CLIP_ERR_UNDECODABLE,
 					 "truncated JPEG: the data ends before the frame header");
 		unsigned m = p[pos++];
+		if (m == 0x00)
+			continue;  /* FF 00 between segments: garbage */
 		if (m == 0x01 || (m >= 0xd0 && m <= 0xd8))
 			continue;  /* standalone markers */
 		if (m == 0xd9)
