@@ -61,14 +61,17 @@ static int png_dims(const unsigned char *p, size_t len, uint32_t *w, uint32_t *h
  * PNG: every chunk whole within the data, up to IEND (stb_image grows its
  * buffer to a chunk's stated length before reading it, and fails without
  * IEND). Also the bytes of the filtered image the IHDR states, which bound
- * what the zlib stream may inflate to.
+ * what the zlib stream may inflate to, and whether an IDAT chunk is empty
+ * (*empty_idat): stb_image adds the offset 0 to its still NULL buffer for
+ * one that comes first, undefined behaviour the sanitizers stop at.
  */
-static int png_check_chunks(const unsigned char *p, size_t len, uint64_t *raw_bytes,
+static int png_check_chunks(const unsigned char *p, size_t len, uint64_t *raw_bytes, int *empty_idat,
 			    clip_error *err)
 {
 	size_t pos = 8;
 
 	*raw_bytes = 0;
+	*empty_idat = 0;
 	while (pos <= len && len - pos >= 12) {
 		uint32_t clen = rd_be32(p + pos);
 		const unsigned char *type = p + pos + 4;
@@ -90,11 +93,37 @@ static int png_check_chunks(const unsigned char *p, size_t len, uint64_t *raw_by
 			if (w <= CLIP_IMAGE_MAX_SIDE && h <= CLIP_IMAGE_MAX_SIDE && depth <= 16)
 				*raw_bytes = h * (1 + (w * channels * depth + 7) / 8);
 		}
+		if (!memcmp(type, "IDAT", 4) && clen == 0)
+			*empty_idat = 1;
 		if (!memcmp(type, "IEND", 4))
 			return 0;
 		pos += 12 + (size_t)clen;
 	}
 	return clip_fail(err, CLIP_ERR_UNDECODABLE, "truncated PNG: the data ends before IEND");
+}
+
+/* A copy of a PNG (png_check_chunks passed it) up to IEND without its
+ * empty IDAT chunks, which hold nothing of the image; its length in *out_len;
+ * NULL when out of memory. */
+static unsigned char *png_without_empty_idat(const unsigned char *p, size_t len, size_t *out_len)
+{
+	unsigned char *q = malloc(len);
+	if (!q)
+		return NULL;
+	size_t pos = 8, n = 8;
+	memcpy(q, p, 8);
+	while (pos <= len && len - pos >= 12) {
+		size_t whole = 12 + (size_t)rd_be32(p + pos);
+		if (memcmp(p + pos + 4, "IDAT", 4) || whole > 12) {
+			memcpy(q + n, p + pos, whole);
+			n += whole;
+		}
+		if (!memcmp(p + pos + 4, "IEND", 4))
+			break;
+		pos += whole;
+	}
+	*out_len = n;
+	return q;
 }
 
 /* BMP: the info header; a negative height means top-down rows. */
@@ -417,8 +446,15 @@ static int stb_failure(enum clip_image_type t, clip_error *err)
 	if (!strcmp(why, "too large"))
 		return clip_fail(err, CLIP_ERR_TOO_LARGE, "%s too large for the decoder",
 				 type_name(t));
+	/* stb's reason can quote the file (an unknown PNG chunk's name): any
+	 * byte outside printable ASCII becomes '?' */
+	char said[64];
+	size_t i = 0;
+	for (; why[i] && i < sizeof said - 1; i++)
+		said[i] = why[i] >= 0x20 && why[i] < 0x7f ? why[i] : '?';
+	said[i] = '\0';
 	return clip_fail(err, CLIP_ERR_UNDECODABLE, "cannot decode %s (corrupt or truncated): %s",
-			 type_name(t), why);
+			 type_name(t), said);
 }
 
 
@@ -458,10 +494,17 @@ int clip_decode_stb(enum clip_image_type t, const unsigned char *p, size_t len,
 	 * doubles its buffer; Adam7 adds filter bytes); a PNG's concatenated
 	 * chunks at most twice the data. */
 	uint64_t raw = 0;
+	int empty_idat = 0;
+	unsigned char *copy = NULL;
 	if (t == CLIP_IMAGE_PNG) {
-		rc = png_check_chunks(p, len, &raw, err);
+		rc = png_check_chunks(p, len, &raw, &empty_idat, err);
 		if (rc)
 			return rc;
+		if (empty_idat) {
+			if (!(copy = png_without_empty_idat(p, len, &len)))
+				return clip_fail(err, CLIP_ERR_NOMEM, "out of memory decoding the PNG");
+			p = copy;
+		}
 	}
 	uint64_t cap = 8 * ((uint64_t)w + 32) * ((uint64_t)h + 32);
 	if (2 * raw > cap)
@@ -478,6 +521,7 @@ int clip_decode_stb(enum clip_image_type t, const unsigned char *p, size_t len,
 	unsigned char *px = stbi_load_from_memory(p, (int)len, &x, &y, &n, want);
 	int refused = clip_stbi_allocation_refused();
 	clip_stbi_cap_allocations(0);
+	free(copy);
 	if (!px && refused)
 		return clip_fail(err, CLIP_ERR_UNDECODABLE,
 				 "corrupt %s: its data expands past what a %d x %d image needs "

@@ -627,6 +627,44 @@ static void test_decompression_bomb(void)
 	free(png);
 }
 
+/* An empty IDAT chunk (valid, and read by Pillow) before the image data:
+ * the same pixels as without it. stb_image alone would add 0 to its NULL
+ * buffer for it, which the sanitizers stop at (the fuzzer found it). And
+ * a reason stb_image gives quoting the file's bytes stays printable. */
+static void test_png_odd_chunks(void)
+{
+	size_t len = 0;
+	unsigned char *png = read_fixture("images", "gradient_640x360.png", &len);
+	REQUIRE(png);
+	size_t at = 8;
+	while (at + 8 <= len && memcmp(png + at + 4, "IDAT", 4))
+		at += 12 + ((size_t)png[at] << 24 | (size_t)png[at + 1] << 16 | (size_t)png[at + 2] << 8 | png[at + 3]);
+	REQUIRE(at + 8 <= len);
+	static const unsigned char empty[12] = { 0, 0, 0, 0, 'I', 'D', 'A', 'T', 0x35, 0xaf, 0x06, 0x1e };
+	unsigned char *with = malloc(len + sizeof empty);
+	REQUIRE(with);
+	memcpy(with, png, at);
+	memcpy(with + at, empty, sizeof empty);
+	memcpy(with + at + sizeof empty, png + at, len - at);
+	clip_image a = { 0 }, b = { 0 };
+	clip_error err = { 0 };
+	CHECK_EQ_INT(clip_image_decode(png, len, DEFAULT_MAX_PIXELS, &a, &err), 0);
+	CHECK_EQ_INT(clip_image_decode(with, len + sizeof empty, DEFAULT_MAX_PIXELS, &b, &err), 0);
+	CHECK(a.rgb && b.rgb && a.width == b.width && a.height == b.height &&
+	      !memcmp(a.rgb, b.rgb, (size_t)a.width * a.height * 3));
+	clip_image_free(&a);
+	clip_image_free(&b);
+	/* the same place holding an unknown critical chunk named with bytes
+	 * past ASCII: refused, the name's bytes shown as '?' */
+	memcpy(with + at + 4, "A\xe9\xe8T", 4);
+	CHECK_EQ_INT(clip_image_decode(with, len + sizeof empty, DEFAULT_MAX_PIXELS, &b, &err), CLIP_ERR_UNDECODABLE);
+	CHECK_CONTAINS(err.msg, "A??T");
+	for (const char *c = err.msg; *c; c++)
+		CHECK((unsigned char)*c >= 0x20 && (unsigned char)*c < 0x7f);
+	free(with);
+	free(png);
+}
+
 static void test_sixteen_bit_png(void)
 {
 	/* 16-bit grey, 2 x 1: stb_image keeps the high byte (an accepted
@@ -1005,6 +1043,7 @@ int main(void)
 	RUN(test_other_refusals);
 	RUN(test_rle_bmp);
 	RUN(test_conversions);
+	RUN(test_png_odd_chunks);
 	RUN(test_sixteen_bit_png);
 	RUN(test_decompression_bomb);
 	RUN(test_crops_match_reference);
