@@ -187,7 +187,7 @@ static int bmp_check_length(const unsigned char *p, size_t len, uint64_t w, uint
 /* BMP: biCompression (BI_RLE8 1, BI_RLE4 2), 0 for a core header. */
 static uint32_t bmp_compression(const unsigned char *p, size_t len)
 {
-	return rd_le32(p + 14) >= 40 && len >= 34 ? rd_le32(p + 30) : 0;
+	return len >= 34 && rd_le32(p + 14) >= 40 ? rd_le32(p + 30) : 0;
 }
 
 /*
@@ -212,10 +212,10 @@ static uint32_t bmp_compression(const unsigned char *p, size_t len)
 static int bmp_rle(const unsigned char *p, size_t len, uint32_t w, uint32_t h, struct clip_dec_out *out,
 		   clip_error *err)
 {
-	int rle4 = bmp_compression(p, len) == 2;
-	uint32_t hsz = rd_le32(p + 14), bpp = rd_le16(p + 28), offset = rd_le32(p + 10);
 	if (len < 50)
 		return clip_fail(err, CLIP_ERR_UNDECODABLE, "truncated BMP header");
+	int rle4 = bmp_compression(p, len) == 2;
+	uint32_t hsz = rd_le32(p + 14), bpp = rd_le16(p + 28), offset = rd_le32(p + 10);
 	if (bpp != (rle4 ? 4u : 8u))
 		return clip_fail(err, CLIP_ERR_UNDECODABLE, "corrupt BMP: RLE%d with %u bits a pixel",
 				 rle4 ? 4 : 8, (unsigned)bpp);
