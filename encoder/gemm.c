@@ -17,7 +17,7 @@
  * masked at the store.
  *
  * The AVX2 + FMA kernel (gemm_avx2.c, a translation unit compiled for
- * AVX2 alone) reads the same panels half a panel at a time.
+ * AVX2 alone) has panels of 16 columns, for tiles of 6 rows x 16.
  *
  * The bf16 kernel is the AVX-512 packed kernel with k taken two at a
  * time: vdpbf16ps multiplies each 32-bit lane's pair of bf16 weights by a
@@ -399,23 +399,30 @@ static TARGET void packed_loops(int bf16, size_t M, size_t K, const void *x, siz
 
 /* ---- packing, bf16 rounding, dispatch ------------------------------------- */
 
-size_t clip_gemm_packed_floats(size_t N, size_t K)
+size_t clip_gemm_panel(enum clip_kernel kernel)
 {
-	return (N + PNR - 1) / PNR * PNR * K;
+	return kernel == CLIP_KERNEL_AVX2 ? CLIP_GEMM_PANEL_AVX2 : CLIP_GEMM_PANEL;
 }
 
-void clip_gemm_pack(size_t N, size_t K, const float *w, size_t ldw, float *p)
+size_t clip_gemm_packed_floats(enum clip_kernel kernel, size_t N, size_t K)
 {
-	for (size_t c = 0; c < N; c += PNR) {
+	size_t pn = clip_gemm_panel(kernel);
+	return (N + pn - 1) / pn * pn * K;
+}
+
+void clip_gemm_pack(enum clip_kernel kernel, size_t N, size_t K, const float *w, size_t ldw, float *p)
+{
+	size_t pn = clip_gemm_panel(kernel);
+	for (size_t c = 0; c < N; c += pn) {
 		float *panel = p + c * K;
-		for (size_t j = 0; j < PNR; j++) {
+		for (size_t j = 0; j < pn; j++) {
 			if (c + j < N) {
 				const float *row = w + (c + j) * ldw;
 				for (size_t k = 0; k < K; k++)
-					panel[k * PNR + j] = row[k];
+					panel[k * pn + j] = row[k];
 			} else {
 				for (size_t k = 0; k < K; k++)
-					panel[k * PNR + j] = 0.0f;
+					panel[k * pn + j] = 0.0f;
 			}
 		}
 	}
@@ -435,15 +442,14 @@ void clip_gemm_packed(enum clip_kernel kernel, size_t M, size_t K, const float *
 		clip_gemm_packed_avx2(M, K, x, ldx, p, bias, y, ldy, n0, n1, beta);
 		return;
 	}
-#else
-	(void)kernel;
 #endif
+	size_t pn = clip_gemm_panel(kernel);
 	for (size_t r = 0; r < M; r++) {
 		for (size_t j = n0; j < n1; j++) {
-			const float *col = p + j / PNR * PNR * K + j % PNR;
+			const float *col = p + j / pn * pn * K + j % pn;
 			float s = 0.0f;
 			for (size_t k = 0; k < K; k++)
-				s += x[r * ldx + k] * col[k * PNR];
+				s += x[r * ldx + k] * col[k * pn];
 			float *yr = y + r * ldy + j;
 			*yr = (beta != 0.0f ? *yr : 0.0f) + s + (bias ? bias[j] : 0.0f);
 		}

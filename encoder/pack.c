@@ -13,8 +13,8 @@
  * config and weight file and the shape of every packed product; any
  * mismatch, short file or error means packing afresh, and the cache is
  * rewritten (to a temporary name, flushed, then renamed over the old one).
- * The two precisions have a file each; the float32 panels serve the AVX2
- * and the AVX-512 kernels alike.
+ * The two precisions have a file each, and the AVX2 kernel's float32
+ * panels (16 columns wide, the AVX-512 kernel's 32) one of their own.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -48,13 +48,13 @@ struct pack_job {
 	void *dst;
 };
 
-/* Bytes of a job's packed copy: a multiple of 64 (a panel of 32 columns
- * of float32, or of bf16 pairs), so that every packed weight stays
+/* Bytes of a job's packed copy: a multiple of 64 (a panel of 16 or 32
+ * columns of float32, or of 32 bf16 pairs), so that every packed weight stays
  * 64-byte aligned after the one before. */
 static size_t packed_bytes(const clip_model *m, const struct pack_job *job)
 {
 	return m->precision == CLIP_PRECISION_BF16 ? clip_gemm_packed_bf16_elems(job->N, job->K) * sizeof(uint16_t)
-						   : clip_gemm_packed_floats(job->N, job->K) * sizeof(float);
+						   : clip_gemm_packed_floats(m->kernel, job->N, job->K) * sizeof(float);
 }
 
 /* The source of a job: its first byte. */
@@ -119,7 +119,7 @@ static void task_pack(void *arg, int i, int n)
 		if (r->m->precision == CLIP_PRECISION_BF16)
 			clip_gemm_pack_bf16(job->N, job->K, job->w->f, job->w->b, job->K, job->dst);
 		else
-			clip_gemm_pack(job->N, job->K, job->w->f, job->K, job->dst);
+			clip_gemm_pack(r->m->kernel, job->N, job->K, job->w->f, job->K, job->dst);
 		release(r->m, job, job->dst);
 	}
 }
@@ -158,7 +158,7 @@ static int make_key(const clip_model *m, const struct pack_job *jobs, size_t n, 
 {
 	memset(key, 0, sizeof *key);
 	memcpy(key->magic, m->precision == CLIP_PRECISION_BF16 ? CACHE_MAGIC_BF16 : CACHE_MAGIC, sizeof key->magic);
-	key->panel = CLIP_GEMM_PANEL;
+	key->panel = (uint32_t)clip_gemm_panel(m->kernel);
 	key->floats = floats;
 	key->shapes = 14695981039346656037ull;
 	for (size_t j = 0; j < n; j++) {
@@ -180,15 +180,15 @@ static int make_key(const clip_model *m, const struct pack_job *jobs, size_t n, 
 }
 
 /* cache_dir/packed-<hash of the model directory's real path>.bin, or
- * -bf16.bin for the bf16 panels */
-static int cache_path(const char *cache_dir, const char *model_dir, int precision, char *out, size_t len)
+ * -bf16.bin for the bf16 panels, -avx2.bin for the AVX2 kernel's */
+static int cache_path(const char *cache_dir, const char *model_dir, const clip_model *m, char *out, size_t len)
 {
 	char real[PATH_MAX];
 	if (!realpath(model_dir, real))
 		return -1;
 	uint64_t h = fnv1a(14695981039346656037ull, real, strlen(real));
 	int w = snprintf(out, len, "%s/packed-%016llx%s.bin", cache_dir, (unsigned long long)h,
-			 precision == CLIP_PRECISION_BF16 ? "-bf16" : "");
+			 m->precision == CLIP_PRECISION_BF16 ? "-bf16" : m->kernel == CLIP_KERNEL_AVX2 ? "-avx2" : "");
 	return w > 0 && (size_t)w < len ? 0 : -1;
 }
 
@@ -320,7 +320,7 @@ int clip_model_pack(clip_model *m, const char *model_dir, const char *cache_dir,
 	int cached = 0;
 	if (cache_dir && *cache_dir && (key = malloc(sizeof *key)) &&
 	    (make_key(m, jobs, n, total, key) != 0 ||
-	     cache_path(cache_dir, model_dir, m->precision, path, sizeof path) != 0)) {
+	     cache_path(cache_dir, model_dir, m, path, sizeof path) != 0)) {
 		free(key);
 		key = NULL;
 	}

@@ -178,8 +178,8 @@ int main(int argc, char **argv)
 			b.w[l][s] = floats(N * K);
 			for (size_t i = 0; i < N * K; i++)
 				b.w[l][s][i] = ((float)((seed = seed * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f) * 0.05f;
-			b.p[l][s] = floats(clip_gemm_packed_floats(N, K));
-			clip_gemm_pack(N, K, b.w[l][s], K, b.p[l][s]);
+			b.p[l][s] = floats(clip_gemm_packed_floats(CLIP_KERNEL_AVX2, N, K));
+			clip_gemm_pack(CLIP_KERNEL_AVX2, N, K, b.w[l][s], K, b.p[l][s]);
 		}
 	}
 	pthread_barrier_init(&b.bar, NULL, 2);

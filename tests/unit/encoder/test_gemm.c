@@ -70,12 +70,12 @@ static int check_product(int mode, size_t M, size_t N, size_t K, int beta, int w
 		for (size_t j = 0; j < ldy; j++)
 			y[r * ldy + j] = y0[r * ldy + j] = j < N ? frand() : SENTINEL;
 	if (mode == MODE_PACKED) {
-		float *p = aligned_alloc(64, clip_gemm_packed_floats(N, K) * sizeof *p);
+		float *p = aligned_alloc(64, clip_gemm_packed_floats(kernel, N, K) * sizeof *p);
 		if (!p) {
 			HARNESS_FAIL("out of memory");
 			return -1;
 		}
-		clip_gemm_pack(N, K, w, ldw, p);
+		clip_gemm_pack(kernel, N, K, w, ldw, p);
 		clip_gemm_packed(kernel, M, K, x, ldx, p, with_bias ? bias : NULL, y, ldy, n0, n1, beta ? 1.0f : 0.0f);
 		free(p);
 	} else if (mode == MODE_BF16) {
@@ -307,6 +307,39 @@ static void test_packed_long_k(void)
 			return;
 }
 
+/* Each kernel's panels as gemm.h lays them out: panel c of width P holds
+ * w[c + j][k] at [k][j], the last one zero-padded; 16 columns for AVX2,
+ * 32 for AVX-512 (and for BLAS, whose portable loop reads them). */
+static void test_packed_layout(void)
+{
+	enum { N = 37, K = 5, LDW = 7 };
+	static const struct {
+		enum clip_kernel kernel;
+		size_t panel;
+	} ks[] = { { CLIP_KERNEL_BLAS, 32 }, { CLIP_KERNEL_AVX2, 16 }, { CLIP_KERNEL_AVX512, 32 } };
+	float w[N * LDW];
+	for (size_t i = 0; i < N * LDW; i++)
+		w[i] = (float)i + 1.0f;
+	for (size_t t = 0; t < sizeof ks / sizeof *ks; t++) {
+		size_t P = ks[t].panel, panels = (N + P - 1) / P;
+		CHECK(clip_gemm_panel(ks[t].kernel) == P);
+		CHECK(clip_gemm_packed_floats(ks[t].kernel, N, K) == panels * P * K);
+		float *p = aligned_alloc(64, (panels * P * K * sizeof *p + 63) / 64 * 64);
+		if (!p) {
+			HARNESS_FAIL("out of memory");
+			return;
+		}
+		clip_gemm_pack(ks[t].kernel, N, K, w, LDW, p);
+		int bad = 0;
+		for (size_t n = 0; n < panels * P; n++)
+			for (size_t k = 0; k < K; k++)
+				bad += p[n / P * P * K + k * P + n % P] != (n < N ? w[n * LDW + k] : 0.0f);
+		if (bad)
+			HARNESS_FAIL("%s: %d floats out of place", clip_kernel_name(ks[t].kernel), bad);
+		free(p);
+	}
+}
+
 static void test_empty_is_a_no_op(void)
 {
 	float y[4] = { 1, 2, 3, 4 };
@@ -358,6 +391,7 @@ int main(void)
 	RUN(test_bf16_rounding);
 	RUN(test_every_kernel);
 	RUN(test_bf16_kernel);
+	RUN(test_packed_layout);
 	RUN(test_empty_is_a_no_op);
 	return harness_done();
 }

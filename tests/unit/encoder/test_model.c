@@ -289,14 +289,17 @@ static int encode_some(const char *dir, float *out, size_t n)
 	return rc;
 }
 
-/* Load dir with the packed-weights cache in cache_dir and encode; *mapped
- * says whether the packed weights came from the cache file. */
-static int encode_cached(const char *dir, const char *cache_dir, float *out, size_t n, int *mapped)
+/* Load dir with the packed-weights cache in cache_dir (and the kernel cpu,
+ * NULL: the CPU's best) and encode; *mapped says whether the packed
+ * weights came from the cache file. */
+static int encode_cached_cpu(const char *dir, const char *cache_dir, const char *cpu, float *out, size_t n,
+			     int *mapped)
 {
 	clip_model *m = NULL;
 	clip_error err = { 0 };
 	struct clip_params p = clip_default_params();
 	p.weights_cache = cache_dir;
+	p.cpu = cpu;
 	if (clip_model_load(dir, &p, &m, &err) != 0) {
 		fprintf(stderr, "  load %s: %s\n", dir, err.msg);
 		return -1;
@@ -305,6 +308,23 @@ static int encode_cached(const char *dir, const char *cache_dir, float *out, siz
 	int rc = encode_model(m, dir, out, n);
 	clip_model_free(m);
 	return rc;
+}
+
+static int encode_cached(const char *dir, const char *cache_dir, float *out, size_t n, int *mapped)
+{
+	return encode_cached_cpu(dir, cache_dir, NULL, out, n, mapped);
+}
+
+/* Files named packed-* in dir. */
+static int packed_files(const char *dir)
+{
+	DIR *d = opendir(dir);
+	int files = 0;
+	for (struct dirent *e; d && (e = readdir(d));)
+		files += !strncmp(e->d_name, "packed-", 7);
+	if (d)
+		closedir(d);
+	return files;
 }
 
 static void test_packed_weights_cache(void)
@@ -360,6 +380,25 @@ static void test_packed_weights_cache(void)
 	/* an unwritable cache directory only costs the repacking */
 	REQUIRE(encode_cached(dir, "/proc/clipd-no-such-cache", got, 6 * 48, &mapped) == 0);
 	CHECK_EQ_INT(mapped, 0);
+	CHECK(memcmp(ref, got, sizeof ref) == 0);
+
+	/* The AVX2 kernel's panels (16 columns, not 32) have a file of their
+	 * own beside the AVX-512 kernel's: each kernel maps its own, and
+	 * neither is taken for the other nor rewritten by it. */
+	if (clip_gemm_detect() < CLIP_KERNEL_AVX512)
+		return;
+	float ref2[6 * 48];
+	REQUIRE(encode_cached_cpu(dir, NULL, "avx2", ref2, 6 * 48, &mapped) == 0);
+	CHECK_EQ_INT(mapped, 0);
+	REQUIRE(encode_cached_cpu(dir, cache, "avx2", got, 6 * 48, &mapped) == 0);
+	CHECK_EQ_INT(mapped, 0);
+	CHECK(memcmp(ref2, got, sizeof ref2) == 0);
+	CHECK_EQ_INT(packed_files(cache), 2);
+	REQUIRE(encode_cached_cpu(dir, cache, "avx2", got, 6 * 48, &mapped) == 0);
+	CHECK_EQ_INT(mapped, 1);
+	CHECK(memcmp(ref2, got, sizeof ref2) == 0);
+	REQUIRE(encode_cached(dir, cache, got, 6 * 48, &mapped) == 0);
+	CHECK_EQ_INT(mapped, 1);
 	CHECK(memcmp(ref, got, sizeof ref) == 0);
 }
 
