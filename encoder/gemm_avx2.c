@@ -14,10 +14,12 @@
  * vectors and a broadcast of the 16 registers; each step of k loads two
  * weight vectors and six x values for twelve multiply-adds, the shape of
  * OpenBLAS's own Haswell kernel, without its copy of the weights on every
- * call. The walk asks for the panel's line APF steps ahead itself rather
- * than leave it to the hardware prefetcher: in a timing outside the tree,
- * 11% less time for one image's 50 rows and 29% for a text query's 10, no
- * difference for a batch of eight images' 400.
+ * call. The first tile of each panel, which brings the panel in from
+ * memory, asks for its lines APF steps ahead itself rather than leave it
+ * to the hardware prefetcher (the tiles after it find the panel in L2): in
+ * a timing outside the tree, 11% less time for one image's 50 rows and 29%
+ * for a text query's 10 than no prefetch, and at 400 rows 3% less than
+ * prefetching in every tile (five runs of seven).
  *
  * Rows go in blocks of ABT tiles, each block against every panel of the
  * call's columns before the next block: a block's x then comes from L2
@@ -50,13 +52,14 @@ static inline __m256i alanes(size_t lo, size_t hi)
 
 /*
  * y[mr rows, 16 columns] (=, or += when add) x[mr, kc] times a panel's
- * kc x 16 block (p: its first weight), +
- * bias on the last block. full: all 16 columns are the caller's (plain
- * loads and stores); otherwise m0 and m1 mask the two 8-column halves.
+ * kc x 16 block (p: its first weight), + bias on the last block. full:
+ * all 16 columns are the caller's (plain loads and stores); otherwise m0
+ * and m1 mask the two 8-column halves. fetch: prefetch the panel APF
+ * steps ahead.
  */
 static inline __attribute__((always_inline)) void atile(const int mr, size_t kc, const float *x, size_t ldx,
 							const float *p, const float *bias, float *y, size_t ldy,
-							int add, int full, __m256i m0, __m256i m1)
+							int add, int full, int fetch, __m256i m0, __m256i m1)
 {
 	__m256 a0[AMR], a1[AMR];
 #pragma GCC unroll 8
@@ -64,7 +67,7 @@ static inline __attribute__((always_inline)) void atile(const int mr, size_t kc,
 		a0[i] = a1[i] = _mm256_setzero_ps();
 	for (size_t k = 0; k < kc; k++) {
 		__m256 w0 = _mm256_load_ps(p + k * PNR), w1 = _mm256_load_ps(p + k * PNR + 8);
-		if (k + APF < kc)
+		if (fetch && k + APF < kc)
 			_mm_prefetch((const char *)(p + (k + APF) * PNR), _MM_HINT_T0);
 #pragma GCC unroll 8
 		for (int i = 0; i < mr; i++) {
@@ -103,13 +106,13 @@ static inline __attribute__((always_inline)) void atile(const int mr, size_t kc,
 #define ATILE_CASE(n)                                                                    \
 	case n:                                                                          \
 		if (full)                                                                \
-			atile(n, kc, x, ldx, p, bias, y, ldy, add, 1, m0, m1);           \
+			atile(n, kc, x, ldx, p, bias, y, ldy, add, 1, fetch, m0, m1);    \
 		else                                                                     \
-			atile(n, kc, x, ldx, p, bias, y, ldy, add, 0, m0, m1);           \
+			atile(n, kc, x, ldx, p, bias, y, ldy, add, 0, fetch, m0, m1);    \
 		break
 
 static void atile_any(int mr, size_t kc, const float *x, size_t ldx, const float *p, const float *bias, float *y,
-		      size_t ldy, int add, int full, __m256i m0, __m256i m1)
+		      size_t ldy, int add, int full, int fetch, __m256i m0, __m256i m1)
 {
 	switch (mr) {
 		ATILE_CASE(1); ATILE_CASE(2); ATILE_CASE(3);
@@ -138,7 +141,7 @@ void clip_gemm_packed_avx2(size_t M, size_t K, const float *x, size_t ldx, const
 				for (size_t t = t0; t < t1; t++) {
 					size_t i0 = M * t / tiles, i1 = M * (t + 1) / tiles;
 					atile_any((int)(i1 - i0), kc, x + i0 * ldx + k0, ldx, pb, bb, y + i0 * ldy + c,
-						  ldy, add, lo == 0 && hi == PNR, m0, m1);
+						  ldy, add, lo == 0 && hi == PNR, t == 0, m0, m1);
 				}
 			}
 		}
