@@ -58,9 +58,9 @@
  * (the tiles after it find it in L2), asks for its lines PPF steps of k
  * ahead: a text query's product is one tile of a few rows, whose loads
  * wait on memory. Alternating `clipd bench` runs with the kernel without
- * it (2026-12-06): bf16 text queries in 6-8% less time (medians of eight
- * pairs), 16 and 64 steps ahead did less; images/s unchanged within the
- * noise (1-4%). */
+ * it (2026-12-06): bf16 text queries in 6-12% less time (medians of five
+ * to eight pairs), 16 and 64 steps ahead did less; images/s unchanged
+ * within the noise. */
 #define PPF 32
 
 #if HAVE_X86_KERNELS

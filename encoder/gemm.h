@@ -67,8 +67,9 @@ void clip_gemm_tn(enum clip_kernel kernel, size_t M, size_t N, size_t K, const f
  * for the AVX2 one. A half of a 32-column panel, as the AVX2 kernel read
  * until 2026-12-06, is every other cache line: in a timing of the 72
  * ViT-B products outside the tree, alternating pass by pass, the AVX2
- * kernel took 4-5% less time on panels of 16 with 400 rows, 9% less with
- * 50 and 24% less with 10.
+ * kernel took up to 7% less time on panels of 16 with 400 rows (median
+ * 3%), 9-16% less with 50 and a quarter less with 10 (README, "Encoder
+ * benchmark").
  */
 #define CLIP_GEMM_PANEL 32
 #define CLIP_GEMM_PANEL_AVX2 16
@@ -86,8 +87,9 @@ void clip_gemm_pack(enum clip_kernel kernel, size_t N, size_t K, const float *w,
 
 /*
  * Columns [n0, n1) of y[M, N] (row stride ldy) = beta * y + x[M, K] times
- * the w^T packed for the same kernel + bias[N] (NULL: none); beta is 0 or 1. Columns outside
- * [n0, n1) are not touched, so threads may split the columns anywhere.
+ * the w^T packed for the same kernel + bias[N] (NULL: none); beta is 0 or
+ * 1. Columns outside [n0, n1) are not touched, so threads may split the
+ * columns anywhere.
  */
 void clip_gemm_packed(enum clip_kernel kernel, size_t M, size_t K, const float *x, size_t ldx, const float *p, const float *bias, float *y,
 		      size_t ldy, size_t n0, size_t n1, float beta);

@@ -26,9 +26,9 @@
  * for all but the first panel, where taking every tile against one panel
  * before the next streamed all of x from L3 or memory again for each
  * panel (1.2 MB at K = 768 and 400 rows, 4.9 MB at 3072; L2 is 1 MB on
- * this machine). In the same timing, 2-4% less time at 400 rows, on both
- * a quiet machine and one whose neighbours were busy, and no difference
- * at 50 or 10.
+ * this machine). In the same timing, up to 8% less time at 400 rows
+ * (median 3%, twelve runs in the machine's quiet and busy spells), and
+ * 1% more at 50, none at 10.
  */
 #include "gemm.h"
 
