@@ -14,10 +14,11 @@
 #    clipd with the JPEG fast path (build/deploy/bench/photo-prep) and
 #    Debian's Pillow doing the reference preprocessing (pillow-prep.py).
 # 4. clipd serve (fast path, the default) on a fresh data directory and
-#    wrk with C connections (default 8) posting the corpus, each photo
+#    build/deploy/bench/post-files (a C client that sends each file with
+#    sendfile) with C connections (default 8) posting the corpus, each photo
 #    once, until it runs out or 60 s pass; the daemon's CPU per photo by
 #    thread, and the shares of the machine's CPU (both cores) that the
-#    daemon, wrk (on the same cores) and the rest took, and idle.
+#    daemon, the client (on the same cores) and the rest took, and idle.
 #    --perf SECONDS: perf record -g on the daemon for the first SECONDS of
 #    the upload run, then perf report by shared object and by symbol:
 #    where an upload's CPU goes at batch 8 (perf.data stays in WORK).
@@ -47,13 +48,12 @@ clipd=${CLIPD_BIN:-$root/build/clipd}
 corpus=/var/tmp/clipd-bench/photos
 say() { echo "photo-upload: $*" >&2; }
 sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
-command -v wrk >/dev/null || $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null
 [ "$perf_secs" = 0 ] || command -v perf >/dev/null ||
 	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q linux-perf >/dev/null
 /usr/bin/python3 -c 'import numpy, PIL' 2>/dev/null ||
 	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-numpy python3-pil >/dev/null
 [ -x "$clipd" ] || { say "no $clipd (build first)"; exit 1; }
-ninja -C build deploy/bench/photo-prep >/dev/null
+ninja -C build deploy/bench/photo-prep deploy/bench/post-files >/dev/null
 mkdir -p "$work"
 . "$root/deploy/bench/common.sh"
 
@@ -108,7 +108,7 @@ thread_cpu() {
 	done
 }
 # And the machine's: busy and idle ticks of all its cores (/proc/stat), and
-# the CPU seconds of this shell's children, which over the run is wrk's:
+# the CPU seconds of this shell's children, which over the run is the client's:
 # the load generator shares the cores with the daemon.
 machine_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat; }
 # (times in this shell itself: in a subshell it would count the subshell's children)
@@ -116,8 +116,7 @@ children_s() { tail -n 1 "$1" | sed 's/m/ /g; s/s//g' | awk '{ print $1 * 60 + $
 thread_cpu > "$work/threads-before.tsv"
 times > "$work/times-before"
 machine0=$(machine_ticks)
-upload_json=$(wrk -t2 -c"$conns" -d"${up_secs}s" --timeout 30s --latency -s "$root/deploy/bench/upload.lua" "$url" -- \
-	"$work/photos.txt" 2 | grep '^{')
+upload_json=$(build/deploy/bench/post-files --connections "$conns" --seconds "$up_secs" "$url" "$work/photos.txt")
 machine1=$(machine_ticks)
 times > "$work/times-after"
 echo "$upload_json"
@@ -141,10 +140,10 @@ print(json.dumps({"bench": "upload_cpu_ms_per_photo", "total": round(sum(ms.valu
 (busy0, idle0), (busy1, idle1) = [map(int, sys.argv[i].split()) for i in (5, 6)]
 total = max(busy1 - busy0 + idle1 - idle0, 1)
 daemon = sum(after[k] - before.get(k, 0) for k in after)
-wrk = (float(sys.argv[8]) - float(sys.argv[7])) * hz
+client = (float(sys.argv[8]) - float(sys.argv[7])) * hz
 share = lambda t: round(100 * t / total, 1)
-print(json.dumps({"bench": "upload_machine_cpu_pct", "daemon": share(daemon), "wrk": share(wrk),
-                  "other": share(busy1 - busy0 - daemon - wrk), "idle": share(idle1 - idle0)}, separators=(",", ":")))
+print(json.dumps({"bench": "upload_machine_cpu_pct", "daemon": share(daemon), "client": share(client),
+                  "other": share(busy1 - busy0 - daemon - client), "idle": share(idle1 - idle0)}, separators=(",", ":")))
 PY
 curl -s "$url/info" | sed -n 's/.*"encoder":{"image":\({[^}]*}\).*/{"encoder_image_counters":\1}/p'
 if [ -n "$perf_pid" ]; then
