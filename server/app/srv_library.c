@@ -124,6 +124,16 @@ static int64_t now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* Was the file modified less than settle seconds from now, on either
+ * side (a network share's clock may run a little ahead)? A file dated
+ * further ahead (a camera's wrong clock, an archive's time stamps) has
+ * settled: it would otherwise wait for the next scan for ever. */
+static int settling(const struct stat *sb, long long settle)
+{
+	int64_t age = now_ns() - mtime_ns_of(sb), window = settle * 1000000000LL;
+	return age < window && age > -window;
+}
+
 /* A status update under the lock. */
 #define STATUS(scan, stmt) do { \
 	pthread_mutex_lock(&(scan)->set->lock); \
@@ -460,7 +470,7 @@ static void index_file(struct scan *s, const struct store_lib_file *f)
 				    : S_ISCHR(sb.st_mode) || S_ISBLK(sb.st_mode) ? "a device" : "a special file");
 		goto out;
 	}
-	if (now_ns() - mtime_ns_of(&sb) < cfg->library_settle * 1000000000LL) {
+	if (settling(&sb, cfg->library_settle)) {
 		wait_next_scan(s);
 		goto out;
 	}
@@ -602,7 +612,7 @@ static void classify(struct scan *s, const char *rel, const struct stat *sb, int
 				    f->size == (int64_t)sb->st_size && f->mtime_ns == mt))) {
 		STATUS(s, { st_->files_seen++; st_->unchanged++; });
 		mark(s, rel, 0);
-	} else if (now_ns() - mt < s->set->app->cfg->library_settle * 1000000000LL) {
+	} else if (settling(sb, s->set->app->cfg->library_settle)) {
 		STATUS(s, { st_->files_seen++; st_->waiting++; });
 		if (known)
 			mark(s, rel, 0);

@@ -572,3 +572,24 @@ def test_two_nodes_scan_a_library_one_at_a_time(make_server, small_library, cata
     assert [h["id"] for h in a.search("a photo", k=13).json()["results"]] == \
         [h["id"] for h in b.search("a photo", k=13).json()["results"]]
     assert a.stop() == 0 and b.stop() == 0
+
+
+def test_a_file_dated_ahead_is_indexed(make_server, small_library):
+    """A photo whose modification time is far ahead of the clock (a
+    camera's wrong clock, an archive's time stamps) has settled: it is
+    indexed, not left waiting for the next scan at every scan."""
+    root = small_library
+    for folder, _, files in os.walk(root):   # settled long ago
+        for f in files:
+            os.utime(os.path.join(folder, f), (time.time() - 60, time.time() - 60))
+    ahead = os.path.join(root, "a", "ahead.png")
+    write(ahead, tiny("png", 4242, size=12))
+    os.utime(ahead, (time.time() + 365 * 86400, time.time() + 365 * 86400))
+    s = make_server("--library", root, "--library-rescan", "0").start()   # the default settle (2 s)
+    lib = wait_scanned(s, "photos")
+    assert lib["waiting"] == 0 and lib["images"] == 13, lib
+    assert "a/ahead.png" in by_path(s)
+    lib = rescan(s, "photos")
+    assert lib["waiting"] == 0 and lib["unchanged"] == 13, lib
+    assert s.stop() == 0
+
