@@ -713,8 +713,8 @@ static int walk(struct scan *s)
 			STATUS(s, { st_->dirs_unreadable++; });
 			continue;
 		}
-		struct dirent *e;
-		while ((e = readdir(d)) != NULL && !s->failed) {
+		struct dirent *e = NULL;
+		while (!s->failed && (errno = 0, e = readdir(d)) != NULL) {
 			const char *name = e->d_name;
 			if (libpath_hidden(name))
 				continue;   /* ".", "..", and hidden files and folders */
@@ -723,8 +723,18 @@ static int walk(struct scan *s)
 				continue;
 			}
 			struct stat sb;
-			if (fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0)
-				continue;   /* vanished meanwhile */
+			if (fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0) {
+				if (errno == ENOENT)
+					continue;   /* vanished meanwhile */
+				/* a folder that lists its names but lets nothing in it
+				 * be looked at (read without search permission): what
+				 * it holds is kept, as for a folder that cannot be read */
+				log_warn("library %s: cannot look at %s in the folder %s: %s (what it holds is kept as it was)",
+					 s->lib->spec.name, name, full, strerror(errno));
+				keep_dir(s, rel);
+				STATUS(s, { st_->dirs_unreadable++; });
+				break;
+			}
 			if (S_ISLNK(sb.st_mode)) {
 				struct stat target;
 				int to_dir = fstatat(dfd, name, &target, 0) == 0 && S_ISDIR(target.st_mode);
@@ -738,6 +748,13 @@ static int walk(struct scan *s)
 			} else {
 				walk_file(s, child, &sb);
 			}
+		}
+		if (!e && errno != 0 && !s->failed) {
+			/* a read that failed part way (a network share): not the end of the folder */
+			log_warn("library %s: reading the folder %s failed: %s (what it holds is kept as it was)",
+				 s->lib->spec.name, full, strerror(errno));
+			keep_dir(s, rel);
+			STATUS(s, { st_->dirs_unreadable++; });
 		}
 		closedir(d);
 	}

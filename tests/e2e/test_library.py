@@ -593,3 +593,25 @@ def test_a_file_dated_ahead_is_indexed(make_server, small_library):
     assert lib["waiting"] == 0 and lib["unchanged"] == 13, lib
     assert s.stop() == 0
 
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="permissions do not stop root")
+def test_a_folder_without_search_permission_keeps_its_images(make_server, small_library):
+    """A folder that can be listed but not searched (mode r--: readdir
+    answers its names, stat refuses each) is a folder that could not be
+    read: what it holds is kept, with its ids and metadata, not forgotten
+    and then indexed again as new images when the permission is back."""
+    root = small_library
+    s = make_server("--library", root, "--library-settle", "0", "--library-rescan", "0").start()
+    wait_scanned(s, "photos")
+    before = by_path(s)
+    os.chmod(os.path.join(root, "b"), 0o444)
+    try:
+        lib = rescan(s, "photos")
+        assert lib["last_scan"]["removed"] == 0 and lib["images"] == 12, lib
+        assert lib["dirs_unreadable"] == 1, lib
+    finally:
+        os.chmod(os.path.join(root, "b"), 0o755)
+    lib = rescan(s, "photos")
+    assert lib["last_scan"]["added"] == 0 and lib["unchanged"] == 12, lib
+    assert {p: i["id"] for p, i in by_path(s).items()} == {p: i["id"] for p, i in before.items()}
+    assert s.stop() == 0
