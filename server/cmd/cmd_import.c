@@ -37,6 +37,7 @@
 #include "commands.h"
 #include "dbuf.h"
 #include "sha256.h"
+#include "srv_json.h"
 
 #define MAX_ATTEMPTS 5          /* tries of one request before the file fails */
 #define MAX_BACKOFF_S 8.0
@@ -385,7 +386,11 @@ static void import_file(struct import *im, CURL *h, const struct file *f)
 	/* metadata: --metadata with source_path */
 	cJSON *meta = cJSON_Duplicate(im->metadata, 1);
 	cJSON_DeleteItemFromObject(meta, "source_path");
-	cJSON_AddStringToObject(meta, "source_path", f->rel);
+	/* a file name is bytes, JSON is UTF-8: an invalid sequence as U+FFFD,
+	 * as the server shows a library path (else every run fails the file) */
+	char *rel = srv_utf8_clean(f->rel, strlen(f->rel));
+	cJSON_AddStringToObject(meta, "source_path", rel ? rel : "");
+	free(rel);
 	char *meta_text = cJSON_PrintUnformatted(meta);
 	cJSON_Delete(meta);
 	const char *slash = strrchr(f->path, '/');

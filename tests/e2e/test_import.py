@@ -74,6 +74,24 @@ def test_first_run_stores_everything_and_a_rerun_sends_nothing(make_server, tmp_
     assert s.stop() == 0
 
 
+def test_a_file_name_not_utf8_is_stored(make_server, tmp_path):
+    """A file name is bytes (a Latin-1 name from an old camera or a Windows
+    share): the file is stored, its source_path with U+FFFD for the bytes
+    that are not UTF-8, as the server shows a library path, not refused
+    by the server at every run."""
+    root = os.fsencode(str(tmp_path / "photos"))
+    os.makedirs(root)
+    with open(root + b"/caf\xe9.png", "wb") as f:
+        f.write(make_png(10, 10, seed=77))
+    s = make_server().start()
+    r = run_import("http://127.0.0.1:%d" % s.port, os.fsdecode(root))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "1 files: 1 stored" in r.stdout, r.stdout
+    items = s.get("/images?limit=10").json()["items"]
+    assert [i["metadata"]["source_path"] for i in items] == ["caf\ufffd.png"]
+    assert s.stop() == 0
+
+
 def test_interrupted_import_resumes(make_server, tmp_path):
     root = str(tmp_path / "many")
     write_tree(root, 120, seed0=1000)
