@@ -101,6 +101,9 @@ struct scan {
 	struct batch batch;
 	struct store_lib_scan_figures fig;
 	int failed;                     /* a catalog error: the scan ends without removing anything */
+	int have_data;                  /* clipd's data directory (its device and inode), never walked */
+	dev_t data_dev;
+	ino_t data_ino;
 	double last_counts;
 };
 
@@ -743,6 +746,12 @@ static int walk(struct scan *s)
 						 to_dir ? " to a folder" : "");
 				STATUS(s, { st_->symlinks_skipped++; });
 			} else if (S_ISDIR(sb.st_mode)) {
+				if (s->have_data && sb.st_dev == s->data_dev && sb.st_ino == s->data_ino) {
+					/* --data below the root: its thumbnails and originals are not photos */
+					log_info("library %s: %s is clipd's data directory: not walked", s->lib->spec.name,
+						 child);
+					continue;
+				}
 				if (push(&stack, child) != 0)
 					rc = -1;
 			} else {
@@ -926,6 +935,12 @@ static void scan_library(struct srv_libraries *set, struct lib *lib)
 	pthread_mutex_unlock(&set->lock);
 	log_info("library %s: scanning %s", lib->spec.name, lib->spec.root);
 
+	struct stat data_sb;
+	if (set->app->cfg->data && stat(set->app->cfg->data, &data_sb) == 0) {
+		s->have_data = 1;
+		s->data_dev = data_sb.st_dev;
+		s->data_ino = data_sb.st_ino;
+	}
 	int walked = walk(s);
 	STATUS(s, { st_->walking = 0; });
 	/* what the walk found pending, including files a killed scan left */

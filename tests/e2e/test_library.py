@@ -615,3 +615,24 @@ def test_a_folder_without_search_permission_keeps_its_images(make_server, small_
     assert lib["last_scan"]["added"] == 0 and lib["unchanged"] == 12, lib
     assert {p: i["id"] for p, i in by_path(s).items()} == {p: i["id"] for p, i in before.items()}
     assert s.stop() == 0
+
+
+def test_the_data_directory_below_the_root_is_not_walked(make_server, small_library):
+    """clipd serve --data ~/Pictures/clipd --library ~/Pictures: the data
+    directory's thumbnails and uploaded originals are not photos of the
+    library (nor its catalog files failures), scan after scan."""
+    root = small_library
+    data = os.path.join(root, "clipd-data")
+    s = make_server("--library", root, "--library-settle", "0", "--library-rescan", "0", data_dir=data).start()
+    wait_scanned(s, "photos")
+    r = s.request("POST", "/images", body=tiny("jpg", 31337, size=32), headers={"Content-Type": "image/jpeg"})
+    assert r.status == 201, r
+    for img in by_path(s).values():   # thumbnails land in the data directory
+        assert s.get("/images/%d/thumbnail?size=128" % img["id"]).status == 200
+    for _ in range(2):
+        lib = rescan(s, "photos")
+        assert lib["images"] == 12 and lib["files_seen"] == 12 and lib["failed"] == 0, lib
+    assert not any(p.startswith("clipd-data/") for p in by_path(s))
+    assert errors(s, "photos") == {}
+    assert len(all_images(s)) == 13
+    assert s.stop() == 0
