@@ -67,17 +67,25 @@ int srv_library_spec_parse(const char *arg, struct srv_library_spec *spec, char 
 	const char *eq = strchr(arg, '=');
 	const char *dir = arg;
 	size_t nl = 0;
-	if (eq && eq != arg && eq[1]) {
-		/* NAME=DIR when everything before '=' could be a name */
+	if (eq && (!memchr(arg, '/', (size_t)(eq - arg)) ||
+		   (eq[1] == '/' && arg[0] != '/' && arg[0] != '.'))) {
+		/* NAME=DIR: text before '=' is meant as a name when it has no
+		 * '/', or when an absolute folder follows it (my/pics=/photos);
+		 * a folder whose own name has '=' is given as ./a=b or /x/a=b */
 		size_t k = (size_t)(eq - arg);
-		int ok = k <= SRV_LIBRARY_NAME_MAX;
+		int ok = k > 0 && k <= SRV_LIBRARY_NAME_MAX && arg[0] != '.';
 		for (size_t i = 0; ok && i < k; i++)
 			ok = name_char(arg[i]);
-		if (ok && arg[0] != '.') {
-			memcpy(spec->name, arg, k);
-			nl = k;
-			dir = eq + 1;
+		if (!ok) {
+			snprintf(msg, msglen,
+				 "'%.40s': a library name is 1 to %d letters (a-z, A-Z), digits, '.', '_' "
+				 "or '-', not starting with '.' (a folder named with '=': ./%.40s)",
+				 arg, SRV_LIBRARY_NAME_MAX, arg);
+			return -1;
 		}
+		memcpy(spec->name, arg, k);
+		nl = k;
+		dir = eq + 1;
 	}
 	if (!*dir) {
 		snprintf(msg, msglen, "'%s': no folder", arg);

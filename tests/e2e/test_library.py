@@ -339,10 +339,20 @@ def test_library_options_and_errors(make_server, small_library, tmp_path):
     r = subprocess.run([CLIPD, "serve", "--model", "x", "--data", str(tmp_path / "d"), "--library", small_library,
                         "--library", small_library], capture_output=True, text=True)
     assert r.returncode == 2 and "two libraries are named 'photos'" in r.stderr
-    s = make_server(env={"CLIPD_LIBRARY": "pics=%s,%s" % (small_library, str(tmp_path / "missing"))},
+    # NAME=DIR with a NAME that cannot be one is a usage error, not a folder
+    # of that whole name (an offline library named after the folder's end)
+    for arg in ("\u0424\u043e\u0442\u043e=" + small_library, "my/pics=" + small_library, "=" + small_library,
+                ".hid=" + small_library, "a" * 65 + "=" + small_library):
+        r = subprocess.run([CLIPD, "serve", "--model", "x", "--data", str(tmp_path / "d"), "--library", arg],
+                           capture_output=True, text=True)
+        assert r.returncode == 2 and "a library name is 1 to 64 letters" in r.stderr, (arg, r.stderr)
+    os.makedirs(str(tmp_path / "x=y"))   # a folder with '=' in its name, given by its path
+    s = make_server(env={"CLIPD_LIBRARY": "pics=%s,%s,%s" % (small_library, str(tmp_path / "missing"),
+                                                           str(tmp_path / "x=y"))},
                     *("--library-settle", "0")).start()
     wait_scanned(s, "pics")
     assert library(s, "missing")["state"] in ("offline", "idle")
+    assert library(s, "x_y")["root"] == str(tmp_path / "x=y")
     assert s.request("POST", "/libraries/nosuch/scan").error_code() == "not_found"
     assert s.get("/libraries/nosuch/errors").status == 404
     assert s.get("/libraries/pics/errors?limit=0").error_code() == "bad_parameter"
