@@ -454,12 +454,11 @@ static void index_file(struct scan *s, const struct store_lib_file *f)
 			file_gone(s, f->path);
 			return;
 		}
-		/* its identity, so that the next walk knows it unchanged */
-		char full[8192];
-		if ((size_t)snprintf(full, sizeof full, "%s/%s", s->lib->spec.root, f->path) >= sizeof full
-		    || lstat(full, &sb) != 0)
-			memset(&sb, 0, sizeof sb);
-		add_failure(s, f->path, &sb, HTTP_ERR_FORBIDDEN, "unreadable", "cannot open the file: %s", strerror(e));
+		/* Recorded without its identity, so that the next walk tries it
+		 * again: a failed open costs nothing, and what made it fail (a
+		 * permission, which chmod fixes without touching the mtime; no
+		 * file descriptor left) is often gone by then. */
+		add_failure(s, f->path, NULL, HTTP_ERR_FORBIDDEN, "unreadable", "cannot open the file: %s", strerror(e));
 		return;
 	}
 	unsigned char *bytes = NULL;

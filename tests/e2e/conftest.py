@@ -97,9 +97,10 @@ def make_server(tmp_path, catalog):
     """Start daemons with options; every one is stopped at the test's end."""
     started = []
 
-    def make(*args, **kw):
-        sub = tmp_path / ("s%d" % len(started))
-        sub.mkdir()
+    def make(*args, home=None, **kw):
+        # home: the folder of its port file (one the daemon's user can write)
+        sub = home or tmp_path / ("s%d" % len(started))
+        os.makedirs(sub, exist_ok=True)
         s = Server(sub, *(catalog.args(kw.get("data_dir")) + list(args)), **kw)
         started.append(s)
         return s

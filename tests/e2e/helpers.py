@@ -84,7 +84,11 @@ class Response:
 class Server:
     """One `clipd serve` on an ephemeral loopback port."""
 
-    def __init__(self, tmp_path, *args, data_dir=None, env=None, model=MODEL):
+    def __init__(self, tmp_path, *args, data_dir=None, env=None, model=MODEL, wrap=(), binary=None):
+        # wrap: a command the daemon runs under (setpriv ... to drop root);
+        # binary: another copy of clipd (one that user can reach)
+        self.wrap = list(wrap)
+        self.binary = binary or CLIPD
         self.tmp = str(tmp_path)
         self.data = data_dir or os.path.join(self.tmp, "data")
         self.args = list(args)
@@ -105,7 +109,7 @@ class Server:
     def start(self, wait_ready=True, timeout=60):
         if os.path.exists(self.port_file):
             os.unlink(self.port_file)
-        cmd = [CLIPD, "serve", "--model", self.model, "--data", self.data,
+        cmd = self.wrap + [self.binary, "serve", "--model", self.model, "--data", self.data,
                "--listen", "127.0.0.1:0", "--port-file", self.port_file] + SERVE_ARGS + self.args
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=self.logf, stderr=self.logf, env=self.env)

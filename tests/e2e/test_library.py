@@ -7,14 +7,16 @@ import io
 import json
 import os
 import random
+import shutil
 import sqlite3
 import subprocess
+import tempfile
 import time
 
 import pytest
 from PIL import Image
 
-from helpers import CLIPD, SLOW, load_openapi, make_png, validate
+from helpers import CLIPD, MODEL, SLOW, load_openapi, make_png, validate
 
 CATALOGS = ("sqlite", "postgresql")   # the whole module against both catalogs (conftest.py)
 
@@ -604,14 +606,41 @@ def test_a_file_dated_ahead_is_indexed(make_server, small_library):
     assert s.stop() == 0
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="permissions do not stop root")
-def test_a_folder_without_search_permission_keeps_its_images(make_server, small_library):
+@pytest.fixture
+def unprivileged(tmp_path):
+    """Where a daemon that permissions stop runs, and how: permissions stop
+    nothing for root (CI runs as root), so as root the daemon runs as
+    nobody (setpriv), from a folder nobody owns holding copies of clipd and
+    the model (the test's own folders are root's alone). Yields the folder
+    (a library goes in it) and make_server's keywords."""
+    if os.geteuid() != 0:
+        yield str(tmp_path), {}
+        return
+    home = tempfile.mkdtemp(prefix="clipd-nobody-")
+    try:
+        shutil.copy2(CLIPD, os.path.join(home, "clipd"))
+        shutil.copytree(MODEL, os.path.join(home, "model"))
+        subprocess.run(["chown", "-R", "nobody:nogroup", home], check=True)
+        yield home, {"home": os.path.join(home, "run"), "data_dir": os.path.join(home, "data"),
+                     "binary": os.path.join(home, "clipd"), "model": os.path.join(home, "model"),
+                     "wrap": ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"]}
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_a_folder_without_search_permission_keeps_its_images(make_server, unprivileged):
     """A folder that can be listed but not searched (mode r--: readdir
     answers its names, stat refuses each) is a folder that could not be
     read: what it holds is kept, with its ids and metadata, not forgotten
     and then indexed again as new images when the permission is back."""
-    root = small_library
-    s = make_server("--library", root, "--library-settle", "0", "--library-rescan", "0").start()
+    home, kw = unprivileged
+    root = os.path.join(home, "photos")
+    for i in range(12):
+        write(os.path.join(root, "a" if i < 6 else "b", "p%02d.png" % i), tiny("png", 100 + i, size=12))
+    if kw:
+        os.makedirs(kw["home"])
+        subprocess.run(["chown", "nobody:nogroup", kw["home"]], check=True)
+    s = make_server("--library", root, "--library-settle", "0", "--library-rescan", "0", **kw).start()
     wait_scanned(s, "photos")
     before = by_path(s)
     os.chmod(os.path.join(root, "b"), 0o444)
@@ -645,4 +674,30 @@ def test_the_data_directory_below_the_root_is_not_walked(make_server, small_libr
     assert not any(p.startswith("clipd-data/") for p in by_path(s))
     assert errors(s, "photos") == {}
     assert len(all_images(s)) == 13
+    assert s.stop() == 0
+
+
+def test_a_file_that_could_not_be_opened_is_tried_again(make_server, unprivileged):
+    """A photo clipd may not open is listed as unreadable, and indexed at
+    the next scan once its permission is fixed: chmod changes no mtime,
+    so a failed open must not record the file as seen unchanged."""
+    home, kw = unprivileged
+    root = os.path.join(home, "photos")
+    for i in range(3):
+        write(os.path.join(root, "p%d.png" % i), tiny("png", 300 + i, size=12))
+    locked = os.path.join(root, "p2.png")
+    os.chmod(locked, 0)
+    if kw:
+        os.makedirs(kw["home"])
+        subprocess.run(["chown", "nobody:nogroup", kw["home"]], check=True)
+    s = make_server("--library", root, "--library-settle", "0", "--library-rescan", "0", **kw).start()
+    lib = wait_scanned(s, "photos")
+    assert lib["images"] == 2, lib
+    assert errors(s, "photos").get("p2.png", {}).get("code") == "unreadable", errors(s, "photos")
+    lib = rescan(s, "photos")   # still locked: still listed, nothing else changes
+    assert lib["images"] == 2 and errors(s, "photos")["p2.png"]["code"] == "unreadable", lib
+    os.chmod(locked, 0o644)
+    lib = rescan(s, "photos")
+    assert lib["images"] == 3 and "p2.png" in by_path(s), lib
+    assert "p2.png" not in errors(s, "photos")
     assert s.stop() == 0
