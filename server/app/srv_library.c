@@ -687,6 +687,28 @@ static void keep_dir(struct scan *s, const char *rel)
 }
 
 /* Walk the tree. 0 when the whole tree was walked. */
+/* An empty folder below the root whose files were last read from another
+ * device was a disk's mount point: the disk is not mounted now (as a root
+ * that is empty makes the library offline), and what it held is kept. A
+ * folder emptied on its own device is empty, and its files are gone. */
+static void empty_dir(struct scan *s, int dfd, const char *rel, const char *full)
+{
+	struct stat sb;
+	store_error err = { 0 };
+	if (fstat(dfd, &sb) != 0)
+		return;
+	int other = catalog_library_other_device(s->set->app->cat, s->lib->spec.name, rel, (int64_t)sb.st_dev, &err);
+	if (other < 0) {
+		log_error("library %s: %s", s->lib->spec.name, err.msg);
+		s->failed = 1;
+	} else if (other) {
+		log_warn("library %s: the folder %s is empty, and its files were on another disk: a disk not "
+			 "mounted? (what it held is kept as it was)", s->lib->spec.name, full);
+		keep_dir(s, rel);
+		STATUS(s, { st_->dirs_unreadable++; });
+	}
+}
+
 static int walk(struct scan *s)
 {
 	struct dirstack stack = { 0 };
@@ -716,8 +738,11 @@ static int walk(struct scan *s)
 			continue;
 		}
 		struct dirent *e = NULL;
+		size_t entries = 0;
 		while (!s->failed && (errno = 0, e = readdir(d)) != NULL) {
 			const char *name = e->d_name;
+			if (strcmp(name, ".") && strcmp(name, ".."))
+				entries++;
 			if (libpath_hidden(name))
 				continue;   /* ".", "..", and hidden files and folders */
 			if (libpath_join(rel, name, child, sizeof child) != 0) {
@@ -763,6 +788,8 @@ static int walk(struct scan *s)
 				 s->lib->spec.name, full, strerror(errno));
 			keep_dir(s, rel);
 			STATUS(s, { st_->dirs_unreadable++; });
+		} else if (!e && entries == 0 && rel[0] && !s->failed) {
+			empty_dir(s, dfd, rel, full);
 		}
 		closedir(d);
 	}

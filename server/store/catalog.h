@@ -344,6 +344,9 @@ int catalog_library_commit(catalog *c, const char *lib, struct catalog_lib_item 
 /* 1 if image id's original is a library file, 0 if not; *refs: its
  * library paths. Negative on error. */
 int catalog_library_image_refs(catalog *c, int64_t id, int64_t *refs, store_error *err);
+/* 1 if a file below the folder dir was last read from a device other
+ * than dev (store_lib_other_device), 0 if not, negative on error. */
+int catalog_library_other_device(catalog *c, const char *lib, const char *dir, int64_t dev, store_error *err);
 /* The end of a scan that walked the whole tree (store_lib_finish): paths
  * not seen are forgotten except under keep[0..n_keep) (directories that
  * could not be read), images left without a path are moved or deleted

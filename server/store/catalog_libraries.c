@@ -113,6 +113,11 @@ int catalog_library_image_refs(catalog *c, int64_t id, int64_t *refs, store_erro
 	return CAT_DB(c, lib_image_refs, id, refs, err);
 }
 
+int catalog_library_other_device(catalog *c, const char *lib, const char *dir, int64_t dev, store_error *err)
+{
+	return CAT_DB(c, lib_other_device, lib, dir, dev, err);
+}
+
 int catalog_library_counts(catalog *c, const char *lib, struct store_lib_counts *out, store_error *err)
 {
 	return CAT_DB(c, lib_counts, lib, out, err);

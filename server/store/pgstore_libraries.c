@@ -583,6 +583,23 @@ int pgl_image_refs(void *db, int64_t id, int64_t *refs, store_error *err)
 	return rc != 0 ? rc : own > 0;
 }
 
+int pgl_other_device(void *db, const char *lib, const char *dir, int64_t dev, store_error *err)
+{
+	if (!pg_valid_utf8(dir))
+		return 0;   /* no path below it was recorded */
+	char d[24];
+	const char *vals[] = { lib, dir, pg_i64(d, dev) };
+	PGresult *r = NULL;
+	int rc = query(db, "SELECT count(*) FROM (SELECT 1 FROM library_files WHERE library = $1 "
+		       "AND starts_with(path, $2 || '/') AND coalesce(dev, 0) NOT IN (0, $3::bigint) LIMIT 1) f",
+		       3, vals, 1, "read library files", &r, err);
+	int64_t n = 0;
+	if (rc == 0)
+		rc = pg_col_i64(r, 0, 0, 0, &n, err);
+	PQclear(r);
+	return rc != 0 ? rc : n > 0;
+}
+
 /* ---- the end of a scan ------------------------------------------------------------ */
 
 /* Forget the paths the scan did not see (outside keep), 256 at a time. */

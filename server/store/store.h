@@ -317,6 +317,10 @@ int store_lib_commit(store *s, const char *lib, struct store_lib_outcome *v, siz
  * *refs how many library paths (not ignored) are this image. */
 int store_lib_image_refs(store *s, int64_t id, int64_t *refs, store_error *err);
 
+/* 1 if a file below the folder dir ("a/b": paths "a/b/...") was last read
+ * from a device other than dev (a disk mounted there then), 0 if not. */
+int store_lib_other_device(store *s, const char *lib, const char *dir, int64_t dev, store_error *err);
+
 /* The end of a scan that walked the whole tree: paths not seen by scan are
  * forgotten (except under keep[0..n_keep), directories the scan could not
  * read), library images left without a path move to another path of the

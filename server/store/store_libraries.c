@@ -482,6 +482,38 @@ int store_lib_image_refs(store *s, int64_t id, int64_t *refs, store_error *err)
 	return rc < 0 ? rc : own > 0;
 }
 
+static int flag_row(void *ud, sqlite3_stmt *st, size_t i, store_error *err)
+{
+	(void)st;
+	(void)i;
+	(void)err;
+	*(int *)ud = 1;
+	return 0;
+}
+
+int store_lib_other_device(store *s, const char *lib, const char *dir, int64_t dev, store_error *err)
+{
+	/* the paths dir/... sort between "dir/" and "dir0" ('0' follows '/') */
+	static const char sql[] = "SELECT 1 FROM library_files WHERE library = ?1 AND path > ?2 AND path < ?3 "
+				  "AND dev IS NOT NULL AND dev <> 0 AND dev <> ?4 LIMIT 1";
+	size_t k = strlen(dir), n = 0;
+	char *lo = malloc(k + 2), *hi = malloc(k + 2);
+	int found = 0, rc;
+	if (!lo || !hi) {
+		rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
+	} else {
+		memcpy(lo, dir, k);
+		memcpy(hi, dir, k);
+		lo[k] = '/';
+		hi[k] = '0';
+		lo[k + 1] = hi[k + 1] = 0;
+		rc = read_rows(s, sql, 1, flag_row, &found, &n, "read library files", err, "ttti", lib, lo, hi, dev);
+	}
+	free(lo);
+	free(hi);
+	return rc != 0 ? rc : found;
+}
+
 /* ---- the end of a scan ----------------------------------------------------------- */
 
 int store_lib_path_kept(const char *path, const char *const *keep, size_t n_keep)

@@ -701,3 +701,41 @@ def test_a_file_that_could_not_be_opened_is_tried_again(make_server, unprivilege
     assert lib["images"] == 3 and "p2.png" in by_path(s), lib
     assert "p2.png" not in errors(s, "photos")
     assert s.stop() == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a disk needs root")
+def test_a_disk_unmounted_below_the_root_keeps_its_images(make_server, small_library):
+    """A disk mounted below the root (root/disk2) and then unmounted leaves
+    an empty folder: its images are kept with their ids, as for a root
+    that is an empty mount point, and found unchanged when the disk is
+    back. A folder emptied on its own disk loses its images as before."""
+    root = small_library
+    disk = os.path.join(root, "disk2")
+    os.makedirs(disk)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", disk]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        for i in range(3):
+            write(os.path.join(disk, "d%d.png" % i), tiny("png", 700 + i, size=12))
+        s = make_server("--library", root, "--library-settle", "0", "--library-rescan", "0").start()
+        lib = wait_scanned(s, "photos")
+        assert lib["images"] == 15, lib
+        before = {p: i["id"] for p, i in by_path(s).items()}
+        subprocess.run(["umount", disk], check=True)
+        lib = rescan(s, "photos")
+        assert lib["images"] == 15 and lib["last_scan"]["removed"] == 0 and lib["dirs_unreadable"] == 1, lib
+        assert {p: i["id"] for p, i in by_path(s).items()} == before
+        for name in os.listdir(os.path.join(root, "a")):   # emptied on the root's own disk
+            os.unlink(os.path.join(root, "a", name))
+        lib = rescan(s, "photos")
+        assert lib["images"] == 9 and lib["last_scan"]["removed"] == 6, lib
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", disk], check=True)
+        for i in range(3):   # the disk back (a tmpfs is new each time: the same bytes)
+            write(os.path.join(disk, "d%d.png" % i), tiny("png", 700 + i, size=12))
+        lib = rescan(s, "photos")
+        assert lib["images"] == 9 and lib["dirs_unreadable"] == 0, lib
+        assert {p: i["id"] for p, i in by_path(s).items()} == {p: i for p, i in before.items()
+                                                               if not p.startswith("a/")}
+        assert s.stop() == 0
+    finally:
+        subprocess.run(["umount", disk], stderr=subprocess.DEVNULL)
