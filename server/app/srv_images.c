@@ -113,11 +113,19 @@ static void item_finished(struct upload_item *it)
 static int merge_duplicate(struct upload_item *it)
 {
 	struct upload *up = it->up;
+	store_error err = { 0 };
 	it->duplicate = 1;
+	/* The stored image may be a library file's: the upload's copy then
+	 * becomes its original, so that it outlives the file (an upload is
+	 * never lost because a library changed). */
+	if (catalog_library_adopt(up->app->cat, it->img.id, it->sha, it->data, it->len, &err) < 0) {
+		store_image_clear(&it->img);
+		item_store_error(it, &err, "keeping an upload's copy");
+		return -1;
+	}
 	if (!up->metadata || !up->merge)
 		return 0;
 	struct store_image img;
-	store_error err = { 0 };
 	const struct srv_config *cfg = up->app->cfg;
 	if (catalog_patch_metadata(up->app->cat, it->img.id, up->metadata, strlen(up->metadata),
 				   (size_t)cfg->max_metadata, (int)cfg->max_metadata_depth, &img, &err) != 0) {

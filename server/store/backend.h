@@ -152,6 +152,11 @@ struct backend_ops {
 			  store_error *err);
 	int (*lib_image_refs)(void *db, int64_t id, int64_t *refs, store_error *err);
 	int (*lib_other_device)(void *db, const char *lib, const char *dir, int64_t dev, store_error *err);
+	/* Image id (sha256) keeps an uploaded copy of its original: with
+	 * stores_originals the bytes go in, and the image's original is no
+	 * longer its library file. 1 when it was a library image, 0 when not
+	 * (nothing done), negative on error. */
+	int (*lib_adopt)(void *db, int64_t id, const char *sha256, const void *data, size_t len, store_error *err);
 	int (*lib_finish)(void *db, const char *lib, int64_t scan, const char *const *keep, size_t n_keep,
 			  struct store_lib_scan_figures *fig, struct store_lib_gone *gone, store_error *err);
 	int (*lib_counts)(void *db, const char *lib, struct store_lib_counts *out, store_error *err);

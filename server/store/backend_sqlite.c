@@ -209,6 +209,14 @@ static int sq_lib_other_device(void *db, const char *lib, const char *dir, int64
 	return store_lib_other_device(db, lib, dir, dev, err);
 }
 
+static int sq_lib_adopt(void *db, int64_t id, const char *sha256, const void *data, size_t len, store_error *err)
+{
+	(void)sha256;
+	(void)data;
+	(void)len;   /* the blob, written by the catalog */
+	return store_lib_adopt(db, id, err);
+}
+
 static int sq_lib_finish(void *db, const char *lib, int64_t scan, const char *const *keep, size_t n_keep, struct store_lib_scan_figures *fig, struct store_lib_gone *gone, store_error *err)
 {
 	return store_lib_finish(db, lib, scan, keep, n_keep, fig, gone, err);
@@ -324,6 +332,7 @@ const struct backend_ops sqlite_backend_ops = {
 	.lib_commit = sq_lib_commit,
 	.lib_image_refs = sq_lib_image_refs,
 	.lib_other_device = sq_lib_other_device,
+	.lib_adopt = sq_lib_adopt,
 	.lib_finish = sq_lib_finish,
 	.lib_counts = sq_lib_counts,
 	.lib_errors = sq_lib_errors,

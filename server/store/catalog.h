@@ -347,6 +347,13 @@ int catalog_library_image_refs(catalog *c, int64_t id, int64_t *refs, store_erro
 /* 1 if a file below the folder dir was last read from a device other
  * than dev (store_lib_other_device), 0 if not, negative on error. */
 int catalog_library_other_device(catalog *c, const char *lib, const char *dir, int64_t dev, store_error *err);
+/* An upload of the bytes (sha256, data, len) image id already has: when
+ * that image's original is a library file, the upload's copy becomes its
+ * original (a blob, or the catalog's row of originals), so that the image
+ * outlives the file. 1 when it did, 0 when the image had its own copy,
+ * negative on error. */
+int catalog_library_adopt(catalog *c, int64_t id, const char *sha256, const void *data, size_t len,
+			  store_error *err);
 /* The end of a scan that walked the whole tree (store_lib_finish): paths
  * not seen are forgotten except under keep[0..n_keep) (directories that
  * could not be read), images left without a path are moved or deleted

@@ -118,6 +118,26 @@ int catalog_library_other_device(catalog *c, const char *lib, const char *dir, i
 	return CAT_DB(c, lib_other_device, lib, dir, dev, err);
 }
 
+int catalog_library_adopt(catalog *c, int64_t id, const char *sha256, const void *data, size_t len,
+			  store_error *err)
+{
+	int64_t refs = 0;
+	if (c->readonly)
+		return store_fail(err, STORE_ERR_INVALID, "the catalog is not open for changes");
+	/* under the writer lock: a scan's end (catalog_library_finish) or a
+	 * delete may be removing this very image */
+	pthread_mutex_lock(&c->wlock);
+	int rc = catalog_library_image_refs(c, id, &refs, err);
+	if (rc > 0) {
+		rc = c->be->stores_originals ? 0 : datadir_write_blob(c->dir, sha256, data, len, err);
+		if (rc == 0)
+			rc = CAT_DB(c, lib_adopt, id, sha256, data, len, err);
+		rowcache_flush(c->rows);   /* the image's source changed */
+	}
+	pthread_mutex_unlock(&c->wlock);
+	return rc;   /* 1 adopted, 0 its own copy already, or an error */
+}
+
 int catalog_library_counts(catalog *c, const char *lib, struct store_lib_counts *out, store_error *err)
 {
 	return CAT_DB(c, lib_counts, lib, out, err);

@@ -194,6 +194,7 @@ int pgl_pending(void *db, const char *lib, const char *after, size_t max, struct
 int pgl_commit(void *db, const char *lib, struct store_lib_outcome *v, size_t n, size_t dim, store_error *err);
 int pgl_image_refs(void *db, int64_t id, int64_t *refs, store_error *err);
 int pgl_other_device(void *db, const char *lib, const char *dir, int64_t dev, store_error *err);
+int pgl_adopt(void *db, int64_t id, const char *sha256, const void *data, size_t len, store_error *err);
 int pgl_finish(void *db, const char *lib, int64_t scan, const char *const *keep, size_t n_keep,
 	       struct store_lib_scan_figures *fig, struct store_lib_gone *gone, store_error *err);
 int pgl_counts(void *db, const char *lib, struct store_lib_counts *out, store_error *err);

@@ -20,6 +20,7 @@
  * Paths are text (UTF-8) in PostgreSQL: a file whose path is not UTF-8 is
  * never recorded, so never indexed (README says so).
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -598,6 +599,43 @@ int pgl_other_device(void *db, const char *lib, const char *dir, int64_t dev, st
 		rc = pg_col_i64(r, 0, 0, 0, &n, err);
 	PQclear(r);
 	return rc != 0 ? rc : n > 0;
+}
+
+/* One transaction: the image's row locked (a scan's end on another node
+ * may be removing it), its library_images row gone, the bytes in. */
+int pgl_adopt(void *db, int64_t id, const char *sha256, const void *data, size_t len, store_error *err)
+{
+	struct pg_conn *c = NULL;
+	char k[24];
+	int adopted = 0;
+	if (len > INT_MAX)
+		return store_fail(err, STORE_ERR_TOO_LARGE, "original too large");
+	int rc = pg_take(db, &c, err);
+	if (rc != 0)
+		return rc;
+	if ((rc = pg_cmd(c, "BEGIN", err)) == 0) {
+		const char *vals[] = { pg_i64(k, id) };
+		PGresult *r = pg_run(c, "DELETE FROM library_images WHERE image_id = $1::bigint AND EXISTS "
+				     "(SELECT 1 FROM images WHERE id = $1::bigint FOR UPDATE) RETURNING image_id", 1, vals,
+				     NULL, NULL, 0, PGRES_TUPLES_OK, 1, "keep an upload's copy", err);
+		if (!r)
+			rc = RUN_FAIL(err);
+		else
+			adopted = PQntuples(r) > 0;
+		PQclear(r);
+	}
+	if (rc == 0 && adopted) {
+		const char *vals[] = { sha256, data };
+		const int lens[] = { 0, (int)len }, bin[] = { 0, 1 };
+		PGresult *r = pg_run(c, "INSERT INTO originals (sha256, data) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
+				     2, vals, lens, bin, 0, PGRES_COMMAND_OK, 0, "store the original", err);
+		if (!r)
+			rc = RUN_FAIL(err);
+		PQclear(r);
+	}
+	rc = pg_end(c, rc, err);
+	pg_give(db, c);
+	return rc != 0 ? rc : adopted;
 }
 
 /* ---- the end of a scan ------------------------------------------------------------ */

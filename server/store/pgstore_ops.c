@@ -53,6 +53,7 @@ const struct backend_ops pgstore_ops = {
 	.lib_commit = pgl_commit,
 	.lib_image_refs = pgl_image_refs,
 	.lib_other_device = pgl_other_device,
+	.lib_adopt = pgl_adopt,
 	.lib_finish = pgl_finish,
 	.lib_counts = pgl_counts,
 	.lib_errors = pgl_errors,

@@ -321,6 +321,11 @@ int store_lib_image_refs(store *s, int64_t id, int64_t *refs, store_error *err);
  * from a device other than dev (a disk mounted there then), 0 if not. */
 int store_lib_other_device(store *s, const char *lib, const char *dir, int64_t dev, store_error *err);
 
+/* Image id's original is no longer a library file (its row in
+ * library_images goes): the caller wrote the image's blob first. 1 when
+ * it was a library image, 0 when not, negative on error. */
+int store_lib_adopt(store *s, int64_t id, store_error *err);
+
 /* The end of a scan that walked the whole tree: paths not seen by scan are
  * forgotten (except under keep[0..n_keep), directories the scan could not
  * read), library images left without a path move to another path of the

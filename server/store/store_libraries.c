@@ -514,6 +514,26 @@ int store_lib_other_device(store *s, const char *lib, const char *dir, int64_t d
 	return rc != 0 ? rc : found;
 }
 
+int store_lib_adopt(store *s, int64_t id, store_error *err)
+{
+	int rc = st_write_begin(s, err);
+	if (rc != 0)
+		return rc;
+	sqlite3_stmt *st = st_prepare(s->writer, "DELETE FROM library_images WHERE image_id = ?1", err);
+	int changed = 0;
+	if (!st) {
+		rc = STMT_FAIL(err);
+	} else {
+		sqlite3_bind_int64(st, 1, id);
+		int r = sqlite3_step(st);
+		rc = r == SQLITE_DONE ? 0 : st_dberr(s->writer->db, r, err, "keep an upload's copy");
+		changed = rc == 0 && sqlite3_changes(s->writer->db) > 0;
+		st_done(st);
+	}
+	rc = st_write_end(s, rc, err);
+	return rc != 0 ? rc : changed;
+}
+
 /* ---- the end of a scan ----------------------------------------------------------- */
 
 int store_lib_path_kept(const char *path, const char *const *keep, size_t n_keep)

@@ -739,3 +739,28 @@ def test_a_disk_unmounted_below_the_root_keeps_its_images(make_server, small_lib
         assert s.stop() == 0
     finally:
         subprocess.run(["umount", disk], stderr=subprocess.DEVNULL)
+
+
+def test_an_upload_of_a_library_photo_outlives_the_file(make_server, small_library):
+    """Uploading the bytes of a photo a library already has answers 200
+    duplicate with the library image; the upload's copy then becomes the
+    image's original, so removing the file from the folder does not take
+    the uploaded photo with it."""
+    root = small_library
+    s = make_server("--library", root, "--library-settle", "0", "--library-rescan", "0").start()
+    wait_scanned(s, "photos")
+    img = by_path(s)["a/p01.png"]
+    with open(os.path.join(root, "a", "p01.png"), "rb") as f:
+        data = f.read()
+    r = s.upload(data)
+    assert r.status == 200 and r.json()["duplicate"] and r.json()["id"] == img["id"], r
+    os.unlink(os.path.join(root, "a", "p01.png"))
+    lib = rescan(s, "photos")
+    assert lib["images"] == 11, lib
+    got = s.get("/images/%d" % img["id"])
+    assert got.status == 200 and got.json()["sha256"] == img["sha256"], got
+    assert not got.json().get("source"), got.json()
+    f = s.get("/images/%d/file" % img["id"])
+    assert f.status == 200 and f.body == data
+    assert s.upload(data).json()["id"] == img["id"]   # its own copy now: a plain duplicate
+    assert s.stop() == 0
