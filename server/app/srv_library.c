@@ -413,6 +413,36 @@ static int read_whole(int fd, unsigned char *buf, size_t len)
 	return read(fd, &extra, 1) == 0 ? 0 : -1;
 }
 
+/*
+ * The type from the file's first bytes (all that clip_image_sniff reads):
+ * a file that is no image (a phone's video, an editor's sidecar) is
+ * refused as an upload of it would be, without reading the rest of it.
+ * 1 when it may be an image, 0 when it failed (recorded).
+ */
+static int type_known(struct scan *s, const struct store_lib_file *f, int fd, const struct stat *sb, size_t len)
+{
+	unsigned char head[4096];
+	size_t n = len < sizeof head ? len : sizeof head, got = 0;
+	while (got < n) {
+		ssize_t r = pread(fd, head + got, n - got, (off_t)got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return 1;   /* the whole read says what went wrong */
+		got += (size_t)r;
+	}
+	if (clip_image_sniff(head, n) != CLIP_IMAGE_UNKNOWN)
+		return 1;
+	int width = 0, height = 0;
+	const char *mime = NULL;
+	enum http_err code;
+	char msg[SRV_IMAGE_MSG_MAX];
+	if (srv_check_image(s->set->app, head, n, &width, &height, &mime, &code, msg, sizeof msg) == 0)
+		return 1;   /* cannot happen: an unknown type never probes */
+	add_failure(s, f->path, sb, code, NULL, "%s", msg);
+	return 0;
+}
+
 /* A file has not settled: it waits for the next scan (it stays pending). */
 static void wait_next_scan(struct scan *s)
 {
@@ -486,6 +516,8 @@ static void index_file(struct scan *s, const struct store_lib_file *f)
 		goto out;
 	}
 	size_t len = (size_t)sb.st_size;
+	if (!type_known(s, f, fd, &sb, len))
+		goto out;
 	if (!(bytes = malloc(len))) {
 		add_failure(s, f->path, &sb, HTTP_ERR_INTERNAL, NULL, "out of memory");
 		goto out;

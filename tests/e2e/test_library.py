@@ -764,3 +764,30 @@ def test_an_upload_of_a_library_photo_outlives_the_file(make_server, small_libra
     assert f.status == 200 and f.body == data
     assert s.upload(data).json()["id"] == img["id"]   # its own copy now: a plain duplicate
     assert s.stop() == 0
+
+
+def test_a_file_that_is_no_image_is_not_read_whole(make_server, small_library):
+    """A phone's video among the photos is refused from its first bytes
+    (unsupported_media_type, as an upload of it), not read whole first:
+    the daemon's read bytes (/proc/PID/io) grow by far less than the file."""
+    root = small_library
+    video = os.path.join(root, "a", "clip.mp4")
+    with open(video, "wb") as f:   # an MP4's ftyp box, then 24 MB of frames
+        f.write(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2")
+        f.write(bytes(24 << 20))
+    os.utime(video, (time.time() - 60, time.time() - 60))
+    s = make_server("--library", root, "--library-settle", "0", "--library-rescan", "0",
+                    "--max-body", str(64 << 20)).start()
+
+    def read_bytes():
+        with open("/proc/%d/io" % s.proc.pid) as f:
+            return dict(line.split(": ") for line in f.read().splitlines())["rchar"]
+
+    wait_scanned(s, "photos")
+    os.utime(video, (time.time() - 30, time.time() - 30))   # changed: read again at the next scan
+    before = int(read_bytes())
+    lib = rescan(s, "photos")
+    assert errors(s, "photos")["a/clip.mp4"]["code"] == "unsupported_media_type", errors(s, "photos")
+    assert lib["images"] == 12, lib
+    assert int(read_bytes()) - before < (4 << 20)
+    assert s.stop() == 0
