@@ -484,6 +484,15 @@ static void index_file(struct scan *s, const struct store_lib_file *f)
 			file_gone(s, f->path);
 			return;
 		}
+		if (e == ENXIO) {   /* a socket (open cannot open one): no image, as a FIFO or a device */
+			char full[8192];
+			if ((size_t)snprintf(full, sizeof full, "%s/%s", s->lib->spec.root, f->path) < sizeof full &&
+			    lstat(full, &sb) == 0 && S_ISSOCK(sb.st_mode)) {
+				add_failure(s, f->path, &sb, HTTP_ERR_UNSUPPORTED_MEDIA_TYPE, NULL,
+					    "not a regular file (a socket)");
+				return;
+			}
+		}
 		/* Recorded without its identity, so that the next walk tries it
 		 * again: a failed open costs nothing, and what made it fail (a
 		 * permission, which chmod fixes without touching the mtime; no

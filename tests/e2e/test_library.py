@@ -8,6 +8,7 @@ import json
 import os
 import random
 import shutil
+import socket
 import sqlite3
 import subprocess
 import tempfile
@@ -126,6 +127,10 @@ def test_tree_of_2000_files(make_server, tmp_path):
     # unreadable: a FIFO (fails for root too), and a file without permissions
     os.mkfifo(os.path.join(root, "docs", "pipe.jpg"))
     bad["docs/pipe.jpg"] = "unsupported_media_type"
+    sock = socket.socket(socket.AF_UNIX)   # a socket: no image either (open() says ENXIO)
+    sock.bind(os.path.join(root, "docs", "sock.jpg"))
+    sock.close()
+    bad["docs/sock.jpg"] = "unsupported_media_type"
     if os.geteuid() != 0:
         write(os.path.join(root, "docs", "secret.png"), tiny("png", 7777))
         os.chmod(os.path.join(root, "docs", "secret.png"), 0)
@@ -154,7 +159,7 @@ def test_tree_of_2000_files(make_server, tmp_path):
     errs = errors(s, "Pictures")
     assert {p: e["code"] for p, e in errs.items()} == bad
     assert errs["docs/note0.txt"]["status"] == 415 and errs["broken/cut1.png"]["status"] == 422
-    assert "FIFO" in errs["docs/pipe.jpg"]["message"]
+    assert "FIFO" in errs["docs/pipe.jpg"]["message"] and "socket" in errs["docs/sock.jpg"]["message"]
     # each image once, in the catalog, with its source; hidden files absent
     imgs = all_images(s, "&library=Pictures")
     assert len(imgs) == distinct
