@@ -727,7 +727,6 @@ static void keep_dir(struct scan *s, const char *rel)
 		s->n_keep++;
 }
 
-/* Walk the tree. 0 when the whole tree was walked. */
 /* An empty folder below the root whose files were last read from another
  * device was a disk's mount point: the disk is not mounted now (as a root
  * that is empty makes the library offline), and what it held is kept. A
@@ -750,6 +749,7 @@ static void empty_dir(struct scan *s, int dfd, const char *rel, const char *full
 	}
 }
 
+/* Walk the tree. 0 when the whole tree was walked. */
 static int walk(struct scan *s)
 {
 	struct dirstack stack = { 0 };
