@@ -213,14 +213,20 @@ int clip_exif_find_jpeg(const unsigned char *p, size_t len, const unsigned char 
 
 	if (!p || len < 4 || p[0] != 0xff || p[1] != 0xd8)
 		return -1;
-	/* the marker segments before the first scan; at most 256 of them */
+	/* the marker segments before the first scan; at most 256 of them.
+	 * Bytes between segments up to the next 0xFF are skipped (and FF 00),
+	 * as clip_probe_jpeg, libjpeg ("extraneous bytes before marker") and
+	 * Pillow skip them: some writers pad after a segment, and the Exif
+	 * that follows is still the photo's. */
 	for (int segs = 0; segs < 256; segs++) {
+		while (pos < len && p[pos] != 0xff)
+			pos++;
 		while (pos < len && p[pos] == 0xff)
 			pos++;
-		if (pos >= len || p[pos - 1] != 0xff)
+		if (pos >= len)
 			return -1;
 		unsigned m = p[pos++];
-		if (m == 0x01 || (m >= 0xd0 && m <= 0xd7))
+		if (m == 0x00 || m == 0x01 || (m >= 0xd0 && m <= 0xd7))
 			continue;
 		if (m == 0xd9 || m == 0xda || pos + 2 > len)
 			return -1;

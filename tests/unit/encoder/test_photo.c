@@ -817,6 +817,26 @@ static void test_exif_finders(void)
 	free(webp);
 	CHECK(clip_exif_find_png((const unsigned char *)"\x89PNG\r\n\x1a\n", 8, &block, &n) != 0);
 	CHECK(clip_exif_find_jpeg(NULL, 0, &block, &n) != 0);
+
+	/* bytes between two segments (libjpeg: "4 extraneous bytes before
+	 * marker 0xe1"; Pillow skips them too): the Exif after them is found */
+	static const unsigned char padded[] = {
+		0xff, 0xd8,
+		0xff, 0xe0, 0x00, 0x10, 'J', 'F', 'I', 'F', 0, 1, 1, 0, 0, 1, 0, 1, 0, 0,
+		0x00, 0x00, 0x00, 0x00,
+		0xff, 0xe1, 0x00, 0x22, 'E', 'x', 'i', 'f', 0, 0,
+		'I', 'I', 42, 0, 8, 0, 0, 0,
+		1, 0, 0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0,
+		0xff, 0xda,
+	};
+	CHECK_EQ_INT(clip_exif_find_jpeg(padded, sizeof padded, &block, &n), 0);
+	CHECK(block == padded + 2 + 18 + 4 + 4 + 6 && n == 0x22 - 8);
+	struct clip_exif ex;
+	clip_exif_parse(block, n, &ex);
+	CHECK_EQ_INT(ex.orientation, 6);
+	/* nothing but junk after SOI: nothing found, nothing read past the end */
+	static const unsigned char junk[] = { 0xff, 0xd8, 0x00, 0x01, 0x02, 0xff };
+	CHECK(clip_exif_find_jpeg(junk, sizeof junk, &block, &n) != 0);
 }
 
 /* ---- the fast path -------------------------------------------------------------- */
