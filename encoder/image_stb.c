@@ -59,19 +59,24 @@ static int png_dims(const unsigned char *p, size_t len, uint32_t *w, uint32_t *h
 
 /*
  * PNG: every chunk whole within the data, up to IEND (stb_image grows its
- * buffer to a chunk's stated length before reading it, and fails without
- * IEND). Also the bytes of the filtered image the IHDR states, which bound
- * what the zlib stream may inflate to, and whether an IDAT chunk is empty
+ * buffer to a chunk's stated length before reading it). Data that ends
+ * at a chunk's end after some IDAT without IEND (*no_iend) is taken, as
+ * Pillow takes it: stb_image, which fails without IEND, gets a copy with
+ * one, and still refuses an image whose zlib stream is cut short. Also
+ * the bytes of the filtered image the IHDR states, which bound what the
+ * zlib stream may inflate to, and whether an IDAT chunk is empty
  * (*empty_idat): stb_image adds the offset 0 to its still NULL buffer for
  * one that comes first, undefined behaviour the sanitizers stop at.
  */
 static int png_check_chunks(const unsigned char *p, size_t len, uint64_t *raw_bytes, int *empty_idat,
-			    clip_error *err)
+			    int *no_iend, clip_error *err)
 {
 	size_t pos = 8;
+	int idat = 0;
 
 	*raw_bytes = 0;
 	*empty_idat = 0;
+	*no_iend = 0;
 	while (pos <= len && len - pos >= 12) {
 		uint32_t clen = rd_be32(p + pos);
 		const unsigned char *type = p + pos + 4;
@@ -93,24 +98,33 @@ static int png_check_chunks(const unsigned char *p, size_t len, uint64_t *raw_by
 			if (w <= CLIP_IMAGE_MAX_SIDE && h <= CLIP_IMAGE_MAX_SIDE && depth <= 16)
 				*raw_bytes = h * (1 + (w * channels * depth + 7) / 8);
 		}
-		if (!memcmp(type, "IDAT", 4) && clen == 0)
-			*empty_idat = 1;
+		if (!memcmp(type, "IDAT", 4)) {
+			idat = 1;
+			if (clen == 0)
+				*empty_idat = 1;
+		}
 		if (!memcmp(type, "IEND", 4))
 			return 0;
 		pos += 12 + (size_t)clen;
+	}
+	if (pos == len && idat) {
+		*no_iend = 1;
+		return 0;
 	}
 	return clip_fail(err, CLIP_ERR_UNDECODABLE, "truncated PNG: the data ends before IEND");
 }
 
 /* A copy of a PNG (png_check_chunks passed it) up to IEND without its
- * empty IDAT chunks, which hold nothing of the image; its length in *out_len;
- * NULL when out of memory. */
-static unsigned char *png_without_empty_idat(const unsigned char *p, size_t len, size_t *out_len)
+ * empty IDAT chunks, which hold nothing of the image, and with an IEND
+ * when it had none; its length in *out_len; NULL when out of memory. */
+static unsigned char *png_for_stb(const unsigned char *p, size_t len, size_t *out_len)
 {
-	unsigned char *q = malloc(len);
+	static const unsigned char iend[12] = { 0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xae, 0x42, 0x60, 0x82 };
+	unsigned char *q = malloc(len + sizeof iend);
 	if (!q)
 		return NULL;
 	size_t pos = 8, n = 8;
+	int ended = 0;
 	memcpy(q, p, 8);
 	while (pos <= len && len - pos >= 12) {
 		size_t whole = 12 + (size_t)rd_be32(p + pos);
@@ -118,9 +132,15 @@ static unsigned char *png_without_empty_idat(const unsigned char *p, size_t len,
 			memcpy(q + n, p + pos, whole);
 			n += whole;
 		}
-		if (!memcmp(p + pos + 4, "IEND", 4))
+		if (!memcmp(p + pos + 4, "IEND", 4)) {
+			ended = 1;
 			break;
+		}
 		pos += whole;
+	}
+	if (!ended) {
+		memcpy(q + n, iend, sizeof iend);
+		n += sizeof iend;
 	}
 	*out_len = n;
 	return q;
@@ -494,14 +514,14 @@ int clip_decode_stb(enum clip_image_type t, const unsigned char *p, size_t len,
 	 * doubles its buffer; Adam7 adds filter bytes); a PNG's concatenated
 	 * chunks at most twice the data. */
 	uint64_t raw = 0;
-	int empty_idat = 0;
+	int empty_idat = 0, no_iend = 0;
 	unsigned char *copy = NULL;
 	if (t == CLIP_IMAGE_PNG) {
-		rc = png_check_chunks(p, len, &raw, &empty_idat, err);
+		rc = png_check_chunks(p, len, &raw, &empty_idat, &no_iend, err);
 		if (rc)
 			return rc;
-		if (empty_idat) {
-			if (!(copy = png_without_empty_idat(p, len, &len)))
+		if (empty_idat || no_iend) {
+			if (!(copy = png_for_stb(p, len, &len)))
 				return clip_fail(err, CLIP_ERR_NOMEM, "out of memory decoding the PNG");
 			p = copy;
 		}

@@ -662,6 +662,34 @@ static void test_png_odd_chunks(void)
 	for (const char *c = err.msg; *c; c++)
 		CHECK((unsigned char)*c >= 0x20 && (unsigned char)*c < 0x7f);
 	free(with);
+
+	/* no IEND after the last IDAT (Pillow reads such a file): the same
+	 * pixels; cut at the end of a chunk inside the zlib stream, refused */
+	REQUIRE(len > 12 && !memcmp(png + len - 8, "IEND", 4));
+	CHECK_EQ_INT(clip_image_decode(png, len, DEFAULT_MAX_PIXELS, &a, &err), 0);
+	CHECK_EQ_INT(clip_image_decode(png, len - 12, DEFAULT_MAX_PIXELS, &b, &err), 0);
+	CHECK(a.rgb && b.rgb && a.width == b.width && a.height == b.height &&
+	      !memcmp(a.rgb, b.rgb, (size_t)a.width * a.height * 3));
+	clip_image_free(&a);
+	clip_image_free(&b);
+	size_t idat_len = (size_t)png[at] << 24 | (size_t)png[at + 1] << 16 | (size_t)png[at + 2] << 8 | png[at + 3];
+	REQUIRE(idat_len > 64 && at + 12 + idat_len <= len);
+	unsigned char *cut = malloc(len);
+	REQUIRE(cut);
+	size_t keep = idat_len / 2;
+	memcpy(cut, png, at);
+	cut[at] = (unsigned char)(keep >> 24);
+	cut[at + 1] = (unsigned char)(keep >> 16);
+	cut[at + 2] = (unsigned char)(keep >> 8);
+	cut[at + 3] = (unsigned char)keep;
+	memcpy(cut + at + 4, png + at + 4, 4 + keep);
+	memset(cut + at + 8 + keep, 0, 4);  /* the CRC: stb_image does not check it */
+	CHECK_EQ_INT(clip_image_decode(cut, at + 12 + keep, DEFAULT_MAX_PIXELS, &b, &err),
+		     CLIP_ERR_UNDECODABLE);
+	/* and data ending inside a chunk is still truncated */
+	CHECK_EQ_INT(clip_image_decode(png, len - 13, DEFAULT_MAX_PIXELS, &b, &err), CLIP_ERR_UNDECODABLE);
+	CHECK_CONTAINS(err.msg, "truncated PNG");
+	free(cut);
 	free(png);
 }
 
