@@ -6,7 +6,8 @@
  * (black or white is zero; 16 bits keep the high byte where Pillow would
  * clip at 255: the same accepted difference as 16-bit PNGs), with or
  * without alpha, and 1- to 8-bit palettes (16-bit colour map entries keep
- * their high byte). Anything else libtiff can convert (YCbCr, CMYK,
+ * their high byte); an extra sample of unspecified data is skipped, not
+ * taken as alpha (Pillow's RGBX). Anything else libtiff can convert (YCbCr, CMYK,
  * separate planes, JPEG-compressed, ...) goes through TIFFRGBAImage.
  *
  * The orientation tag is not applied here: image.c reads it (a TIFF file is
@@ -240,9 +241,13 @@ static int own_layout(TIFF *tif, struct layout *l)
 	const unsigned colour = l->photometric == PHOTOMETRIC_RGB ? 3 : 1;
 	if (l->spp < colour || l->spp > colour + 1)
 		return 0;
-	l->alpha = l->spp == colour + 1 && nextra >= 1 && extra &&
+	/* an extra sample of unspecified data is not alpha (Pillow's "RGBX";
+	 * TIFFRGBAImage would take it as premultiplied alpha): skipped */
+	const int unspecified = l->spp == colour + 1 && nextra >= 1 && extra &&
+				extra[0] == EXTRASAMPLE_UNSPECIFIED;
+	l->alpha = l->spp == colour + 1 && nextra >= 1 && extra && !unspecified &&
 		   extra[0] != EXTRASAMPLE_ASSOCALPHA;
-	if (l->spp == colour + 1 && !l->alpha)
+	if (l->spp == colour + 1 && !l->alpha && !unspecified)
 		return 0;  /* premultiplied alpha: TIFFRGBAImage's job */
 	switch (l->photometric) {
 	case PHOTOMETRIC_RGB:

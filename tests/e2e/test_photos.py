@@ -175,6 +175,33 @@ def test_transparent_png_thumbnail_is_white_where_transparent(server):
     assert min(t.getpixel((x, y))) >= 230
 
 
+def test_tiff_extra_sample_of_unspecified_data_is_not_alpha(server):
+    # Pillow's RGBX TIFF (ExtraSamples 0, "unspecified data"), the fourth
+    # sample all zero: Pillow reads RGBX, no transparency, so the thumbnail
+    # is the picture, not white (TIFFRGBAImage would take it as alpha)
+    im = Image.new("RGBX", (90, 60), (200, 0, 0, 0))
+    for x in range(45, 90):
+        for y in range(60):
+            im.putpixel((x, y), (0, 0, 200, 0))
+    buf = io.BytesIO()
+    im.save(buf, "TIFF")
+    assert Image.open(io.BytesIO(buf.getvalue())).tag_v2.get(338) == (0,)
+    r = server.upload(buf.getvalue(), content_type="image/tiff")
+    assert r.status == 201, r
+    t = pixels(server.get("/images/%d/thumbnail?size=128" % r.json()["id"]).body)
+    red, blue = t.getpixel((10, 30)), t.getpixel((80, 30))
+    assert red[0] > 180 and red[1] < 40 and red[2] < 40, red
+    assert blue[2] > 180 and blue[0] < 40 and blue[1] < 40, blue
+    # and RGBA with unassociated alpha still is alpha: transparent is white
+    im = Image.new("RGBA", (90, 60), (200, 0, 0, 0))
+    buf = io.BytesIO()
+    im.save(buf, "TIFF")
+    r = server.upload(buf.getvalue(), content_type="image/tiff")
+    assert r.status == 201, r
+    t = pixels(server.get("/images/%d/thumbnail?size=128" % r.json()["id"]).body)
+    assert min(t.getpixel((10, 30))) >= 245, t.getpixel((10, 30))
+
+
 def test_taken_at_and_its_filters(make_server, doc):
     s = make_server().start()
     dated = s.upload(photo("datetime.jpg"), content_type="image/jpeg").json()
