@@ -7,8 +7,11 @@
  * clip at 255: the same accepted difference as 16-bit PNGs), with or
  * without alpha, and 1- to 8-bit palettes (16-bit colour map entries keep
  * their high byte); an extra sample of unspecified data is skipped, not
- * taken as alpha (Pillow's RGBX). Anything else libtiff can convert (YCbCr, CMYK,
- * separate planes, JPEG-compressed, ...) goes through TIFFRGBAImage.
+ * taken as alpha (Pillow's RGBX); samples in separate planes (8 or 16
+ * bits) are interleaved here, since TIFFRGBAImage premultiplies an
+ * unassociated alpha into the colour. Anything else libtiff can convert
+ * (YCbCr, CMYK, bit-packed separate planes, JPEG-compressed, ...) goes
+ * through TIFFRGBAImage.
  *
  * The orientation tag is not applied here: image.c reads it (a TIFF file is
  * its own EXIF structure) and applies it, as Pillow 9.4 does on load.
@@ -163,6 +166,7 @@ int clip_probe_tiff(const unsigned char *p, size_t len, uint32_t *w, uint32_t *h
 
 struct layout {
 	uint16_t photometric, spp, bits;
+	int separate;       /* PLANARCONFIG_SEPARATE: one plane per sample (8 or 16 bits) */
 	uint16_t *cmap[3];  /* palette: 1 << bits entries each, owned by libtiff */
 	int alpha;          /* an extra sample is alpha (the one after the colour) */
 };
@@ -236,7 +240,13 @@ static int own_layout(TIFF *tif, struct layout *l)
 	TIFFGetFieldDefaulted(tif, TIFFTAG_PLANARCONFIG, &planar);
 	TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLEFORMAT, &format);
 	TIFFGetFieldDefaulted(tif, TIFFTAG_EXTRASAMPLES, &nextra, &extra);
-	if (planar != PLANARCONFIG_CONTIG || format != SAMPLEFORMAT_UINT)
+	if ((planar != PLANARCONFIG_CONTIG && planar != PLANARCONFIG_SEPARATE) ||
+	    format != SAMPLEFORMAT_UINT)
+		return 0;
+	/* separate planes of whole bytes are interleaved here (TIFFRGBAImage
+	 * would premultiply an unassociated alpha into the colour) */
+	l->separate = planar == PLANARCONFIG_SEPARATE;
+	if (l->separate && l->bits != 8 && l->bits != 16)
 		return 0;
 	const unsigned colour = l->photometric == PHOTOMETRIC_RGB ? 3 : 1;
 	if (l->spp < colour || l->spp > colour + 1)
@@ -264,9 +274,10 @@ static int own_layout(TIFF *tif, struct layout *l)
 	}
 }
 
-/* The whole first page's raw rows (scanline bytes each) into raw. */
+/* The whole first page's raw rows (scanline bytes each) into raw: of
+ * plane `sample` when the samples are in separate planes, else of all. */
 static int read_raw(TIFF *tif, const struct tiff_src *s, uint32_t w, uint32_t h, size_t line,
-		    unsigned char *raw, clip_error *err)
+		    uint16_t sample, unsigned char *raw, clip_error *err)
 {
 	if (!TIFFIsTiled(tif)) {
 		uint32_t rps = 0;
@@ -274,7 +285,8 @@ static int read_raw(TIFF *tif, const struct tiff_src *s, uint32_t w, uint32_t h,
 		if (rps == 0 || rps > h)
 			rps = h;
 		uint32_t strips = TIFFNumberOfStrips(tif);
-		for (uint32_t y = 0, k = 0; y < h; y += rps, k++) {
+		const uint32_t per_plane = h / rps + (h % rps != 0);
+		for (uint32_t y = 0, k = (uint32_t)sample * per_plane; y < h; y += rps, k++) {
 			uint32_t rows = h - y < rps ? h - y : rps;
 			if (k >= strips ||
 			    TIFFReadEncodedStrip(tif, k, raw + (size_t)y * line,
@@ -296,7 +308,7 @@ static int read_raw(TIFF *tif, const struct tiff_src *s, uint32_t w, uint32_t h,
 	int rc = 0;
 	for (uint32_t ty = 0; ty < h && !rc; ty += th) {
 		for (uint32_t tx = 0; tx < w && !rc; tx += tw) {
-			if (TIFFReadTile(tif, tile, tx, ty, 0, 0) < 0) {
+			if (TIFFReadTile(tif, tile, tx, ty, 0, sample) < 0) {
 				rc = tiff_failure(s, "a tile cannot be read", err);
 				break;
 			}
@@ -309,6 +321,35 @@ static int read_raw(TIFF *tif, const struct tiff_src *s, uint32_t w, uint32_t h,
 	}
 	free(tile);
 	return rc;
+}
+
+/* Separate planes (8 or 16 bits) read one at a time into *raw, whose
+ * plane_line x h bytes are replaced by the interleaved rows (w x spp
+ * samples each); 0, or an error. */
+static int interleave_planes(TIFF *tif, const struct tiff_src *s, const struct layout *l,
+			     uint32_t w, uint32_t h, size_t plane_line, unsigned char **raw,
+			     clip_error *err)
+{
+	const size_t bps = l->bits / 8, line = (size_t)w * l->spp * bps;
+	unsigned char *rows = malloc(line * h);
+	if (!rows)
+		return clip_fail(err, CLIP_ERR_NOMEM, "out of memory for a %u x %u TIFF", w, h);
+	for (uint16_t k = 0; k < l->spp; k++) {
+		int rc = read_raw(tif, s, w, h, plane_line, k, *raw, err);
+		if (rc) {
+			free(rows);
+			return rc;
+		}
+		for (uint32_t y = 0; y < h; y++) {
+			const unsigned char *in = *raw + (size_t)y * plane_line;
+			unsigned char *o = rows + (size_t)y * line + (size_t)k * bps;
+			for (uint32_t x = 0; x < w; x++, in += bps, o += (size_t)l->spp * bps)
+				memcpy(o, in, bps);
+		}
+	}
+	free(*raw);
+	*raw = rows;
+	return 0;
 }
 
 int clip_decode_tiff(const unsigned char *p, size_t len, const struct clip_dec_req *rq,
@@ -339,9 +380,11 @@ int clip_decode_tiff(const unsigned char *p, size_t len, const struct clip_dec_r
 		goto out;
 	}
 	if (own_layout(tif, &l)) {
+		/* a plane's scanline when the samples are separate */
+		const unsigned per_line = l.separate ? 1 : l.spp;
 		tmsize_t line = TIFFScanlineSize(tif);
-		if (line <= 0 || (size_t)line < ((size_t)w * l.spp * l.bits + 7) / 8 ||
-		    (size_t)line > ((size_t)w * l.spp * l.bits + 7) / 8 + 16) {
+		if (line <= 0 || (size_t)line < ((size_t)w * per_line * l.bits + 7) / 8 ||
+		    (size_t)line > ((size_t)w * per_line * l.bits + 7) / 8 + 16) {
 			rc = tiff_failure(&s, "bad scanline size", err);
 			goto out;
 		}
@@ -356,7 +399,12 @@ int clip_decode_tiff(const unsigned char *p, size_t len, const struct clip_dec_r
 			rc = clip_fail(err, CLIP_ERR_NOMEM, "out of memory for a %u x %u TIFF", w, h);
 			goto out;
 		}
-		rc = read_raw(tif, &s, w, h, (size_t)line, raw, err);
+		if (l.separate) {
+			rc = interleave_planes(tif, &s, &l, w, h, (size_t)line, &raw, err);
+			line = (tmsize_t)((size_t)w * l.spp * (l.bits / 8));
+		} else {
+			rc = read_raw(tif, &s, w, h, (size_t)line, 0, raw, err);
+		}
 		if (rc)
 			goto out;
 		for (uint32_t y = 0; y < h; y++)

@@ -202,6 +202,70 @@ def test_tiff_extra_sample_of_unspecified_data_is_not_alpha(server):
     assert min(t.getpixel((10, 30))) >= 245, t.getpixel((10, 30))
 
 
+def planar_rgba_tiff(w, h, rgba, rows_per_strip):
+    """An uncompressed little-endian TIFF of RGBA with unassociated alpha in
+    separate planes (PlanarConfiguration 2, as Photoshop's "per channel"
+    order writes), each plane in strips of rows_per_strip rows."""
+    import struct
+    per_plane = -(-h // rows_per_strip)
+    strips = []
+    for k in range(4):
+        plane = bytes(px[k] for px in rgba)
+        for i in range(per_plane):
+            strips.append(plane[i * rows_per_strip * w:(i + 1) * rows_per_strip * w])
+    n = len(strips)
+    entries = [(256, 3, 1, w), (257, 3, 1, h), (258, 3, 4, "bps"), (259, 3, 1, 1), (262, 3, 1, 2),
+               (273, 4, n, "offsets"), (277, 3, 1, 4), (278, 3, 1, rows_per_strip), (279, 4, n, "counts"),
+               (284, 3, 1, 2), (338, 3, 1, 2)]
+    ifd_size = 2 + 12 * len(entries) + 4
+    bps_at = 8 + ifd_size
+    offs_at = bps_at + 8
+    counts_at = offs_at + 4 * n
+    data_at = counts_at + 4 * n
+    offsets, at = [], data_at
+    for st in strips:
+        offsets.append(at)
+        at += len(st)
+    out = b"II*\0" + struct.pack("<IH", 8, len(entries))
+    for tag, typ, count, val in entries:
+        if val == "bps":
+            v = struct.pack("<I", bps_at)
+        elif val == "offsets":
+            v = struct.pack("<I", offs_at)
+        elif val == "counts":
+            v = struct.pack("<I", counts_at)
+        else:
+            v = struct.pack("<HH", val, 0) if typ == 3 else struct.pack("<I", val)
+        out += struct.pack("<HHI", tag, typ, count) + v
+    out += struct.pack("<I", 0) + struct.pack("<4H", 8, 8, 8, 8)
+    out += struct.pack("<%dI" % n, *offsets) + struct.pack("<%dI" % n, *[len(st) for st in strips])
+    return out + b"".join(strips)
+
+
+def test_tiff_separate_planes_keep_the_colour_under_alpha(server):
+    # RGBA in separate planes with unassociated alpha: the model sees the
+    # colour with alpha dropped (as for contiguous samples, and as Pillow's
+    # convert("RGB")), not the colour premultiplied by alpha (TIFFRGBAImage's)
+    w, h = 64, 48
+    px = [(200, 100, 0, 0 if x < 32 else 128) for y in range(h) for x in range(w)]
+    data = planar_rgba_tiff(w, h, px, 10)
+    im = Image.open(io.BytesIO(data))
+    assert im.mode == "RGBA" and im.convert("RGB").getpixel((5, 5)) == (200, 100, 0)
+    r = server.request("POST", "/embed", body=data, headers={"Content-Type": "image/tiff"})
+    assert r.status == 200, r
+    opaque = Image.new("RGB", (w, h), (200, 100, 0))
+    buf = io.BytesIO()
+    opaque.save(buf, "PNG")
+    assert cosine(r.json()["embedding"], embed(server, buf.getvalue())) > 0.9999
+    # the thumbnail: white where transparent, the colour half over white at 128
+    r = server.upload(data, content_type="image/tiff")
+    assert r.status == 201, r
+    t = pixels(server.get("/images/%d/thumbnail?size=128" % r.json()["id"]).body)
+    assert min(t.getpixel((5, 24))) >= 245, t.getpixel((5, 24))
+    half = t.getpixel((58, 24))
+    assert abs(half[0] - 228) <= 6 and abs(half[1] - 177) <= 6 and abs(half[2] - 127) <= 6, half
+
+
 def test_taken_at_and_its_filters(make_server, doc):
     s = make_server().start()
     dated = s.upload(photo("datetime.jpg"), content_type="image/jpeg").json()
