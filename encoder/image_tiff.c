@@ -7,7 +7,8 @@
  * clip at 255: the same accepted difference as 16-bit PNGs), with or
  * without alpha, and 1- to 8-bit palettes (16-bit colour map entries keep
  * their high byte); an extra sample of unspecified data is skipped, not
- * taken as alpha (Pillow's RGBX); samples in separate planes (8 or 16
+ * taken as alpha (Pillow's RGBX); associated alpha is divided out of the
+ * colour (Pillow's RGBa); samples in separate planes (8 or 16
  * bits) are interleaved here, since TIFFRGBAImage premultiplies an
  * unassociated alpha into the colour. Anything else libtiff can convert
  * (YCbCr, CMYK, bit-packed separate planes, JPEG-compressed, ...) goes
@@ -169,6 +170,7 @@ struct layout {
 	int separate;       /* PLANARCONFIG_SEPARATE: one plane per sample (8 or 16 bits) */
 	uint16_t *cmap[3];  /* palette: 1 << bits entries each, owned by libtiff */
 	int alpha;          /* an extra sample is alpha (the one after the colour) */
+	int premultiplied;  /* that alpha is associated: the colour is multiplied by it */
 };
 
 /* Sample i of a row of `bits`-bit samples (MSB first below 8 bits;
@@ -218,6 +220,12 @@ static void convert_row(const struct layout *l, const unsigned char *row, int w,
 			if (l->alpha)
 				a = sample(row, bits, i + 1, 1);
 		}
+		if (l->premultiplied && a < 255) {
+			/* Pillow's "RGBa" unpacking: the colour divided by alpha */
+			r = a ? (r * 255u / a > 255 ? 255 : r * 255u / a) : 0;
+			g = a ? (g * 255u / a > 255 ? 255 : g * 255u / a) : 0;
+			b = a ? (b * 255u / a > 255 ? 255 : b * 255u / a) : 0;
+		}
 		rgb[3 * x] = (unsigned char)r;
 		rgb[3 * x + 1] = (unsigned char)g;
 		rgb[3 * x + 2] = (unsigned char)b;
@@ -255,10 +263,13 @@ static int own_layout(TIFF *tif, struct layout *l)
 	 * TIFFRGBAImage would take it as premultiplied alpha): skipped */
 	const int unspecified = l->spp == colour + 1 && nextra >= 1 && extra &&
 				extra[0] == EXTRASAMPLE_UNSPECIFIED;
-	l->alpha = l->spp == colour + 1 && nextra >= 1 && extra && !unspecified &&
-		   extra[0] != EXTRASAMPLE_ASSOCALPHA;
+	l->alpha = l->spp == colour + 1 && nextra >= 1 && extra && !unspecified;
+	/* associated (premultiplied) alpha: the colour is divided by it, as
+	 * Pillow reads it ("RGBa"), where TIFFRGBAImage would keep it
+	 * premultiplied (darker where partly transparent) */
+	l->premultiplied = l->alpha && extra[0] == EXTRASAMPLE_ASSOCALPHA;
 	if (l->spp == colour + 1 && !l->alpha && !unspecified)
-		return 0;  /* premultiplied alpha: TIFFRGBAImage's job */
+		return 0;  /* an extra sample without ExtraSamples: TIFFRGBAImage's job */
 	switch (l->photometric) {
 	case PHOTOMETRIC_RGB:
 		return l->bits == 8 || l->bits == 16;
