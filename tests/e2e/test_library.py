@@ -625,9 +625,21 @@ def unprivileged(tmp_path):
     try:
         shutil.copy2(CLIPD, os.path.join(home, "clipd"))
         shutil.copytree(MODEL, os.path.join(home, "model"))
+        # what the daemon reads besides: the sanitizers' suppression files
+        # (a sanitizer build's CI run), and a weights cache of its own
+        env = {"CLIPD_WEIGHTS_CACHE": os.path.join(home, "cache")}
+        for var in ("ASAN_OPTIONS", "LSAN_OPTIONS", "TSAN_OPTIONS", "UBSAN_OPTIONS"):
+            opts = os.environ.get(var, "").split(":")
+            for i, opt in enumerate(opts):
+                if opt.startswith("suppressions="):
+                    copy = os.path.join(home, var.lower() + ".supp")
+                    shutil.copy2(opt.split("=", 1)[1], copy)
+                    opts[i] = "suppressions=" + copy
+            if var in os.environ:
+                env[var] = ":".join(opts)
         subprocess.run(["chown", "-R", "nobody:nogroup", home], check=True)
         yield home, {"home": os.path.join(home, "run"), "data_dir": os.path.join(home, "data"),
-                     "binary": os.path.join(home, "clipd"), "model": os.path.join(home, "model"),
+                     "binary": os.path.join(home, "clipd"), "model": os.path.join(home, "model"), "env": env,
                      "wrap": ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"]}
     finally:
         shutil.rmtree(home, ignore_errors=True)
