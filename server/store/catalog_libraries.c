@@ -124,10 +124,14 @@ int catalog_library_adopt(catalog *c, int64_t id, const char *sha256, const void
 	int64_t refs = 0;
 	if (c->readonly)
 		return store_fail(err, STORE_ERR_INVALID, "the catalog is not open for changes");
-	/* under the writer lock: a scan's end (catalog_library_finish) or a
-	 * delete may be removing this very image */
-	pthread_mutex_lock(&c->wlock);
+	/* most duplicates have their own copy: known without the writer lock */
 	int rc = catalog_library_image_refs(c, id, &refs, err);
+	if (rc <= 0)
+		return rc;
+	/* again under the writer lock: a scan's end (catalog_library_finish)
+	 * or a delete may be removing this very image */
+	pthread_mutex_lock(&c->wlock);
+	rc = catalog_library_image_refs(c, id, &refs, err);
 	if (rc > 0) {
 		rc = c->be->stores_originals ? 0 : datadir_write_blob(c->dir, sha256, data, len, err);
 		if (rc == 0)
