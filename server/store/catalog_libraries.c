@@ -133,9 +133,14 @@ int catalog_library_adopt(catalog *c, int64_t id, const char *sha256, const void
 	pthread_mutex_lock(&c->wlock);
 	rc = catalog_library_image_refs(c, id, &refs, err);
 	if (rc > 0) {
-		rc = c->be->stores_originals ? 0 : datadir_write_blob(c->dir, sha256, data, len, err);
-		if (rc == 0)
+		int blob = !c->be->stores_originals;
+		rc = blob ? datadir_write_blob(c->dir, sha256, data, len, err) : 0;
+		if (rc == 0) {
 			rc = CAT_DB(c, lib_adopt, id, sha256, data, len, err);
+			/* rolled back: the image is still its file's, the blob no one's */
+			if (rc < 0 && blob)
+				datadir_remove_blob(c->dir, sha256, NULL);
+		}
 		rowcache_flush(c->rows);   /* the image's source changed */
 	}
 	pthread_mutex_unlock(&c->wlock);

@@ -482,12 +482,13 @@ int store_lib_image_refs(store *s, int64_t id, int64_t *refs, store_error *err)
 	return rc < 0 ? rc : own > 0;
 }
 
-static int flag_row(void *ud, sqlite3_stmt *st, size_t i, store_error *err)
+/* A row that read_rows only counts. */
+static int count_row(void *ud, sqlite3_stmt *st, size_t i, store_error *err)
 {
+	(void)ud;
 	(void)st;
 	(void)i;
 	(void)err;
-	*(int *)ud = 1;
 	return 0;
 }
 
@@ -497,21 +498,17 @@ int store_lib_other_device(store *s, const char *lib, const char *dir, int64_t d
 	static const char sql[] = "SELECT 1 FROM library_files WHERE library = ?1 AND path > ?2 AND path < ?3 "
 				  "AND dev IS NOT NULL AND dev <> 0 AND dev <> ?4 LIMIT 1";
 	size_t k = strlen(dir), n = 0;
-	char *lo = malloc(k + 2), *hi = malloc(k + 2);
-	int found = 0, rc;
-	if (!lo || !hi) {
-		rc = store_fail(err, STORE_ERR_NOMEM, "out of memory");
-	} else {
-		memcpy(lo, dir, k);
-		memcpy(hi, dir, k);
-		lo[k] = '/';
-		hi[k] = '0';
-		lo[k + 1] = hi[k + 1] = 0;
-		rc = read_rows(s, sql, 1, flag_row, &found, &n, "read library files", err, "ttti", lib, lo, hi, dev);
-	}
+	char *lo = malloc(2 * (k + 2)), *hi = lo + k + 2;   /* "dir/" and "dir0" */
+	if (!lo)
+		return store_fail(err, STORE_ERR_NOMEM, "out of memory");
+	memcpy(lo, dir, k);
+	memcpy(hi, dir, k);
+	lo[k] = '/';
+	hi[k] = '0';
+	lo[k + 1] = hi[k + 1] = 0;
+	int rc = read_rows(s, sql, 1, count_row, NULL, &n, "read library files", err, "ttti", lib, lo, hi, dev);
 	free(lo);
-	free(hi);
-	return rc != 0 ? rc : found;
+	return rc != 0 ? rc : n > 0;
 }
 
 int store_lib_adopt(store *s, int64_t id, store_error *err)

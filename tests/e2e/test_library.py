@@ -637,6 +637,7 @@ def unprivileged(tmp_path):
                     opts[i] = "suppressions=" + copy
             if var in os.environ:
                 env[var] = ":".join(opts)
+        os.makedirs(os.path.join(home, "run"))   # the port file's
         subprocess.run(["chown", "-R", "nobody:nogroup", home], check=True)
         yield home, {"home": os.path.join(home, "run"), "data_dir": os.path.join(home, "data"),
                      "binary": os.path.join(home, "clipd"), "model": os.path.join(home, "model"), "env": env,
@@ -654,9 +655,6 @@ def test_a_folder_without_search_permission_keeps_its_images(make_server, unpriv
     root = os.path.join(home, "photos")
     for i in range(12):
         write(os.path.join(root, "a" if i < 6 else "b", "p%02d.png" % i), tiny("png", 100 + i, size=12))
-    if kw:
-        os.makedirs(kw["home"])
-        subprocess.run(["chown", "nobody:nogroup", kw["home"]], check=True)
     s = make_server("--library", root, "--library-settle", "0", "--library-rescan", "0", **kw).start()
     wait_scanned(s, "photos")
     before = by_path(s)
@@ -704,9 +702,6 @@ def test_a_file_that_could_not_be_opened_is_tried_again(make_server, unprivilege
         write(os.path.join(root, "p%d.png" % i), tiny("png", 300 + i, size=12))
     locked = os.path.join(root, "p2.png")
     os.chmod(locked, 0)
-    if kw:
-        os.makedirs(kw["home"])
-        subprocess.run(["chown", "nobody:nogroup", kw["home"]], check=True)
     s = make_server("--library", root, "--library-settle", "0", "--library-rescan", "0", **kw).start()
     lib = wait_scanned(s, "photos")
     assert lib["images"] == 2, lib
